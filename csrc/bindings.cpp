@@ -1,0 +1,250 @@
+// bindings.cpp - wav2small._engine: the C engine for Python (the only C++ file).
+//
+// Thin on purpose: converts arrays, releases the GIL around engine calls, maps each w2s_status
+// to an exception of wav2small.errors, and exposes the model's layout, tensors and stage trace
+// for the writer (training/export.py) and the bit-exact tests (wav2small/_reference.py).
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+extern "C" {
+#include "requant.h"
+#include "w2s.h"
+#include "w2s_internal.h"
+}
+
+namespace py = pybind11;
+
+#define W2S_STR_(x) #x
+#define W2S_STR(x) W2S_STR_(x)
+
+namespace {
+
+[[noreturn]] void raise_status(w2s_status st, const std::string &context) {
+    const char *cls = "Wav2SmallError";
+    switch (st) {
+    case W2S_ERR_TRUNCATED: cls = "ModelTruncatedError"; break;
+    case W2S_ERR_MAGIC: cls = "NotAModelError"; break;
+    case W2S_ERR_VERSION: cls = "ModelVersionError"; break;
+    case W2S_ERR_CHECKSUM: cls = "ModelChecksumError"; break;
+    case W2S_ERR_FORMAT: cls = "ModelFormatError"; break;
+    case W2S_ERR_TOO_SHORT: cls = "AudioTooShortError"; break;
+    case W2S_ERR_TOO_LONG: cls = "AudioTooLongError"; break;
+    default: break;
+    }
+    py::object exc = py::module_::import("wav2small.errors").attr(cls);
+    std::string msg = context + ": " + w2s_status_str(st) + " (status " + std::to_string(int(st)) + ")";
+    PyErr_SetString(exc.ptr(), msg.c_str());
+    throw py::error_already_set();
+}
+
+const char *dtype_name(w2s_dtype dt) {
+    switch (dt) {
+    case W2S_DT_I8: return "int8";
+    case W2S_DT_I16: return "int16";
+    case W2S_DT_U16: return "uint16";
+    case W2S_DT_I32: return "int32";
+    case W2S_DT_U32: return "uint32";
+    }
+    return "?";
+}
+
+std::string tensor_name(const w2s_tensor *t) {
+    std::string name(t->name);
+    if (t->layer > 0) name = "l" + std::to_string(t->layer) + name.substr(name.find('.'));
+    return name;
+}
+
+w2s_config config_from_dict(const py::dict &d) {
+    w2s_config c;
+    c.sample_rate = d["sample_rate"].cast<int32_t>();
+    c.n_fft = d["n_fft"].cast<int32_t>();
+    c.hop = d["hop"].cast<int32_t>();
+    c.n_mels = d["n_mels"].cast<int32_t>();
+    c.channels = d["channels"].cast<int32_t>();
+    c.n_layers = d["n_layers"].cast<int32_t>();
+    c.pool_after = d["pool_after"].cast<int32_t>();
+    c.n_outputs = d["n_outputs"].cast<int32_t>();
+    c.out_frac_bits = d["out_frac_bits"].cast<int32_t>();
+    return c;
+}
+
+py::dict config_to_dict(const w2s_config &c) {
+    py::dict d;
+    d["sample_rate"] = c.sample_rate;
+    d["n_fft"] = c.n_fft;
+    d["hop"] = c.hop;
+    d["n_mels"] = c.n_mels;
+    d["channels"] = c.channels;
+    d["n_layers"] = c.n_layers;
+    d["pool_after"] = c.pool_after;
+    d["n_outputs"] = c.n_outputs;
+    d["out_frac_bits"] = c.out_frac_bits;
+    return d;
+}
+
+using pcm_array = py::array_t<int16_t, py::array::c_style | py::array::forcecast>;
+
+// A parsed model that owns a 4-byte-aligned copy of its file.
+class Model {
+  public:
+    explicit Model(py::bytes data) {
+        std::string s = data;
+        buf_.resize((s.size() + 3) / 4);
+        if (!s.empty()) std::memcpy(buf_.data(), s.data(), s.size());
+        len_ = s.size();
+        w2s_status st = w2s_model_init(&m_, buf_.data(), len_);
+        if (st != W2S_OK) raise_status(st, "cannot load model");
+    }
+
+    py::dict config() const { return config_to_dict(m_.config); }
+    size_t nbytes() const { return len_; }
+    size_t arena_size(size_t n) const { return w2s_arena_size(&m_, n); }
+
+    // int16 PCM -> int32 outputs (fixed point); the GIL is released while the engine runs.
+    py::array_t<int32_t> predict(const pcm_array &pcm) const {
+        w2s_output out = run(pcm, nullptr, nullptr);
+        py::array_t<int32_t> r(out.n_outputs);
+        std::memcpy(r.mutable_data(), out.value, sizeof(int32_t) * size_t(out.n_outputs));
+        return r;
+    }
+
+    // Every stage output of one run, in order: a list of (stage, layer, array).
+    py::list trace(const pcm_array &pcm) const {
+        py::list stages;
+        run(pcm, &Model::collect, &stages);
+        return stages;
+    }
+
+    // Copies of every tensor in the file, by name (the writer's own view of what it wrote).
+    py::dict tensors() const {
+        struct ctx_t { const uint8_t *base; py::dict out; } ctx{reinterpret_cast<const uint8_t *>(buf_.data()), {}};
+        w2s_layout(&m_.config, [](void *u, const w2s_tensor *t) {
+            auto *c = static_cast<ctx_t *>(u);
+            std::vector<py::ssize_t> shape(t->dims, t->dims + t->ndim);
+            py::array a(py::dtype(dtype_name(t->dtype)), shape);
+            std::memcpy(a.mutable_data(), c->base + t->offset, t->bytes);
+            c->out[py::str(tensor_name(t))] = a;
+        }, &ctx);
+        return ctx.out;
+    }
+
+  private:
+    w2s_output run(const pcm_array &pcm, w2s_trace_fn fn, void *user) const {
+        if (pcm.ndim() != 1) throw py::value_error("pcm must be 1-D");
+        const size_t n = size_t(pcm.shape(0));
+        const size_t need = w2s_arena_size(&m_, n);
+        std::vector<uint64_t> arena(need / 8 + 1);
+        w2s_output out;
+        w2s_status st;
+        if (fn) {  // the trace builds Python objects, so it keeps the GIL
+            st = w2s_forward(&m_, pcm.data(), n, arena.data(), need, &out, fn, user);
+        } else {
+            py::gil_scoped_release nogil;
+            st = w2s_forward(&m_, pcm.data(), n, arena.data(), need, &out, nullptr, nullptr);
+        }
+        if (st != W2S_OK) raise_status(st, "cannot run on " + std::to_string(n) + " samples");
+        return out;
+    }
+
+    static void collect(void *user, w2s_trace_stage stage, int32_t layer, const void *data,
+                        int32_t d0, int32_t d1, int32_t d2) {
+        static const char *names[] = {"prenorm", "logmel", "conv", "pool", "pooled", "gram", "output"};
+        auto *stages = static_cast<py::list *>(user);
+        std::vector<py::ssize_t> shape;
+        for (int32_t d : {d0, d1, d2})
+            if (d > 0) shape.push_back(d);
+        const char *dt = "int32";
+        if (stage == W2S_TRACE_LOGMEL || stage == W2S_TRACE_POOLED || stage == W2S_TRACE_GRAM) dt = "int16";
+        if (stage == W2S_TRACE_CONV || stage == W2S_TRACE_POOL) dt = "int8";
+        py::array a(py::dtype(dt), shape);
+        std::memcpy(a.mutable_data(), data, size_t(a.nbytes()));
+        stages->append(py::make_tuple(names[stage], layer, a));
+    }
+
+    std::vector<uint32_t> buf_;
+    size_t len_ = 0;
+    w2s_model m_{};
+};
+
+// Elementwise wrappers of the rounding rules, for the edge sweeps of the tests.
+template <typename F>
+py::array_t<int64_t> map3(py::array_t<int64_t> a, py::array_t<int64_t> b, py::array_t<int64_t> c, F f) {
+    auto x = a.unchecked<1>();
+    auto y = b.unchecked<1>();
+    auto z = c.unchecked<1>();
+    if (x.shape(0) != y.shape(0) || x.shape(0) != z.shape(0)) throw py::value_error("length mismatch");
+    py::array_t<int64_t> r(x.shape(0));
+    auto o = r.mutable_unchecked<1>();
+    for (py::ssize_t i = 0; i < x.shape(0); i++) o(i) = f(x(i), y(i), z(i));
+    return r;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_engine, m) {
+    m.doc() = "wav2small C engine (int8 Wav2Small inference); use wav2small.Model instead";
+    m.attr("__version__") = W2S_STR(VERSION_INFO);  // a stale build shows up as a version mismatch
+    m.attr("FORMAT_MAGIC") = W2S_FORMAT_MAGIC;
+    m.attr("FORMAT_VERSION") = W2S_FORMAT_VERSION;
+    m.attr("HEADER_BYTES") = W2S_HEADER_BYTES;
+    m.attr("MAX_SAMPLES") = W2S_MAX_SAMPLES;
+    m.attr("MAX_FRAMES") = W2S_MAX_FRAMES;
+    m.attr("Q_PCM") = W2S_Q_PCM;
+    m.attr("Q_TRIG") = W2S_Q_TRIG;
+    m.attr("Q_LOG") = W2S_Q_LOG;
+    m.attr("Q_DB") = W2S_Q_DB;
+    m.attr("Q_EXP_LUT") = W2S_Q_EXP_LUT;
+    m.attr("Q_EXP") = W2S_Q_EXP;
+    m.attr("EXP_LUT_SIZE") = W2S_EXP_LUT_SIZE;
+
+    py::class_<Model>(m, "Model", "A validated model (copy of the file bytes) and the engine that runs it.")
+        .def(py::init<py::bytes>(), py::arg("data"), "Parse and validate a model; raises a ModelError subclass.")
+        .def_property_readonly("config", &Model::config, "Configuration from the file header.")
+        .def_property_readonly("nbytes", &Model::nbytes, "Size of the model file in bytes.")
+        .def("arena_size", &Model::arena_size, py::arg("n_samples"), "Arena bytes for a clip (0: length out of range).")
+        .def("predict", &Model::predict, py::arg("pcm"), "int16 PCM -> int32 outputs in fixed point (GIL released).")
+        .def("trace", &Model::trace, py::arg("pcm"), "Run and return every stage output: [(stage, layer, array)].")
+        .def("tensors", &Model::tensors, "Copies of every tensor of the file, by name.");
+
+    m.def("layout", [](const py::dict &config) {
+        w2s_config c = config_from_dict(config);
+        py::list out;
+        size_t end = w2s_layout(&c, [](void *u, const w2s_tensor *t) {
+            std::vector<py::ssize_t> shape(t->dims, t->dims + t->ndim);
+            static_cast<py::list *>(u)->append(py::make_tuple(tensor_name(t), dtype_name(t->dtype), py::tuple(py::cast(shape)), t->offset));
+        }, &out);
+        return py::make_tuple(out, end);
+    }, py::arg("config"), "File layout for a config: ([(name, dtype, shape, offset)], end offset before the CRC).");
+
+    m.def("crc32", [](py::bytes data) {
+        std::string s = data;
+        return w2s_crc32(reinterpret_cast<const uint8_t *>(s.data()), s.size());
+    }, py::arg("data"));
+    m.def("requantize", [](py::array_t<int64_t> acc, py::array_t<int64_t> mult, py::array_t<int64_t> shift) {
+        return map3(acc, mult, shift, [](int64_t a, int64_t mu, int64_t s) {
+            return int64_t(w2s_requantize(int32_t(a), int32_t(mu), int32_t(s)));
+        });
+    }, "w2s_requantize elementwise (int32 inputs carried in int64 arrays).");
+    m.def("rshift_round", [](py::array_t<int64_t> x, py::array_t<int64_t> s) {
+        return map3(x, s, s, [](int64_t a, int64_t sh, int64_t) { return w2s_rshift_round(a, int(sh)); });
+    });
+    m.def("div_round", [](py::array_t<int64_t> x, py::array_t<int64_t> d) {
+        return map3(x, d, d, [](int64_t a, int64_t b, int64_t) { return w2s_div_round(a, b); });
+    });
+    m.def("log2_q16", [](py::array_t<uint64_t> v) {
+        auto x = v.unchecked<1>();
+        py::array_t<int64_t> r(x.shape(0));
+        auto o = r.mutable_unchecked<1>();
+        for (py::ssize_t i = 0; i < x.shape(0); i++) {
+            if (x(i) == 0) throw py::value_error("log2_q16 needs v >= 1");
+            o(i) = w2s_log2_q16(x(i));
+        }
+        return r;
+    });
+    m.def("status_str", [](int st) { return std::string(w2s_status_str(w2s_status(st))); });
+}

@@ -1,0 +1,158 @@
+/*
+ * engine.c - the forward pass of a whole clip, and its arena.
+ *
+ * Reads like Wav2Small.forward: prenorm -> log-mel -> conv layers (max-pool after one of them)
+ * -> vox pooling -> Gram -> head. Activations live in two ping-pong maps of the arena; every
+ * kernel works on rows, so a streaming engine can feed the same kernels from line buffers.
+ */
+#include "w2s_internal.h"
+
+/* ---- arena ------------------------------------------------------------------------------------ */
+
+typedef struct {
+    int16_t *logmel;  /* (T, F) */
+    int8_t  *map[2];  /* (T, F, C) each: ping-pong activations */
+    void    *scratch; /* front-end frame scratch */
+    void    *vox;     /* online softmax state */
+    int16_t *pooled;  /* (C, F') */
+    int16_t *gram;    /* (C, C) */
+} arena_slices;
+
+static size_t align8(size_t n) { return (n + 7u) & ~(size_t)7u; }
+
+static size_t n_frames(const w2s_config *c, size_t n) {
+    return n < (size_t)c->n_fft ? 0 : (n - (size_t)c->n_fft) / (size_t)c->hop + 1;
+}
+
+/* One function sizes and places the slices (base NULL: size only), so the two can't drift. */
+static size_t plan(const w2s_config *c, size_t n, uint8_t *base, arena_slices *s) {
+    const size_t T = n_frames(c, n), F = (size_t)c->n_mels, C = (size_t)c->channels;
+    const size_t F2 = (F + 1) / 2;
+    size_t off = 0, sizes[7], i;
+    void *p[7];
+    sizes[0] = T * F * sizeof(int16_t);
+    sizes[1] = sizes[2] = T * F * C;
+    sizes[3] = w2s_logmel_scratch_bytes(c);
+    sizes[4] = w2s_vox_state_bytes(c);
+    sizes[5] = C * F2 * sizeof(int16_t);
+    sizes[6] = C * C * sizeof(int16_t);
+    for (i = 0; i < 7; i++) {
+        p[i] = base ? base + off : NULL;
+        off += align8(sizes[i]);
+    }
+    if (s) {
+        s->logmel = (int16_t *)p[0];
+        s->map[0] = (int8_t *)p[1];
+        s->map[1] = (int8_t *)p[2];
+        s->scratch = p[3];
+        s->vox = p[4];
+        s->pooled = (int16_t *)p[5];
+        s->gram = (int16_t *)p[6];
+    }
+    return off;
+}
+
+size_t w2s_arena_size(const w2s_model *m, size_t n) {
+    if (!m || n < (size_t)m->config.n_fft || n > (size_t)W2S_MAX_SAMPLES ||
+        n_frames(&m->config, n) > (size_t)W2S_MAX_FRAMES)
+        return 0;
+    return plan(&m->config, n, NULL, NULL);
+}
+
+/* ---- forward ------------------------------------------------------------------------------------ */
+
+/* Input rows t-1, t, t+1 of a (T, row) map; NULL outside [0, T). */
+#define ROWS3(rows, base, t, T, row)                                   \
+    do {                                                               \
+        (rows)[0] = (t) > 0 ? (base) + (size_t)((t)-1) * (row) : NULL;         \
+        (rows)[1] = (base) + (size_t)(t) * (row);                              \
+        (rows)[2] = (t) + 1 < (T) ? (base) + (size_t)((t) + 1) * (row) : NULL; \
+    } while (0)
+
+w2s_status w2s_forward(const w2s_model *m, const int16_t *pcm, size_t n, void *arena,
+                       size_t arena_len, w2s_output *out, w2s_trace_fn trace, void *user) {
+    const w2s_config *c;
+    const w2s_weights *w;
+    arena_slices a;
+    w2s_prenorm pn;
+    w2s_vox_state vox;
+    int32_t T, F, C, t, l, cur = 0;
+
+    if (!m || !pcm || !out) return W2S_ERR_ARG;
+    c = &m->config;
+    w = &m->w;
+    if (n < (size_t)c->n_fft) return W2S_ERR_TOO_SHORT;
+    if (n > (size_t)W2S_MAX_SAMPLES || n_frames(c, n) > (size_t)W2S_MAX_FRAMES) return W2S_ERR_TOO_LONG;
+    if (!arena || ((uintptr_t)arena & 7u) || arena_len < plan(c, n, NULL, NULL)) return W2S_ERR_ARENA;
+    plan(c, n, (uint8_t *)arena, &a);
+    T = (int32_t)n_frames(c, n);
+    F = c->n_mels;
+    C = c->channels;
+
+    /* prenorm statistics of the whole clip: x - mean, / sqrt(mean(x^2) + eps) */
+    pn = w2s_prenorm_s16(w, pcm, n);
+    if (trace) trace(user, W2S_TRACE_PRENORM, 0, &pn, 2, 0, 0);
+
+    /* log-mel = 10 log10(max(melW . |STFT|^2, amin)), one frame per hop */
+    for (t = 0; t < T; t++)
+        w2s_logmel_frame_s16(c, w, &pn, pcm + (size_t)t * (size_t)c->hop, a.scratch,
+                             a.logmel + (size_t)t * (size_t)F);
+    if (trace) trace(user, W2S_TRACE_LOGMEL, 0, a.logmel, T, F, 0);
+
+    for (l = 1; l <= c->n_layers; l++) {
+        const w2s_conv_layer *L = &w->layer[l - 1];
+        int8_t *dst = a.map[cur];
+        /* = F.relu(bn(conv(x))) with BatchNorm folded into the weights */
+        if (l == 1) {
+            for (t = 0; t < T; t++) {
+                const int16_t *rows[3];
+                ROWS3(rows, a.logmel, t, T, F);
+                w2s_conv3x3_row_s16(L, F, C, rows, dst + (size_t)t * (size_t)(F * C));
+            }
+        } else {
+            const int8_t *src = a.map[1 - cur];
+            for (t = 0; t < T; t++) {
+                const int8_t *rows[3];
+                ROWS3(rows, src, t, T, F * C);
+                w2s_conv3x3_row_s8(L, F, C, C, rows, dst + (size_t)t * (size_t)(F * C));
+            }
+        }
+        if (trace) trace(user, W2S_TRACE_CONV, l, dst, T, F, C);
+        cur = 1 - cur;
+
+        if (l == c->pool_after) { /* = F.max_pool2d(x, 3, 2, 1) */
+            const int8_t *src = a.map[1 - cur];
+            const int32_t T2 = (T + 1) / 2, F2 = (F + 1) / 2;
+            const size_t row = (size_t)(F * C);
+            dst = a.map[cur];
+            for (t = 0; t < T2; t++) {
+                const int8_t *rows[3];
+                rows[0] = t > 0 ? src + (size_t)(2 * t - 1) * row : NULL;
+                rows[1] = src + (size_t)(2 * t) * row;
+                rows[2] = 2 * t + 1 < T ? src + (size_t)(2 * t + 1) * row : NULL;
+                w2s_maxpool_row_s8(F, C, rows, dst + (size_t)t * (size_t)(F2 * C));
+            }
+            T = T2;
+            F = F2;
+            if (trace) trace(user, W2S_TRACE_POOL, l, dst, T, F, C);
+            cur = 1 - cur;
+        }
+    }
+
+    /* vox pooling: P = sum_t lin(x) * softmax_t(sof(x)); then G = P P^T */
+    w2s_vox_init(c, a.vox, &vox);
+    for (t = 0; t < T; t++) w2s_vox_push_s8(c, w, &vox, a.map[1 - cur] + (size_t)t * (size_t)(F * C));
+    w2s_vox_finish(c, w, &vox, a.pooled, a.gram);
+    if (trace) trace(user, W2S_TRACE_POOLED, 0, a.pooled, C, F, 0);
+    if (trace) trace(user, W2S_TRACE_GRAM, 0, a.gram, C, C, 0);
+
+    /* = adv(cat([P, G]).flatten()) */
+    w2s_head(c, w, a.pooled, a.gram, out);
+    if (trace) trace(user, W2S_TRACE_OUTPUT, 0, out->value, c->n_outputs, 0, 0);
+    return W2S_OK;
+}
+
+w2s_status w2s_predict_s16(const w2s_model *m, const int16_t *pcm, size_t n, void *arena,
+                           size_t arena_len, w2s_output *out) {
+    return w2s_forward(m, pcm, n, arena, arena_len, out, NULL, NULL);
+}

@@ -1,0 +1,33 @@
+/*
+ * head.c - the linear head on [P, G] (= model.adv), int16 weights and features.
+ *
+ * Feature i = c * (F' + C) + j is P[c][j] for j < F' and G[c][j - F'] otherwise (the flatten order
+ * of the float model). P and G have their own scales, so each output sums the two parts apart:
+ *   a_p = sum W * P, a_g = sum W * G        int64: 64 * 128 terms of 2^30 < 2^43
+ *   out = requantize(round(a_p / 2^pre_p)) + requantize(round(a_g / 2^pre_g)) + bias
+ * in output units (value / 2^out_frac_bits).
+ */
+#include "requant.h"
+#include "w2s_internal.h"
+
+void w2s_head(const w2s_config *c, const w2s_weights *w, const int16_t *pooled,
+              const int16_t *gram, w2s_output *out) {
+    const int32_t C = c->channels, F2 = (c->n_mels + 1) / 2, row = F2 + C;
+    int32_t k, ch, j;
+    for (k = 0; k < c->n_outputs; k++) {
+        const int16_t *wk = w->head_w + (size_t)k * C * row;
+        int64_t ap = 0, ag = 0, y;
+        int32_t p32, g32;
+        for (ch = 0; ch < C; ch++) {
+            for (j = 0; j < F2; j++) ap += (int64_t)wk[ch * row + j] * pooled[ch * F2 + j];
+            for (j = 0; j < C; j++) ag += (int64_t)wk[ch * row + F2 + j] * gram[ch * C + j];
+        }
+        p32 = w2s_sat32(w2s_rshift_round(ap, w->head_pre_shift_p));
+        g32 = w2s_sat32(w2s_rshift_round(ag, w->head_pre_shift_g));
+        y = (int64_t)w2s_requantize(p32, w->head_mult_p[k], w->head_shift_p[k]) +
+            w2s_requantize(g32, w->head_mult_g[k], w->head_shift_g[k]) + w->head_b[k];
+        out->value[k] = w2s_sat32(y);
+    }
+    out->n_outputs = c->n_outputs;
+    out->frac_bits = c->out_frac_bits;
+}

@@ -1,0 +1,168 @@
+/*
+ * w2s.h - Wav2Small speech emotion recognition, int8 inference engine (C99, no malloc, no FPU).
+ *
+ * Usage:
+ *
+ *     #include "w2s.h"
+ *
+ *     w2s_model model;                                   // parsed view of a model buffer
+ *     w2s_status st = w2s_model_init(&model, buf, len);  // buf: a .w2s file in memory, or the
+ *     if (st != W2S_OK) puts(w2s_status_str(st));        //      array of a generated model header
+ *
+ *     size_t need = w2s_arena_size(&model, n_samples);   // bytes of working memory for this clip
+ *     w2s_output out;
+ *     st = w2s_predict_s16(&model, pcm, n_samples, arena, need, &out);
+ *     // out.value[0..2] / 2^out.frac_bits = arousal, dominance, valence
+ *
+ * Thread safety: a w2s_model is read-only after w2s_model_init, so any number of threads may run
+ * w2s_predict_s16 on one model at once, each with its own arena.
+ *
+ * Memory: the engine never allocates. The model buffer must stay alive and unchanged while the
+ * w2s_model is used (the model points into it) and be 4-byte aligned; the arena is caller memory
+ * of at least w2s_arena_size() bytes, 8-byte aligned. Every constant the engine needs (window,
+ * DFT table, mel filterbank, exp table, scales, multipliers and shifts) comes from the model
+ * buffer; docs/format.md specifies it and docs/numerics.md the integer arithmetic.
+ */
+#ifndef W2S_H
+#define W2S_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define W2S_FORMAT_MAGIC    0x4D533257u /* "W2SM" read as a little-endian uint32 */
+#define W2S_FORMAT_VERSION  1           /* the format version this engine reads */
+#define W2S_HEADER_BYTES    64          /* fixed header size of format version 1 */
+
+/* Limits of this engine; a model beyond them is rejected with W2S_ERR_FORMAT. */
+#define W2S_MAX_LAYERS      16
+#define W2S_MAX_CHANNELS    64
+#define W2S_MAX_MELS        128
+#define W2S_MAX_FFT         512
+#define W2S_MAX_OUTPUTS     16
+#define W2S_MAX_SAMPLES     (1L << 24)  /* 17.5 min at 16 kHz: keeps the prenorm sums in 64 bits */
+
+/* Fixed-point conventions of format version 1 (docs/numerics.md). */
+#define W2S_Q_PCM           4   /* prenorm works on (pcm * 2^4 - mean), mean in the same units */
+#define W2S_Q_TRIG          15  /* window and cosine tables */
+#define W2S_Q_LOG           16  /* log2 values */
+#define W2S_Q_DB            8   /* log-mel in dB, the input of layer 1 (int16) */
+#define W2S_Q_EXP_LUT       30  /* exp2 table entries */
+#define W2S_Q_EXP           20  /* softmax weights of vox pooling */
+#define W2S_EXP_LUT_SIZE    65  /* 2^(-i/64) for i = 0..64 */
+
+typedef enum {
+    W2S_OK              =  0,  /**< success */
+    W2S_ERR_ARG         = -1,  /**< NULL pointer or misaligned buffer */
+    W2S_ERR_TRUNCATED   = -2,  /**< model buffer shorter than its header says */
+    W2S_ERR_MAGIC       = -3,  /**< not a wav2small model (bad magic) */
+    W2S_ERR_VERSION     = -4,  /**< model format version this engine does not read */
+    W2S_ERR_CHECKSUM    = -5,  /**< CRC-32 of the model does not match */
+    W2S_ERR_FORMAT      = -6,  /**< inconsistent header, size or value out of range */
+    W2S_ERR_ARENA       = -7,  /**< arena NULL, misaligned or smaller than w2s_arena_size() */
+    W2S_ERR_TOO_SHORT   = -8,  /**< fewer samples than one STFT frame (n_fft) */
+    W2S_ERR_TOO_LONG    = -9   /**< more than W2S_MAX_SAMPLES samples */
+} w2s_status;
+
+/* Model configuration, read from the file header. */
+typedef struct {
+    int32_t sample_rate;   /* Hz the model expects */
+    int32_t n_fft;         /* STFT size = window length */
+    int32_t hop;           /* STFT hop */
+    int32_t n_mels;        /* mel bands F */
+    int32_t channels;      /* conv width C */
+    int32_t n_layers;      /* conv3x3 layers */
+    int32_t pool_after;    /* max-pool follows this layer (1-based) */
+    int32_t n_outputs;     /* outputs (3: arousal, dominance, valence) */
+    int32_t out_frac_bits; /* output value = value / 2^out_frac_bits */
+} w2s_config;
+
+typedef struct {
+    int32_t value[W2S_MAX_OUTPUTS]; /* fixed point, n_outputs of them */
+    int32_t n_outputs;
+    int32_t frac_bits;              /* value[i] / 2^frac_bits is the real output */
+} w2s_output;
+
+/* ---- private: views into the model buffer, filled by w2s_model_init (do not touch) -------- */
+typedef struct {
+    int32_t input_offset, output_offset, act_min, act_max; /* TFLM signs: offset = -zp_in, +zp_out */
+    const int8_t  *w;       /* (C_out, 3, 3, C_in) */
+    const int32_t *bias;    /* (C_out) */
+    const int32_t *mult;    /* (C_out) */
+    const int32_t *shift;   /* (C_out) */
+} w2s_conv_layer;
+
+typedef struct {
+    /* front end */
+    int32_t pcm_eps;        /* prenorm epsilon in (pcm * 2^Q_PCM)^2 units */
+    int32_t mel_shift;      /* mel weights are real * 2^mel_shift */
+    int32_t pow_bits;       /* power spectrum is shifted to at most this many bits before the mel sum */
+    int32_t log_floor;      /* log2(amin) in Q_LOG */
+    int32_t db_mult, db_shift; /* log2 Q_LOG -> dB Q_DB */
+    const int16_t  *window; /* (n_fft) Q_TRIG */
+    const int16_t  *cosine; /* (n_fft) Q_TRIG, cos(2 pi i / n_fft) */
+    const uint16_t *mel;    /* (n_mels, n_bins) */
+    /* conv stack */
+    w2s_conv_layer layer[W2S_MAX_LAYERS];
+    /* vox pooling */
+    int32_t vox_input_offset;
+    int32_t gram_shift;     /* Gram accumulators -> int16 by this rounding right shift */
+    const int8_t  *lin_w;   /* (C, C) values */
+    const int32_t *lin_b;   /* (C) */
+    const int8_t  *sof_w;   /* (C, C) scores */
+    const int32_t *sof_b;   /* (C) */
+    const int32_t *sof_mult, *sof_shift;   /* (C) score accumulator -> log2 Q_LOG */
+    const int32_t *pool_mult, *pool_shift; /* (C) pooled accumulator -> int16 */
+    const uint32_t *exp_lut;               /* (W2S_EXP_LUT_SIZE) Q_EXP_LUT */
+    /* head: outputs from the pooled part P and the Gram part G */
+    int32_t head_pre_shift_p, head_pre_shift_g; /* int64 sums -> int32 */
+    const int16_t *head_w;  /* (n_outputs, C, F' + C) */
+    const int32_t *head_b;  /* (n_outputs) in output units */
+    const int32_t *head_mult_p, *head_shift_p; /* (n_outputs) */
+    const int32_t *head_mult_g, *head_shift_g; /* (n_outputs) */
+} w2s_weights;
+/* ------------------------------------------------------------------------------------------- */
+
+typedef struct {
+    w2s_config  config;   /* public, read-only */
+    w2s_weights w;        /* private */
+} w2s_model;
+
+/**
+ * Parse and validate a model buffer (format version 1) without copying it.
+ * @param[out] model  filled on success, untouched on failure
+ * @param[in]  buf    model bytes, 4-byte aligned, alive while model is used
+ * @param[in]  len    bytes in buf
+ * @return W2S_OK, W2S_ERR_ARG, W2S_ERR_TRUNCATED, W2S_ERR_MAGIC, W2S_ERR_VERSION,
+ *         W2S_ERR_CHECKSUM or W2S_ERR_FORMAT
+ */
+w2s_status  w2s_model_init(w2s_model *model, const void *buf, size_t len);
+
+/**
+ * Bytes of arena w2s_predict_s16 needs for a clip of n_samples; 0 if n_samples is out of range
+ * (fewer than n_fft or more than W2S_MAX_SAMPLES).
+ */
+size_t      w2s_arena_size(const w2s_model *model, size_t n_samples);
+
+/**
+ * Run the whole model on one clip of mono int16 PCM at config.sample_rate.
+ * @param[in]  model      initialised model
+ * @param[in]  pcm        n_samples samples
+ * @param[in]  arena      working memory, 8-byte aligned, arena_len >= w2s_arena_size()
+ * @param[out] out        outputs in fixed point
+ * @return W2S_OK, W2S_ERR_ARG, W2S_ERR_ARENA, W2S_ERR_TOO_SHORT or W2S_ERR_TOO_LONG
+ */
+w2s_status  w2s_predict_s16(const w2s_model *model, const int16_t *pcm, size_t n_samples,
+                            void *arena, size_t arena_len, w2s_output *out);
+
+/** A short English description of a status code (never NULL). */
+const char *w2s_status_str(w2s_status status);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* W2S_H */

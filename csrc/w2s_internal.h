@@ -1,0 +1,116 @@
+/*
+ * w2s_internal.h - the engine's stages, its model-file layout and its trace hook.
+ *
+ * Not part of the public API: the Python binding uses it to expose every stage for the
+ * bit-exact tests against wav2small/_reference.py, and the stage files implement it.
+ * Layout of every activation: [T][F][C], channels innermost.
+ */
+#ifndef W2S_INTERNAL_H
+#define W2S_INTERNAL_H
+
+#include "w2s.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define W2S_MAX_FRAMES (1L << 20) /* STFT frames; bounds the vox-pooling sums (vox.c) */
+
+/* ---- model file layout (format.c) ---------------------------------------------------------- */
+
+typedef enum { W2S_DT_I8, W2S_DT_I16, W2S_DT_U16, W2S_DT_I32, W2S_DT_U32 } w2s_dtype;
+
+typedef struct {
+    const char *name;     /* e.g. "window", "conv.w"; conv tensors carry their layer */
+    int32_t     layer;    /* 1-based conv layer, 0 for tensors outside the conv stack */
+    w2s_dtype   dtype;
+    int32_t     ndim;
+    int32_t     dims[4];
+    size_t      offset;   /* bytes from the start of the file, a multiple of 4 */
+    size_t      bytes;
+} w2s_tensor;
+
+typedef void (*w2s_tensor_fn)(void *user, const w2s_tensor *tensor);
+
+/* Walk the tensors of a model with this config in file order; returns the offset just past the
+ * last tensor (where the CRC-32 goes). The config must already be range-checked. */
+size_t w2s_layout(const w2s_config *config, w2s_tensor_fn visit, void *user);
+
+/* CRC-32 (IEEE 802.3, as zlib.crc32) of n bytes. */
+uint32_t w2s_crc32(const uint8_t *data, size_t n);
+
+/* ---- front end (frontend.c) ------------------------------------------------------------------- */
+
+typedef struct {
+    int32_t mean;     /* mean of pcm * 2^Q_PCM, rounded */
+    int32_t log2_var; /* log2(variance + eps) in Q_LOG, variance in (pcm * 2^Q_PCM)^2 units */
+} w2s_prenorm;
+
+/* Mean and variance of the whole clip (the prenorm of the float model, as a log offset). */
+w2s_prenorm w2s_prenorm_s16(const w2s_weights *w, const int16_t *pcm, size_t n);
+
+/* log2(v) in Q_LOG for v >= 1: MSB position plus 16 fraction bits by repeated squaring. */
+int32_t w2s_log2_q16(uint64_t v);
+
+/* One frame: n_fft samples -> n_mels log-mel values in dB Q_DB. scratch: n_fft int32 + n_bins
+ * uint64 (w2s_logmel_scratch_bytes). */
+void w2s_logmel_frame_s16(const w2s_config *c, const w2s_weights *w, const w2s_prenorm *pn,
+                          const int16_t *frame, void *scratch, int16_t *out);
+size_t w2s_logmel_scratch_bytes(const w2s_config *c);
+
+/* ---- conv stack (conv.c, pool.c) -------------------------------------------------------------- */
+
+/* One output row of conv3x3 (stride 1, pad 1) + requantize + clamp. rows[0..2] are input rows
+ * t-1, t, t+1, NULL where the row is padding. Layer 1 reads int16 log-mel, later layers int8. */
+void w2s_conv3x3_row_s16(const w2s_conv_layer *l, int32_t f, int32_t c_out,
+                         const int16_t *const rows[3], int8_t *out);
+void w2s_conv3x3_row_s8(const w2s_conv_layer *l, int32_t f, int32_t c_in, int32_t c_out,
+                        const int8_t *const rows[3], int8_t *out);
+
+/* One output row of max-pool 3x3, stride 2, pad 1 (padding never wins). rows as above. */
+void w2s_maxpool_row_s8(int32_t f_in, int32_t c, const int8_t *const rows[3], int8_t *out);
+
+/* ---- vox pooling, Gram, head (vox.c, head.c) ---------------------------------------------------- */
+
+/* Online softmax state per (channel, mel bin), index c * F' + f. */
+typedef struct {
+    int32_t *ref;   /* integer log2 reference: ceil of the largest score so far */
+    int64_t *sum;   /* sum of exp weights, Q_EXP, scaled by 2^-ref */
+    int64_t *acc;   /* sum of exp weight * value accumulator */
+    int32_t  n;     /* frames pushed */
+} w2s_vox_state;
+
+size_t w2s_vox_state_bytes(const w2s_config *c);
+void   w2s_vox_init(const w2s_config *c, void *mem, w2s_vox_state *s);
+void   w2s_vox_push_s8(const w2s_config *c, const w2s_weights *w, w2s_vox_state *s,
+                       const int8_t *row);
+/* Pooled values P (C, F') and Gram G (C, C), both int16. */
+void   w2s_vox_finish(const w2s_config *c, const w2s_weights *w, const w2s_vox_state *s,
+                      int16_t *pooled, int16_t *gram);
+void   w2s_head(const w2s_config *c, const w2s_weights *w, const int16_t *pooled,
+                const int16_t *gram, w2s_output *out);
+
+/* ---- forward pass with a trace hook (engine.c) ------------------------------------------------ */
+
+/* Stage outputs handed to a trace callback, in order; data stays valid only during the call. */
+typedef enum {
+    W2S_TRACE_PRENORM,  /* int32 (2): mean, log2_var */
+    W2S_TRACE_LOGMEL,   /* int16 (T, F) */
+    W2S_TRACE_CONV,     /* int8 (T, F, C) after layer `layer` */
+    W2S_TRACE_POOL,     /* int8 (T', F', C) */
+    W2S_TRACE_POOLED,   /* int16 (C, F') */
+    W2S_TRACE_GRAM,     /* int16 (C, C) */
+    W2S_TRACE_OUTPUT    /* int32 (n_outputs) */
+} w2s_trace_stage;
+
+typedef void (*w2s_trace_fn)(void *user, w2s_trace_stage stage, int32_t layer, const void *data,
+                             int32_t d0, int32_t d1, int32_t d2);
+
+w2s_status w2s_forward(const w2s_model *m, const int16_t *pcm, size_t n, void *arena,
+                       size_t arena_len, w2s_output *out, w2s_trace_fn trace, void *user);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* W2S_INTERNAL_H */

@@ -1,0 +1,50 @@
+"""Build of wav2small: the C engine as a static C99 library, the pybind11 binding on top.
+
+The C sources are compiled by build_clib with C flags only (Pybind11Extension would pass
+-std=c++NN to them), then linked into the one C++ file, csrc/bindings.cpp.
+"""
+import re
+from glob import glob
+
+from pybind11.setup_helpers import Pybind11Extension, build_ext
+from setuptools import find_packages, setup
+
+# the version is written once, in wav2small/__init__.py
+__version__ = re.search(r'__version__ = "([^"]+)"', open("wav2small/__init__.py").read()).group(1)
+
+C_SOURCES = sorted(f for f in glob("csrc/*.c") if not f.endswith(("w2s_cli.c", "test_w2s.c")))
+C_FLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-fPIC"]
+
+setup(
+    name="wav2small",
+    version=__version__,
+    description="Wav2Small speech emotion recognition (arousal, dominance, valence) with an int8 C engine",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.10",
+    packages=find_packages(include=["wav2small", "wav2small.*", "training", "training.*"]),
+    package_data={"wav2small": ["models/*.w2s", "models/*.md"]},
+    libraries=[("w2s", {"sources": C_SOURCES, "cflags": C_FLAGS, "include_dirs": ["csrc"]})],
+    ext_modules=[
+        Pybind11Extension(
+            "wav2small._engine",
+            ["csrc/bindings.cpp"],
+            include_dirs=["csrc"],
+            libraries=["w2s"],
+            define_macros=[("VERSION_INFO", __version__)],
+            cxx_std=17,
+        )
+    ],
+    cmdclass={"build_ext": build_ext},
+    install_requires=["numpy>=1.22", "soundfile>=0.12", "soxr>=0.3"],
+    extras_require={
+        "train": ["torch==2.13.0", "safetensors>=0.4", "onnx>=1.15", "onnxruntime>=1.17"],
+        "test": ["pytest>=7", "librosa>=0.10"],
+    },
+    entry_points={
+        "console_scripts": ["wav2small = wav2small.__main__:main"],
+        "wav2small.commands": ["convert = training.convert:register"],
+    },
+    zip_safe=False,
+)

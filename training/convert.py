@@ -1,0 +1,103 @@
+"""Convert float Wav2Small weights (safetensors with audEERING's key names) to a .w2s model.
+
+    python -m training.convert model.safetensors -o model.w2s [--header model.h] [--calib FILE_OR_DIR ...]
+    wav2small convert model.safetensors -o model.w2s          # the same, through the wav2small CLI
+
+Quantization is calibrated on speech: the files given with --calib (audio files or directories),
+or else the real speech of installed Debian packages (training.speech.debian_speech_files).
+Needs PyTorch (pip install 'wav2small[train]').
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".au"}
+
+
+def calibration_files(paths: List[str]) -> List[Path]:
+    """Audio files named directly or found (recursively, sorted) in the named directories."""
+    files: List[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in AUDIO_SUFFIXES)
+        elif p.exists():
+            files.append(p)
+        else:
+            raise FileNotFoundError(f"calibration path {p} does not exist")
+    return files
+
+
+def load_calibration(paths: List[str], limit: int = 64, seconds: float = 8.0) -> List[np.ndarray]:
+    """Up to `limit` clips of at most `seconds`, mono float32 at 16 kHz."""
+    from wav2small.audio import load
+
+    if paths:
+        files = calibration_files(paths)
+    else:
+        from .speech import debian_speech_files
+
+        files = debian_speech_files()
+    if not files:
+        raise SystemExit(
+            "no calibration speech: pass --calib FILES_OR_DIRS, or install Debian speech packages "
+            "(apt-get install pocketsphinx-testdata alsa-utils)"
+        )
+    step = max(1, len(files) // limit)
+    return [load(f)[: int(seconds * 16000)] for f in files[::step][:limit]]
+
+
+def convert(weights: str, out: str, header: Optional[str] = None, calib: Optional[List[str]] = None,
+            headroom: float = 2.0) -> bytes:
+    from .export import write_header, write_model
+    from .model import load_safetensors
+    from .quantize import quantize
+
+    model = load_safetensors(weights)
+    qm = quantize(model, load_calibration(calib or []), headroom=headroom)
+    data = write_model(qm, out)
+    if header:
+        write_header(data, header, name=Path(header).stem.replace("-", "_").replace(".", "_") + "_data")
+    return data
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("weights", help="float weights: model.safetensors with the published key names")
+    p.add_argument("-o", "--out", required=True, help="output .w2s file")
+    p.add_argument("--header", default=None, help="also write a C header with the model bytes")
+    p.add_argument("--calib", nargs="*", default=[], help="calibration audio files or directories")
+    p.add_argument("--headroom", type=float, default=2.0, help="range above the calibration maximum for pooled values")
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print("wav2small convert needs PyTorch: pip install 'wav2small[train]'", file=sys.stderr)
+        return 2
+    data = convert(args.weights, args.out, args.header, args.calib, args.headroom)
+    print(f"wrote {args.out} ({len(data)} bytes)" + (f" and {args.header}" if args.header else ""))
+    return 0
+
+
+def register(subparsers) -> None:
+    """Entry point of the wav2small CLI (group "wav2small.commands"); imports nothing heavy."""
+    p = subparsers.add_parser("convert", help="convert float safetensors weights to a .w2s model",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    p.set_defaults(func=_run)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.convert", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    return _run(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

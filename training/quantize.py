@@ -1,0 +1,200 @@
+"""Post-training quantization of a float Wav2Small into the engine's integer tensors.
+
+    model (float, eval) + calibration speech -> QuantizedModel(config, tensors)
+
+What is int8 and what is wider was decided by measured fidelity (docs/numerics.md):
+- front end: fixed point end to end (no calibration: it is scale-free after the prenorm);
+  log-mel reaches layer 1 as int16 dB in Q8 (no int8 step on a 100 dB range);
+- conv layers: int8 per-output-channel symmetric weights with BatchNorm folded in, int32 bias,
+  int8 activations (zero point -128 after ReLU, scale from the calibration maximum);
+- vox pooling: int8 1x1-conv weights, int32 values and scores, softmax in Q20 fixed point;
+  pooled values and Gram matrix int16 with `headroom` above the calibration maximum;
+- head: int16 weights, one scale per output and part (pooled / Gram).
+The exporter computes every multiplier and shift here; C never turns a float into one.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from wav2small import _engine
+
+from .model import Wav2Small, hann_periodic
+
+Q_PCM, Q_TRIG, Q_LOG, Q_DB = _engine.Q_PCM, _engine.Q_TRIG, _engine.Q_LOG, _engine.Q_DB
+OUT_FRAC_BITS = 16  # outputs are int32 in Q16
+
+
+class QuantizationError(ValueError):
+    """A model whose values do not fit the engine's integer ranges."""
+
+
+@dataclass
+class QuantizedModel:
+    config: dict                    # engine config (keys of w2s_config)
+    tensors: dict[str, np.ndarray]  # name -> array, names and dtypes of _engine.layout()
+    calibration: dict               # ranges seen during calibration, for the model card
+
+
+def quantize_multiplier(m: float) -> tuple[int, int]:
+    """Real multiplier -> (mult, shift) with m ~ mult * 2^(shift - 31), as TFLM encodes it."""
+    if not math.isfinite(m) or m < 0:
+        raise QuantizationError(f"multiplier {m} is not a finite non-negative number")
+    if m == 0.0:
+        return 0, 0
+    q, shift = math.frexp(m)
+    mult = round(q * (1 << 31))
+    if mult == 1 << 31:
+        mult //= 2
+        shift += 1
+    if shift < -31:  # below 2^-32: contributes nothing in int32 arithmetic
+        return 0, 0
+    if shift > 30:
+        raise QuantizationError(f"multiplier {m:g} is too large for the engine")
+    return mult, shift
+
+
+def _multipliers(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    pairs = [quantize_multiplier(float(v)) for v in np.ravel(m)]
+    return np.array([p[0] for p in pairs], np.int32), np.array([p[1] for p in pairs], np.int32)
+
+
+def _per_channel_int8(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric per-output-channel int8 in [-127, 127]; axis 0 is the output channel."""
+    amax = np.abs(w.reshape(w.shape[0], -1)).max(axis=1)
+    scale = np.where(amax > 0, amax / 127.0, 1.0)
+    q = np.clip(np.rint(w / scale.reshape((-1,) + (1,) * (w.ndim - 1))), -127, 127).astype(np.int8)
+    return q, scale
+
+
+def _int16_symmetric(w: np.ndarray) -> tuple[np.ndarray, float]:
+    amax = float(np.abs(w).max())
+    scale = amax / 32767.0 if amax > 0 else 1.0
+    return np.clip(np.rint(w / scale), -32767, 32767).astype(np.int16), scale
+
+
+def _bias(b: np.ndarray, scale: np.ndarray, limit: int, what: str) -> np.ndarray:
+    q = np.rint(b / scale)
+    if np.abs(q).max(initial=0) > limit:
+        raise QuantizationError(f"{what}: bias needs {np.abs(q).max():.3g} > {limit} steps")
+    return q.astype(np.int32)
+
+
+def fold_batchnorm(block) -> tuple[np.ndarray, np.ndarray]:
+    """conv (no bias) + BatchNorm (eval) -> weight (C_out, 3, 3, C_in) and bias, float64."""
+    w = block.conv.weight.detach().double().numpy()
+    bn = block.norm
+    inv = bn.weight.detach().double().numpy() / np.sqrt(bn.running_var.detach().double().numpy() + bn.eps)
+    w = w * inv[:, None, None, None]
+    b = bn.bias.detach().double().numpy() - bn.running_mean.detach().double().numpy() * inv
+    return w.transpose(0, 2, 3, 1).copy(), b
+
+
+# ---- calibration --------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def calibrate(model: Wav2Small, clips: list[np.ndarray]) -> dict:
+    """Largest activation of every layer (after ReLU) and largest |P| and |G| over the clips."""
+    if not clips:
+        raise QuantizationError("calibration needs at least one clip of speech")
+    ranges: dict[str, float] = {}
+    for pcm in clips:
+        taps: dict = {}
+        x = torch.as_tensor(np.asarray(pcm, dtype=np.float32))[None]
+        model.vgg7.features(model.vgg7.logmel(x), taps)
+        for name, v in taps.items():
+            if name != "scores":
+                ranges[name] = max(ranges.get(name, 0.0), float(v.abs().max()))
+    return ranges
+
+
+# ---- the whole model ----------------------------------------------------------------------------
+
+
+def front_end_tensors(model: Wav2Small) -> dict[str, np.ndarray]:
+    cfg = model.cfg
+    window = hann_periodic(cfg.n_fft)
+    cosine = np.cos(2 * np.pi * np.arange(cfg.n_fft) / cfg.n_fft)
+    mel = model.vgg7.logmel_extractor.melW.detach().double().numpy().T     # (n_mels, n_bins)
+    mel_shift = int(math.floor(math.log2(65535.0 / mel.max())))
+    mel_q = np.rint(mel * 2.0**mel_shift).astype(np.uint16)
+    pow_bits = 63 - int(mel_q.astype(np.int64).sum(axis=1).max()).bit_length()
+    pcm_eps = round(cfg.prenorm_eps * 2.0 ** (30 + 2 * Q_PCM))  # float PCM = int16 / 2^15
+    db_mult, db_shift = quantize_multiplier(10 * math.log10(2) * 2.0 ** (Q_DB - Q_LOG))
+    params = [pcm_eps, mel_shift, pow_bits, round(math.log2(cfg.amin) * 2**Q_LOG), db_mult, db_shift]
+    q15 = lambda v: np.clip(np.rint(v * 2**Q_TRIG), -32767, 32767).astype(np.int16)  # noqa: E731
+    return {
+        "front.params": np.array(params, np.int32),
+        "window": q15(window),
+        "cosine": q15(cosine),
+        "mel": mel_q,
+    }
+
+
+def quantize(model: Wav2Small, clips: list[np.ndarray], headroom: float = 2.0) -> QuantizedModel:
+    """Quantize a float model (eval mode) using calibration clips of speech at 16 kHz."""
+    model = model.eval()
+    cfg = model.cfg
+    ranges = calibrate(model, clips)
+    t = front_end_tensors(model)
+
+    # conv stack: activations int8 with zero point -128 (ReLU output is >= 0)
+    s_in = 2.0**-Q_DB
+    for i in range(1, cfg.n_layers + 1):
+        w, b = fold_batchnorm(getattr(model.vgg7, f"l{i}"))
+        wq, s_w = _per_channel_int8(w)
+        s_out = max(ranges[f"l{i}"], 1e-6) / 255.0
+        t[f"l{i}.params"] = np.array([0 if i == 1 else 128, -128, -128, 127], np.int32)
+        t[f"l{i}.w"] = wq
+        t[f"l{i}.bias"] = _bias(b, s_in * s_w, 2**30, f"layer {i}")
+        t[f"l{i}.mult"], t[f"l{i}.shift"] = _multipliers(s_in * s_w / s_out)
+        s_in = s_out
+    s_x = s_in  # the max-pool keeps its input's scale
+
+    # vox pooling
+    v = model.vgg7
+    lin_w, s_lin = _per_channel_int8(v.lin.weight.detach().double().numpy()[:, :, 0, 0])
+    sof_w, s_sof = _per_channel_int8(v.sof.weight.detach().double().numpy()[:, :, 0, 0])
+    s_pooled = headroom * max(ranges["pooled"], 1e-6) / 32767.0
+    gram_int = headroom * max(ranges["gram"], 1e-12) / s_pooled**2  # Gram in P-int16 units
+    gram_shift = max(0, math.ceil(math.log2(gram_int / 32767.0)))
+    s_gram = s_pooled**2 * 2.0**gram_shift
+    t["vox.params"] = np.array([128, gram_shift], np.int32)
+    t["vox.lin_w"] = lin_w
+    t["vox.lin_b"] = _bias(v.lin.bias.detach().double().numpy(), s_x * s_lin, 2**21, "vox values")
+    t["vox.sof_w"] = sof_w
+    t["vox.sof_b"] = _bias(v.sof.bias.detach().double().numpy(), s_x * s_sof, 2**21, "vox scores")
+    t["vox.sof_mult"], t["vox.sof_shift"] = _multipliers(s_x * s_sof * math.log2(math.e) * 2.0**Q_LOG)
+    t["vox.pool_mult"], t["vox.pool_shift"] = _multipliers(s_x * s_lin / s_pooled)
+    lut = np.rint(2.0 ** (-np.arange(_engine.EXP_LUT_SIZE) / (_engine.EXP_LUT_SIZE - 1)) * 2.0**_engine.Q_EXP_LUT)
+    t["vox.exp_lut"] = lut.astype(np.uint32)
+
+    # head: int16 weights, scales per output for the pooled part and the Gram part
+    F2, C = cfg.pooled_mels, cfg.channels
+    hw = model.adv.weight.detach().double().numpy().reshape(cfg.n_outputs, C, F2 + C)
+    hq = np.zeros(hw.shape, np.int16)
+    s_hp, s_hg = np.zeros(cfg.n_outputs), np.zeros(cfg.n_outputs)
+    for k in range(cfg.n_outputs):
+        hq[k, :, :F2], s_hp[k] = _int16_symmetric(hw[k, :, :F2])
+        hq[k, :, F2:], s_hg[k] = _int16_symmetric(hw[k, :, F2:])
+    # pre-shifts: the worst-case |sum| of int16 x int16 products must fit int32
+    worst_p = int(np.abs(hq[:, :, :F2].astype(np.int64)).sum(axis=(1, 2)).max()) * 32768
+    worst_g = int(np.abs(hq[:, :, F2:].astype(np.int64)).sum(axis=(1, 2)).max()) * 32768
+    pre_p, pre_g = max(0, worst_p.bit_length() - 31), max(0, worst_g.bit_length() - 31)
+    t["head.params"] = np.array([pre_p, pre_g], np.int32)
+    t["head.w"] = hq
+    t["head.b"] = np.rint(model.adv.bias.detach().double().numpy() * 2.0**OUT_FRAC_BITS).astype(np.int32)
+    out = 2.0**OUT_FRAC_BITS
+    t["head.mult_p"], t["head.shift_p"] = _multipliers(s_hp * s_pooled * 2.0**pre_p * out)
+    t["head.mult_g"], t["head.shift_g"] = _multipliers(s_hg * s_gram * 2.0**pre_g * out)
+
+    config = dict(
+        sample_rate=cfg.sample_rate, n_fft=cfg.n_fft, hop=cfg.hop, n_mels=cfg.n_mels,
+        channels=cfg.channels, n_layers=cfg.n_layers, pool_after=cfg.pool_after,
+        n_outputs=cfg.n_outputs, out_frac_bits=OUT_FRAC_BITS,
+    )
+    return QuantizedModel(config=config, tensors=t, calibration=ranges)

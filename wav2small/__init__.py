@@ -1,0 +1,36 @@
+"""wav2small: speech emotion recognition (arousal, dominance, valence) small enough for a hearing aid.
+
+    import wav2small
+    p = wav2small.predict(pcm, sample_rate=16000)   # pcm: 1-D int16 or float array
+    p.arousal, p.dominance, p.valence
+
+The model runs in an int8 C engine; this package does not need PyTorch.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Optional
+
+from .model import Model, Prediction
+
+__version__ = "0.1.0"
+__all__ = ["predict", "Model", "Prediction", "__version__"]
+
+_default: Optional[Model] = None
+_default_lock = threading.Lock()
+
+
+def _default_model() -> Model:
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Model()
+        return _default
+
+
+def predict(pcm, sample_rate: int = 16000):
+    """Arousal, dominance and valence of a clip (or of each clip of a list) with the default model.
+
+    See Model.predict for the accepted inputs.
+    """
+    return _default_model().predict(pcm, sample_rate=sample_rate)

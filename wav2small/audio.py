@@ -1,0 +1,63 @@
+"""Audio input: reading files, checking arrays, resampling to the model rate."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence, Union
+
+import numpy as np
+
+from .errors import AudioError
+
+AudioLike = Union[np.ndarray, Sequence[float], Sequence[int]]
+
+
+def as_mono(pcm: AudioLike) -> np.ndarray:
+    """Check a clip and return it as a 1-D int16 or float array (no copy when already fine).
+
+    int16 is kept as is; float32/float64 must be finite and are read as full scale = 1.0; lists are
+    read as float. Anything else (2-D, bool, int32, complex, object, ...) raises AudioError.
+    """
+    if isinstance(pcm, (list, tuple)):
+        try:
+            pcm = np.asarray(pcm, dtype=np.float64)
+        except (TypeError, ValueError) as e:
+            raise AudioError(f"a list of samples must hold numbers only ({e})") from None
+    if not isinstance(pcm, np.ndarray):
+        raise AudioError(f"expected a numpy array or a list of samples, got {type(pcm).__name__}")
+    if pcm.ndim != 1:
+        raise AudioError(
+            f"expected a 1-D mono clip, got shape {pcm.shape}; mix down first, e.g. pcm.mean(axis=1)"
+        )
+    if pcm.dtype == np.int16:
+        return pcm
+    if pcm.dtype not in (np.float32, np.float64):
+        raise AudioError(f"unsupported dtype {pcm.dtype}: use int16, float32 or float64 samples")
+    if not np.all(np.isfinite(pcm)):
+        bad = int(np.count_nonzero(~np.isfinite(pcm)))
+        raise AudioError(f"the clip holds {bad} NaN or infinite sample(s)")
+    return pcm
+
+
+def resample(pcm: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
+    """Resample with soxr (VHQ); int16 stays int16, floats become float32."""
+    if rate_in <= 0 or rate_out <= 0:
+        raise AudioError(f"sample rates must be positive, got {rate_in} -> {rate_out}")
+    if rate_in == rate_out:
+        return pcm
+    import soxr
+
+    return soxr.resample(pcm, rate_in, rate_out, quality="VHQ")
+
+
+def load(path: Union[str, Path], sample_rate: int = 16000) -> np.ndarray:
+    """Read any file soundfile can read, mix to mono, resample; returns float32 in [-1, 1]."""
+    import soundfile as sf
+
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, OSError) as e:
+        raise AudioError(f"cannot read {path}: {e}") from None
+    if data.shape[0] == 0:
+        raise AudioError(f"{path} holds no samples")
+    mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+    return np.ascontiguousarray(resample(mono, rate, sample_rate), dtype=np.float32)
