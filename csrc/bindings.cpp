@@ -94,7 +94,7 @@ class Model {
   public:
     explicit Model(py::bytes data) {
         std::string s = data;
-        buf_.resize((s.size() + 3) / 4);
+        buf_.resize(s.size() / 4 + 1);  // never empty: an empty file is "truncated", not a NULL buffer
         if (!s.empty()) std::memcpy(buf_.data(), s.data(), s.size());
         len_ = s.size();
         w2s_status st = w2s_model_init(&m_, buf_.data(), len_);
@@ -196,6 +196,7 @@ PYBIND11_MODULE(_engine, m) {
     m.attr("MAX_FRAMES") = W2S_MAX_FRAMES;
     m.attr("Q_PCM") = W2S_Q_PCM;
     m.attr("Q_TRIG") = W2S_Q_TRIG;
+    m.attr("Q_WINDOWED") = W2S_Q_WINDOWED;
     m.attr("Q_LOG") = W2S_Q_LOG;
     m.attr("Q_DB") = W2S_Q_DB;
     m.attr("Q_EXP_LUT") = W2S_Q_EXP_LUT;

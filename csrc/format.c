@@ -64,8 +64,8 @@ size_t w2s_layout(const w2s_config *c, w2s_tensor_fn visit, void *user) {
     cur.user = user;
     /* front end */
     put(&cur, "front.params", 0, W2S_DT_I32, 1, 6, 0, 0, 0);
-    put(&cur, "window", 0, W2S_DT_I16, 1, c->n_fft, 0, 0, 0);
-    put(&cur, "cosine", 0, W2S_DT_I16, 1, c->n_fft, 0, 0, 0);
+    put(&cur, "window", 0, W2S_DT_I32, 1, c->n_fft, 0, 0, 0);
+    put(&cur, "cosine", 0, W2S_DT_I32, 1, c->n_fft, 0, 0, 0);
     put(&cur, "mel", 0, W2S_DT_U16, 2, c->n_mels, bins, 0, 0);
     /* conv stack */
     for (l = 1; l <= c->n_layers; l++) {
@@ -76,8 +76,8 @@ size_t w2s_layout(const w2s_config *c, w2s_tensor_fn visit, void *user) {
         put(&cur, "conv.shift", l, W2S_DT_I32, 1, C, 0, 0, 0);
     }
     /* vox pooling */
-    put(&cur, "vox.params", 0, W2S_DT_I32, 1, 2, 0, 0, 0);
-    put(&cur, "vox.lin_w", 0, W2S_DT_I8, 2, C, C, 0, 0);
+    put(&cur, "vox.params", 0, W2S_DT_I32, 1, 3, 0, 0, 0);
+    put(&cur, "vox.lin_w", 0, W2S_DT_I16, 2, C, C, 0, 0);
     put(&cur, "vox.lin_b", 0, W2S_DT_I32, 1, C, 0, 0, 0);
     put(&cur, "vox.sof_w", 0, W2S_DT_I8, 2, C, C, 0, 0);
     put(&cur, "vox.sof_b", 0, W2S_DT_I32, 1, C, 0, 0, 0);
@@ -122,11 +122,11 @@ static void bind_tensor(void *user, const w2s_tensor *t) {
         return;
     }
     if (IS("front.params")) b->front = (const int32_t *)p;
-    else if (IS("window")) w->window = (const int16_t *)p;
-    else if (IS("cosine")) w->cosine = (const int16_t *)p;
+    else if (IS("window")) w->window = (const int32_t *)p;
+    else if (IS("cosine")) w->cosine = (const int32_t *)p;
     else if (IS("mel")) w->mel = (const uint16_t *)p;
     else if (IS("vox.params")) b->vox = (const int32_t *)p;
-    else if (IS("vox.lin_w")) w->lin_w = (const int8_t *)p;
+    else if (IS("vox.lin_w")) w->lin_w = (const int16_t *)p;
     else if (IS("vox.lin_b")) w->lin_b = (const int32_t *)p;
     else if (IS("vox.sof_w")) w->sof_w = (const int8_t *)p;
     else if (IS("vox.sof_b")) w->sof_b = (const int32_t *)p;
@@ -173,6 +173,10 @@ static int config_ok(const w2s_config *c) {
 static int values_ok(const w2s_config *c, const w2s_weights *w) {
     const int32_t C = c->channels, bins = c->n_fft / 2 + 1;
     int32_t l, j, k;
+    for (k = 0; k < c->n_fft; k++) /* |table| <= 1.0 keeps the DFT sums inside 64 bits */
+        if (!in_range(w->window[k], -(1L << W2S_Q_TRIG), 1L << W2S_Q_TRIG) ||
+            !in_range(w->cosine[k], -(1L << W2S_Q_TRIG), 1L << W2S_Q_TRIG))
+            return 0;
     if (w->pcm_eps < 1 || !in_range(w->mel_shift, 0, 31) || !in_range(w->pow_bits, 1, 62) ||
         !in_range(w->log_floor, -64L * 65536, 0) || !quant_ok(&w->db_mult, &w->db_shift, 1))
         return 0;
@@ -190,10 +194,18 @@ static int values_ok(const w2s_config *c, const w2s_weights *w) {
             return 0;
     }
     if (!in_range(w->vox_input_offset, -128, 128) || !in_range(w->gram_shift, 0, 62) ||
-        !all_in_range(w->lin_b, C, -(1L << 21), 1L << 21) ||
+        !in_range(w->value_shift, 0, 31) || !all_in_range(w->lin_b, C, -(1L << 29), 1L << 29) ||
         !all_in_range(w->sof_b, C, -(1L << 21), 1L << 21) ||
         !quant_ok(w->sof_mult, w->sof_shift, C) || !quant_ok(w->pool_mult, w->pool_shift, C))
         return 0;
+    for (k = 0; k < C; k++) { /* worst-case value of each channel, after its shift: < 2^22 */
+        int64_t worst = w->lin_b[k] < 0 ? -(int64_t)w->lin_b[k] : w->lin_b[k];
+        for (j = 0; j < C; j++) {
+            const int32_t wt = w->lin_w[k * C + j];
+            worst += 256 * (int64_t)(wt < 0 ? -wt : wt); /* |x + input_offset| <= 256 */
+        }
+        if (worst >= ((int64_t)1 << (22 + w->value_shift))) return 0;
+    }
     if (w->exp_lut[0] > (1u << W2S_Q_EXP_LUT)) return 0; /* 2^0 = 1.0 at most, then falling */
     for (k = 1; k < W2S_EXP_LUT_SIZE; k++)
         if (w->exp_lut[k] > w->exp_lut[k - 1]) return 0;
@@ -261,6 +273,7 @@ w2s_status w2s_model_init(w2s_model *model, const void *buf, size_t len) {
     }
     w.vox_input_offset = b.vox[0];
     w.gram_shift = b.vox[1];
+    w.value_shift = b.vox[2];
     w.head_pre_shift_p = b.head[0];
     w.head_pre_shift_g = b.head[1];
     if (!values_ok(&c, &w)) return W2S_ERR_FORMAT;

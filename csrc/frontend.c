@@ -6,9 +6,10 @@
  * centred (not scaled) and log2(variance + eps) is subtracted after the log:
  *
  *   d[n]  = pcm[n] * 2^Q_PCM - mean                         |d| < 2^20
- *   xw[n] = round(d[n] * window[n] / 2^Q_TRIG)              |xw| <= 2^20
- *   re_k  = round(sum_n xw[n] cos(2 pi k n / N) / 2^Q_TRIG) |re| < 2^29 (N <= 512), same for im
- *   P_k   = re_k^2 + im_k^2                                 < 2^59, units (pcm * 2^Q_PCM)^2
+ *   xw[n] = round(d[n] * window[n] / 2^(Q_TRIG + Q_PCM - Q_WINDOWED))   |xw| <= 2^24, Q8
+ *   re_k  = round(sum_n xw[n] cos(2 pi k n / N) / 2^(Q_TRIG + Q_WINDOWED - Q_PCM))
+ *                                                            sum < 2^62 (N <= 256), |re| < 2^28, Q4
+ *   P_k   = re_k^2 + im_k^2                                 < 2^57, units (pcm * 2^Q_PCM)^2
  *   e     = max(0, bitlen(max_k P_k) - pow_bits)            block exponent of the frame
  *   M_j   = sum_k mel[j][k] * round(P_k / 2^e)              < 2^63 (checked at load)
  *   L_j   = log2(M_j) + e - mel_shift - log2(var + eps)     Q_LOG, floored at log_floor
@@ -69,7 +70,7 @@ void w2s_logmel_frame_s16(const w2s_config *c, const w2s_weights *w, const w2s_p
 
     for (n = 0; n < N; n++) {
         const int64_t d = (int64_t)frame[n] * (1 << W2S_Q_PCM) - pn->mean;
-        xw[n] = (int32_t)w2s_rshift_round(d * w->window[n], W2S_Q_TRIG);
+        xw[n] = (int32_t)w2s_rshift_round(d * (int64_t)w->window[n], W2S_Q_TRIG + W2S_Q_PCM - W2S_Q_WINDOWED);
     }
     /* direct DFT: 33 bins of 64 points cost less than 4% of the conv stack */
     for (k = 0; k < bins; k++) {
@@ -81,8 +82,8 @@ void w2s_logmel_frame_s16(const w2s_config *c, const w2s_weights *w, const w2s_p
             idx += k;
             if (idx >= N) idx -= N;
         }
-        re = w2s_rshift_round(re, W2S_Q_TRIG);
-        im = w2s_rshift_round(im, W2S_Q_TRIG);
+        re = w2s_rshift_round(re, W2S_Q_TRIG + W2S_Q_WINDOWED - W2S_Q_PCM);
+        im = w2s_rshift_round(im, W2S_Q_TRIG + W2S_Q_WINDOWED - W2S_Q_PCM);
         power[k] = (uint64_t)(re * re) + (uint64_t)(im * im);
         if (power[k] > pmax) pmax = power[k];
     }

@@ -28,6 +28,7 @@ void w2s_head(const w2s_config *c, const w2s_weights *w, const int16_t *pooled,
             w2s_requantize(g32, w->head_mult_g[k], w->head_shift_g[k]) + w->head_b[k];
         out->value[k] = w2s_sat32(y);
     }
+    for (; k < W2S_MAX_OUTPUTS; k++) out->value[k] = 0; /* the whole struct is defined */
     out->n_outputs = c->n_outputs;
     out->frac_bits = c->out_frac_bits;
 }

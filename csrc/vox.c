@@ -8,7 +8,9 @@
  * reference r = ceil(max z so far); a frame adds weight e = 2^(z - r) in Q_EXP to `sum` and
  * e * value to `acc`. When r grows by k, both sums are divided by 2^k (rounding shift): a power of
  * two, so no multiply and no second table. P = acc / sum, rounded.
- * Bounds: |value| < 2^22 (|bias| <= 2^21, 64 channels), e <= 2^20, frames <= 2^20, so
+ * Values use int16 weights (accumulator < 2^30: |bias| <= 2^29, 64 channels) and are shifted by
+ * value_shift so that |value| < 2^22 (checked per channel at load). Scores use int8 weights.
+ * Bounds: |value| < 2^22, e <= 2^20, frames <= 2^20, so
  * |acc| < 2^62 and sum < 2^40; sum >= 2^19 once a frame is in (the newest maximum has e > 1/2).
  */
 #include "requant.h"
@@ -54,7 +56,8 @@ void w2s_vox_push_s8(const w2s_config *c, const w2s_weights *w, w2s_vox_state *s
     for (f = 0; f < F2; f++) {
         const int8_t *x = row + f * C;
         for (ch = 0; ch < C; ch++) {
-            const int8_t *wl = w->lin_w + ch * C, *ws = w->sof_w + ch * C;
+            const int16_t *wl = w->lin_w + ch * C;
+            const int8_t *ws = w->sof_w + ch * C;
             const int32_t i = ch * F2 + f;
             int32_t value = w->lin_b[ch], score = w->sof_b[ch], z, r;
             int64_t e;
@@ -63,6 +66,7 @@ void w2s_vox_push_s8(const w2s_config *c, const w2s_weights *w, w2s_vox_state *s
                 value += xi * wl[ci];
                 score += xi * ws[ci];
             }
+            value = (int32_t)w2s_rshift_round(value, w->value_shift);
             z = w2s_requantize(score, w->sof_mult[ch], w->sof_shift[ch]);
             r = (int32_t)-w2s_asr64(-(int64_t)z, W2S_Q_LOG); /* ceil(z / 2^Q_LOG) */
             if (s->n == 0) {

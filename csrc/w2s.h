@@ -41,13 +41,14 @@ extern "C" {
 #define W2S_MAX_LAYERS      16
 #define W2S_MAX_CHANNELS    64
 #define W2S_MAX_MELS        128
-#define W2S_MAX_FFT         512
+#define W2S_MAX_FFT         256
 #define W2S_MAX_OUTPUTS     16
 #define W2S_MAX_SAMPLES     (1L << 24)  /* 17.5 min at 16 kHz: keeps the prenorm sums in 64 bits */
 
 /* Fixed-point conventions of format version 1 (docs/numerics.md). */
 #define W2S_Q_PCM           4   /* prenorm works on (pcm * 2^4 - mean), mean in the same units */
-#define W2S_Q_TRIG          15  /* window and cosine tables */
+#define W2S_Q_TRIG          30  /* window and cosine tables (int32: Q15 leaves -90 dB of leakage) */
+#define W2S_Q_WINDOWED      8   /* windowed samples keep 8 fraction bits (4 more than Q_PCM) */
 #define W2S_Q_LOG           16  /* log2 values */
 #define W2S_Q_DB            8   /* log-mel in dB, the input of layer 1 (int16) */
 #define W2S_Q_EXP_LUT       30  /* exp2 table entries */
@@ -102,15 +103,16 @@ typedef struct {
     int32_t pow_bits;       /* power spectrum is shifted to at most this many bits before the mel sum */
     int32_t log_floor;      /* log2(amin) in Q_LOG */
     int32_t db_mult, db_shift; /* log2 Q_LOG -> dB Q_DB */
-    const int16_t  *window; /* (n_fft) Q_TRIG */
-    const int16_t  *cosine; /* (n_fft) Q_TRIG, cos(2 pi i / n_fft) */
+    const int32_t  *window; /* (n_fft) Q_TRIG */
+    const int32_t  *cosine; /* (n_fft) Q_TRIG, cos(2 pi i / n_fft) */
     const uint16_t *mel;    /* (n_mels, n_bins) */
     /* conv stack */
     w2s_conv_layer layer[W2S_MAX_LAYERS];
     /* vox pooling */
     int32_t vox_input_offset;
     int32_t gram_shift;     /* Gram accumulators -> int16 by this rounding right shift */
-    const int8_t  *lin_w;   /* (C, C) values */
+    int32_t value_shift;    /* value accumulators -> |v| < 2^22 by this rounding right shift */
+    const int16_t *lin_w;   /* (C, C) values: int16, the pooled values feed a second-order Gram */
     const int32_t *lin_b;   /* (C) */
     const int8_t  *sof_w;   /* (C, C) scores */
     const int32_t *sof_b;   /* (C) */

@@ -79,7 +79,14 @@ def _run(args: argparse.Namespace) -> int:
     except ImportError:
         print("wav2small convert needs PyTorch: pip install 'wav2small[train]'", file=sys.stderr)
         return 2
-    data = convert(args.weights, args.out, args.header, args.calib, args.headroom)
+    from .model import PublishedWeightsError
+    from .quantize import QuantizationError
+
+    try:
+        data = convert(args.weights, args.out, args.header, args.calib, args.headroom)
+    except (OSError, PublishedWeightsError, QuantizationError) as e:
+        print(f"wav2small convert: {e}", file=sys.stderr)
+        return 2
     print(f"wrote {args.out} ({len(data)} bytes)" + (f" and {args.header}" if args.header else ""))
     return 0
 

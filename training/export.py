@@ -49,6 +49,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a shipped model must be readable by all
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)

@@ -13,6 +13,7 @@ import numpy as np
 from . import _engine
 
 Q_PCM, Q_TRIG, Q_LOG, Q_DB = _engine.Q_PCM, _engine.Q_TRIG, _engine.Q_LOG, _engine.Q_DB
+Q_WINDOWED = _engine.Q_WINDOWED
 Q_EXP_LUT, Q_EXP = _engine.Q_EXP_LUT, _engine.Q_EXP
 EXP_LUT_BITS = int(np.log2(_engine.EXP_LUT_SIZE - 1))
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
@@ -111,15 +112,15 @@ def logmel_s16(t: dict, cfg: dict, pcm: np.ndarray, mean: int, log2_var: int) ->
     T = (len(pcm) - n_fft) // hop + 1
     idx = np.arange(T)[:, None] * hop + np.arange(n_fft)[None, :]
     d = pcm.astype(np.int64)[idx] * (1 << Q_PCM) - mean                       # (T, N)
-    xw = rshift_round(d * t["window"].astype(np.int64), Q_TRIG)
+    xw = rshift_round(d * t["window"].astype(np.int64), Q_TRIG + Q_PCM - Q_WINDOWED)
     n = np.arange(n_fft)
     k = np.arange(n_fft // 2 + 1)[:, None]
     cos_idx = (k * n) % n_fft
     sin_idx = (cos_idx + 3 * (n_fft // 4)) % n_fft
-    cosine = t["cosine"].astype(np.float64)
-    # |xw| <= 2^20, |table| <= 2^15, N <= 512: sums < 2^44, exact in float64
-    re = rshift_round(np.rint(xw.astype(np.float64) @ cosine[cos_idx].T).astype(np.int64), Q_TRIG)
-    im = rshift_round(np.rint(xw.astype(np.float64) @ cosine[sin_idx].T).astype(np.int64), Q_TRIG)
+    cosine = t["cosine"].astype(np.int64)
+    # |xw| <= 2^24, |table| <= 2^30, N <= 256: sums < 2^62, so integer matmul (float64 is not exact)
+    re = rshift_round(xw @ cosine[cos_idx].T, Q_TRIG + Q_WINDOWED - Q_PCM)
+    im = rshift_round(xw @ cosine[sin_idx].T, Q_TRIG + Q_WINDOWED - Q_PCM)
     power = (re * re).astype(np.uint64) + (im * im).astype(np.uint64)        # (T, bins)
     e = np.maximum(bit_length(power.max(axis=1)) - pow_bits, 0)              # (T,)
     eu = e.astype(np.uint64)[:, None]
@@ -186,9 +187,9 @@ def exp2_neg(lut: np.ndarray, n: np.ndarray) -> np.ndarray:
 
 def vox(t: dict, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(T', F', C) int8 -> pooled (C, F') int16 and Gram (C, C) int16, online over frames."""
-    off, gram_shift = (int(v) for v in t["vox.params"])
+    off, gram_shift, value_shift = (int(v) for v in t["vox.params"])
     xi = x.astype(np.int64) + off
-    value = xi @ t["vox.lin_w"].astype(np.int64).T + t["vox.lin_b"]           # (T', F', C)
+    value = rshift_round(xi @ t["vox.lin_w"].astype(np.int64).T + t["vox.lin_b"], value_shift)  # (T', F', C)
     score = xi @ t["vox.sof_w"].astype(np.int64).T + t["vox.sof_b"]
     z = requantize(score, t["vox.sof_mult"], t["vox.sof_shift"])               # Q_LOG
     r = -((-z) >> Q_LOG)                                                       # ceil

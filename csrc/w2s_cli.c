@@ -1,0 +1,127 @@
+/*
+ * w2s_cli.c - run a .w2s model on 16-bit PCM files from the command line (host tool; the
+ * engine itself does no I/O). Reads mono 16-bit PCM WAV at the model's rate, or raw int16
+ * little-endian with -r.
+ *
+ *     w2s_cli model.w2s speech.wav [more.wav ...]
+ *     w2s_cli -r model.w2s speech.raw
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "w2s.h"
+
+static void *read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    void *buf = NULL;
+    long n;
+    if (!f) return NULL;
+    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0) {
+        buf = malloc((size_t)n + 4); /* malloc returns memory aligned for any type */
+        if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+            free(buf);
+            buf = NULL;
+        }
+        *len = (size_t)n;
+    }
+    fclose(f);
+    return buf;
+}
+
+static uint32_t le32(const uint8_t *p) {
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+static uint16_t le16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+
+/* Find the samples of a mono PCM16 WAV; returns NULL with a message if it is anything else. */
+static const uint8_t *wav_samples(const uint8_t *d, size_t len, int32_t rate, size_t *n, const char **err) {
+    size_t pos = 12;
+    int fmt_ok = 0;
+    if (len < 12 || memcmp(d, "RIFF", 4) || memcmp(d + 8, "WAVE", 4)) return *err = "not a RIFF/WAVE file", NULL;
+    while (pos + 8 <= len) {
+        const uint32_t size = le32(d + pos + 4);
+        const uint8_t *body = d + pos + 8;
+        if (size > len - pos - 8) return *err = "truncated WAV chunk", NULL;
+        if (!memcmp(d + pos, "fmt ", 4) && size >= 16) {
+            if (le16(body) != 1 || le16(body + 2) != 1 || le16(body + 14) != 16)
+                return *err = "only mono 16-bit PCM WAV is read (convert with sox)", NULL;
+            if ((int32_t)le32(body + 4) != rate) return *err = "sample rate differs from the model's", NULL;
+            fmt_ok = 1;
+        } else if (!memcmp(d + pos, "data", 4)) {
+            if (!fmt_ok) return *err = "WAV data before its fmt chunk", NULL;
+            *n = size / 2;
+            return body;
+        }
+        pos += 8 + size + (size & 1u);
+    }
+    return *err = "no data chunk", NULL;
+}
+
+int main(int argc, char **argv) {
+    int raw = 0, i, failed = 0;
+    size_t model_len;
+    void *model_buf;
+    w2s_model model;
+    w2s_status st;
+    if (argc > 1 && !strcmp(argv[1], "-r")) {
+        raw = 1;
+        argv++;
+        argc--;
+    }
+    if (argc < 3) {
+        fprintf(stderr, "usage: w2s_cli [-r] model.w2s audio.wav [...]\n");
+        return 2;
+    }
+    if (!(model_buf = read_file(argv[1], &model_len))) {
+        fprintf(stderr, "w2s_cli: cannot read %s\n", argv[1]);
+        return 2;
+    }
+    if ((st = w2s_model_init(&model, model_buf, model_len)) != W2S_OK) {
+        fprintf(stderr, "w2s_cli: %s: %s\n", argv[1], w2s_status_str(st));
+        return 2;
+    }
+    printf("file\tarousal\tdominance\tvalence\n");
+    for (i = 2; i < argc; i++) {
+        size_t len, n = 0, need;
+        const char *err = NULL;
+        uint8_t *data = (uint8_t *)read_file(argv[i], &len);
+        const uint8_t *samples;
+        int16_t *pcm;
+        void *arena;
+        w2s_output out;
+        if (!data) {
+            fprintf(stderr, "w2s_cli: cannot read %s\n", argv[i]);
+            failed = 1;
+            continue;
+        }
+        samples = raw ? data : wav_samples(data, len, model.config.sample_rate, &n, &err);
+        if (raw) n = len / 2;
+        if (!samples) {
+            fprintf(stderr, "w2s_cli: %s: %s\n", argv[i], err);
+            free(data);
+            failed = 1;
+            continue;
+        }
+        pcm = (int16_t *)malloc(n * sizeof(int16_t) + 1);
+        need = w2s_arena_size(&model, n);
+        arena = malloc(need ? need : 1);
+        if (pcm && arena) {
+            size_t k;
+            for (k = 0; k < n; k++) pcm[k] = (int16_t)le16(samples + 2 * k); /* file is little-endian */
+            st = w2s_predict_s16(&model, pcm, n, arena, need, &out);
+            if (st == W2S_OK)
+                printf("%s\t%.6f\t%.6f\t%.6f\n", argv[i], out.value[0] / (double)(1L << out.frac_bits),
+                       out.value[1] / (double)(1L << out.frac_bits), out.value[2] / (double)(1L << out.frac_bits));
+            else {
+                fprintf(stderr, "w2s_cli: %s: %s\n", argv[i], w2s_status_str(st));
+                failed = 1;
+            }
+        }
+        free(arena);
+        free(pcm);
+        free(data);
+    }
+    free(model_buf);
+    return failed;
+}

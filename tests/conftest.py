@@ -1,0 +1,52 @@
+"""Shared fixtures: real speech from Debian packages, the default model and its float source."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_FLOAT = REPO / "training" / "default" / "model.safetensors"
+N_CLIPS = 24          # the fidelity tests want at least 20 real speech clips
+MAX_SECONDS = 6.0     # long clips are cut to keep the float model fast on CI
+
+
+@pytest.fixture(scope="session")
+def speech_files() -> list[Path]:
+    """A deterministic spread of real speech files over the installed Debian packages."""
+    from training.speech import debian_speech_files
+
+    files = debian_speech_files()
+    if len(files) < N_CLIPS:
+        pytest.fail(f"only {len(files)} real speech files found; .ci/run installs pocketsphinx-testdata, "
+                    "alsa-utils and asterisk-core-sounds-en-wav")
+    return files[:: len(files) // N_CLIPS][:N_CLIPS]
+
+
+@pytest.fixture(scope="session")
+def speech_clips(speech_files) -> list[np.ndarray]:
+    from wav2small.audio import load
+
+    return [load(f)[: int(MAX_SECONDS * 16000)] for f in speech_files]
+
+
+@pytest.fixture(scope="session")
+def default_float():
+    """The float model the shipped default model was quantized from."""
+    from training.model import load_safetensors
+
+    return load_safetensors(DEFAULT_FLOAT)
+
+
+@pytest.fixture(scope="session")
+def default_model():
+    import wav2small
+
+    return wav2small.Model()
+
+
+def to_int16(pcm: np.ndarray) -> np.ndarray:
+    from wav2small.model import to_int16 as convert
+
+    return convert(pcm)

@@ -1,0 +1,166 @@
+"""The Python API and the CLI: inputs accepted, results, clear errors, no torch at run time."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import wav2small
+from wav2small import Model, Prediction
+from wav2small.errors import (AudioError, AudioTooShortError, ModelChecksumError, ModelError,
+                              ModelTruncatedError, ModelVersionError, NotAModelError)
+
+
+def test_import_does_not_load_torch():
+    code = "import sys, wav2small; wav2small.Model(); assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_engine_version_matches_package():
+    from wav2small import _engine
+
+    assert _engine.__version__ == wav2small.__version__, "stale build of the C extension"
+
+
+def test_predict_forms_agree(speech_clips):
+    pcm = speech_clips[0]
+    p = wav2small.predict(pcm)
+    assert isinstance(p, Prediction)
+    assert p == wav2small.predict(pcm.astype(np.float64))
+    assert p == wav2small.predict(list(pcm.astype(np.float64)))
+    as_int16 = np.clip(np.rint(pcm * 32768), -32768, 32767).astype(np.int16)
+    assert p == wav2small.predict(as_int16)
+    assert np.allclose(p.as_array(), [p.arousal, p.dominance, p.valence])
+    assert list(p.as_dict()) == ["arousal", "dominance", "valence"]
+    print("\n", p)
+
+
+def test_list_of_clips_gives_list(speech_clips):
+    out = wav2small.predict(speech_clips[:3])
+    assert isinstance(out, list) and len(out) == 3
+    assert out[1] == wav2small.predict(speech_clips[1])
+
+
+def test_loud_floats_are_scaled_not_clipped(speech_clips):
+    """Floats beyond +-1 are scaled to their peak (the prenorm makes gain invisible) instead of
+    being clipped into a square wave."""
+    pcm = speech_clips[2] / np.abs(speech_clips[2]).max()
+    full_scale = np.rint(pcm * 32767).astype(np.int16)
+    a = wav2small.predict(full_scale).as_array()
+    b = wav2small.predict(pcm * 400.0).as_array()
+    clipped = wav2small.predict(np.clip(pcm * 400.0, -1, 1)).as_array()
+    assert np.allclose(a, b, atol=1e-3), (a, b)
+    assert not np.allclose(a, clipped, atol=1e-2)
+
+
+def test_resampling(speech_clips):
+    import soxr
+
+    pcm = speech_clips[3]
+    at_8k = soxr.resample(pcm, 16000, 8000)
+    at_44k = soxr.resample(pcm, 16000, 44100)
+    ref = wav2small.predict(pcm).as_array()
+    # 8 kHz loses the upper half of the spectrum: the model sees a different clip, but a valid one
+    assert np.all(np.isfinite(wav2small.predict(at_8k, sample_rate=8000).as_array()))
+    assert np.allclose(wav2small.predict(at_44k, sample_rate=44100).as_array(), ref, atol=0.02)
+
+
+@pytest.mark.parametrize(
+    "bad, exc, match",
+    [
+        (np.zeros(0, np.float32), AudioTooShortError, "at least 64"),
+        (np.zeros(63, np.int16), AudioTooShortError, "63 samples"),
+        (np.array([0.1, np.nan] * 100, np.float32), AudioError, "NaN or infinite"),
+        (np.array([0.1, np.inf] * 100), AudioError, "NaN or infinite"),
+        (np.zeros((2, 16000), np.float32), AudioError, "1-D mono"),
+        (np.zeros(16000, np.int32), AudioError, "unsupported dtype int32"),
+        (np.zeros(16000, np.complex64), AudioError, "unsupported dtype"),
+        ("speech.wav", AudioError, "numpy array or a list"),
+        ([0.1, "a"], AudioError, "numbers only"),
+    ],
+)
+def test_bad_input_raises_clear_error(bad, exc, match):
+    with pytest.raises(exc, match=match):
+        wav2small.predict(bad)
+
+
+def test_non_contiguous_and_strided_input(speech_clips):
+    pcm = speech_clips[4]
+    stereo = np.stack([pcm, pcm], axis=1)  # (n, 2): a column is a strided view
+    assert wav2small.predict(stereo[:, 0]) == wav2small.predict(pcm)
+
+
+# ---- model files ------------------------------------------------------------------------------
+
+
+def _default_bytes() -> bytes:
+    from importlib import resources
+
+    return resources.files("wav2small").joinpath("models", "default.w2s").read_bytes()
+
+
+def test_model_file_errors(tmp_path):
+    data = bytearray(_default_bytes())
+    cases = {
+        "truncated": (data[: len(data) // 2], ModelTruncatedError),
+        "empty": (b"", ModelTruncatedError),
+        "wrong magic": (b"RIFF" + data[4:], NotAModelError),
+        "newer version": (data[:4] + bytes([2, 0]) + data[6:], ModelVersionError),
+        "flipped byte": (data[:1000] + bytes([data[1000] ^ 0x40]) + data[1001:], ModelChecksumError),
+        "wrong checksum": (data[:-4] + bytes(4), ModelChecksumError),
+    }
+    for name, (blob, exc) in cases.items():
+        path = tmp_path / f"{name}.w2s"
+        path.write_bytes(bytes(blob))
+        with pytest.raises(exc, match=str(path)):
+            Model(path)
+    with pytest.raises(ModelError, match="cannot read model file"):
+        Model(tmp_path / "missing.w2s")
+
+
+def test_model_from_path_equals_default(tmp_path, speech_clips):
+    path = tmp_path / "m.w2s"
+    path.write_bytes(_default_bytes())
+    assert Model(path).predict(speech_clips[0]) == Model().predict(speech_clips[0])
+    assert "channels=13" in repr(Model(path))
+
+
+# ---- CLI --------------------------------------------------------------------------------------
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "wav2small", *args], capture_output=True, text=True)
+
+
+def test_cli_predict_table_json_csv(tmp_path, speech_files):
+    files = [str(f) for f in speech_files[:2]]
+    table = _cli("predict", *files)
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.strip().splitlines()
+    assert lines[0].split() == ["file", "arousal", "dominance", "valence"] and len(lines) == 3
+    rows = json.loads(_cli("predict", "--json", *files).stdout)
+    assert [r["file"] for r in rows] == files
+    expected = wav2small.predict(wav2small.audio.load(files[0]))
+    assert rows[0]["arousal"] == pytest.approx(expected.arousal)
+    csv_out = _cli("predict", "--csv", *files).stdout.strip().splitlines()
+    assert csv_out[0] == "file,arousal,dominance,valence" and len(csv_out) == 3
+
+
+def test_cli_reports_bad_files_and_continues(tmp_path, speech_files):
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"not audio at all")
+    short = tmp_path / "short.wav"
+    sf.write(short, np.zeros(10, np.int16), 16000)
+    r = _cli("predict", str(bad), str(speech_files[0]), str(short))
+    assert r.returncode == 1
+    assert "bad.wav: cannot read" in r.stderr and "short.wav" in r.stderr
+    assert str(speech_files[0]) in r.stdout
+
+
+def test_cli_help_lists_convert():
+    r = _cli("--help")
+    assert r.returncode == 0 and "predict" in r.stdout and "convert" in r.stdout

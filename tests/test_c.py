@@ -1,0 +1,60 @@
+"""The C engine on its own: built with make (-Wall -Wextra -Werror), its C tests, its CLI."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import REPO, to_int16
+from wav2small import Model
+
+DEFAULT_W2S = REPO / "wav2small" / "models" / "default.w2s"
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory):
+    if not shutil.which("make"):
+        pytest.fail("make is needed (apt-get install make)")
+    out = tmp_path_factory.mktemp("cbuild")
+    r = subprocess.run(["make", "-C", str(REPO / "csrc"), f"OUT={out}"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return out
+
+
+def test_c_unit_tests_pass(build):
+    r = subprocess.run([str(build / "test_w2s"), str(DEFAULT_W2S)], capture_output=True, text=True)
+    print(r.stdout)
+    assert r.returncode == 0 and r.stdout.strip().endswith("test_w2s: PASS (0 failures)")
+
+
+def test_c_cli_matches_binding(build, tmp_path, speech_clips):
+    paths = []
+    for i, pcm in enumerate(speech_clips[:3]):
+        p = tmp_path / f"clip{i}.wav"
+        sf.write(p, to_int16(pcm), 16000, subtype="PCM_16")
+        paths.append(p)
+    raw = tmp_path / "clip.raw"
+    to_int16(speech_clips[0]).astype("<i2").tofile(raw)
+    r = subprocess.run([str(build / "w2s_cli"), str(DEFAULT_W2S), *map(str, paths)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    rows = [line.split("\t") for line in r.stdout.strip().splitlines()[1:]]
+    model = Model()
+    for (name, *vals), pcm in zip(rows, speech_clips[:3]):
+        expected = model.predict_fixed(to_int16(pcm)) / 65536
+        assert np.allclose([float(v) for v in vals], expected, atol=1e-6), name
+    r_raw = subprocess.run([str(build / "w2s_cli"), "-r", str(DEFAULT_W2S), str(raw)], capture_output=True, text=True)
+    assert r_raw.stdout.splitlines()[1].split("\t")[1:] == rows[0][1:]
+
+
+def test_c_cli_rejects_bad_files(build, tmp_path):
+    stereo = tmp_path / "stereo.wav"
+    sf.write(stereo, np.zeros((1600, 2), np.int16), 16000, subtype="PCM_16")
+    r = subprocess.run([str(build / "w2s_cli"), str(DEFAULT_W2S), str(stereo)], capture_output=True, text=True)
+    assert r.returncode == 1 and "mono 16-bit" in r.stderr
+    bad_model = tmp_path / "bad.w2s"
+    bad_model.write_bytes(DEFAULT_W2S.read_bytes()[:100])
+    r = subprocess.run([str(build / "w2s_cli"), str(bad_model), str(stereo)], capture_output=True, text=True)
+    assert r.returncode == 2 and "truncated" in r.stderr

@@ -1,0 +1,93 @@
+"""Published-layout weights -> `wav2small convert` -> .w2s and C header -> the engine."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from conftest import DEFAULT_FLOAT, REPO, to_int16
+from training.metrics import ccc_numpy
+from training.model import load_safetensors
+from wav2small import Model
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory, speech_files):
+    """The default float weights re-saved with the published key names (front end included,
+    as the audEERING file may carry it), converted through the CLI with real-speech calibration."""
+    d = tmp_path_factory.mktemp("convert")
+    state = {k: v.contiguous() for k, v in load_safetensors(DEFAULT_FLOAT).state_dict().items()
+             if not k.endswith("num_batches_tracked")}
+    weights = d / "model.safetensors"
+    save_file(state, str(weights))
+    calib = [str(f) for f in speech_files[:12:2]]
+    r = subprocess.run([sys.executable, "-m", "wav2small", "convert", str(weights), "-o", str(d / "m.w2s"),
+                        "--header", str(d / "my_model.h"), "--calib", *calib], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "wrote" in r.stdout
+    return d
+
+
+def test_converted_model_reproduces_float(converted, speech_clips):
+    model = Model(converted / "m.w2s")
+    float_model = load_safetensors(converted / "model.safetensors")
+    f_out, c_out = [], []
+    for pcm in speech_clips:
+        q = to_int16(pcm)
+        with torch.no_grad():
+            f_out.append(float_model(torch.from_numpy(q.astype(np.float32) / 32768)[None])[0].numpy())
+        c_out.append(model.predict(q).as_array())
+    ccc = ccc_numpy(np.array(c_out), np.array(f_out))
+    print(f"\nconverted engine vs float: CCC {np.round(ccc, 5)}, max |diff| {np.abs(np.array(c_out) - f_out).max():.4f}")
+    assert np.all(ccc >= 0.999)
+
+
+def test_c_header_compiles_into_a_program(converted, speech_clips):
+    """Firmware path: the generated header is compiled in and gives the binding's result."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    assert cc, "a C compiler is needed"
+    pcm = to_int16(speech_clips[0][:16000])
+    (converted / "clip.h").write_text(
+        "static const int16_t clip[] = {" + ",".join(map(str, pcm.tolist())) + "};\n")
+    (converted / "main.c").write_text("""
+#include <stdio.h>
+#include "w2s.h"
+#include "my_model.h"
+#include "clip.h"
+static uint64_t arena[1 << 17];
+int main(void) {
+    w2s_model m;
+    w2s_output out;
+    size_t n = sizeof clip / sizeof clip[0];
+    w2s_status st = w2s_model_init(&m, my_model_data, MY_MODEL_DATA_BYTES);
+    if (st != W2S_OK) { puts(w2s_status_str(st)); return 1; }
+    if (w2s_arena_size(&m, n) > sizeof arena) { puts("arena"); return 1; }
+    st = w2s_predict_s16(&m, clip, n, arena, sizeof arena, &out);
+    if (st != W2S_OK) { puts(w2s_status_str(st)); return 1; }
+    printf("%ld %ld %ld\\n", (long)out.value[0], (long)out.value[1], (long)out.value[2]);
+    return 0;
+}
+""")
+    csrc = REPO / "csrc"
+    sources = sorted(str(p) for p in csrc.glob("*.c") if p.name not in ("w2s_cli.c", "test_w2s.c"))
+    exe = converted / "fw"
+    subprocess.run([cc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2", f"-I{csrc}", f"-I{converted}",
+                    str(converted / "main.c"), *sources, "-o", str(exe)], check=True)
+    out = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.split()
+    expected = Model(converted / "m.w2s").predict_fixed(pcm)
+    assert [int(v) for v in out] == expected.tolist()
+
+
+def test_convert_rejects_foreign_weights(tmp_path):
+    save_file({"encoder.weight": torch.zeros(3, 3)}, str(tmp_path / "x.safetensors"))
+    r = subprocess.run([sys.executable, "-m", "training.convert", str(tmp_path / "x.safetensors"),
+                        "-o", str(tmp_path / "x.w2s"), "--calib", "/nonexistent"], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert "not a Wav2Small state dict" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "x.w2s").exists()
