@@ -11,8 +11,15 @@ import soundfile as sf
 
 import wav2small
 from wav2small import Model, Prediction
-from wav2small.errors import (AudioError, AudioTooShortError, ModelChecksumError, ModelError,
-                              ModelTruncatedError, ModelVersionError, NotAModelError)
+from wav2small.errors import (
+    AudioError,
+    AudioTooShortError,
+    ModelChecksumError,
+    ModelError,
+    ModelTruncatedError,
+    ModelVersionError,
+    NotAModelError,
+)
 
 
 def test_import_does_not_load_torch():

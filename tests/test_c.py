@@ -7,8 +7,8 @@ import subprocess
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import REPO, to_int16
+
 from wav2small import Model
 
 DEFAULT_W2S = REPO / "wav2small" / "models" / "default.w2s"

@@ -12,16 +12,15 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import List, Optional
 
 import numpy as np
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".au"}
 
 
-def calibration_files(paths: List[str]) -> List[Path]:
+def calibration_files(paths: list[str]) -> list[Path]:
     """Audio files named directly or found (recursively, sorted) in the named directories."""
-    files: List[Path] = []
+    files: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
             files += sorted(f for f in p.rglob("*") if f.suffix.lower() in AUDIO_SUFFIXES)
@@ -32,7 +31,7 @@ def calibration_files(paths: List[str]) -> List[Path]:
     return files
 
 
-def load_calibration(paths: List[str], limit: int = 64, seconds: float = 8.0) -> List[np.ndarray]:
+def load_calibration(paths: list[str], limit: int = 64, seconds: float = 8.0) -> list[np.ndarray]:
     """Up to `limit` clips of at most `seconds`, mono float32 at 16 kHz."""
     from wav2small.audio import load
 
@@ -51,7 +50,7 @@ def load_calibration(paths: List[str], limit: int = 64, seconds: float = 8.0) ->
     return [load(f)[: int(seconds * 16000)] for f in files[::step][:limit]]
 
 
-def convert(weights: str, out: str, header: Optional[str] = None, calib: Optional[List[str]] = None,
+def convert(weights: str, out: str, header: str | None = None, calib: list[str] | None = None,
             headroom: float = 2.0) -> bytes:
     from .export import write_header, write_model
     from .model import load_safetensors
@@ -99,7 +98,7 @@ def register(subparsers) -> None:
     p.set_defaults(func=_run)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.convert", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 OUTPUT_NAMES = ("arousal", "dominance", "valence")
 

@@ -22,8 +22,10 @@ import numpy as np
 import torch
 
 from wav2small import _engine
+from wav2small.model import to_int16
 
-from .model import Wav2Small, hann_periodic
+from .metrics import ccc_numpy
+from .model import OUTPUT_NAMES, Wav2Small, hann_periodic
 
 Q_PCM, Q_TRIG, Q_LOG, Q_DB = _engine.Q_PCM, _engine.Q_TRIG, _engine.Q_LOG, _engine.Q_DB
 OUT_FRAC_BITS = 16  # outputs are int32 in Q16
@@ -198,3 +200,21 @@ def quantize(model: Wav2Small, clips: list[np.ndarray], headroom: float = 2.0) -
         n_outputs=cfg.n_outputs, out_frac_bits=OUT_FRAC_BITS,
     )
     return QuantizedModel(config=config, tensors=t, calibration=ranges)
+
+
+@torch.no_grad()
+def engine_fidelity(float_model: Wav2Small, engine, clips: list[np.ndarray]) -> dict:
+    """The int8 engine (a wav2small.Model) against the float model on the same int16 clips:
+    per-dimension CCC, max |difference| and the float outputs' spread."""
+    f_out, c_out = [], []
+    for pcm in clips:
+        q = to_int16(pcm)
+        f_out.append(float_model(torch.from_numpy(q.astype(np.float32) / 32768)[None])[0].numpy())
+        c_out.append(engine.predict(q).as_array())
+    f, c = np.array(f_out, np.float64), np.array(c_out, np.float64)
+    return {
+        "clips": len(clips),
+        "ccc": dict(zip(OUTPUT_NAMES, ccc_numpy(c, f).tolist())),
+        "max_abs_diff": dict(zip(OUTPUT_NAMES, np.abs(c - f).max(axis=0).tolist())),
+        "float_std": dict(zip(OUTPUT_NAMES, f.std(axis=0).tolist())),
+    }

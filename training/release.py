@@ -19,12 +19,10 @@ import torch
 
 from wav2small import Model
 from wav2small.audio import load
-from wav2small.model import to_int16
 
 from .export import write_model
-from .metrics import ccc_numpy
 from .model import OUTPUT_NAMES, load_safetensors
-from .quantize import quantize
+from .quantize import engine_fidelity, quantize
 from .speech import debian_speech_files
 
 PACKAGE_MODELS = Path(__file__).resolve().parent.parent / "wav2small" / "models"
@@ -39,30 +37,14 @@ def real_speech(n: int, seconds: float = 6.0) -> tuple[list[str], list[np.ndarra
     return [str(f) for f in picked], [load(f)[: int(seconds * 16000)] for f in picked]
 
 
-@torch.no_grad()
-def fidelity(float_model, engine: Model, clips: list[np.ndarray]) -> dict:
-    f_out, c_out = [], []
-    for pcm in clips:
-        q = to_int16(pcm)
-        f_out.append(float_model(torch.from_numpy(q.astype(np.float32) / 32768)[None])[0].numpy())
-        c_out.append(engine.predict(q).as_array())
-    f, c = np.array(f_out, np.float64), np.array(c_out, np.float64)
-    return {
-        "clips": len(clips),
-        "ccc": dict(zip(OUTPUT_NAMES, ccc_numpy(c, f).round(5).tolist())),
-        "max_abs_diff": dict(zip(OUTPUT_NAMES, np.abs(c - f).max(axis=0).round(5).tolist())),
-        "float_std": dict(zip(OUTPUT_NAMES, f.std(axis=0).round(4).tolist())),
-    }
-
-
 def card(train: dict, fid: dict, nbytes: int, params: int) -> str:
     ccc = train.get("ccc", {})
     t = ccc.get("test", {})
     v = ccc.get("val", {})
     cfg = train.get("config", {})
 
-    def row(d: dict) -> str:
-        return " | ".join(f"{d.get(k, float('nan')):.3f}" for k in OUTPUT_NAMES)
+    def row(d: dict, fmt: str = ".3f") -> str:
+        return " | ".join(f"{d.get(k, float('nan')):{fmt}}" for k in OUTPUT_NAMES)
 
     return f"""# Default model: Wav2Small distilled from a prosody annotator
 
@@ -95,9 +77,9 @@ Over {fid['clips']} real speech clips from Debian packages that calibration did 
 
 | | arousal | dominance | valence |
 |---|---|---|---|
-| CCC (engine vs float) | {fid['ccc']['arousal']} | {fid['ccc']['dominance']} | {fid['ccc']['valence']} |
-| max abs difference | {fid['max_abs_diff']['arousal']} | {fid['max_abs_diff']['dominance']} | {fid['max_abs_diff']['valence']} |
-| float output std | {fid['float_std']['arousal']} | {fid['float_std']['dominance']} | {fid['float_std']['valence']} |
+| CCC (engine vs float) | {row(fid['ccc'], '.5f')} |
+| max abs difference | {row(fid['max_abs_diff'], '.4f')} |
+| float output std | {row(fid['float_std'], '.4f')} |
 
 Quantization: calibrated on real speech from Debian packages (pocketsphinx-testdata, alsa-utils,
 asterisk-core-sounds-en-wav); docs/numerics.md describes the integer arithmetic.
@@ -113,7 +95,7 @@ def release(src: Path, out_dir: Path = PACKAGE_MODELS, n_clips: int = 48) -> dic
     _, clips = real_speech(n_clips)
     calib, held_out = clips[0::2], clips[1::2]
     data = write_model(quantize(model, calib), out_dir / "default.w2s")
-    fid = fidelity(model, Model(out_dir / "default.w2s"), held_out)
+    fid = engine_fidelity(model, Model(out_dir / "default.w2s"), held_out)
     (out_dir / "default.md").write_text(card(train, fid, len(data), model.trainable_parameters()))
     return fid
 

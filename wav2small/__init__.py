@@ -9,14 +9,13 @@ The model runs in an int8 C engine; this package does not need PyTorch.
 from __future__ import annotations
 
 import threading
-from typing import Optional
 
 from .model import Model, Prediction
 
 __version__ = "0.1.0"
-__all__ = ["predict", "Model", "Prediction", "__version__"]
+__all__ = ["Model", "Prediction", "__version__", "predict"]
 
-_default: Optional[Model] = None
+_default: Model | None = None
 _default_lock = threading.Lock()
 
 

@@ -10,7 +10,6 @@ import csv
 import json
 import sys
 from importlib.metadata import entry_points
-from typing import List, Optional
 
 from . import __version__
 from .audio import load
@@ -64,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     return args.func(args)
 

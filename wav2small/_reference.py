@@ -108,7 +108,7 @@ def prenorm_s16(t: dict, pcm: np.ndarray) -> tuple[int, int]:
 def logmel_s16(t: dict, cfg: dict, pcm: np.ndarray, mean: int, log2_var: int) -> np.ndarray:
     """All frames: int16 PCM -> (T, n_mels) log-mel in dB, Q_DB."""
     n_fft, hop = cfg["n_fft"], cfg["hop"]
-    eps_, mel_shift, pow_bits, log_floor, db_mult, db_shift = (int(v) for v in t["front.params"])
+    _, mel_shift, pow_bits, log_floor, db_mult, db_shift = (int(v) for v in t["front.params"])
     T = (len(pcm) - n_fft) // hop + 1
     idx = np.arange(T)[:, None] * hop + np.arange(n_fft)[None, :]
     d = pcm.astype(np.int64)[idx] * (1 << Q_PCM) - mean                       # (T, N)

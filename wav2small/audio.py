@@ -1,8 +1,9 @@
 """Audio input: reading files, checking arrays, resampling to the model rate."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Union
 
 import numpy as np
 
@@ -49,7 +50,7 @@ def resample(pcm: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
     return soxr.resample(pcm, rate_in, rate_out, quality="VHQ")
 
 
-def load(path: Union[str, Path], sample_rate: int = 16000) -> np.ndarray:
+def load(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
     """Read any file soundfile can read, mix to mono, resample; returns float32 in [-1, 1]."""
     import soundfile as sf
 

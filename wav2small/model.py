@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
-from typing import List, Optional, Union, overload
+from typing import overload
 
 import numpy as np
 
@@ -54,10 +54,10 @@ class Model:
     One Model may be shared by threads: the engine keeps no state in it.
     """
 
-    def __init__(self, path: Optional[Union[str, Path]] = None):
+    def __init__(self, path: str | Path | None = None):
         if path is None:
             data = resources.files("wav2small").joinpath("models", DEFAULT_MODEL).read_bytes()
-            self.path: Optional[Path] = None
+            self.path: Path | None = None
         else:
             self.path = Path(path)
             try:
@@ -67,7 +67,7 @@ class Model:
         self._load(data, str(path) if path is not None else "the default model")
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "Model":
+    def from_bytes(cls, data: bytes) -> Model:
         self = cls.__new__(cls)
         self.path = None
         self._load(bytes(data), "model bytes")
@@ -110,7 +110,7 @@ class Model:
     @overload
     def predict(self, pcm: AudioLike, sample_rate: int = 16000) -> Prediction: ...
     @overload
-    def predict(self, pcm: List[AudioLike], sample_rate: int = 16000) -> List[Prediction]: ...
+    def predict(self, pcm: list[AudioLike], sample_rate: int = 16000) -> list[Prediction]: ...
 
     def predict(self, pcm, sample_rate: int = 16000):
         """Arousal, dominance, valence of a clip, or of each clip of a list.
