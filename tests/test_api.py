@@ -171,3 +171,41 @@ def test_cli_reports_bad_files_and_continues(tmp_path, speech_files):
 def test_cli_help_lists_convert():
     r = _cli("--help")
     assert r.returncode == 0 and "predict" in r.stdout and "convert" in r.stdout
+
+
+# ---- threads ----------------------------------------------------------------------------------
+
+
+def test_gil_is_released_while_the_engine_runs(speech_clips):
+    """Another Python thread keeps running during one long predict call."""
+    import threading
+
+    long_clip = np.tile(speech_clips[0], 8)  # about half a minute of audio: the call lasts a while
+    ticks, stop = [0], threading.Event()
+
+    def count():
+        while not stop.is_set():
+            ticks[0] += 1
+
+    model = Model()
+    t = threading.Thread(target=count)
+    t.start()
+    try:
+        before = ticks[0]
+        model.predict(long_clip)
+        during = ticks[0] - before
+    finally:
+        stop.set()
+        t.join()
+    assert during > 1000, f"the counter thread advanced only {during} times: GIL held?"
+
+
+def test_shared_model_threads_match_sequential(speech_clips):
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = Model()
+    clips = speech_clips[:8]
+    sequential = [model.predict_fixed(c).tolist() for c in clips]
+    with ThreadPoolExecutor(8) as pool:
+        parallel = list(pool.map(lambda c: model.predict_fixed(c).tolist(), clips * 3))
+    assert parallel == sequential * 3
