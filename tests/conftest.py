@@ -15,9 +15,9 @@ MAX_SECONDS = 6.0     # long clips are cut to keep the float model fast on CI
 @pytest.fixture(scope="session")
 def speech_files() -> list[Path]:
     """A deterministic spread of real speech files over the installed Debian packages."""
-    from training.speech import debian_speech_files
+    from training.speech import CORE_SPEECH_SOURCES, debian_speech_files
 
-    files = debian_speech_files()
+    files = debian_speech_files(roots=CORE_SPEECH_SOURCES)
     if len(files) < N_CLIPS:
         pytest.fail(f"only {len(files)} real speech files found; .ci/run installs pocketsphinx-testdata, "
                     "alsa-utils and asterisk-core-sounds-en-wav")

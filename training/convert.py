@@ -4,7 +4,8 @@
     wav2small convert model.safetensors -o model.w2s          # the same, through the wav2small CLI
 
 Quantization is calibrated on speech: the files given with --calib (audio files or directories),
-or else the real speech of installed Debian packages (training.speech.debian_speech_files).
+or else the real speech of the Debian packages pocketsphinx-testdata, alsa-utils and
+asterisk-core-sounds-en-wav (training.speech.CORE_SPEECH_SOURCES).
 Needs PyTorch (pip install 'wav2small[train]').
 """
 from __future__ import annotations
@@ -38,9 +39,9 @@ def load_calibration(paths: list[str], limit: int = 64, seconds: float = 8.0) ->
     if paths:
         files = calibration_files(paths)
     else:
-        from .speech import debian_speech_files
+        from .speech import CORE_SPEECH_SOURCES, debian_speech_files
 
-        files = debian_speech_files()
+        files = debian_speech_files(roots=CORE_SPEECH_SOURCES)
     if not files:
         raise SystemExit(
             "no calibration speech: pass --calib FILES_OR_DIRS, or install Debian speech packages "

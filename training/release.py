@@ -23,13 +23,14 @@ from wav2small.audio import load
 from .export import write_model
 from .model import OUTPUT_NAMES, load_safetensors
 from .quantize import engine_fidelity, quantize
-from .speech import debian_speech_files
+from .speech import CORE_SPEECH_SOURCES, debian_speech_files
 
 PACKAGE_MODELS = Path(__file__).resolve().parent.parent / "wav2small" / "models"
 
 
 def real_speech(n: int, seconds: float = 6.0) -> tuple[list[str], list[np.ndarray]]:
-    files = debian_speech_files()
+    """n clips spread over the core Debian speech packages (the same set on every machine)."""
+    files = debian_speech_files(roots=CORE_SPEECH_SOURCES)
     if len(files) < n:
         raise SystemExit(f"need {n} real speech files, found {len(files)}: apt-get install "
                          "pocketsphinx-testdata alsa-utils asterisk-core-sounds-en-wav")
@@ -42,6 +43,10 @@ def card(train: dict, fid: dict, nbytes: int, params: int) -> str:
     t = ccc.get("test", {})
     v = ccc.get("val", {})
     cfg = train.get("config", {})
+    overrides = train.get("overrides", {})
+    distill_args = " ".join(f"--{k}={v}" for k, v in overrides.items())
+    out = overrides.get("out_dir", "runs/default")
+    wall = f"{train['wall_seconds_this_invocation'] / 60:.0f} min" if "wall_seconds_this_invocation" in train else "minutes"
 
     def row(d: dict, fmt: str = ".3f") -> str:
         return " | ".join(f"{d.get(k, float('nan')):{fmt}}" for k in OUTPUT_NAMES)
@@ -84,8 +89,15 @@ Over {fid['clips']} real speech clips from Debian packages that calibration did 
 Quantization: calibrated on real speech from Debian packages (pocketsphinx-testdata, alsa-utils,
 asterisk-core-sounds-en-wav); docs/numerics.md describes the integer arithmetic.
 
-Regenerate: `python -m training.release training/default` (numbers above come from that run,
-{datetime.date.today().isoformat()}).
+## Rebuild from nothing
+
+```bash
+python -m training.distill {distill_args}   # {wall} on 2 cores, deterministic
+cp {out}/model.safetensors {out}/train.json training/default/
+python -m training.release training/default                  # this card and default.w2s
+```
+
+The numbers above come from that release run ({datetime.date.today().isoformat()}).
 """
 
 

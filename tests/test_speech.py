@@ -1,0 +1,228 @@
+"""Offline speech: Debian clips, espeak-ng synthesis and its cache, the prosody annotator."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from training import prosody, speech
+from training.metrics import ccc_numpy, ccc_torch
+from training.prosody import VARIANTS, annotate, build_corpus, split_of
+from training.speech import SynthParams, debian_speech_files, read_clip, synthesize, synthesize_many
+
+needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+
+
+# ------------------------------------------------------------------------------------------------
+# Debian speech
+
+def test_debian_speech_files_found_sorted_and_readable():
+    files = debian_speech_files()
+    if not files:
+        pytest.skip("no speech package installed (pocketsphinx-testdata, alsa-utils, asterisk-core-sounds-en-wav)")
+    assert files == sorted(files) == debian_speech_files()  # deterministic
+    assert len(set(files)) == len(files)
+    assert not any(f.name == "Noise.wav" or "/silence/" in f.as_posix() or f.name == "beep.wav" for f in files)
+    for f in files[:: max(1, len(files) // 12)]:  # a spread of packages, not all 1,900 clips
+        pcm = read_clip(f)
+        assert pcm.dtype == np.float32 and pcm.ndim == 1
+        assert len(pcm) >= 0.5 * 16000
+        assert np.sqrt(np.mean(pcm ** 2)) > 1e-3, f"{f} is silent"
+
+
+def test_debian_speech_files_min_seconds_filters():
+    files = debian_speech_files(min_seconds=0.0)
+    longer = debian_speech_files(min_seconds=3.0)
+    assert set(longer) <= set(files)
+    if files:
+        assert len(longer) < len(files)
+
+
+def test_debian_speech_files_skips_noise_and_missing_roots(tmp_path: Path):
+    import soundfile as sf
+
+    t = np.arange(16000) / 16000
+    sf.write(tmp_path / "Noise.wav", 0.1 * np.sin(2 * np.pi * 440 * t), 16000)
+    sf.write(tmp_path / "hello.wav", 0.1 * np.sin(2 * np.pi * 220 * t), 16000)
+    sf.write(tmp_path / "short.wav", 0.1 * np.sin(2 * np.pi * 220 * t[:4000]), 16000)
+    roots = [(str(tmp_path), "*.wav"), (str(tmp_path / "absent"), "*.wav")]
+    assert [p.name for p in debian_speech_files(0.5, roots)] == ["hello.wav"]
+
+
+# ------------------------------------------------------------------------------------------------
+# synthesis
+
+@needs_espeak
+def test_synthesize_gives_audible_16k_float_audio():
+    pcm = synthesize("The train leaves at seven.", variant="f3", pitch=70, rate=200)
+    assert pcm.dtype == np.float32 and pcm.ndim == 1
+    assert 0.8 < len(pcm) / 16000 < 4.0
+    assert np.all(np.isfinite(pcm)) and np.abs(pcm).max() <= 1.0
+    assert np.sqrt(np.mean(pcm ** 2)) > 0.01
+    other = synthesize("The train leaves at seven.", sample_rate=8000)
+    assert 0.8 < len(other) / 8000 < 4.0
+
+
+@needs_espeak
+def test_parameters_change_the_audio_and_amplitude_only_scales_it():
+    text = "Could you pass me the salt, please?"
+    base = synthesize(text, variant="m3")
+    assert len(synthesize(text, variant="m3", rate=300)) < 0.8 * len(base)
+    assert not np.array_equal(synthesize(text, variant="m3", pitch=90), base)
+    assert not np.array_equal(synthesize(text, variant="m3", pitch_range=200), base)
+    quiet = synthesize(text, variant="m3", amplitude=50)
+    # amplitude is (close to) a pure gain: the model's RMS normalisation makes it invisible
+    corr = np.corrcoef(quiet, base)[0, 1]
+    assert corr > 0.99 and np.sqrt(np.mean(quiet ** 2)) < 0.7 * np.sqrt(np.mean(base ** 2))
+
+
+@needs_espeak
+def test_every_annotator_variant_is_honoured_by_espeak():
+    # espeak-ng silently ignores unknown variants, and "en-gb+X" used to fall back to plain en-gb
+    def digest(voice: str, variant: str | None) -> str:
+        pcm = speech.render(SynthParams("Hello there.", voice=voice, variant=variant, sample_rate=8000))
+        return hashlib.sha1(pcm.tobytes()).hexdigest()
+
+    for voice in prosody.VOICES:
+        plain = digest(voice, None)
+        for v in VARIANTS:
+            assert digest(voice, v.name) != plain, f"{voice}+{v.name} sounds like plain {voice}"
+
+
+def test_bad_parameters_raise_clear_errors():
+    with pytest.raises(ValueError, match="pitch"):
+        SynthParams("hi", pitch=120)
+    with pytest.raises(ValueError, match="empty"):
+        SynthParams("   ")
+    with pytest.raises(ValueError, match="voice"):
+        SynthParams("hi", voice="-w /tmp/x")
+    if shutil.which("espeak-ng"):
+        with pytest.raises(ValueError, match="no variant"):
+            synthesize("hi", variant="nosuchvariant")
+        with pytest.raises(RuntimeError, match="espeak-ng failed"):
+            synthesize("hi", voice="xx-nosuch")
+
+
+def test_missing_espeak_is_a_clear_runtime_error(monkeypatch):
+    monkeypatch.setattr(speech, "ESPEAK", "espeak-ng-not-installed-here")
+    with pytest.raises(RuntimeError, match="not installed"):
+        synthesize("hello")
+    with pytest.raises(RuntimeError, match="not installed"):
+        synthesize_many([SynthParams("hello")])
+
+
+@needs_espeak
+def test_cache_reuse_and_no_temp_files(tmp_path: Path, monkeypatch):
+    params = [SynthParams(t, variant=v, pitch=p) for t, v, p in
+              [("One two three.", "m1", 20), ("Four five six.", "f2", 80), ("One two three.", "m1", 21)]]
+    paths = synthesize_many(params, tmp_path, workers=2)
+    assert len(set(paths)) == 3 and all(p.is_file() and p.is_relative_to(tmp_path) for p in paths)
+    assert paths == [speech.cache_path(p, tmp_path) for p in params]
+    mtimes = [p.stat().st_mtime_ns for p in paths]
+
+    calls = []
+    monkeypatch.setattr(speech, "render", lambda p: calls.append(p))  # must not be needed now
+    again = synthesize_many(params, tmp_path)
+    assert again == paths and calls == [] and [p.stat().st_mtime_ns for p in again] == mtimes
+    assert not [p for p in tmp_path.rglob("*") if p.name.startswith(".tmp")]
+    pcm = read_clip(paths[1])
+    assert pcm.dtype == np.float32 and np.sqrt(np.mean(pcm ** 2)) > 0.01
+
+
+def test_cache_dir_from_environment(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("WAV2SMALL_CACHE", str(tmp_path))
+    assert speech.default_cache_dir() == tmp_path
+    monkeypatch.delenv("WAV2SMALL_CACHE")
+    assert speech.default_cache_dir() == Path.home() / ".cache" / "wav2small"
+
+
+def test_failed_cache_write_leaves_no_temp_file(tmp_path: Path):
+    target = tmp_path / "a" / "clip.wav"
+    with pytest.raises(Exception):
+        speech._write_atomic(target, np.zeros((2, 2, 2), np.float32), 16000)  # 3-D: soundfile refuses
+    assert not target.exists() and list(target.parent.iterdir()) == []
+
+
+def test_sentences_are_varied():
+    assert 90 <= len(speech.SENTENCES) == len(set(speech.SENTENCES))
+    assert any(s.endswith("?") for s in speech.SENTENCES) and any(s.endswith("!") for s in speech.SENTENCES)
+
+
+# ------------------------------------------------------------------------------------------------
+# prosody annotator
+
+def test_annotator_is_deterministic_and_in_range():
+    a, b = build_corpus(300, seed=7), build_corpus(300, seed=7)
+    assert [x.params for x in a] == [x.params for x in b]
+    assert all(np.array_equal(x.targets, y.targets) for x, y in zip(a, b))
+    assert [x.params for x in build_corpus(100, seed=7)] == [x.params for x in a[:100]]
+    assert [x.params for x in build_corpus(50, seed=8)] != [x.params for x in a[:50]]
+    t = np.stack([x.targets for x in a])
+    assert t.dtype == np.float32 and t.min() >= 0 and t.max() <= 1
+    assert np.all(t.std(0) > 0.04)  # every dimension varies
+
+
+def test_amplitude_and_text_do_not_change_targets():
+    for item in build_corpus(50, seed=1):
+        for amp in (0, 60, 150, 200):
+            assert np.array_equal(annotate(dataclasses.replace(item.params, amplitude=amp)), item.targets)
+        assert np.array_equal(annotate(dataclasses.replace(item.params, text="Something else.")), item.targets)
+
+
+def test_rule_directions():
+    p = SynthParams("x", variant="m3", pitch=50, rate=155, pitch_range=100)
+    base = annotate(p)
+    high = annotate(dataclasses.replace(p, pitch=90))
+    fast = annotate(dataclasses.replace(p, rate=280))
+    wide = annotate(dataclasses.replace(p, pitch_range=200))
+    whisper = annotate(dataclasses.replace(p, variant="whisper"))
+    croak = annotate(dataclasses.replace(p, variant="croak"))
+    a, d, v = 0, 1, 2
+    assert high[a] > base[a] and high[d] < base[d] and high[v] > base[v]
+    assert fast[a] > base[a] and fast[d] < base[d] and fast[v] > base[v]
+    assert wide[a] > base[a] and wide[v] > base[v]
+    assert whisper[a] < base[a] and whisper[d] < base[d] and whisper[v] < base[v]
+    assert croak[v] < base[v] and croak[a] < base[a]
+    np.testing.assert_allclose(base, [0.5, 0.5, 0.5], atol=0.005)  # pitch 50 is z = 0.01
+    # the same pitch setting means the same targets for a male and a female variant
+    assert np.array_equal(annotate(dataclasses.replace(p, variant="f3")), base)
+
+
+def test_split_by_voice_variant_is_disjoint():
+    items = build_corpus(600, seed=3)
+    by_split = {s: {it.params.variant for it in items if it.split == s} for s in prosody.SPLITS}
+    assert all(by_split.values())
+    assert not (by_split["train"] & by_split["val"]) and not (by_split["train"] & by_split["test"])
+    assert not (by_split["val"] & by_split["test"])
+    assert all(it.split == split_of(it.params) for it in items)
+    # the voice (accent) is not the split key: both accents occur in every split
+    for s in prosody.SPLITS:
+        assert {it.params.voice for it in items if it.split == s} == set(prosody.VOICES)
+    # both sexes in every split; breathy and rough voices are seen in training
+    for s in prosody.SPLITS:
+        assert {v.sex for v in VARIANTS if v.split == s} == {"f", "m"}
+    train = [v for v in VARIANTS if v.split == "train"]
+    assert sum(v.breathy for v in train) >= 2 and sum(v.rough == 1.0 for v in train) >= 2
+    with pytest.raises(ValueError, match="not in the annotator"):
+        split_of(SynthParams("x", variant="robosoft"))
+
+
+# ------------------------------------------------------------------------------------------------
+# metrics
+
+def test_ccc_numpy_and_torch_agree():
+    import torch
+
+    rng = np.random.default_rng(0)
+    t = rng.random((200, 3))
+    p = 0.8 * t + 0.1 + 0.05 * rng.standard_normal((200, 3))
+    c = ccc_numpy(p, t)
+    np.testing.assert_allclose(ccc_torch(torch.tensor(p), torch.tensor(t)).numpy(), c, rtol=1e-6)
+    np.testing.assert_allclose(ccc_numpy(t, t), 1.0)
+    np.testing.assert_allclose(ccc_numpy(-t + 1, t)[0], -1.0, atol=0.05)
+    assert np.all(c < 1) and np.all(c > 0.8)
+    assert np.isnan(ccc_numpy(np.ones(4), np.ones(4))[0])
