@@ -206,7 +206,10 @@ static int values_ok(const w2s_config *c, const w2s_weights *w) {
         }
         if (worst >= ((int64_t)1 << (22 + w->value_shift))) return 0;
     }
-    if (w->exp_lut[0] > (1u << W2S_Q_EXP_LUT)) return 0; /* 2^0 = 1.0 at most, then falling */
+    /* 2^0 = 1.0 at most, then falling to 2^-1 = 0.5 at least: the newest maximum of every vox
+     * cell then weighs >= 2^19 in Q_EXP, so the softmax sum is never 0 (vox.c divides by it) */
+    if (w->exp_lut[0] > (1u << W2S_Q_EXP_LUT) || w->exp_lut[W2S_EXP_LUT_SIZE - 1] < (1u << (W2S_Q_EXP_LUT - 1)))
+        return 0;
     for (k = 1; k < W2S_EXP_LUT_SIZE; k++)
         if (w->exp_lut[k] > w->exp_lut[k - 1]) return 0;
     if (!in_range(w->head_pre_shift_p, 0, 62) || !in_range(w->head_pre_shift_g, 0, 62) ||
