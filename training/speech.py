@@ -58,7 +58,9 @@ _SPEECH_SOURCES: tuple[tuple[str, str], ...] = (
 CORE_SPEECH_SOURCES: tuple[tuple[str, str], ...] = (
     ("/usr/share/pocketsphinx/test/data", "**/*.wav"),           # pocketsphinx-testdata
     ("/usr/share/sounds/alsa", "*.wav"),                         # alsa-utils
-    ("/usr/share/asterisk/sounds/en", "*.wav"),                  # asterisk-core-sounds-en-wav
+    # the package's own directory: the "en" symlink to it comes from asterisk-core-sounds-en,
+    # which --no-install-recommends leaves out
+    ("/usr/share/asterisk/sounds/en_US_f_Allison", "*.wav"),     # asterisk-core-sounds-en-wav
 )
 
 # Files inside those directories that are not speech: test noise, IVR tones and silence.
