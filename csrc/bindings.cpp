@@ -8,6 +8,7 @@
 #include <pybind11/stl.h>
 
 #include <cstring>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -101,9 +102,20 @@ class Model {
         if (st != W2S_OK) raise_status(st, "cannot load model");
     }
 
+    const w2s_model *raw() const { return &m_; }
     py::dict config() const { return config_to_dict(m_.config); }
     size_t nbytes() const { return len_; }
     size_t arena_size(size_t n) const { return w2s_arena_size(&m_, n); }
+    size_t stream_arena_size() const { return w2s_stream_arena_size(&m_); }
+
+    // The prenorm statistics of a whole clip (the first of the two streaming passes).
+    py::tuple clip_stats(const pcm_array &pcm) const {
+        if (pcm.ndim() != 1) throw py::value_error("pcm must be 1-D");
+        w2s_stats st;
+        w2s_status rc = w2s_clip_stats(&m_, pcm.data(), size_t(pcm.shape(0)), &st);
+        if (rc != W2S_OK) raise_status(rc, "cannot take the statistics of " + std::to_string(pcm.shape(0)) + " samples");
+        return py::make_tuple(st.mean, st.log2_var);
+    }
 
     // int16 PCM -> int32 outputs (fixed point); the GIL is released while the engine runs.
     py::array_t<int32_t> predict(const pcm_array &pcm) const {
@@ -171,6 +183,88 @@ class Model {
     w2s_model m_{};
 };
 
+// A stream in an arena the object owns. A mutex serialises calls, as the GIL is released while
+// the engine runs; the Python object keeps its Model alive (py::keep_alive below).
+class Stream {
+  public:
+    Stream(const Model &model, int prenorm, int32_t mean, int32_t log2_var, int32_t log2_window,
+           int32_t prior_samples) {
+        w2s_stream_params p = w2s_stream_default_params();
+        p.prenorm = prenorm;
+        p.stats.mean = mean;
+        p.stats.log2_var = log2_var;
+        p.log2_window = log2_window;
+        p.prior_samples = prior_samples;
+        const size_t need = w2s_stream_arena_size(model.raw());
+        arena_.resize(need / 8 + 1);
+        arena_bytes_ = need;
+        w2s_status st = w2s_stream_init(&s_, model.raw(), &p, arena_.data(), need);
+        if (st != W2S_OK) raise_status(st, "cannot start a stream");
+    }
+
+    void push(const pcm_array &pcm) {
+        if (pcm.ndim() != 1) throw py::value_error("pcm must be 1-D");
+        w2s_status st;
+        {
+            py::gil_scoped_release nogil;
+            std::lock_guard<std::mutex> lock(mu_);
+            st = w2s_stream_push_s16(s_, pcm.data(), size_t(pcm.shape(0)));
+        }
+        if (st != W2S_OK) raise_status(st, "cannot push " + std::to_string(pcm.shape(0)) + " samples");
+    }
+
+    py::array_t<int32_t> read() {
+        w2s_output out;
+        w2s_status st;
+        {
+            py::gil_scoped_release nogil;
+            std::lock_guard<std::mutex> lock(mu_);
+            st = w2s_stream_read(s_, &out);
+        }
+        if (st != W2S_OK) raise_status(st, "cannot read the stream after " + std::to_string(samples()) + " samples");
+        py::array_t<int32_t> r(out.n_outputs);
+        std::memcpy(r.mutable_data(), out.value, sizeof(int32_t) * size_t(out.n_outputs));
+        return r;
+    }
+
+    void reset() {
+        std::lock_guard<std::mutex> lock(mu_);
+        w2s_stream_reset(s_);
+    }
+
+    uint64_t samples() {
+        std::lock_guard<std::mutex> lock(mu_);
+        return w2s_stream_samples(s_);
+    }
+
+    py::tuple prenorm() {
+        std::lock_guard<std::mutex> lock(mu_);
+        w2s_prenorm pn = w2s_stream_prenorm(s_);
+        return py::make_tuple(pn.mean, pn.log2_var);
+    }
+
+    size_t arena_bytes() const { return arena_bytes_; }
+
+  private:
+    std::vector<uint64_t> arena_;
+    size_t arena_bytes_ = 0;
+    w2s_stream *s_ = nullptr;
+    std::mutex mu_;
+};
+
+py::dict stream_sizes(const Model &model) {
+    w2s_stream_sizes z;
+    w2s_stream_sizes_of(&model.raw()->config, &z);
+    py::dict d;
+    d["state"] = z.state;
+    d["vox"] = z.vox;
+    d["lines"] = z.lines;
+    d["work_push"] = z.work_push;
+    d["work_read"] = z.work_read;
+    d["total"] = z.total;
+    return d;
+}
+
 // Elementwise wrappers of the rounding rules, for the edge sweeps of the tests.
 template <typename F>
 py::array_t<int64_t> map3(py::array_t<int64_t> a, py::array_t<int64_t> b, py::array_t<int64_t> c, F f) {
@@ -210,7 +304,32 @@ PYBIND11_MODULE(_engine, m) {
         .def("arena_size", &Model::arena_size, py::arg("n_samples"), "Arena bytes for a clip (0: length out of range).")
         .def("predict", &Model::predict, py::arg("pcm"), "int16 PCM -> int32 outputs in fixed point (GIL released).")
         .def("trace", &Model::trace, py::arg("pcm"), "Run and return every stage output: [(stage, layer, array)].")
-        .def("tensors", &Model::tensors, "Copies of every tensor of the file, by name.");
+        .def("tensors", &Model::tensors, "Copies of every tensor of the file, by name.")
+        .def_property_readonly("stream_arena_size", &Model::stream_arena_size, "Arena bytes of one stream (any length).")
+        .def("clip_stats", &Model::clip_stats, py::arg("pcm"),
+             "Prenorm statistics of a whole int16 clip: (mean, log2_var), as the batch engine computes them.");
+
+    m.attr("PRENORM_RUNNING") = int(W2S_PRENORM_RUNNING);
+    m.attr("PRENORM_FIXED") = int(W2S_PRENORM_FIXED);
+    m.attr("STREAM_MIN_LOG2_WINDOW") = W2S_STREAM_MIN_LOG2_WINDOW;
+    m.attr("STREAM_MAX_LOG2_WINDOW") = W2S_STREAM_MAX_LOG2_WINDOW;
+    m.attr("STREAM_DEFAULT_LOG2_WINDOW") = w2s_stream_default_params().log2_window;
+    m.attr("STREAM_DEFAULT_PRIOR") = py::make_tuple(w2s_stream_default_params().stats.mean,
+                                                    w2s_stream_default_params().stats.log2_var);
+    m.attr("STREAM_DEFAULT_PRIOR_SAMPLES") = w2s_stream_default_params().prior_samples;
+    py::class_<Stream>(m, "Stream", "A w2s_stream: push int16 chunks, read outputs at any time.")
+        .def(py::init<const Model &, int, int32_t, int32_t, int32_t, int32_t>(), py::arg("model"), py::arg("prenorm"),
+             py::arg("mean") = 0, py::arg("log2_var") = 0, py::arg("log2_window") = w2s_stream_default_params().log2_window,
+             py::arg("prior_samples") = 0, py::keep_alive<1, 2>(),
+             "Start a stream: PRENORM_FIXED uses (mean, log2_var); PRENORM_RUNNING estimates over ~2^log2_window "
+             "samples, starting from (mean, log2_var) weighted as prior_samples samples.")
+        .def("push", &Stream::push, py::arg("pcm"), "Feed int16 PCM, any length (GIL released).")
+        .def("read", &Stream::read, "int32 outputs for all audio so far; the stream goes on (GIL released).")
+        .def("reset", &Stream::reset, "Forget all audio; keep the parameters.")
+        .def_property_readonly("samples", &Stream::samples, "Samples pushed since start or reset.")
+        .def_property_readonly("arena_bytes", &Stream::arena_bytes, "Bytes of the stream's arena.")
+        .def("prenorm", &Stream::prenorm, "(mean, log2_var) the next frame uses.");
+    m.def("stream_sizes", &stream_sizes, py::arg("model"), "Where a stream's arena goes, in bytes.");
 
     m.def("layout", [](const py::dict &config) {
         w2s_config c = config_from_dict(config);

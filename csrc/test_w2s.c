@@ -1,8 +1,13 @@
 /*
  * test_w2s.c - C tests of the engine that need no Python: rounding rules, model validation,
- * error codes, arena bounds, determinism. Prints "test_w2s: PASS" or "FAIL" on the last line.
+ * error codes, arena bounds, determinism, streaming (bit-identical with batch for every chunk
+ * size tried). Prints "test_w2s: PASS" or "FAIL" on the last line.
  *
- *     test_w2s model.w2s
+ *     test_w2s model.w2s [clip.raw ...]
+ *
+ * Each clip (raw little-endian int16, 16 kHz) also prints one line of fixed-point outputs,
+ * "clip NAME: batch a d v stream a d v running a d v", so that runs on other targets (qemu-user,
+ * the MPS2 firmware) can be compared with the host's bit for bit.
  *
  * The exhaustive comparisons (every stage bit-exact with the NumPy reference, fidelity against
  * the float model) live in tests/ and run through the Python binding.
@@ -118,14 +123,182 @@ static void test_predict(const w2s_model *m) {
     free(pcm);
 }
 
+/* ---- streaming ------------------------------------------------------------------------------ */
+
+/* Stream pcm in chunks of `chunk` samples (FIXED prenorm with the clip's own statistics), reading
+ * (non-destructively) every `read_every` chunks; returns the final read. */
+static w2s_status stream_clip(const w2s_model *m, const w2s_stream_params *p, const int16_t *pcm,
+                              size_t n, size_t chunk, size_t read_every, uint8_t *arena, size_t len,
+                              w2s_output *out) {
+    w2s_stream *s;
+    w2s_output mid;
+    size_t i, k = 0;
+    w2s_status st = w2s_stream_init(&s, m, p, arena, len);
+    if (st != W2S_OK) return st;
+    for (i = 0; i < n; i += chunk, k++) {
+        st = w2s_stream_push_s16(s, pcm + i, n - i < chunk ? n - i : chunk);
+        if (st != W2S_OK) return st;
+        if (read_every && k % read_every == 0) (void)w2s_stream_read(s, &mid);
+    }
+    return w2s_stream_read(s, out);
+}
+
+static w2s_stream_params fixed_params(const w2s_model *m, const int16_t *pcm, size_t n) {
+    w2s_stream_params p = w2s_stream_default_params();
+    p.prenorm = W2S_PRENORM_FIXED;
+    CHECK(w2s_clip_stats(m, pcm, n, &p.stats) == W2S_OK);
+    return p;
+}
+
+static int same(const w2s_output *a, const w2s_output *b) {
+    return a->n_outputs == b->n_outputs && a->frac_bits == b->frac_bits &&
+           memcmp(a->value, b->value, sizeof a->value) == 0;
+}
+
+static void test_stream(const w2s_model *m) {
+    static const size_t chunks[] = {1, 7, 31, 32, 33, 64, 100, 160, 1000, 4096, 16000};
+    /* clip lengths past one frame: T = 1, 2, 3, ... frames and ragged ends */
+    static const size_t prefixes[] = {0, 1, 31, 32, 33, 63, 64, 65, 96, 128, 160, 192, 224, 256,
+                                      288, 320, 352, 384, 416, 448, 936, 1953};
+    const size_t n = 16000, len = w2s_stream_arena_size(m);
+    int16_t *pcm = (int16_t *)malloc(n * sizeof(int16_t));
+    uint8_t *arena = (uint8_t *)malloc(len + 64), *batch_arena = (uint8_t *)malloc(w2s_arena_size(m, n));
+    w2s_stream_params p = w2s_stream_default_params(), bad;
+    w2s_stream *s;
+    w2s_output ref, out, out2;
+    size_t i;
+    int ok = 1, canary_ok = 1;
+
+    synth(pcm, n);
+    CHECK(len > 0 && w2s_stream_arena_size(NULL) == 0);
+    CHECK(w2s_predict_s16(m, pcm, n, batch_arena, w2s_arena_size(m, n), &ref) == W2S_OK);
+
+    /* argument and arena errors */
+    CHECK(w2s_stream_init(NULL, m, &p, arena, len) == W2S_ERR_ARG);
+    CHECK(w2s_stream_init(&s, NULL, &p, arena, len) == W2S_ERR_ARG);
+    CHECK(w2s_stream_init(&s, m, &p, arena, len - 1) == W2S_ERR_ARENA);
+    CHECK(w2s_stream_init(&s, m, &p, arena + 4, len) == W2S_ERR_ARENA);
+    CHECK(w2s_stream_init(&s, m, &p, NULL, len) == W2S_ERR_ARENA);
+    bad = p;
+    bad.log2_window = W2S_STREAM_MAX_LOG2_WINDOW + 1;
+    CHECK(w2s_stream_init(&s, m, &bad, arena, len) == W2S_ERR_ARG);
+    bad.prenorm = 7;
+    CHECK(w2s_stream_init(&s, m, &bad, arena, len) == W2S_ERR_ARG);
+    bad.prenorm = W2S_PRENORM_FIXED;
+    bad.stats.log2_var = -1;
+    CHECK(w2s_stream_init(&s, m, &bad, arena, len) == W2S_ERR_ARG);
+    CHECK(w2s_clip_stats(m, pcm, (size_t)m->config.n_fft - 1, &bad.stats) == W2S_ERR_TOO_SHORT);
+    CHECK(w2s_stream_init(&s, m, NULL, arena, len) == W2S_OK); /* NULL params: the defaults */
+    CHECK(w2s_stream_read(s, &out) == W2S_ERR_TOO_SHORT);
+    CHECK(w2s_stream_push_s16(s, NULL, 1) == W2S_ERR_ARG && w2s_stream_push_s16(s, NULL, 0) == W2S_OK);
+    CHECK(w2s_stream_push_s16(s, pcm, (size_t)m->config.n_fft - 1) == W2S_OK);
+    CHECK(w2s_stream_read(s, &out) == W2S_ERR_TOO_SHORT);
+    CHECK(w2s_stream_push_s16(s, pcm, 1) == W2S_OK && w2s_stream_read(s, &out) == W2S_OK);
+    CHECK(w2s_stream_push_s16(s, pcm, (size_t)-1) == W2S_ERR_TOO_LONG);
+    CHECK(w2s_stream_samples(s) == (uint64_t)m->config.n_fft && w2s_stream_read(NULL, &out) == W2S_ERR_ARG);
+
+    /* whole clip, fixed prenorm = the clip's: bit-identical with batch for every chunk size,
+     * with and without reads in between (reads must not change the stream) */
+    p = fixed_params(m, pcm, n);
+    for (i = 0; i < sizeof chunks / sizeof chunks[0]; i++) {
+        memset(arena, 0x5A, len); /* stale arena contents must not matter */
+        memset(arena + len, 0xA5, 64);
+        CHECK(stream_clip(m, &p, pcm, n, chunks[i], 0, arena, len, &out) == W2S_OK);
+        ok &= same(&out, &ref);
+        if (chunks[i] >= 7) {
+            CHECK(stream_clip(m, &p, pcm, n, chunks[i], chunks[i] < 64 ? 97 : 1, arena, len, &out2) == W2S_OK);
+            ok &= same(&out2, &ref);
+        }
+        for (size_t j = 0; j < 64; j++) canary_ok &= arena[len + j] == 0xA5;
+        if (!same(&out, &ref)) printf("  stream chunk %lu: %ld %ld %ld vs batch %ld %ld %ld\n", (unsigned long)chunks[i],
+                                     (long)out.value[0], (long)out.value[1], (long)out.value[2],
+                                     (long)ref.value[0], (long)ref.value[1], (long)ref.value[2]);
+    }
+    CHECK(ok);
+    CHECK(canary_ok); /* nothing written past the stream arena */
+
+    /* short clips exercise every layer with few rows (T = 1, 2, 3, ... frames) */
+    ok = 1;
+    for (i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
+        const size_t k = (size_t)m->config.n_fft + prefixes[i];
+        w2s_stream_params q = fixed_params(m, pcm, k);
+        CHECK(w2s_predict_s16(m, pcm, k, batch_arena, w2s_arena_size(m, k), &out2) == W2S_OK);
+        CHECK(stream_clip(m, &q, pcm, k, 13, 1, arena, len, &out) == W2S_OK);
+        if (!same(&out, &out2)) {
+            printf("  stream prefix %lu differs from batch\n", (unsigned long)k);
+            ok = 0;
+        }
+    }
+    CHECK(ok);
+
+    /* a read is repeatable, and reset starts a new clip */
+    CHECK(w2s_stream_init(&s, m, &p, arena, len) == W2S_OK);
+    CHECK(w2s_stream_push_s16(s, pcm, 5000) == W2S_OK);
+    CHECK(w2s_stream_read(s, &out) == W2S_OK && w2s_stream_read(s, &out2) == W2S_OK && same(&out, &out2));
+    CHECK(w2s_stream_reset(s) == W2S_OK && w2s_stream_samples(s) == 0);
+    CHECK(w2s_stream_read(s, &out) == W2S_ERR_TOO_SHORT);
+    CHECK(w2s_stream_push_s16(s, pcm, n) == W2S_OK && w2s_stream_read(s, &out) == W2S_OK && same(&out, &ref));
+
+    /* running prenorm: deterministic and independent of the chunking */
+    p = w2s_stream_default_params();
+    CHECK(stream_clip(m, &p, pcm, n, 1, 0, arena, len, &out) == W2S_OK);
+    CHECK(stream_clip(m, &p, pcm, n, 999, 3, arena, len, &out2) == W2S_OK);
+    CHECK(same(&out, &out2));
+    printf("  stream 1 s: fixed = batch for %lu chunk sizes and %lu prefixes; running:",
+           (unsigned long)(sizeof chunks / sizeof chunks[0]), (unsigned long)(sizeof prefixes / sizeof prefixes[0]));
+    for (i = 0; i < (size_t)out.n_outputs; i++) printf(" %ld", (long)out.value[i]);
+    printf(", arena %lu bytes\n", (unsigned long)len);
+    free(batch_arena);
+    free(arena);
+    free(pcm);
+}
+
+/* One clip file: batch, fixed-prenorm stream (160-sample chunks) and running stream outputs. */
+static void run_clip(const w2s_model *m, const char *path) {
+    FILE *f = fopen(path, "rb");
+    long bytes;
+    size_t n, k;
+    int16_t *pcm;
+    uint8_t *arena;
+    w2s_output b, s, r;
+    w2s_stream_params p;
+    if (!f || fseek(f, 0, SEEK_END) || (bytes = ftell(f)) < 0 || fseek(f, 0, SEEK_SET)) {
+        printf("  FAIL cannot read %s\n", path);
+        failures++;
+        if (f) fclose(f);
+        return;
+    }
+    n = (size_t)bytes / 2;
+    pcm = (int16_t *)malloc(n * sizeof(int16_t) + 2);
+    arena = (uint8_t *)malloc(w2s_arena_size(m, n) + w2s_stream_arena_size(m) + 8);
+    CHECK(fread(pcm, sizeof(int16_t), n, f) == n); /* little-endian host and file */
+    fclose(f);
+    CHECK(w2s_predict_s16(m, pcm, n, arena, w2s_arena_size(m, n), &b) == W2S_OK);
+    p = fixed_params(m, pcm, n);
+    CHECK(stream_clip(m, &p, pcm, n, 160, 0, arena, w2s_stream_arena_size(m), &s) == W2S_OK);
+    CHECK(same(&s, &b));
+    p = w2s_stream_default_params();
+    CHECK(stream_clip(m, &p, pcm, n, 160, 0, arena, w2s_stream_arena_size(m), &r) == W2S_OK);
+    printf("clip %s: batch", path);
+    for (k = 0; k < (size_t)b.n_outputs; k++) printf(" %ld", (long)b.value[k]);
+    printf(" stream");
+    for (k = 0; k < (size_t)s.n_outputs; k++) printf(" %ld", (long)s.value[k]);
+    printf(" running");
+    for (k = 0; k < (size_t)r.n_outputs; k++) printf(" %ld", (long)r.value[k]);
+    printf("\n");
+    free(arena);
+    free(pcm);
+}
+
 int main(int argc, char **argv) {
     FILE *f;
     uint32_t *buf;
     long len;
     w2s_model m;
     w2s_status st;
-    if (argc != 2) {
-        fprintf(stderr, "usage: test_w2s model.w2s\n");
+    int i;
+    if (argc < 2) {
+        fprintf(stderr, "usage: test_w2s model.w2s [clip.raw ...]\n");
         return 2;
     }
     test_rounding();
@@ -140,7 +313,11 @@ int main(int argc, char **argv) {
     test_model_errors((const uint8_t *)buf, (size_t)len);
     st = w2s_model_init(&m, buf, (size_t)len);
     CHECK(st == W2S_OK);
-    if (st == W2S_OK) test_predict(&m);
+    if (st == W2S_OK) {
+        test_predict(&m);
+        test_stream(&m);
+        for (i = 2; i < argc; i++) run_clip(&m, argv[i]);
+    }
     free(buf);
     printf("test_w2s: %s (%d failures)\n", failures ? "FAIL" : "PASS", failures);
     return failures ? 1 : 0;

@@ -160,6 +160,90 @@ size_t      w2s_arena_size(const w2s_model *model, size_t n_samples);
 w2s_status  w2s_predict_s16(const w2s_model *model, const int16_t *pcm, size_t n_samples,
                             void *arena, size_t arena_len, w2s_output *out);
 
+/* ---- streaming ------------------------------------------------------------------------------
+ *
+ *     w2s_stream *s;
+ *     size_t need = w2s_stream_arena_size(&model);       // constant: independent of clip length
+ *     w2s_stream_params p = w2s_stream_default_params();  // running prenorm estimate
+ *     st = w2s_stream_init(&s, &model, &p, arena, need); // s points into the arena
+ *     while (more audio) w2s_stream_push_s16(s, chunk, n_chunk);   // any chunk size, even 1
+ *     st = w2s_stream_read(s, &out);                     // A/D/V so far; the stream goes on
+ *
+ * The stream computes exactly the batch forward pass, one STFT frame at a time: each conv layer
+ * keeps its last two input rows, the max-pool one running row, vox pooling its online softmax.
+ * Reading finishes a copy of the pending rows (the bottom padding of every layer), so a read
+ * never changes what later pushes compute. With W2S_PRENORM_FIXED and the statistics of the whole
+ * clip (w2s_clip_stats: a first pass), read after the last push is bit-identical with
+ * w2s_predict_s16 on that clip. W2S_PRENORM_RUNNING needs no first pass (docs/engine.md has its
+ * measured cost). A stream is used by one thread at a time; it lives entirely in its arena. */
+
+typedef struct w2s_stream w2s_stream; /* opaque; lives at the start of its arena */
+
+typedef enum {
+    W2S_PRENORM_RUNNING = 0, /**< estimate mean and variance from the audio so far (causal) */
+    W2S_PRENORM_FIXED   = 1  /**< use w2s_stream_params.stats (a clip's, or a calibrated level) */
+} w2s_prenorm_mode;
+
+/* Prenorm statistics: what the batch engine computes from the whole clip. */
+typedef struct {
+    int32_t mean;     /* mean of pcm * 2^W2S_Q_PCM, rounded; |mean| <= 2^19 */
+    int32_t log2_var; /* log2(variance + eps) in Q_LOG, variance in (pcm * 2^Q_PCM)^2 units, 0..39 * 2^16 */
+} w2s_stats;
+
+typedef struct {
+    int32_t   prenorm;       /* w2s_prenorm_mode */
+    w2s_stats stats;         /* FIXED: the statistics every frame uses; RUNNING: the prior */
+    int32_t   log2_window;   /* RUNNING: the estimate covers about the last 2^log2_window samples
+                                (exact running sums before that many), MIN..MAX_LOG2_WINDOW */
+    int32_t   prior_samples; /* RUNNING: the estimate starts as if this many samples had shown
+                                `stats` (0: no prior, the first frame alone), 0..2^log2_window */
+} w2s_stream_params;
+
+#define W2S_STREAM_MIN_LOG2_WINDOW 8  /* 256 samples: one frame (n_fft <= 256) always fits */
+#define W2S_STREAM_MAX_LOG2_WINDOW 20 /* 65 s at 16 kHz; keeps the running sums in 64 bits */
+
+/** Defaults: W2S_PRENORM_RUNNING with the window docs/engine.md recommends. */
+w2s_stream_params w2s_stream_default_params(void);
+
+/**
+ * The prenorm statistics of a whole clip, exactly as w2s_predict_s16 computes them.
+ * @return W2S_OK, W2S_ERR_ARG, W2S_ERR_TOO_SHORT or W2S_ERR_TOO_LONG (same limits as batch)
+ */
+w2s_status  w2s_clip_stats(const w2s_model *model, const int16_t *pcm, size_t n_samples,
+                           w2s_stats *stats);
+
+/** Bytes of arena one stream needs (state, line buffers and read scratch); 0 if model is NULL. */
+size_t      w2s_stream_arena_size(const w2s_model *model);
+
+/**
+ * Start a stream in caller memory. The model must outlive the stream.
+ * @param[out] stream  set to the stream (inside arena) on success
+ * @param[in]  params  NULL for w2s_stream_default_params()
+ * @param[in]  arena   8-byte aligned, arena_len >= w2s_stream_arena_size(model)
+ * @return W2S_OK, W2S_ERR_ARG (NULL model/stream, or params out of range) or W2S_ERR_ARENA
+ */
+w2s_status  w2s_stream_init(w2s_stream **stream, const w2s_model *model,
+                            const w2s_stream_params *params, void *arena, size_t arena_len);
+
+/**
+ * Feed n_samples of mono int16 PCM (any n, 0 included). Runs every frame the chunk completes.
+ * @return W2S_OK, W2S_ERR_ARG, or W2S_ERR_TOO_LONG when the stream would pass W2S_MAX_FRAMES
+ *         STFT frames (35 min at 16 kHz); then nothing of the chunk is consumed: read, then reset
+ */
+w2s_status  w2s_stream_push_s16(w2s_stream *stream, const int16_t *pcm, size_t n_samples);
+
+/**
+ * Outputs for all audio pushed so far, as if the clip ended here. Does not change the stream.
+ * @return W2S_OK, W2S_ERR_ARG, or W2S_ERR_TOO_SHORT before the first n_fft samples
+ */
+w2s_status  w2s_stream_read(w2s_stream *stream, w2s_output *out);
+
+/** Forget all audio (a new clip) and keep the params. @return W2S_OK or W2S_ERR_ARG */
+w2s_status  w2s_stream_reset(w2s_stream *stream);
+
+/** Samples pushed since init or reset (0 for NULL). */
+uint64_t    w2s_stream_samples(const w2s_stream *stream);
+
 /** A short English description of a status code (never NULL). */
 const char *w2s_status_str(w2s_status status);
 

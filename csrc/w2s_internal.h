@@ -109,6 +109,23 @@ typedef void (*w2s_trace_fn)(void *user, w2s_trace_stage stage, int32_t layer, c
 w2s_status w2s_forward(const w2s_model *m, const int16_t *pcm, size_t n, void *arena,
                        size_t arena_len, w2s_output *out, w2s_trace_fn trace, void *user);
 
+/* ---- streaming (stream.c) --------------------------------------------------------------------- */
+
+/* Where a stream's arena goes (bytes, each slice rounded as placed); for the footprint table. */
+typedef struct {
+    size_t state;     /* struct w2s_stream */
+    size_t vox;       /* online softmax state */
+    size_t lines;     /* frame buffer, line buffers of every layer, running max-pool row */
+    size_t work_push; /* scratch of one push: log-mel row and scratch, two ping-pong rows */
+    size_t work_read; /* scratch of one read: pending rows, one softmax column, pooled values, Gram */
+    size_t total;     /* = w2s_stream_arena_size() */
+} w2s_stream_sizes;
+
+void        w2s_stream_sizes_of(const w2s_config *c, w2s_stream_sizes *sizes);
+
+/* The prenorm statistics the stream's next frame uses (running mode: the estimate so far). */
+w2s_prenorm w2s_stream_prenorm(const w2s_stream *s);
+
 #ifdef __cplusplus
 }
 #endif

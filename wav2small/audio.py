@@ -1,6 +1,8 @@
 """Audio input: reading files, checking arrays, resampling to the model rate."""
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Union
@@ -21,7 +23,7 @@ def as_mono(pcm: AudioLike) -> np.ndarray:
     if isinstance(pcm, (list, tuple)):
         try:
             pcm = np.asarray(pcm, dtype=np.float64)
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, OverflowError) as e:  # OverflowError: ints beyond float64
             raise AudioError(f"a list of samples must hold numbers only ({e})") from None
     if not isinstance(pcm, np.ndarray):
         raise AudioError(f"expected a numpy array or a list of samples, got {type(pcm).__name__}")
@@ -39,14 +41,31 @@ def as_mono(pcm: AudioLike) -> np.ndarray:
     return pcm
 
 
+def check_rate(rate: object) -> float:
+    """A sample rate as given (a positive, finite number of Hz), else AudioError. soxr would hang
+    on NaN, infinite or absurd rates instead of failing."""
+    if not isinstance(rate, numbers.Real) or isinstance(rate, bool) or not math.isfinite(rate) or rate <= 0:
+        raise AudioError(f"a sample rate must be a positive number of Hz, got {rate!r}")
+    return rate
+
+
 def resample(pcm: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
-    """Resample with soxr (VHQ); int16 stays int16, floats become float32."""
-    if rate_in <= 0 or rate_out <= 0:
-        raise AudioError(f"sample rates must be positive, got {rate_in} -> {rate_out}")
+    """Resample with soxr (VHQ); int16 stays int16, floats keep their dtype.
+
+    Floats louder than full scale are first divided by a power of two (exact, and the gain is
+    invisible to the model): near the float maximum the resampler's overshoot would overflow to
+    inf and turn the clip into NaNs.
+    """
+    check_rate(rate_in)
+    check_rate(rate_out)
     if rate_in == rate_out:
         return pcm
     import soxr
 
+    if pcm.dtype != np.int16 and pcm.size:
+        peak = float(np.max(np.abs(pcm)))
+        if peak > 1.0:
+            pcm = pcm * pcm.dtype.type(2.0 ** -math.frexp(peak)[1])
     return soxr.resample(pcm, rate_in, rate_out, quality="VHQ")
 
 

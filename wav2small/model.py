@@ -9,8 +9,8 @@ from typing import overload
 import numpy as np
 
 from . import _engine
-from .audio import AudioLike, as_mono, resample
-from .errors import AudioTooShortError, ModelError
+from .audio import AudioLike, as_mono, check_rate, resample
+from .errors import AudioTooLongError, AudioTooShortError, ModelError
 
 OUTPUT_NAMES = ("arousal", "dominance", "valence")
 DEFAULT_MODEL = "default.w2s"
@@ -62,15 +62,19 @@ class Model:
             self.path = Path(path)
             try:
                 data = self.path.read_bytes()
-            except OSError as e:
-                raise ModelError(f"cannot read model file {path}: {e.strerror}") from None
+            except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
+                raise ModelError(f"cannot read model file {path}: {getattr(e, 'strerror', None) or e}") from None
         self._load(data, str(path) if path is not None else "the default model")
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Model:
+        try:  # any bytes-like object; bytes(n) of an int would make n zero bytes instead
+            data = memoryview(data).tobytes()
+        except TypeError:
+            raise ModelError(f"model data must be bytes-like, got {type(data).__name__}") from None
         self = cls.__new__(cls)
         self.path = None
-        self._load(bytes(data), "model bytes")
+        self._load(data, "model bytes")
         return self
 
     def _load(self, data: bytes, what: str) -> None:
@@ -95,13 +99,27 @@ class Model:
     def prepare(self, pcm: AudioLike, sample_rate: int = 16000) -> np.ndarray:
         """Check, resample and convert one clip to the engine's int16 input."""
         x = as_mono(pcm)
+        given = "" if sample_rate == self.sample_rate else f" ({len(x)} at {sample_rate} Hz)"
+        # lengths are checked before resampling too (with a sample of slack for rounding), so a
+        # clip beyond the engine's limit fails at once instead of after resampling it
+        self._check_length(len(x) * self.sample_rate / check_rate(sample_rate), given, slack=1)
         x = resample(x, sample_rate, self.sample_rate)
-        if len(x) < self.config["n_fft"]:
-            raise AudioTooShortError(
-                f"clip has {len(x)} samples at {self.sample_rate} Hz; at least {self.config['n_fft']} "
-                f"({1000 * self.config['n_fft'] / self.sample_rate:.0f} ms) are needed"
-            )
+        self._check_length(len(x), given)
         return to_int16(x)
+
+    def _check_length(self, n: float, given: str, slack: int = 0) -> None:
+        """n samples at the model's rate must fill one frame and stay within the engine's limit."""
+        rate, n_fft, limit = self.sample_rate, self.config["n_fft"], _engine.MAX_SAMPLES
+        if n < n_fft - slack:
+            raise AudioTooShortError(
+                f"clip has {n:.0f} samples at {rate} Hz{given}; at least {n_fft} "
+                f"({1000 * n_fft / rate:.0f} ms) are needed"
+            )
+        if n > limit + slack:
+            raise AudioTooLongError(
+                f"clip has {n:.0f} samples at {rate} Hz{given}; the engine takes at most {limit} "
+                f"({limit / rate / 60:.1f} min): split it, e.g. into 1-minute pieces"
+            )
 
     def predict_fixed(self, pcm: AudioLike, sample_rate: int = 16000) -> np.ndarray:
         """The engine's raw int32 outputs (value / 2^out_frac_bits), for bit-exact comparisons."""
@@ -121,6 +139,26 @@ class Model:
         if _is_batch(pcm):
             return [self._predict_one(c, sample_rate) for c in pcm]
         return self._predict_one(pcm, sample_rate)
+
+    def clip_stats(self, pcm: AudioLike, sample_rate: int = 16000) -> tuple[int, int]:
+        """The prenorm statistics (mean, log2_var) of a whole clip, as predict() computes them:
+        pass them to stream() to stream a finished clip bit-identically with predict()."""
+        return tuple(self._engine.clip_stats(self.prepare(pcm, sample_rate)))
+
+    def stream(self, stats: tuple[int, int] | None = None, *, prior: tuple[int, int] | None = None,
+               prior_samples: int | None = None, log2_window: int | None = None,
+               sample_rate: int | None = None):
+        """A Stream: push chunks, read A/D/V at any time, in constant memory (wav2small.stream).
+
+        stats: prenorm statistics to use throughout (clip_stats() of the clip: bit-identical with
+        predict(); or a calibrated device level). None estimates them as the audio comes, over
+        ~2^log2_window samples, starting from `prior` weighted as `prior_samples` samples.
+        sample_rate: rate of the pushed audio (default: the model's); other rates are resampled.
+        """
+        from .stream import Stream
+
+        return Stream(self, stats=stats, prior=prior, prior_samples=prior_samples,
+                      log2_window=log2_window, sample_rate=sample_rate)
 
     def _predict_one(self, pcm: AudioLike, sample_rate: int) -> Prediction:
         q = self.predict_fixed(pcm, sample_rate)

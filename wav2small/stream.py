@@ -1,0 +1,120 @@
+"""Stream: Wav2Small over a live signal, in constant memory (the C engine's w2s_stream).
+
+    s = model.stream()                        # running prenorm estimate: endless input
+    for chunk in microphone:                  # any chunk size, int16 or float (full scale 1.0)
+        s.push(chunk)
+        p = s.read()                          # A/D/V of everything pushed so far
+
+    s = model.stream(stats=model.clip_stats(pcm))   # a finished clip: two passes,
+    s.push(pcm); s.read() == model.predict(pcm)     # bit-identical with batch
+
+Prenorm normalises a clip by its own mean and variance. A stream cannot see the future, so by
+default it estimates them as the audio comes, over the last ~2^log2_window samples. It can start
+from a prior level (prior, weighted as prior_samples samples; the default prior is speech at
+-26 dBFS, unweighted), which keeps a clip's first frames from being normalised by their own
+near-silence when the device's level is known. docs/engine.md gives what each choice costs in
+CCC against batch.
+"""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from . import _engine
+from .audio import AudioLike, as_mono
+from .errors import AudioError
+
+__all__ = ["Stream"]
+
+
+def chunk_to_int16(pcm: np.ndarray) -> np.ndarray:
+    """int16 as is; floats are full scale +-1.0 and clipped there. Unlike Model.predict, a chunk is
+    never scaled to its own peak: that gain would change from chunk to chunk."""
+    if pcm.dtype == np.int16:
+        return np.ascontiguousarray(pcm)
+    return np.clip(np.rint(pcm * 32768.0), -32768, 32767).astype(np.int16)
+
+
+class Stream:
+    """A running Wav2Small: push audio chunks, read arousal, dominance and valence at any time.
+
+    Made by Model.stream(). Memory stays constant however long the stream runs (about 8 KB of
+    engine state); a stream is limited to 2^20 analysis frames (35 min at 16 kHz) between resets.
+    Calls are serialised by a lock, so a stream may be handed between threads.
+    """
+
+    def __init__(self, model, stats: tuple[int, int] | None = None, prior: tuple[int, int] | None = None,
+                 prior_samples: int | None = None, log2_window: int | None = None,
+                 sample_rate: int | None = None):
+        self.model = model
+        self.stats = None if stats is None else (int(stats[0]), int(stats[1]))
+        self.prior = _engine.STREAM_DEFAULT_PRIOR if prior is None else (int(prior[0]), int(prior[1]))
+        self.prior_samples = _engine.STREAM_DEFAULT_PRIOR_SAMPLES if prior_samples is None else int(prior_samples)
+        self.log2_window = _engine.STREAM_DEFAULT_LOG2_WINDOW if log2_window is None else int(log2_window)
+        self.sample_rate = model.sample_rate if sample_rate is None else int(sample_rate)
+        if self.sample_rate <= 0:
+            raise AudioError(f"sample rate must be positive, got {self.sample_rate}")
+        if self.stats is None:
+            self._engine = _engine.Stream(model._engine, _engine.PRENORM_RUNNING, *self.prior,
+                                          log2_window=self.log2_window, prior_samples=self.prior_samples)
+        else:
+            self._engine = _engine.Stream(model._engine, _engine.PRENORM_FIXED, *self.stats)
+        self._lock = threading.Lock()
+        self._resampler = None
+        self._new_resampler()
+
+    def _new_resampler(self) -> None:
+        if self.sample_rate == self.model.sample_rate:
+            self._resampler = None
+            return
+        import soxr
+
+        self._resampler = soxr.ResampleStream(self.sample_rate, self.model.sample_rate, 1,
+                                              dtype="float32", quality="VHQ")
+
+    def __repr__(self) -> str:
+        mode = "fixed stats" if self.stats else f"running prenorm over 2^{self.log2_window} samples"
+        return f"Stream({mode}, {self.seconds:.2f} s pushed, {self.arena_bytes} bytes)"
+
+    @property
+    def samples(self) -> int:
+        """Samples (at the model's rate) pushed since the start or the last reset."""
+        return self._engine.samples
+
+    @property
+    def seconds(self) -> float:
+        return self.samples / self.model.sample_rate
+
+    @property
+    def arena_bytes(self) -> int:
+        """The engine's working memory for this stream (independent of how long it runs)."""
+        return self._engine.arena_bytes
+
+    def push(self, pcm: AudioLike) -> None:
+        """Feed a chunk: 1-D int16, float32/float64 (full scale +-1.0) or a list; any length."""
+        x = as_mono(pcm)
+        with self._lock:
+            if self._resampler is not None:
+                x = self._resampler.resample_chunk(x.astype(np.float32) / (32768.0 if x.dtype == np.int16 else 1.0))
+            self._engine.push(chunk_to_int16(x))
+
+    def read_fixed(self) -> np.ndarray:
+        """The engine's raw int32 outputs (value / 2^out_frac_bits) for all audio so far."""
+        with self._lock:
+            return self._engine.read()
+
+    def read(self):
+        """Arousal, dominance and valence of all audio pushed so far; the stream goes on.
+
+        Raises AudioTooShortError before the first analysis frame (n_fft samples)."""
+        from .model import Prediction
+
+        values = self.read_fixed().astype(np.float64) / float(1 << self.model.config["out_frac_bits"])
+        return Prediction(*(float(v) for v in values))
+
+    def reset(self) -> None:
+        """Start over (a new clip); the parameters stay."""
+        with self._lock:
+            self._engine.reset()
+            self._new_resampler()
