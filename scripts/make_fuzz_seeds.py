@@ -1,0 +1,102 @@
+"""Write the seed corpora of the libFuzzer harnesses (csrc/fuzz/corpus/), deterministically.
+
+    python scripts/make_fuzz_seeds.py          # needs the training extras (torch)
+
+Seeds are small valid inputs the fuzzers mutate: real model files of several shapes (the shipped
+model and random-init models quantized by the real exporter, at the edges of the engine's limits:
+64 channels, 16 layers, 16 outputs, n_fft 8 and 256, 128 mels) and short PCM clips (silence,
+one LSB, int16 extremes, DC, a chirp). A valid seed lets the fuzzer start past the validation
+and spend its mutations on values the engine accepts. Files named regression-* are inputs that
+once crashed a harness (docs/reliability.md); they are kept, so every fuzz run replays them.
+"""
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+CORPUS = REPO / "csrc" / "fuzz" / "corpus"
+DEFAULT_W2S = REPO / "wav2small" / "models" / "default.w2s"
+
+# model shapes at the engine's limits (w2s.h), small files (the widest, 64 channels, is 45 KB with its PCM)
+SHAPES = {
+    "tiny": {"n_fft": 8, "hop": 3, "n_mels": 2, "channels": 1, "n_layers": 1, "pool_after": 1},
+    "wide64": {"n_fft": 256, "hop": 200, "n_mels": 2, "channels": 64, "n_layers": 1, "pool_after": 1},
+    "deep16": {"n_fft": 32, "hop": 16, "n_mels": 9, "channels": 4, "n_layers": 16, "pool_after": 16,
+               "n_outputs": 16},
+    "mels128": {"n_fft": 64, "hop": 64, "n_mels": 128, "channels": 2, "n_layers": 2, "pool_after": 1},
+}
+
+
+def chirp(n: int, seed: int) -> np.ndarray:
+    """A rising tone over noise, int16, as a stand-in for speech in calibration and seeds."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) / 16000
+    x = 0.4 * np.sin(2 * np.pi * (200 + 2000 * t) * t) + 0.05 * rng.standard_normal(n)
+    return np.clip(np.rint(x * 32767), -32768, 32767).astype(np.int16)
+
+
+def pcm_seeds() -> dict[str, np.ndarray]:
+    return {
+        "silence_64": np.zeros(64, np.int16),
+        "one_lsb_200": np.tile(np.array([0, 1], np.int16), 100),
+        "extremes_300": np.tile(np.array([32767, -32768], np.int16), 150),
+        "dc_max_128": np.full(128, 32767, np.int16),
+        "short_63": chirp(63, 1),
+        "chirp_1000": chirp(1000, 2),
+    }
+
+
+def random_model(shape: dict, seed: int) -> bytes:
+    import torch
+
+    from training.export import model_bytes
+    from training.model import Wav2Small, Wav2SmallConfig
+    from training.quantize import quantize
+
+    torch.manual_seed(seed)
+    model = Wav2Small(Wav2SmallConfig(**shape)).eval()
+    with torch.no_grad():  # activations fade through 16 random layers; zero biases keep them in range
+        model.vgg7.lin.bias.zero_()
+        model.vgg7.sof.bias.zero_()
+    clips = [chirp(4000, s).astype(np.float32) / 32768 for s in (10, 11)]
+    return model_bytes(quantize(model, clips))
+
+
+def values_seed(model: bytes, pcm: np.ndarray) -> bytes:
+    """Harness (c)'s input: the config fields, the tensors (no header, no CRC), then the PCM."""
+    config = struct.unpack_from("<9i", model, 16)
+    return struct.pack("<9i", *config) + model[64:-4] + pcm.astype("<i2").tobytes()
+
+
+def main() -> None:
+    dirs = {name: CORPUS / name for name in ("model_init", "predict", "model_values")}
+    for d in dirs.values():  # regression-* inputs (crashes the fuzzers found, now fixed) stay
+        d.mkdir(parents=True, exist_ok=True)
+        for f in d.iterdir():
+            if not f.name.startswith("regression-"):
+                f.unlink()
+    pcm = pcm_seeds()
+    for name, x in pcm.items():
+        (dirs["predict"] / name).write_bytes(x.astype("<i2").tobytes())
+
+    models = {"default": DEFAULT_W2S.read_bytes()}
+    for i, (name, shape) in enumerate(SHAPES.items()):
+        models[name] = random_model(shape, seed=i)
+    for name, data in models.items():
+        n_fft = struct.unpack_from("<i", data, 20)[0]
+        (dirs["model_values"] / name).write_bytes(values_seed(data, chirp(4 * n_fft, 3)))
+    (dirs["model_values"] / "default_extremes").write_bytes(values_seed(models["default"], pcm["extremes_300"]))
+    # the parser gets whole files, and the header alone (truncated after it)
+    (dirs["model_init"] / "default.w2s").write_bytes(models["default"])
+    (dirs["model_init"] / "tiny.w2s").write_bytes(models["tiny"])
+    (dirs["model_init"] / "header_only").write_bytes(models["default"][:64])
+    for d in dirs.values():
+        files = sorted(d.iterdir())
+        print(f"{d.relative_to(REPO)}: {len(files)} seeds, {sum(f.stat().st_size for f in files)} bytes")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,291 @@
+"""Every bad input of docs/reliability.md's table and what it gets: a specific wav2small.errors
+exception with a message saying what was wrong, or a valid prediction, never a crash or garbage.
+
+Rows already tested elsewhere are only referenced in the table (tests/test_api.py,
+tests/test_format.py, csrc/test_w2s.c); this file holds the rest. No speech files needed: the
+clips are synthetic, so the file also runs quickly against the sanitised engine
+(scripts/sanitize.sh python tests/test_bad_input.py).
+"""
+from __future__ import annotations
+
+import struct
+import time
+import zlib
+from importlib import resources
+
+import numpy as np
+import pytest
+
+import wav2small
+from wav2small import Model, _engine
+from wav2small.errors import (
+    AudioError,
+    AudioTooLongError,
+    AudioTooShortError,
+    ModelChecksumError,
+    ModelError,
+    ModelFormatError,
+    ModelTruncatedError,
+    ModelVersionError,
+    NotAModelError,
+    Wav2SmallError,
+)
+
+MAX = _engine.MAX_SAMPLES
+
+
+def _clip(n: int = 16000, seed: int = 0) -> np.ndarray:
+    """A chirp over noise, float32 with peak 0.5: a stand-in for speech."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) / 16000
+    x = np.sin(2 * np.pi * (150 + 900 * t) * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))
+    x = x + 0.05 * rng.standard_normal(n)
+    return (0.5 * x / np.abs(x).max()).astype(np.float32)
+
+
+def _default_bytes() -> bytes:
+    return resources.files("wav2small").joinpath("models", "default.w2s").read_bytes()
+
+
+def _finite(p) -> bool:
+    return bool(np.all(np.isfinite(p.as_array())))
+
+
+# ---- audio: lengths ------------------------------------------------------------------------------
+
+
+def test_one_frame_is_enough():
+    """64 samples (one STFT frame) is the shortest clip; 63 is refused (tests/test_api.py)."""
+    assert _finite(wav2small.predict(_clip(64)))
+    with pytest.raises(AudioTooShortError, match="63 samples at 16000 Hz; at least 64"):
+        wav2small.predict(_clip(63))
+
+
+def test_too_short_after_resampling_is_caught_before_it():
+    with pytest.raises(AudioTooShortError, match="at least 64"):
+        wav2small.predict(_clip(100), sample_rate=48000)  # 33 samples at 16 kHz
+    with pytest.raises(AudioTooShortError):
+        wav2small.predict(np.zeros(0, np.int16), sample_rate=44100)
+
+
+@pytest.mark.parametrize("rate", [16000, 44100])
+def test_very_long_audio_fails_fast_and_clearly(rate):
+    """Past the engine's limit (2^24 samples at 16 kHz, 17.5 min) the clip is refused before it is
+    resampled or converted; a broadcast view costs no memory, so only the checks can take time."""
+    n = MAX + 1 if rate == 16000 else int(MAX * rate / 16000) + 1000
+    long_clip = np.broadcast_to(np.float32(0.1), (n,))
+    start = time.perf_counter()
+    with pytest.raises(AudioTooLongError, match=f"at most {MAX} .*17.5 min"):
+        wav2small.predict(long_clip, sample_rate=rate)
+    assert time.perf_counter() - start < 2.0, "the length check should come before resampling"
+
+
+def test_longest_clip_is_accepted_by_the_engine_check():
+    """MAX_SAMPLES itself is legal: the engine's arena query accepts it and refuses one more."""
+    m = Model()
+    assert m._engine.arena_size(MAX) > 0
+    assert m._engine.arena_size(MAX + 1) == 0
+
+
+# ---- audio: values -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, pcm", [
+    ("digital silence", np.zeros(4000, np.int16)),
+    ("one LSB", np.tile(np.array([0, 1], np.int16), 2000)),
+    ("int16 extremes alternating", np.tile(np.array([-32768, 32767], np.int16), 2000)),
+    ("all +32767 (DC)", np.full(4000, 32767, np.int16)),
+    ("all -32768 (DC)", np.full(4000, -32768, np.int16)),
+    ("full-scale square wave", np.repeat(np.tile(np.array([-32768, 32767], np.int16), 50), 40)),
+    ("subnormal floats", np.full(4000, 5e-324)),
+])
+def test_extreme_values_give_a_finite_repeatable_prediction(name, pcm):
+    """The integer engine has no overflow path for any int16 value (bit-exact against the NumPy
+    reference for the same cases: tests/test_engine.py::test_silence_and_extremes_bit_exact)."""
+    p = wav2small.predict(pcm)
+    assert _finite(p) and p == wav2small.predict(pcm.copy()), name
+
+
+@pytest.mark.parametrize("rate", [16000, 44100])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_huge_float_amplitude_is_scaled_not_overflowed(dtype, rate):
+    """Floats up to the dtype's maximum are scaled to their peak; resampling them used to overflow
+    to inf and turn the clip into NaNs (found while writing the API fuzzer)."""
+    unit = _clip(8000, seed=1).astype(dtype)
+    unit /= np.abs(unit).max()
+    huge = unit * np.finfo(dtype).max
+    assert np.all(np.isfinite(huge))
+    with np.errstate(all="raise"):  # no overflow or invalid value anywhere on the way
+        got = wav2small.predict(huge, sample_rate=rate).as_array()
+    want = wav2small.predict(unit * dtype(2.0), sample_rate=rate).as_array()  # peak > 1: same path
+    assert np.allclose(got, want, atol=2e-3), (got, want)
+
+
+@pytest.mark.parametrize("bad", [
+    np.array([0.1, np.nan] * 100, np.float32),
+    np.array([0.1, -np.inf] * 100),
+    [0.1, float("nan")] * 100,
+    [0.1, None] * 100,  # None reads as NaN in a float array
+])
+def test_non_finite_samples_are_refused(bad):
+    with pytest.raises(AudioError, match="NaN or infinite"):
+        wav2small.predict(bad)
+
+
+# ---- audio: types, shapes, layouts -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", ["int8", "uint8", "uint16", "int32", "int64", "float16", "complex64",
+                                   "bool", "object", "U3", ">i2", ">f4"])
+def test_wrong_dtype_is_refused_with_its_name(dtype):
+    pcm = np.zeros(4000, dtype=dtype)
+    with pytest.raises(AudioError, match=f"unsupported dtype {np.dtype(dtype)}"):
+        wav2small.predict(pcm)
+
+
+@pytest.mark.parametrize("shape", [(4000, 2), (2, 4000), (1, 4000), (4000, 1, 1), ()])
+def test_not_one_dimensional_is_refused(shape):
+    pcm = np.zeros(shape, np.float32)
+    exc, match = (AudioError, "1-D mono") if shape else (AudioError, "got shape ()")
+    with pytest.raises(exc, match=match):
+        wav2small.predict(pcm)
+
+
+def test_scalars_and_other_objects_are_refused():
+    for bad in (np.float32(0.5), 0.5, "speech.wav", b"\x00\x01" * 100, {"pcm": [0.1]}):
+        with pytest.raises(AudioError):
+            wav2small.predict(bad)
+
+
+@pytest.mark.parametrize("bad, match", [
+    ([0.1, "a"] * 100, "numbers only"),
+    ([0.1, 10**400] * 100, "numbers only"),  # an int beyond float64 used to raise OverflowError
+    ([0.1, 1j] * 100, "numbers only"),
+    ([[0.1] * 100, 0.5], "numbers only"),  # ragged
+])
+def test_lists_that_are_not_samples_are_refused(bad, match):
+    with pytest.raises(AudioError, match=match):
+        wav2small.predict(bad)
+
+
+def test_non_contiguous_views_give_the_contiguous_result():
+    """Strided, reversed, column and read-only views are read correctly (a column of a stereo
+    array: tests/test_api.py::test_non_contiguous_and_strided_input)."""
+    x = _clip(12000, seed=2)
+    as_int16 = np.rint(x * 32767).astype(np.int16)
+    views = {
+        "every other sample": (x[::2], np.ascontiguousarray(x[::2])),
+        "reversed": (x[::-1], x[::-1].copy()),
+        "int16 column of (n, 2)": (np.stack([as_int16, -as_int16], axis=1)[:, 1], -as_int16),
+        "read-only buffer": (np.frombuffer(as_int16.tobytes(), np.int16), as_int16),
+        "Fortran-order column": (np.asfortranarray(np.stack([x, x], axis=1))[:, 0], x),
+    }
+    for name, (view, copy) in views.items():
+        assert wav2small.predict(view) == wav2small.predict(copy), name
+
+
+@pytest.mark.parametrize("rate", [0, -16000, float("nan"), float("inf"), "16000", None, True, [16000]])
+def test_bad_sample_rate_is_refused(rate):
+    """soxr used to hang on NaN and infinite rates; now every rate is checked first."""
+    with pytest.raises(AudioError, match="sample rate must be a positive number"):
+        wav2small.predict(_clip(4000), sample_rate=rate)
+
+
+def test_absurd_but_valid_rates_fail_on_length_not_in_the_resampler():
+    start = time.perf_counter()
+    with pytest.raises(AudioTooShortError):
+        wav2small.predict(_clip(4000), sample_rate=1e30)  # 4000 samples in 4e-27 s
+    with pytest.raises(AudioTooLongError):
+        wav2small.predict(_clip(4000), sample_rate=1e-3)  # 4000 samples over 46 days
+    assert time.perf_counter() - start < 2.0
+
+
+def test_a_short_clip_in_a_batch_is_refused():
+    with pytest.raises(AudioTooShortError, match="10 samples"):
+        wav2small.predict([_clip(4000), _clip(10)])
+
+
+# ---- model files ---------------------------------------------------------------------------------
+
+
+def _with_crc(body: bytes) -> bytes:
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+# bad model bytes -> (exception, C status of w2s_model_init); the Python cases of tests/test_api.py
+# ::test_model_file_errors, here through the binding to show each gets its own status code
+MODEL_CASES = {
+    "empty": (lambda d: b"", ModelTruncatedError, -2),
+    "3 bytes": (lambda d: d[:3], ModelTruncatedError, -2),
+    "header only": (lambda d: d[:64], ModelTruncatedError, -2),
+    "truncated by one byte": (lambda d: d[:-1], ModelTruncatedError, -2),
+    "wrong magic": (lambda d: b"RIFF" + d[4:], NotAModelError, -3),
+    "newer version": (lambda d: d[:4] + bytes([2, 0]) + d[6:], ModelVersionError, -4),
+    "flipped bit": (lambda d: d[:5000] + bytes([d[5000] ^ 1]) + d[5001:], ModelChecksumError, -5),
+    "wrong checksum": (lambda d: d[:-4] + bytes(4), ModelChecksumError, -5),
+    "flags set, CRC fixed": (lambda d: _with_crc(d[:12] + b"\x01" + d[13:-4]), ModelFormatError, -6),
+}
+
+
+@pytest.mark.parametrize("name", list(MODEL_CASES))
+def test_bad_model_bytes_get_their_own_status(name):
+    change, exc, status = MODEL_CASES[name]
+    blob = change(_default_bytes())
+    with pytest.raises(exc, match=rf"model bytes: .*\(status {status}\)"):
+        Model.from_bytes(blob)
+
+
+def test_c_status_codes_are_distinct_and_described():
+    """w2s_status: W2S_OK and nine errors, each with its own code and description."""
+    text = {code: _engine.status_str(code) for code in range(0, -10, -1)}
+    assert len(set(text.values())) == 10 and "unknown" not in " ".join(text.values())
+    assert _engine.status_str(-99) == "unknown status"
+
+
+def test_model_bytes_of_the_wrong_type_are_refused():
+    for bad in ("W2SM", 12, None, [1, 2]):
+        with pytest.raises(ModelError, match="bytes-like"):
+            Model.from_bytes(bad)
+    # any bytes-like object is fine
+    data = _default_bytes()
+    assert Model.from_bytes(bytearray(data)).config == Model.from_bytes(memoryview(data)).config
+
+
+def test_unreadable_model_paths(tmp_path):
+    for path, match in ((tmp_path / "missing.w2s", "No such file"), (tmp_path, "Is a directory"),
+                        (str(tmp_path / "a\0b.w2s"), "null byte")):
+        with pytest.raises(ModelError, match=f"cannot read model file .*{match}"):
+            Model(path)
+
+
+def _model_file(config: dict, tensors: dict) -> bytes:
+    """A .w2s file from a config and tensors, laid out by the engine (as training/export.py writes)."""
+    keys = ("sample_rate", "n_fft", "hop", "n_mels", "channels", "n_layers", "pool_after", "n_outputs",
+            "out_frac_bits")
+    entries, end = _engine.layout(config)
+    buf = bytearray(end)
+    buf[:52] = struct.pack("<IHHII9i", _engine.FORMAT_MAGIC, _engine.FORMAT_VERSION, _engine.HEADER_BYTES,
+                           end + 4, 0, *(config[k] for k in keys))
+    for name, _, _, offset in entries:
+        raw = np.ascontiguousarray(tensors[name]).tobytes()
+        buf[offset : offset + len(raw)] = raw
+    return _with_crc(bytes(buf))
+
+
+def test_valid_model_with_other_than_three_outputs_is_refused():
+    """The engine reads any output count; this Python version maps exactly A/D/V."""
+    m = _engine.Model(_default_bytes())
+    config, tensors = dict(m.config, n_outputs=2), m.tensors()
+    for name in ("head.w", "head.b", "head.mult_p", "head.shift_p", "head.mult_g", "head.shift_g"):
+        tensors[name] = tensors[name][:2]
+    blob = _model_file(config, tensors)
+    assert _engine.Model(blob).config["n_outputs"] == 2  # a valid file for the engine
+    with pytest.raises(ModelError, match="has 2 outputs; this version reads 3"):
+        Model.from_bytes(blob)
+
+
+def test_every_error_is_a_wav2small_error_and_a_value_error():
+    """Callers can catch everything with one class, or as ValueError."""
+    for exc in (AudioError, AudioTooShortError, AudioTooLongError, ModelError, ModelTruncatedError,
+                NotAModelError, ModelVersionError, ModelChecksumError, ModelFormatError):
+        assert issubclass(exc, Wav2SmallError) and issubclass(exc, ValueError)

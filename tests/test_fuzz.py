@@ -1,0 +1,53 @@
+"""Short, bounded runs of every fuzz harness (docs/reliability.md has the long runs).
+
+The three libFuzzer harnesses (csrc/fuzz/, ASan + UBSan, every check) and the atheris harness of
+the Python API (scripts/fuzz_api.py) run at once for FUZZ_SECONDS each from the committed seed
+corpora, through scripts/fuzz.sh, the same script as the long runs. Missing clang or atheris is
+a failure, not a skip: CI must install them (.ci/run).
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO
+
+FUZZ_SECONDS = 20
+HARNESSES = ("model_init", "predict", "model_values", "api")
+CORPUS = REPO / "csrc" / "fuzz" / "corpus"
+
+
+def test_seed_corpora_are_small_and_present():
+    for name in ("model_init", "predict", "model_values"):
+        seeds = list((CORPUS / name).iterdir())
+        assert len(seeds) >= 3, f"{name}: only {len(seeds)} seeds"
+    total = sum(f.stat().st_size for f in CORPUS.rglob("*") if f.is_file())
+    assert total < 200_000, f"seed corpora hold {total} bytes; keep them small"
+
+
+def test_fuzz_harnesses_run_clean(tmp_path):
+    if not shutil.which("clang"):
+        pytest.fail("clang is needed for the libFuzzer harnesses: apt-get install clang libclang-rt-14-dev")
+    try:
+        import atheris  # noqa: F401
+    except ImportError:
+        pytest.fail("atheris is needed for the Python API harness: pip install atheris")
+    r = subprocess.run(
+        ["bash", str(REPO / "scripts" / "fuzz.sh"), "-t", str(FUZZ_SECONDS), "-j", str(len(HARNESSES)),
+         "-w", str(tmp_path), *HARNESSES],
+        check=False, capture_output=True, text=True, env={**os.environ, "PYTHON": sys.executable}, timeout=600,
+    )
+    print(r.stdout)
+    results = {m[0]: (int(m[1]), int(m[2])) for m in re.findall(r"^fuzz (\w+): (\d+) runs in \d+ s, exit (\d+)",
+                                                                r.stdout, re.MULTILINE)}
+    crashes = sorted(p.name for p in tmp_path.glob("*-crash-*")) + sorted(p.name for p in tmp_path.glob("*-timeout-*"))
+    detail = r.stdout + r.stderr[-4000:] + (f"\nfinding inputs: {crashes}" if crashes else "")
+    assert r.returncode == 0, detail
+    assert set(results) == set(HARNESSES), detail
+    for name, (runs, rc) in results.items():
+        assert rc == 0, f"{name} exited {rc}\n{detail}"
+        assert runs >= 100, f"{name} ran only {runs} inputs in {FUZZ_SECONDS} s\n{detail}"
