@@ -1,18 +1,32 @@
-"""Train Wav2Small on the prosody corpus (first step towards distillation from teachers).
+"""Distil a student (Wav2Small or a MobileNet) from a teacher's arousal/dominance/valence outputs.
 
-Targets come from the rule-based prosody annotator (training/prosody.py), which stands in for the
-teacher until a real one is wired in: the data pipeline, loss, schedule, evaluation, checkpoints and
-export here are the parts a teacher-distillation run reuses; only `targets` will change.
+The paper's method: a large teacher annotates audio, the student learns from those outputs alone.
+Teachers (training/teachers.py): the prosody annotator's rule table (`prosody`, the default, which
+needs no model), a wav2vec2 checkpoint in Hugging Face layout (`dawn:DIR`), an ONNX graph
+(`onnx:FILE`), a .w2s model (`w2s:FILE`), precomputed labels (`labels:CSV`) or the mean of several
+(`ensemble:SPEC,SPEC`). Corpora: the prosody corpus (espeak-ng clips drawn by training/prosody.py,
+the default) or a manifest from `python -m training.corpus` (Debian speech, espeak-ng, flite).
 
 Commands (run from the repository root):
 
-    # the committed model training/default/{model.safetensors,train.json}: 3,000 clips (about 25 s
-    # to synthesise, cached afterwards), 1,500 steps of 16 x 2 s crops; about 9 min on 2 idle cores
+    # the committed default model training/default/{model.safetensors,train.json}: 3,000 clips (about
+    # 25 s to synthesise, cached afterwards), 1,500 steps of 16 x 2 s crops; about 9 min on 2 idle cores
     python -m training.distill --out_dir=runs/default --crop_seconds=2
     cp runs/default/model.safetensors runs/default/train.json training/default/
 
     # a quick smoke run
     python -m training.distill --out_dir=runs/smoke --n_clips=64 --max_iters=20 --eval_interval=10
+
+    # distil from a real teacher on a built corpus, with augmentation; annotations are cached
+    python -m training.corpus --out=runs/corpus
+    python -m training.distill --out_dir=runs/dawn --corpus=runs/corpus/manifest.csv \\
+        --teacher=dawn:/models/wav2vec2-large-robust-12-ft-emotion-msp-dim --augment=default --views=8
+
+    # the paper's larger students
+    python -m training.distill --out_dir=runs/mnv4 --student=mobilenet_v4_conv_small --lr=1e-3
+
+    # two processes (DistributedDataParallel, gloo on CPU); same options
+    torchrun --nproc_per_node 2 -m training.distill --out_dir=runs/ddp --threads=1
 
     # continue a run from out_dir/ckpt.pt, e.g. with a longer schedule
     python -m training.distill --out_dir=runs/x --resume=True --max_iters=6000
@@ -22,19 +36,42 @@ Commands (run from the repository root):
 Every option is `--key=value`; booleans take true/false. On --resume the checkpoint's config is
 loaded and only the options given on the command line override it.
 
-Data: `n_clips` espeak-ng clips drawn by `prosody.build_corpus(n_clips, seed)`, cached on disk
-(training/speech.py), split by voice variant. Training examples are random `crop_seconds` crops;
-clips shorter than that are padded (`pad`): "repeat" tiles the clip (default: every frame the model
-sees is speech-like, as at inference; a zero tail would also lower the clip's RMS before the
-model's unit-variance normalisation and add a silence segment never seen at inference), "zero"
-appends silence. Evaluation uses (almost) whole clips: clips are sorted by length and batched, each
-batch trimmed to its shortest clip.
+Data. Training examples are random `crop_seconds` crops; clips shorter than that are padded (`pad`):
+"repeat" tiles the clip (every frame the model sees is speech-like, as at inference; a zero tail
+would also lower the clip's RMS before the unit-variance normalisation and add a silence segment
+never seen at inference), "zero" appends silence. Splits come from the corpus (by voice or speaker,
+never by clip). Validation and test use (almost) whole clips: with a clip-level teacher (prosody,
+labels) clips are sorted by length and batched, each batch trimmed to its shortest clip; with a
+model teacher each clip (manifest corpora: its first `eval_seconds`) is scored whole, on exactly the
+audio the teacher annotated.
 
-Order and crops at step i are a pure function of (seed, i), so a resumed run sees the same batches
-as an uninterrupted one. Loss: mean over arousal/dominance/valence of 1 - CCC on the batch.
+Teacher outputs. Clip-level teachers give one target per clip for every crop. Model teachers
+annotate views: with --annotate=cache, `views` crops (with their augmentations) per training clip
+are fixed up front and annotated once through the on-disk cache (training/cache.py: content-hash
+keys, resumable, progress); each step draws from those views. With --annotate=online the teacher
+runs on each step's freshly cropped and augmented batch (slower, unlimited variety, no cache).
+
+Augmentation (--augment=none|default|strong; training/augment.py documents each step and number):
+synthetic room reverberation, low/high/band-pass filtering, white/pink/brown noise at a random SNR
+(default 0..30 dB), overdrive clipping and gain. The student sees the same augmented audio the
+teacher annotated.
+
+Determinism. Order, crops and augmentations at step i are a pure function of (seed, i), so a resumed
+run sees the same batches as an uninterrupted one. Loss: mean over arousal/dominance/valence of
+1 - CCC on the batch (--loss=mse: mean squared error). Under torchrun each of N processes takes
+every N-th example of the global batch; predictions are gathered (differentiably) so the CCC is
+computed over the whole batch, as in one process; gradients are averaged by DDP. BatchNorm
+statistics are per process (SyncBatchNorm needs GPUs), so N processes do not reproduce one process
+bit for bit.
+
 Outputs in out_dir: ckpt.pt (every `checkpoint_interval` steps and at the end), model.safetensors
-(best validation CCC, published key names, loadable by training.model.load_safetensors), train.json
-(config, model args, eval history, final val/test CCC, per-voice bias and correlation).
+(best validation CCC; for Wav2Small with the published key names, loadable by
+training.model.load_safetensors), train.json (config, model args, teacher id, eval history, final
+val/test CCC, per-voice bias and correlation). training.evaluate measures students against the
+teacher, float and int8 through the C engine.
+
+Quantization-aware fine-tuning is not implemented: evaluate reports the int8-vs-float CCC so a run
+that loses more than 0.005 is visible (the default model loses < 0.0003).
 
 Threads: with --threads=2 on a machine where another process keeps one core busy, steps got 3-4x
 slower than with --threads=1 (OpenMP threads waiting on each other); use --threads=1 there.
@@ -47,6 +84,7 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -55,10 +93,17 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from training import augment
+from training.cache import AnnotationCache, View, run_teacher
 from training.metrics import ccc_numpy, ccc_torch
+from training.mobilenet import ARCHS as MOBILENETS
+from training.mobilenet import MobileNetConfig, MobileNetStudent
 from training.model import CONFIGS, Wav2Small, Wav2SmallConfig
-from training.prosody import OUTPUTS, ProsodyItem, build_corpus, summary
-from training.speech import synthesize_many
+from training.prosody import OUTPUTS, build_corpus, summary
+from training.speech import default_cache_dir, synthesize_many
+from training.teachers import Teacher, file_sha256, from_spec
+
+STUDENTS = ("wav2small", *MOBILENETS)
 
 
 @dataclass
@@ -66,17 +111,37 @@ class TrainConfig:
     # I/O
     out_dir: str = field(default="runs/distill", metadata={"help": "where ckpt.pt, model.safetensors, train.json go"})
     resume: bool = field(default=False, metadata={"help": "continue from out_dir/ckpt.pt"})
-    cache_dir: str = field(default="", metadata={"help": "clip cache; empty = $WAV2SMALL_CACHE or ~/.cache/wav2small"})
+    cache_dir: str = field(default="", metadata={"help": "clip and annotation cache; empty = $WAV2SMALL_CACHE "
+                                                         "or ~/.cache/wav2small"})
     # data
-    n_clips: int = field(default=3000, metadata={"help": "clips drawn by the prosody annotator (all splits)"})
-    seed: int = field(default=0, metadata={"help": "seeds corpus, model init, batch order and crops"})
+    corpus: str = field(default="prosody", metadata={"help": "prosody (espeak-ng clips drawn by training/prosody.py) "
+                                                             "or a manifest.csv from python -m training.corpus"})
+    n_clips: int = field(default=3000, metadata={"help": "corpus=prosody: clips drawn by the annotator (all splits)"})
+    seed: int = field(default=0, metadata={"help": "seeds corpus, model init, batch order, crops and augmentation"})
     synth_workers: int = field(default=2, metadata={"help": "parallel espeak-ng processes"})
     crop_seconds: float = field(default=3.0, metadata={"help": "training crop length"})
     pad: str = field(default="repeat", metadata={"help": "short clips: repeat (tile) or zero (append silence)"})
-    # model
-    model: str = field(default="default", metadata={"help": f"training.model.CONFIGS key: {', '.join(CONFIGS)}"})
+    eval_seconds: float = field(default=8.0, metadata={"help": "manifest corpora: validation/test clips are cut "
+                                                               "to their first N seconds"})
+    augment: str = field(default="none", metadata={"help": "none, default or strong (training/augment.py): "
+                                                           "reverb, filtering, noise at random SNR, clipping, gain"})
+    # teacher
+    teacher: str = field(default="prosody", metadata={"help": "prosody | labels:CSV | dawn:DIR | onnx:FILE | "
+                                                              "onnx+norm:FILE | w2s:FILE | ensemble:SPEC,SPEC"})
+    annotate: str = field(default="cache", metadata={"help": "model teachers: cache (annotate `views` fixed views "
+                                                             "per clip once, on disk) or online (every batch)"})
+    views: int = field(default=4, metadata={"help": "annotate=cache: crops (+ augmentations) per training clip"})
+    teacher_batch: int = field(default=16, metadata={"help": "clips per teacher call"})
+    allow_hub: bool = field(default=False, metadata={"help": "dawn: accept a hub name instead of a local "
+                                                             "directory (needs network)"})
+    # student
+    student: str = field(default="wav2small", metadata={"help": f"{', '.join(STUDENTS)}"})
+    model: str = field(default="default", metadata={"help": f"wav2small: training.model.CONFIGS key: {', '.join(CONFIGS)}"})
+    width: int = field(default=0, metadata={"help": "wav2small: channels of every conv layer; 0 = the model's"})
+    width_mult: float = field(default=1.0, metadata={"help": "mobilenets: channel multiplier"})
     # optimisation
-    batch_size: int = field(default=16, metadata={"help": "clips per step"})
+    loss: str = field(default="ccc", metadata={"help": "ccc (mean of 1 - CCC per dimension) or mse"})
+    batch_size: int = field(default=16, metadata={"help": "clips per step (over all processes)"})
     max_iters: int = field(default=1500, metadata={"help": "total optimiser steps"})
     stop_at: int = field(default=0, metadata={"help": "stop (with a checkpoint) after this step, e.g. to split a "
                                                        "run over sessions; the schedule still follows max_iters; 0 = off"})
@@ -92,21 +157,33 @@ class TrainConfig:
     eval_batch: int = field(default=16, metadata={"help": "clips per evaluation batch"})
     log_interval: int = field(default=100, metadata={"help": "print training loss every N steps"})
     checkpoint_interval: int = field(default=500, metadata={"help": "write ckpt.pt every N steps (and at the end)"})
-    threads: int = field(default=2, metadata={"help": "torch.set_num_threads"})
+    threads: int = field(default=2, metadata={"help": "torch.set_num_threads (per process)"})
     tune_malloc: bool = field(default=True, metadata={"help": "glibc only: keep freed activations in the heap "
                                                                "(fewer page faults, ~15%% faster steps)"})
 
     def validate(self) -> None:
+        if self.student not in STUDENTS:
+            raise ValueError(f"student must be one of {STUDENTS}, got {self.student!r}")
         if self.model not in CONFIGS:
             raise ValueError(f"model must be one of {list(CONFIGS)}, got {self.model!r}")
         if self.pad not in ("repeat", "zero"):
             raise ValueError(f"pad must be 'repeat' or 'zero', got {self.pad!r}")
+        if self.loss not in ("ccc", "mse"):
+            raise ValueError(f"loss must be 'ccc' or 'mse', got {self.loss!r}")
+        if self.augment not in augment.PRESETS:
+            raise ValueError(f"augment must be one of {list(augment.PRESETS)}, got {self.augment!r}")
+        if self.annotate not in ("cache", "online"):
+            raise ValueError(f"annotate must be 'cache' or 'online', got {self.annotate!r}")
         for name in ("n_clips", "batch_size", "eval_interval", "eval_batch", "log_interval",
-                     "checkpoint_interval", "threads", "synth_workers"):
+                     "checkpoint_interval", "threads", "synth_workers", "views", "teacher_batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.width < 0 or self.width_mult <= 0:
+            raise ValueError(f"width must be >= 0 and width_mult > 0, got {self.width}, {self.width_mult}")
         if self.crop_seconds <= 0.1:
             raise ValueError(f"crop_seconds must be > 0.1, got {self.crop_seconds}")
+        if self.eval_seconds <= 0.1:
+            raise ValueError(f"eval_seconds must be > 0.1, got {self.eval_seconds}")
         if not 0 <= self.min_lr <= self.lr:
             raise ValueError(f"need 0 <= min_lr <= lr, got {self.min_lr}, {self.lr}")
 
@@ -126,8 +203,9 @@ def _parse_bool(text: str) -> bool:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m training.distill",
-        description="Train Wav2Small on espeak-ng clips labelled by the prosody annotator. "
-                    "Options are --key=value; see the module docstring for full commands.",
+        description="Distil a student (Wav2Small or a MobileNet) from a teacher's arousal/dominance/valence "
+                    "outputs. Options are --key=value; the module docstring (printed below) has full commands.",
+        epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     for f in fields(TrainConfig):
         kind = _parse_bool if f.type in (bool, "bool") else type(f.default)
@@ -145,19 +223,83 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, dict[str, An
 
 
 # ------------------------------------------------------------------------------------------------
+# distributed (torchrun sets RANK / WORLD_SIZE; one process otherwise)
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            torch.distributed.barrier()
+
+
+def dist_setup() -> Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("gloo")
+    return Dist(torch.distributed.get_rank(), world)
+
+
+class _GatherRows(torch.autograd.Function):
+    """all_gather whose backward sums every process's gradient for this process's rows
+    (a reduce-scatter): every process computes the same loss on the gathered batch, so after DDP's
+    gradient averaging each parameter gets exactly the one-process gradient of that loss."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        world, rank = torch.distributed.get_world_size(), torch.distributed.get_rank()
+        parts = [torch.empty_like(x) for _ in range(world)]
+        torch.distributed.all_gather(parts, x.contiguous())
+        ctx.rows = (rank * x.shape[0], (rank + 1) * x.shape[0])
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous().clone()
+        torch.distributed.all_reduce(grad)
+        return grad[ctx.rows[0]: ctx.rows[1]]
+
+
+def gather_rows(x: torch.Tensor, dist: Dist, differentiable: bool) -> torch.Tensor:
+    """Concatenate every process's rows (equal counts); with `differentiable` gradients flow back."""
+    if dist.world == 1:
+        return x
+    if differentiable:
+        return _GatherRows.apply(x)
+    parts = [torch.empty_like(x) for _ in range(dist.world)]
+    torch.distributed.all_gather(parts, x.contiguous())
+    return torch.cat(parts)
+
+
+# ------------------------------------------------------------------------------------------------
 # data
 
 @dataclass
 class Split:
     clips: list[np.ndarray]   # int16 PCM at 16 kHz
-    targets: np.ndarray       # (N, 3) float32
-    voices: list[str] = field(default_factory=list)  # espeak-ng variant of each clip (the speaker)
+    targets: np.ndarray       # (N, 3) float32 (clip-level teachers; model teachers: of the eval views)
+    voices: list[str] = field(default_factory=list)  # speaker / voice group of each clip
+    ids: list[str] = field(default_factory=list)     # content hash of each clip's file
 
     def __len__(self) -> int:
         return len(self.clips)
 
 
-def load_corpus(cfg: TrainConfig, sample_rate: int) -> tuple[dict[str, Split], list[ProsodyItem]]:
+def _split(clips: list[np.ndarray], targets: list | None, voices: list[str], ids: list[str]) -> Split:
+    t = np.asarray(targets, np.float32).reshape(-1, 3) if targets is not None else np.zeros((len(clips), 3), np.float32)
+    return Split(clips, t, voices, ids)
+
+
+def load_prosody_corpus(cfg: TrainConfig, sample_rate: int, log: Callable[[str], None]) -> dict[str, Split]:
+    """The espeak-ng clips of the prosody annotator, with its rule-table targets."""
     items = build_corpus(cfg.n_clips, cfg.seed)
     if sample_rate != items[0].params.sample_rate:
         raise ValueError(f"the model runs at {sample_rate} Hz but clips are {items[0].params.sample_rate} Hz")
@@ -166,19 +308,42 @@ def load_corpus(cfg: TrainConfig, sample_rate: int) -> tuple[dict[str, Split], l
 
     def progress(done: int, total: int) -> None:
         if done % step == 0 or done == total:
-            print(f"clips {done}/{total} ready ({time.time() - t0:.1f} s)", flush=True)
+            log(f"clips {done}/{total} ready ({time.time() - t0:.1f} s)")
 
     paths = synthesize_many([it.params for it in items], cfg.cache_dir or None, cfg.synth_workers, progress)
     splits: dict[str, Split] = {}
     for name in ("train", "val", "test"):
         sel = [(p, it) for p, it in zip(paths, items) if it.split == name]
         clips = [sf.read(str(p), dtype="int16")[0] for p, _ in sel]
-        targets = np.stack([it.targets for _, it in sel]) if sel else np.zeros((0, 3), np.float32)
-        splits[name] = Split(clips, targets, [it.params.variant or "" for _, it in sel])
-    if len(splits["train"]) < 1 or len(splits["val"]) < 2:
-        raise ValueError(f"n_clips={cfg.n_clips} gives {len(splits['train'])} training and {len(splits['val'])} "
-                         "validation clips; need at least 1 and 2: raise n_clips")
-    return splits, items
+        splits[name] = _split(clips, [it.targets for _, it in sel] if sel else None,
+                              [it.params.variant or "" for _, it in sel], [file_sha256(p) for p, _ in sel])
+    log(summary(items))
+    return splits
+
+
+def load_manifest_corpus(cfg: TrainConfig, sample_rate: int, labelled_only: bool,
+                         log: Callable[[str], None]) -> dict[str, Split]:
+    """A corpus manifest (training/corpus.py); validation/test clips cut to eval_seconds."""
+    from training.corpus import read_manifest
+    from wav2small.audio import load
+    from wav2small.model import to_int16
+
+    entries = read_manifest(cfg.corpus)
+    if labelled_only:
+        entries = [e for e in entries if e.targets is not None]
+    cut = int(round(cfg.eval_seconds * sample_rate))
+    splits = {}
+    for name in ("train", "val", "test"):
+        sel = [e for e in entries if e.split == name]
+        clips = []
+        for e in sel:
+            pcm = to_int16(load(e.path, sample_rate))
+            clips.append(pcm if name == "train" else pcm[:cut])
+        splits[name] = _split(clips, [e.targets for e in sel] if labelled_only and sel else None,
+                              [e.group for e in sel], [e.sha256 for e in sel])
+        hours = sum(len(c) for c in clips) / sample_rate / 3600
+        log(f"{name:5s} {len(sel):5d} clips {hours:6.2f} h  {len({e.group for e in sel})} groups")
+    return splits
 
 
 def fit_length(pcm: np.ndarray, n: int, offset: int, pad: str) -> np.ndarray:
@@ -190,9 +355,8 @@ def fit_length(pcm: np.ndarray, n: int, offset: int, pad: str) -> np.ndarray:
     return np.concatenate([pcm, np.zeros(n - len(pcm), dtype=pcm.dtype)])
 
 
-def get_batch(split: Split, it: int, cfg: TrainConfig, n_samples: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Batch number `it`: epochs are seeded permutations, crop offsets are seeded by (seed, it)."""
-    n = len(split)
+def _epoch_picks(n: int, it: int, cfg: TrainConfig) -> np.ndarray:
+    """Items of batch `it`: epochs are seeded permutations of range(n)."""
     idx = np.arange(it * cfg.batch_size, (it + 1) * cfg.batch_size)
     order = {}
     picks = np.empty(len(idx), dtype=np.int64)
@@ -201,17 +365,60 @@ def get_batch(split: Split, it: int, cfg: TrainConfig, n_samples: int) -> tuple[
         if epoch not in order:
             order[epoch] = np.random.default_rng([cfg.seed, 0, epoch]).permutation(n)
         picks[k] = order[epoch][j % n]
+    return picks
+
+
+def _aug_seeds(it: int, cfg: TrainConfig) -> np.ndarray:
+    # a stream of its own, so switching augmentation on does not move crops or order
+    return np.random.default_rng([cfg.seed, 4, it]).integers(0, 2**31, size=cfg.batch_size)
+
+
+def batch_views(split: Split, it: int, cfg: TrainConfig, n_samples: int) -> list[View]:
+    """The views of batch `it` when views are drawn fresh each step (clip-level or online teacher)."""
+    picks = _epoch_picks(len(split), it, cfg)
     rng = np.random.default_rng([cfg.seed, 1, it])
-    x = np.empty((len(picks), n_samples), dtype=np.float32)
+    seeds = _aug_seeds(it, cfg)
+    views = []
     for k, i in enumerate(picks):
-        pcm = split.clips[i]
-        offset = int(rng.integers(0, max(1, len(pcm) - n_samples + 1)))
-        x[k] = fit_length(pcm, n_samples, offset, cfg.pad) / 32768.0
-    return torch.from_numpy(x), torch.from_numpy(split.targets[picks])
+        offset = int(rng.integers(0, max(1, len(split.clips[i]) - n_samples + 1)))
+        views.append(View(split.ids[i] if split.ids else str(i), offset, n_samples,
+                          augment.key(augment.draw(cfg.augment, int(seeds[k])))))
+    return views
+
+
+def get_batch(split: Split, it: int, cfg: TrainConfig, n_samples: int,
+              rows: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batch number `it` with clip-level targets: epochs are seeded permutations, crop offsets are
+    seeded by (seed, it), augmentations by their own stream. `rows` selects this process's share."""
+    picks = _epoch_picks(len(split), it, cfg)
+    views = batch_views(split, it, cfg, n_samples)
+    keep = range(len(picks))[rows]
+    x = np.stack([render_view(split.clips[picks[k]], views[k], cfg.pad) for k in keep]) if len(keep) else \
+        np.zeros((0, n_samples), np.float32)
+    return torch.from_numpy(x), torch.from_numpy(split.targets[picks[list(keep)]])
+
+
+def render_view(pcm: np.ndarray, view: View, pad: str) -> np.ndarray:
+    """The float32 audio of a view: crop (or pad) of the int16 clip, then its augmentation."""
+    n = view.length or len(pcm) - view.offset
+    x = fit_length(pcm, n, view.offset, pad).astype(np.float32) / 32768.0
+    return augment.apply(x, json.loads(view.augment)) if view.augment else x
+
+
+def cached_views(split: Split, cfg: TrainConfig, n_samples: int) -> list[View]:
+    """annotate=cache: `views` fixed views per training clip, a pure function of (seed, clip, v)."""
+    out = []
+    for i, pcm in enumerate(split.clips):
+        for v in range(cfg.views):
+            rng = np.random.default_rng([cfg.seed, 3, i, v])
+            offset = int(rng.integers(0, max(1, len(pcm) - n_samples + 1)))
+            out.append(View(split.ids[i], offset, n_samples,
+                            augment.key(augment.draw(cfg.augment, int(rng.integers(0, 2**31))))))
+    return out
 
 
 @torch.no_grad()
-def predict(model: Wav2Small, split: Split, batch: int) -> np.ndarray:
+def predict(model: torch.nn.Module, split: Split, batch: int) -> np.ndarray:
     """Predictions for every clip, in split order. Clips are sorted by length and batched; each batch
     is trimmed to its shortest clip (centred), which loses only a few percent of the audio."""
     was_training = model.training
@@ -227,25 +434,82 @@ def predict(model: Wav2Small, split: Split, batch: int) -> np.ndarray:
     return out
 
 
-def evaluate(model: Wav2Small, split: Split, batch: int) -> dict[str, float]:
-    c = ccc_numpy(predict(model, split, batch), split.targets)
+@torch.no_grad()
+def predict_exact(model: torch.nn.Module, split: Split, batch: int) -> np.ndarray:
+    """Predictions on each whole clip (the audio a model teacher annotated); only clips of equal
+    length share a batch, since padding would change the per-clip normalisation."""
+    was_training = model.training
+    model.eval()
+    out = np.zeros((len(split), 3), dtype=np.float32)
+    by_len: dict[int, list[int]] = {}
+    for i, c in enumerate(split.clips):
+        by_len.setdefault(len(c), []).append(i)
+    for ids in by_len.values():
+        for start in range(0, len(ids), batch):
+            part = ids[start: start + batch]
+            x = np.stack([split.clips[i] for i in part]).astype(np.float32) / 32768.0
+            out[part] = model(torch.from_numpy(x)).numpy()
+    model.train(was_training)
+    return out
+
+
+def evaluate(model: torch.nn.Module, split: Split, batch: int, exact: bool = False) -> dict[str, float]:
+    pred = (predict_exact if exact else predict)(model, split, batch)
+    c = ccc_numpy(pred, split.targets)
     return {**{o: float(v) for o, v in zip(OUTPUTS, c)}, "mean": float(np.mean(c))}
 
 
-def per_voice(model: Wav2Small, split: Split, batch: int) -> dict[str, dict[str, Any]]:
+def per_voice(model: torch.nn.Module, split: Split, batch: int, exact: bool = False) -> dict[str, dict[str, Any]]:
     """Bias (mean prediction - target) and within-voice Pearson r per held-out voice: shows whether
     errors are a per-speaker offset (the model misjudging the voice's baseline) or noise."""
-    pred = predict(model, split, batch)
+    pred = (predict_exact if exact else predict)(model, split, batch)
     voices = np.asarray(split.voices)
     out = {}
     for v in sorted(set(split.voices)):
         k = voices == v
         err = pred[k] - split.targets[k]
-        r = [float(np.corrcoef(pred[k, j], split.targets[k, j])[0, 1]) if k.sum() > 2 else float("nan")
+        r = [float(np.corrcoef(pred[k, j], split.targets[k, j])[0, 1])
+             if k.sum() > 2 and np.std(pred[k, j]) > 0 and np.std(split.targets[k, j]) > 0 else float("nan")
              for j in range(3)]
         out[v] = {"n": int(k.sum()), "bias": [round(float(e), 3) for e in err.mean(0)],
                   "r": [round(x, 3) for x in r]}
     return out
+
+
+# ------------------------------------------------------------------------------------------------
+# students
+
+def build_student(cfg: TrainConfig, model_args: dict | None = None) -> tuple[torch.nn.Module, dict]:
+    """The student and its architecture arguments (stored in checkpoints and train.json)."""
+    if cfg.student == "wav2small":
+        if model_args is None:
+            base = CONFIGS[cfg.model]
+            model_args = {**base.to_dict(), **({"channels": cfg.width} if cfg.width else {})}
+        return Wav2Small(Wav2SmallConfig(**model_args)), model_args
+    if model_args is None:
+        model_args = MobileNetConfig(arch=cfg.student, width=cfg.width_mult).to_dict()
+    return MobileNetStudent(MobileNetConfig(**model_args)), model_args
+
+
+def load_student(run_dir: str | Path) -> tuple[torch.nn.Module, str, dict]:
+    """(model in eval mode, student kind, train.json) of a finished run."""
+    from safetensors.torch import load_file
+
+    from training.model import load_published
+
+    run_dir = Path(run_dir)
+    report = json.loads((run_dir / "train.json").read_text())
+    kind = report["config"].get("student", "wav2small")
+    state = load_file(str(run_dir / "model.safetensors"))
+    if kind == "wav2small":
+        return load_published(state), kind, report
+    model = MobileNetStudent(MobileNetConfig(**report["model_args"]))
+    model.load_state_dict(state)
+    return model.eval(), kind, report
+
+
+def trainable(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -262,6 +526,10 @@ def lr_at(it: int, cfg: TrainConfig) -> float:
 
 def ccc_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (1.0 - ccc_torch(pred, target)).mean()
+
+
+def mse_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.mse_loss(pred, target)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -329,12 +597,74 @@ def tune_malloc() -> bool:
     return bool(mallopt(m_trim_threshold, 1 << 30)) and bool(mallopt(m_mmap_threshold, 32 << 20))
 
 
+class Targets:
+    """Where a batch's inputs and targets come from: clip-level labels, the annotation cache, or the
+    teacher run online. `batch(it, rows)` gives this process's rows of global batch `it`."""
+
+    def __init__(self, cfg: TrainConfig, splits: dict[str, Split], teacher: Teacher | None, n_samples: int,
+                 dist: Dist, log: Callable[[str], None]):
+        self.cfg, self.splits, self.teacher, self.n, self.dist = cfg, splits, teacher, n_samples, dist
+        self.clip_level = teacher is None or teacher.clip_level
+        self.pcm = {i: c for s in splits.values() for i, c in zip(s.ids, s.clips)}
+        self.train_views: list[View] = []
+        self.train_targets = np.zeros((0, 3), np.float32)
+        self.annotated = 0
+        if teacher is None:
+            return
+        cache = AnnotationCache(Path(cfg.cache_dir or default_cache_dir()), teacher)
+        # validation and test: each (cut) clip whole, clean
+        eval_views = {name: [View(i, 0, len(c)) for i, c in zip(s.ids, s.clips)] for name, s in splits.items()
+                      if name != "train"}
+        if not self.clip_level and cfg.annotate == "cache":
+            self.train_views = cached_views(splits["train"], cfg, n_samples)
+        everything = [v for vs in eval_views.values() for v in vs] + self.train_views
+        if teacher.clip_level:
+            everything += [View(i) for i in splits["train"].ids]
+        # each process annotates its share and writes its shards; then every process reads them all
+        cache.annotate(everything[dist.rank:: dist.world], self.render, cfg.teacher_batch, progress=dist.main,
+                       what=f"teacher {teacher.id[:40]}")
+        dist.barrier()
+        cache = AnnotationCache(Path(cfg.cache_dir or default_cache_dir()), teacher)
+        for name, vs in eval_views.items():
+            splits[name].targets = cache.annotate(vs, self.render, progress=False)
+        if teacher.clip_level:
+            splits["train"].targets = cache.annotate([View(i) for i in splits["train"].ids], self.render,
+                                                     progress=False)
+        elif self.train_views:
+            self.train_targets = cache.annotate(self.train_views, self.render, progress=False)
+        self.annotated = len(cache)
+        log(f"teacher {teacher.id}: {len(cache)} annotations in the cache")
+
+    def render(self, view: View) -> np.ndarray:
+        return render_view(self.pcm[view.clip], view, self.cfg.pad)
+
+    def batch(self, it: int, rows: slice) -> tuple[torch.Tensor, torch.Tensor]:
+        train = self.splits["train"]
+        if self.clip_level:
+            return get_batch(train, it, self.cfg, self.n, rows)
+        if self.cfg.annotate == "cache":
+            picks = _epoch_picks(len(self.train_views), it, self.cfg)[rows]
+            x = np.stack([self.render(self.train_views[k]) for k in picks])
+            return torch.from_numpy(x), torch.from_numpy(self.train_targets[picks])
+        views = batch_views(train, it, self.cfg, self.n)[rows]
+        x = np.stack([self.render(v) for v in views])
+        return torch.from_numpy(x), torch.from_numpy(run_teacher(self.teacher, views, self.render))
+
+
 def train(cfg: TrainConfig, given: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Run (or resume) training; returns the content of train.json."""
+    """Run (or resume) training; returns the content of train.json (on the main process)."""
     ckpt = None
     if cfg.resume:
         cfg, ckpt = load_resume(cfg, given if given is not None else asdict(cfg))
     cfg.validate()
+    dist = dist_setup()
+    if cfg.batch_size % dist.world:
+        raise ValueError(f"batch_size {cfg.batch_size} must be a multiple of the {dist.world} processes")
+
+    def log(msg: str) -> None:
+        if dist.main:
+            print(msg, flush=True)
+
     t_start = time.time()
     if cfg.tune_malloc:
         tune_malloc()
@@ -342,8 +672,8 @@ def train(cfg: TrainConfig, given: dict[str, Any] | None = None) -> dict[str, An
     torch.manual_seed(cfg.seed)
     out_dir = Path(cfg.out_dir)
 
-    model_cfg = Wav2SmallConfig(**ckpt["model_args"]) if ckpt else CONFIGS[cfg.model]
-    model = Wav2Small(model_cfg)
+    model, model_args = build_student(cfg, ckpt["model_args"] if ckpt else None)
+    sample_rate = 16000
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
     iter_num, best_ccc, best_iter, history = 0, -math.inf, -1, []
@@ -355,82 +685,121 @@ def train(cfg: TrainConfig, given: dict[str, Any] | None = None) -> dict[str, An
         iter_num, best_ccc = ckpt["iter_num"], ckpt["best_ccc"]
         best_iter, history = ckpt["best_iter"], ckpt["history"]
         best_state = ckpt["best_model"]
-        print(f"resumed from {out_dir / 'ckpt.pt'} at step {iter_num} (best val CCC {best_ccc:.4f})")
-    print(f"model {cfg.model}: {model.trainable_parameters():,} trainable parameters")
+        log(f"resumed from {out_dir / 'ckpt.pt'} at step {iter_num} (best val CCC {best_ccc:.4f})")
+    log(f"student {cfg.student}: {trainable(model):,} trainable parameters" + (
+        f"; {dist.world} processes" if dist.world > 1 else ""))
 
-    splits, items = load_corpus(cfg, model_cfg.sample_rate)
-    print(summary(items), flush=True)
-    n_samples = int(round(cfg.crop_seconds * model_cfg.sample_rate))
+    # data and teacher
+    teacher: Teacher | None = None
+    if cfg.teacher != "prosody":
+        teacher = from_spec(cfg.teacher, allow_hub=cfg.allow_hub, threads=cfg.threads)
+    if cfg.corpus == "prosody":
+        splits = load_prosody_corpus(cfg, sample_rate, log)
+    else:
+        splits = load_manifest_corpus(cfg, sample_rate, labelled_only=cfg.teacher == "prosody", log=log)
+    if len(splits["train"]) < 1 or len(splits["val"]) < 2:
+        raise ValueError(f"the corpus gives {len(splits['train'])} training and {len(splits['val'])} validation "
+                         "clips; need at least 1 and 2 (raise n_clips, or build a bigger corpus)")
+    n_samples = int(round(cfg.crop_seconds * sample_rate))
+    targets = Targets(cfg, splits, teacher, n_samples, dist, log)
+    exact = not targets.clip_level
+    teacher_id = teacher.id if teacher is not None else "prosody-annotator"
+
+    net: torch.nn.Module = model
+    if dist.world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model)
+    rows = slice(dist.rank, None, dist.world)
+    loss_fn = ccc_loss if cfg.loss == "ccc" else mse_loss
 
     def checkpoint() -> None:
-        save_checkpoint(out_dir / "ckpt.pt", {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "config": asdict(cfg),
-            "model_args": model_cfg.to_dict(), "iter_num": iter_num, "best_ccc": best_ccc,
-            "best_iter": best_iter, "best_model": best_state, "history": history,
-            "rng_state": {"torch": torch.get_rng_state()},
-        })
+        if dist.main:
+            save_checkpoint(out_dir / "ckpt.pt", {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "config": asdict(cfg),
+                "model_args": model_args, "iter_num": iter_num, "best_ccc": best_ccc,
+                "best_iter": best_iter, "best_model": best_state, "history": history,
+                "rng_state": {"torch": torch.get_rng_state()}, "teacher": teacher_id,
+            })
+        dist.barrier()
 
-    model.train()
+    net.train()
     t_log, it_log = time.time(), iter_num  # step timing leaves out evaluation
     last = min(cfg.max_iters, cfg.stop_at) if cfg.stop_at > 0 else cfg.max_iters
     while iter_num < last:
+        # learning rate
         lr = lr_at(iter_num, cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        x, y = get_batch(splits["train"], iter_num, cfg, n_samples)
-        loss = ccc_loss(model(x), y)
+        # forward (over the whole global batch for the loss) and backward
+        x, y = targets.batch(iter_num, rows)
+        pred = gather_rows(net(x), dist, differentiable=True)
+        loss = loss_fn(pred, gather_rows(y, dist, differentiable=False))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         optimizer.step()
         iter_num += 1
+        # log, evaluate, checkpoint
         if iter_num % cfg.log_interval == 0:
             dt = (time.time() - t_log) / max(1, iter_num - it_log)
-            print(f"step {iter_num:5d}  loss {loss.item():.4f}  lr {lr:.2e}  {dt * 1000:.0f} ms/step", flush=True)
+            log(f"step {iter_num:5d}  loss {loss.item():.4f}  lr {lr:.2e}  {dt * 1000:.0f} ms/step")
             t_log, it_log = time.time(), iter_num
         if iter_num % cfg.eval_interval == 0 or iter_num == cfg.max_iters:
-            val = evaluate(model, splits["val"], cfg.eval_batch)
-            score = val["mean"] if np.isfinite(val["mean"]) else -math.inf
-            history.append({"iter": iter_num, "val": val})
-            if score > best_ccc:
-                best_ccc, best_iter = score, iter_num
-                best_state = {k: v.clone() for k, v in model.state_dict().items()}
-            print(f"step {iter_num:5d}  val CCC " + "  ".join(f"{k} {v:.4f}" for k, v in val.items())
-                  + f"  (best {best_ccc:.4f} @ {best_iter})", flush=True)
+            if dist.main:
+                val = evaluate(model, splits["val"], cfg.eval_batch, exact)
+                score = val["mean"] if np.isfinite(val["mean"]) else -math.inf
+                history.append({"iter": iter_num, "val": val})
+                if score > best_ccc:
+                    best_ccc, best_iter = score, iter_num
+                    best_state = {k: v.clone() for k, v in model.state_dict().items()}
+                log(f"step {iter_num:5d}  val CCC " + "  ".join(f"{k} {v:.4f}" for k, v in val.items())
+                    + f"  (best {best_ccc:.4f} @ {best_iter})")
+            dist.barrier()
             t_log, it_log = time.time(), iter_num
         if iter_num % cfg.checkpoint_interval == 0 or iter_num == last:
             checkpoint()
     if iter_num < cfg.max_iters:
-        print(f"stopped at step {iter_num} of {cfg.max_iters}; continue with --resume=true")
+        log(f"stopped at step {iter_num} of {cfg.max_iters}; continue with --resume=true")
         return {"stopped_at": iter_num}
+    if not dist.main:
+        dist.barrier()
+        return {}
 
     model.load_state_dict(best_state)
     save_model(out_dir / "model.safetensors", best_state)
-    final = {name: evaluate(model, splits[name], cfg.eval_batch) for name in ("val", "test") if len(splits[name]) > 1}
+    final = {name: evaluate(model, splits[name], cfg.eval_batch, exact) for name in ("val", "test")
+             if len(splits[name]) > 1}
     report = {
         "config": asdict(cfg),
-        "model_args": model_cfg.to_dict(),
-        "trainable_parameters": model.trainable_parameters(),
+        "model_args": model_args,
+        "trainable_parameters": trainable(model),
+        "teacher": teacher_id,
         "clips": {name: len(s) for name, s in splits.items()},
+        "annotations": targets.annotated,
         "best_iter": best_iter,
         "ccc": final,
-        "per_voice": {name: per_voice(model, splits[name], cfg.eval_batch) for name in final},
+        "per_voice": {name: per_voice(model, splits[name], cfg.eval_batch, exact) for name in final},
         "history": history,
+        "processes": dist.world,
         "wall_seconds_this_invocation": round(time.time() - t_start, 1),
         "torch": torch.__version__,
         "overrides": {k: v for k, v in (given or {}).items()},
     }
     save_json(out_dir / "train.json", report)
-    print(f"best step {best_iter}: " + "; ".join(
+    log(f"best step {best_iter}: " + "; ".join(
         f"{name} CCC " + " ".join(f"{k} {v:.4f}" for k, v in m.items()) for name, m in final.items()))
-    print(f"wrote {out_dir / 'model.safetensors'} and {out_dir / 'train.json'} in {time.time() - t_start:.0f} s")
+    log(f"wrote {out_dir / 'model.safetensors'} and {out_dir / 'train.json'} in {time.time() - t_start:.0f} s")
+    dist.barrier()
     return report
 
 
 def main(argv: list[str] | None = None) -> None:
     cfg, given = parse_args(argv)
-    train(cfg, given)
+    try:
+        train(cfg, given)
+    finally:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,74 @@
+"""training.evaluate: the student table, checked against independent computations."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from training import distill, evaluate
+from training.metrics import ccc_numpy
+from training.model import load_safetensors
+
+REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory) -> Path:
+    from training.corpus import build
+
+    root = tmp_path_factory.mktemp("corpus")
+    build(root / "c", {"debian", "espeak"}, espeak=60, flite=0, max_per_group=1, seed=0, cache_dir=root / "cache")
+    return root / "c" / "manifest.csv"
+
+
+def test_default_model_and_a_mobilenet_against_the_annotator(tmp_path: Path, manifest: Path):
+    mnv4 = tmp_path / "mnv4"
+    distill.train(distill.TrainConfig(out_dir=str(mnv4), corpus=str(manifest), student="mobilenet_v4_conv_small",
+                                      max_iters=2, warmup_iters=1, eval_interval=2, batch_size=4, crop_seconds=0.5,
+                                      threads=1, cache_dir=str(tmp_path / "cache")))
+    out = tmp_path / "students"
+    argv = [str(REPO / "training" / "default"), str(mnv4), f"--corpus={manifest}", f"--out={out}", "--calib=8",
+            f"--cache_dir={tmp_path / 'cache'}"]
+    assert evaluate.main(argv) == 0
+    result = json.loads(out.with_suffix(".json").read_text())
+    w2s, mn = result["students"]
+    assert result["teacher"] == "prosody-annotator" and result["split"] == "test"
+
+    # the float CCC is that of the shipped float model on the held-out espeak voices, recomputed here
+    entries, split = evaluate.load_split(manifest, "test", 8.0, labelled_only=True)
+    assert result["clips"] == len(entries) >= 5 and all(e.source == "espeak" for e in entries)
+    model = load_safetensors(REPO / "training" / "default" / "model.safetensors")
+    with torch.no_grad():
+        pred = np.stack([model(torch.from_numpy(c.astype(np.float32) / 32768)[None])[0].numpy() for c in split.clips])
+    want = ccc_numpy(pred, split.targets)
+    got = [w2s["float"]["all"][k] for k in ("arousal", "dominance", "valence")]
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert min(got) > 0.2  # the default model learned the annotator's cues (its card: test CCC 0.70/0.79/0.24)
+
+    assert w2s["parameters"] == 10_806 and w2s["macs_per_second"] == pytest.approx(64.4e6, rel=0.005)
+    assert w2s["file"]["kind"].startswith(".w2s") and 14_000 < w2s["file"]["bytes"] < 20_000
+    assert min(w2s["int8_vs_float"].values()) > 0.99 and max(w2s["int8_loss"].values()) < 0.02
+    assert mn["student"] == "mobilenet_v4_conv_small" and "int8" not in mn and mn["parameters"] == 2_495_139
+    assert mn["file"]["bytes"] > 4 * mn["parameters"]  # float32 weights
+
+    md = out.with_suffix(".md").read_text()
+    assert "| wav2small (default) | 10,806 | 64.4 M |" in md and "mobilenet_v4_conv_small (mnv4)" in md
+    assert "python -m training.evaluate " + " ".join(argv[:2]) in md
+
+
+def test_needs_enough_clips(tmp_path: Path, manifest: Path):
+    with pytest.raises(ValueError, match="need 3"):
+        evaluate.load_split(_one_row(manifest, tmp_path), "test", 8.0, labelled_only=False)
+
+
+def _one_row(manifest: Path, tmp_path: Path) -> Path:
+    lines = manifest.read_text().splitlines()
+    test_rows = [line for line in lines[1:] if ",test," in line][:1]
+    path = tmp_path / "one.csv"
+    path.write_text("\n".join([lines[0], *test_rows]) + "\n")
+    return path
