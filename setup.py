@@ -40,7 +40,7 @@ setup(
     install_requires=["numpy>=1.22", "soundfile>=0.12", "soxr>=0.3"],
     extras_require={
         "train": ["torch==2.13.0", "safetensors>=0.4", "onnx>=1.15", "onnxruntime>=1.17", "transformers>=4.40"],
-        "test": ["pytest>=7", "librosa>=0.10", "atheris>=2.3"],
+        "test": ["pytest>=7", "librosa>=0.10", "atheris>=2.3", "pybind11>=2.10"],
     },
     entry_points={
         "console_scripts": ["wav2small = wav2small.__main__:main"],
