@@ -94,9 +94,7 @@ w2s_status w2s_forward(const w2s_model *m, const int16_t *pcm, size_t n, void *a
     if (trace) trace(user, W2S_TRACE_PRENORM, 0, &pn, 2, 0, 0);
 
     /* log-mel = 10 log10(max(melW . |STFT|^2, amin)), one frame per hop */
-    for (t = 0; t < T; t++)
-        w2s_logmel_frame_s16(c, w, &pn, pcm + (size_t)t * (size_t)c->hop, a.scratch,
-                             a.logmel + (size_t)t * (size_t)F);
+    w2s_logmel_frames_s16(c, w, &pn, pcm, T, a.scratch, a.logmel);
     if (trace) trace(user, W2S_TRACE_LOGMEL, 0, a.logmel, T, F, 0);
 
     for (l = 1; l <= c->n_layers; l++) {
@@ -107,14 +105,14 @@ w2s_status w2s_forward(const w2s_model *m, const int16_t *pcm, size_t n, void *a
             for (t = 0; t < T; t++) {
                 const int16_t *rows[3];
                 ROWS3(rows, a.logmel, t, T, F);
-                w2s_conv3x3_row_s16(L, F, C, rows, dst + (size_t)t * (size_t)(F * C));
+                w2s_conv3x3_row_s16(L, w->isa, F, C, rows, dst + (size_t)t * (size_t)(F * C));
             }
         } else {
             const int8_t *src = a.map[1 - cur];
             for (t = 0; t < T; t++) {
                 const int8_t *rows[3];
                 ROWS3(rows, src, t, T, F * C);
-                w2s_conv3x3_row_s8(L, F, C, C, rows, dst + (size_t)t * (size_t)(F * C));
+                w2s_conv3x3_row_s8(L, w->isa, F, C, C, rows, dst + (size_t)t * (size_t)(F * C));
             }
         }
         if (trace) trace(user, W2S_TRACE_CONV, l, dst, T, F, C);

@@ -15,16 +15,35 @@
  *   L_j   = log2(M_j) + e - mel_shift - log2(var + eps)     Q_LOG, floored at log_floor
  *   out_j = requantize(L_j, db_mult, db_shift)              dB in Q_DB: 10 log10(2) * L_j
  */
-#include "requant.h"
-#include "w2s_internal.h"
+#include "kernels.h"
 
 static int32_t bit_length(uint64_t v) {
+#if defined(__GNUC__)
+    return v ? 64 - __builtin_clzll(v) : 0;
+#else
     int32_t n = 0;
+    if (v >> 32) { v >>= 32; n += 32; }
+    if (v >> 16) { v >>= 16; n += 16; }
+    if (v >> 8) { v >>= 8; n += 8; }
     while (v) {
         v >>= 1;
         n++;
     }
     return n;
+#endif
+}
+
+/* Does the cosine table have the symmetries of cos(2 pi i / N), c[N - i] = c[i] and
+ * c[i + N/2] = -c[i], with N a multiple of 4? Every exported table has (it is rounded from
+ * those values); the engine checks instead of assuming, as the table comes from the file. */
+static int trig_symmetric(const int32_t *c, int32_t N) {
+    int32_t i;
+    if (N % 4) return 0;
+    for (i = 1; i < N; i++)
+        if (c[N - i] != c[i]) return 0;
+    for (i = 0; i < N / 2; i++)
+        if ((int64_t)c[i + N / 2] != -(int64_t)c[i]) return 0;
+    return 1;
 }
 
 int32_t w2s_log2_q16(uint64_t v) {
@@ -32,11 +51,10 @@ int32_t w2s_log2_q16(uint64_t v) {
     uint64_t x = msb >= 30 ? v >> (msb - 30) : v << (30 - msb); /* mantissa in [2^30, 2^31) */
     int32_t frac = 0, i;
     for (i = 1; i <= W2S_Q_LOG; i++) { /* each squaring doubles log2 of the mantissa: one bit */
-        x = (x * x) >> 30;
-        if (x >= ((uint64_t)1 << 31)) {
-            x >>= 1;
-            frac |= 1 << (W2S_Q_LOG - i);
-        }
+        const uint64_t sq = (x * x) >> 30;
+        const int32_t bit = (int32_t)(sq >> 31); /* square in [2^30, 2^32): bit set when >= 2 */
+        x = sq >> bit;
+        frac |= bit << (W2S_Q_LOG - i);
     }
     return (msb << W2S_Q_LOG) + frac;
 }
@@ -60,9 +78,35 @@ size_t w2s_logmel_scratch_bytes(const w2s_config *c) {
     return (size_t)c->n_fft * sizeof(int32_t) + (size_t)(c->n_fft / 2 + 1) * sizeof(uint64_t);
 }
 
-void w2s_logmel_frame_s16(const w2s_config *c, const w2s_weights *w, const w2s_prenorm *pn,
-                          const int16_t *frame, void *scratch, int16_t *out) {
-    const int32_t N = c->n_fft, bins = N / 2 + 1, quarter = N / 4;
+/* ---- per-call plan: what the tables allow (computed from the model, never assumed) ---------- */
+
+typedef struct {
+    int32_t sym;                     /* trig_symmetric(cosine) */
+    int16_t lo[W2S_MAX_MELS];        /* mel row j is zero outside bins [lo, hi) */
+    int16_t hi[W2S_MAX_MELS];
+    const int64_t *mat;              /* SIMD DFT matrix (kernels.h), or NULL */
+} fe_plan;
+
+static void plan_init(const w2s_config *c, const w2s_weights *w, fe_plan *p) {
+    const int32_t bins = c->n_fft / 2 + 1;
+    int32_t j;
+    p->sym = trig_symmetric(w->cosine, c->n_fft);
+    p->mat = NULL;
+    for (j = 0; j < c->n_mels; j++) { /* skipping zero weights leaves every mel sum the same */
+        const uint16_t *mw = w->mel + (size_t)j * bins;
+        int32_t lo = 0, hi = bins;
+        while (lo < bins && mw[lo] == 0) lo++;
+        while (hi > lo && mw[hi - 1] == 0) hi--;
+        p->lo[j] = (int16_t)lo;
+        p->hi[j] = (int16_t)hi;
+    }
+}
+
+/* ---- one frame ------------------------------------------------------------------------------------ */
+
+static void frame_s16(const w2s_config *c, const w2s_weights *w, const w2s_prenorm *pn,
+                      const fe_plan *p, const int16_t *frame, void *scratch, int16_t *out) {
+    const int32_t N = c->n_fft, bins = N / 2 + 1, quarter = N / 4, h = N / 2;
     uint64_t *power = (uint64_t *)scratch;             /* (bins) */
     int32_t *xw = (int32_t *)(power + bins);           /* (N) windowed, centred samples */
     uint64_t pmax = 0;
@@ -72,37 +116,116 @@ void w2s_logmel_frame_s16(const w2s_config *c, const w2s_weights *w, const w2s_p
         const int64_t d = (int64_t)frame[n] * (1 << W2S_Q_PCM) - pn->mean;
         xw[n] = (int32_t)w2s_rshift_round(d * (int64_t)w->window[n], W2S_Q_TRIG + W2S_Q_PCM - W2S_Q_WINDOWED);
     }
-    /* direct DFT: 33 bins of 64 points cost less than 4% of the conv stack */
-    for (k = 0; k < bins; k++) {
-        int64_t re = 0, im = 0;
-        int32_t idx = 0; /* k * n mod N */
-        for (n = 0; n < N; n++) {
-            re += (int64_t)xw[n] * w->cosine[idx];
-            im += (int64_t)xw[n] * w->cosine[(idx + 3 * quarter) % N]; /* sin x = cos(x - pi/2) */
-            idx += k;
-            if (idx >= N) idx -= N;
+    if (p->sym) {
+        /* the same sums, pairing n with N - n: with the symmetries of trig_symmetric,
+         * cos(k (N - n)) = cos(k n) and sin(k (N - n)) = -sin(k n) hold for the table values
+         * exactly, so re_k = sum_{n <= N/2} a[n] c(k n), im_k = sum_{n <= N/2} b[n] s(k n) with
+         * a = b = xw at n = 0 and N/2, a[n] = xw[n] + xw[N-n], b[n] = xw[n] - xw[N-n] between:
+         * half the products, the same integers */
+        int64_t ab[2 * (W2S_MAX_FFT / 2 + 4)]; /* a then b, |.| <= 2^25, zero-padded */
+        int64_t *a = ab, *b = ab + W2S_MAX_FFT / 2 + 4;
+        int64_t re[W2S_MAX_FFT / 2 + 1], im[W2S_MAX_FFT / 2 + 1];
+        a[0] = b[0] = xw[0];
+        a[h] = b[h] = xw[h];
+        for (n = 1; n < h; n++) {
+            a[n] = (int64_t)xw[n] + xw[N - n];
+            b[n] = (int64_t)xw[n] - xw[N - n];
         }
-        re = w2s_rshift_round(re, W2S_Q_TRIG + W2S_Q_WINDOWED - W2S_Q_PCM);
-        im = w2s_rshift_round(im, W2S_Q_TRIG + W2S_Q_WINDOWED - W2S_Q_PCM);
-        power[k] = (uint64_t)(re * re) + (uint64_t)(im * im);
-        if (power[k] > pmax) pmax = power[k];
+        for (n = h + 1; n < h + 4; n++) a[n] = b[n] = 0;
+#if defined(W2S_DFT_SIMD)
+        if (p->mat) {
+            w2s_dft_simd(p->mat, h, a, b, re, im);
+        } else
+#endif
+        {
+            for (k = 0; k < bins; k++) {
+                int32_t ic = 0, is = 3 * quarter; /* k n and k n + 3N/4, mod N */
+                re[k] = im[k] = 0;
+                for (n = 0; n <= h; n++) {
+                    re[k] += a[n] * w->cosine[ic];
+                    im[k] += b[n] * w->cosine[is];
+                    ic += k;
+                    if (ic >= N) ic -= N;
+                    is += k;
+                    if (is >= N) is -= N;
+                }
+            }
+        }
+        for (k = 0; k < bins; k++) {
+            const int64_t r = w2s_rshift_round(re[k], W2S_Q_TRIG + W2S_Q_WINDOWED - W2S_Q_PCM);
+            const int64_t i = w2s_rshift_round(im[k], W2S_Q_TRIG + W2S_Q_WINDOWED - W2S_Q_PCM);
+            power[k] = (uint64_t)(r * r) + (uint64_t)(i * i);
+            if (power[k] > pmax) pmax = power[k];
+        }
+    } else { /* direct DFT, for a table without those symmetries */
+        for (k = 0; k < bins; k++) {
+            int64_t re = 0, im = 0;
+            int32_t idx = 0; /* k * n mod N */
+            for (n = 0; n < N; n++) {
+                re += (int64_t)xw[n] * w->cosine[idx];
+                im += (int64_t)xw[n] * w->cosine[(idx + 3 * quarter) % N]; /* sin x = cos(x - pi/2) */
+                idx += k;
+                if (idx >= N) idx -= N;
+            }
+            re = w2s_rshift_round(re, W2S_Q_TRIG + W2S_Q_WINDOWED - W2S_Q_PCM);
+            im = w2s_rshift_round(im, W2S_Q_TRIG + W2S_Q_WINDOWED - W2S_Q_PCM);
+            power[k] = (uint64_t)(re * re) + (uint64_t)(im * im);
+            if (power[k] > pmax) pmax = power[k];
+        }
     }
     /* block exponent: shift loud frames so the mel sums fit in 64 bits */
     e = bit_length(pmax) - w->pow_bits;
     if (e < 0) e = 0;
     for (k = 0; k < bins; k++) power[k] = e ? (power[k] + ((uint64_t)1 << (e - 1))) >> e : power[k];
 
-    for (j = 0; j < c->n_mels; j++) {
-        const uint16_t *mw = w->mel + (size_t)j * bins;
-        uint64_t m = 0;
-        int32_t L;
-        for (k = 0; k < bins; k++) m += (uint64_t)mw[k] * power[k];
-        if (m == 0) {
-            L = w->log_floor;
-        } else {
-            L = w2s_log2_q16(m) + (e - w->mel_shift) * (1 << W2S_Q_LOG) - pn->log2_var;
-            if (L < w->log_floor) L = w->log_floor;
+    {
+        uint64_t m[W2S_MAX_MELS];
+        int32_t lg[W2S_MAX_MELS];
+        for (j = 0; j < c->n_mels; j++) {
+            const uint16_t *mw = w->mel + (size_t)j * bins;
+            m[j] = 0;
+            for (k = p->lo[j]; k < p->hi[j]; k++) m[j] += (uint64_t)mw[k] * power[k];
         }
-        out[j] = w2s_sat16(w2s_requantize(L, w->db_mult, w->db_shift));
+#if defined(W2S_DFT_SIMD)
+        if (p->mat) /* the SIMD build's frames: the same log2, four at a time */
+            w2s_log2_q16_simd(m, c->n_mels, lg);
+        else
+#endif
+            for (j = 0; j < c->n_mels; j++) lg[j] = m[j] ? w2s_log2_q16(m[j]) : 0;
+        for (j = 0; j < c->n_mels; j++) {
+            int32_t L;
+            if (m[j] == 0) {
+                L = w->log_floor;
+            } else {
+                L = lg[j] + (e - w->mel_shift) * (1 << W2S_Q_LOG) - pn->log2_var;
+                if (L < w->log_floor) L = w->log_floor;
+            }
+            out[j] = w2s_sat16(w2s_requantize(L, w->db_mult, w->db_shift));
+        }
     }
+}
+
+void w2s_logmel_frame_s16(const w2s_config *c, const w2s_weights *w, const w2s_prenorm *pn,
+                          const int16_t *frame, void *scratch, int16_t *out) {
+    fe_plan p;
+    plan_init(c, w, &p);
+    frame_s16(c, w, pn, &p, frame, scratch, out);
+}
+
+void w2s_logmel_frames_s16(const w2s_config *c, const w2s_weights *w, const w2s_prenorm *pn,
+                           const int16_t *pcm, int32_t n_frames, void *scratch, int16_t *out) {
+    fe_plan p;
+    int32_t t;
+#if defined(W2S_DFT_SIMD)
+    int64_t mat[W2S_DFT_MAT_WORDS];
+#endif
+    plan_init(c, w, &p);
+#if defined(W2S_DFT_SIMD)
+    if (p.sym && c->n_fft <= W2S_DFT_MAT_MAX_N && w2s_dft_simd_ok(w->isa)) {
+        w2s_dft_matrix(w->cosine, c->n_fft, mat);
+        p.mat = mat;
+    }
+#endif
+    for (t = 0; t < n_frames; t++)
+        frame_s16(c, w, pn, &p, pcm + (size_t)t * (size_t)c->hop, scratch, out + (size_t)t * (size_t)c->n_mels);
 }

@@ -232,7 +232,7 @@ static void run_frame(w2s_stream *s, const slices *a) {
             rows[0] = r >= 2 ? a->mel + (size_t)(r % 2) * (size_t)F : NULL;
             rows[1] = r >= 1 ? a->mel + (size_t)((r - 1) % 2) * (size_t)F : NULL;
             rows[2] = mel;
-            if (r >= 1) w2s_conv3x3_row_s16(&w->layer[0], F, C, rows, buf[cur]);
+            if (r >= 1) w2s_conv3x3_row_s16(&w->layer[0], w->isa, F, C, rows, buf[cur]);
             memcpy(a->mel + (size_t)(r % 2) * (size_t)F, mel, (size_t)F * sizeof(int16_t));
         } else {
             const int8_t *rows[3];
@@ -240,7 +240,7 @@ static void run_frame(w2s_stream *s, const slices *a) {
             rows[0] = r >= 2 ? line + (size_t)(r % 2) * row : NULL;
             rows[1] = r >= 1 ? line + (size_t)((r - 1) % 2) * row : NULL;
             rows[2] = in;
-            if (r >= 1) w2s_conv3x3_row_s8(&w->layer[l - 1], f, C, C, rows, buf[cur]);
+            if (r >= 1) w2s_conv3x3_row_s8(&w->layer[l - 1], w->isa, f, C, C, rows, buf[cur]);
             memcpy(line + (size_t)(r % 2) * row, in, row);
         }
         if (r < 1) return;
@@ -329,7 +329,7 @@ static int32_t flush(const w2s_stream *s, const slices *a) {
                 rows[0] = g >= 1 ? a->mel + (size_t)((g - 1) % 2) * (size_t)F : NULL;
                 rows[1] = a->mel + (size_t)(g % 2) * (size_t)F;
                 rows[2] = NULL;
-                w2s_conv3x3_row_s16(&w->layer[0], F, C, rows, tmp);
+                w2s_conv3x3_row_s16(&w->layer[0], w->isa, F, C, rows, tmp);
             } else {
                 const int8_t *rows[3];
                 int32_t k;
@@ -339,7 +339,7 @@ static int32_t flush(const w2s_stream *s, const slices *a) {
                     else if (i < n_in) rows[k] = a->line[l - 1] + (size_t)(i % 2) * row;
                     else rows[k] = (const int8_t *)work + (size_t)(i - n_in) * row;
                 }
-                w2s_conv3x3_row_s8(&w->layer[l - 1], f, C, C, rows, tmp);
+                w2s_conv3x3_row_s8(&w->layer[l - 1], w->isa, f, C, C, rows, tmp);
             }
             memcpy(work + (size_t)(g + 1 - n_in) * row, tmp, row);
         }

@@ -57,14 +57,38 @@ int32_t w2s_log2_q16(uint64_t v);
 void w2s_logmel_frame_s16(const w2s_config *c, const w2s_weights *w, const w2s_prenorm *pn,
                           const int16_t *frame, void *scratch, int16_t *out);
 size_t w2s_logmel_scratch_bytes(const w2s_config *c);
+/* n_frames frames of a clip, frame t from pcm + t * hop, into out (n_frames, n_mels): the same
+ * values as w2s_logmel_frame_s16 frame by frame, with the tables prepared once (w->isa). */
+void w2s_logmel_frames_s16(const w2s_config *c, const w2s_weights *w, const w2s_prenorm *pn,
+                           const int16_t *pcm, int32_t n_frames, void *scratch, int16_t *out);
+
+/* ---- kernel sets (conv.c; csrc/kernels.h has the per-ISA inner loops) ------------------------- */
+
+/* Which inner loops run. Every set gives the portable C results bit for bit (tests/test_simd.py).
+ * x86: chosen at run time from the CPU (one build runs on any x86-64); ARM: at compile time. */
+typedef enum {
+    W2S_ISA_AUTO     = 0, /**< the best set this CPU runs (w2s_weights.isa after w2s_model_init) */
+    W2S_ISA_PORTABLE = 1, /**< plain C99 */
+    W2S_ISA_SSE41    = 2, /**< x86 SSE4.1 */
+    W2S_ISA_AVX2     = 3, /**< x86 AVX2 */
+    W2S_ISA_AVX512   = 4, /**< x86 AVX-512 F/BW/VL/VNNI (VPDPBUSD): the conv layers; AVX2 elsewhere */
+    W2S_ISA_NEON     = 5, /**< aarch64 Advanced SIMD */
+    W2S_ISA_DSP      = 6  /**< ARMv7E-M / ARMv7-A DSP extension (SMLAD), Cortex-M4/M7/M55 */
+} w2s_isa;
+
+/* The set w2s_isa value `isa` runs as: AUTO becomes the best available; 0 if isa is unknown or
+ * not available in this build on this CPU. */
+int32_t     w2s_isa_resolve(int32_t isa);
+const char *w2s_isa_name(int32_t isa);
 
 /* ---- conv stack (conv.c, pool.c) -------------------------------------------------------------- */
 
 /* One output row of conv3x3 (stride 1, pad 1) + requantize + clamp. rows[0..2] are input rows
- * t-1, t, t+1, NULL where the row is padding. Layer 1 reads int16 log-mel, later layers int8. */
-void w2s_conv3x3_row_s16(const w2s_conv_layer *l, int32_t f, int32_t c_out,
+ * t-1, t, t+1, NULL where the row is padding. Layer 1 reads int16 log-mel, later layers int8.
+ * isa: a w2s_isa (w2s_weights.isa). */
+void w2s_conv3x3_row_s16(const w2s_conv_layer *l, int32_t isa, int32_t f, int32_t c_out,
                          const int16_t *const rows[3], int8_t *out);
-void w2s_conv3x3_row_s8(const w2s_conv_layer *l, int32_t f, int32_t c_in, int32_t c_out,
+void w2s_conv3x3_row_s8(const w2s_conv_layer *l, int32_t isa, int32_t f, int32_t c_in, int32_t c_out,
                         const int8_t *const rows[3], int8_t *out);
 
 /* One output row of max-pool 3x3, stride 2, pad 1 (padding never wins). rows as above. */

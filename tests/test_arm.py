@@ -1,7 +1,12 @@
 """ARM: the engine cross-built for aarch64 and armhf Linux (run under qemu-user) and for Cortex-M4,
 M7 and M55 (a firmware image run on emulated MPS2/MPS3 boards with semihosting), every output
 compared bit for bit with the host engine. Missing toolchains fail the tests: .ci/run installs
-them (docs/engine.md lists the Debian packages)."""
+them (docs/engine.md lists the Debian packages).
+
+These builds run the SIMD kernels (csrc/kernels.h), chosen at compile time: aarch64 the NEON set,
+armhf (ARMv7-A) and the Cortex-M cores the DSP-extension set (SMLAD). The tests check that the
+set is the one that runs (test_kernels prints it; the firmware image links it and contains SMLAD),
+and test_kernels compares it with the portable kernels on the target itself, stage by stage."""
 from __future__ import annotations
 
 import importlib.util
@@ -24,7 +29,7 @@ TOOLS = {
     "armhf": ["arm-linux-gnueabihf-gcc", "qemu-arm"],
     "cortex-m": ["arm-none-eabi-gcc", "qemu-system-arm"],
 }
-LINE = re.compile(r"^clip (\S+): batch (-?\d+ -?\d+ -?\d+) stream (-?\d+ -?\d+ -?\d+) running (-?\d+ -?\d+ -?\d+)")
+LINE = re.compile(r"^clip (\S+): batch (-?\d+(?: -?\d+)*) stream (-?\d+(?: -?\d+)*) running (-?\d+(?: -?\d+)*)")
 CHUNK = 160
 
 
@@ -74,6 +79,10 @@ def test_linux_build_runs_bit_exact_under_qemu_user(target, tmp_path, speech_cli
     print(r.stdout[-3000:])
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "test_w2s: PASS (0 failures)" in r.stdout  # the C tests, streaming included, on the target
+    # the SIMD set of the target runs, and equals the portable kernels on random layers and clips
+    isa = {"aarch64": "neon", "armhf": "dsp"}[target]
+    assert f"test_kernels: best kernel set {isa}" in r.stdout
+    assert f"test_kernels: {isa} against portable: identical" in r.stdout and "test_kernels: PASS" in r.stdout
     rows = parse(r.stdout)
     assert set(rows) == set(clips)
     for path, pcm in clips.items():
@@ -110,6 +119,26 @@ def test_cortex_m_firmware_bit_exact_under_qemu_system(target, tmp_path):
         for got, want, what in zip(rows[f.name], host_outputs(model, pcm), ("batch", "stream", "running")):
             assert np.array_equal(got, want), f"{target} {what} on {f.name}: {got} vs host {want}"
     assert re.search(r"^stack init \d+ predict \d+ push \d+ read \d+$", text, re.MULTILINE)
+    # the image runs the DSP-extension conv kernel (compile-time choice): linked, with SMLAD in it
+    elf = out / "w2s_fw.elf"
+    syms = subprocess.run(["arm-none-eabi-nm", str(elf)], capture_output=True, text=True, check=True).stdout
+    assert re.search(r" T w2s_conv3x3_row_s8_dsp$", syms, re.MULTILINE), "DSP kernel not linked"
+    dis = subprocess.run(["arm-none-eabi-objdump", "-d", str(elf)], capture_output=True, text=True, check=True).stdout
+    assert "smlad" in dis
+
+
+def test_cortex_m4_instruction_count(tmp_path):
+    """Instructions per second of audio on Cortex-M4 (qemu -icount: exact guest instruction counts;
+    docs/performance.md has the numbers): the DSP kernels run fewer than the portable ones."""
+    need("cortex-m")
+    r = make("TARGET=cortex-m4", f"OUT={tmp_path / 'm4'}", f"PYTHON={sys.executable}", "count")
+    text = r.stdout + r.stderr
+    print(text[-2000:])
+    assert r.returncode == 0, text[-3000:]
+    assert "counter ticks per 1000 instructions 25" in text  # the calibration loop: 25 MHz at 1 insn/ns
+    n = {m.group(1): int(m.group(2)) for m in re.finditer(r"kernels (\w+): instructions per second of audio \S+ \S+ \S+ \S+ \S+ (\d+)", text)}
+    assert set(n) == {"portable", "dsp"}, text[-2000:]
+    assert 0 < n["dsp"] < n["portable"]
 
 
 def test_cortex_m4_engine_text_within_target(tmp_path):

@@ -1,0 +1,180 @@
+/*
+ * check/test_kernels.c - every kernel set this build and CPU run against the portable C kernels, bit for
+ * bit, with no Python: on the host for the x86 sets, under qemu for NEON and the DSP extension.
+ *
+ *     test_kernels model.w2s [clip.raw ...]
+ *
+ * 1. conv rows: random layers (C_in, C_out 1..64, F 1..40, int8 weights including -128, input
+ *    offsets including -128 and 128, saturating shifts), random rows, missing rows above/below;
+ * 2. whole clips (the given raw int16 files, or synthetic signals): every stage of the forward
+ *    pass (trace) hashed under each set and compared with the portable one.
+ * Prints "test_kernels: <sets> PASS" or the first difference, exit status 0 or 1.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "w2s_internal.h"
+
+static uint32_t rng_state = 12345u;
+static uint32_t rnd(void) { /* xorshift32: the same sequence on every target */
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 17;
+    rng_state ^= rng_state << 5;
+    return rng_state;
+}
+static int32_t rnd_in(int32_t lo, int32_t hi) { return lo + (int32_t)(rnd() % (uint32_t)(hi - lo + 1)); }
+
+static void *read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    void *buf = NULL;
+    long n;
+    if (!f) return NULL;
+    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0) {
+        buf = malloc((size_t)n + 8);
+        if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+            free(buf);
+            buf = NULL;
+        }
+        *len = (size_t)n;
+    }
+    fclose(f);
+    return buf;
+}
+
+/* ---- conv rows ------------------------------------------------------------------------------------ */
+
+#define MAXW (W2S_MAX_CHANNELS * 9 * W2S_MAX_CHANNELS)
+static int8_t w8[MAXW], x8[3][40 * W2S_MAX_CHANNELS], o_ref[40 * W2S_MAX_CHANNELS], o_got[40 * W2S_MAX_CHANNELS];
+static int16_t x16[3][40];
+static int32_t bias[W2S_MAX_CHANNELS], mult[W2S_MAX_CHANNELS], shift[W2S_MAX_CHANNELS];
+
+static int conv_rows(int32_t isa, int trials) {
+    int t, i;
+    for (t = 0; t < trials; t++) {
+        w2s_conv_layer l;
+        const int32_t c_in = t % 7 == 0 ? 64 : rnd_in(1, 20), c_out = t % 5 == 0 ? 64 : rnd_in(1, 20);
+        const int32_t f = rnd_in(1, 40), ends[] = {-128, 128, -127, 0};
+        const int first = t % 9 == 0; /* layer 1: one int16 channel */
+        const int8_t *rows8[3];
+        const int16_t *rows16[3];
+        int32_t ky;
+        for (i = 0; i < c_out * 9 * (first ? 1 : c_in); i++) w8[i] = (int8_t)rnd_in(-128, 127);
+        for (ky = 0; ky < 3; ky++) {
+            for (i = 0; i < f * c_in; i++) x8[ky][i] = (int8_t)rnd_in(-128, 127);
+            for (i = 0; i < f; i++) x16[ky][i] = (int16_t)rnd_in(-32768, 32767);
+            rows8[ky] = (ky != 1 && rnd() % 4 == 0) ? NULL : x8[ky];
+            rows16[ky] = rows8[ky] ? x16[ky] : NULL;
+        }
+        for (i = 0; i < c_out; i++) {
+            bias[i] = rnd_in(-(1 << 20), 1 << 20);
+            mult[i] = rnd_in(1 << 30, 0x7FFFFFFF);
+            shift[i] = rnd() % 4 == 0 ? rnd_in(-31, 30) : rnd_in(-16, -6);
+        }
+        l.input_offset = first ? rnd_in(-32768, 32768) : (t % 3 ? ends[t % 4] : rnd_in(-128, 128));
+        l.output_offset = rnd_in(-128, 127);
+        l.act_min = rnd_in(-128, 0);
+        l.act_max = rnd_in(l.act_min, 127);
+        l.w = w8;
+        l.bias = bias;
+        l.mult = mult;
+        l.shift = shift;
+        if (first) {
+            w2s_conv3x3_row_s16(&l, W2S_ISA_PORTABLE, f, c_out, rows16, o_ref);
+            w2s_conv3x3_row_s16(&l, isa, f, c_out, rows16, o_got);
+        } else {
+            w2s_conv3x3_row_s8(&l, W2S_ISA_PORTABLE, f, c_in, c_out, rows8, o_ref);
+            w2s_conv3x3_row_s8(&l, isa, f, c_in, c_out, rows8, o_got);
+        }
+        if (memcmp(o_ref, o_got, (size_t)(f * c_out)) != 0) {
+            printf("conv row %d (%s, c_in %d, c_out %d, f %d, offset %d): %s differs from portable\n", t,
+                   first ? "s16" : "s8", (int)c_in, (int)c_out, (int)f, (int)l.input_offset, w2s_isa_name(isa));
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* ---- whole clips ------------------------------------------------------------------------------------ */
+
+#define MAX_STAGES 32
+typedef struct { uint32_t hash[MAX_STAGES]; int n; } stage_hashes;
+
+static void hash_stage(void *user, w2s_trace_stage stage, int32_t layer, const void *data, int32_t d0,
+                       int32_t d1, int32_t d2) {
+    static const size_t elem[] = {4, 2, 1, 1, 2, 2, 4}; /* bytes per value of each stage */
+    stage_hashes *h = (stage_hashes *)user;
+    const uint8_t *p = (const uint8_t *)data;
+    const size_t bytes = (size_t)stage < sizeof elem / sizeof elem[0] ? elem[stage] : 1; /* a newer stage: its first bytes */
+    size_t n = (size_t)d0 * (size_t)(d1 > 0 ? d1 : 1) * (size_t)(d2 > 0 ? d2 : 1) * bytes, i;
+    uint32_t v = 2166136261u ^ (uint32_t)layer;
+    for (i = 0; i < n; i++) v = (v ^ p[i]) * 16777619u; /* FNV-1a */
+    if (h->n < MAX_STAGES) h->hash[h->n++] = v;
+}
+
+static int clip(w2s_model *m, int32_t isa, const int16_t *pcm, size_t n, const char *name) {
+    stage_hashes a, b;
+    const size_t need = w2s_arena_size(m, n);
+    void *arena = malloc(need + 8);
+    w2s_output out;
+    int i, bad = 0;
+    a.n = b.n = 0;
+    m->w.isa = W2S_ISA_PORTABLE;
+    w2s_forward(m, pcm, n, arena, need, &out, hash_stage, &a);
+    m->w.isa = isa;
+    w2s_forward(m, pcm, n, arena, need, &out, hash_stage, &b);
+    m->w.isa = W2S_ISA_AUTO;
+    for (i = 0; i < a.n && !bad; i++) bad = i >= b.n || a.hash[i] != b.hash[i];
+    if (bad || a.n != b.n) printf("clip %s: %s differs from portable at stage %d\n", name, w2s_isa_name(isa), i - 1);
+    free(arena);
+    return bad || a.n != b.n;
+}
+
+int main(int argc, char **argv) {
+    w2s_model m;
+    size_t len;
+    void *buf;
+    int32_t isa, failures = 0, tested = 0;
+    int a;
+    if (argc < 2) {
+        fprintf(stderr, "usage: test_kernels model.w2s [clip.raw ...]\n");
+        return 2;
+    }
+    buf = read_file(argv[1], &len);
+    if (!buf || w2s_model_init(&m, buf, len) != W2S_OK) {
+        printf("test_kernels: cannot load %s\n", argv[1]);
+        return 1;
+    }
+    printf("test_kernels: best kernel set %s\n", w2s_isa_name(w2s_isa_resolve(W2S_ISA_AUTO)));
+    for (isa = W2S_ISA_PORTABLE + 1; isa <= W2S_ISA_DSP; isa++) {
+        if (!w2s_isa_resolve(isa)) continue;
+        tested++;
+        failures += conv_rows(isa, 400);
+        for (a = 2; a < argc; a++) {
+            size_t n;
+            int16_t *pcm = (int16_t *)read_file(argv[a], &n);
+            if (!pcm) {
+                printf("cannot read %s\n", argv[a]);
+                return 1;
+            }
+            failures += clip(&m, isa, pcm, n / 2, argv[a]);
+            free(pcm);
+        }
+        { /* synthetic: noise, extremes, silence, one frame */
+            static int16_t s[16000];
+            size_t i;
+            for (i = 0; i < 16000; i++) s[i] = (int16_t)rnd_in(-32768, 32767);
+            failures += clip(&m, isa, s, 16000, "noise");
+            failures += clip(&m, isa, s, (size_t)m.config.n_fft, "one frame");
+            for (i = 0; i < 16000; i++) s[i] = (int16_t)(i % 2 ? 32767 : -32768);
+            failures += clip(&m, isa, s, 16000, "extremes");
+            memset(s, 0, sizeof s);
+            failures += clip(&m, isa, s, 8000, "silence");
+        }
+        printf("test_kernels: %s against portable: %s\n", w2s_isa_name(isa), failures ? "FAIL" : "identical");
+    }
+    printf("test_kernels: %s (%d kernel sets besides portable, %d failures)\n", failures ? "FAIL" : "PASS",
+           (int)tested, (int)failures);
+    free(buf);
+    return failures ? 1 : 0;
+}

@@ -1,0 +1,96 @@
+/*
+ * kernels.h - the inner loops of each instruction set, beside the portable C ones.
+ *
+ * Not part of the public API. conv.c picks a set per call from w2s_weights.isa (w2s_isa_resolve):
+ * on x86 at run time from the CPU (kernels_x86.c is compiled for any x86-64; its functions carry
+ * __attribute__((target)) and run only where the CPU has the instructions), on ARM at compile time
+ * (kernels_arm.c: NEON on aarch64, the DSP extension's SMLAD on ARMv7E-M and ARMv7-A).
+ * Every set computes the portable results bit for bit: all sums are exact int32 (the bounds of
+ * conv.c), only their order changes, and the requantization is w2s_requantize's rule.
+ * Define W2S_NO_SIMD to build the portable loops only.
+ *
+ * Stack: the x86 and NEON conv kernels keep padded copies of their three input rows and widened
+ * weights in fixed-size stack buffers sized for the format's limits (128 mel bins, 64 channels):
+ * about 130 KB for AVX2, 70 KB for AVX-512, 30 KB for NEON, plus 19 KB for the x86 DFT matrix of
+ * w2s_logmel_frames_s16 - fine for Linux threads (8 MB by default), not for tiny thread stacks.
+ * The DSP and portable kernels use less than 4 KB (the Cortex-M firmware measures its stack).
+ */
+#ifndef W2S_KERNELS_H
+#define W2S_KERNELS_H
+
+#include "requant.h"
+#include "w2s_internal.h"
+
+#if !defined(W2S_NO_SIMD) && (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#define W2S_HAVE_X86 1 /* gcc and clang: target attributes and __builtin_cpu_supports */
+#endif
+#if !defined(W2S_NO_SIMD) && defined(__aarch64__) && defined(__ARM_NEON)
+#define W2S_HAVE_NEON 1
+#endif
+#if !defined(W2S_NO_SIMD) && !defined(__aarch64__) && defined(__ARM_FEATURE_DSP) && \
+    defined(__ARM_FEATURE_SIMD32)
+#define W2S_HAVE_DSP 1
+#endif
+
+/* requantize + output offset + clamp: the epilogue of every conv kernel */
+static inline int8_t w2s_conv_finish(const w2s_conv_layer *l, int32_t acc, int32_t co) {
+    int32_t v = w2s_requantize(acc, l->mult[co], l->shift[co]) + l->output_offset;
+    if (v < l->act_min) v = l->act_min;
+    if (v > l->act_max) v = l->act_max;
+    return (int8_t)v;
+}
+
+/* Arguments as w2s_conv3x3_row_s16 / _s8 without isa. */
+void w2s_conv3x3_row_s16_portable(const w2s_conv_layer *l, int32_t f, int32_t c_out,
+                                  const int16_t *const rows[3], int8_t *out);
+/* Sum over c_in of each weight w[co][ky][kx] (c_out * 9 sums, |.| <= 64 * 128): the kernels fold
+ * the input offset as sum (x + off) w = sum (x + 128) w + (off - 128) sum w. */
+void w2s_conv_weight_sums(const w2s_conv_layer *l, int32_t c_in, int32_t c_out, int32_t *wsum);
+
+void w2s_conv3x3_row_s8_portable(const w2s_conv_layer *l, int32_t f, int32_t c_in, int32_t c_out,
+                                 const int8_t *const rows[3], int8_t *out);
+
+#ifdef W2S_HAVE_X86
+int  w2s_x86_has_sse41(void);
+int  w2s_x86_has_avx2(void);
+int  w2s_x86_has_avx512(void);
+void w2s_conv3x3_row_s16_avx512(const w2s_conv_layer *l, int32_t f, int32_t c_out,
+                                const int16_t *const rows[3], int8_t *out);
+void w2s_conv3x3_row_s8_avx512(const w2s_conv_layer *l, int32_t f, int32_t c_in, int32_t c_out,
+                               const int8_t *const rows[3], int8_t *out);
+void w2s_conv3x3_row_s16_avx2(const w2s_conv_layer *l, int32_t f, int32_t c_out,
+                              const int16_t *const rows[3], int8_t *out);
+void w2s_conv3x3_row_s8_avx2(const w2s_conv_layer *l, int32_t f, int32_t c_in, int32_t c_out,
+                             const int8_t *const rows[3], int8_t *out);
+void w2s_conv3x3_row_s8_sse41(const w2s_conv_layer *l, int32_t f, int32_t c_in, int32_t c_out,
+                              const int8_t *const rows[3], int8_t *out);
+#endif
+
+/* The DFT of a frame as a matrix product (frontend.c, when the cosine table is symmetric):
+ * re[k] = sum_{n <= h} a[n] mat_re[k][n], im[k] = sum_{n <= h} b[n] mat_im[k][n], k <= h = N/2,
+ * exact int64 sums. The matrix is built once per clip (w2s_logmel_frames_s16) on the stack. */
+#if defined(W2S_HAVE_X86)
+#define W2S_DFT_SIMD 1
+#define W2S_DFT_MAT_MAX_N 64                                        /* larger n_fft: scalar */
+#define W2S_DFT_MAT_L(h) (((h) + 1 + 3) / 4 * 4)                       /* row length, padded */
+#define W2S_DFT_MAT_WORDS ((W2S_DFT_MAT_MAX_N / 2 + 1) * 2 * W2S_DFT_MAT_L(W2S_DFT_MAT_MAX_N / 2))
+int  w2s_dft_simd_ok(int32_t isa);
+void w2s_dft_matrix(const int32_t *cosine, int32_t n_fft, int64_t *mat);
+/* a, b: h + 1 values, zero-padded to W2S_DFT_MAT_L(h); re, im: h + 1 values */
+void w2s_dft_simd(const int64_t *mat, int32_t h, const int64_t *a, const int64_t *b, int64_t *re,
+                  int64_t *im);
+/* lg[i] = w2s_log2_q16(v[i]) for v[i] >= 1 (anything for v[i] = 0), bit for bit */
+void w2s_log2_q16_simd(const uint64_t *v, int32_t n, int32_t *lg);
+#endif
+
+#ifdef W2S_HAVE_NEON
+void w2s_conv3x3_row_s8_neon(const w2s_conv_layer *l, int32_t f, int32_t c_in, int32_t c_out,
+                             const int8_t *const rows[3], int8_t *out);
+#endif
+
+#ifdef W2S_HAVE_DSP
+void w2s_conv3x3_row_s8_dsp(const w2s_conv_layer *l, int32_t f, int32_t c_in, int32_t c_out,
+                            const int8_t *const rows[3], int8_t *out);
+#endif
+
+#endif /* W2S_KERNELS_H */

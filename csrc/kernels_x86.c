@@ -1,0 +1,638 @@
+/*
+ * kernels_x86.c - SSE4.1, AVX2 and AVX-512 VNNI kernels, compiled for any x86-64 (kernels.h).
+ *
+ * Each function carries __attribute__((target(...))), so the file needs no -m flags and the
+ * instructions run only where conv.c's dispatch found them (__builtin_cpu_supports).
+ *
+ * int8 conv row (layer 2 onwards), C_in <= 64, any F. SSE4.1/AVX2: the three input rows are
+ * widened once to int16 (x + input_offset, |.| <= 256) with a zero column on each side, so the
+ * taps of kernel row ky at output column f are the 3 C_in contiguous values from column f of the
+ * padded row, and the padding taps contribute 0 exactly as TFLM's skipped taps; weights widened
+ * to int16, zero-filled to whole vectors;
+ *   acc[co] = bias[co] + sum_ky sum_v madd(x[ky][v], w[co][ky][v])     (VPMADDWD, int32 lanes)
+ * then a horizontal sum of eight channels at once and w2s_requantize in vectors (requant8).
+ * AVX-512 VNNI: the same on bytes, x + 128 against the int8 weights with VPDPBUSD, the offset
+ * folded into the bias (see w2s_conv3x3_row_s8_avx512). Products (<= 256 * 128) and every
+ * partial sum are exact in int32 (conv.c's bounds). Vectors are read where they were written
+ * long before (padded rows), not from a patch stored just before: that stalls the loads.
+ * Also: layer 1 (int16 input, one channel), the DFT as a matrix product and log2 (frontend.c).
+ */
+#include "kernels.h"
+
+#ifdef W2S_HAVE_X86
+#include <immintrin.h>
+#include <string.h>
+
+#define W2S_AVX2  __attribute__((target("avx2")))
+#define W2S_SSE41 __attribute__((target("sse4.1")))
+#define W2S_AVX2_INLINE static inline __attribute__((always_inline, target("avx2")))
+#define W2S_AVX512 __attribute__((target("avx2,avx512f,avx512bw,avx512vl,avx512vnni")))
+
+#define ROW16 ((W2S_MAX_MELS + 2) * W2S_MAX_CHANNELS + 32) /* a padded int16 row, with slack */
+#define KMAX  (3 * W2S_MAX_CHANNELS + 15) / 16 * 16       /* one kernel row, zero-filled to 16 */
+#define ROW8X ((W2S_MAX_MELS + 2) * W2S_MAX_CHANNELS)     /* a padded uint8 row */
+
+int w2s_x86_has_sse41(void) { return __builtin_cpu_supports("sse4.1"); }
+int w2s_x86_has_avx2(void) { return __builtin_cpu_supports("avx2"); }
+int w2s_x86_has_avx512(void) {
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("avx512f") &&
+           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512vnni");
+}
+
+/* dst = [0 x c | x + off (n values) | 0 ...] up to total values; a NULL row is all 0 */
+static void pad_row16(const int8_t *x, int32_t n, int32_t c, int32_t off, int16_t *dst,
+                      int32_t total) {
+    int32_t i;
+    for (i = 0; i < c; i++) dst[i] = 0;
+    for (i = 0; i < n; i++) dst[c + i] = x ? (int16_t)(x[i] + off) : 0;
+    for (i = c + n; i < total; i++) dst[i] = 0;
+}
+
+/* Per-channel epilogue parameters, zero-filled past c_out so eight lanes can always be loaded. */
+typedef struct {
+    int32_t bias[W2S_MAX_CHANNELS + 16], mult[W2S_MAX_CHANNELS + 16];
+    int32_t left[W2S_MAX_CHANNELS + 16], right[W2S_MAX_CHANNELS + 16];
+} epilogue;
+
+static void epilogue_init(const w2s_conv_layer *l, int32_t c_out, epilogue *e) {
+    int32_t co;
+    for (co = 0; co < c_out + 16; co++) {
+        const int32_t s = co < c_out ? l->shift[co] : 0;
+        e->bias[co] = co < c_out ? l->bias[co] : 0;
+        e->mult[co] = co < c_out ? l->mult[co] : 0;
+        e->left[co] = s > 0 ? s : 0;
+        e->right[co] = s > 0 ? 0 : -s;
+    }
+}
+
+/* ---- AVX2 ------------------------------------------------------------------------------------------ */
+
+/* w2s_requantize on eight lanes (mult >= 0, 0 <= left <= 30, 0 <= right <= 31, as loaded):
+ * saturating left shift; srdhm(x, m) = floor((x * m + 2^30) / 2^31) (the C rule's two nudges
+ * and truncation combine to this); then rshift_round as in requant.h. */
+W2S_AVX2_INLINE __m256i requant8(__m256i acc, __m256i mult, __m256i left, __m256i right) {
+    const __m256i one = _mm256_set1_epi32(1), zero = _mm256_setzero_si256();
+    const __m256i nudge = _mm256_set1_epi64x((int64_t)1 << 30);
+    __m256i x = _mm256_sllv_epi32(acc, left);
+    const __m256i same = _mm256_cmpeq_epi32(_mm256_srav_epi32(x, left), acc);
+    const __m256i sat = _mm256_xor_si256(_mm256_srai_epi32(acc, 31), _mm256_set1_epi32(INT32_MAX));
+    __m256i pe, po, v, mask, rem, thr;
+    x = _mm256_blendv_epi8(sat, x, same);
+    pe = _mm256_add_epi64(_mm256_mul_epi32(x, mult), nudge);
+    po = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(x, 32), _mm256_srli_epi64(mult, 32)), nudge);
+    v = _mm256_blend_epi32(_mm256_srli_epi64(pe, 31), _mm256_slli_epi64(po, 1), 0xAA);
+    mask = _mm256_sub_epi32(_mm256_sllv_epi32(one, right), one);
+    rem = _mm256_and_si256(v, mask);
+    thr = _mm256_sub_epi32(_mm256_srli_epi32(mask, 1), _mm256_cmpgt_epi32(zero, v)); /* + (v < 0) */
+    return _mm256_sub_epi32(_mm256_srav_epi32(v, right), _mm256_cmpgt_epi32(rem, thr));
+}
+
+/* bias + requantize + output offset + clamp of eight channels from g; stores n of them */
+W2S_AVX2_INLINE void finish8(const w2s_conv_layer *l, const epilogue *e, int32_t g, int32_t n,
+                             __m256i acc, int8_t *out) {
+    int32_t r[8], j;
+    __m256i v = _mm256_add_epi32(acc, _mm256_loadu_si256((const __m256i *)(e->bias + g)));
+    v = requant8(v, _mm256_loadu_si256((const __m256i *)(e->mult + g)),
+                 _mm256_loadu_si256((const __m256i *)(e->left + g)),
+                 _mm256_loadu_si256((const __m256i *)(e->right + g)));
+    v = _mm256_add_epi32(v, _mm256_set1_epi32(l->output_offset));
+    v = _mm256_max_epi32(v, _mm256_set1_epi32(l->act_min));
+    v = _mm256_min_epi32(v, _mm256_set1_epi32(l->act_max));
+    if (n == 8) { /* values are within int8 already: the saturating packs only narrow */
+        const __m256i p16 = _mm256_packs_epi32(v, v); /* r0..3 r0..3 | r4..7 r4..7 (int16) */
+        const __m256i p8 = _mm256_packs_epi16(p16, p16);
+        const int32_t lo = _mm256_cvtsi256_si32(p8), hi = _mm256_extract_epi32(p8, 4);
+        memcpy(out, &lo, 4);
+        memcpy(out + 4, &hi, 4);
+        return;
+    }
+    _mm256_storeu_si256((__m256i *)r, v);
+    for (j = 0; j < n; j++) out[j] = (int8_t)r[j];
+}
+
+/* lane j = sum of the eight lanes of a[j] */
+W2S_AVX2_INLINE __m256i hsum8(const __m256i *a) {
+    const __m256i s01 = _mm256_hadd_epi32(a[0], a[1]), s23 = _mm256_hadd_epi32(a[2], a[3]);
+    const __m256i s45 = _mm256_hadd_epi32(a[4], a[5]), s67 = _mm256_hadd_epi32(a[6], a[7]);
+    const __m256i s0 = _mm256_hadd_epi32(s01, s23), s1 = _mm256_hadd_epi32(s45, s67);
+    return _mm256_add_epi32(_mm256_permute2x128_si256(s0, s1, 0x20),
+                            _mm256_permute2x128_si256(s0, s1, 0x31));
+}
+
+#define LD(p) _mm256_loadu_si256((const __m256i *)(p))
+
+/* pad_row16 with the widening in vectors */
+W2S_AVX2_INLINE void pad_row16_avx2(const int8_t *x, int32_t n, int32_t c, int32_t off,
+                                    int16_t *dst, int32_t total) {
+    const __m256i o = _mm256_set1_epi16((int16_t)off);
+    int32_t i;
+    if (!x) {
+        pad_row16(x, n, c, off, dst, total);
+        return;
+    }
+    for (i = 0; i < c; i++) dst[i] = 0;
+    for (i = 0; i + 16 <= n; i += 16)
+        _mm256_storeu_si256((__m256i *)(dst + i + c),
+                            _mm256_add_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(x + i))), o));
+    for (; i < n; i++) dst[c + i] = (int16_t)(x[i] + off);
+    for (i = c + n; i < total; i++) dst[i] = 0;
+}
+
+/* n int8 -> int16 at d, zero-filled up to P (a multiple of 16, >= n); reads only s[0..n) */
+W2S_AVX2_INLINE void widen16(const int8_t *s, int32_t n, int32_t P, int16_t *d) {
+    int32_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm256_storeu_si256((__m256i *)(d + i), _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(s + i))));
+    if (i < n) {
+        const int32_t r = n - i; /* 1..15 bytes left */
+        __m128i t;
+        if (n >= 16) { /* the last 16 bytes of s, moved down by 16 - r, the rest zero: no stall */
+            const __m128i k = _mm_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+            const __m128i idx = _mm_add_epi8(k, _mm_set1_epi8((char)(16 - r)));
+            const __m128i keep = _mm_cmpgt_epi8(_mm_set1_epi8((char)r), k);
+            t = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(s + n - 16)), _mm_or_si128(idx, _mm_andnot_si128(keep, _mm_set1_epi8((char)0x80))));
+        } else {
+            int8_t tail[16] = {0};
+            memcpy(tail, s + i, (size_t)r);
+            t = _mm_loadu_si128((const __m128i *)tail);
+        }
+        _mm256_storeu_si256((__m256i *)(d + i), _mm256_cvtepi8_epi16(t));
+        i += 16;
+    }
+    for (; i < P; i += 16) _mm256_storeu_si256((__m256i *)(d + i), _mm256_setzero_si256());
+}
+
+/* ---- AVX-512 epilogue: sixteen channels at once ---------------------------------------------------- */
+
+#define W2S_AVX512_INLINE static inline __attribute__((always_inline, target("avx2,avx512f,avx512bw,avx512vl,avx512vnni")))
+
+/* requant8 on sixteen lanes */
+W2S_AVX512_INLINE __m512i requant16(__m512i acc, __m512i mult, __m512i left, __m512i right) {
+    const __m512i one = _mm512_set1_epi32(1), nudge = _mm512_set1_epi64((int64_t)1 << 30);
+    __m512i x = _mm512_sllv_epi32(acc, left), pe, po, v, mask, thr, q;
+    const __mmask16 same = _mm512_cmpeq_epi32_mask(_mm512_srav_epi32(x, left), acc);
+    x = _mm512_mask_blend_epi32(same, _mm512_xor_si512(_mm512_srai_epi32(acc, 31), _mm512_set1_epi32(INT32_MAX)), x);
+    pe = _mm512_add_epi64(_mm512_mul_epi32(x, mult), nudge);
+    po = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(x, 32), _mm512_srli_epi64(mult, 32)), nudge);
+    v = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe, 31), _mm512_slli_epi64(po, 1));
+    mask = _mm512_sub_epi32(_mm512_sllv_epi32(one, right), one);
+    thr = _mm512_sub_epi32(_mm512_srli_epi32(mask, 1), _mm512_srai_epi32(v, 31)); /* + (v < 0) */
+    q = _mm512_srav_epi32(v, right);
+    return _mm512_mask_add_epi32(q, _mm512_cmpgt_epi32_mask(_mm512_and_si512(v, mask), thr), q, one);
+}
+
+/* bias + requantize + output offset + clamp of channels 0..n-1 (n <= 16); stores exactly n */
+W2S_AVX512_INLINE void finish16(const w2s_conv_layer *l, const epilogue *e, int32_t n, __m512i acc,
+                                int8_t *out) {
+    __m512i v = _mm512_add_epi32(acc, _mm512_loadu_si512(e->bias));
+    v = requant16(v, _mm512_loadu_si512(e->mult), _mm512_loadu_si512(e->left), _mm512_loadu_si512(e->right));
+    v = _mm512_add_epi32(v, _mm512_set1_epi32(l->output_offset));
+    v = _mm512_max_epi32(v, _mm512_set1_epi32(l->act_min));
+    v = _mm512_min_epi32(v, _mm512_set1_epi32(l->act_max));
+    _mm_mask_storeu_epi8(out, (__mmask16)((1u << n) - 1u), _mm512_cvtepi32_epi8(v));
+}
+
+/* The patch of output column f: kernel rows 0, 1, 2 (3 C_in values each, from the padded rows)
+ * one after the other: the (ky, kx, c_in) order of the weights. Lanes past 9 C_in hold
+ * leftovers (finite) that meet zero weights. */
+W2S_AVX2_INLINE void gather_patch(const int16_t *xo, int32_t R, int32_t f, int32_t c_in,
+                                  int16_t *patch) {
+    const int32_t K = 3 * c_in;
+    int32_t ky, i;
+    if (K > 32 && K <= 48) { /* three vectors per kernel row, unrolled (C_in 11..16) */
+        for (ky = 0; ky < 3; ky++) {
+            const int16_t *s = xo + ky * R + f * c_in;
+            int16_t *d = patch + ky * K;
+            const __m256i v0 = LD(s), v1 = LD(s + 16), v2 = LD(s + 32);
+            _mm256_storeu_si256((__m256i *)d, v0);
+            _mm256_storeu_si256((__m256i *)(d + 16), v1);
+            _mm256_storeu_si256((__m256i *)(d + 32), v2);
+        }
+        return;
+    }
+    for (ky = 0; ky < 3; ky++) {
+        const int16_t *s = xo + ky * R + f * c_in;
+        for (i = 0; i < K; i += 16) _mm256_storeu_si256((__m256i *)(patch + ky * K + i), LD(s + i));
+    }
+}
+
+/* padded rows, patch and the widened weights of all channels: the stack of one row */
+typedef struct {
+    int16_t xo[3 * ROW16];
+    int16_t patch[9 * W2S_MAX_CHANNELS + 32];
+    int16_t wv[W2S_MAX_CHANNELS * (9 * W2S_MAX_CHANNELS + 16)];
+    epilogue e;
+} conv_scratch;
+
+/* Pads the rows, clears the patch, widens the weights of every channel to P lanes each. */
+W2S_AVX2_INLINE int32_t prepare_rows(const w2s_conv_layer *l, int32_t f_len, int32_t c_in,
+                                     int32_t c_out, int32_t P, const int8_t *const rows[3],
+                                     conv_scratch *z) {
+    const int32_t R = (f_len + 2) * c_in + 16, K9 = 9 * c_in;
+    int32_t ky, i, co;
+    for (ky = 0; ky < 3; ky++) pad_row16_avx2(rows[ky], f_len * c_in, c_in, l->input_offset, z->xo + ky * R, R);
+    for (i = 0; i < P + 16; i += 16) _mm256_storeu_si256((__m256i *)(z->patch + i), _mm256_setzero_si256());
+    for (co = 0; co < c_out; co++) widen16(l->w + (size_t)co * (size_t)K9, K9, P, z->wv + co * P);
+    epilogue_init(l, c_out, &z->e);
+    return R;
+}
+
+/* Store eight results of column f from channel g: whole 8-byte stores spill into the next
+ * column's first channels, which are written after (columns go in order), except at the end. */
+W2S_AVX2_INLINE void store8(const w2s_conv_layer *l, const epilogue *e, int32_t g, int32_t n,
+                            int32_t last, __m256i acc, int8_t *out) {
+    finish8(l, e, g, last ? n : 8, acc, out);
+}
+
+/* AVX2: acc += madd(x, w), sixteen int16 products summed in pairs into eight int32 lanes. The
+ * eight patch vectors of 9 C_in <= 128 (C_in 8..14; 13 in the default model) stay in registers. */
+W2S_AVX2 void w2s_conv3x3_row_s8_avx2(const w2s_conv_layer *l, int32_t f_len, int32_t c_in,
+                                      int32_t c_out, const int8_t *const rows[3], int8_t *out) {
+    conv_scratch z;
+    const int32_t K = 3 * c_in;
+    int32_t P, R, g, f, j, v;
+    if (K > 32 && K <= 48) { /* C_in 11..16: each kernel row is three vectors of its padded row,
+                              * read in place (a patch written just before would stall loads) */
+        int32_t ky, co;
+        R = (f_len + 2) * c_in + 16;
+        for (ky = 0; ky < 3; ky++) pad_row16_avx2(rows[ky], f_len * c_in, c_in, l->input_offset, z.xo + ky * R, R);
+        for (co = 0; co < c_out; co++) /* [co][ky][48] */
+            for (ky = 0; ky < 3; ky++) widen16(l->w + (size_t)(co * 3 + ky) * (size_t)K, K, 48, z.wv + (co * 3 + ky) * 48);
+        epilogue_init(l, c_out, &z.e);
+        for (f = 0; f < f_len; f++) {
+            const int16_t *x = z.xo + f * c_in;
+            const __m256i a0 = LD(x), a1 = LD(x + 16), a2 = LD(x + 32);
+            const __m256i b0 = LD(x + R), b1 = LD(x + R + 16), b2 = LD(x + R + 32);
+            const __m256i c0 = LD(x + 2 * R), c1 = LD(x + 2 * R + 16), c2 = LD(x + 2 * R + 32);
+            for (g = 0; g < c_out; g += 8) {
+                const int32_t n = c_out - g < 8 ? c_out - g : 8;
+                __m256i acc[8];
+                for (j = 0; j < 8; j++) {
+                    const int16_t *w = z.wv + (g + j) * 144;
+                    __m256i s0, s1, s2;
+                    if (j >= n) {
+                        acc[j] = _mm256_setzero_si256();
+                        continue;
+                    }
+                    s0 = _mm256_add_epi32(_mm256_add_epi32(_mm256_madd_epi16(a0, LD(w)), _mm256_madd_epi16(a1, LD(w + 16))),
+                                          _mm256_madd_epi16(a2, LD(w + 32)));
+                    s1 = _mm256_add_epi32(_mm256_add_epi32(_mm256_madd_epi16(b0, LD(w + 48)), _mm256_madd_epi16(b1, LD(w + 64))),
+                                          _mm256_madd_epi16(b2, LD(w + 80)));
+                    s2 = _mm256_add_epi32(_mm256_add_epi32(_mm256_madd_epi16(c0, LD(w + 96)), _mm256_madd_epi16(c1, LD(w + 112))),
+                                          _mm256_madd_epi16(c2, LD(w + 128)));
+                    acc[j] = _mm256_add_epi32(_mm256_add_epi32(s0, s1), s2);
+                }
+                store8(l, &z.e, g, n, f == f_len - 1, hsum8(acc), out + f * c_out + g);
+            }
+        }
+        return;
+    }
+    P = (9 * c_in + 15) / 16 * 16;
+    R = prepare_rows(l, f_len, c_in, c_out, P, rows, &z);
+    for (f = 0; f < f_len; f++) {
+        gather_patch(z.xo, R, f, c_in, z.patch);
+        for (g = 0; g < c_out; g += 8) {
+            const int32_t n = c_out - g < 8 ? c_out - g : 8;
+            __m256i a[8];
+            if (P == 128) {
+                const __m256i x0 = LD(z.patch), x1 = LD(z.patch + 16), x2 = LD(z.patch + 32), x3 = LD(z.patch + 48);
+                const __m256i x4 = LD(z.patch + 64), x5 = LD(z.patch + 80), x6 = LD(z.patch + 96), x7 = LD(z.patch + 112);
+                for (j = 0; j < 8; j++) {
+                    const int16_t *w = z.wv + (g + j) * 128;
+                    __m256i s0, s1, s2, s3;
+                    if (j >= n) {
+                        a[j] = _mm256_setzero_si256();
+                        continue;
+                    }
+                    s0 = _mm256_add_epi32(_mm256_madd_epi16(x0, LD(w)), _mm256_madd_epi16(x1, LD(w + 16)));
+                    s1 = _mm256_add_epi32(_mm256_madd_epi16(x2, LD(w + 32)), _mm256_madd_epi16(x3, LD(w + 48)));
+                    s2 = _mm256_add_epi32(_mm256_madd_epi16(x4, LD(w + 64)), _mm256_madd_epi16(x5, LD(w + 80)));
+                    s3 = _mm256_add_epi32(_mm256_madd_epi16(x6, LD(w + 96)), _mm256_madd_epi16(x7, LD(w + 112)));
+                    a[j] = _mm256_add_epi32(_mm256_add_epi32(s0, s1), _mm256_add_epi32(s2, s3));
+                }
+            } else {
+                for (j = 0; j < 8; j++) {
+                    const int16_t *w = z.wv + (g + j) * P;
+                    __m256i acc = _mm256_setzero_si256();
+                    if (j < n)
+                        for (v = 0; v < P; v += 16) acc = _mm256_add_epi32(acc, _mm256_madd_epi16(LD(z.patch + v), LD(w + v)));
+                    a[j] = acc;
+                }
+            }
+            store8(l, &z.e, g, n, f == f_len - 1, hsum8(a), out + f * c_out + g);
+        }
+    }
+}
+
+/* AVX-512 VNNI: VPDPBUSD multiplies 64 unsigned bytes by 64 signed bytes and adds each group of
+ * four products into one of 16 int32 lanes, without saturation. The input goes in as
+ * u = x + 128 (0..255) and the offset is folded into the bias:
+ *   sum (x + off) w = sum u w + (off - 128) sum w
+ * where padding taps hold u = 128 - off (then u w + (off - 128) w = 0, as a skipped tap), which
+ * needs off >= -127 (the format allows -128: that layer takes the AVX2 kernel). sum w is over all
+ * 9 C_in taps of the channel, missing rows (t = -1, T) being all padding. Patches of 9 C_in bytes,
+ * zero weights past them: two zmm for 9 C_in <= 128 (the default model's 117). */
+typedef struct {
+    uint8_t xu[3 * (ROW8X + 64)];
+    uint8_t patch[9 * W2S_MAX_CHANNELS + 128];
+    int8_t  wv[W2S_MAX_CHANNELS * (9 * W2S_MAX_CHANNELS + 64)];
+    epilogue e;
+} vnni_scratch;
+
+W2S_AVX512 void w2s_conv3x3_row_s8_avx512(const w2s_conv_layer *l, int32_t f_len, int32_t c_in,
+                                          int32_t c_out, const int8_t *const rows[3], int8_t *out) {
+    vnni_scratch z;
+    const int32_t off = l->input_offset, K = 3 * c_in, K9 = 9 * c_in, P = (K9 + 63) / 64 * 64;
+    const int32_t R = (f_len + 2) * c_in + 64;
+    const uint8_t upad = (uint8_t)(128 - off);
+    int32_t ky, co, i, f, g, j, v;
+    if (off < -127) {
+        w2s_conv3x3_row_s8_avx2(l, f_len, c_in, c_out, rows, out);
+        return;
+    }
+    for (ky = 0; ky < 3; ky++) { /* [upad x C | x + 128 | upad ...] */
+        uint8_t *d = z.xu + ky * R;
+        const int8_t *x = rows[ky];
+        memset(d, upad, (size_t)R);
+        if (!x) continue;
+        for (i = 0; i + 64 <= f_len * c_in; i += 64)
+            _mm512_storeu_si512(d + c_in + i, _mm512_xor_si512(_mm512_loadu_si512(x + i), _mm512_set1_epi8((char)0x80)));
+        for (; i < f_len * c_in; i++) d[c_in + i] = (uint8_t)(x[i] + 128);
+    }
+    epilogue_init(l, c_out, &z.e);
+    if (K <= 64 && c_out <= 16) { /* C_in <= 21: one zmm per kernel row, read in place */
+        for (co = 0; co < c_out; co++) { /* weights [co][ky][64], zero past 3 C_in */
+            __m512i sum = _mm512_setzero_si512();
+            for (ky = 0; ky < 3; ky++) {
+                const __m512i wq = _mm512_maskz_loadu_epi8(K == 64 ? ~(__mmask64)0 : ((__mmask64)1 << K) - 1,
+                                                           l->w + (size_t)(co * 3 + ky) * (size_t)K);
+                _mm512_storeu_si512(z.wv + (co * 3 + ky) * 64, wq);
+                sum = _mm512_dpbusd_epi32(sum, _mm512_set1_epi8(1), wq);
+            }
+            z.e.bias[co] += (off - 128) * _mm512_reduce_add_epi32(sum);
+        }
+        for (f = 0; f < f_len; f++) {
+            const uint8_t *x = z.xu + f * c_in;
+            const __m512i x0 = _mm512_loadu_si512(x), x1 = _mm512_loadu_si512(x + R), x2 = _mm512_loadu_si512(x + 2 * R);
+            __m256i a[16];
+            for (j = 0; j < 16; j++) {
+                const int8_t *w = z.wv + j * 192;
+                __m512i s0;
+                if (j >= c_out) {
+                    a[j] = _mm256_setzero_si256();
+                    continue;
+                }
+                s0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), x0, _mm512_loadu_si512(w));
+                s0 = _mm512_dpbusd_epi32(s0, x1, _mm512_loadu_si512(w + 64));
+                s0 = _mm512_dpbusd_epi32(s0, x2, _mm512_loadu_si512(w + 128));
+                a[j] = _mm256_add_epi32(_mm512_castsi512_si256(s0), _mm512_extracti64x4_epi64(s0, 1));
+            }
+            finish16(l, &z.e, c_out, _mm512_inserti64x4(_mm512_castsi256_si512(hsum8(a)), hsum8(a + 8), 1),
+                     out + f * c_out);
+        }
+        return;
+    }
+    memset(z.patch, 0, sizeof z.patch);
+    for (co = 0; co < c_out; co++) { /* weights zero-filled to P (masked loads read only K9) */
+        const int8_t *src = l->w + (size_t)co * (size_t)K9;
+        __m512i sum = _mm512_setzero_si512();
+        for (i = 0; i < P; i += 64) {
+            const int32_t left = K9 - i;
+            const __mmask64 m = left >= 64 ? ~(__mmask64)0 : left > 0 ? (((__mmask64)1 << left) - 1) : 0;
+            const __m512i wq = _mm512_maskz_loadu_epi8(m, src + i);
+            _mm512_storeu_si512(z.wv + co * P + i, wq);
+            sum = _mm512_dpbusd_epi32(sum, _mm512_set1_epi8(1), wq);
+        }
+        z.e.bias[co] += (off - 128) * _mm512_reduce_add_epi32(sum); /* |.| <= 256 * 576 * 128 < 2^25 */
+    }
+    for (f = 0; f < f_len; f++) {
+        for (ky = 0; ky < 3; ky++) /* 64-byte copies; the next piece overwrites the overshoot */
+            for (i = 0; i < K; i += 64)
+                _mm512_storeu_si512(z.patch + ky * K + i, _mm512_loadu_si512(z.xu + ky * R + f * c_in + i));
+        if (P == 128 && c_out <= 16) { /* all channels in one epilogue (the default model: 13) */
+            const __m512i x0 = _mm512_loadu_si512(z.patch), x1 = _mm512_loadu_si512(z.patch + 64);
+            __m256i a[16];
+            for (j = 0; j < 16; j++) {
+                const int8_t *w = z.wv + j * 128;
+                __m512i s0;
+                if (j >= c_out) {
+                    a[j] = _mm256_setzero_si256();
+                    continue;
+                }
+                s0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), x0, _mm512_loadu_si512(w));
+                s0 = _mm512_dpbusd_epi32(s0, x1, _mm512_loadu_si512(w + 64));
+                a[j] = _mm256_add_epi32(_mm512_castsi512_si256(s0), _mm512_extracti64x4_epi64(s0, 1));
+            }
+            finish16(l, &z.e, c_out, _mm512_inserti64x4(_mm512_castsi256_si512(hsum8(a)), hsum8(a + 8), 1),
+                     out + f * c_out);
+            continue;
+        }
+        for (g = 0; g < c_out; g += 8) {
+            const int32_t n = c_out - g < 8 ? c_out - g : 8;
+            __m256i a[8];
+            if (P == 128) {
+                const __m512i x0 = _mm512_loadu_si512(z.patch), x1 = _mm512_loadu_si512(z.patch + 64);
+                for (j = 0; j < 8; j++) {
+                    const int8_t *w = z.wv + (g + j) * 128;
+                    __m512i s0;
+                    if (j >= n) {
+                        a[j] = _mm256_setzero_si256();
+                        continue;
+                    }
+                    s0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), x0, _mm512_loadu_si512(w));
+                    s0 = _mm512_dpbusd_epi32(s0, x1, _mm512_loadu_si512(w + 64));
+                    a[j] = _mm256_add_epi32(_mm512_castsi512_si256(s0), _mm512_extracti64x4_epi64(s0, 1));
+                }
+            } else {
+                for (j = 0; j < 8; j++) {
+                    const int8_t *w = z.wv + (g + j) * P;
+                    __m512i acc = _mm512_setzero_si512();
+                    if (j < n)
+                        for (v = 0; v < P; v += 64)
+                            acc = _mm512_dpbusd_epi32(acc, _mm512_loadu_si512(z.patch + v), _mm512_loadu_si512(w + v));
+                    a[j] = _mm256_add_epi32(_mm512_castsi512_si256(acc), _mm512_extracti64x4_epi64(acc, 1));
+                }
+            }
+            store8(l, &z.e, g, n, f == f_len - 1, hsum8(a), out + f * c_out + g);
+        }
+    }
+}
+
+/* Layer 1: one int16 input channel, nine taps. Vectors run over output channels:
+ * acc[co] += (x + off) * w[co][tap], int32 lanes (|product| < 2^24). */
+W2S_AVX2 void w2s_conv3x3_row_s16_avx2(const w2s_conv_layer *l, int32_t f_len, int32_t c_out,
+                                       const int16_t *const rows[3], int8_t *out) {
+    int32_t xs[3][W2S_MAX_MELS + 2];
+    int32_t wt[9][W2S_MAX_CHANNELS + 8];
+    epilogue e;
+    int32_t ky, f, co, k, g;
+    for (ky = 0; ky < 3; ky++) {
+        xs[ky][0] = xs[ky][f_len + 1] = 0;
+        for (f = 0; f < f_len; f++) xs[ky][f + 1] = rows[ky] ? (int32_t)rows[ky][f] + l->input_offset : 0;
+    }
+    for (k = 0; k < 9; k++)
+        for (co = 0; co < c_out + 8; co++) wt[k][co] = co < c_out ? l->w[co * 9 + k] : 0;
+    epilogue_init(l, c_out, &e);
+    for (g = 0; g < c_out; g += 8) {
+        const int32_t n = c_out - g < 8 ? c_out - g : 8;
+        __m256i w[9];
+        for (k = 0; k < 9; k++) w[k] = _mm256_loadu_si256((const __m256i *)(wt[k] + g));
+        for (f = 0; f < f_len; f++) {
+            __m256i acc = _mm256_setzero_si256();
+            for (ky = 0; ky < 3; ky++) {
+                if (!rows[ky]) continue;
+                for (k = 0; k < 3; k++)
+                    acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(_mm256_set1_epi32(xs[ky][f + k]), w[ky * 3 + k]));
+            }
+            finish8(l, &e, g, n, acc, out + f * c_out + g);
+        }
+    }
+}
+
+/* Layer 1 with sixteen channels per vector (c_out <= 16; wider layers take the AVX2 kernel). */
+W2S_AVX512 void w2s_conv3x3_row_s16_avx512(const w2s_conv_layer *l, int32_t f_len, int32_t c_out,
+                                           const int16_t *const rows[3], int8_t *out) {
+    int32_t xs[3][W2S_MAX_MELS + 2];
+    int32_t wt[9][16];
+    epilogue e;
+    __m512i w[9];
+    int32_t ky, f, co, k;
+    if (c_out > 16) {
+        w2s_conv3x3_row_s16_avx2(l, f_len, c_out, rows, out);
+        return;
+    }
+    for (ky = 0; ky < 3; ky++) {
+        xs[ky][0] = xs[ky][f_len + 1] = 0;
+        for (f = 0; f < f_len; f++) xs[ky][f + 1] = rows[ky] ? (int32_t)rows[ky][f] + l->input_offset : 0;
+    }
+    for (k = 0; k < 9; k++) {
+        for (co = 0; co < 16; co++) wt[k][co] = co < c_out ? l->w[co * 9 + k] : 0;
+        w[k] = _mm512_loadu_si512(wt[k]);
+    }
+    epilogue_init(l, c_out, &e);
+    for (f = 0; f < f_len; f++) {
+        __m512i acc = _mm512_setzero_si512();
+        for (ky = 0; ky < 3; ky++) {
+            if (!rows[ky]) continue;
+            acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(_mm512_set1_epi32(xs[ky][f]), w[ky * 3]));
+            acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(_mm512_set1_epi32(xs[ky][f + 1]), w[ky * 3 + 1]));
+            acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(_mm512_set1_epi32(xs[ky][f + 2]), w[ky * 3 + 2]));
+        }
+        finish16(l, &e, c_out, acc, out + f * c_out);
+    }
+}
+
+/* ---- SSE4.1 ------------------------------------------------------------------------------------------ */
+
+/* As the AVX2 int8 kernel with 8-lane int16 vectors and four channels at a time; the epilogue is
+ * the scalar one (SSE4.1 has no per-lane shifts). */
+W2S_SSE41 void w2s_conv3x3_row_s8_sse41(const w2s_conv_layer *l, int32_t f_len, int32_t c_in,
+                                        int32_t c_out, const int8_t *const rows[3], int8_t *out) {
+    int16_t xo[3 * ROW16];
+    int16_t wv[4 * 3 * KMAX];
+    const int32_t R = (f_len + 2) * c_in + 16, K = 3 * c_in, kv = (K + 7) / 8, KP = 8 * kv;
+    int32_t ky, g, f, j, v, i;
+    for (ky = 0; ky < 3; ky++) pad_row16(rows[ky], f_len * c_in, c_in, l->input_offset, xo + ky * R, R);
+    for (g = 0; g < c_out; g += 4) {
+        const int32_t n = c_out - g < 4 ? c_out - g : 4;
+        for (j = 0; j < 4; j++) {
+            for (ky = 0; ky < 3; ky++) {
+                int16_t *d = wv + (j * 3 + ky) * KP;
+                const int8_t *s = l->w + (size_t)((g + j) * 3 + ky) * (size_t)K;
+                i = 0;
+                if (j < n)
+                    for (; i < K; i++) d[i] = s[i];
+                for (; i < KP; i++) d[i] = 0;
+            }
+        }
+        for (f = 0; f < f_len; f++) {
+            __m128i a[4], s;
+            int32_t r[4];
+            for (j = 0; j < 4; j++) {
+                __m128i acc = _mm_setzero_si128();
+                for (ky = 0; ky < 3; ky++) {
+                    const int16_t *x = xo + ky * R + f * c_in, *w = wv + (j * 3 + ky) * KP;
+                    for (v = 0; v < kv; v++)
+                        acc = _mm_add_epi32(acc, _mm_madd_epi16(_mm_loadu_si128((const __m128i *)(x + 8 * v)),
+                                                                _mm_loadu_si128((const __m128i *)(w + 8 * v))));
+                }
+                a[j] = acc;
+            }
+            s = _mm_hadd_epi32(_mm_hadd_epi32(a[0], a[1]), _mm_hadd_epi32(a[2], a[3]));
+            _mm_storeu_si128((__m128i *)r, s);
+            for (j = 0; j < n; j++) out[f * c_out + g + j] = w2s_conv_finish(l, l->bias[g + j] + r[j], g + j);
+        }
+    }
+}
+
+/* ---- DFT (frontend.c) ------------------------------------------------------------------------------- */
+
+int w2s_dft_simd_ok(int32_t isa) {
+    const int32_t r = w2s_isa_resolve(isa);
+    return r == W2S_ISA_AVX2 || r == W2S_ISA_AVX512;
+}
+
+/* row 2k: cos(k n), row 2k + 1: sin(k n) = cos(k n + 3N/4), table indices mod N; zero-padded */
+void w2s_dft_matrix(const int32_t *cosine, int32_t N, int64_t *mat) {
+    const int32_t h = N / 2, L = W2S_DFT_MAT_L(h);
+    int32_t k, n;
+    for (k = 0; k <= h; k++) {
+        int64_t *mr = mat + (size_t)(2 * k) * (size_t)L, *mi = mr + L;
+        for (n = 0; n < L; n++) {
+            mr[n] = n <= h ? cosine[(k * n) % N] : 0;
+            mi[n] = n <= h ? cosine[(k * n + 3 * (N / 4)) % N] : 0;
+        }
+    }
+}
+
+/* VPMULDQ: signed 32 x 32 -> 64 of the low halves (|a| <= 2^25, |cos| <= 2^31): exact products,
+ * four per instruction, summed in int64 lanes (|sum| < 2^62 as in frontend.c) */
+W2S_AVX2 void w2s_dft_simd(const int64_t *mat, int32_t h, const int64_t *a, const int64_t *b,
+                           int64_t *re, int64_t *im) {
+    const int32_t L = W2S_DFT_MAT_L(h);
+    int32_t k, n;
+    for (k = 0; k <= h; k++) {
+        const int64_t *mr = mat + (size_t)(2 * k) * (size_t)L, *mi = mr + L;
+        __m256i sr = _mm256_setzero_si256(), si = _mm256_setzero_si256();
+        __m128i r2, i2;
+        for (n = 0; n < L; n += 4) {
+            sr = _mm256_add_epi64(sr, _mm256_mul_epi32(LD(a + n), LD(mr + n)));
+            si = _mm256_add_epi64(si, _mm256_mul_epi32(LD(b + n), LD(mi + n)));
+        }
+        r2 = _mm_add_epi64(_mm256_castsi256_si128(sr), _mm256_extracti128_si256(sr, 1));
+        i2 = _mm_add_epi64(_mm256_castsi256_si128(si), _mm256_extracti128_si256(si, 1));
+        re[k] = _mm_cvtsi128_si64(r2) + _mm_extract_epi64(r2, 1);
+        im[k] = _mm_cvtsi128_si64(i2) + _mm_extract_epi64(i2, 1);
+    }
+}
+
+/* w2s_log2_q16's sixteen squarings on four mantissas at once: x < 2^31, so VPMULUDQ's 32 x 32
+ * product is the exact square; each step keeps one fraction bit, as the scalar loop does. */
+W2S_AVX2 void w2s_log2_q16_simd(const uint64_t *v, int32_t n, int32_t *lg) {
+    int32_t i, j;
+    for (i = 0; i < n; i += 4) {
+        uint64_t x[4];
+        int64_t frac[4];
+        int32_t msb[4];
+        __m256i vx, vf = _mm256_setzero_si256();
+        for (j = 0; j < 4; j++) {
+            const uint64_t u = i + j < n && v[i + j] ? v[i + j] : 1;
+            msb[j] = 63 - __builtin_clzll(u);
+            x[j] = msb[j] >= 30 ? u >> (msb[j] - 30) : u << (30 - msb[j]); /* [2^30, 2^31) */
+        }
+        vx = _mm256_loadu_si256((const __m256i *)x);
+        for (j = 0; j < W2S_Q_LOG; j++) {
+            const __m256i sq = _mm256_srli_epi64(_mm256_mul_epu32(vx, vx), 30);
+            const __m256i bit = _mm256_srli_epi64(sq, 31);
+            vx = _mm256_srlv_epi64(sq, bit);
+            vf = _mm256_add_epi64(_mm256_slli_epi64(vf, 1), bit);
+        }
+        _mm256_storeu_si256((__m256i *)frac, vf);
+        for (j = 0; j < 4 && i + j < n; j++) lg[i + j] = (msb[j] << W2S_Q_LOG) + (int32_t)frac[j];
+    }
+}
+
+#else
+typedef int w2s_kernels_x86_unused; /* ISO C: no empty translation unit */
+#endif
