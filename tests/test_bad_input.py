@@ -161,6 +161,7 @@ def test_scalars_and_other_objects_are_refused():
     ([0.1, "a"] * 100, "numbers only"),
     ([0.1, 10**400] * 100, "numbers only"),  # an int beyond float64 used to raise OverflowError
     ([0.1, 1j] * 100, "numbers only"),
+    ([np.complex128(0.1 + 0.2j)] * 100, "real numbers only"),  # numpy complex scalars only warned (atheris)
     ([[0.1] * 100, 0.5], "numbers only"),  # ragged
 ])
 def test_lists_that_are_not_samples_are_refused(bad, match):
@@ -223,7 +224,7 @@ MODEL_CASES = {
     "newer version": (lambda d: d[:4] + bytes([2, 0]) + d[6:], ModelVersionError, -4),
     "flipped bit": (lambda d: d[:5000] + bytes([d[5000] ^ 1]) + d[5001:], ModelChecksumError, -5),
     "wrong checksum": (lambda d: d[:-4] + bytes(4), ModelChecksumError, -5),
-    "flags set, CRC fixed": (lambda d: _with_crc(d[:12] + b"\x01" + d[13:-4]), ModelFormatError, -6),
+    "undefined flag set, CRC fixed": (lambda d: _with_crc(d[:12] + b"\x03" + d[13:-4]), ModelFormatError, -6),
 }
 
 
@@ -265,7 +266,7 @@ def _model_file(config: dict, tensors: dict) -> bytes:
     entries, end = _engine.layout(config)
     buf = bytearray(end)
     buf[:52] = struct.pack("<IHHII9i", _engine.FORMAT_MAGIC, _engine.FORMAT_VERSION, _engine.HEADER_BYTES,
-                           end + 4, 0, *(config[k] for k in keys))
+                           end + 4, config.get("flags", 0), *(config[k] for k in keys))
     for name, _, _, offset in entries:
         raw = np.ascontiguousarray(tensors[name]).tobytes()
         buf[offset : offset + len(raw)] = raw
@@ -275,7 +276,7 @@ def _model_file(config: dict, tensors: dict) -> bytes:
 def test_valid_model_with_other_than_three_outputs_is_refused():
     """The engine reads any output count; this Python version maps exactly A/D/V."""
     m = _engine.Model(_default_bytes())
-    config, tensors = dict(m.config, n_outputs=2), m.tensors()
+    config, tensors = dict(m.config, n_outputs=2, flags=0), m.tensors()
     for name in ("head.w", "head.b", "head.mult_p", "head.shift_p", "head.mult_g", "head.shift_g"):
         tensors[name] = tensors[name][:2]
     blob = _model_file(config, tensors)

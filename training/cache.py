@@ -25,6 +25,8 @@ import os
 import sys
 import tempfile
 import time
+import warnings
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,18 +85,32 @@ class AnnotationCache:
         if not self.dir.is_dir():
             return
         for shard in sorted(self.dir.glob("shard-*.npz")):
-            with np.load(shard) as z:
-                for k, v in zip(z["keys"], z["values"]):
-                    self.values[str(k)] = v
+            try:
+                with np.load(shard) as z:
+                    loaded = dict(zip(map(str, z["keys"]), z["values"]))
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+                # not written by _write_shard (that is atomic): damaged on disk. Its views are
+                # annotated again and land in a new shard; the run goes on.
+                warnings.warn(f"annotation cache: ignoring unreadable shard {shard} ({type(e).__name__}: {e})")
+                continue
+            self.values.update(loaded)
 
     def _write_shard(self, keys: list[str], values: np.ndarray) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        (self.dir / "teacher.txt").write_text(self.teacher.id + "\n")
+        label = self.dir / "teacher.txt"
+        if not label.is_file():
+            fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".teacher-", suffix=".txt.tmp")
+            with os.fdopen(fd, "w") as f:
+                f.write(self.teacher.id + "\n")
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, label)
         name = hashlib.sha256("".join(keys).encode()).hexdigest()[:16]
         fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".shard-", suffix=".npz.tmp")
         try:
             with os.fdopen(fd, "wb") as f:
                 np.savez(f, keys=np.array(keys), values=values.astype(np.float32))
+                f.flush()
+                os.fsync(f.fileno())
             os.chmod(tmp, 0o644)
             os.replace(tmp, self.dir / f"shard-{name}.npz")
         except BaseException:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -48,7 +49,8 @@ import numpy as np
 import soundfile as sf
 
 from . import prosody
-from .speech import _NON_SPEECH, SENTENCES, _duration, default_cache_dir, synthesize_many
+from .audio_io import Skipped, UnreadableAudio, audio_seconds
+from .speech import _NON_SPEECH, SENTENCES, default_cache_dir, synthesize_many
 from .teachers import OUTPUTS, file_sha256
 
 COLUMNS = ("path", "sha256", "seconds", "source", "group", "language", "split", *OUTPUTS)
@@ -122,9 +124,12 @@ def group_split(group: str, fractions: tuple[float, float] = (0.70, 0.85)) -> st
 
 
 def debian_entries(min_seconds: float = 0.5, max_per_group: int = 0, seed: int = 0,
-                   sources: Iterable[DebianSource] = DEBIAN_SOURCES) -> list[Entry]:
+                   sources: Iterable[DebianSource] = DEBIAN_SOURCES, skipped: Skipped | None = None) -> list[Entry]:
     """Real speech of the installed packages; at most max_per_group files per group (0 = all),
-    a seeded choice so small corpora still cover every group."""
+    a seeded choice so small corpora still cover every group. Files that cannot be read (not a
+    regular file, empty, not audio, a truncated WAV: training/audio_io.py) are left out with a
+    warning and counted in `skipped`."""
+    skipped = skipped if skipped is not None else Skipped("corpus")
     by_group: dict[str, list[tuple[Path, DebianSource, tuple[str, ...]]]] = defaultdict(list)
     seen: set[Path] = set()
     for src in sources:
@@ -133,7 +138,10 @@ def debian_entries(min_seconds: float = 0.5, max_per_group: int = 0, seed: int =
             continue
         for path in sorted(base.glob(src.pattern)):
             real = path.resolve()
-            if real in seen or not real.is_file() or _NON_SPEECH.search(real.as_posix()):
+            if real in seen or _NON_SPEECH.search(real.as_posix()):
+                continue
+            if not real.is_file():
+                skipped.add(UnreadableAudio(path, "not a regular file: a directory, or a broken link"))
                 continue
             seen.add(real)
             parts = path.relative_to(base).parts
@@ -149,8 +157,15 @@ def debian_entries(min_seconds: float = 0.5, max_per_group: int = 0, seed: int =
             files = [files[i] for i in sorted(pick)]
         kept = 0
         for real, src, parts in files:
-            seconds = _duration(real)
-            digest = file_sha256(real) if seconds >= min_seconds else ""
+            try:
+                seconds = audio_seconds(real)
+                digest = file_sha256(real) if seconds >= min_seconds else ""
+            except UnreadableAudio as e:
+                skipped.add(e)
+                continue
+            except OSError as e:
+                skipped.add(UnreadableAudio(real, f"cannot read: {e.strerror or e}"))
+                continue
             if not digest or digest in hashes:
                 continue
             hashes.add(digest)
@@ -165,15 +180,28 @@ def debian_entries(min_seconds: float = 0.5, max_per_group: int = 0, seed: int =
 # ------------------------------------------------------------------------------------------------
 # synthesis
 
-def espeak_entries(n: int, seed: int, cache_dir: Path, workers: int = 2) -> list[Entry]:
+def _probe(paths: list[Path], skipped: Skipped | None) -> list[tuple[int, float]]:
+    """(index, seconds) of the readable files; the others are counted in `skipped`."""
+    skipped = skipped if skipped is not None else Skipped("corpus")
+    out = []
+    for i, p in enumerate(paths):
+        try:
+            out.append((i, audio_seconds(p)))
+        except UnreadableAudio as e:
+            skipped.add(e)
+    return out
+
+
+def espeak_entries(n: int, seed: int, cache_dir: Path, workers: int = 2,
+                   skipped: Skipped | None = None) -> list[Entry]:
     """n prosody-annotator draws (training/prosody.py), with their rule-table targets."""
     if n <= 0:
         return []
     items = prosody.build_corpus(n, seed)
     paths = synthesize_many([it.params for it in items], cache_dir, workers)
-    return [Entry(str(p), file_sha256(p), _duration(p), "espeak", f"espeak-{it.params.variant}",
-                  it.params.voice, it.split, tuple(float(x) for x in it.targets))
-            for p, it in zip(paths, items)]
+    return [Entry(str(paths[i]), file_sha256(paths[i]), seconds, "espeak", f"espeak-{items[i].params.variant}",
+                  items[i].params.voice, items[i].split, tuple(float(x) for x in items[i].targets))
+            for i, seconds in _probe(paths, skipped)]
 
 
 FLITE = "flite"
@@ -206,7 +234,7 @@ def flite_clip(text: str, voice: str, stretch: float, f0: float, cache_dir: Path
     return path
 
 
-def flite_entries(n: int, seed: int, cache_dir: Path) -> list[Entry]:
+def flite_entries(n: int, seed: int, cache_dir: Path, skipped: Skipped | None = None) -> list[Entry]:
     """n flite clips: voice, rate (duration stretch 0.7..1.4) and mean F0 drawn at random."""
     if n <= 0:
         return []
@@ -220,25 +248,43 @@ def flite_entries(n: int, seed: int, cache_dir: Path) -> list[Entry]:
         stretch = float(np.exp(rng.uniform(np.log(0.7), np.log(1.4))))
         text = SENTENCES[int(rng.integers(len(SENTENCES)))]
         p = flite_clip(text, voice, stretch, f0, cache_dir)
-        out.append(Entry(str(p), file_sha256(p), _duration(p), "flite", f"flite-{voice}", "en", split))
+        for _, seconds in _probe([p], skipped):
+            out.append(Entry(str(p), file_sha256(p), seconds, "flite", f"flite-{voice}", "en", split))
     return out
 
 
 # ------------------------------------------------------------------------------------------------
 # manifest files
 
-def write_manifest(entries: list[Entry], out_dir: Path) -> Path:
+def _write_atomic(path: Path, text: str) -> None:
+    """Temp file in the same directory, fsync, rename: a reader sees the old file or the new one."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_manifest(entries: list[Entry], out_dir: Path, skipped: Skipped | None = None) -> Path:
+    """manifest.csv and summary.json (with the count of skipped unreadable files), each atomically."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "manifest.csv"
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".manifest-", suffix=".tmp")
-    with os.fdopen(fd, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS)
-        w.writeheader()
-        for e in entries:
-            w.writerow(e.row())
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-    (out_dir / "summary.json").write_text(json.dumps(summary(entries), indent=2) + "\n")
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=COLUMNS)
+    w.writeheader()
+    for e in entries:
+        w.writerow(e.row())
+    _write_atomic(path, buf.getvalue())
+    info = summary(entries)
+    if skipped is not None:
+        info["skipped_audio"] = skipped.report()
+    _write_atomic(out_dir / "summary.json", json.dumps(info, indent=2) + "\n")
     return path
 
 
@@ -286,21 +332,25 @@ def summary(entries: list[Entry]) -> dict:
 
 
 def build(out_dir: Path, sources: set[str], espeak: int, flite: int, max_per_group: int, seed: int,
-          cache_dir: Path, min_seconds: float = 0.5, workers: int = 2) -> list[Entry]:
+          cache_dir: Path, min_seconds: float = 0.5, workers: int = 2,
+          skipped: Skipped | None = None) -> list[Entry]:
+    """Collect the sources and write the manifest; unreadable audio files are left out, counted in
+    `skipped` and in summary.json."""
     unknown = sources - {"debian", "espeak", "flite"}
     if unknown:
         raise ValueError(f"unknown sources {sorted(unknown)}: use debian, espeak, flite")
+    skipped = skipped if skipped is not None else Skipped("corpus")
     entries: list[Entry] = []
     if "debian" in sources:
-        entries += debian_entries(min_seconds, max_per_group, seed)
+        entries += debian_entries(min_seconds, max_per_group, seed, skipped=skipped)
     if "espeak" in sources:
-        entries += espeak_entries(espeak, seed, cache_dir, workers)
+        entries += espeak_entries(espeak, seed, cache_dir, workers, skipped)
     if "flite" in sources:
-        entries += flite_entries(flite, seed, cache_dir)
+        entries += flite_entries(flite, seed, cache_dir, skipped)
     if not entries:
         raise RuntimeError("no audio found: install e.g. espeak-ng pocketsphinx-testdata alsa-utils "
                            "asterisk-core-sounds-en-wav, or choose other --sources")
-    write_manifest(entries, out_dir)
+    write_manifest(entries, out_dir, skipped)
     return entries
 
 
@@ -322,12 +372,14 @@ def main(argv: list[str] | None = None) -> None:
     if "flite" in sources and shutil.which(FLITE) is None:
         print("flite is not installed (apt-get install flite): leaving it out")
         sources.discard("flite")
+    skipped = Skipped("corpus")
     entries = build(args.out, sources, args.espeak, args.flite, args.max_per_group, args.seed,
-                    args.cache_dir or default_cache_dir(), args.min_seconds, args.workers)
+                    args.cache_dir or default_cache_dir(), args.min_seconds, args.workers, skipped)
     s = summary(entries)
     for split in SPLITS:
         print(f"{split:5s} {s[split]['clips']:6d} clips {s[split]['hours']:7.3f} h  {len(s[split]['groups'])} groups  "
               + ", ".join(f"{k} {v['clips']}" for k, v in s[split]["by_source"].items()))
+    print(skipped.summary())
     print(f"wrote {args.out / 'manifest.csv'}")
 
 

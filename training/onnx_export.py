@@ -16,6 +16,7 @@ these files are for checking ONNX Runtime's numerics, not for shipping.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import tempfile
@@ -41,6 +42,9 @@ def export_onnx(model: Wav2Small, path: str | Path, opset: int = 17) -> Path:
     import onnx
 
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # written next to the target and renamed once checked: never half a model at `path`
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     # any values will do for tracing; two rows and one second so no dimension is a traced 1
     example = torch.randn(2, model.cfg.sample_rate, generator=torch.Generator().manual_seed(0))
     was_training = model.training
@@ -56,7 +60,7 @@ def export_onnx(model: Wav2Small, path: str | Path, opset: int = 17) -> Path:
             torch.onnx.export(
                 model,
                 (example,),
-                str(path),
+                str(tmp),
                 input_names=["pcm"],
                 output_names=["adv"],
                 dynamic_axes={"pcm": {0: "batch", 1: "samples"}, "adv": {0: "batch"}},
@@ -64,9 +68,11 @@ def export_onnx(model: Wav2Small, path: str | Path, opset: int = 17) -> Path:
                 do_constant_folding=True,
                 dynamo=False,
             )
+        onnx.checker.check_model(str(tmp))
+        os.replace(tmp, path)
     finally:
         model.train(was_training)
-    onnx.checker.check_model(str(path))
+        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -112,16 +118,21 @@ def quantize_onnx_int8(fp32_path: str | Path, int8_path: str | Path,
         except Exception as e:  # noqa: BLE001 - any failure here is recoverable
             warnings.warn(f"quant_pre_process failed ({type(e).__name__}: {e}); quantizing the raw export")
             model_in = Path(fp32_path)
-        quantize_static(
-            str(model_in),
-            str(int8_path),
-            _clip_reader(clips),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=QuantType.QInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax,
-        )
+        out_tmp = int8_path.with_name(f".{int8_path.name}.{os.getpid()}.tmp")
+        try:
+            quantize_static(
+                str(model_in),
+                str(out_tmp),
+                _clip_reader(clips),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax,
+            )
+            os.replace(out_tmp, int8_path)  # atomic: never half a model at int8_path
+        finally:
+            out_tmp.unlink(missing_ok=True)
     return int8_path
 
 

@@ -92,11 +92,13 @@ def debian_speech_files(min_seconds: float = 0.5, roots: Sequence[tuple[str, str
 
 
 def _duration(path: Path) -> float:
+    """Seconds, or 0.0 for a file training/audio_io.py would skip (not usable speech)."""
+    from .audio_io import UnreadableAudio, audio_seconds
+
     try:
-        info = sf.info(str(path))
-    except (sf.LibsndfileError, RuntimeError, OSError):
-        return 0.0  # unreadable files are not usable speech
-    return info.frames / info.samplerate if info.samplerate else 0.0
+        return audio_seconds(path)
+    except UnreadableAudio:
+        return 0.0
 
 
 # ------------------------------------------------------------------------------------------------

@@ -424,15 +424,18 @@ def fit_standin(out: str | Path, manifest: str | Path, steps: int = 800, seed: i
     """
     import torch
 
+    from .audio_io import Skipped, read_many
     from .corpus import read_manifest
     from .metrics import ccc_torch
-    from wav2small.audio import load
 
     torch.set_num_threads(threads)
     entries = [e for e in read_manifest(manifest) if e.split == "train" and e.targets is not None]
+    skipped = Skipped("stand-in teacher clips")
+    keep, clips = read_many([e.path for e in entries], 16000, skipped)  # unreadable files: left out, warned
+    entries = [entries[k] for k in keep]
+    skipped.finish(log)
     if len(entries) < batch:
         raise TeacherError(f"{manifest}: {len(entries)} labelled training clips; need at least {batch}")
-    clips = [load(e.path) for e in entries]
     targets = torch.tensor([e.targets for e in entries], dtype=torch.float32)
     tmp = Path(out).with_name(Path(out).name + ".init")
     make_random_dawn(tmp, seed=seed, hidden=hidden, layers=layers)

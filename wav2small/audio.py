@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Union
@@ -22,9 +23,12 @@ def as_mono(pcm: AudioLike) -> np.ndarray:
     """
     if isinstance(pcm, (list, tuple)):
         try:
-            pcm = np.asarray(pcm, dtype=np.float64)
-        except (TypeError, ValueError, OverflowError) as e:  # OverflowError: ints beyond float64
-            raise AudioError(f"a list of samples must hold numbers only ({e})") from None
+            with warnings.catch_warnings():  # complex numbers would only warn and lose their imaginary part
+                warnings.simplefilter("error", np.exceptions.ComplexWarning)
+                pcm = np.asarray(pcm, dtype=np.float64)
+        except (TypeError, ValueError, OverflowError, np.exceptions.ComplexWarning) as e:
+            # OverflowError: ints beyond float64
+            raise AudioError(f"a list of samples must hold real numbers only ({e})") from None
     if not isinstance(pcm, np.ndarray):
         raise AudioError(f"expected a numpy array or a list of samples, got {type(pcm).__name__}")
     if pcm.ndim != 1:

@@ -48,6 +48,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     c.pool_after = fold(fuzz_le32(cfg_raw + 24), 1, c.n_layers);
     c.n_outputs = fold(fuzz_le32(cfg_raw + 28), 1, W2S_MAX_OUTPUTS);
     c.out_frac_bits = fold(fuzz_le32(cfg_raw + 32), 0, 30);
+    /* the top bit of the n_outputs word asks for an uncertainty head (then n_outputs must be odd) */
+    c.flags = (fuzz_le32(cfg_raw + 28) >> 31) ? W2S_FLAG_UNCERTAINTY : 0u;
 
     /* the file: header written here, tensors from the input, CRC-32 fixed up */
     end = w2s_layout(&c, NULL, NULL);
@@ -56,7 +58,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fuzz_put32(file + 0, W2S_FORMAT_MAGIC);
     fuzz_put32(file + 4, (uint32_t)W2S_FORMAT_VERSION | ((uint32_t)W2S_HEADER_BYTES << 16));
     fuzz_put32(file + 8, (uint32_t)(end + 4));
-    fuzz_put32(file + 12, 0); /* flags */
+    fuzz_put32(file + 12, c.flags);
     fuzz_put32(file + 16, (uint32_t)c.sample_rate);
     fuzz_put32(file + 20, (uint32_t)c.n_fft);
     fuzz_put32(file + 24, (uint32_t)c.hop);
