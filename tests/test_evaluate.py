@@ -72,3 +72,46 @@ def _one_row(manifest: Path, tmp_path: Path) -> Path:
     path = tmp_path / "one.csv"
     path.write_text("\n".join([lines[0], *test_rows]) + "\n")
     return path
+
+
+def _row(run: str, student: str, a: float, loss: float | None, subsets=("all", "real")) -> dict:
+    ccc = {"arousal": a, "dominance": a - 0.1, "valence": a - 0.2}
+    row = {"run": run, "student": student, "parameters": 10_806, "macs_per_second": 64_400_000,
+           "file": {"kind": ".w2s (int8 engine)", "bytes": 16_000}, "train_command": "python -m training.distill",
+           "train_minutes": 1.0, "float": {s: {"clips": 9, **ccc} for s in subsets}, "qat": None}
+    if loss is not None:
+        row["int8"] = {s: {"clips": 9, **{k: v - loss for k, v in ccc.items()}} for s in subsets}
+        row["int8_loss"] = {k: loss for k in ccc}
+        row["qat"] = {"mode": "auto", "ran": loss > 0.005, "steps": 300 if loss > 0.005 else 0,
+                      "val_loss_before": loss, "val_int8_before": 0.5, "val_loss_after": 0.001, "val_int8_after": 0.6}
+    return row
+
+
+def test_merged_report_names_the_stand_ins_and_checks_the_targets(tmp_path: Path):
+    """--merge: one page from one result per teacher, the script quoted at the top, the issue's
+    targets checked on held-out real speech where there is some."""
+    common = {"corpus": "m.csv", "split": "test", "clips": 9, "eval_seconds": 6.0, "calibration_clips": 24,
+              "threads": 1, "command": "python -m training.evaluate x", "date": "2026-01-01", "wall_seconds": 1.0}
+    prosody = {**common, "teacher": "prosody-annotator",
+               "students": [_row("p/w2s", "wav2small", 0.9, 0.001, ("all",)), _row("p/mnv3", "mobilenet_v3_small", 0.8, None)]}
+    standin = {**common, "teacher": "dawn:0123456789abcdef",
+               "students": [_row("s/w2s", "wav2small", 0.97, 0.02)]}
+    paths = []
+    for name, res in (("prosody", prosody), ("standin", standin)):
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps(res))
+    script = tmp_path / "make.sh"
+    script.write_text("#!/bin/sh\npython -m training.distill --out_dir=x\n")
+    out = tmp_path / "students"
+    assert evaluate.main(["--merge", *map(str, paths), f"--script={script}", f"--out={out}"]) == 0
+    md = out.with_suffix(".md").read_text()
+    assert "python -m training.distill --out_dir=x" in md.split("## The issue's targets")[0]  # commands at the top
+    assert "prosody annotator" in md and "stand-in wav2vec2 teacher" in md and "NOT audEERING's model" in md
+    merged = json.loads(out.with_suffix(".json").read_text())
+    (p_row, s_row) = merged["targets"]  # Wav2Small students only
+    assert p_row["subset"] == "all" and s_row["subset"] == "real"
+    assert s_row["meets"] == {"arousal": True, "dominance": False, "valence": False}  # .97/.87/.77 vs .95/.90/.80
+    assert p_row["meets"] == {"arousal": False, "dominance": False, "valence": False} and p_row["int8_within"]
+    assert s_row["int8_within"] is False and "0.0200 ✗" in md
+    assert "| w2s | 0.0200 | yes | 300 | 0.0010 | 0.500 → 0.600 |" in md  # the QAT table
+    assert len(merged["reports"]) == 2

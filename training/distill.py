@@ -31,6 +31,10 @@ Commands (run from the repository root):
     # continue a run from out_dir/ckpt.pt, e.g. with a longer schedule
     python -m training.distill --out_dir=runs/x --resume=True --max_iters=6000
 
+    # int8 through the C engine; quantization-aware fine-tuning if it loses > 0.005 CCC (or add
+    # --qat=auto to the training command)
+    python -m training.distill --out_dir=runs/x --resume=true --qat=auto
+
     python -m training.distill --help            # every option, with its default
 
 Every option is `--key=value`; booleans take true/false. On --resume the checkpoint's config is
@@ -70,8 +74,15 @@ training.model.load_safetensors), train.json (config, model args, teacher id, ev
 val/test CCC, per-voice bias and correlation). training.evaluate measures students against the
 teacher, float and int8 through the C engine.
 
-Quantization-aware fine-tuning is not implemented: evaluate reports the int8-vs-float CCC so a run
-that loses more than 0.005 is visible (the default model loses < 0.0003).
+Quantization-aware fine-tuning (Wav2Small students; training/qat.py): with --qat=auto, after
+training the selected student is quantized, exported and run by the C engine on the validation
+clips; if int8 loses more than qat_threshold (0.005) CCC against float in any dimension, it is
+fine-tuned for qat_iters steps at qat_lr with the engine's rounding simulated (weights on their
+int8/int16 per-channel grids, activations at the calibrated scales, straight-through gradients),
+measured through the engine every qat_eval_interval steps, and the best int8 state is kept.
+--qat=on always fine-tunes. QAT steps follow max_iters in ckpt.pt, so --stop_at and --resume work
+in the phase; `--resume=true --qat=auto` applies it to a finished run. train.json gets "qat" (the
+measurements before and after). The default model loses < 0.0003 and needs none.
 
 Threads: with --threads=2 on a machine where another process keeps one core busy, steps got 3-4x
 slower than with --threads=1 (OpenMP threads waiting on each other); use --threads=1 there.
@@ -90,10 +101,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import soundfile as sf
 import torch
 
 from training import augment
+from training.audio_io import Skipped, read_many
 from training.cache import AnnotationCache, View, run_teacher
 from training.metrics import ccc_numpy, ccc_torch
 from training.mobilenet import ARCHS as MOBILENETS
@@ -152,6 +163,22 @@ class TrainConfig:
     beta1: float = field(default=0.9, metadata={"help": "AdamW beta1"})
     beta2: float = field(default=0.99, metadata={"help": "AdamW beta2"})
     grad_clip: float = field(default=1.0, metadata={"help": "clip gradient norm; 0 = off"})
+    # quantization-aware fine-tuning (training/qat.py; Wav2Small students)
+    qat: str = field(default="off", metadata={"help": "after training: off; auto (measure int8 through the C engine "
+                                                      "on the validation clips and fine-tune with the engine's "
+                                                      "rounding simulated if it loses more than qat_threshold CCC "
+                                                      "against float); on (always fine-tune). Works on a finished "
+                                                      "run with --resume=true"})
+    qat_threshold: float = field(default=0.005, metadata={"help": "qat=auto: largest tolerated int8 CCC loss in "
+                                                                  "any dimension"})
+    qat_iters: int = field(default=300, metadata={"help": "QAT steps (numbered after max_iters; stop_at and "
+                                                          "resume work inside the phase)"})
+    qat_lr: float = field(default=5e-5, metadata={"help": "QAT peak learning rate (cosine to a tenth of it)"})
+    qat_eval_interval: int = field(default=100, metadata={"help": "QAT: recalibrate, export and measure through "
+                                                                  "the C engine every N steps; the best int8 "
+                                                                  "validation CCC (step 0 included) is kept"})
+    qat_calib: int = field(default=24, metadata={"help": "QAT: calibration clips (the ones training.evaluate "
+                                                         "calibrates on; prosody corpus: training clips)"})
     # evaluation, logging, checkpoints
     eval_interval: int = field(default=250, metadata={"help": "validate every N steps (and at the end)"})
     eval_batch: int = field(default=16, metadata={"help": "clips per evaluation batch"})
@@ -184,6 +211,12 @@ class TrainConfig:
             raise ValueError(f"crop_seconds must be > 0.1, got {self.crop_seconds}")
         if self.eval_seconds <= 0.1:
             raise ValueError(f"eval_seconds must be > 0.1, got {self.eval_seconds}")
+        if self.qat not in ("off", "auto", "on"):
+            raise ValueError(f"qat must be off, auto or on, got {self.qat!r}")
+        if self.qat != "off" and self.student != "wav2small":
+            raise ValueError(f"qat applies to wav2small students (the C engine runs only those), not {self.student}")
+        if min(self.qat_iters, self.qat_eval_interval, self.qat_calib) < 1 or self.qat_lr <= 0:
+            raise ValueError("qat_iters, qat_eval_interval and qat_calib must be >= 1 and qat_lr > 0")
         if not 0 <= self.min_lr <= self.lr:
             raise ValueError(f"need 0 <= min_lr <= lr, got {self.min_lr}, {self.lr}")
 
@@ -298,8 +331,10 @@ def _split(clips: list[np.ndarray], targets: list | None, voices: list[str], ids
     return Split(clips, t, voices, ids)
 
 
-def load_prosody_corpus(cfg: TrainConfig, sample_rate: int, log: Callable[[str], None]) -> dict[str, Split]:
-    """The espeak-ng clips of the prosody annotator, with its rule-table targets."""
+def load_prosody_corpus(cfg: TrainConfig, sample_rate: int, log: Callable[[str], None],
+                        skipped: Skipped | None = None) -> dict[str, Split]:
+    """The espeak-ng clips of the prosody annotator, with its rule-table targets. A cached clip
+    that cannot be read is left out and counted in `skipped` (training/audio_io.py)."""
     items = build_corpus(cfg.n_clips, cfg.seed)
     if sample_rate != items[0].params.sample_rate:
         raise ValueError(f"the model runs at {sample_rate} Hz but clips are {items[0].params.sample_rate} Hz")
@@ -314,7 +349,8 @@ def load_prosody_corpus(cfg: TrainConfig, sample_rate: int, log: Callable[[str],
     splits: dict[str, Split] = {}
     for name in ("train", "val", "test"):
         sel = [(p, it) for p, it in zip(paths, items) if it.split == name]
-        clips = [sf.read(str(p), dtype="int16")[0] for p, _ in sel]
+        keep, clips = read_many([p for p, _ in sel], sample_rate, skipped, int16=True)
+        sel = [sel[k] for k in keep]
         splits[name] = _split(clips, [it.targets for _, it in sel] if sel else None,
                               [it.params.variant or "" for _, it in sel], [file_sha256(p) for p, _ in sel])
     log(summary(items))
@@ -322,11 +358,10 @@ def load_prosody_corpus(cfg: TrainConfig, sample_rate: int, log: Callable[[str],
 
 
 def load_manifest_corpus(cfg: TrainConfig, sample_rate: int, labelled_only: bool,
-                         log: Callable[[str], None]) -> dict[str, Split]:
-    """A corpus manifest (training/corpus.py); validation/test clips cut to eval_seconds."""
+                         log: Callable[[str], None], skipped: Skipped | None = None) -> dict[str, Split]:
+    """A corpus manifest (training/corpus.py); validation/test clips cut to eval_seconds. Files that
+    cannot be read are left out and counted in `skipped` (training/audio_io.py)."""
     from training.corpus import read_manifest
-    from wav2small.audio import load
-    from wav2small.model import to_int16
 
     entries = read_manifest(cfg.corpus)
     if labelled_only:
@@ -335,10 +370,10 @@ def load_manifest_corpus(cfg: TrainConfig, sample_rate: int, labelled_only: bool
     splits = {}
     for name in ("train", "val", "test"):
         sel = [e for e in entries if e.split == name]
-        clips = []
-        for e in sel:
-            pcm = to_int16(load(e.path, sample_rate))
-            clips.append(pcm if name == "train" else pcm[:cut])
+        keep, clips = read_many([e.path for e in sel], sample_rate, skipped, int16=True)
+        sel = [sel[k] for k in keep]
+        if name != "train":
+            clips = [pcm[:cut] for pcm in clips]
         splits[name] = _split(clips, [e.targets for e in sel] if labelled_only and sel else None,
                               [e.group for e in sel], [e.sha256 for e in sel])
         hours = sum(len(c) for c in clips) / sample_rate / 3600
@@ -536,13 +571,17 @@ def mse_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 # files
 
 def _atomic(path: Path, write) -> None:
-    """Write via a temp file in the same directory and os.replace, so a crash never leaves half a file."""
+    """Write via a temp file in the same directory and os.replace, so a crash never leaves half a file.
+    The data is fsync'ed before the rename: after a power cut the file is the old one or the new
+    one, never an empty one (what a rename of unsynced data can leave on some file systems)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         write(tmp)
         os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; outputs are meant to be shared
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -553,11 +592,14 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     _atomic(path, lambda tmp: torch.save(state, tmp))
 
 
-def save_model(path: Path, state_dict: dict[str, torch.Tensor]) -> None:
+def save_model(path: Path, state_dict: dict[str, torch.Tensor], config: dict | None = None) -> None:
+    """safetensors; `config` (a Wav2SmallConfig dict) goes into the metadata for what the weights
+    alone do not tell, e.g. an uncertainty head's thresholds (training.model.load_safetensors)."""
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().contiguous().clone() for k, v in state_dict.items()}
-    _atomic(path, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    meta = {"format": "pt", **({"wav2small_config": json.dumps(config)} if config else {})}
+    _atomic(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
 
 
 def save_json(path: Path, obj: dict[str, Any]) -> None:
@@ -693,10 +735,13 @@ def train(cfg: TrainConfig, given: dict[str, Any] | None = None) -> dict[str, An
     teacher: Teacher | None = None
     if cfg.teacher != "prosody":
         teacher = from_spec(cfg.teacher, allow_hub=cfg.allow_hub, threads=cfg.threads)
+    skipped = Skipped("training audio")  # unreadable files are left out, counted, reported in train.json
     if cfg.corpus == "prosody":
-        splits = load_prosody_corpus(cfg, sample_rate, log)
+        splits = load_prosody_corpus(cfg, sample_rate, log, skipped)
     else:
-        splits = load_manifest_corpus(cfg, sample_rate, labelled_only=cfg.teacher == "prosody", log=log)
+        splits = load_manifest_corpus(cfg, sample_rate, labelled_only=cfg.teacher == "prosody", log=log,
+                                      skipped=skipped)
+    skipped.finish(log)
     if len(splits["train"]) < 1 or len(splits["val"]) < 2:
         raise ValueError(f"the corpus gives {len(splits['train'])} training and {len(splits['val'])} validation "
                          "clips; need at least 1 and 2 (raise n_clips, or build a bigger corpus)")
@@ -711,13 +756,14 @@ def train(cfg: TrainConfig, given: dict[str, Any] | None = None) -> dict[str, An
     rows = slice(dist.rank, None, dist.world)
     loss_fn = ccc_loss if cfg.loss == "ccc" else mse_loss
 
-    def checkpoint() -> None:
+    def checkpoint(qat_state: dict | None = None) -> None:
         if dist.main:
             save_checkpoint(out_dir / "ckpt.pt", {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "config": asdict(cfg),
                 "model_args": model_args, "iter_num": iter_num, "best_ccc": best_ccc,
                 "best_iter": best_iter, "best_model": best_state, "history": history,
                 "rng_state": {"torch": torch.get_rng_state()}, "teacher": teacher_id,
+                **({"qat": qat_state} if qat_state is not None else {}),
             })
         dist.barrier()
 
@@ -761,6 +807,16 @@ def train(cfg: TrainConfig, given: dict[str, Any] | None = None) -> dict[str, An
     if iter_num < cfg.max_iters:
         log(f"stopped at step {iter_num} of {cfg.max_iters}; continue with --resume=true")
         return {"stopped_at": iter_num}
+    qat_entry = None
+    if cfg.qat != "off":  # quantization-aware fine-tuning of the selected student (training/qat.py)
+        from training import qat
+
+        model.load_state_dict(best_state)
+        qat_entry = qat.phase(cfg, model, params, targets, splits, loss_fn, dist, log,
+                              ckpt.get("qat") if ckpt else None, checkpoint)
+        if "stopped_at" in qat_entry:
+            return {"stopped_at": qat_entry["stopped_at"]}
+        best_state = {k: v.clone() for k, v in model.state_dict().items()}
     if not dist.main:
         dist.barrier()
         return {}
@@ -776,6 +832,7 @@ def train(cfg: TrainConfig, given: dict[str, Any] | None = None) -> dict[str, An
         "teacher": teacher_id,
         "clips": {name: len(s) for name, s in splits.items()},
         "annotations": targets.annotated,
+        "skipped_audio": skipped.report(),
         "best_iter": best_iter,
         "ccc": final,
         "per_voice": {name: per_voice(model, splits[name], cfg.eval_batch, exact) for name in final},
@@ -784,8 +841,10 @@ def train(cfg: TrainConfig, given: dict[str, Any] | None = None) -> dict[str, An
         "wall_seconds_this_invocation": round(time.time() - t_start, 1),
         "torch": torch.__version__,
         "overrides": {k: v for k, v in (given or {}).items()},
+        **({"qat": qat_entry} if qat_entry is not None else {}),
     }
     save_json(out_dir / "train.json", report)
+    skipped.finish(log)
     log(f"best step {best_iter}: " + "; ".join(
         f"{name} CCC " + " ".join(f"{k} {v:.4f}" for k, v in m.items()) for name, m in final.items()))
     log(f"wrote {out_dir / 'model.safetensors'} and {out_dir / 'train.json'} in {time.time() - t_start:.0f} s")

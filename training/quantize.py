@@ -86,10 +86,62 @@ def fold_batchnorm(block) -> tuple[np.ndarray, np.ndarray]:
     """conv (no bias) + BatchNorm (eval) -> weight (C_out, 3, 3, C_in) and bias, float64."""
     w = block.conv.weight.detach().double().numpy()
     bn = block.norm
-    inv = bn.weight.detach().double().numpy() / np.sqrt(bn.running_var.detach().double().numpy() + bn.eps)
+    inv = batchnorm_scale(bn)
     w = w * inv[:, None, None, None]
     b = bn.bias.detach().double().numpy() - bn.running_mean.detach().double().numpy() * inv
     return w.transpose(0, 2, 3, 1).copy(), b
+
+
+def batchnorm_scale(bn) -> np.ndarray:
+    """gamma / sqrt(running_var + eps) of an eval-mode BatchNorm (float64): the factor folded into the conv."""
+    return bn.weight.detach().double().numpy() / np.sqrt(bn.running_var.detach().double().numpy() + bn.eps)
+
+
+# ---- the grid: the value each tensor takes in the engine (used by quantize() and training/qat.py) -----
+
+
+def conv_weight_codes(block) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A conv layer with BatchNorm folded in -> int8 codes (C_out, 3, 3, C_in), per-output-channel
+    scales, and the float folded weight and bias they stand for."""
+    w, b = fold_batchnorm(block)
+    wq, s_w = _symmetric(w, np.int8)
+    return wq, s_w, w, b
+
+
+def activation_scale(ranges: dict, name: str) -> float:
+    """Scale of a conv layer's int8 output (zero point -128 after ReLU): 256 levels up to the calibration maximum."""
+    return max(ranges[name], 1e-6) / 255.0
+
+
+def vox_weight_codes(model: Wav2Small) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Vox pooling's 1x1 convs: int16 value weights and int8 score weights (C_out, C_in), per-channel scales."""
+    v = model.vgg7
+    lin_w, s_lin = _symmetric(v.lin.weight.detach().double().numpy()[:, :, 0, 0], np.int16)
+    sof_w, s_sof = _symmetric(v.sof.weight.detach().double().numpy()[:, :, 0, 0], np.int8)
+    return lin_w, s_lin, sof_w, s_sof
+
+
+def vox_scales(ranges: dict, headroom: float) -> tuple[float, int, float]:
+    """Scales of the int16 pooled values P and Gram matrix G (`headroom` above the calibration maximum):
+    (s_pooled, gram_shift, s_gram)."""
+    s_pooled = headroom * max(ranges["pooled"], 1e-6) / 32767.0
+    gram_int = headroom * max(ranges["gram"], 1e-12) / s_pooled**2  # Gram in P-int16 units
+    gram_shift = max(0, math.ceil(math.log2(gram_int / 32767.0)))
+    return s_pooled, gram_shift, s_pooled**2 * 2.0**gram_shift
+
+
+def head_weight_codes(model: Wav2Small) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Head weights as int16 codes (n_outputs, C, F' + C) with one scale per output for the pooled part
+    (columns :F') and one for the Gram part: (codes, s_pooled_part, s_gram_part)."""
+    cfg = model.cfg
+    F2, C = cfg.pooled_mels, cfg.channels
+    hw = model.adv.weight.detach().double().numpy().reshape(cfg.n_outputs, C, F2 + C)
+    hq = np.zeros(hw.shape, np.int16)
+    s_hp, s_hg = np.zeros(cfg.n_outputs), np.zeros(cfg.n_outputs)
+    for k in range(cfg.n_outputs):
+        (hq[k, :, :F2],), (s_hp[k],) = _symmetric(hw[k, None, :, :F2], np.int16)
+        (hq[k, :, F2:],), (s_hg[k],) = _symmetric(hw[k, None, :, F2:], np.int16)
+    return hq, s_hp, s_hg
 
 
 # ---- calibration --------------------------------------------------------------------------------
@@ -143,9 +195,8 @@ def quantize(model: Wav2Small, clips: list[np.ndarray], headroom: float = 2.0) -
     # conv stack: activations int8 with zero point -128 (ReLU output is >= 0)
     s_in = 2.0**-Q_DB
     for i in range(1, cfg.n_layers + 1):
-        w, b = fold_batchnorm(getattr(model.vgg7, f"l{i}"))
-        wq, s_w = _symmetric(w, np.int8)
-        s_out = max(ranges[f"l{i}"], 1e-6) / 255.0
+        wq, s_w, _, b = conv_weight_codes(getattr(model.vgg7, f"l{i}"))
+        s_out = activation_scale(ranges, f"l{i}")
         t[f"l{i}.params"] = np.array([0 if i == 1 else 128, -128, -128, 127], np.int32)
         t[f"l{i}.w"] = wq
         t[f"l{i}.bias"] = _bias(b, s_in * s_w, 2**30, f"layer {i}")
@@ -155,12 +206,8 @@ def quantize(model: Wav2Small, clips: list[np.ndarray], headroom: float = 2.0) -
 
     # vox pooling
     v = model.vgg7
-    lin_w, s_lin = _symmetric(v.lin.weight.detach().double().numpy()[:, :, 0, 0], np.int16)
-    sof_w, s_sof = _symmetric(v.sof.weight.detach().double().numpy()[:, :, 0, 0], np.int8)
-    s_pooled = headroom * max(ranges["pooled"], 1e-6) / 32767.0
-    gram_int = headroom * max(ranges["gram"], 1e-12) / s_pooled**2  # Gram in P-int16 units
-    gram_shift = max(0, math.ceil(math.log2(gram_int / 32767.0)))
-    s_gram = s_pooled**2 * 2.0**gram_shift
+    lin_w, s_lin, sof_w, s_sof = vox_weight_codes(model)
+    s_pooled, gram_shift, s_gram = vox_scales(ranges, headroom)
     lin_b = _bias(v.lin.bias.detach().double().numpy(), s_x * s_lin, 2**29, "vox values")
     # shift the value accumulators so their worst case stays below 2^22 (vox.c bounds)
     worst = int((np.abs(lin_w.astype(np.int64)).sum(axis=1) * 256 + np.abs(lin_b.astype(np.int64))).max())
@@ -176,13 +223,8 @@ def quantize(model: Wav2Small, clips: list[np.ndarray], headroom: float = 2.0) -
     t["vox.exp_lut"] = lut.astype(np.uint32)
 
     # head: int16 weights, scales per output for the pooled part and the Gram part
-    F2, C = cfg.pooled_mels, cfg.channels
-    hw = model.adv.weight.detach().double().numpy().reshape(cfg.n_outputs, C, F2 + C)
-    hq = np.zeros(hw.shape, np.int16)
-    s_hp, s_hg = np.zeros(cfg.n_outputs), np.zeros(cfg.n_outputs)
-    for k in range(cfg.n_outputs):
-        (hq[k, :, :F2],), (s_hp[k],) = _symmetric(hw[k, None, :, :F2], np.int16)
-        (hq[k, :, F2:],), (s_hg[k],) = _symmetric(hw[k, None, :, F2:], np.int16)
+    F2 = cfg.pooled_mels
+    hq, s_hp, s_hg = head_weight_codes(model)
     # pre-shifts: the worst-case |sum| of int16 x int16 products must fit int32
     worst_p = int(np.abs(hq[:, :, :F2].astype(np.int64)).sum(axis=(1, 2)).max()) * 32768
     worst_g = int(np.abs(hq[:, :, F2:].astype(np.int64)).sum(axis=(1, 2)).max()) * 32768
@@ -197,24 +239,32 @@ def quantize(model: Wav2Small, clips: list[np.ndarray], headroom: float = 2.0) -
     config = dict(
         sample_rate=cfg.sample_rate, n_fft=cfg.n_fft, hop=cfg.hop, n_mels=cfg.n_mels,
         channels=cfg.channels, n_layers=cfg.n_layers, pool_after=cfg.pool_after,
-        n_outputs=cfg.n_outputs, out_frac_bits=OUT_FRAC_BITS,
+        n_outputs=cfg.n_outputs, out_frac_bits=OUT_FRAC_BITS, flags=0,
     )
+    if cfg.uncertainty:  # the decision thresholds, in output units like the outputs they compare with
+        config["flags"] = _engine.FLAG_UNCERTAINTY
+        t["decide.params"] = np.rint(np.array([cfg.max_log_sigma, cfg.min_speech_logit]) * out).astype(np.int32)
     return QuantizedModel(config=config, tensors=t, calibration=ranges)
 
 
 @torch.no_grad()
 def engine_fidelity(float_model: Wav2Small, engine, clips: list[np.ndarray]) -> dict:
     """The int8 engine (a wav2small.Model) against the float model on the same int16 clips:
-    per-dimension CCC, max |difference| and the float outputs' spread."""
+    per-output CCC, max |difference| and the float outputs' spread. With an uncertainty head the
+    log-sigmas and the speech logit are compared too, as raw outputs."""
     f_out, c_out = [], []
+    one = float(1 << engine.config["out_frac_bits"])
     for pcm in clips:
         q = to_int16(pcm)
         f_out.append(float_model(torch.from_numpy(q.astype(np.float32) / 32768)[None])[0].numpy())
-        c_out.append(engine.predict(q).as_array())
+        c_out.append(engine.predict_fixed(q) / one)
     f, c = np.array(f_out, np.float64), np.array(c_out, np.float64)
+    names = list(OUTPUT_NAMES)
+    if float_model.cfg.uncertainty:
+        names += [f"log_sigma_{n}" for n in OUTPUT_NAMES] + ["speech_logit"]
     return {
         "clips": len(clips),
-        "ccc": dict(zip(OUTPUT_NAMES, ccc_numpy(c, f).tolist())),
-        "max_abs_diff": dict(zip(OUTPUT_NAMES, np.abs(c - f).max(axis=0).tolist())),
-        "float_std": dict(zip(OUTPUT_NAMES, f.std(axis=0).tolist())),
+        "ccc": dict(zip(names, ccc_numpy(c, f).tolist())),
+        "max_abs_diff": dict(zip(names, np.abs(c - f).max(axis=0).tolist())),
+        "float_std": dict(zip(names, f.std(axis=0).tolist())),
     }
