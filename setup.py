@@ -39,7 +39,9 @@ setup(
     cmdclass={"build_ext": build_ext},
     install_requires=["numpy>=1.22", "soundfile>=0.12", "soxr>=0.3"],
     extras_require={
-        "train": ["torch==2.13.0", "safetensors>=0.4", "onnx>=1.15", "onnxruntime>=1.17", "transformers>=4.40"],
+        "train": ["torch==2.13.0", "safetensors>=0.4", "onnx>=1.15", "onnxruntime>=1.17", "transformers>=4.40",
+                  "silero-vad>=6",  # ships its ONNX model (training/vad_baseline.py)
+                  "matplotlib>=3.7"],  # plots of the uncertainty report (training/uq_report.py)
         "test": ["pytest>=7", "librosa>=0.10", "atheris>=2.3", "pybind11>=2.10"],
     },
     entry_points={

@@ -8,7 +8,10 @@
 #include <pybind11/stl.h>
 
 #include <cstring>
+#include <algorithm>
+#include <atomic>
 #include <mutex>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -71,6 +74,7 @@ w2s_config config_from_dict(const py::dict &d) {
     c.pool_after = d["pool_after"].cast<int32_t>();
     c.n_outputs = d["n_outputs"].cast<int32_t>();
     c.out_frac_bits = d["out_frac_bits"].cast<int32_t>();
+    c.flags = d.contains("flags") ? d["flags"].cast<uint32_t>() : 0u;
     return c;
 }
 
@@ -85,6 +89,7 @@ py::dict config_to_dict(const w2s_config &c) {
     d["pool_after"] = c.pool_after;
     d["n_outputs"] = c.n_outputs;
     d["out_frac_bits"] = c.out_frac_bits;
+    d["flags"] = c.flags;
     return d;
 }
 
@@ -108,6 +113,59 @@ class Model {
     size_t arena_size(size_t n) const { return w2s_arena_size(&m_, n); }
     size_t stream_arena_size() const { return w2s_stream_arena_size(&m_); }
 
+    // Kernel set (w2s_isa, csrc/kernels.h): "auto" is the best this CPU runs; the bit-exact tests
+    // force the others. Changes the model: set it before the model is shared by threads.
+    void set_isa(const std::string &name) {
+        for (int32_t i = W2S_ISA_AUTO; i <= W2S_ISA_DSP; i++) {
+            if (name != w2s_isa_name(i)) continue;
+            if (!w2s_isa_resolve(i)) throw py::value_error("kernel set '" + name + "' is not available on this CPU/build");
+            m_.w.isa = i;
+            return;
+        }
+        throw py::value_error("unknown kernel set '" + name + "'");
+    }
+    std::string isa() const { return w2s_isa_name(w2s_isa_resolve(m_.w.isa)); }
+
+    // Many clips on `threads` threads (each with its own arena), the GIL released throughout:
+    // a list of int32 output arrays, in order. The first failing clip raises, after all ran.
+    py::list predict_many(const py::list &clips, int threads) const {
+        std::vector<pcm_array> pcm;
+        for (const py::handle &c : clips) {
+            pcm.push_back(pcm_array::ensure(c));
+            if (!pcm.back() || pcm.back().ndim() != 1) throw py::value_error("each clip must be a 1-D int16 array");
+        }
+        const size_t n = pcm.size();
+        std::vector<const int16_t *> data(n);
+        std::vector<size_t> len(n);
+        for (size_t i = 0; i < n; i++) { data[i] = pcm[i].data(); len[i] = size_t(pcm[i].shape(0)); }
+        std::vector<w2s_output> out(n);
+        std::vector<w2s_status> st(n, W2S_OK);
+        {
+            py::gil_scoped_release nogil;
+            std::atomic<size_t> next{0};
+            auto work = [&]() {
+                for (size_t i; (i = next.fetch_add(1)) < n;) {
+                    const size_t need = w2s_arena_size(&m_, len[i]);
+                    std::vector<uint64_t> own;
+                    st[i] = w2s_forward(&m_, data[i], len[i], arena_for(need, own), need, &out[i], nullptr, nullptr);
+                }
+            };
+            const size_t k = std::max<size_t>(1, std::min<size_t>(size_t(threads < 1 ? 1 : threads), n));
+            std::vector<std::thread> pool;
+            for (size_t t = 1; t < k; t++) pool.emplace_back(work);
+            work();
+            for (auto &t : pool) t.join();
+        }
+        py::list result;
+        for (size_t i = 0; i < n; i++) {
+            if (st[i] != W2S_OK) raise_status(st[i], "cannot run clip " + std::to_string(i) + " (" + std::to_string(len[i]) + " samples)");
+            py::array_t<int32_t> r(out[i].n_outputs);
+            std::memcpy(r.mutable_data(), out[i].value, sizeof(int32_t) * size_t(out[i].n_outputs));
+            result.append(r);
+        }
+        return result;
+    }
+
     // The prenorm statistics of a whole clip (the first of the two streaming passes).
     py::tuple clip_stats(const pcm_array &pcm) const {
         if (pcm.ndim() != 1) throw py::value_error("pcm must be 1-D");
@@ -123,6 +181,26 @@ class Model {
         py::array_t<int32_t> r(out.n_outputs);
         std::memcpy(r.mutable_data(), out.value, sizeof(int32_t) * size_t(out.n_outputs));
         return r;
+    }
+
+    // The model's own decision thresholds, or None without an uncertainty head.
+    py::object thresholds() const {
+        w2s_thresholds t;
+        if (w2s_default_thresholds(&m_, &t) != W2S_OK) return py::none();
+        return py::make_tuple(t.max_log_sigma, t.min_speech_logit);
+    }
+
+    // w2s_decide on outputs of this model (as predict returns them) with the given thresholds.
+    int decide(const py::array_t<int32_t, py::array::c_style | py::array::forcecast> &values,
+               int32_t max_log_sigma, int32_t min_speech_logit) const {
+        if (values.ndim() != 1 || values.shape(0) != m_.config.n_outputs)
+            throw py::value_error("decide: expected " + std::to_string(m_.config.n_outputs) + " outputs");
+        w2s_output out{};
+        std::memcpy(out.value, values.data(), sizeof(int32_t) * size_t(m_.config.n_outputs));
+        out.n_outputs = m_.config.n_outputs;
+        out.frac_bits = m_.config.out_frac_bits;
+        w2s_thresholds t{max_log_sigma, min_speech_logit};
+        return int(w2s_decide(&m_, &out, &t));
     }
 
     // Every stage output of one run, in order: a list of (stage, layer, array).
@@ -150,17 +228,27 @@ class Model {
         if (pcm.ndim() != 1) throw py::value_error("pcm must be 1-D");
         const size_t n = size_t(pcm.shape(0));
         const size_t need = w2s_arena_size(&m_, n);
-        std::vector<uint64_t> arena(need / 8 + 1);
         w2s_output out;
         w2s_status st;
         if (fn) {  // the trace builds Python objects, so it keeps the GIL
+            std::vector<uint64_t> arena(need / 8 + 1);
             st = w2s_forward(&m_, pcm.data(), n, arena.data(), need, &out, fn, user);
         } else {
             py::gil_scoped_release nogil;
-            st = w2s_forward(&m_, pcm.data(), n, arena.data(), need, &out, nullptr, nullptr);
+            std::vector<uint64_t> own;
+            st = w2s_forward(&m_, pcm.data(), n, arena_for(need, own), need, &out, nullptr, nullptr);
         }
         if (st != W2S_OK) raise_status(st, "cannot run on " + std::to_string(n) + " samples");
         return out;
+    }
+
+    // The arena of a clip: this thread's, kept between calls (no allocation, no page faults per
+    // clip; the engine initialises all it reads), or `own` for clips beyond 16 MB of arena.
+    static uint64_t *arena_for(size_t need, std::vector<uint64_t> &own) {
+        thread_local std::vector<uint64_t> kept;
+        std::vector<uint64_t> &a = need <= (size_t(16) << 20) ? kept : own;
+        if (a.size() < need / 8 + 1) a.resize(need / 8 + 1);
+        return a.data();
     }
 
     static void collect(void *user, w2s_trace_stage stage, int32_t layer, const void *data,
@@ -296,6 +384,11 @@ PYBIND11_MODULE(_engine, m) {
     m.attr("Q_EXP_LUT") = W2S_Q_EXP_LUT;
     m.attr("Q_EXP") = W2S_Q_EXP;
     m.attr("EXP_LUT_SIZE") = W2S_EXP_LUT_SIZE;
+    m.attr("FLAG_UNCERTAINTY") = W2S_FLAG_UNCERTAINTY;
+    m.attr("RELIABLE") = int(W2S_RELIABLE);
+    m.attr("NO_SPEECH") = int(W2S_NO_SPEECH);
+    m.attr("TOO_UNCERTAIN") = int(W2S_TOO_UNCERTAIN);
+    m.attr("NO_DECISION") = int(W2S_NO_DECISION);
 
     py::class_<Model>(m, "Model", "A validated model (copy of the file bytes) and the engine that runs it.")
         .def(py::init<py::bytes>(), py::arg("data"), "Parse and validate a model; raises a ModelError subclass.")
@@ -304,8 +397,17 @@ PYBIND11_MODULE(_engine, m) {
         .def("arena_size", &Model::arena_size, py::arg("n_samples"), "Arena bytes for a clip (0: length out of range).")
         .def("predict", &Model::predict, py::arg("pcm"), "int16 PCM -> int32 outputs in fixed point (GIL released).")
         .def("trace", &Model::trace, py::arg("pcm"), "Run and return every stage output: [(stage, layer, array)].")
+        .def_property_readonly("thresholds", &Model::thresholds,
+                               "(max_log_sigma, min_speech_logit) of the model's decision, or None without an uncertainty head.")
+        .def("decide", &Model::decide, py::arg("values"), py::arg("max_log_sigma"), py::arg("min_speech_logit"),
+             "w2s_decide: the decision code for outputs of this model under the given thresholds.")
         .def("tensors", &Model::tensors, "Copies of every tensor of the file, by name.")
         .def_property_readonly("stream_arena_size", &Model::stream_arena_size, "Arena bytes of one stream (any length).")
+        .def("set_isa", &Model::set_isa, py::arg("name"),
+             "Force a kernel set ('auto', 'portable', 'sse4.1', 'avx2', 'neon', 'dsp'); for the bit-exact tests.")
+        .def_property_readonly("isa", &Model::isa, "The kernel set the engine runs for this model.")
+        .def("predict_many", &Model::predict_many, py::arg("clips"), py::arg("threads") = 1,
+             "int16 clips -> int32 outputs, spread over threads (GIL released).")
         .def("clip_stats", &Model::clip_stats, py::arg("pcm"),
              "Prenorm statistics of a whole int16 clip: (mean, log2_var), as the batch engine computes them.");
 
@@ -366,5 +468,13 @@ PYBIND11_MODULE(_engine, m) {
         }
         return r;
     });
+    m.def("best_isa", []() { return std::string(w2s_isa_name(w2s_isa_resolve(W2S_ISA_AUTO))); },
+          "The kernel set this build picks on this CPU.");
+    m.def("available_isas", []() {
+        py::list r;
+        for (int32_t i = W2S_ISA_PORTABLE; i <= W2S_ISA_DSP; i++)
+            if (w2s_isa_resolve(i)) r.append(w2s_isa_name(i));
+        return r;
+    }, "Kernel sets this build runs on this CPU (portable first).");
     m.def("status_str", [](int st) { return std::string(w2s_status_str(w2s_status(st))); });
 }

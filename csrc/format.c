@@ -94,6 +94,7 @@ size_t w2s_layout(const w2s_config *c, w2s_tensor_fn visit, void *user) {
     put(&cur, "head.shift_p", 0, W2S_DT_I32, 1, c->n_outputs, 0, 0, 0);
     put(&cur, "head.mult_g", 0, W2S_DT_I32, 1, c->n_outputs, 0, 0, 0);
     put(&cur, "head.shift_g", 0, W2S_DT_I32, 1, c->n_outputs, 0, 0, 0);
+    if (c->flags & W2S_FLAG_UNCERTAINTY) put(&cur, "decide.params", 0, W2S_DT_I32, 1, 2, 0, 0, 0);
     return cur.offset;
 }
 
@@ -102,7 +103,7 @@ size_t w2s_layout(const w2s_config *c, w2s_tensor_fn visit, void *user) {
 typedef struct {
     const uint8_t *base;
     w2s_weights *w;
-    const int32_t *front, *vox, *head; /* parameter blocks, unpacked after the walk */
+    const int32_t *front, *vox, *head, *decide; /* parameter blocks, unpacked after the walk */
     const int32_t *conv_params[W2S_MAX_LAYERS + 1];
 } bind_ctx;
 
@@ -142,6 +143,7 @@ static void bind_tensor(void *user, const w2s_tensor *t) {
     else if (IS("head.shift_p")) w->head_shift_p = (const int32_t *)p;
     else if (IS("head.mult_g")) w->head_mult_g = (const int32_t *)p;
     else if (IS("head.shift_g")) w->head_shift_g = (const int32_t *)p;
+    else if (IS("decide.params")) b->decide = (const int32_t *)p;
 }
 
 static int in_range(int64_t v, int64_t lo, int64_t hi) { return v >= lo && v <= hi; }
@@ -166,7 +168,10 @@ static int config_ok(const w2s_config *c) {
            c->n_fft % 4 == 0 && in_range(c->hop, 1, c->n_fft) &&
            in_range(c->n_mels, 1, W2S_MAX_MELS) && in_range(c->channels, 1, W2S_MAX_CHANNELS) &&
            in_range(c->n_layers, 1, W2S_MAX_LAYERS) && in_range(c->pool_after, 1, c->n_layers) &&
-           in_range(c->n_outputs, 1, W2S_MAX_OUTPUTS) && in_range(c->out_frac_bits, 0, 30);
+           in_range(c->n_outputs, 1, W2S_MAX_OUTPUTS) && in_range(c->out_frac_bits, 0, 30) &&
+           (c->flags & ~W2S_KNOWN_FLAGS) == 0 &&
+           /* an uncertainty head: n values, n log-sigmas, one speech logit */
+           (!(c->flags & W2S_FLAG_UNCERTAINTY) || (c->n_outputs >= 3 && c->n_outputs % 2 == 1));
 }
 
 /* Value ranges that keep every accumulator of the engine inside its type (docs/numerics.md). */
@@ -241,8 +246,8 @@ w2s_status w2s_model_init(w2s_model *model, const void *buf, size_t len) {
     if (rd_u16(p + 6) != W2S_HEADER_BYTES || file_bytes < W2S_HEADER_BYTES + 4) return W2S_ERR_FORMAT;
     if (file_bytes > len) return W2S_ERR_TRUNCATED;
     if (w2s_crc32(p, file_bytes - 4) != rd_u32(p + file_bytes - 4)) return W2S_ERR_CHECKSUM;
-    if (rd_u32(p + 12) != 0) return W2S_ERR_FORMAT; /* no flags are defined in version 1 */
 
+    c.flags = rd_u32(p + 12);
     c.sample_rate = (int32_t)rd_u32(p + 16);
     c.n_fft = (int32_t)rd_u32(p + 20);
     c.hop = (int32_t)rd_u32(p + 24);
@@ -279,6 +284,10 @@ w2s_status w2s_model_init(w2s_model *model, const void *buf, size_t len) {
     w.value_shift = b.vox[2];
     w.head_pre_shift_p = b.head[0];
     w.head_pre_shift_g = b.head[1];
+    if (b.decide) {
+        w.thresholds.max_log_sigma = b.decide[0];
+        w.thresholds.min_speech_logit = b.decide[1];
+    }
     if (!values_ok(&c, &w)) return W2S_ERR_FORMAT;
 
     model->config = c;

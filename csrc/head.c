@@ -6,9 +6,23 @@
  *   a_p = sum W * P, a_g = sum W * G        int64: 64 * 128 terms of 2^30 < 2^43
  *   out = requantize(round(a_p / 2^pre_p)) + requantize(round(a_g / 2^pre_g)) + bias
  * in output units (value / 2^out_frac_bits).
+ *
+ * With an uncertainty head the same sums give the log-sigmas and the speech logit (they are just
+ * more rows of W), and the decision is two integer comparisons on them: no exp, no division.
  */
 #include "requant.h"
 #include "w2s_internal.h"
+
+/* The decision rule, once (w2s.h): speech first, then the largest log-sigma. */
+static w2s_decision decide(const w2s_config *c, const int32_t *value, const w2s_thresholds *t) {
+    const int32_t n = (c->n_outputs - 1) / 2;
+    int32_t d;
+    if (!(c->flags & W2S_FLAG_UNCERTAINTY)) return W2S_NO_DECISION;
+    if (value[2 * n] < t->min_speech_logit) return W2S_NO_SPEECH;
+    for (d = 0; d < n; d++)
+        if (value[n + d] > t->max_log_sigma) return W2S_TOO_UNCERTAIN;
+    return W2S_RELIABLE;
+}
 
 void w2s_head(const w2s_config *c, const w2s_weights *w, const int16_t *pooled,
               const int16_t *gram, w2s_output *out) {
@@ -31,4 +45,20 @@ void w2s_head(const w2s_config *c, const w2s_weights *w, const int16_t *pooled,
     for (; k < W2S_MAX_OUTPUTS; k++) out->value[k] = 0; /* the whole struct is defined */
     out->n_outputs = c->n_outputs;
     out->frac_bits = c->out_frac_bits;
+    out->decision = (int32_t)decide(c, out->value, &w->thresholds);
+}
+
+w2s_status w2s_default_thresholds(const w2s_model *model, w2s_thresholds *thresholds) {
+    if (!thresholds) return W2S_ERR_ARG;
+    thresholds->max_log_sigma = thresholds->min_speech_logit = 0;
+    if (!model || !(model->config.flags & W2S_FLAG_UNCERTAINTY)) return W2S_ERR_ARG;
+    *thresholds = model->w.thresholds;
+    return W2S_OK;
+}
+
+w2s_decision w2s_decide(const w2s_model *model, const w2s_output *out, const w2s_thresholds *thresholds) {
+    if (!model || !out || !thresholds || out->n_outputs != model->config.n_outputs ||
+        out->frac_bits != model->config.out_frac_bits)
+        return W2S_NO_DECISION;
+    return decide(&model->config, out->value, thresholds);
 }

@@ -123,6 +123,43 @@ static void test_predict(const w2s_model *m) {
     free(pcm);
 }
 
+/* The decision of an uncertainty head: the one rule of w2s.h, for any thresholds. */
+static void test_decision(const w2s_model *m) {
+    const size_t n = 8000, need = w2s_arena_size(m, n);
+    int16_t *pcm = (int16_t *)malloc(n * sizeof(int16_t));
+    uint8_t *arena = (uint8_t *)malloc(need);
+    w2s_output out, other;
+    w2s_thresholds t, def;
+    int32_t nv, d, top;
+    synth(pcm, n);
+    CHECK(w2s_predict_s16(m, pcm, n, arena, need, &out) == W2S_OK);
+    CHECK(w2s_default_thresholds(NULL, &t) == W2S_ERR_ARG && w2s_default_thresholds(m, NULL) == W2S_ERR_ARG);
+    CHECK(w2s_decide(NULL, &out, &t) == W2S_NO_DECISION && w2s_decide(m, NULL, &t) == W2S_NO_DECISION);
+    if (!(m->config.flags & W2S_FLAG_UNCERTAINTY)) {
+        CHECK(out.decision == W2S_NO_DECISION && w2s_default_thresholds(m, &t) == W2S_ERR_ARG);
+        printf("  decision: no uncertainty head\n");
+    } else {
+        CHECK(w2s_default_thresholds(m, &def) == W2S_OK);
+        CHECK(w2s_decide(m, &out, &def) == (w2s_decision)out.decision); /* the pass used the defaults */
+        nv = (m->config.n_outputs - 1) / 2;
+        for (top = out.value[nv], d = 1; d < nv; d++) top = out.value[nv + d] > top ? out.value[nv + d] : top;
+        t.max_log_sigma = top;
+        t.min_speech_logit = out.value[2 * nv];
+        CHECK(w2s_decide(m, &out, &t) == W2S_RELIABLE); /* both at their limits */
+        t.max_log_sigma = top - 1;
+        CHECK(w2s_decide(m, &out, &t) == W2S_TOO_UNCERTAIN);
+        t.min_speech_logit = out.value[2 * nv] + 1;
+        CHECK(w2s_decide(m, &out, &t) == W2S_NO_SPEECH); /* speech is checked first */
+        other = out;
+        other.n_outputs = 3;
+        CHECK(w2s_decide(m, &other, &t) == W2S_NO_DECISION); /* an output of another shape */
+        printf("  decision of synth 0.5 s: %d (thresholds %ld, %ld)\n", (int)out.decision,
+               (long)def.max_log_sigma, (long)def.min_speech_logit);
+    }
+    free(arena);
+    free(pcm);
+}
+
 /* ---- streaming ------------------------------------------------------------------------------ */
 
 /* Stream pcm in chunks of `chunk` samples (FIXED prenorm with the clip's own statistics), reading
@@ -315,6 +352,7 @@ int main(int argc, char **argv) {
     CHECK(st == W2S_OK);
     if (st == W2S_OK) {
         test_predict(&m);
+        test_decision(&m);
         test_stream(&m);
         for (i = 2; i < argc; i++) run_clip(&m, argv[i]);
     }

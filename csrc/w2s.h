@@ -37,6 +37,10 @@ extern "C" {
 #define W2S_FORMAT_VERSION  1           /* the format version this engine reads */
 #define W2S_HEADER_BYTES    64          /* fixed header size of format version 1 */
 
+/* Header flags (docs/format.md). An engine rejects a flag it does not know (W2S_ERR_FORMAT). */
+#define W2S_FLAG_UNCERTAINTY 1u /* outputs: n values, n log-sigmas, 1 speech logit; decide.params */
+#define W2S_KNOWN_FLAGS      W2S_FLAG_UNCERTAINTY
+
 /* Limits of this engine; a model beyond them is rejected with W2S_ERR_FORMAT. */
 #define W2S_MAX_LAYERS      16
 #define W2S_MAX_CHANNELS    64
@@ -79,12 +83,28 @@ typedef struct {
     int32_t pool_after;    /* max-pool follows this layer (1-based) */
     int32_t n_outputs;     /* outputs (3: arousal, dominance, valence) */
     int32_t out_frac_bits; /* output value = value / 2^out_frac_bits */
+    uint32_t flags;        /* W2S_FLAG_* */
 } w2s_config;
+
+/* What a model with an uncertainty head says about one clip (w2s_output.decision). */
+typedef enum {
+    W2S_RELIABLE       = 0, /**< speech, and every dimension's sigma within the threshold */
+    W2S_NO_SPEECH      = 1, /**< the speech logit is below its threshold */
+    W2S_TOO_UNCERTAIN  = 2, /**< speech, but some dimension's log-sigma is above its threshold */
+    W2S_NO_DECISION    = 3  /**< the model has no uncertainty head */
+} w2s_decision;
+
+/* Thresholds of the decision, in output units (value / 2^out_frac_bits). */
+typedef struct {
+    int32_t max_log_sigma;    /* natural log of the largest acceptable sigma */
+    int32_t min_speech_logit; /* smallest speech logit (log-odds) still taken for speech */
+} w2s_thresholds;
 
 typedef struct {
     int32_t value[W2S_MAX_OUTPUTS]; /* fixed point, n_outputs of them */
     int32_t n_outputs;
     int32_t frac_bits;              /* value[i] / 2^frac_bits is the real output */
+    int32_t decision;               /* w2s_decision, by the model's own thresholds */
 } w2s_output;
 
 /* ---- private: views into the model buffer, filled by w2s_model_init (do not touch) -------- */
@@ -108,6 +128,7 @@ typedef struct {
     const uint16_t *mel;    /* (n_mels, n_bins) */
     /* conv stack */
     w2s_conv_layer layer[W2S_MAX_LAYERS];
+    int32_t isa;            /* inner loops (csrc/kernels.h): 0 = the best this CPU runs; tests force others */
     /* vox pooling */
     int32_t vox_input_offset;
     int32_t gram_shift;     /* Gram accumulators -> int16 by this rounding right shift */
@@ -125,6 +146,8 @@ typedef struct {
     const int32_t *head_b;  /* (n_outputs) in output units */
     const int32_t *head_mult_p, *head_shift_p; /* (n_outputs) */
     const int32_t *head_mult_g, *head_shift_g; /* (n_outputs) */
+    /* uncertainty (W2S_FLAG_UNCERTAINTY): the default thresholds of the decision */
+    w2s_thresholds thresholds;
 } w2s_weights;
 /* ------------------------------------------------------------------------------------------- */
 
@@ -243,6 +266,23 @@ w2s_status  w2s_stream_reset(w2s_stream *stream);
 
 /** Samples pushed since init or reset (0 for NULL). */
 uint64_t    w2s_stream_samples(const w2s_stream *stream);
+
+/* ---- uncertainty ------------------------------------------------------------------------------
+ *
+ * A model with W2S_FLAG_UNCERTAINTY has n_outputs = 2 n + 1: value[0..n-1] the predictions
+ * (A/D/V), value[n..2n-1] the natural log of each one's sigma, value[2n] a speech logit, all in
+ * output units. Every prediction sets out.decision by the model's thresholds; w2s_decide applies
+ * other thresholds to an output without running the model again. */
+
+/** The model's own thresholds (zeros and W2S_ERR_ARG without an uncertainty head). */
+w2s_status  w2s_default_thresholds(const w2s_model *model, w2s_thresholds *thresholds);
+
+/**
+ * The decision for an output of this model: W2S_NO_SPEECH if value[2n] < min_speech_logit, else
+ * W2S_TOO_UNCERTAIN if any value[n + d] > max_log_sigma, else W2S_RELIABLE; W2S_NO_DECISION for a
+ * model without an uncertainty head, or NULL arguments, or an output of another model shape.
+ */
+w2s_decision w2s_decide(const w2s_model *model, const w2s_output *out, const w2s_thresholds *thresholds);
 
 /** A short English description of a status code (never NULL). */
 const char *w2s_status_str(w2s_status status);

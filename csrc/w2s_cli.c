@@ -81,7 +81,9 @@ int main(int argc, char **argv) {
         fprintf(stderr, "w2s_cli: %s: %s\n", argv[1], w2s_status_str(st));
         return 2;
     }
-    printf("file\tarousal\tdominance\tvalence\n");
+    /* an uncertainty head adds its raw outputs (natural-log sigmas, speech logit) and the decision */
+    printf("file\tarousal\tdominance\tvalence%s\n", (model.config.flags & W2S_FLAG_UNCERTAINTY)
+           ? "\tlog_sigma_arousal\tlog_sigma_dominance\tlog_sigma_valence\tspeech_logit\tdecision" : "");
     for (i = 2; i < argc; i++) {
         size_t len, n = 0, need;
         const char *err = NULL;
@@ -110,10 +112,14 @@ int main(int argc, char **argv) {
             size_t k;
             for (k = 0; k < n; k++) pcm[k] = (int16_t)le16(samples + 2 * k); /* file is little-endian */
             st = w2s_predict_s16(&model, pcm, n, arena, need, &out);
-            if (st == W2S_OK)
-                printf("%s\t%.6f\t%.6f\t%.6f\n", argv[i], out.value[0] / (double)(1L << out.frac_bits),
-                       out.value[1] / (double)(1L << out.frac_bits), out.value[2] / (double)(1L << out.frac_bits));
-            else {
+            if (st == W2S_OK) {
+                static const char *const decisions[] = {"reliable", "no speech", "too uncertain", "unknown"};
+                int32_t k2;
+                printf("%s", argv[i]);
+                for (k2 = 0; k2 < out.n_outputs; k2++) printf("\t%.6f", out.value[k2] / (double)(1L << out.frac_bits));
+                if (model.config.flags & W2S_FLAG_UNCERTAINTY) printf("\t%s", decisions[out.decision & 3]);
+                printf("\n");
+            } else {
                 fprintf(stderr, "w2s_cli: %s: %s\n", argv[i], w2s_status_str(st));
                 failed = 1;
             }

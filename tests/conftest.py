@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_FLOAT = REPO / "training" / "default" / "model.safetensors"
+DISTILLED_FLOAT = REPO / "training" / "default" / "model.safetensors"     # training.distill: A/D/V only
+DEFAULT_FLOAT = REPO / "training" / "default_uq" / "model.safetensors"    # + uncertainty head: shipped
 N_CLIPS = 24          # the fidelity tests want at least 20 real speech clips
 MAX_SECONDS = 6.0     # long clips are cut to keep the float model fast on CI
 
@@ -33,10 +34,18 @@ def speech_clips(speech_files) -> list[np.ndarray]:
 
 @pytest.fixture(scope="session")
 def default_float():
-    """The float model the shipped default model was quantized from."""
+    """The float model the shipped default model was quantized from (with the uncertainty head)."""
     from training.model import load_safetensors
 
     return load_safetensors(DEFAULT_FLOAT)
+
+
+@pytest.fixture(scope="session")
+def distilled_float():
+    """The distilled student the default model's uncertainty head was trained on (3 outputs)."""
+    from training.model import load_safetensors
+
+    return load_safetensors(DISTILLED_FLOAT)
 
 
 @pytest.fixture(scope="session")

@@ -42,9 +42,11 @@ def test_c_cli_matches_binding(build, tmp_path, speech_clips):
     assert r.returncode == 0, r.stderr
     rows = [line.split("\t") for line in r.stdout.strip().splitlines()[1:]]
     model = Model()
+    n = model.config["n_outputs"]
     for (name, *vals), pcm in zip(rows, speech_clips[:3]):
         expected = model.predict_fixed(to_int16(pcm)) / 65536
-        assert np.allclose([float(v) for v in vals], expected, atol=1e-6), name
+        assert np.allclose([float(v) for v in vals[:n]], expected, atol=1e-6), name
+        assert vals[n:] == ([model.predict(pcm).decision] if model.has_uncertainty else []), name
     r_raw = subprocess.run([str(build / "w2s_cli"), "-r", str(DEFAULT_W2S), str(raw)], capture_output=True, text=True)
     assert r_raw.stdout.splitlines()[1].split("\t")[1:] == rows[0][1:]
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import torch
-from conftest import DEFAULT_FLOAT, REPO, to_int16
+from conftest import DISTILLED_FLOAT, REPO, to_int16
 from safetensors.torch import save_file
 
 from training.quantize import engine_fidelity
@@ -20,7 +20,7 @@ def converted(tmp_path_factory, speech_files):
     """The default float weights re-saved with the published key names (front end included,
     as the audEERING file may carry it), converted through the CLI with real-speech calibration."""
     d = tmp_path_factory.mktemp("convert")
-    state = {k: v.contiguous() for k, v in load_safetensors(DEFAULT_FLOAT).state_dict().items()
+    state = {k: v.contiguous() for k, v in load_safetensors(DISTILLED_FLOAT).state_dict().items()
              if not k.endswith("num_batches_tracked")}
     weights = d / "model.safetensors"
     save_file(state, str(weights))

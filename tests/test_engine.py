@@ -117,7 +117,7 @@ def test_silence_and_extremes_bit_exact(default_model):
     for name, pcm in cases.items():
         _compare_trace(default_model._engine, pcm)
         out = default_model._engine.predict(pcm)
-        assert out.shape == (3,), name
+        assert out.shape == (default_model.config["n_outputs"],), name
 
 
 # ---- fidelity against the float model -------------------------------------------------------------
@@ -148,4 +148,7 @@ def test_engine_ccc_vs_float_model(default_float, default_model, speech_clips):
     assert len(speech_clips) >= 20
     fid = engine_fidelity(default_float, default_model, speech_clips)
     print(f"\nengine vs float over {fid['clips']} clips: {fid}")
-    assert min(fid["ccc"].values()) >= 0.999, fid
+    # A/D/V: int8 costs < 0.002 CCC (issue 3 allows 0.005); the uncertainty outputs (log sigmas,
+    # speech logit) only feed thresholds, so they are held to a looser 0.995
+    values = [fid["ccc"][k] for k in ("arousal", "dominance", "valence")]
+    assert min(values) >= 0.998 and min(fid["ccc"].values()) >= 0.995, fid

@@ -22,7 +22,9 @@ def test_spec_table_lists_the_layout():
     documented = []
     for names, dtype in re.findall(r"^\| ((?:`[^`]+`(?:, )?)+) \| (i8|i16|u16|i32|u32) \|", text, re.M):
         documented += [(n, DTYPES[dtype]) for n in re.findall(r"`([^`]+)`", names)]
-    entries, _ = _engine.layout(Model().config)
+    # with every optional part (the uncertainty head's decide.params)
+    config = {**Model().config, "flags": _engine.FLAG_UNCERTAINTY, "n_outputs": 7}
+    entries, _ = _engine.layout(config)
     # the spec writes conv tensors once, as l{i}.*
     actual = []
     for name, dtype, _, _ in entries:
@@ -35,12 +37,14 @@ def test_spec_table_lists_the_layout():
 def test_header_fields_and_checksum():
     data = DEFAULT_W2S.read_bytes()
     magic, version, header_bytes, file_bytes, flags = struct.unpack_from("<IHHII", data)
-    assert (magic, version, header_bytes, file_bytes, flags) == (
-        _engine.FORMAT_MAGIC, _engine.FORMAT_VERSION, _engine.HEADER_BYTES, len(data), 0)
+    assert (magic, version, header_bytes, file_bytes) == (
+        _engine.FORMAT_MAGIC, _engine.FORMAT_VERSION, _engine.HEADER_BYTES, len(data))
+    assert flags in (0, _engine.FLAG_UNCERTAINTY)
     assert data[:4] == b"W2SM"
     assert struct.unpack_from("<I", data, len(data) - 4)[0] == zlib.crc32(data[:-4]) == _engine.crc32(data[:-4])
     config = dict(zip(("sample_rate", "n_fft", "hop", "n_mels", "channels", "n_layers", "pool_after",
                        "n_outputs", "out_frac_bits"), struct.unpack_from("<9i", data, 16)))
+    config["flags"] = flags
     assert config == Model().config
     assert _engine.layout(config)[1] + 4 == len(data)
 
@@ -60,7 +64,7 @@ def _with_crc(body: bytes) -> bytes:
 
 
 @pytest.mark.parametrize("field, offset, value", [
-    ("flags", 12, 1), ("n_fft", 20, 1000), ("hop", 24, 0), ("channels", 32, 65), ("n_layers", 36, 0),
+    ("flags", 12, 2), ("n_fft", 20, 1000), ("hop", 24, 0), ("channels", 32, 65), ("n_layers", 36, 0),
     ("pool_after", 40, 8), ("n_outputs", 44, 17), ("out_frac_bits", 48, 31), ("file_bytes", 8, 100),
 ])
 def test_header_values_out_of_range_are_format_errors(field, offset, value):

@@ -62,10 +62,10 @@ def speech() -> dict[str, list[np.ndarray]]:
 
 
 @pytest.fixture(scope="module")
-def model(default_float) -> Wav2Small:
+def model(distilled_float) -> Wav2Small:
     """The trained float model behind the shipped default model: the same weights the C engine
     runs, so the ONNX numbers compare with the engine's (tests/test_engine.py)."""
-    return default_float
+    return distilled_float
 
 
 @pytest.fixture(scope="module")

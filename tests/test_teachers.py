@@ -113,17 +113,17 @@ def test_dawn_teacher_refuses_missing_head_and_non_directories(dawn_dir: Path, t
 
 
 @pytest.fixture(scope="module")
-def onnx_file(tmp_path_factory, default_float) -> Path:
+def onnx_file(tmp_path_factory, distilled_float) -> Path:
     from training.onnx_export import export_onnx
 
-    return export_onnx(default_float, tmp_path_factory.mktemp("onnx") / "w2s.onnx")
+    return export_onnx(distilled_float, tmp_path_factory.mktemp("onnx") / "w2s.onnx")
 
 
-def test_onnx_teacher_runs_a_waveform_graph(onnx_file: Path, default_float, clips):
+def test_onnx_teacher_runs_a_waveform_graph(onnx_file: Path, distilled_float, clips):
     teacher = OnnxTeacher(onnx_file)
     out = teacher(clips)
     with torch.no_grad():
-        ref = np.stack([default_float(torch.from_numpy(c)[None])[0].numpy() for c in clips])
+        ref = np.stack([distilled_float(torch.from_numpy(c)[None])[0].numpy() for c in clips])
     np.testing.assert_allclose(out, ref, atol=1e-4)
     assert teacher.id.startswith("onnx:") and teacher.id == OnnxTeacher(onnx_file).id
     # Wav2Small normalises inside, so the outside normalisation step changes nothing here

@@ -26,7 +26,7 @@ def model_bytes(qm: QuantizedModel) -> bytes:
     entries, end = _engine.layout(qm.config)
     buf = bytearray(end + 4)
     header = struct.pack("<IHHII", _engine.FORMAT_MAGIC, _engine.FORMAT_VERSION, _engine.HEADER_BYTES,
-                         end + 4, 0)
+                         end + 4, int(qm.config.get("flags", 0)))
     header += struct.pack("<9i", *(int(qm.config[k]) for k in CONFIG_KEYS))
     buf[: len(header)] = header
     expected = {name for name, *_ in entries}

@@ -35,10 +35,23 @@ class Wav2SmallConfig:
     channels: int = 13        # width of every conv layer
     n_layers: int = 7         # conv3x3 + BN + ReLU layers
     pool_after: int = 3       # MaxPool(3, 2, 1) follows this layer (1-based)
-    n_outputs: int = 3        # arousal, dominance, valence
+    n_outputs: int = 3        # arousal, dominance, valence (7 with the uncertainty head)
     prenorm_eps: float = 1e-7  # x / sqrt(mean(x^2) + eps)
     amin: float = 1e-10       # log-mel floor (power)
     bn_eps: float = 1e-5      # BatchNorm2d default
+    # Uncertainty head (training/uncertainty.py): outputs are then n values, n log-sigmas and a
+    # speech logit; the engine decides with these thresholds (natural-log sigma, log-odds).
+    uncertainty: bool = False
+    max_log_sigma: float = 0.0
+    min_speech_logit: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.uncertainty and (self.n_outputs < 3 or self.n_outputs % 2 == 0):
+            raise ValueError(f"an uncertainty head needs 2n + 1 outputs, got {self.n_outputs}")
+
+    @property
+    def n_values(self) -> int:  # predictions proper (A/D/V), without uncertainty outputs
+        return (self.n_outputs - 1) // 2 if self.uncertainty else self.n_outputs
 
     @property
     def n_bins(self) -> int:
@@ -278,6 +291,14 @@ def load_published(state: dict, cfg: Wav2SmallConfig | None = None) -> Wav2Small
 
 
 def load_safetensors(path: str | Path) -> Wav2Small:
+    """Weights with audEERING's key names; a config in the file's metadata (written by our
+    trainers) is used as is, else the shape is read off the weights (published files)."""
+    import json
+
+    from safetensors import safe_open
     from safetensors.torch import load_file
 
-    return load_published(load_file(str(path)))
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    cfg = Wav2SmallConfig(**json.loads(meta["wav2small_config"])) if "wav2small_config" in meta else None
+    return load_published(load_file(str(path)), cfg)

@@ -1,6 +1,9 @@
 """Quantize a trained float model into the package's default model and write its model card.
 
-    python -m training.release training/default       # reads model.safetensors + train.json there
+    python -m training.release training/default_uq    # reads model.safetensors + train.json there
+
+The source is either a distilled student (training.distill) or one with an uncertainty head
+(training.uncertainty, whose train.json names the distilled student it started from).
 
 Writes wav2small/models/default.w2s and wav2small/models/default.md. Calibration uses every
 other clip of a spread of real Debian speech; fidelity (int8 engine vs float model) is measured on
@@ -20,7 +23,7 @@ import torch
 from wav2small import Model
 from wav2small.audio import load
 
-from .export import write_model
+from .export import _atomic_write, write_model
 from .model import OUTPUT_NAMES, load_safetensors
 from .quantize import engine_fidelity, quantize
 from .speech import CORE_SPEECH_SOURCES, debian_speech_files
@@ -38,7 +41,32 @@ def real_speech(n: int, seconds: float = 6.0) -> tuple[list[str], list[np.ndarra
     return [str(f) for f in picked], [load(f)[: int(seconds * 16000)] for f in picked]
 
 
-def card(train: dict, fid: dict, nbytes: int, params: int) -> str:
+def uncertainty_section(uq: dict) -> str:
+    th = uq["thresholds"]
+    cfg = uq["config"]
+    return f"""
+## Uncertainty head
+
+Four more outputs of the same linear layer, computed by the engine in the same int8 pass: a
+standard deviation (sigma) for each of arousal, dominance and valence, and a speech probability.
+They were trained ({cfg['max_iters']} steps from the distilled student) on the annotator's clips,
+half of them corrupted (noise down to −10 dB SNR, clipping, telephone band, dropouts, coarse
+quantisation), on real speech from Debian packages, and on non-speech (music, noise, babble,
+tones, silence, sound effects) whose target is maximal uncertainty (training/uncertainty.py).
+The evaluation on other files and generators is docs/uncertainty.md.
+
+Every prediction carries a decision: **no speech** when the speech probability is below
+{th['min_speech_prob']:.2f}; **too uncertain** when any sigma is above {th['max_sigma']:.4f} (the
+{cfg['coverage']:.0%} quantile of the largest sigma over clean validation speech); else **reliable**.
+Pass `thresholds=wav2small.Thresholds(max_sigma, min_speech_prob)` to `predict`, or
+`--max-sigma` / `--min-speech-prob` to the CLI, to change them.
+
+Training the head took {uq.get('wall_seconds', 0) / 60:.0f} min on 2 cores (commands above). The int8
+calibration also saw two non-speech clips of each kind (training split).
+"""
+
+
+def card(train: dict, fid: dict, nbytes: int, params: int, extra: str = "", shipped_ccc: dict | None = None) -> str:
     ccc = train.get("ccc", {})
     t = ccc.get("test", {})
     v = ccc.get("val", {})
@@ -46,10 +74,17 @@ def card(train: dict, fid: dict, nbytes: int, params: int) -> str:
     overrides = train.get("overrides", {})
     distill_args = " ".join(f"--{k}={v}" for k, v in overrides.items())
     out = overrides.get("out_dir", "runs/default")
+    names = list(fid["ccc"])
     wall = f"{train['wall_seconds_this_invocation'] / 60:.0f} min" if "wall_seconds_this_invocation" in train else "minutes"
 
-    def row(d: dict, fmt: str = ".3f") -> str:
-        return " | ".join(f"{d.get(k, float('nan')):{fmt}}" for k in OUTPUT_NAMES)
+    def row(d: dict, fmt: str = ".3f", keys=OUTPUT_NAMES) -> str:
+        return " | ".join(f"{d.get(k, float('nan')):{fmt}}" for k in keys)
+
+    shipped_rows = "" if not shipped_ccc else (
+        f"| validation, after uncertainty training (shipped) | {row(shipped_ccc.get('val', {}))} |\n"
+        f"| test, after uncertainty training (shipped) | {row(shipped_ccc.get('test', {}))} |\n\n"
+        "The first two rows are the distilled student; the uncertainty training fine-tunes all of it on\n"
+        "clean and corrupted clips, which trades some clean-speech CCC for robustness (docs/uncertainty.md).\n")
 
     return f"""# Default model: Wav2Small distilled from a prosody annotator
 
@@ -65,7 +100,7 @@ published audEERING weights or distil from a real teacher (README).
 |---|---|
 | architecture | Wav2Small, {params:,} trainable parameters (13 channels, 26 mels) |
 | file | default.w2s, {nbytes:,} bytes, format version 1 |
-| outputs | arousal, dominance, valence (nominally 0..1, not clipped) |
+| outputs | arousal, dominance, valence (nominally 0..1, not clipped){", each one's sigma, a speech probability" if len(names) > 3 else ""} |
 | training data | {train.get('clips', {}).get('train', '?')} synthesised clips ({cfg.get('n_clips', '?')} in the corpus, seed {cfg.get('seed', '?')}), split by voice |
 | training | {cfg.get('max_iters', '?')} steps, batch {cfg.get('batch_size', '?')}, crops of {cfg.get('crop_seconds', '?')} s, loss 1 − CCC |
 
@@ -75,16 +110,17 @@ published audEERING weights or distil from a real teacher (README).
 |---|---|---|---|
 | validation | {row(v)} |
 | test | {row(t)} |
-
+{shipped_rows}
 ## int8 engine vs float model
 
-Over {fid['clips']} real speech clips from Debian packages that calibration did not see:
+Over {fid['clips']} real speech clips from Debian packages that calibration did not see
+(raw outputs: log-sigmas are natural logs, the speech output a logit):
 
-| | arousal | dominance | valence |
-|---|---|---|---|
-| CCC (engine vs float) | {row(fid['ccc'], '.5f')} |
-| max abs difference | {row(fid['max_abs_diff'], '.4f')} |
-| float output std | {row(fid['float_std'], '.4f')} |
+| | {" | ".join(names)} |
+|---|{"---|" * len(names)}
+| CCC (engine vs float) | {row(fid['ccc'], '.5f', names)} |
+| max abs difference | {row(fid['max_abs_diff'], '.4f', names)} |
+| float output std | {row(fid['float_std'], '.4f', names)} |
 
 Quantization: calibrated on real speech from Debian packages (pocketsphinx-testdata, alsa-utils,
 asterisk-core-sounds-en-wav); docs/numerics.md describes the integer arithmetic.
@@ -94,9 +130,7 @@ asterisk-core-sounds-en-wav); docs/numerics.md describes the integer arithmetic.
 ```bash
 python -m training.distill {distill_args}   # {wall} on 2 cores, deterministic
 cp {out}/model.safetensors {out}/train.json training/default/
-python -m training.release training/default                  # this card and default.w2s
-```
-
+{extra}
 The numbers above come from that release run ({datetime.date.today().isoformat()}).
 """
 
@@ -106,9 +140,23 @@ def release(src: Path, out_dir: Path = PACKAGE_MODELS, n_clips: int = 48) -> dic
     train = json.loads((src / "train.json").read_text()) if (src / "train.json").exists() else {}
     _, clips = real_speech(n_clips)
     calib, held_out = clips[0::2], clips[1::2]
+    extra = f"python -m training.release {src}                  # this card and default.w2s\n```\n"
+    if model.cfg.uncertainty:
+        from .ood import nonspeech
+
+        # non-speech too, so the activation ranges cover what the speech output must reject
+        # (measured: engine-vs-float CCC within 0.0001 of speech-only calibration either way)
+        calib = calib + [c.audio for c in nonspeech("train", max_per_kind=2)]
+        uq, init = train, Path(train["config"]["init"])  # the card also shows the distilled student
+        train = json.loads((init / "train.json").read_text())
+        extra = (f"python -m training.uncertainty --init={init} --out_dir={src}\n"
+                 f"python -m training.release {src}                  # this card and default.w2s\n```\n"
+                 + uncertainty_section(uq))
     data = write_model(quantize(model, calib), out_dir / "default.w2s")
     fid = engine_fidelity(model, Model(out_dir / "default.w2s"), held_out)
-    (out_dir / "default.md").write_text(card(train, fid, len(data), model.trainable_parameters()))
+    shipped = uq["ccc"] if model.cfg.uncertainty else None
+    _atomic_write(out_dir / "default.md", card(train, fid, len(data), model.trainable_parameters(), extra,
+                                               shipped).encode())
     return fid
 
 

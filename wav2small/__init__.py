@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import threading
 
-from .model import Model, Prediction
+from .model import Model, Prediction, Thresholds
 
 __version__ = "0.1.0"
-__all__ = ["Model", "Prediction", "__version__", "predict"]
+__all__ = ["Model", "Prediction", "Thresholds", "__version__", "predict"]
 
 _default: Model | None = None
 _default_lock = threading.Lock()
@@ -27,9 +27,10 @@ def _default_model() -> Model:
         return _default
 
 
-def predict(pcm, sample_rate: int = 16000):
-    """Arousal, dominance and valence of a clip (or of each clip of a list) with the default model.
+def predict(pcm, sample_rate: int = 16000, *, thresholds: Thresholds | None = None):
+    """Arousal, dominance and valence of a clip (or of each clip of a list) with the default model,
+    with each one's uncertainty and whether to trust it (Prediction.decision).
 
     See Model.predict for the accepted inputs.
     """
-    return _default_model().predict(pcm, sample_rate=sample_rate)
+    return _default_model().predict(pcm, sample_rate=sample_rate, thresholds=thresholds)

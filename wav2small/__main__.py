@@ -14,36 +14,60 @@ from importlib.metadata import entry_points
 from . import __version__
 from .audio import load
 from .errors import Wav2SmallError
-from .model import OUTPUT_NAMES, Model
+from .model import OUTPUT_NAMES, Model, Prediction, Thresholds
+
+SIGMA_NAMES = tuple(f"sigma_{n}" for n in OUTPUT_NAMES)
+
+
+def _row(path: str, p: Prediction) -> dict:
+    """One flat row per file: A/D/V, then (with an uncertainty head) sigmas, speech_prob, decision."""
+    row: dict = {"file": path, **{n: getattr(p, n) for n in OUTPUT_NAMES}}
+    if p.sigma is not None:
+        row.update(zip(SIGMA_NAMES, p.sigma))
+        row.update(speech_prob=p.speech_prob, decision=p.decision)
+    return row
 
 
 def _predict(args: argparse.Namespace) -> int:
     try:
         model = Model(args.model)
-    except Wav2SmallError as e:
+        thresholds = model.thresholds
+        if args.max_sigma is not None or args.min_speech_prob is not None:
+            if thresholds is None:
+                raise Wav2SmallError(f"{args.model}: this model has no uncertainty head; "
+                                     "--max-sigma and --min-speech-prob need one")
+            thresholds = Thresholds(
+                args.max_sigma if args.max_sigma is not None else thresholds.max_sigma,
+                args.min_speech_prob if args.min_speech_prob is not None else thresholds.min_speech_prob)
+    except (Wav2SmallError, ValueError) as e:
         print(f"wav2small: {e}", file=sys.stderr)
         return 2
     rows, failed = [], 0
     for path in args.files:
         try:
-            p = model.predict(load(path, model.sample_rate), sample_rate=model.sample_rate)
+            p = model.predict(load(path, model.sample_rate), sample_rate=model.sample_rate, thresholds=thresholds)
         except Wav2SmallError as e:
             print(f"wav2small: {path}: {e}", file=sys.stderr)
             failed += 1
             continue
-        rows.append({"file": path, **p.as_dict()})
+        rows.append(_row(path, p))
+    fields = ["file", *OUTPUT_NAMES] + (
+        [*SIGMA_NAMES, "speech_prob", "decision"] if model.has_uncertainty else [])
     if args.format == "json":
         json.dump(rows, sys.stdout, indent=2)
         print()
     elif args.format == "csv":
-        w = csv.DictWriter(sys.stdout, fieldnames=["file", *OUTPUT_NAMES])
+        w = csv.DictWriter(sys.stdout, fieldnames=fields)
         w.writeheader()
         w.writerows(rows)
     else:
         width = max([4] + [len(r["file"]) for r in rows])
-        print(f"{'file':<{width}}  " + "  ".join(f"{n:>9}" for n in OUTPUT_NAMES))
+        names = [f for f in fields[1:] if f != "decision"]
+        head = f"{'file':<{width}}  " + "  ".join(f"{n.replace('sigma_', 'σ_'):>9}" for n in names)
+        print(head + ("  decision" if model.has_uncertainty else ""))
         for r in rows:
-            print(f"{r['file']:<{width}}  " + "  ".join(f"{r[n]:9.4f}" for n in OUTPUT_NAMES))
+            line = f"{r['file']:<{width}}  " + "  ".join(f"{r[n]:9.4f}" for n in names)
+            print(line + (f"  {r['decision']}" if model.has_uncertainty else ""))
     return 1 if failed else 0
 
 
@@ -54,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="print arousal/dominance/valence of audio files")
     p.add_argument("files", nargs="+", help="audio files (any format soundfile reads, any sample rate)")
     p.add_argument("--model", default=None, help="a .w2s model file (default: the shipped model)")
+    p.add_argument("--max-sigma", type=float, default=None,
+                   help="call a result 'too uncertain' when any sigma exceeds this (default: the model's)")
+    p.add_argument("--min-speech-prob", type=float, default=None,
+                   help="call a clip 'no speech' below this speech probability (default: the model's)")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", dest="format", action="store_const", const="json", help="JSON output")
     fmt.add_argument("--csv", dest="format", action="store_const", const="csv", help="CSV output")

@@ -1,6 +1,8 @@
 """Model: a loaded .w2s file and the C engine that runs it."""
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
@@ -15,20 +17,101 @@ from .errors import AudioTooLongError, AudioTooShortError, ModelError
 OUTPUT_NAMES = ("arousal", "dominance", "valence")
 DEFAULT_MODEL = "default.w2s"
 
+# What a model with an uncertainty head says of a clip (the engine's w2s_decision codes).
+RELIABLE, NO_SPEECH, TOO_UNCERTAIN, UNKNOWN = "reliable", "no speech", "too uncertain", "unknown"
+_DECISIONS = {_engine.RELIABLE: RELIABLE, _engine.NO_SPEECH: NO_SPEECH,
+              _engine.TOO_UNCERTAIN: TOO_UNCERTAIN, _engine.NO_DECISION: UNKNOWN}
+
 
 @dataclass(frozen=True)
 class Prediction:
-    """Arousal, dominance and valence of one clip (nominally 0..1, not clipped)."""
+    """Arousal, dominance and valence of one clip (nominally 0..1, not clipped).
+
+    With a model that has an uncertainty head (the default model has one):
+    sigma: the predicted standard deviation of each of A/D/V, in the same units;
+    speech_prob: how sure the model is that the clip is speech at all (0..1);
+    decision: "reliable", "no speech" or "too uncertain" (by Thresholds); "unknown" for a model
+    without the head, whose sigma and speech_prob are None.
+    """
 
     arousal: float
     dominance: float
     valence: float
+    sigma: tuple[float, float, float] | None = None
+    speech_prob: float | None = None
+    decision: str = UNKNOWN
+
+    @property
+    def reliable(self) -> bool:
+        """True only when the model vouches for the values (decision "reliable")."""
+        return self.decision == RELIABLE
 
     def as_array(self) -> np.ndarray:
         return np.array([self.arousal, self.dominance, self.valence], dtype=np.float32)
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def _sigmoid(x: float) -> float:
+    """1 / (1 + e^-x) without overflow for any int32-derived x."""
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+def _exp(x: float) -> float:
+    """e^x, saturating at the largest finite float instead of overflowing (odd models' outputs)."""
+    return math.exp(min(x, 709.0))
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """When a prediction is "reliable": speech_prob >= min_speech_prob and every sigma <= max_sigma.
+
+    Each model file carries its defaults (Model.thresholds); pass your own to predict() to trade
+    coverage for accuracy (a smaller max_sigma answers less often and is wrong less often).
+    """
+
+    max_sigma: float
+    min_speech_prob: float
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.max_sigma, (int, float)) and self.max_sigma > 0 and math.isfinite(self.max_sigma)):
+            raise ValueError(f"max_sigma must be a positive number, got {self.max_sigma!r}")
+        if not (isinstance(self.min_speech_prob, (int, float)) and 0.0 <= self.min_speech_prob <= 1.0):
+            raise ValueError(f"min_speech_prob must be within 0..1, got {self.min_speech_prob!r}")
+
+    def fixed(self, frac_bits: int) -> tuple[int, int]:
+        """(max_log_sigma, min_speech_logit) in the engine's output units."""
+        limit = 2**31 - 1
+        one = float(1 << frac_bits)
+        p = self.min_speech_prob
+        logit = -math.inf if p == 0.0 else math.inf if p == 1.0 else math.log(p / (1.0 - p))
+        q = [math.log(self.max_sigma) * one, logit * one]
+        return tuple(int(max(-limit - 1, min(limit, round(v) if math.isfinite(v) else v))) for v in q)
+
+    @classmethod
+    def from_fixed(cls, max_log_sigma: int, min_speech_logit: int, frac_bits: int) -> Thresholds:
+        one = float(1 << frac_bits)
+        return cls(_exp(max_log_sigma / one), _sigmoid(min_speech_logit / one))
+
+
+def prediction_from_fixed(engine: _engine.Model, q: np.ndarray, thresholds: Thresholds | None = None) -> Prediction:
+    """A Prediction from the engine's int32 outputs; the decision is the engine's (w2s_decide)."""
+    c = engine.config
+    x = q.astype(np.float64) / float(1 << c["out_frac_bits"])
+    if not c["flags"] & _engine.FLAG_UNCERTAINTY:
+        return Prediction(*(float(v) for v in x))
+    n = len(OUTPUT_NAMES)
+    fixed = thresholds.fixed(c["out_frac_bits"]) if thresholds is not None else engine.thresholds
+    return Prediction(
+        *(float(v) for v in x[:n]),
+        sigma=tuple(_exp(float(v)) for v in x[n : 2 * n]),
+        speech_prob=_sigmoid(float(x[2 * n])),
+        decision=_DECISIONS[engine.decide(q, *fixed)],
+    )
 
 
 def to_int16(pcm: np.ndarray) -> np.ndarray:
@@ -84,8 +167,23 @@ class Model:
             raise type(e)(f"{what}: {e}") from None
         self.config: dict = self._engine.config
         self.sample_rate: int = self.config["sample_rate"]
-        if self.config["n_outputs"] != len(OUTPUT_NAMES):
-            raise ModelError(f"{what} has {self.config['n_outputs']} outputs; this version reads 3 (A/D/V)")
+        n, want = self.config["n_outputs"], len(OUTPUT_NAMES)
+        if self.config["flags"] & _engine.FLAG_UNCERTAINTY:
+            want = 2 * want + 1  # values, log-sigmas, speech logit
+        if n != want:
+            raise ModelError(f"{what} has {n} outputs; this version reads {want} (A/D/V"
+                             f"{', their sigmas and a speech logit' if want > 3 else ''})")
+
+    @property
+    def has_uncertainty(self) -> bool:
+        """Whether predictions carry sigma, speech_prob and a decision."""
+        return bool(self.config["flags"] & _engine.FLAG_UNCERTAINTY)
+
+    @property
+    def thresholds(self) -> Thresholds | None:
+        """The model's default decision thresholds (None without an uncertainty head)."""
+        t = self._engine.thresholds
+        return None if t is None else Thresholds.from_fixed(*t, self.config["out_frac_bits"])
 
     def __repr__(self) -> str:
         c = self.config
@@ -126,19 +224,32 @@ class Model:
         return self._engine.predict(self.prepare(pcm, sample_rate))
 
     @overload
-    def predict(self, pcm: AudioLike, sample_rate: int = 16000) -> Prediction: ...
+    def predict(self, pcm: AudioLike, sample_rate: int = 16000, *,
+                thresholds: Thresholds | None = None, threads: int | None = None) -> Prediction: ...
     @overload
-    def predict(self, pcm: list[AudioLike], sample_rate: int = 16000) -> list[Prediction]: ...
+    def predict(self, pcm: list[AudioLike], sample_rate: int = 16000, *,
+                thresholds: Thresholds | None = None, threads: int | None = None) -> list[Prediction]: ...
 
-    def predict(self, pcm, sample_rate: int = 16000):
+    def predict(self, pcm, sample_rate: int = 16000, *, thresholds: Thresholds | None = None,
+                threads: int | None = None):
         """Arousal, dominance, valence of a clip, or of each clip of a list.
 
         pcm: 1-D numpy int16/float32/float64 array or a list of numbers (one clip), or a list of
         such clips. Floats are full scale +-1.0. Other rates than the model's are resampled.
+        thresholds: when the decision says "reliable" (default: the model's, Model.thresholds).
+        threads: for a list, how many threads run the engine at once (the GIL is released while
+        they do; default: one per CPU, at most one per clip). Results are the same for any count.
         """
+        if thresholds is not None and not isinstance(thresholds, Thresholds):
+            raise TypeError(f"thresholds must be a wav2small.Thresholds, got {type(thresholds).__name__}")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ValueError(f"threads must be a positive int or None, got {threads!r}")
         if _is_batch(pcm):
-            return [self._predict_one(c, sample_rate) for c in pcm]
-        return self._predict_one(pcm, sample_rate)
+            clips = [self.prepare(c, sample_rate) for c in pcm]
+            n = threads if threads is not None else min(len(clips), os.cpu_count() or 1)
+            return [prediction_from_fixed(self._engine, q, thresholds)
+                    for q in self._engine.predict_many(clips, n)]
+        return self._predict_one(pcm, sample_rate, thresholds)
 
     def clip_stats(self, pcm: AudioLike, sample_rate: int = 16000) -> tuple[int, int]:
         """The prenorm statistics (mean, log2_var) of a whole clip, as predict() computes them:
@@ -160,7 +271,5 @@ class Model:
         return Stream(self, stats=stats, prior=prior, prior_samples=prior_samples,
                       log2_window=log2_window, sample_rate=sample_rate)
 
-    def _predict_one(self, pcm: AudioLike, sample_rate: int) -> Prediction:
-        q = self.predict_fixed(pcm, sample_rate)
-        values = q.astype(np.float64) / float(1 << self.config["out_frac_bits"])
-        return Prediction(*(float(v) for v in values))
+    def _predict_one(self, pcm: AudioLike, sample_rate: int, thresholds: Thresholds | None = None) -> Prediction:
+        return prediction_from_fixed(self._engine, self.predict_fixed(pcm, sample_rate), thresholds)

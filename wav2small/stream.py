@@ -108,10 +108,9 @@ class Stream:
         """Arousal, dominance and valence of all audio pushed so far; the stream goes on.
 
         Raises AudioTooShortError before the first analysis frame (n_fft samples)."""
-        from .model import Prediction
+        from .model import prediction_from_fixed
 
-        values = self.read_fixed().astype(np.float64) / float(1 << self.model.config["out_frac_bits"])
-        return Prediction(*(float(v) for v in values))
+        return prediction_from_fixed(self.model._engine, self.read_fixed())
 
     def reset(self) -> None:
         """Start over (a new clip); the parameters stay."""

@@ -1,0 +1,253 @@
+"""The uncertainty head: format, engine (bit-exact, decision), Python API and CLI, training, report."""
+from __future__ import annotations
+
+import json
+import math
+import struct
+import subprocess
+import sys
+import zlib
+
+import numpy as np
+import pytest
+import torch
+from conftest import REPO, to_int16
+from test_engine import _compare_trace
+
+import wav2small
+from training.export import model_bytes
+from training.model import Wav2Small, Wav2SmallConfig
+from training.quantize import quantize
+from wav2small import Model, Thresholds, _engine
+from wav2small.errors import ModelFormatError
+
+
+@pytest.fixture(scope="module")
+def uq_bytes(speech_clips) -> bytes:
+    """A random-init model with an uncertainty head, quantized by the real exporter."""
+    torch.manual_seed(11)
+    cfg = Wav2SmallConfig(n_outputs=7, uncertainty=True, max_log_sigma=math.log(0.2), min_speech_logit=0.5)
+    return model_bytes(quantize(Wav2Small(cfg).eval(), speech_clips[:3]))
+
+
+def _patch_header(data: bytes, offset: int, value: int) -> bytes:
+    b = bytearray(data)
+    struct.pack_into("<I", b, offset, value)
+    struct.pack_into("<I", b, len(b) - 4, zlib.crc32(bytes(b[:-4])))
+    return bytes(b)
+
+
+def test_config_rejects_an_even_output_count():
+    with pytest.raises(ValueError, match="2n \\+ 1"):
+        Wav2SmallConfig(n_outputs=6, uncertainty=True)
+
+
+def test_head_is_in_the_file_and_bit_exact(uq_bytes, speech_clips):
+    m = Model.from_bytes(uq_bytes)
+    assert m.has_uncertainty and m.config["flags"] == _engine.FLAG_UNCERTAINTY and m.config["n_outputs"] == 7
+    t = m.thresholds
+    assert t.max_sigma == pytest.approx(0.2, rel=1e-4)
+    assert t.min_speech_prob == pytest.approx(1 / (1 + math.exp(-0.5)), rel=1e-4)
+    assert m._engine.tensors()["decide.params"].tolist() == [round(math.log(0.2) * 65536), 32768]
+    for pcm in (speech_clips[0][:64], speech_clips[1][:16001]):
+        _compare_trace(m._engine, to_int16(pcm))  # all 7 outputs equal the NumPy reference
+
+
+def test_unknown_flags_and_a_missing_head_are_format_errors(uq_bytes):
+    with pytest.raises(ModelFormatError):
+        Model.from_bytes(_patch_header(uq_bytes, 12, 3))  # an undefined flag
+    with pytest.raises(ModelFormatError):
+        Model.from_bytes(_patch_header(uq_bytes, 12, 0))  # no flag: decide.params is left over
+
+
+def test_decision_rule_of_the_engine(uq_bytes, speech_clips):
+    m = Model.from_bytes(uq_bytes)
+    q = m.predict_fixed(speech_clips[2])
+    log_sigma, logit = q[3:6], int(q[6])
+    cases = {  # thresholds -> what the rule in csrc/w2s.h says
+        (int(log_sigma.max()), logit): _engine.RELIABLE,             # both at their limit: still reliable
+        (int(log_sigma.max()) - 1, logit): _engine.TOO_UNCERTAIN,    # one sigma above
+        (int(log_sigma.max()), logit + 1): _engine.NO_SPEECH,        # logit below
+        (int(log_sigma.max()) - 1, logit + 1): _engine.NO_SPEECH,    # speech is checked first
+    }
+    for (max_ls, min_logit), want in cases.items():
+        assert m._engine.decide(q, max_ls, min_logit) == want
+    with pytest.raises(ValueError, match="7 outputs"):
+        m._engine.decide(q[:3], 0, 0)
+
+
+def test_prediction_fields_and_user_thresholds(uq_bytes, speech_clips):
+    m = Model.from_bytes(uq_bytes)
+    pcm = speech_clips[3]
+    q = m.predict_fixed(pcm)
+    p = m.predict(pcm)
+    x = q / 65536.0
+    assert p.as_array() == pytest.approx(x[:3], abs=1e-6)
+    assert p.sigma == pytest.approx(tuple(np.exp(x[3:6])), rel=1e-9)
+    assert p.speech_prob == pytest.approx(1 / (1 + np.exp(-x[6])), rel=1e-9)
+    assert p.decision in ("reliable", "no speech", "too uncertain")
+    assert m.predict(pcm, thresholds=Thresholds(max_sigma=1e-6, min_speech_prob=0.0)).decision == "too uncertain"
+    assert m.predict(pcm, thresholds=Thresholds(max_sigma=1e6, min_speech_prob=0.0)).decision == "reliable"
+    assert m.predict(pcm, thresholds=Thresholds(max_sigma=1e6, min_speech_prob=1.0)).decision == "no speech"
+    # the thresholds change only the decision
+    assert m.predict(pcm, thresholds=Thresholds(1e-6, 0.0)).sigma == p.sigma
+    for bad in ((0.0, 0.5), (-1.0, 0.5), (float("nan"), 0.5), (0.1, 1.5), (0.1, -0.1)):
+        with pytest.raises(ValueError):
+            Thresholds(*bad)
+    with pytest.raises(TypeError, match="Thresholds"):
+        m.predict(pcm, thresholds=(0.1, 0.5))
+
+
+def test_stream_reads_the_same_prediction(uq_bytes, speech_clips):
+    m = Model.from_bytes(uq_bytes)
+    pcm = speech_clips[4]
+    s = m.stream(stats=m.clip_stats(pcm))
+    for i in range(0, len(pcm), 777):
+        s.push(pcm[i:i + 777])
+    assert s.read() == m.predict(pcm)
+
+
+def test_model_without_head_says_unknown(distilled_float, speech_clips):
+    m = Model.from_bytes(model_bytes(quantize(distilled_float, speech_clips[:3])))
+    p = m.predict(speech_clips[0])
+    assert not m.has_uncertainty and m.thresholds is None
+    assert (p.sigma, p.speech_prob, p.decision, p.reliable) == (None, None, "unknown", False)
+
+
+# ---- the shipped default model --------------------------------------------------------------------
+
+
+def test_shipped_model_hears_speech_and_refuses_non_speech(default_model, speech_clips):
+    """Behaviour of the trained head on clips its training never saw (the held-out numbers are in
+    docs/uncertainty.md): real speech is speech; noise, a tone and silence are not."""
+    assert default_model.has_uncertainty
+    preds = default_model.predict(speech_clips)
+    heard = np.mean([p.speech_prob >= default_model.thresholds.min_speech_prob for p in preds])
+    assert heard >= 0.8, [round(p.speech_prob, 3) for p in preds]
+    rng = np.random.default_rng(5)
+    t = np.arange(48000) / 16000
+    others = {
+        "white noise": rng.normal(0, 0.1, 48000),
+        "1 kHz tone": 0.3 * np.sin(2 * np.pi * 1000 * t),
+        "silence": np.zeros(48000),
+    }
+    for name, x in others.items():
+        p = default_model.predict(x)
+        assert not p.reliable, (name, p)
+        assert name == "1 kHz tone" or p.decision == "no speech", (name, p)
+    print("\nspeech prob of real speech:", np.round([p.speech_prob for p in preds], 3))
+
+
+def test_uncertainty_grows_with_noise(default_model, speech_clips):
+    from training.ood import corrupt
+
+    rng = np.random.default_rng(6)
+    mean_sigma = []
+    for snr in (30, 10, -10):
+        s = [max(default_model.predict(corrupt(c, 16000, "white", snr, rng)).sigma) for c in speech_clips[:8]]
+        mean_sigma.append(float(np.mean(s)))
+    assert mean_sigma[0] < mean_sigma[1] < mean_sigma[2], mean_sigma
+
+
+def test_cli_shows_uncertainty_and_takes_thresholds(tmp_path, speech_files):
+    files = [str(f) for f in speech_files[:2]]
+    run = lambda *a: subprocess.run([sys.executable, "-m", "wav2small", "predict", *a], capture_output=True, text=True)  # noqa: E731
+    table = run(*files)
+    assert table.returncode == 0, table.stderr
+    head = table.stdout.splitlines()[0].split()
+    assert head[:4] == ["file", "arousal", "dominance", "valence"] and head[-2:] == ["speech_prob", "decision"]
+    rows = json.loads(run("--json", "--max-sigma", "1e-9", *files).stdout)
+    assert all(r["decision"] in ("too uncertain", "no speech") for r in rows)
+    assert set(rows[0]) == {"file", "arousal", "dominance", "valence", "sigma_arousal", "sigma_dominance",
+                            "sigma_valence", "speech_prob", "decision"}
+    rows = json.loads(run("--json", "--min-speech-prob", "1", *files).stdout)
+    assert [r["decision"] for r in rows] == ["no speech"] * 2
+    bad = run("--max-sigma", "-1", *files)
+    assert bad.returncode == 2 and "max_sigma must be a positive number" in bad.stderr
+
+
+def test_top_level_predict_passes_thresholds(speech_clips):
+    p = wav2small.predict(speech_clips[0], thresholds=Thresholds(max_sigma=1e6, min_speech_prob=0.0))
+    assert p.decision == "reliable" and p.reliable
+
+
+# ---- training and the report -----------------------------------------------------------------------
+
+
+def test_losses_have_their_minimum_where_they_should():
+    from training.uncertainty import loss_terms
+
+    target = torch.tensor([[0.5, 0.5, 0.5], [0.2, 0.4, 0.6]])
+    err = 0.1
+
+    def nll(log_sigma: float) -> float:
+        out = torch.cat([target + err, torch.full((2, 3), log_sigma), torch.zeros(2, 1)], dim=1)
+        return loss_terms(out, target, 2, torch.ones(2, dtype=torch.bool), 0.0)["nll"].item()
+    grid = np.linspace(-5, 0, 501)
+    assert grid[np.argmin([nll(v) for v in grid])] == pytest.approx(math.log(err), abs=0.01)
+    # OOD rows: log sigma pulled to its target, speech logit to "not speech"
+    out = torch.full((3, 7), -3.0)  # sigma far below the OOD target
+    out[:, 6] = 0.0
+    out.requires_grad_(True)
+    terms = loss_terms(out, target[:1], 1, torch.tensor([True, False, False]), math.log(0.3))
+    (terms["ood"] + terms["speech"]).backward()
+    assert (out.grad[1:, 3:6] < 0).all() and (out.grad[1:, 6] > 0).all() and (out.grad[0, 6] < 0)
+
+
+def test_report_metrics():
+    from training.uq_report import area, auroc, selective_curve, spearman
+
+    assert auroc(np.array([2, 3]), np.array([0, 1])) == 1.0
+    assert auroc(np.array([0, 1]), np.array([2, 3])) == 0.0
+    assert auroc(np.array([1, 1]), np.array([1, 1])) == 0.5
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(1, 1, 300), rng.normal(0, 1, 300)
+    brute = np.mean([[x > y for y in b] for x in a])
+    assert auroc(a, b) == pytest.approx(brute)
+    assert spearman(np.arange(10), np.arange(10) ** 3) == pytest.approx(1.0)
+    err = rng.random(200)
+    cover, oracle = selective_curve(err, err)
+    assert np.all(np.diff(oracle) <= 0) and cover[0] == 1.0
+    assert area(cover, oracle) < area(*selective_curve(err, rng.random(200)))
+
+
+def test_training_release_and_report_end_to_end(tmp_path, monkeypatch):
+    """A few steps of training.uncertainty from the distilled student, the release into a model file
+    with the head, and the report on a few clips: every piece of the real path, small."""
+    from training import release, uncertainty, uq_report
+
+    run = tmp_path / "uq"
+    rep = uncertainty.train(uncertainty.UQConfig(
+        init=str(REPO / "training" / "default"), out_dir=str(run), max_iters=2, n_clips=120, batch_speech=4, batch_real=2, batch_ood=2,
+        ood_per_kind=2, real_per_group=1, babble_bank=2, threads=1))
+    assert set(rep["thresholds"]) >= {"max_sigma", "min_speech_prob"} and rep["pools"]["non_speech"] >= 12
+    models = tmp_path / "models"
+    fid = release.release(run, models, n_clips=6)
+    assert set(fid["ccc"]) >= {"log_sigma_arousal", "speech_logit"}
+    m = Model(models / "default.w2s")
+    assert m.has_uncertainty and m.thresholds.max_sigma == pytest.approx(rep["thresholds"]["max_sigma"], rel=1e-3)
+    card = (models / "default.md").read_text()
+    assert "Uncertainty head" in card and "not trained on human emotion ratings" in card.lower()
+    out = tmp_path / "report"
+    assert uq_report.main([f"--w2s={models / 'default.w2s'}", f"--base={REPO / 'training' / 'default'}", f"--ensemble={REPO / 'training' / 'default'}",
+                           f"--out={out}", "--annotated=4", "--real_per_group=1", "--ood_per_kind=1",
+                           "--seconds=1", "--corrupt_clips=1", "--mc_steps=1", "--n_clips=120", "--threads=1"]) == 0
+    res = json.loads(out.with_suffix(".json").read_text())
+    assert {"engine: sigma", "engine: 1 - speech prob", "mc dropout: sigma", "deep ensemble: sigma",
+            "silero-vad: 1 - speech prob"} <= set(res["auroc"])
+    assert all(0.0 <= v <= 1.0 for per in res["auroc"].values() for v in per.values())
+    assert (out / "sigma_vs_snr.png").stat().st_size > 1000 and (out / "selective.png").stat().st_size > 1000
+    assert "python -m training.uq_report" in out.with_suffix(".md").read_text()
+
+
+def test_extreme_outputs_convert_without_overflow(uq_bytes):
+    """An odd model can put any int32 in the log-sigma and logit outputs (found by review of the
+    atheris harness): the conversion saturates instead of raising OverflowError."""
+    from wav2small.model import prediction_from_fixed
+
+    m = Model.from_bytes(uq_bytes)
+    for v in (2**31 - 1, -2**31):
+        p = prediction_from_fixed(m._engine, np.full(7, v, np.int32))
+        assert all(math.isfinite(s) and s >= 0 for s in p.sigma) and 0.0 <= p.speech_prob <= 1.0
+    t = Thresholds.from_fixed(2**31 - 1, -2**31, 16)
+    assert math.isfinite(t.max_sigma) and t.min_speech_prob == 0.0

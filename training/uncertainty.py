@@ -1,0 +1,362 @@
+"""Uncertainty head: teach a trained student to say how sure it is, in the same int8 pass (issue 4).
+
+    python -m training.uncertainty --init=training/default --out_dir=runs/uq
+    python -m training.release runs/uq          # default.w2s with the head, and its card
+
+The head is a mean-variance head plus a speech detector, i.e. four more rows of the student's last
+linear layer (so the C engine runs it unchanged, bit-exact, in the same pass):
+
+    outputs 0..2  arousal, dominance, valence (mu)
+    outputs 3..5  log sigma of each (natural log; sigma in the units of the values)
+    output  6     speech logit (log-odds that the clip is speech)
+
+Training starts from a distilled student (--init) and fine-tunes all of it on batches that mix
+
+  * the prosody annotator's espeak-ng clips (targets known), half of them corrupted by a random
+    corruption of training.ood (noise -10..30 dB SNR, clipping, telephone, dropouts, quantisation;
+    babble from training voices only): targets stay the clean clip's, so the student's error grows
+    with the corruption and the Gaussian NLL teaches sigma to grow with it;
+  * real speech from Debian packages (speaker groups of training.corpus's "train" split): speech,
+    but without A/D/V targets, so it trains the speech detector only;
+  * non-speech of training.ood's "train" split (music, noise, babble, tones, silence, effects; the
+    evaluation uses other files and generators): log sigma is pulled to `ood_log_sigma` (maximal
+    uncertainty, as the paper's OOD-trained "KL-out" variant targets a flat prior) and the speech
+    logit to 0. Non-speech is capped at a quarter of the speech in each batch, as in the paper.
+
+Loss = (1 - CCC of mu on the annotated clips, as in distillation) + Gaussian NLL of sigma given the (detached) error
++ squared distance of OOD log sigma to its target + binary cross-entropy of the speech logit.
+
+The decision thresholds written into the model: speech when the speech probability is >= 0.5
+(logit >= 0: the classifier's own boundary); "too uncertain" when any sigma exceeds the
+`coverage` quantile (default 0.95) of the largest sigma over clean validation speech, taken for the
+annotator's validation voices and for real speech of the validation speaker groups apart, the
+larger of the two: 95 % of either kind of clean speech is answered, noisier speech less. docs/uncertainty.md has the
+measurements and why this method was chosen over MC dropout and deep ensembles.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .metrics import ccc_torch
+from .model import Wav2Small, Wav2SmallConfig, load_safetensors
+
+N_VALUES = 3
+
+
+@dataclass
+class UQConfig:
+    init: str = "training/default"   # directory with the distilled student's model.safetensors
+    out_dir: str = "runs/uq"
+    seed: int = 0
+    n_clips: int = 3000              # prosody corpus size (as training.distill; same clips)
+    crop_seconds: float = 2.0
+    batch_speech: int = 16           # annotated espeak-ng clips per step
+    batch_real: int = 4              # real speech per step (speech detector only)
+    batch_ood: int = 5               # non-speech per step (<= 1/4 of the speech, as in the paper)
+    corrupt_prob: float = 0.5        # share of the annotated clips that are corrupted
+    # measured alternatives (docs/uncertainty.md): the defaults gave the best uncertainty
+    mean_on_corrupted: bool = True   # the CCC term also on corrupted clips (else clean ones only)
+    freeze_bn: bool = False          # keep the student's BatchNorm statistics
+    trunk_lr_scale: float = 1.0      # learning rate of the trunk relative to the head; 0 freezes it
+    max_iters: int = 400
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    ood_log_sigma: float = math.log(0.3)  # sigma of a uniform guess over the value range ~0.29
+    init_log_sigma: float = math.log(0.1)
+    ood_per_kind: int = 150          # training.ood clips per kind
+    real_per_group: int = 40         # real speech files per speaker group
+    babble_bank: int = 24            # babble noises made up front (6-12 training voices each)
+    coverage: float = 0.95           # clean validation speech answered at the default threshold
+    thresholds_only: bool = False    # load out_dir's trained model and only set its thresholds again
+    threads: int = 2
+
+    @classmethod
+    def parse(cls, argv: list[str] | None = None) -> UQConfig:
+        p = argparse.ArgumentParser(prog="python -m training.uncertainty", description=__doc__,
+                                    formatter_class=argparse.RawDescriptionHelpFormatter)
+        for f in fields(cls):
+            kind = (lambda v: v.lower() in ("1", "true", "yes")) if isinstance(f.default, bool) else type(f.default)
+            p.add_argument(f"--{f.name}", type=kind, default=f.default, help=f"(default: {f.default})")
+        return cls(**vars(p.parse_args(argv)))
+
+
+def with_uncertainty_head(base: Wav2Small, init_log_sigma: float) -> Wav2Small:
+    """A copy of a 3-output student with four more head rows: log sigmas (flat at init_log_sigma)
+    and a speech logit (0). The trunk and the A/D/V rows are the base model's."""
+    cfg = Wav2SmallConfig(**{**asdict(base.cfg), "n_outputs": 2 * N_VALUES + 1, "uncertainty": True})
+    model = Wav2Small(cfg)
+    state = {k: v for k, v in base.state_dict().items() if not k.startswith("adv.")}
+    model.load_state_dict(state, strict=False)
+    with torch.no_grad():
+        model.adv.weight.zero_()
+        model.adv.bias.zero_()
+        model.adv.weight[:N_VALUES] = base.adv.weight
+        model.adv.bias[:N_VALUES] = base.adv.bias
+        model.adv.bias[N_VALUES:2 * N_VALUES] = init_log_sigma
+    return model
+
+
+def split_outputs(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(B, 7) -> mu (B, 3), log sigma (B, 3), speech logit (B,)."""
+    return out[:, :N_VALUES], out[:, N_VALUES:2 * N_VALUES], out[:, 2 * N_VALUES]
+
+
+def loss_terms(out: torch.Tensor, target: torch.Tensor, n_annotated: int, is_speech: torch.Tensor,
+               ood_log_sigma: float, clean: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Rows [0, n_annotated) have targets; is_speech (B,) marks speech rows (annotated or not);
+    `clean` (n_annotated,) marks the annotated rows the mean learns from (default: all)."""
+    mu, log_sigma, logit = split_outputs(out)
+    mu_a, ls_a = mu[:n_annotated], log_sigma[:n_annotated]
+    err2 = (target - mu_a.detach()) ** 2  # sigma learns the error; mu learns from the CCC term only
+    keep = clean if clean is not None and int(clean.sum()) >= 2 else torch.ones(n_annotated, dtype=torch.bool)
+    terms = {
+        "ccc": 1.0 - ccc_torch(mu_a[keep], target[keep]).mean(),
+        "nll": (ls_a + 0.5 * err2 * torch.exp(-2.0 * ls_a)).mean(),
+        "speech": F.binary_cross_entropy_with_logits(logit, is_speech.float()),
+    }
+    ood = ~is_speech
+    terms["ood"] = ((log_sigma[ood] - ood_log_sigma) ** 2).mean() if ood.any() else out.new_zeros(())
+    return terms
+
+
+# ------------------------------------------------------------------------------------------------
+# data
+
+
+@dataclass
+class Pools:
+    """Everything a step draws from: float32 clips at 16 kHz."""
+    annotated: list[np.ndarray]     # espeak-ng train split
+    targets: np.ndarray             # (N, 3)
+    real: list[np.ndarray]          # Debian real speech, train groups
+    ood: list[np.ndarray]           # training.ood non-speech, train split
+    babble: list[np.ndarray]        # babble noise of training voices (made once: it reads many files)
+
+
+def real_speech(splits: tuple[str, ...], per_group: int, seed: int) -> list[tuple[str, np.ndarray]]:
+    """Real speech of training.corpus's speaker groups in `splits` (train: train; eval: val+test)."""
+    from wav2small.audio import load
+
+    from .corpus import debian_entries
+
+    out = []
+    for e in debian_entries(max_per_group=per_group, seed=seed):
+        if e.split in splits:
+            try:
+                out.append((e.group, load(e.path, 16000).astype(np.float32)))
+            except Exception as err:  # one unreadable file must not stop a run
+                print(f"warning: skipped {e.path}: {err}", file=sys.stderr)
+    return out
+
+
+def load_pools(cfg: UQConfig, log) -> Pools:
+    from .distill import TrainConfig, load_prosody_corpus
+    from .ood import make_babble, nonspeech
+
+    t0 = time.time()
+    splits = load_prosody_corpus(TrainConfig(n_clips=cfg.n_clips, seed=cfg.seed), 16000, log)
+    to_f = lambda clips: [c.astype(np.float32) / 32768.0 for c in clips]  # noqa: E731
+    real = [a for _, a in real_speech(("train",), cfg.real_per_group, cfg.seed)]
+    ood = [c.audio for c in nonspeech("train", seed=cfg.seed, max_per_kind=cfg.ood_per_kind)]
+    rng = np.random.default_rng([cfg.seed, 0xBA])
+    babble = [make_babble("train", int(cfg.crop_seconds * 16000), rng)[0].astype(np.float32)
+              for _ in range(cfg.babble_bank)]
+    log(f"pools: {len(splits['train'])} annotated, {len(real)} real speech, {len(ood)} non-speech "
+        f"({time.time() - t0:.0f} s)")
+    if not real or not ood:
+        raise SystemExit("no real speech or no non-speech found: see .ci/run for the Debian packages")
+    return Pools(to_f(splits["train"].clips), splits["train"].targets, real, ood, babble)
+
+
+def crop(x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """n samples from a random offset; shorter clips are tiled (as training.distill's pad=repeat)."""
+    from .distill import fit_length
+
+    return fit_length(x, n, int(rng.integers(0, max(1, len(x) - n + 1))), "repeat")
+
+
+def corrupt_with_bank(x: np.ndarray, kind: str, level: float, rng: np.random.Generator,
+                      babble: list[np.ndarray], split: str) -> np.ndarray:
+    """training.ood.corrupt, except that babble is drawn from a bank made up front (making one
+    reads many files), mixed at the same SNR and scaled down as a whole if it would clip."""
+    from .ood import add_noise, corrupt
+
+    if kind != "babble":
+        return corrupt(x, 16000, kind, level, rng, babble_split=split)
+    y = add_noise(x, babble[int(rng.integers(len(babble)))][: len(x)], level)
+    return (y / max(1.0, float(np.abs(y).max()))).astype(np.float32)
+
+
+def random_corruption(x: np.ndarray, rng: np.random.Generator, babble: list[np.ndarray]) -> np.ndarray:
+    """One corruption of training.ood's grid, babble from training voices."""
+    from .ood import corruption_grid
+
+    grid = corruption_grid()
+    kind, level = grid[int(rng.integers(len(grid)))]
+    return corrupt_with_bank(x, kind, level, rng, babble, "train")
+
+
+def batch(pools: Pools, cfg: UQConfig, it: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Step `it`'s batch, a pure function of (seed, it): annotated rows first, then real, then OOD.
+    Returns audio, targets of the annotated rows, which rows are speech, which annotated are clean."""
+    rng = np.random.default_rng([cfg.seed, 0x5A, it])
+    n = int(cfg.crop_seconds * 16000)
+    rows, targets, clean = [], [], []
+    for i in rng.integers(len(pools.annotated), size=cfg.batch_speech):
+        x = crop(pools.annotated[i], n, rng)
+        clean.append(not rng.random() < cfg.corrupt_prob)
+        rows.append(x if clean[-1] else random_corruption(x, rng, pools.babble))
+        targets.append(pools.targets[i])
+    rows += [crop(pools.real[i], n, rng) for i in rng.integers(len(pools.real), size=cfg.batch_real)]
+    rows += [crop(pools.ood[i], n, rng) for i in rng.integers(len(pools.ood), size=cfg.batch_ood)]
+    is_speech = torch.zeros(len(rows), dtype=torch.bool)
+    is_speech[: cfg.batch_speech + cfg.batch_real] = True
+    return (torch.from_numpy(np.stack(rows).astype(np.float32)), torch.from_numpy(np.stack(targets)).float(),
+            is_speech, torch.tensor(clean))
+
+
+# ------------------------------------------------------------------------------------------------
+# training
+
+
+@torch.no_grad()
+def outputs(model: torch.nn.Module, clips: list[np.ndarray], batch_size: int = 16) -> np.ndarray:
+    """Float model outputs of whole clips (one at a time when lengths differ)."""
+    model.eval()
+    res = [model(torch.from_numpy(np.asarray(c, np.float32))[None])[0].numpy() for c in clips]
+    return np.array(res, np.float64)
+
+
+def default_thresholds(val_outs: list[np.ndarray], coverage: float) -> tuple[float, float]:
+    """(max_log_sigma, min_speech_logit): the largest log sigma that answers `coverage` of each set
+    of clean validation speech (so of every one of them), and the classifier's own boundary (0)."""
+    q = [np.quantile(v[:, N_VALUES:2 * N_VALUES].max(axis=1), coverage) for v in val_outs if len(v)]
+    return float(max(q)), 0.0
+
+
+def held_out_speech(cfg: UQConfig, log) -> tuple[dict, list[np.ndarray]]:
+    """The annotator's validation and test voices ({split: (clips, targets)}) and real speech of
+    training.corpus's "val" speaker groups (the report evaluates on the "test" groups)."""
+    from .distill import TrainConfig, load_prosody_corpus
+
+    splits = load_prosody_corpus(TrainConfig(n_clips=cfg.n_clips, seed=cfg.seed), 16000, log)
+    annotated = {k: ([c.astype(np.float32) / 32768.0 for c in splits[k].clips], splits[k].targets)
+                 for k in ("val", "test")}
+    return annotated, [a for _, a in real_speech(("val",), cfg.real_per_group, cfg.seed)]
+
+
+def finish(model: Wav2Small, cfg: UQConfig, history: list, extra: dict, log) -> dict[str, Any]:
+    """Set the decision thresholds from clean validation speech, measure, save model + train.json."""
+    annotated, real = held_out_speech(cfg, log)
+    out = {k: outputs(model, clips) for k, (clips, _) in annotated.items()}
+    val_real = outputs(model, real)
+    max_log_sigma, min_logit = default_thresholds([out["val"], val_real], cfg.coverage)
+    model.cfg.max_log_sigma, model.cfg.min_speech_logit = max_log_sigma, min_logit
+    ccc = {k: dict(zip(("arousal", "dominance", "valence"),
+                       ccc_torch(torch.from_numpy(out[k][:, :N_VALUES]), torch.from_numpy(t).double()).tolist()))
+           for k, (_, t) in annotated.items()}
+    report = {
+        "config": asdict(cfg),
+        "model_args": model.cfg.to_dict(),
+        "trainable_parameters": model.trainable_parameters(),
+        **extra,
+        "thresholds": {"max_log_sigma": max_log_sigma, "max_sigma": math.exp(max_log_sigma),
+                       "min_speech_logit": min_logit, "min_speech_prob": 0.5,
+                       "from": f"{len(annotated['val'][0])} espeak-ng validation clips + {len(real)} real "
+                               "speech clips of the validation speaker groups"},
+        "ccc": ccc,
+        "history": history,
+    }
+    save(model, Path(cfg.out_dir), report)
+    log(f"val CCC {report['ccc']['val']}; max sigma {math.exp(max_log_sigma):.4f}; wrote {cfg.out_dir}")
+    return report
+
+
+def lr_at(it: int, cfg: UQConfig) -> float:
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(1.0, it / cfg.max_iters)))
+
+
+def save(model: Wav2Small, out_dir: Path, report: dict[str, Any]) -> None:
+    from .distill import save_json, save_model
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_model(out_dir / "model.safetensors", model.state_dict(), config=model.cfg.to_dict())
+    save_json(out_dir / "train.json", report)
+
+
+def train(cfg: UQConfig) -> dict[str, Any]:
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    t_start = time.time()
+
+    def log(msg: str) -> None:
+        print(f"[{time.time() - t_start:6.0f} s] {msg}", flush=True)
+
+    if cfg.thresholds_only:  # an existing run: only choose its thresholds again
+        model = load_safetensors(Path(cfg.out_dir) / "model.safetensors")
+        old = json.loads((Path(cfg.out_dir) / "train.json").read_text())
+        keep = {k: old[k] for k in ("pools", "wall_seconds") if k in old}
+        return finish(model, cfg, old.get("history", []), keep, log)
+    base = load_safetensors(Path(cfg.init) / "model.safetensors")
+    if base.cfg.uncertainty:
+        raise SystemExit(f"{cfg.init} already has an uncertainty head")
+    model = with_uncertainty_head(base, cfg.init_log_sigma)
+    pools = load_pools(cfg, log)
+    # the trunk (and with it A/D/V) may learn slower than the new head rows, or not at all
+    trunk = [p for n, p in model.named_parameters() if not n.startswith("adv.")]
+    groups = [{"params": list(model.adv.parameters()), "scale": 1.0}]
+    if cfg.trunk_lr_scale > 0:
+        groups.append({"params": trunk, "scale": cfg.trunk_lr_scale})
+    else:  # frozen trunk: the A/D/V rows stay the distilled student's too
+        for p in trunk:
+            p.requires_grad_(False)
+        keep_values = torch.ones(2 * N_VALUES + 1, 1)
+        keep_values[:N_VALUES] = 0
+        model.adv.weight.register_hook(lambda g: g * keep_values)
+        model.adv.bias.register_hook(lambda g: g * keep_values[:, 0])
+        groups[0]["weight_decay"] = 0.0  # decoupled decay would still shrink the frozen A/D/V rows
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    history = []
+    for it in range(cfg.max_iters):
+        model.train()
+        if cfg.freeze_bn:  # batches mix in noise and music: their statistics must not move BN's
+            for m in model.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.eval()
+        for g in opt.param_groups:
+            g["lr"] = lr_at(it, cfg) * g["scale"]
+        x, y, is_speech, clean = batch(pools, cfg, it)
+        terms = loss_terms(model(x), y, cfg.batch_speech, is_speech, cfg.ood_log_sigma,
+                           None if cfg.mean_on_corrupted else clean)
+        loss = sum(terms.values())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        if it % 50 == 0 or it == cfg.max_iters - 1:
+            log(f"step {it}/{cfg.max_iters}  loss {loss.item():.3f}  " +
+                "  ".join(f"{k} {v.item():.3f}" for k, v in terms.items()))
+            history.append({"step": it, **{k: v.item() for k, v in terms.items()}})
+    pools_size = {"annotated": len(pools.annotated), "real_speech": len(pools.real), "non_speech": len(pools.ood)}
+    return finish(model, cfg, history, {"pools": pools_size, "wall_seconds": time.time() - t_start}, log)
+
+
+def main(argv: list[str] | None = None) -> None:
+    train(UQConfig.parse(argv))
+
+
+if __name__ == "__main__":
+    main()

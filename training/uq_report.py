@@ -1,0 +1,446 @@
+"""The uncertainty report: Markdown + JSON + PNG plots (issue 4), from one command.
+
+    python -m training.uq_report --w2s=wav2small/models/default.w2s --base=training/default \\
+        --ensemble=training/default,runs/ens1,runs/ens2 --out=docs/uncertainty-report
+
+Everything here runs on audio no training run saw: the prosody annotator's espeak-ng clips of the
+held-out (test) voices, real speech of training.corpus's test speaker groups, and training.ood's
+"eval" non-speech (other files and generators than the uncertainty head was trained on).
+
+Methods compared on the same clips:
+  engine   the shipped int8 model through the C engine: sigma per dimension and a speech logit
+           from the same pass (training/uncertainty.py)
+  mc       MC dropout: the base student (--base) fine-tuned with dropout on the head input, then 20
+           stochastic passes (PyTorch); uncertainty = std of the passes
+  ensemble a deep ensemble of independently distilled students (--ensemble, PyTorch); std of members
+  silero   silero-vad (speech vs non-speech only), the PyPI package's ONNX model
+
+Measurements: AUROC of each uncertainty for speech vs each non-speech kind; uncertainty vs SNR of
+corrupted speech (Spearman over clips); selective prediction (error against the annotator as the
+most uncertain clips are dropped, and its area); how the engine's decision splits each kind.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+N_VALUES = 3
+NAMES = ("arousal", "dominance", "valence")
+SNR_KINDS = ("white", "babble")
+
+
+# ------------------------------------------------------------------------------------------------
+# metrics (plain numpy, tested in tests/test_uncertainty.py)
+
+
+def auroc(pos: np.ndarray, neg: np.ndarray) -> float:
+    """P(score of a positive > score of a negative), ties count half (Mann-Whitney U)."""
+    pos, neg = np.asarray(pos, np.float64), np.asarray(neg, np.float64)
+    allv = np.concatenate([pos, neg])
+    order = allv.argsort(kind="mergesort")
+    ranks = np.empty(len(allv))
+    sorted_v = allv[order]
+    i = 0
+    while i < len(allv):  # average ranks over ties
+        j = i
+        while j + 1 < len(allv) and sorted_v[j + 1] == sorted_v[i]:
+            j += 1
+        ranks[order[i:j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    u = ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2
+    return float(u / (len(pos) * len(neg)))
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    def rank(x: np.ndarray) -> np.ndarray:
+        return np.argsort(np.argsort(x, kind="mergesort"), kind="mergesort").astype(np.float64)
+    ra, rb = rank(np.asarray(a)), rank(np.asarray(b))
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def selective_curve(err: np.ndarray, unc: np.ndarray, steps: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """Mean error of the clips kept when the most uncertain are dropped: coverage 1 .. 1/steps."""
+    order = np.argsort(unc, kind="mergesort")  # most certain first
+    cover = np.linspace(1.0, 1.0 / steps, steps)
+    mean_err = np.array([err[order[: max(1, int(round(c * len(err))))]].mean() for c in cover])
+    return cover, mean_err
+
+
+def area(cover: np.ndarray, mean_err: np.ndarray) -> float:
+    """Area under the error-coverage curve (lower is better), normalised to the coverage span."""
+    return float(np.trapezoid(mean_err[::-1], cover[::-1]) / (cover.max() - cover.min()))
+
+
+# ------------------------------------------------------------------------------------------------
+# data
+
+
+@dataclass
+class EvalSet:
+    speech: list[tuple[str, np.ndarray]]                   # (group, float32 16 kHz): espeak test + real
+    nonspeech: dict[str, list[np.ndarray]]                 # kind -> clips
+    annotated: list[np.ndarray]                            # espeak test clips (clean)
+    targets: np.ndarray                                    # (N, 3)
+    corrupted: list[tuple[int, str, float, np.ndarray]] = field(default_factory=list)  # (clip idx, kind, level, audio)
+
+
+def build_eval_set(n_annotated: int, real_per_group: int, ood_per_kind: int, seconds: float,
+                   corrupt_clips: int, seed: int, log: Callable[[str], None], n_clips: int = 3000) -> EvalSet:
+    from .distill import TrainConfig, load_prosody_corpus
+    from .ood import CORRUPTIONS, make_babble, nonspeech
+    from .uncertainty import corrupt_with_bank, real_speech
+
+    n = int(seconds * 16000)
+    test = load_prosody_corpus(TrainConfig(n_clips=n_clips, seed=0), 16000, log)["test"]
+    pick = np.random.default_rng([seed, 1]).permutation(len(test))[:n_annotated]
+    annotated = [test.clips[i][:n].astype(np.float32) / 32768.0 for i in pick]
+    targets = test.targets[pick]
+    real = [(g, a[:n]) for g, a in real_speech(("test",), real_per_group, seed)]  # "val" set the thresholds
+    speech = [("espeak-ng:" + test.voices[i], a) for i, a in zip(pick, annotated)] + real
+    ns: dict[str, list[np.ndarray]] = {}
+    for c in nonspeech("eval", seed=seed, max_per_kind=ood_per_kind):
+        ns.setdefault(c.kind, []).append(c.audio[:n])
+    rng = np.random.default_rng([seed, 2])
+    # babble of evaluation voices, made once (each one reads many files)
+    bank = [make_babble("eval", n, rng)[0] for _ in range(8)]
+    corrupted = [(i, kind, float(level), corrupt_with_bank(annotated[i], kind, level, rng, bank, "eval"))
+                 for i in range(min(corrupt_clips, len(annotated)))
+                 for kind, levels in CORRUPTIONS.items() for level in levels]
+    log(f"eval set: {len(annotated)} annotated + {len(real)} real speech clips, "
+        + ", ".join(f"{k} {len(v)}" for k, v in ns.items()) + f", {len(corrupted)} corrupted")
+    return EvalSet(speech, ns, annotated, targets, corrupted)
+
+
+# ------------------------------------------------------------------------------------------------
+# methods: each maps clips -> (mean (N, 3), sigma (N, 3), speech score (N,) or None)
+
+
+@dataclass
+class Result:
+    mean: np.ndarray
+    sigma: np.ndarray
+    speech: np.ndarray | None = None   # higher = more speech-like
+    decision: list[str] | None = None
+    seconds: float = 0.0               # wall time of the whole call
+
+    @property
+    def uncertainty(self) -> np.ndarray:
+        """One number per clip: the largest sigma over the dimensions."""
+        return self.sigma.max(axis=1)
+
+
+def run_engine(w2s_path: str) -> Callable[[list[np.ndarray]], Result]:
+    from wav2small import Model
+
+    model = Model(w2s_path)
+
+    def run(clips: list[np.ndarray]) -> Result:
+        t0 = time.perf_counter()
+        preds = [model.predict(c) for c in clips]
+        return Result(np.array([p.as_array() for p in preds], np.float64),
+                      np.array([p.sigma for p in preds], np.float64),
+                      np.array([p.speech_prob for p in preds], np.float64),
+                      [p.decision for p in preds], time.perf_counter() - t0)
+    return run
+
+
+class HeadDropout(torch.nn.Module):
+    """A Wav2Small with dropout on the 338 head inputs: the layer MC dropout samples."""
+
+    def __init__(self, base, p: float):
+        super().__init__()
+        self.base, self.drop = base, torch.nn.Dropout(p)
+
+    def forward(self, pcm: torch.Tensor) -> torch.Tensor:
+        v = self.base.vgg7
+        return self.base.adv(self.drop(v.features(v.logmel(pcm))))
+
+
+def train_mc_dropout(base_dir: str, p: float, steps: int, seed: int, log: Callable[[str], None],
+                     n_clips: int = 3000) -> HeadDropout:
+    """Fine-tune the base student with head dropout on clean annotated train clips (CCC loss)."""
+    from .distill import TrainConfig, load_prosody_corpus
+    from .metrics import ccc_torch
+    from .model import load_safetensors
+    from .uncertainty import crop
+
+    torch.manual_seed(seed)
+    model = HeadDropout(load_safetensors(Path(base_dir) / "model.safetensors"), p)
+    train = load_prosody_corpus(TrainConfig(n_clips=n_clips, seed=0), 16000, log)["train"]
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-4)
+    rng = np.random.default_rng([seed, 3])
+    for it in range(steps):
+        model.train()
+        idx = rng.integers(len(train), size=16)
+        x = torch.from_numpy(np.stack([crop(train.clips[i], 32000, rng) for i in idx]).astype(np.float32) / 32768)
+        loss = 1 - ccc_torch(model(x), torch.from_numpy(train.targets[idx]).float()).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if it % 100 == 0:
+            log(f"mc dropout step {it}/{steps} loss {loss.item():.3f}")
+    return model
+
+
+def run_mc_dropout(model: HeadDropout, passes: int = 20) -> Callable[[list[np.ndarray]], Result]:
+    def run(clips: list[np.ndarray]) -> Result:
+        t0 = time.perf_counter()
+        model.train()  # dropout on; BatchNorm must not update: freeze it
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.eval()
+        mean, sd = [], []
+        with torch.no_grad():
+            for c in clips:
+                x = torch.from_numpy(np.asarray(c, np.float32))[None].expand(passes, -1)
+                y = model(x).numpy()
+                mean.append(y.mean(0))
+                sd.append(y.std(0))
+        return Result(np.array(mean), np.array(sd), None, None, time.perf_counter() - t0)
+    return run
+
+
+def run_ensemble(dirs: list[str]) -> Callable[[list[np.ndarray]], Result]:
+    from .model import load_safetensors
+
+    members = [load_safetensors(Path(d) / "model.safetensors").eval() for d in dirs]
+
+    def run(clips: list[np.ndarray]) -> Result:
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            ys = np.array([[m(torch.from_numpy(np.asarray(c, np.float32))[None])[0, :N_VALUES].numpy()
+                            for m in members] for c in clips])  # (N, M, 3)
+        return Result(ys.mean(1), ys.std(1), None, None, time.perf_counter() - t0)
+    return run
+
+
+# ------------------------------------------------------------------------------------------------
+# the report
+
+
+def evaluate(es: EvalSet, methods: dict[str, Callable[[list[np.ndarray]], Result]],
+             silero: Callable[[list[np.ndarray]], np.ndarray] | None, log: Callable[[str], None]) -> dict:
+    speech = [a for _, a in es.speech]
+    res: dict = {"auroc": {}, "snr": {}, "selective": {}, "decisions": {}, "timing": {}}
+    seconds_speech = sum(len(a) for a in speech) / 16000
+    for name, run in methods.items():
+        log(f"running {name}")
+        sp = run(speech)
+        res["timing"][name] = {"ms_per_audio_second": 1000 * sp.seconds / seconds_speech}
+        scores = {"sigma": (sp.uncertainty, {})}
+        if sp.speech is not None:
+            scores["1 - speech prob"] = (1 - sp.speech, {})
+        for kind, clips in es.nonspeech.items():
+            ns = run(clips)
+            scores["sigma"][1][kind] = auroc(ns.uncertainty, sp.uncertainty)
+            if sp.speech is not None:
+                scores["1 - speech prob"][1][kind] = auroc(1 - ns.speech, 1 - sp.speech)
+            if ns.decision is not None:
+                res["decisions"].setdefault(name, {})[kind] = {d: ns.decision.count(d) / len(ns.decision)
+                                                               for d in sorted(set(ns.decision))}
+        for score, (_, per_kind) in scores.items():
+            per_kind["all"] = float(np.mean(list(per_kind.values())))
+            res["auroc"][f"{name}: {score}"] = per_kind
+        if sp.decision is not None:
+            res["decisions"].setdefault(name, {})["speech"] = {d: sp.decision.count(d) / len(sp.decision)
+                                                               for d in sorted(set(sp.decision))}
+        # corrupted speech: uncertainty vs SNR, and selective prediction on clean + corrupted
+        clean = run(es.annotated)
+        cor = run([a for *_, a in es.corrupted])
+        snr_rows = [(j, lvl) for j, (_, kind, lvl, _) in enumerate(es.corrupted) if kind in SNR_KINDS]
+        u = np.array([cor.uncertainty[j] for j, _ in snr_rows])
+        snr = np.array([lvl for _, lvl in snr_rows])
+        levels = sorted(set(snr.tolist()))
+        res["snr"][name] = {"spearman_vs_minus_snr": spearman(u, -snr),
+                            "levels": levels, "mean_sigma": [float(u[snr == lv].mean()) for lv in levels],
+                            "clean_mean_sigma": float(clean.uncertainty.mean())}
+        if cor.decision is not None:
+            res["snr"][name]["answered"] = [float(np.mean([cor.decision[j] == "reliable"
+                                                           for j, lv in snr_rows if lv == level])) for level in levels]
+        targets = np.concatenate([es.targets, es.targets[[i for i, *_ in es.corrupted]]])
+        means = np.concatenate([clean.mean, cor.mean])
+        err = np.abs(means - targets).mean(axis=1)
+        unc = np.concatenate([clean.uncertainty, cor.uncertainty])
+        cover, mean_err = selective_curve(err, unc)
+        _, oracle = selective_curve(err, err)
+        res["selective"][name] = {"coverage": cover.tolist(), "mean_abs_error": mean_err.tolist(),
+                                  "area": area(cover, mean_err), "oracle_area": area(cover, oracle),
+                                  "monotonic": bool(np.all(np.diff(mean_err) <= 1e-12))}
+    if silero is not None:
+        log("running silero-vad")
+        t0 = time.perf_counter()
+        sp = silero(speech)
+        res["timing"]["silero-vad"] = {"ms_per_audio_second": 1000 * (time.perf_counter() - t0) / seconds_speech}
+        per_kind = {kind: auroc(1 - silero(clips), 1 - sp) for kind, clips in es.nonspeech.items()}
+        per_kind["all"] = float(np.mean(list(per_kind.values())))
+        res["auroc"]["silero-vad: 1 - speech prob"] = per_kind
+    return res
+
+
+def plots(res: dict, out: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, r in res["snr"].items():
+        ax.plot(r["levels"], r["mean_sigma"], marker="o", label=name)
+        ax.axhline(r["clean_mean_sigma"], ls=":", lw=0.8, color=ax.lines[-1].get_color())
+    ax.set_xlabel("SNR (dB), white and babble noise")
+    ax.set_ylabel("mean of the largest sigma")
+    ax.set_title("Uncertainty vs SNR (dotted: clean speech)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "sigma_vs_snr.png", dpi=100)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, r in res["selective"].items():
+        ax.plot(r["coverage"], r["mean_abs_error"], marker=".", label=f"{name} (area {r['area']:.4f})")
+    ax.set_xlabel("coverage (share of clips answered)")
+    ax.set_ylabel("mean |error| vs annotator")
+    ax.invert_xaxis()
+    ax.set_title("Selective prediction: drop the most uncertain first")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "selective.png", dpi=100)
+    plt.close(fig)
+    return ["sigma_vs_snr.png", "selective.png"]
+
+
+def markdown(res: dict, command: str, pngs: list[str], meta: dict) -> str:
+    kinds = [k for k in next(iter(res["auroc"].values())) if k != "all"]
+    lines = [
+        "# Uncertainty: when the model should not answer",
+        "",
+        "Generated by `training/uq_report.py`; do not edit by hand. Command:",
+        "",
+        f"```bash\n{command}\n```",
+        "",
+        f"Machine: {meta['machine']}. Data (none of it seen in training): {meta['data']}.",
+        "",
+        "## AUROC: speech vs each kind of non-speech",
+        "",
+        "Higher is better; the score is the method's uncertainty (for silero-vad and our speech",
+        "output: 1 − speech probability).",
+        "",
+        "| method: score | " + " | ".join(kinds) + " | mean |",
+        "|---|" + "---|" * (len(kinds) + 1),
+    ]
+    for name, per in res["auroc"].items():
+        lines.append(f"| {name} | " + " | ".join(f"{per[k]:.3f}" for k in kinds) + f" | **{per['all']:.3f}** |")
+    lines += ["", "## Uncertainty vs SNR (corrupted held-out speech)", "",
+              "| method | Spearman(sigma, −SNR) over clips | mean sigma, clean | " +
+              " | ".join(f"{lv:g} dB" for lv in next(iter(res["snr"].values()))["levels"]) + " |",
+              "|---|---|---|" + "---|" * len(next(iter(res["snr"].values()))["levels"])]
+    for name, r in res["snr"].items():
+        lines.append(f"| {name} | {r['spearman_vs_minus_snr']:.3f} | {r['clean_mean_sigma']:.4f} | "
+                     + " | ".join(f"{v:.4f}" for v in r["mean_sigma"]) + " |")
+    for name, r in res["snr"].items():
+        if "answered" in r:
+            lines += ["", f"Share of {name} answers \"reliable\" per SNR: " +
+                      ", ".join(f"{lv:g} dB {a:.0%}" for lv, a in zip(r["levels"], r["answered"])) + "."]
+    lines += ["", f"![uncertainty vs SNR]({meta['png_dir']}/{pngs[0]})", "",
+              "## Selective prediction", "",
+              "Mean absolute error against the annotator over clean and corrupted held-out speech, as",
+              "the most uncertain clips are dropped. Area: under that curve (lower is better); the",
+              "oracle drops by the true error.", "",
+              "| method | area | oracle area | error falls monotonically | error at 100 % | at 50 % | at 20 % |",
+              "|---|---|---|---|---|---|---|"]
+    for name, r in res["selective"].items():
+        e = dict(zip([round(c, 3) for c in r["coverage"]], r["mean_abs_error"]))
+        lines.append(f"| {name} | {r['area']:.4f} | {r['oracle_area']:.4f} | {'yes' if r['monotonic'] else 'no'} | "
+                     f"{e.get(1.0, float('nan')):.4f} | {e.get(0.5, float('nan')):.4f} | {e.get(0.2, float('nan')):.4f} |")
+    lines += ["", f"![selective prediction]({meta['png_dir']}/{pngs[1]})", "",
+              "## The engine's decision at the default thresholds", "",
+              f"Thresholds of the model file: {meta['thresholds']}.", "",
+              "| clips | reliable | no speech | too uncertain |", "|---|---|---|---|"]
+    for name, per in res["decisions"].items():
+        for kind, d in per.items():
+            lines.append(f"| {name}: {kind} | " + " | ".join(f"{d.get(x, 0):.0%}" for x in
+                                                              ("reliable", "no speech", "too uncertain")) + " |")
+    lines += ["", "## Cost", "", "| method | ms per second of audio (this machine, wall) | model |", "|---|---|---|"]
+    for name, t in res["timing"].items():
+        lines.append(f"| {name} | {t['ms_per_audio_second']:.1f} | {meta['sizes'].get(name, '')} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.uq_report", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--w2s", default="wav2small/models/default.w2s", help="model with an uncertainty head")
+    p.add_argument("--base", default="training/default", help="float student for MC dropout ('' to skip)")
+    p.add_argument("--ensemble", default="", help="comma-separated run dirs of a deep ensemble ('' to skip)")
+    p.add_argument("--out", default="docs/uncertainty-report", help="writes OUT.md, OUT.json and OUT/*.png")
+    p.add_argument("--annotated", type=int, default=150, help="held-out espeak-ng clips")
+    p.add_argument("--real_per_group", type=int, default=15, help="real speech clips per held-out speaker group")
+    p.add_argument("--ood_per_kind", type=int, default=60, help="eval non-speech clips per kind")
+    p.add_argument("--seconds", type=float, default=4.0, help="clips are cut to this length")
+    p.add_argument("--corrupt_clips", type=int, default=30, help="annotated clips run through every corruption")
+    p.add_argument("--mc_steps", type=int, default=300, help="fine-tuning steps of the MC dropout model")
+    p.add_argument("--mc_p", type=float, default=0.2, help="dropout probability of MC dropout")
+    p.add_argument("--silero", type=int, default=1, help="1: compare with silero-vad")
+    p.add_argument("--n_clips", type=int, default=3000, help="prosody corpus size (as the students were trained)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    t0 = time.time()
+
+    def log(msg: str) -> None:
+        print(f"[{time.time() - t0:6.0f} s] {msg}", file=sys.stderr, flush=True)
+
+    es = build_eval_set(args.annotated, args.real_per_group, args.ood_per_kind, args.seconds,
+                        args.corrupt_clips, args.seed, log, args.n_clips)
+    methods = {"engine": run_engine(args.w2s)}
+    sizes = {"engine": f"{Path(args.w2s).stat().st_size:,} B (.w2s, int8)"}
+    if args.base:
+        mc = train_mc_dropout(args.base, args.mc_p, args.mc_steps, args.seed, log, args.n_clips)
+        methods["mc dropout"] = run_mc_dropout(mc)
+        sizes["mc dropout"] = f"{sum(q.numel() for q in mc.parameters()):,} float params × 20 passes"
+    if args.ensemble:
+        dirs = args.ensemble.split(",")
+        methods["deep ensemble"] = run_ensemble(dirs)
+        sizes["deep ensemble"] = f"{len(dirs)} students"
+    silero = None
+    if args.silero:
+        from .vad_baseline import SileroVAD
+
+        vad = SileroVAD()
+        silero = vad.scores
+        sizes["silero-vad"] = f"{vad.model_bytes:,} B (ONNX)"
+    res = evaluate(es, methods, silero, log)
+    out = Path(args.out)
+    pngs = plots(res, out)
+    from wav2small import Model
+
+    lscpu = subprocess.run(["sh", "-c", "lscpu | sed -n 's/^Model name: *//p'"], capture_output=True, text=True)
+    cpu = lscpu.stdout.strip()
+    meta = {
+        "machine": f"{cpu or platform.machine()}, {torch.get_num_threads()} threads",
+        "data": (f"{len(es.annotated)} espeak-ng clips of held-out voices, {len(es.speech) - len(es.annotated)} real "
+                 f"speech clips of held-out speaker groups, " + ", ".join(f"{len(v)} {k}" for k, v in es.nonspeech.items())
+                 + f" (training.ood eval split), {len(es.corrupted)} corrupted copies, clips cut to {args.seconds:g} s"),
+        "thresholds": str(Model(args.w2s).thresholds), "png_dir": out.name, "sizes": sizes,
+    }
+    command = "python -m training.uq_report " + " ".join(argv if argv is not None else sys.argv[1:])
+    out.with_suffix(".md").write_text(markdown(res, command, pngs, meta))
+    out.with_suffix(".json").write_text(json.dumps({"meta": meta, **res}, indent=1) + "\n")
+    log(f"wrote {out.with_suffix('.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
