@@ -13,6 +13,8 @@ import time
 import zlib
 from importlib import resources
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -126,10 +128,13 @@ def test_huge_float_amplitude_is_scaled_not_overflowed(dtype, rate):
     np.array([0.1, -np.inf] * 100),
     [0.1, float("nan")] * 100,
     [0.1, None] * 100,  # None reads as NaN in a float array
+    [np.float32("nan")] * 100,  # numpy warned while casting it; an error with warnings as errors (atheris)
 ])
 def test_non_finite_samples_are_refused(bad):
-    with pytest.raises(AudioError, match="NaN or infinite"):
-        wav2small.predict(bad)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(AudioError, match="NaN or infinite"):
+            wav2small.predict(bad)
 
 
 # ---- audio: types, shapes, layouts -------------------------------------------------------------

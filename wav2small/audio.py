@@ -23,8 +23,11 @@ def as_mono(pcm: AudioLike) -> np.ndarray:
     """
     if isinstance(pcm, (list, tuple)):
         try:
-            with warnings.catch_warnings():  # complex numbers would only warn and lose their imaginary part
-                warnings.simplefilter("error", np.exceptions.ComplexWarning)
+            # numpy only warns on complex numbers (dropping the imaginary part): an error here; its
+            # RuntimeWarning on NaN scalars is moot, the non-finite check below names them
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                warnings.simplefilter("error", np.exceptions.ComplexWarning)  # a RuntimeWarning: goes first
                 pcm = np.asarray(pcm, dtype=np.float64)
         except (TypeError, ValueError, OverflowError, np.exceptions.ComplexWarning) as e:
             # OverflowError: ints beyond float64
