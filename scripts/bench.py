@@ -135,7 +135,6 @@ def torch_runner():
 
 def engine_runner(isa: str | None):
     import wav2small
-    from wav2small import _engine
 
     m = wav2small.Model()
     if isa is not None:

@@ -24,6 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 CSRC = REPO / "csrc"
 sys.path.insert(0, str(REPO))
 
+from doc_tables import replace_section  # noqa: E402 (scripts/ is the script's own directory)
 from wav2small import Model, _engine
 
 MARK_BEGIN = "<!-- footprint: begin (python scripts/footprint.py --write) -->"
@@ -142,12 +143,7 @@ def main() -> None:
     text = tables(measure())
     print(text)
     if args.write:
-        doc = REPO / "docs" / "engine.md"
-        src = doc.read_text()
-        pat = re.compile(re.escape(MARK_BEGIN) + ".*?" + re.escape(MARK_END), re.DOTALL)
-        if not pat.search(src):
-            sys.exit(f"{doc} has no {MARK_BEGIN} ... {MARK_END} section")
-        doc.write_text(pat.sub(lambda _: f"{MARK_BEGIN}\n{text}\n{MARK_END}", src))
+        replace_section(REPO / "docs" / "engine.md", MARK_BEGIN, MARK_END, text)
 
 
 if __name__ == "__main__":

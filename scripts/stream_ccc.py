@@ -15,7 +15,6 @@ a fixed level does).
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
@@ -25,6 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from training.speech import CORE_SPEECH_SOURCES, debian_speech_files
+from doc_tables import replace_section  # noqa: E402 (scripts/ is the script's own directory)
 from wav2small import Model, _engine
 from wav2small.audio import load
 from wav2small.model import to_int16
@@ -127,12 +127,7 @@ def main() -> None:
     text = table(rows, info)
     print(text)
     if args.write:
-        doc = REPO / "docs" / "engine.md"
-        src = doc.read_text()
-        pat = re.compile(re.escape(MARK_BEGIN) + ".*?" + re.escape(MARK_END), re.DOTALL)
-        if not pat.search(src):
-            sys.exit(f"{doc} has no {MARK_BEGIN} ... {MARK_END} section")
-        doc.write_text(pat.sub(lambda _: f"{MARK_BEGIN}\n{text}\n{MARK_END}", src))
+        replace_section(REPO / "docs" / "engine.md", MARK_BEGIN, MARK_END, text)
 
 
 if __name__ == "__main__":
