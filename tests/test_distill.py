@@ -238,7 +238,8 @@ loss = ccc_loss(gather_rows(net(x[rows]), d, True), gather_rows(y[rows], d, Fals
 loss.backward()
 if d.rank == 0:
     torch.save({"loss": loss.detach(), "grad": model.weight.grad}, sys.argv[1])
-if d.world > 1:  # a gloo process that exits with its group alive can abort ("terminate called ...")
+if d.world > 1:  # a gloo process that exits with its group alive can abort ("terminate called ...");
+    del net          # so can one whose DDP wrapper outlives the group (seen once in CI): drop it first
     torch.distributed.barrier()
     torch.distributed.destroy_process_group()
 '''
