@@ -101,11 +101,23 @@ class SqueezeExcite(nn.Module):
         return x * F.hardsigmoid(self.fc2(F.relu(self.fc1(s))))
 
 
-class Bneck(nn.Module):
+class _Residual(nn.Module):
+    """A block of layers, with the input added back when the shape allows (stride 1, c_in == c_out)."""
+
+    def __init__(self, layers: list[nn.Module], c_in: int, c_out: int, stride: int):
+        super().__init__()
+        self.block = nn.Sequential(*layers)
+        self.residual = stride == 1 and c_in == c_out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.block(x)
+        return x + y if self.residual else y
+
+
+class Bneck(_Residual):
     """MobileNetV3 inverted residual: [1x1 expand] -> kxk depthwise (stride) -> [SE] -> 1x1 project."""
 
     def __init__(self, c_in: int, k: int, exp: int, c_out: int, se: bool, act: type, stride: int):
-        super().__init__()
         layers: list[nn.Module] = []
         if exp != c_in:
             layers.append(ConvBN(c_in, exp, 1, act=act))
@@ -113,12 +125,7 @@ class Bneck(nn.Module):
         if se:
             layers.append(SqueezeExcite(exp))
         layers.append(ConvBN(exp, c_out, 1, act=None))
-        self.block = nn.Sequential(*layers)
-        self.residual = stride == 1 and c_in == c_out
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)
-        return x + y if self.residual else y
+        super().__init__(layers, c_in, c_out, stride)
 
 
 # (kernel, expansion, out, SE, activation, stride): Howard et al. 2019, Table 2
@@ -146,26 +153,19 @@ def _v3_small(width: float, n_out: int) -> tuple[nn.Module, nn.Module]:
 # ------------------------------------------------------------------------------------------------
 # MobileNetV4-Conv-Small
 
-class FusedIB(nn.Module):
+class FusedIB(_Residual):
     """kxk full conv expand (stride) -> 1x1 project."""
 
     def __init__(self, c_in: int, k: int, exp: int, c_out: int, stride: int):
-        super().__init__()
-        self.block = nn.Sequential(ConvBN(c_in, exp, k, stride), ConvBN(exp, c_out, 1, act=None))
-        self.residual = stride == 1 and c_in == c_out
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)
-        return x + y if self.residual else y
+        super().__init__([ConvBN(c_in, exp, k, stride), ConvBN(exp, c_out, 1, act=None)], c_in, c_out, stride)
 
 
-class UIB(nn.Module):
+class UIB(_Residual):
     """Universal Inverted Bottleneck: [start depthwise k1] -> 1x1 expand -> [middle depthwise k2] ->
     1x1 project. ExtraDW has both depthwise convs, IB only the middle one, ConvNext only the start one.
     The stride goes to the middle depthwise conv if there is one, else to the start one."""
 
     def __init__(self, c_in: int, k1: int, k2: int, exp: int, c_out: int, stride: int):
-        super().__init__()
         layers: list[nn.Module] = []
         if k1:
             layers.append(ConvBN(c_in, c_in, k1, 1 if k2 else stride, groups=c_in, act=None))
@@ -173,12 +173,7 @@ class UIB(nn.Module):
         if k2:
             layers.append(ConvBN(exp, exp, k2, stride, groups=exp))
         layers.append(ConvBN(exp, c_out, 1, act=None))
-        self.block = nn.Sequential(*layers)
-        self.residual = stride == 1 and c_in == c_out
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)
-        return x + y if self.residual else y
+        super().__init__(layers, c_in, c_out, stride)
 
 
 # (block, k1, k2, expanded, out, stride): Qin et al. 2024, MNv4-Conv-S table

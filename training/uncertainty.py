@@ -233,7 +233,7 @@ def batch(pools: Pools, cfg: UQConfig, it: int) -> tuple[torch.Tensor, torch.Ten
 
 
 @torch.no_grad()
-def outputs(model: torch.nn.Module, clips: list[np.ndarray], batch_size: int = 16) -> np.ndarray:
+def outputs(model: torch.nn.Module, clips: list[np.ndarray]) -> np.ndarray:
     """Float model outputs of whole clips (one at a time when lengths differ)."""
     model.eval()
     res = [model(torch.from_numpy(np.asarray(c, np.float32))[None])[0].numpy() for c in clips]

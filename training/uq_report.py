@@ -34,8 +34,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-N_VALUES = 3
-NAMES = ("arousal", "dominance", "valence")
+from .uncertainty import N_VALUES
+
 SNR_KINDS = ("white", "babble")
 
 
