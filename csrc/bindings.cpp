@@ -74,6 +74,7 @@ w2s_config config_from_dict(const py::dict &d) {
     c.pool_after = d["pool_after"].cast<int32_t>();
     c.n_outputs = d["n_outputs"].cast<int32_t>();
     c.out_frac_bits = d["out_frac_bits"].cast<int32_t>();
+    c.mel_weights = d["mel_weights"].cast<int32_t>();
     c.flags = d.contains("flags") ? d["flags"].cast<uint32_t>() : 0u;
     return c;
 }
@@ -89,6 +90,7 @@ py::dict config_to_dict(const w2s_config &c) {
     d["pool_after"] = c.pool_after;
     d["n_outputs"] = c.n_outputs;
     d["out_frac_bits"] = c.out_frac_bits;
+    d["mel_weights"] = c.mel_weights;
     d["flags"] = c.flags;
     return d;
 }

@@ -30,6 +30,10 @@ uint32_t w2s_crc32(const uint8_t *data, size_t n) {
 
 /* ---- layout -------------------------------------------------------------------------------------- */
 
+int32_t w2s_head_wide_rows(const w2s_config *c) {
+    return (c->flags & W2S_FLAG_UNCERTAINTY) ? (c->n_outputs - 1) / 2 : c->n_outputs;
+}
+
 static const size_t dtype_bytes[] = {1, 2, 2, 4, 4}; /* indexed by w2s_dtype */
 
 typedef struct {
@@ -56,7 +60,7 @@ static void put(layout_cursor *cur, const char *name, int32_t layer, w2s_dtype d
 }
 
 size_t w2s_layout(const w2s_config *c, w2s_tensor_fn visit, void *user) {
-    const int32_t C = c->channels, F2 = (c->n_mels + 1) / 2, bins = c->n_fft / 2 + 1;
+    const int32_t C = c->channels, F2 = (c->n_mels + 1) / 2, wide = w2s_head_wide_rows(c);
     layout_cursor cur;
     int32_t l;
     cur.offset = W2S_HEADER_BYTES;
@@ -66,7 +70,8 @@ size_t w2s_layout(const w2s_config *c, w2s_tensor_fn visit, void *user) {
     put(&cur, "front.params", 0, W2S_DT_I32, 1, 6, 0, 0, 0);
     put(&cur, "window", 0, W2S_DT_I32, 1, c->n_fft, 0, 0, 0);
     put(&cur, "cosine", 0, W2S_DT_I32, 1, c->n_fft, 0, 0, 0);
-    put(&cur, "mel", 0, W2S_DT_U16, 2, c->n_mels, bins, 0, 0);
+    put(&cur, "mel.band", 0, W2S_DT_U16, 2, c->n_mels, 2, 0, 0);
+    put(&cur, "mel", 0, W2S_DT_U16, 1, c->mel_weights, 0, 0, 0);
     /* conv stack */
     for (l = 1; l <= c->n_layers; l++) {
         put(&cur, "conv.params", l, W2S_DT_I32, 1, 4, 0, 0, 0);
@@ -88,7 +93,8 @@ size_t w2s_layout(const w2s_config *c, w2s_tensor_fn visit, void *user) {
     put(&cur, "vox.exp_lut", 0, W2S_DT_U32, 1, W2S_EXP_LUT_SIZE, 0, 0, 0);
     /* head */
     put(&cur, "head.params", 0, W2S_DT_I32, 1, 2, 0, 0, 0);
-    put(&cur, "head.w", 0, W2S_DT_I16, 3, c->n_outputs, C, F2 + C, 0);
+    put(&cur, "head.w", 0, W2S_DT_I16, 3, wide, C, F2 + C, 0);
+    if (c->n_outputs > wide) put(&cur, "head.uw", 0, W2S_DT_I8, 3, c->n_outputs - wide, C, F2 + C, 0);
     put(&cur, "head.b", 0, W2S_DT_I32, 1, c->n_outputs, 0, 0, 0);
     put(&cur, "head.mult_p", 0, W2S_DT_I32, 1, c->n_outputs, 0, 0, 0);
     put(&cur, "head.shift_p", 0, W2S_DT_I32, 1, c->n_outputs, 0, 0, 0);
@@ -125,6 +131,7 @@ static void bind_tensor(void *user, const w2s_tensor *t) {
     if (IS("front.params")) b->front = (const int32_t *)p;
     else if (IS("window")) w->window = (const int32_t *)p;
     else if (IS("cosine")) w->cosine = (const int32_t *)p;
+    else if (IS("mel.band")) w->mel_band = (const uint16_t *)p;
     else if (IS("mel")) w->mel = (const uint16_t *)p;
     else if (IS("vox.params")) b->vox = (const int32_t *)p;
     else if (IS("vox.lin_w")) w->lin_w = (const int16_t *)p;
@@ -138,6 +145,7 @@ static void bind_tensor(void *user, const w2s_tensor *t) {
     else if (IS("vox.exp_lut")) w->exp_lut = (const uint32_t *)p;
     else if (IS("head.params")) b->head = (const int32_t *)p;
     else if (IS("head.w")) w->head_w = (const int16_t *)p;
+    else if (IS("head.uw")) w->head_uw = (const int8_t *)p;
     else if (IS("head.b")) w->head_b = (const int32_t *)p;
     else if (IS("head.mult_p")) w->head_mult_p = (const int32_t *)p;
     else if (IS("head.shift_p")) w->head_shift_p = (const int32_t *)p;
@@ -169,6 +177,7 @@ static int config_ok(const w2s_config *c) {
            in_range(c->n_mels, 1, W2S_MAX_MELS) && in_range(c->channels, 1, W2S_MAX_CHANNELS) &&
            in_range(c->n_layers, 1, W2S_MAX_LAYERS) && in_range(c->pool_after, 1, c->n_layers) &&
            in_range(c->n_outputs, 1, W2S_MAX_OUTPUTS) && in_range(c->out_frac_bits, 0, 30) &&
+           in_range(c->mel_weights, 0, (int64_t)c->n_mels * (c->n_fft / 2 + 1)) &&
            (c->flags & ~W2S_KNOWN_FLAGS) == 0 &&
            /* an uncertainty head: n values, n log-sigmas, one speech logit */
            (!(c->flags & W2S_FLAG_UNCERTAINTY) || (c->n_outputs >= 3 && c->n_outputs % 2 == 1));
@@ -177,7 +186,7 @@ static int config_ok(const w2s_config *c) {
 /* Value ranges that keep every accumulator of the engine inside its type (docs/numerics.md). */
 static int values_ok(const w2s_config *c, const w2s_weights *w) {
     const int32_t C = c->channels, bins = c->n_fft / 2 + 1;
-    int32_t l, j, k;
+    int32_t l, j, k, used;
     for (k = 0; k < c->n_fft; k++) /* |table| <= 1.0 keeps the DFT sums inside 64 bits */
         if (!in_range(w->window[k], -(1L << W2S_Q_TRIG), 1L << W2S_Q_TRIG) ||
             !in_range(w->cosine[k], -(1L << W2S_Q_TRIG), 1L << W2S_Q_TRIG))
@@ -185,11 +194,15 @@ static int values_ok(const w2s_config *c, const w2s_weights *w) {
     if (w->pcm_eps < 1 || !in_range(w->mel_shift, 0, 31) || !in_range(w->pow_bits, 1, 62) ||
         !in_range(w->log_floor, -64L * 65536, 0) || !quant_ok(&w->db_mult, &w->db_shift, 1))
         return 0;
-    for (j = 0; j < c->n_mels; j++) { /* mel sum of shifted powers (< 2^pow_bits) stays < 2^63 */
+    for (j = 0, used = 0; j < c->n_mels; j++) { /* bands inside the spectrum, using every weight */
+        const int32_t first = w->mel_band[2 * j], count = w->mel_band[2 * j + 1];
         uint64_t row = 0;
-        for (k = 0; k < bins; k++) row += w->mel[j * bins + k];
-        if (row >= ((uint64_t)1 << (63 - w->pow_bits))) return 0;
+        if (first + count > bins || used + count > c->mel_weights) return 0;
+        for (k = 0; k < count; k++) row += w->mel[used + k];
+        if (row >= ((uint64_t)1 << (63 - w->pow_bits))) return 0; /* sum of powers < 2^pow_bits: < 2^63 */
+        used += count;
     }
+    if (used != c->mel_weights) return 0;
     for (l = 0; l < c->n_layers; l++) {
         const w2s_conv_layer *L = &w->layer[l];
         const int64_t in_lim = l == 0 ? 32768 : 128; /* layer 1 reads int16, the others int8 */
@@ -257,6 +270,7 @@ w2s_status w2s_model_init(w2s_model *model, const void *buf, size_t len) {
     c.pool_after = (int32_t)rd_u32(p + 40);
     c.n_outputs = (int32_t)rd_u32(p + 44);
     c.out_frac_bits = (int32_t)rd_u32(p + 48);
+    c.mel_weights = (int32_t)rd_u32(p + 52);
     if (!config_ok(&c)) return W2S_ERR_FORMAT;
 
     end = w2s_layout(&c, NULL, NULL);

@@ -11,7 +11,8 @@
  *                                                            sum < 2^62 (N <= 256), |re| < 2^28, Q4
  *   P_k   = re_k^2 + im_k^2                                 < 2^57, units (pcm * 2^Q_PCM)^2
  *   e     = max(0, bitlen(max_k P_k) - pow_bits)            block exponent of the frame
- *   M_j   = sum_k mel[j][k] * round(P_k / 2^e)              < 2^63 (checked at load)
+ *   M_j   = sum_k mel[j][k] * round(P_k / 2^e)              < 2^63 (checked at load);
+ *           mel[j] is stored as its band of nonzero weights (format.c)
  *   L_j   = log2(M_j) + e - mel_shift - log2(var + eps)     Q_LOG, floored at log_floor
  *   out_j = requantize(L_j, db_mult, db_shift)              dB in Q_DB: 10 log10(2) * L_j
  */
@@ -82,24 +83,12 @@ size_t w2s_logmel_scratch_bytes(const w2s_config *c) {
 
 typedef struct {
     int32_t sym;                     /* trig_symmetric(cosine) */
-    int16_t lo[W2S_MAX_MELS];        /* mel row j is zero outside bins [lo, hi) */
-    int16_t hi[W2S_MAX_MELS];
     const int64_t *mat;              /* SIMD DFT matrix (kernels.h), or NULL */
 } fe_plan;
 
 static void plan_init(const w2s_config *c, const w2s_weights *w, fe_plan *p) {
-    const int32_t bins = c->n_fft / 2 + 1;
-    int32_t j;
     p->sym = trig_symmetric(w->cosine, c->n_fft);
     p->mat = NULL;
-    for (j = 0; j < c->n_mels; j++) { /* skipping zero weights leaves every mel sum the same */
-        const uint16_t *mw = w->mel + (size_t)j * bins;
-        int32_t lo = 0, hi = bins;
-        while (lo < bins && mw[lo] == 0) lo++;
-        while (hi > lo && mw[hi - 1] == 0) hi--;
-        p->lo[j] = (int16_t)lo;
-        p->hi[j] = (int16_t)hi;
-    }
 }
 
 /* ---- one frame ------------------------------------------------------------------------------------ */
@@ -181,10 +170,13 @@ static void frame_s16(const w2s_config *c, const w2s_weights *w, const w2s_preno
     {
         uint64_t m[W2S_MAX_MELS];
         int32_t lg[W2S_MAX_MELS];
+        const uint16_t *mw = w->mel; /* the bands' weights, one band after the other */
         for (j = 0; j < c->n_mels; j++) {
-            const uint16_t *mw = w->mel + (size_t)j * bins;
+            const uint64_t *pw = power + w->mel_band[2 * j];
+            const int32_t count = w->mel_band[2 * j + 1];
             m[j] = 0;
-            for (k = p->lo[j]; k < p->hi[j]; k++) m[j] += (uint64_t)mw[k] * power[k];
+            for (k = 0; k < count; k++) m[j] += (uint64_t)mw[k] * pw[k];
+            mw += count;
         }
 #if defined(W2S_DFT_SIMD)
         if (p->mat) /* the SIMD build's frames: the same log2, four at a time */

@@ -4,6 +4,8 @@
  * Feature i = c * (F' + C) + j is P[c][j] for j < F' and G[c][j - F'] otherwise (the flatten order
  * of the float model). P and G have their own scales, so each output sums the two parts apart:
  *   a_p = sum W * P, a_g = sum W * G        int64: 64 * 128 terms of 2^30 < 2^43
+ * W is int16 for the values and int8 for an uncertainty head's rows (w2s_head_wide_rows); the
+ * per-row multipliers absorb the difference in scale, the arithmetic is the same.
  *   out = requantize(round(a_p / 2^pre_p)) + requantize(round(a_g / 2^pre_g)) + bias
  * in output units (value / 2^out_frac_bits).
  *
@@ -24,17 +26,24 @@ static w2s_decision decide(const w2s_config *c, const int32_t *value, const w2s_
     return W2S_RELIABLE;
 }
 
+/* The two sums of one output over [P, G]; one body for both weight widths. */
+#define HEAD_SUMS(wk)                                                                           \
+    for (ch = 0; ch < C; ch++) {                                                                \
+        for (j = 0; j < F2; j++) ap += (int64_t)(wk)[ch * row + j] * pooled[ch * F2 + j];       \
+        for (j = 0; j < C; j++) ag += (int64_t)(wk)[ch * row + F2 + j] * gram[ch * C + j];      \
+    }
+
 void w2s_head(const w2s_config *c, const w2s_weights *w, const int16_t *pooled,
               const int16_t *gram, w2s_output *out) {
-    const int32_t C = c->channels, F2 = (c->n_mels + 1) / 2, row = F2 + C;
+    const int32_t C = c->channels, F2 = (c->n_mels + 1) / 2, row = F2 + C, wide = w2s_head_wide_rows(c);
     int32_t k, ch, j;
     for (k = 0; k < c->n_outputs; k++) {
-        const int16_t *wk = w->head_w + (size_t)k * C * row;
         int64_t ap = 0, ag = 0, y;
         int32_t p32, g32;
-        for (ch = 0; ch < C; ch++) {
-            for (j = 0; j < F2; j++) ap += (int64_t)wk[ch * row + j] * pooled[ch * F2 + j];
-            for (j = 0; j < C; j++) ag += (int64_t)wk[ch * row + F2 + j] * gram[ch * C + j];
+        if (k < wide) {
+            HEAD_SUMS(w->head_w + (size_t)k * C * row)
+        } else {
+            HEAD_SUMS(w->head_uw + (size_t)(k - wide) * C * row)
         }
         p32 = w2s_sat32(w2s_rshift_round(ap, w->head_pre_shift_p));
         g32 = w2s_sat32(w2s_rshift_round(ag, w->head_pre_shift_g));

@@ -68,7 +68,7 @@ static void test_model_errors(const uint8_t *buf, size_t len) {
     bad[0] ^= 0xFF;
     CHECK(init_copy(bad, len, 0, &m) == W2S_ERR_MAGIC);
     memcpy(bad, buf, len);
-    bad[4] = 2; /* a newer version */
+    bad[4] = (uint8_t)(W2S_FORMAT_VERSION + 1); /* a newer version */
     CHECK(init_copy(bad, len, 0, &m) == W2S_ERR_VERSION);
     memcpy(bad, buf, len);
     bad[len / 2] ^= 0x10; /* one flipped bit in the weights */

@@ -34,8 +34,8 @@ extern "C" {
 #endif
 
 #define W2S_FORMAT_MAGIC    0x4D533257u /* "W2SM" read as a little-endian uint32 */
-#define W2S_FORMAT_VERSION  1           /* the format version this engine reads */
-#define W2S_HEADER_BYTES    64          /* fixed header size of format version 1 */
+#define W2S_FORMAT_VERSION  2           /* the format version this engine reads */
+#define W2S_HEADER_BYTES    64          /* fixed header size */
 
 /* Header flags (docs/format.md). An engine rejects a flag it does not know (W2S_ERR_FORMAT). */
 #define W2S_FLAG_UNCERTAINTY 1u /* outputs: n values, n log-sigmas, 1 speech logit; decide.params */
@@ -49,7 +49,7 @@ extern "C" {
 #define W2S_MAX_OUTPUTS     16
 #define W2S_MAX_SAMPLES     (1L << 24)  /* 17.5 min at 16 kHz: keeps the prenorm sums in 64 bits */
 
-/* Fixed-point conventions of format version 1 (docs/numerics.md). */
+/* Fixed-point conventions of the format (docs/numerics.md). */
 #define W2S_Q_PCM           4   /* prenorm works on (pcm * 2^4 - mean), mean in the same units */
 #define W2S_Q_TRIG          30  /* window and cosine tables (int32: Q15 leaves -90 dB of leakage) */
 #define W2S_Q_WINDOWED      8   /* windowed samples keep 8 fraction bits (4 more than Q_PCM) */
@@ -83,6 +83,7 @@ typedef struct {
     int32_t pool_after;    /* max-pool follows this layer (1-based) */
     int32_t n_outputs;     /* outputs (3: arousal, dominance, valence) */
     int32_t out_frac_bits; /* output value = value / 2^out_frac_bits */
+    int32_t mel_weights;   /* nonzero band weights stored of the mel filterbank */
     uint32_t flags;        /* W2S_FLAG_* */
 } w2s_config;
 
@@ -125,7 +126,8 @@ typedef struct {
     int32_t db_mult, db_shift; /* log2 Q_LOG -> dB Q_DB */
     const int32_t  *window; /* (n_fft) Q_TRIG */
     const int32_t  *cosine; /* (n_fft) Q_TRIG, cos(2 pi i / n_fft) */
-    const uint16_t *mel;    /* (n_mels, n_bins) */
+    const uint16_t *mel_band; /* (n_mels, 2): first bin and number of bins of each band */
+    const uint16_t *mel;    /* (mel_weights): the bands' weights, band after band */
     /* conv stack */
     w2s_conv_layer layer[W2S_MAX_LAYERS];
     int32_t isa;            /* inner loops (csrc/kernels.h): 0 = the best this CPU runs; tests force others */
@@ -142,7 +144,8 @@ typedef struct {
     const uint32_t *exp_lut;               /* (W2S_EXP_LUT_SIZE) Q_EXP_LUT */
     /* head: outputs from the pooled part P and the Gram part G */
     int32_t head_pre_shift_p, head_pre_shift_g; /* int64 sums -> int32 */
-    const int16_t *head_w;  /* (n_outputs, C, F' + C) */
+    const int16_t *head_w;  /* (n_wide, C, F' + C): A/D/V rows (every row without uncertainty) */
+    const int8_t  *head_uw; /* (n_outputs - n_wide, C, F' + C): log-sigma and speech rows, or NULL */
     const int32_t *head_b;  /* (n_outputs) in output units */
     const int32_t *head_mult_p, *head_shift_p; /* (n_outputs) */
     const int32_t *head_mult_g, *head_shift_g; /* (n_outputs) */
@@ -157,7 +160,7 @@ typedef struct {
 } w2s_model;
 
 /**
- * Parse and validate a model buffer (format version 1) without copying it.
+ * Parse and validate a model buffer (format version W2S_FORMAT_VERSION) without copying it.
  * @param[out] model  filled on success, untouched on failure
  * @param[in]  buf    model bytes, 4-byte aligned, alive while model is used
  * @param[in]  len    bytes in buf

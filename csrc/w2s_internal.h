@@ -36,6 +36,10 @@ typedef void (*w2s_tensor_fn)(void *user, const w2s_tensor *tensor);
  * last tensor (where the CRC-32 goes). The config must already be range-checked. */
 size_t w2s_layout(const w2s_config *config, w2s_tensor_fn visit, void *user);
 
+/* Rows of the head stored as int16 (head.w): the A/D/V values; the log-sigma and speech rows of
+ * an uncertainty head are int8 (head.uw), since a ranking needs less precision than a value. */
+int32_t w2s_head_wide_rows(const w2s_config *config);
+
 /* CRC-32 (IEEE 802.3, as zlib.crc32) of n bytes. */
 uint32_t w2s_crc32(const uint8_t *data, size_t n);
 

@@ -67,8 +67,8 @@ def random_model(shape: dict, seed: int) -> bytes:
 
 def values_seed(model: bytes, pcm: np.ndarray) -> bytes:
     """Harness (c)'s input: the config fields, the tensors (no header, no CRC), then the PCM."""
-    config = struct.unpack_from("<9i", model, 16)
-    return struct.pack("<9i", *config) + model[64:-4] + pcm.astype("<i2").tobytes()
+    config = struct.unpack_from("<10i", model, 16)
+    return struct.pack("<10i", *config) + model[64:-4] + pcm.astype("<i2").tobytes()
 
 
 def main() -> None:

@@ -116,7 +116,7 @@ def test_model_file_errors(tmp_path):
         "truncated": (data[: len(data) // 2], ModelTruncatedError),
         "empty": (b"", ModelTruncatedError),
         "wrong magic": (b"RIFF" + data[4:], NotAModelError),
-        "newer version": (data[:4] + bytes([2, 0]) + data[6:], ModelVersionError),
+        "newer version": (data[:4] + bytes([wav2small._engine.FORMAT_VERSION + 1, 0]) + data[6:], ModelVersionError),
         "flipped byte": (data[:1000] + bytes([data[1000] ^ 0x40]) + data[1001:], ModelChecksumError),
         "wrong checksum": (data[:-4] + bytes(4), ModelChecksumError),
     }

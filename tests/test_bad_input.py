@@ -226,7 +226,8 @@ MODEL_CASES = {
     "header only": (lambda d: d[:64], ModelTruncatedError, -2),
     "truncated by one byte": (lambda d: d[:-1], ModelTruncatedError, -2),
     "wrong magic": (lambda d: b"RIFF" + d[4:], NotAModelError, -3),
-    "newer version": (lambda d: d[:4] + bytes([2, 0]) + d[6:], ModelVersionError, -4),
+    "newer version": (lambda d: d[:4] + struct.pack("<H", _engine.FORMAT_VERSION + 1) + d[6:], ModelVersionError, -4),
+    "older version": (lambda d: d[:4] + struct.pack("<H", _engine.FORMAT_VERSION - 1) + d[6:], ModelVersionError, -4),
     "flipped bit": (lambda d: d[:5000] + bytes([d[5000] ^ 1]) + d[5001:], ModelChecksumError, -5),
     "wrong checksum": (lambda d: d[:-4] + bytes(4), ModelChecksumError, -5),
     "undefined flag set, CRC fixed": (lambda d: _with_crc(d[:12] + b"\x03" + d[13:-4]), ModelFormatError, -6),
@@ -267,10 +268,10 @@ def test_unreadable_model_paths(tmp_path):
 def _model_file(config: dict, tensors: dict) -> bytes:
     """A .w2s file from a config and tensors, laid out by the engine (as training/export.py writes)."""
     keys = ("sample_rate", "n_fft", "hop", "n_mels", "channels", "n_layers", "pool_after", "n_outputs",
-            "out_frac_bits")
+            "out_frac_bits", "mel_weights")
     entries, end = _engine.layout(config)
     buf = bytearray(end)
-    buf[:52] = struct.pack("<IHHII9i", _engine.FORMAT_MAGIC, _engine.FORMAT_VERSION, _engine.HEADER_BYTES,
+    buf[:56] = struct.pack("<IHHII10i", _engine.FORMAT_MAGIC, _engine.FORMAT_VERSION, _engine.HEADER_BYTES,
                            end + 4, config.get("flags", 0), *(config[k] for k in keys))
     for name, _, _, offset in entries:
         raw = np.ascontiguousarray(tensors[name]).tobytes()
@@ -295,3 +296,46 @@ def test_every_error_is_a_wav2small_error_and_a_value_error():
     for exc in (AudioError, AudioTooShortError, AudioTooLongError, ModelError, ModelTruncatedError,
                 NotAModelError, ModelVersionError, ModelChecksumError, ModelFormatError):
         assert issubclass(exc, Wav2SmallError) and issubclass(exc, ValueError)
+
+
+def _mel_edit(edit) -> tuple[dict, dict]:
+    """The default model's config and tensors with its mel bands changed by `edit(band, weights)`,
+    which returns the new (band, weights)."""
+    m = _engine.Model(_default_bytes())
+    tensors = m.tensors()
+    band, weights = edit(tensors["mel.band"].astype(np.int64), tensors["mel"].copy())
+    tensors["mel.band"], tensors["mel"] = band.astype(np.uint16), weights.astype(np.uint16)
+    return dict(m.config, mel_weights=len(weights)), tensors
+
+
+def _band_past_the_end(band, weights):
+    band[-1, 0] = 64 // 2 + 1 - band[-1, 1] + 1  # ends one bin past the spectrum (n_fft 64)
+    return band, weights
+
+
+def _drop_a_count(band, weights):
+    band[0, 1] -= 1  # the weights no longer add up to the header's count
+    return band, weights
+
+
+@pytest.mark.parametrize("edit", [_band_past_the_end, _drop_a_count],
+                         ids=["band past the last bin", "counts do not sum to mel_weights"])
+def test_inconsistent_mel_bands_are_refused(edit):
+    config, tensors = _mel_edit(edit)
+    with pytest.raises(ModelFormatError, match=r"\(status -6\)"):
+        Model.from_bytes(_model_file(config, tensors))
+
+
+def test_mel_bands_may_store_zeros():
+    """A band stored with explicit zero weights around it (a denser file) predicts the same."""
+    def widen_last(band, weights):
+        first, count = band[-1]
+        band[-1] = 0, first + count + 1  # zeros before the band and one bin after it
+        w = np.concatenate([weights[: len(weights) - count], np.zeros(first), weights[len(weights) - count :], [0]])
+        return band, w
+
+    config, tensors = _mel_edit(widen_last)
+    wider = Model.from_bytes(_model_file(config, tensors))
+    pcm = np.random.default_rng(3).standard_normal(16000).astype(np.float32) * 0.1
+    assert wider.nbytes > Model().nbytes
+    np.testing.assert_array_equal(wider.predict_fixed(pcm), Model().predict_fixed(pcm))

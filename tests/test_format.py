@@ -43,7 +43,7 @@ def test_header_fields_and_checksum():
     assert data[:4] == b"W2SM"
     assert struct.unpack_from("<I", data, len(data) - 4)[0] == zlib.crc32(data[:-4]) == _engine.crc32(data[:-4])
     config = dict(zip(("sample_rate", "n_fft", "hop", "n_mels", "channels", "n_layers", "pool_after",
-                       "n_outputs", "out_frac_bits"), struct.unpack_from("<9i", data, 16)))
+                       "n_outputs", "out_frac_bits", "mel_weights"), struct.unpack_from("<10i", data, 16)))
     config["flags"] = flags
     assert config == Model().config
     assert _engine.layout(config)[1] + 4 == len(data)

@@ -18,7 +18,7 @@ from wav2small import _engine
 from .quantize import QuantizedModel
 
 CONFIG_KEYS = ("sample_rate", "n_fft", "hop", "n_mels", "channels", "n_layers", "pool_after",
-               "n_outputs", "out_frac_bits")
+               "n_outputs", "out_frac_bits", "mel_weights")
 
 
 def model_bytes(qm: QuantizedModel) -> bytes:
@@ -27,7 +27,7 @@ def model_bytes(qm: QuantizedModel) -> bytes:
     buf = bytearray(end + 4)
     header = struct.pack("<IHHII", _engine.FORMAT_MAGIC, _engine.FORMAT_VERSION, _engine.HEADER_BYTES,
                          end + 4, int(qm.config.get("flags", 0)))
-    header += struct.pack("<9i", *(int(qm.config[k]) for k in CONFIG_KEYS))
+    header += struct.pack(f"<{len(CONFIG_KEYS)}i", *(int(qm.config[k]) for k in CONFIG_KEYS))
     buf[: len(header)] = header
     expected = {name for name, *_ in entries}
     if set(qm.tensors) != expected:

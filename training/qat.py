@@ -10,8 +10,8 @@ of it, exported and run by the C engine (wav2small.Model). If int8 loses more th
 `qat_iters` steps at a low learning rate with the engine's rounding simulated in the forward pass:
 
 - every weight tensor takes the value of its engine code: conv layers int8 per output channel with
-  BatchNorm folded in, vox values int16 and scores int8 per output channel, head int16 with one
-  scale per output and part (pooled / Gram). The codes and scales come from training.quantize's own
+  BatchNorm folded in, vox values int16 and scores int8 per output channel, head int16 (int8 for
+  an uncertainty head's rows) with one scale per output and part (pooled / Gram). The codes and scales come from training.quantize's own
   functions (conv_weight_codes, vox_weight_codes, head_weight_codes), recomputed from the current
   weights at every step, so the grid is exactly the one the exporter will use;
 - activations are rounded where the engine stores them: the log-mel as int16 dB in Q8, each conv
@@ -54,6 +54,7 @@ from .quantize import (
     calibrate,
     conv_weight_codes,
     head_weight_codes,
+    head_wide_rows,
     quantize,
     vox_scales,
     vox_weight_codes,
@@ -97,7 +98,7 @@ class Grid:
                                              ).float()[:, :, None, None]
         self.delta["sof"] = torch.from_numpy(sof_q * s_sof[:, None] - v.sof.weight.detach().double().numpy()[:, :, 0, 0]
                                              ).float()[:, :, None, None]
-        hq, s_hp, s_hg = head_weight_codes(model)
+        hq, s_hp, s_hg = head_weight_codes(model, head_wide_rows(cfg))
         F2 = cfg.pooled_mels
         deq = hq.astype(np.float64)
         deq[:, :, :F2] *= s_hp[:, None, None]

@@ -10,7 +10,9 @@ What is int8 and what is wider was decided by measured fidelity (docs/numerics.m
 - vox pooling: int16 value weights and int8 score weights (1x1 convs; measured: int8 values
   cost 0.0006 CCC, int8 scores nothing), int32 values and scores, softmax in Q20 fixed point;
   pooled values and Gram matrix int16 with `headroom` above the calibration maximum;
-- head: int16 weights, one scale per output and part (pooled / Gram).
+- head: int16 weights, one scale per output and part (pooled / Gram); an uncertainty head's
+  log-sigma and speech rows int8 (format version 2: they rank, they need not be exact; the file
+  stays within 16 KB).
 The exporter computes every multiplier and shift here; C never turns a float into one.
 """
 from __future__ import annotations
@@ -25,7 +27,7 @@ from wav2small import _engine
 from wav2small.model import to_int16
 
 from .metrics import ccc_numpy
-from .model import OUTPUT_NAMES, Wav2Small, hann_periodic
+from .model import OUTPUT_NAMES, Wav2Small, Wav2SmallConfig, hann_periodic
 
 Q_PCM, Q_TRIG, Q_LOG, Q_DB = _engine.Q_PCM, _engine.Q_TRIG, _engine.Q_LOG, _engine.Q_DB
 OUT_FRAC_BITS = 16  # outputs are int32 in Q16
@@ -130,17 +132,19 @@ def vox_scales(ranges: dict, headroom: float) -> tuple[float, int, float]:
     return s_pooled, gram_shift, s_pooled**2 * 2.0**gram_shift
 
 
-def head_weight_codes(model: Wav2Small) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Head weights as int16 codes (n_outputs, C, F' + C) with one scale per output for the pooled part
-    (columns :F') and one for the Gram part: (codes, s_pooled_part, s_gram_part)."""
+def head_weight_codes(model: Wav2Small, wide: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Head weights as codes (n_outputs, C, F' + C), int16 for the first `wide` rows and int8 range
+    for the rest, with one scale per output for the pooled part (columns :F') and one for the Gram
+    part: (codes as int64, s_pooled_part, s_gram_part)."""
     cfg = model.cfg
     F2, C = cfg.pooled_mels, cfg.channels
     hw = model.adv.weight.detach().double().numpy().reshape(cfg.n_outputs, C, F2 + C)
-    hq = np.zeros(hw.shape, np.int16)
+    hq = np.zeros(hw.shape, np.int64)
     s_hp, s_hg = np.zeros(cfg.n_outputs), np.zeros(cfg.n_outputs)
     for k in range(cfg.n_outputs):
-        (hq[k, :, :F2],), (s_hp[k],) = _symmetric(hw[k, None, :, :F2], np.int16)
-        (hq[k, :, F2:],), (s_hg[k],) = _symmetric(hw[k, None, :, F2:], np.int16)
+        dtype = np.int16 if k < wide else np.int8
+        (hq[k, :, :F2],), (s_hp[k],) = _symmetric(hw[k, None, :, :F2], dtype)
+        (hq[k, :, F2:],), (s_hg[k],) = _symmetric(hw[k, None, :, F2:], dtype)
     return hq, s_hp, s_hg
 
 
@@ -174,6 +178,14 @@ def front_end_tensors(model: Wav2Small) -> dict[str, np.ndarray]:
     mel_shift = int(math.floor(math.log2(65535.0 / mel.max())))
     mel_q = np.rint(mel * 2.0**mel_shift).astype(np.uint16)
     pow_bits = 63 - int(mel_q.astype(np.int64).sum(axis=1).max()).bit_length()
+    # each band is stored as its run of bins from the first to the last nonzero weight
+    band = np.zeros((cfg.n_mels, 2), np.uint16)
+    weights = []
+    for j, row in enumerate(mel_q):
+        nz = np.flatnonzero(row)
+        first, stop = (int(nz[0]), int(nz[-1]) + 1) if len(nz) else (0, 0)
+        band[j] = first, stop - first
+        weights.append(row[first:stop])
     pcm_eps = round(cfg.prenorm_eps * 2.0 ** (30 + 2 * Q_PCM))  # float PCM = int16 / 2^15
     db_mult, db_shift = quantize_multiplier(10 * math.log10(2) * 2.0 ** (Q_DB - Q_LOG))
     params = [pcm_eps, mel_shift, pow_bits, round(math.log2(cfg.amin) * 2**Q_LOG), db_mult, db_shift]
@@ -181,8 +193,25 @@ def front_end_tensors(model: Wav2Small) -> dict[str, np.ndarray]:
         "front.params": np.array(params, np.int32),
         "window": np.rint(window * 2**Q_TRIG).astype(np.int32),
         "cosine": np.rint(cosine * 2**Q_TRIG).astype(np.int32),
-        "mel": mel_q,
+        "mel.band": band,
+        "mel": np.concatenate(weights).astype(np.uint16),
     }
+
+
+def engine_config(cfg: Wav2SmallConfig, mel_weights: int) -> dict:
+    """The file header's configuration of a model (docs/format.md)."""
+    return dict(
+        sample_rate=cfg.sample_rate, n_fft=cfg.n_fft, hop=cfg.hop, n_mels=cfg.n_mels,
+        channels=cfg.channels, n_layers=cfg.n_layers, pool_after=cfg.pool_after,
+        n_outputs=cfg.n_outputs, out_frac_bits=OUT_FRAC_BITS, mel_weights=mel_weights,
+        flags=_engine.FLAG_UNCERTAINTY if cfg.uncertainty else 0,
+    )
+
+
+def head_wide_rows(cfg: Wav2SmallConfig) -> int:
+    """How many head rows the file stores as int16 (the rest int8): the engine's layout decides."""
+    shapes = {name: shape for name, _, shape, _ in _engine.layout(engine_config(cfg, 0))[0]}
+    return int(shapes["head.w"][0])
 
 
 def quantize(model: Wav2Small, clips: list[np.ndarray], headroom: float = 2.0) -> QuantizedModel:
@@ -191,6 +220,10 @@ def quantize(model: Wav2Small, clips: list[np.ndarray], headroom: float = 2.0) -
     cfg = model.cfg
     ranges = calibrate(model, clips)
     t = front_end_tensors(model)
+    out = 2.0**OUT_FRAC_BITS
+    config = engine_config(cfg, len(t["mel"]))
+    if cfg.uncertainty:  # the decision thresholds, in output units like the outputs they compare with
+        t["decide.params"] = np.rint(np.array([cfg.max_log_sigma, cfg.min_speech_logit]) * out).astype(np.int32)
 
     # conv stack: activations int8 with zero point -128 (ReLU output is >= 0)
     s_in = 2.0**-Q_DB
@@ -222,28 +255,23 @@ def quantize(model: Wav2Small, clips: list[np.ndarray], headroom: float = 2.0) -
     lut = np.rint(2.0 ** (-np.arange(_engine.EXP_LUT_SIZE) / (_engine.EXP_LUT_SIZE - 1)) * 2.0**_engine.Q_EXP_LUT)
     t["vox.exp_lut"] = lut.astype(np.uint32)
 
-    # head: int16 weights, scales per output for the pooled part and the Gram part
+    # head: int16 weights (int8 for an uncertainty head's rows: as many int16 rows as the layout
+    # has), scales per output for the pooled part and the Gram part
     F2 = cfg.pooled_mels
-    hq, s_hp, s_hg = head_weight_codes(model)
+    wide = head_wide_rows(cfg)
+    hq, s_hp, s_hg = head_weight_codes(model, wide)
     # pre-shifts: the worst-case |sum| of int16 x int16 products must fit int32
     worst_p = int(np.abs(hq[:, :, :F2].astype(np.int64)).sum(axis=(1, 2)).max()) * 32768
     worst_g = int(np.abs(hq[:, :, F2:].astype(np.int64)).sum(axis=(1, 2)).max()) * 32768
     pre_p, pre_g = max(0, worst_p.bit_length() - 31), max(0, worst_g.bit_length() - 31)
     t["head.params"] = np.array([pre_p, pre_g], np.int32)
-    t["head.w"] = hq
-    t["head.b"] = np.rint(model.adv.bias.detach().double().numpy() * 2.0**OUT_FRAC_BITS).astype(np.int32)
-    out = 2.0**OUT_FRAC_BITS
+    t["head.w"] = hq[:wide].astype(np.int16)
+    if wide < cfg.n_outputs:
+        t["head.uw"] = hq[wide:].astype(np.int8)
+    t["head.b"] = np.rint(model.adv.bias.detach().double().numpy() * out).astype(np.int32)
     t["head.mult_p"], t["head.shift_p"] = _multipliers(s_hp * s_pooled * 2.0**pre_p * out)
     t["head.mult_g"], t["head.shift_g"] = _multipliers(s_hg * s_gram * 2.0**pre_g * out)
 
-    config = dict(
-        sample_rate=cfg.sample_rate, n_fft=cfg.n_fft, hop=cfg.hop, n_mels=cfg.n_mels,
-        channels=cfg.channels, n_layers=cfg.n_layers, pool_after=cfg.pool_after,
-        n_outputs=cfg.n_outputs, out_frac_bits=OUT_FRAC_BITS, flags=0,
-    )
-    if cfg.uncertainty:  # the decision thresholds, in output units like the outputs they compare with
-        config["flags"] = _engine.FLAG_UNCERTAINTY
-        t["decide.params"] = np.rint(np.array([cfg.max_log_sigma, cfg.min_speech_logit]) * out).astype(np.int32)
     return QuantizedModel(config=config, tensors=t, calibration=ranges)
 
 

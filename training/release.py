@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from wav2small import Model
+from wav2small import Model, _engine
 from wav2small.audio import load
 
 from .export import _atomic_write, write_model
@@ -99,7 +99,7 @@ published audEERING weights or distil from a real teacher (README).
 | | |
 |---|---|
 | architecture | Wav2Small, {params:,} trainable parameters (13 channels, 26 mels) |
-| file | default.w2s, {nbytes:,} bytes, format version 1 |
+| file | default.w2s, {nbytes:,} bytes, format version {_engine.FORMAT_VERSION} |
 | outputs | arousal, dominance, valence (nominally 0..1, not clipped){", each one's sigma, a speech probability" if len(names) > 3 else ""} |
 | training data | {train.get('clips', {}).get('train', '?')} synthesised clips ({cfg.get('n_clips', '?')} in the corpus, seed {cfg.get('seed', '?')}), split by voice |
 | training | {cfg.get('max_iters', '?')} steps, batch {cfg.get('batch_size', '?')}, crops of {cfg.get('crop_seconds', '?')} s, loss 1 − CCC |

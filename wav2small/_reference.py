@@ -105,6 +105,17 @@ def prenorm_s16(t: dict, pcm: np.ndarray) -> tuple[int, int]:
     return mean, int(log2_q16(np.array([var], dtype=np.uint64))[0])
 
 
+def mel_matrix(t: dict, bins: int) -> np.ndarray:
+    """The mel filterbank as a dense (F, bins) uint16 matrix from its stored bands (`mel.band`:
+    first bin and count per band, `mel`: the bands' weights one after the other)."""
+    band = t["mel.band"].astype(np.int64)
+    dense = np.zeros((len(band), bins), np.uint16)
+    ends = np.cumsum(band[:, 1])
+    for j, (first, count) in enumerate(band):
+        dense[j, first : first + count] = t["mel"][ends[j] - count : ends[j]]
+    return dense
+
+
 def logmel_s16(t: dict, cfg: dict, pcm: np.ndarray, mean: int, log2_var: int) -> np.ndarray:
     """All frames: int16 PCM -> (T, n_mels) log-mel in dB, Q_DB."""
     n_fft, hop = cfg["n_fft"], cfg["hop"]
@@ -126,7 +137,7 @@ def logmel_s16(t: dict, cfg: dict, pcm: np.ndarray, mean: int, log2_var: int) ->
     eu = e.astype(np.uint64)[:, None]
     half = np.where(eu > 0, np.uint64(1) << (np.maximum(eu, 1) - np.uint64(1)), np.uint64(0))
     power = (power + half) >> eu
-    mel = t["mel"].astype(np.uint64)                                         # (F, bins)
+    mel = mel_matrix(t, n_fft // 2 + 1).astype(np.uint64)                    # (F, bins)
     m = np.zeros((T, mel.shape[0]), dtype=np.uint64)
     for kk in range(mel.shape[1]):  # uint64 sums: too wide for float64
         m += mel[None, :, kk] * power[:, kk : kk + 1]
@@ -211,7 +222,8 @@ def vox(t: dict, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def head(t: dict, pooled: np.ndarray, gram: np.ndarray) -> np.ndarray:
     pre_p, pre_g = (int(v) for v in t["head.params"])
     F2 = pooled.shape[1]
-    w = t["head.w"].astype(np.int64)                                           # (K, C, F'+C)
+    # (K, C, F'+C): the int16 rows, then an uncertainty head's int8 rows
+    w = np.concatenate([t[n].astype(np.int64) for n in ("head.w", "head.uw") if n in t])
     ap = np.einsum("kcj,cj->k", w[:, :, :F2], pooled.astype(np.int64))
     ag = np.einsum("kcj,cj->k", w[:, :, F2:], gram.astype(np.int64))
     p32 = np.clip(rshift_round(ap, pre_p), INT32_MIN, INT32_MAX)

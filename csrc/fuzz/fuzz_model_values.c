@@ -7,8 +7,8 @@
  * reaches the value validation (values_ok in format.c) and, when that accepts, the arithmetic
  * of every stage with the fuzzer's weights, shifts, offsets, tables and samples. Input:
  *
- *   bytes 0..35   9 x u32: sample_rate, n_fft, hop, n_mels, channels, n_layers, pool_after,
- *                 n_outputs, out_frac_bits; a value outside its legal range is folded into it
+ *   bytes 0..39   10 x u32: sample_rate, n_fft, hop, n_mels, channels, n_layers, pool_after,
+ *                 n_outputs, out_frac_bits, mel_weights; a value outside its legal range is folded into it
  *                 (so the header is always valid: its rejection is harness (a)'s job)
  *   then          the tensors in file order (w2s_layout): end - 64 bytes, zero-filled if short
  *   then          int16 little-endian PCM, the rest of the input
@@ -19,7 +19,7 @@
  */
 #include "fuzz_util.h"
 
-#define CONFIG_BYTES 36
+#define CONFIG_BYTES 40
 #define RUN_BUDGET 2.5e5
 
 /* raw as is when it is in [lo, hi] (so seeds read naturally), else folded into the range */
@@ -48,6 +48,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     c.pool_after = fold(fuzz_le32(cfg_raw + 24), 1, c.n_layers);
     c.n_outputs = fold(fuzz_le32(cfg_raw + 28), 1, W2S_MAX_OUTPUTS);
     c.out_frac_bits = fold(fuzz_le32(cfg_raw + 32), 0, 30);
+    c.mel_weights = fold(fuzz_le32(cfg_raw + 36), 0, c.n_mels * (c.n_fft / 2 + 1));
     /* the top bit of the n_outputs word asks for an uncertainty head (then n_outputs must be odd) */
     c.flags = (fuzz_le32(cfg_raw + 28) >> 31) ? W2S_FLAG_UNCERTAINTY : 0u;
 
@@ -68,6 +69,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fuzz_put32(file + 40, (uint32_t)c.pool_after);
     fuzz_put32(file + 44, (uint32_t)c.n_outputs);
     fuzz_put32(file + 48, (uint32_t)c.out_frac_bits);
+    fuzz_put32(file + 52, (uint32_t)c.mel_weights);
     body = end - W2S_HEADER_BYTES;
     avail = size > CONFIG_BYTES ? size - CONFIG_BYTES : 0;
     memcpy(file + W2S_HEADER_BYTES, data + CONFIG_BYTES, avail < body ? avail : body);
