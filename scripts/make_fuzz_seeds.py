@@ -67,8 +67,10 @@ def random_model(shape: dict, seed: int) -> bytes:
 
 def values_seed(model: bytes, pcm: np.ndarray) -> bytes:
     """Harness (c)'s input: the config fields, the tensors (no header, no CRC), then the PCM."""
-    config = struct.unpack_from("<10i", model, 16)
-    return struct.pack("<10i", *config) + model[64:-4] + pcm.astype("<i2").tobytes()
+    flags = struct.unpack_from("<I", model, 12)[0]
+    config = list(struct.unpack_from("<10I", model, 16))
+    config[7] |= (flags & 1) << 31  # the harness reads the uncertainty flag from n_outputs' top bit
+    return struct.pack("<10I", *config) + model[64:-4] + pcm.astype("<i2").tobytes()
 
 
 def main() -> None:

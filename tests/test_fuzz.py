@@ -29,6 +29,33 @@ def test_seed_corpora_are_small_and_present():
     assert total < 200_000, f"seed corpora hold {total} bytes; keep them small"
 
 
+def test_model_seeds_are_models_the_engine_accepts():
+    """A seed the engine rejects only exercises the validation: every model seed must load, as the
+    harness builds it (csrc/fuzz/fuzz_model_values.c: 10 config words, the uncertainty flag in the
+    top bit of n_outputs, then the tensors; the seeds' values are in range, so nothing is folded)."""
+    import struct
+    import zlib
+
+    from wav2small import _engine
+
+    keys = ("sample_rate", "n_fft", "hop", "n_mels", "channels", "n_layers", "pool_after", "n_outputs",
+            "out_frac_bits", "mel_weights")
+    for seed in sorted((CORPUS / "model_values").iterdir()):
+        if seed.name.startswith("regression-"):
+            continue
+        data = seed.read_bytes()
+        words = struct.unpack_from("<10I", data)
+        config = dict(zip(keys, words), n_outputs=words[7] & 0x7FFFFFFF, flags=words[7] >> 31)
+        end = _engine.layout(config)[1]
+        head = struct.pack("<IHHII10i", _engine.FORMAT_MAGIC, _engine.FORMAT_VERSION, _engine.HEADER_BYTES,
+                           end + 4, config["flags"], *(config[k] for k in keys))
+        body = (head + bytes(_engine.HEADER_BYTES - len(head)) + data[40 : 40 + end - _engine.HEADER_BYTES])
+        assert len(body) == end, seed.name
+        _engine.Model(body + struct.pack("<I", zlib.crc32(body)))  # raises if the engine rejects it
+    for seed in ("default.w2s", "tiny.w2s"):
+        _engine.Model((CORPUS / "model_init" / seed).read_bytes())
+
+
 def test_fuzz_harnesses_run_clean(tmp_path):
     if not shutil.which("clang"):
         pytest.fail("clang is needed for the libFuzzer harnesses: apt-get install clang libclang-rt-14-dev")
