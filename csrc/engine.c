@@ -139,7 +139,7 @@ w2s_status w2s_forward(const w2s_model *m, const int16_t *pcm, size_t n, void *a
 
     /* vox pooling: P = sum_t lin(x) * softmax_t(sof(x)); then G = P P^T */
     w2s_vox_init(c, a.vox, &vox);
-    for (t = 0; t < T; t++) w2s_vox_push_s8(c, w, &vox, a.map[1 - cur] + (size_t)t * (size_t)(F * C));
+    w2s_vox_push_rows_s8(c, w, &vox, a.map[1 - cur], T, (size_t)(F * C));
     w2s_vox_finish(c, w, &vox, a.pooled, a.gram);
     if (trace) trace(user, W2S_TRACE_POOLED, 0, a.pooled, C, F, 0);
     if (trace) trace(user, W2S_TRACE_GRAM, 0, a.gram, C, C, 0);

@@ -40,6 +40,10 @@ static inline int8_t w2s_conv_finish(const w2s_conv_layer *l, int32_t acc, int32
     return (int8_t)v;
 }
 
+/* vox.c's exp2 table: 2^6 + 1 entries, linear interpolation on the other fraction bits */
+#define W2S_EXP_LUT_BITS 6
+#define W2S_EXP_FRAC_BITS (W2S_Q_LOG - W2S_EXP_LUT_BITS)
+
 /* Arguments as w2s_conv3x3_row_s16 / _s8 without isa. */
 void w2s_conv3x3_row_s16_portable(const w2s_conv_layer *l, int32_t f, int32_t c_out,
                                   const int16_t *const rows[3], int8_t *out);
@@ -64,6 +68,9 @@ void w2s_conv3x3_row_s8_avx2(const w2s_conv_layer *l, int32_t f, int32_t c_in, i
                              const int8_t *const rows[3], int8_t *out);
 void w2s_conv3x3_row_s8_sse41(const w2s_conv_layer *l, int32_t f, int32_t c_in, int32_t c_out,
                               const int8_t *const rows[3], int8_t *out);
+/* w2s_vox_push_rows_s8 (vox.c), channels in the lanes */
+void w2s_vox_push_rows_avx512(const w2s_config *c, const w2s_weights *w, w2s_vox_state *s,
+                              const int8_t *rows, int32_t n_rows, size_t stride);
 #endif
 
 /* The DFT of a frame as a matrix product (frontend.c, when the cosine table is symmetric):

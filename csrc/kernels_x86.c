@@ -459,6 +459,193 @@ W2S_AVX512 void w2s_conv3x3_row_s8_avx512(const w2s_conv_layer *l, int32_t f_len
     }
 }
 
+/* ---- vox pooling (vox.c) ------------------------------------------------------------------------------ */
+
+/* x / 2^s rounded as w2s_rshift_round, on sixteen int32 lanes, 0 <= s <= 31 (per lane) */
+W2S_AVX512_INLINE __m512i rshift_round16(__m512i x, __m512i s) {
+    const __m512i mask = _mm512_sub_epi32(_mm512_sllv_epi32(_mm512_set1_epi32(1), s), _mm512_set1_epi32(1));
+    const __m512i thr = _mm512_sub_epi32(_mm512_srli_epi32(mask, 1), _mm512_srai_epi32(x, 31));
+    const __m512i q = _mm512_srav_epi32(x, s);
+    return _mm512_mask_add_epi32(q, _mm512_cmpgt_epi32_mask(_mm512_and_si512(x, mask), thr), q, _mm512_set1_epi32(1));
+}
+
+/* the same on eight int64 lanes, 0 <= s (s >= 63 gives 0) */
+W2S_AVX512_INLINE __m512i rshift_round8x64(__m512i x, __m512i s) {
+    const __m512i one = _mm512_set1_epi64(1);
+    const __m512i mask = _mm512_sub_epi64(_mm512_sllv_epi64(one, s), one);
+    const __m512i thr = _mm512_sub_epi64(_mm512_srli_epi64(mask, 1), _mm512_srai_epi64(x, 63));
+    const __m512i q = _mm512_srav_epi64(x, s);
+    const __m512i r = _mm512_mask_add_epi64(q, _mm512_cmpgt_epi64_mask(_mm512_and_si512(x, mask), thr), q, one);
+    return _mm512_maskz_mov_epi64(_mm512_cmplt_epi64_mask(s, _mm512_set1_epi64(63)), r);
+}
+
+/* w2s_vox_push_s8 over n_rows rows (row t at rows + t * stride), channels in the lanes: for each
+ * mel bin f and group of sixteen channels, the state of its cells stays in registers while the
+ * frames go by (cells are independent, so the order of the loops changes nothing).
+ * Sums with VPDPBUSD on bytes: score = sof_b + sum (x + off) ws = sof_b' + sum u ws (u = x + 128,
+ * the offset folded into the bias as in the conv kernel); value weights are int16, split
+ * w = 256 hi + lo (hi signed, lo in 0..255): sum x w = 256 (sum u hi - 128 sum hi) + sum lo x,
+ * every term a VPDPBUSD; the int32 sums wrap, but the true value fits in int32 (|.| < 2^30), so
+ * the wrapped sum is exact. Then vox.c's arithmetic lane by lane: z = requantize(score),
+ * r = ceil(z / 2^16), the rescale of sum and acc when r passes ref (rounding shifts of int64
+ * lanes), e = exp2_neg(ref 2^16 - z) in int32 (the table entries by permutes, the interpolation
+ * (a - b) fr as 2^10 dh fr + dl fr with d = 2^10 dh + dl, every term < 2^31), then sum += e and
+ * acc += e value in int64 lanes. Stack: 13 KB of rearranged weights. */
+W2S_AVX512 void w2s_vox_push_rows_avx512(const w2s_config *c, const w2s_weights *w, w2s_vox_state *s,
+                                         const int8_t *rows, int32_t n_rows, size_t stride) {
+    enum { G = W2S_MAX_CHANNELS / 4 }; /* groups of four input channels */
+    int8_t ws[W2S_MAX_CHANNELS / 16][G][64], hi[W2S_MAX_CHANNELS / 16][G][64];
+    uint8_t lo[W2S_MAX_CHANNELS / 16][G][64];
+    int32_t sb[W2S_MAX_CHANNELS + 16], vb[W2S_MAX_CHANNELS + 16], mult[W2S_MAX_CHANNELS + 16];
+    int32_t left[W2S_MAX_CHANNELS + 16], right[W2S_MAX_CHANNELS + 16];
+    int8_t last[(W2S_MAX_MELS / 2) * W2S_MAX_CHANNELS + 4];
+    const int32_t C = c->channels, F2 = (c->n_mels + 1) / 2, off = w->vox_input_offset;
+    const int32_t J = (C + 3) / 4, n0 = s->n;
+    __m512i lut[4];
+    int32_t ch, ci, f, g, t, j;
+    if (n_rows <= 0) return;
+    memset(ws, 0, sizeof ws);
+    memset(hi, 0, sizeof hi);
+    memset(lo, 0, sizeof lo);
+    for (ch = 0; ch < C + 16; ch++) {
+        int32_t sw = 0, sl = 0, sh = 0;
+        const int32_t sh_ = ch < C ? w->sof_shift[ch] : 0;
+        for (ci = 0; ch < C && ci < C; ci++) {
+            const int32_t a = w->sof_w[ch * C + ci], b = w->lin_w[ch * C + ci];
+            const int32_t h = (b - (b & 255)) / 256; /* b = 256 h + (b & 255) */
+            int8_t *d = &ws[ch / 16][ci / 4][(ch % 16) * 4 + ci % 4];
+            *d = (int8_t)a;
+            hi[ch / 16][ci / 4][(ch % 16) * 4 + ci % 4] = (int8_t)h;
+            lo[ch / 16][ci / 4][(ch % 16) * 4 + ci % 4] = (uint8_t)(b & 255);
+            sw += a;
+            sl += b;
+            sh += h;
+        }
+        /* score: sum (x + off) a = sum u a + (off - 128) sum a; value: sum (x + off) b =
+         * sum x b + off sum b, sum x b = 256 sum u h - 32768 sum h + sum lo x (mod 2^32) */
+        sb[ch] = ch < C ? w->sof_b[ch] + (off - 128) * sw : 0;
+        vb[ch] = ch < C ? (int32_t)((uint32_t)w->lin_b[ch] + (uint32_t)(off * sl) - (uint32_t)sh * 32768u) : 0;
+        mult[ch] = ch < C ? w->sof_mult[ch] : 0;
+        left[ch] = sh_ > 0 ? sh_ : 0;
+        right[ch] = sh_ > 0 ? 0 : -sh_;
+    }
+    memcpy(last, rows + (size_t)(n_rows - 1) * stride, (size_t)(F2 * C));
+    memset(last + F2 * C, 0, 4);
+    for (j = 0; j < 4; j++) lut[j] = _mm512_loadu_si512(w->exp_lut + 16 * j);
+    for (f = 0; f < F2; f++) {
+        for (g = 0; g < C; g += 16) {
+            const int32_t n = C - g < 16 ? C - g : 16;
+            const __mmask16 live = (__mmask16)((1u << n) - 1u);
+            const int32_t cg = g / 16;
+            const __m512i vsb = _mm512_loadu_si512(sb + g), vvb = _mm512_loadu_si512(vb + g);
+            const __m512i vm = _mm512_loadu_si512(mult + g), vl = _mm512_loadu_si512(left + g);
+            const __m512i vr = _mm512_loadu_si512(right + g);
+            const __m512i vsh = _mm512_set1_epi32(w->value_shift), lut64 = _mm512_set1_epi32((int32_t)w->exp_lut[64]);
+            int32_t rf[16], i;
+            int64_t sm[16], ac[16];
+            __m512i ref, sum0, sum1, acc0, acc1;
+            for (i = 0; i < 16; i++) {
+                const int32_t k = (g + i) * F2 + f;
+                rf[i] = i < n ? s->ref[k] : 0;
+                sm[i] = i < n ? s->sum[k] : 0;
+                ac[i] = i < n ? s->acc[k] : 0;
+            }
+            ref = _mm512_loadu_si512(rf);
+            sum0 = _mm512_loadu_si512(sm);
+            sum1 = _mm512_loadu_si512(sm + 8);
+            acc0 = _mm512_loadu_si512(ac);
+            acc1 = _mm512_loadu_si512(ac + 8);
+            for (t = 0; t < n_rows; t++) {
+                const int8_t *x = (t == n_rows - 1 ? last : rows + (size_t)t * stride) + f * C;
+                __m512i sc = vsb, vh = _mm512_setzero_si512(), vlo = _mm512_setzero_si512();
+                __m512i value, z, zq, r, k, idx, fr, a, b, d, v, e;
+                __mmask16 frac;
+                for (j = 0; j < J; j++) {
+                    int32_t q;
+                    __m512i xb, ub;
+                    memcpy(&q, x + 4 * j, 4);
+                    xb = _mm512_set1_epi32(q);
+                    ub = _mm512_xor_si512(xb, _mm512_set1_epi8((char)0x80));
+                    sc = _mm512_dpbusd_epi32(sc, ub, _mm512_loadu_si512(ws[cg][j]));
+                    vh = _mm512_dpbusd_epi32(vh, ub, _mm512_loadu_si512(hi[cg][j]));
+                    vlo = _mm512_dpbusd_epi32(vlo, _mm512_loadu_si512(lo[cg][j]), xb);
+                }
+                value = _mm512_add_epi32(_mm512_add_epi32(vvb, _mm512_slli_epi32(vh, 8)), vlo);
+                value = rshift_round16(value, vsh);
+                z = requant16(sc, vm, vl, vr);
+                zq = _mm512_srai_epi32(z, W2S_Q_LOG);
+                frac = _mm512_test_epi32_mask(z, _mm512_set1_epi32((1 << W2S_Q_LOG) - 1));
+                r = _mm512_mask_add_epi32(zq, frac, zq, _mm512_set1_epi32(1)); /* ceil(z / 2^16) */
+                if (t == 0 && n0 == 0) {
+                    ref = r;
+                } else {
+                    const __m512i kk = _mm512_max_epi32(_mm512_sub_epi32(r, ref), _mm512_setzero_si512());
+                    if (_mm512_test_epi32_mask(kk, kk)) {
+                        const __m512i k0 = _mm512_cvtepu32_epi64(_mm512_castsi512_si256(kk));
+                        const __m512i k1 = _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(kk, 1));
+                        sum0 = rshift_round8x64(sum0, k0);
+                        sum1 = rshift_round8x64(sum1, k1);
+                        acc0 = rshift_round8x64(acc0, k0);
+                        acc1 = rshift_round8x64(acc1, k1);
+                        ref = _mm512_max_epi32(ref, r);
+                    }
+                }
+                /* ref 2^16 - z = K 2^16 + q with K = ref - r, q = (-z) mod 2^16 (z = (r - 1) 2^16 +
+                 * (2^16 - q) when z has fraction bits) */
+                k = _mm512_sub_epi32(ref, r);
+                fr = _mm512_and_si512(_mm512_sub_epi32(_mm512_setzero_si512(), z), _mm512_set1_epi32((1 << W2S_Q_LOG) - 1));
+                idx = _mm512_srli_epi32(fr, W2S_EXP_FRAC_BITS);
+                fr = _mm512_and_si512(fr, _mm512_set1_epi32((1 << W2S_EXP_FRAC_BITS) - 1));
+                {
+                    const __m512i idx1 = _mm512_add_epi32(idx, _mm512_set1_epi32(1));
+                    const __mmask16 hi_a = _mm512_cmpgt_epi32_mask(idx, _mm512_set1_epi32(31));
+                    const __mmask16 hi_b = _mm512_cmpgt_epi32_mask(idx1, _mm512_set1_epi32(31));
+                    const __mmask16 end_b = _mm512_cmpeq_epi32_mask(idx1, _mm512_set1_epi32(64));
+                    a = _mm512_mask_blend_epi32(hi_a, _mm512_permutex2var_epi32(lut[0], idx, lut[1]),
+                                                _mm512_permutex2var_epi32(lut[2], idx, lut[3]));
+                    b = _mm512_mask_blend_epi32(hi_b, _mm512_permutex2var_epi32(lut[0], idx1, lut[1]),
+                                                _mm512_permutex2var_epi32(lut[2], idx1, lut[3]));
+                    b = _mm512_mask_blend_epi32(end_b, b, lut64);
+                }
+                d = _mm512_sub_epi32(a, b); /* 0 <= d <= 2^30, fr < 2^10 */
+                v = _mm512_add_epi32(_mm512_mullo_epi32(_mm512_srli_epi32(d, W2S_EXP_FRAC_BITS), fr),
+                                     _mm512_srli_epi32(_mm512_add_epi32(_mm512_mullo_epi32(_mm512_and_si512(d, _mm512_set1_epi32((1 << W2S_EXP_FRAC_BITS) - 1)), fr),
+                                                                        _mm512_set1_epi32(1 << (W2S_EXP_FRAC_BITS - 1))),
+                                                       W2S_EXP_FRAC_BITS));
+                v = _mm512_sub_epi32(a, v); /* 0 <= v <= 2^30 */
+                {   /* e = (v + 2^(s - 1)) >> s, s = 10 + K: 0 for s >= 32 (as vox.c's for s >= 63) */
+                    const __m512i sft = _mm512_add_epi32(_mm512_min_epu32(k, _mm512_set1_epi32(64)),
+                                                         _mm512_set1_epi32(W2S_Q_EXP_LUT - W2S_Q_EXP));
+                    const __m512i half = _mm512_sllv_epi32(_mm512_set1_epi32(1), _mm512_sub_epi32(sft, _mm512_set1_epi32(1)));
+                    e = _mm512_maskz_srlv_epi32(live, _mm512_add_epi32(v, half), sft);
+                }
+                {
+                    const __m512i e0 = _mm512_cvtepu32_epi64(_mm512_castsi512_si256(e));
+                    const __m512i e1 = _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(e, 1));
+                    const __m512i v0 = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(value));
+                    const __m512i v1 = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(value, 1));
+                    sum0 = _mm512_add_epi64(sum0, e0);
+                    sum1 = _mm512_add_epi64(sum1, e1);
+                    acc0 = _mm512_add_epi64(acc0, _mm512_mul_epi32(e0, v0));
+                    acc1 = _mm512_add_epi64(acc1, _mm512_mul_epi32(e1, v1));
+                }
+            }
+            _mm512_storeu_si512(rf, ref);
+            _mm512_storeu_si512(sm, sum0);
+            _mm512_storeu_si512(sm + 8, sum1);
+            _mm512_storeu_si512(ac, acc0);
+            _mm512_storeu_si512(ac + 8, acc1);
+            for (i = 0; i < n; i++) {
+                const int32_t k = (g + i) * F2 + f;
+                s->ref[k] = rf[i];
+                s->sum[k] = sm[i];
+                s->acc[k] = ac[i];
+            }
+        }
+    }
+    s->n += n_rows;
+}
+
 /* Layer 1: one int16 input channel, nine taps. Vectors run over output channels:
  * acc[co] += (x + off) * w[co][tap], int32 lanes (|product| < 2^24). */
 W2S_AVX2 void w2s_conv3x3_row_s16_avx2(const w2s_conv_layer *l, int32_t f_len, int32_t c_out,

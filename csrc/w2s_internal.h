@@ -108,6 +108,10 @@ size_t w2s_vox_state_bytes(const w2s_config *c);
 void   w2s_vox_init(const w2s_config *c, void *mem, w2s_vox_state *s);
 void   w2s_vox_push_s8(const w2s_config *c, const w2s_weights *w, w2s_vox_state *s,
                        const int8_t *row);
+/* n_rows frames, frame t at rows + t * stride bytes: n_rows calls of w2s_vox_push_s8, or a kernel
+ * that gives the same state (kernels.h) */
+void   w2s_vox_push_rows_s8(const w2s_config *c, const w2s_weights *w, w2s_vox_state *s,
+                            const int8_t *rows, int32_t n_rows, size_t stride);
 /* Pooled values P (C, F') and Gram G (C, C), both int16. */
 void   w2s_vox_finish(const w2s_config *c, const w2s_weights *w, const w2s_vox_state *s,
                       int16_t *pooled, int16_t *gram);

@@ -6,7 +6,8 @@
  *
  * 1. conv rows: random layers (C_in, C_out 1..64, F 1..40, int8 weights including -128, input
  *    offsets including -128 and 128, saturating shifts), random rows, missing rows above/below;
- * 2. whole clips (the given raw int16 files, or synthetic signals): every stage of the forward
+ * 2. vox pooling: random weights and rows (1-64 channels, 1-40 mel bins), the softmax state;
+ * 3. whole clips (the given raw int16 files, or synthetic signals): every stage of the forward
  *    pass (trace) hashed under each set and compared with the portable one.
  * Prints "test_kernels: <sets> PASS" or the first difference, exit status 0 or 1.
  */
@@ -95,6 +96,71 @@ static int conv_rows(int32_t isa, int trials) {
     return 0;
 }
 
+/* ---- vox pooling ---------------------------------------------------------------------------------- */
+
+/* Random vox weights inside the format's checks (format.c), random rows, pushed in two pieces (so
+ * the second starts from a live state), some rows apart by more than one row; every cell's state
+ * must equal the portable one. Scores from near 0 to saturation: references that jump by more
+ * than 63 (sums shifted to 0) and weights that underflow to 0. */
+#define VOX_ROWS 50
+static int16_t lin_w[W2S_MAX_CHANNELS * W2S_MAX_CHANNELS];
+static int8_t sof_w[W2S_MAX_CHANNELS * W2S_MAX_CHANNELS], vrows[VOX_ROWS * 2 * 40 * W2S_MAX_CHANNELS];
+static int32_t lin_b[W2S_MAX_CHANNELS], sof_b[W2S_MAX_CHANNELS], sof_mult[W2S_MAX_CHANNELS], sof_shift[W2S_MAX_CHANNELS];
+static int64_t vox_mem[2][3 * 40 * W2S_MAX_CHANNELS];
+
+static int vox_rows(const w2s_model *m, int32_t isa, int trials) {
+    int t, i, k;
+    for (t = 0; t < trials; t++) {
+        w2s_config c = m->config;
+        w2s_weights w = m->w;
+        w2s_vox_state st[2];
+        const int32_t C = t % 6 == 0 ? 64 : rnd_in(1, 20), F = t % 7 == 0 ? 80 : rnd_in(1, 80);
+        const int32_t F2 = (F + 1) / 2, n_rows = rnd_in(1, VOX_ROWS), split = rnd_in(0, n_rows);
+        const size_t stride = (size_t)(F2 * C) + (t % 3 == 0 ? (size_t)rnd_in(0, 40) : 0);
+        const int32_t wmag = t % 4 == 0 ? 32768 : 1 << rnd_in(0, 15); /* |lin_w| <= wmag */
+        int64_t worst = 0;
+        c.channels = C;
+        c.n_mels = F;
+        w.vox_input_offset = t % 5 == 0 ? (t % 2 ? -128 : 128) : rnd_in(-128, 128);
+        for (i = 0; i < C * C; i++) {
+            lin_w[i] = (int16_t)(t % 8 == 1 ? (i % 2 ? -32768 : 32767) : rnd_in(-wmag, wmag - 1));
+            sof_w[i] = (int8_t)(t % 8 == 2 ? (i % 2 ? -128 : 127) : rnd_in(-128, 127));
+        }
+        for (k = 0; k < C; k++) {
+            int64_t wk = 0;
+            for (i = 0; i < C; i++) wk += 256 * (int64_t)(lin_w[k * C + i] < 0 ? -lin_w[k * C + i] : lin_w[k * C + i]);
+            lin_b[k] = rnd_in(-(1 << 29), 1 << 29);
+            if (wk + (1 << 29) > worst) worst = wk + (1 << 29);
+            sof_b[k] = t % 8 == 3 ? (k % 2 ? -(1 << 21) : 1 << 21) : rnd_in(-(1 << 21), 1 << 21);
+            sof_mult[k] = rnd() % 8 == 0 ? rnd_in(0, 0x7FFFFFFF) : rnd_in(1 << 30, 0x7FFFFFFF);
+            sof_shift[k] = rnd() % 4 == 0 ? rnd_in(-31, 30) : rnd_in(-12, 12);
+        }
+        for (w.value_shift = 0; worst >= ((int64_t)1 << (22 + w.value_shift)); w.value_shift++) {}
+        if (rnd() % 4 == 0 && w.value_shift < 31) w.value_shift = rnd_in(w.value_shift, 31);
+        w.lin_w = lin_w;
+        w.lin_b = lin_b;
+        w.sof_w = sof_w;
+        w.sof_b = sof_b;
+        w.sof_mult = sof_mult;
+        w.sof_shift = sof_shift;
+        for (i = 0; i < (int)(stride * (size_t)n_rows); i++)
+            vrows[i] = (int8_t)(t % 8 == 4 ? (i % 3 ? 127 : -128) : rnd_in(-128, 127));
+        for (k = 0; k < 2; k++) {
+            w.isa = k == 0 ? W2S_ISA_PORTABLE : isa;
+            w2s_vox_init(&c, vox_mem[k], &st[k]);
+            w2s_vox_push_rows_s8(&c, &w, &st[k], vrows, split, stride);
+            w2s_vox_push_rows_s8(&c, &w, &st[k], vrows + (size_t)split * stride, n_rows - split, stride);
+        }
+        if (st[0].n != st[1].n || memcmp(vox_mem[0], vox_mem[1], w2s_vox_state_bytes(&c)) != 0) {
+            printf("vox %d (C %d, F' %d, rows %d + %d, offset %d, value_shift %d): %s differs from portable\n", t,
+                   (int)C, (int)F2, (int)split, (int)(n_rows - split), (int)w.vox_input_offset, (int)w.value_shift,
+                   w2s_isa_name(isa));
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* ---- whole clips ------------------------------------------------------------------------------------ */
 
 #define MAX_STAGES 32
@@ -150,6 +216,7 @@ int main(int argc, char **argv) {
         if (!w2s_isa_resolve(isa)) continue;
         tested++;
         failures += conv_rows(isa, 400);
+        failures += vox_rows(&m, isa, 300);
         for (a = 2; a < argc; a++) {
             size_t n;
             int16_t *pcm = (int16_t *)read_file(argv[a], &n);
