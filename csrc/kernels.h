@@ -11,8 +11,9 @@
  *
  * Stack: the x86 and NEON conv kernels keep padded copies of their three input rows and widened
  * weights in fixed-size stack buffers sized for the format's limits (128 mel bins, 64 channels):
- * about 130 KB for AVX2, 70 KB for AVX-512, 30 KB for NEON, plus 19 KB for the x86 DFT matrix of
- * w2s_logmel_frames_s16 - fine for Linux threads (8 MB by default), not for tiny thread stacks.
+ * about 130 KB for AVX2, 64 KB for AVX-512 (20 KB for its vox pooling), 30 KB for NEON, plus
+ * 19 KB for the x86 DFT matrix of w2s_logmel_frames_s16 - fine for Linux threads (8 MB by
+ * default), not for tiny thread stacks.
  * The DSP and portable kernels use less than 4 KB (the Cortex-M firmware measures its stack).
  */
 #ifndef W2S_KERNELS_H
@@ -60,8 +61,13 @@ int  w2s_x86_has_avx2(void);
 int  w2s_x86_has_avx512(void);
 void w2s_conv3x3_row_s16_avx512(const w2s_conv_layer *l, int32_t f, int32_t c_out,
                                 const int16_t *const rows[3], int8_t *out);
+void w2s_conv3x3_layer_s16_avx512(const w2s_conv_layer *l, int32_t t, int32_t f, int32_t c_out,
+                                  const int16_t *src, int8_t *dst);
 void w2s_conv3x3_row_s8_avx512(const w2s_conv_layer *l, int32_t f, int32_t c_in, int32_t c_out,
                                const int8_t *const rows[3], int8_t *out);
+/* w2s_conv3x3_layer_s8: the weights rearranged once per layer, each input row padded once */
+void w2s_conv3x3_layer_s8_avx512(const w2s_conv_layer *l, int32_t t, int32_t f, int32_t c_in,
+                                 int32_t c_out, const int8_t *src, int8_t *dst);
 void w2s_conv3x3_row_s16_avx2(const w2s_conv_layer *l, int32_t f, int32_t c_out,
                               const int16_t *const rows[3], int8_t *out);
 void w2s_conv3x3_row_s8_avx2(const w2s_conv_layer *l, int32_t f, int32_t c_in, int32_t c_out,

@@ -11,11 +11,14 @@
  * to int16, zero-filled to whole vectors;
  *   acc[co] = bias[co] + sum_ky sum_v madd(x[ky][v], w[co][ky][v])     (VPMADDWD, int32 lanes)
  * then a horizontal sum of eight channels at once and w2s_requantize in vectors (requant8).
- * AVX-512 VNNI: the same on bytes, x + 128 against the int8 weights with VPDPBUSD, the offset
- * folded into the bias (see w2s_conv3x3_row_s8_avx512). Products (<= 256 * 128) and every
- * partial sum are exact in int32 (conv.c's bounds). Vectors are read where they were written
- * long before (padded rows), not from a patch stored just before: that stalls the loads.
- * Also: layer 1 (int16 input, one channel), the DFT as a matrix product and log2 (frontend.c).
+ * AVX-512 VNNI: x + 128 against the int8 weights with VPDPBUSD, output channels in the lanes,
+ * four taps broadcast at a time, eight columns per weight load, the offset folded into the bias;
+ * whole layers at once (weights rearranged once, each input row padded once; see
+ * w2s_conv3x3_layer_s8_avx512). Products (<= 256 * 128) and every partial sum are exact in int32
+ * (conv.c's bounds). Vectors are read where they were written long before (padded rows), not
+ * from a patch stored just before: that stalls the loads.
+ * Also: layer 1 (int16 input, one channel; AVX-512: VPDPWSSD), vox pooling (AVX-512), the DFT as
+ * a matrix product and log2 (frontend.c).
  */
 #include "kernels.h"
 
@@ -30,7 +33,6 @@
 
 #define ROW16 ((W2S_MAX_MELS + 2) * W2S_MAX_CHANNELS + 32) /* a padded int16 row, with slack */
 #define KMAX  (3 * W2S_MAX_CHANNELS + 15) / 16 * 16       /* one kernel row, zero-filled to 16 */
-#define ROW8X ((W2S_MAX_MELS + 2) * W2S_MAX_CHANNELS)     /* a padded uint8 row */
 
 int w2s_x86_has_sse41(void) { return __builtin_cpu_supports("sse4.1"); }
 int w2s_x86_has_avx2(void) { return __builtin_cpu_supports("avx2"); }
@@ -182,17 +184,6 @@ W2S_AVX512_INLINE __m512i requant16(__m512i acc, __m512i mult, __m512i left, __m
     return _mm512_mask_add_epi32(q, _mm512_cmpgt_epi32_mask(_mm512_and_si512(v, mask), thr), q, one);
 }
 
-/* bias + requantize + output offset + clamp of channels 0..n-1 (n <= 16); stores exactly n */
-W2S_AVX512_INLINE void finish16(const w2s_conv_layer *l, const epilogue *e, int32_t n, __m512i acc,
-                                int8_t *out) {
-    __m512i v = _mm512_add_epi32(acc, _mm512_loadu_si512(e->bias));
-    v = requant16(v, _mm512_loadu_si512(e->mult), _mm512_loadu_si512(e->left), _mm512_loadu_si512(e->right));
-    v = _mm512_add_epi32(v, _mm512_set1_epi32(l->output_offset));
-    v = _mm512_max_epi32(v, _mm512_set1_epi32(l->act_min));
-    v = _mm512_min_epi32(v, _mm512_set1_epi32(l->act_max));
-    _mm_mask_storeu_epi8(out, (__mmask16)((1u << n) - 1u), _mm512_cvtepi32_epi8(v));
-}
-
 /* The patch of output column f: kernel rows 0, 1, 2 (3 C_in values each, from the padded rows)
  * one after the other: the (ky, kx, c_in) order of the weights. Lanes past 9 C_in hold
  * leftovers (finite) that meet zero weights. */
@@ -325,137 +316,174 @@ W2S_AVX2 void w2s_conv3x3_row_s8_avx2(const w2s_conv_layer *l, int32_t f_len, in
     }
 }
 
-/* AVX-512 VNNI: VPDPBUSD multiplies 64 unsigned bytes by 64 signed bytes and adds each group of
- * four products into one of 16 int32 lanes, without saturation. The input goes in as
- * u = x + 128 (0..255) and the offset is folded into the bias:
+/* AVX-512 VNNI: VPDPBUSD multiplies unsigned bytes by signed bytes and adds each group of four
+ * products into one int32 lane, without saturation. Output channels are the lanes (sixteen per
+ * block): for output column f and kernel row ky, the 3 C_in taps u[k] (k = kx C_in + c_in, from
+ * the padded row) go in groups of four, each group broadcast to every lane against the weights
+ * wq[ky][group][co][4]: 3 ceil(3 C_in / 4) VPDPBUSD per column and block, no horizontal sums,
+ * and the accumulators come out in channel order for the 16-lane epilogue. Eight columns at a
+ * time share every weight load. The input goes in as u = x + 128 (0..255), the offset folded into
+ * the bias:
  *   sum (x + off) w = sum u w + (off - 128) sum w
  * where padding taps hold u = 128 - off (then u w + (off - 128) w = 0, as a skipped tap), which
  * needs off >= -127 (the format allows -128: that layer takes the AVX2 kernel). sum w is over all
- * 9 C_in taps of the channel, missing rows (t = -1, T) being all padding. Patches of 9 C_in bytes,
- * zero weights past them: two zmm for 9 C_in <= 128 (the default model's 117). */
+ * 9 C_in taps of the channel, missing rows (t = -1, T) being all padding; weights past 3 C_in in
+ * a kernel row are zero, so what the group reads past them does not count. */
+#define VG ((3 * W2S_MAX_CHANNELS + 3) / 4) /* groups of four taps in one kernel row */
+#define VROW ((W2S_MAX_MELS + 2) * W2S_MAX_CHANNELS + 64) /* a padded uint8 row, with slack */
+
 typedef struct {
-    uint8_t xu[3 * (ROW8X + 64)];
-    uint8_t patch[9 * W2S_MAX_CHANNELS + 128];
-    int8_t  wv[W2S_MAX_CHANNELS * (9 * W2S_MAX_CHANNELS + 64)];
-    epilogue e;
-} vnni_scratch;
+    int8_t  w[W2S_MAX_CHANNELS / 16][3][VG][64]; /* [block][ky][group][co][4] */
+    epilogue e;                                   /* bias with the offset folded in */
+    int32_t G;
+} vnni_weights;
+
+W2S_AVX512 static void vnni_prepare(const w2s_conv_layer *l, int32_t c_in, int32_t c_out, vnni_weights *z) {
+    const int32_t K = 3 * c_in, G = (K + 3) / 4, off = l->input_offset;
+    int32_t co, ky, k;
+    z->G = G;
+    for (co = 0; co < (c_out + 15) / 16; co++) memset(z->w[co], 0, sizeof z->w[co]);
+    epilogue_init(l, c_out, &z->e);
+    for (co = 0; co < c_out; co++) {
+        int32_t sum = 0;
+        for (ky = 0; ky < 3; ky++) {
+            const int8_t *s = l->w + (size_t)(co * 3 + ky) * (size_t)K;
+            for (k = 0; k < K; k++) {
+                z->w[co / 16][ky][k / 4][(co % 16) * 4 + k % 4] = s[k];
+                sum += s[k];
+            }
+        }
+        z->e.bias[co] += (off - 128) * sum; /* |.| <= 256 * 576 * 128 < 2^25 */
+    }
+}
+
+/* [upad x C | x + 128 (n values) | upad ...] up to R bytes; x NULL: all upad */
+W2S_AVX512_INLINE void vnni_pad_row(const int8_t *x, int32_t n, int32_t c, uint8_t upad, uint8_t *d, int32_t R) {
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    int32_t i;
+    if (!x) {
+        memset(d, upad, (size_t)R);
+        return;
+    }
+    memset(d, upad, (size_t)c);
+    for (i = 0; i + 64 <= n; i += 64) _mm512_storeu_si512(d + c + i, _mm512_xor_si512(_mm512_loadu_si512(x + i), flip));
+    if (i < n) {
+        const __mmask64 m = ((__mmask64)1 << (n - i)) - 1;
+        _mm512_mask_storeu_epi8(d + c + i, m, _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, x + i), flip));
+    }
+    memset(d + c + n, upad, (size_t)(R - c - n));
+}
+
+/* NB output columns from f, channel block cb: all taps, then the epilogue, n channels stored */
+W2S_AVX512_INLINE void vnni_cols(const w2s_conv_layer *l, const vnni_weights *z, int32_t cb, int32_t n,
+                                 const uint8_t *const xr[3], int32_t c_in, int32_t c_out, int32_t f,
+                                 const int32_t NB, int8_t *out) {
+    const int32_t G = z->G;
+    const __mmask16 m = (__mmask16)((1u << n) - 1u);
+    const __m512i bias = _mm512_loadu_si512(z->e.bias + 16 * cb), mult = _mm512_loadu_si512(z->e.mult + 16 * cb);
+    const __m512i left = _mm512_loadu_si512(z->e.left + 16 * cb), right = _mm512_loadu_si512(z->e.right + 16 * cb);
+    __m512i acc[8], a0 = bias, a1 = bias, a2 = bias, a3 = bias, a4 = bias, a5 = bias, a6 = bias, a7 = bias;
+    int32_t j, ky, g;
+    for (ky = 0; ky < 3; ky++) {
+        const uint8_t *x = xr[ky] + f * c_in;
+        const int8_t *wk = z->w[cb][ky][0];
+        for (g = 0; g < G; g++, x += 4) { /* NB is a constant: the ifs go at compile time */
+            const __m512i wv = _mm512_loadu_si512(wk + 64 * g);
+#define W2S_TAP(a, j) if (NB > j) { int32_t q; memcpy(&q, x + j * c_in, 4); a = _mm512_dpbusd_epi32(a, _mm512_set1_epi32(q), wv); }
+            W2S_TAP(a0, 0) W2S_TAP(a1, 1) W2S_TAP(a2, 2) W2S_TAP(a3, 3)
+            W2S_TAP(a4, 4) W2S_TAP(a5, 5) W2S_TAP(a6, 6) W2S_TAP(a7, 7)
+#undef W2S_TAP
+        }
+    }
+    acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3, acc[4] = a4, acc[5] = a5, acc[6] = a6, acc[7] = a7;
+    for (j = 0; j < NB; j++) {
+        __m512i v = requant16(acc[j], mult, left, right);
+        v = _mm512_add_epi32(v, _mm512_set1_epi32(l->output_offset));
+        v = _mm512_max_epi32(v, _mm512_set1_epi32(l->act_min));
+        v = _mm512_min_epi32(v, _mm512_set1_epi32(l->act_max));
+        _mm_mask_storeu_epi8(out + (f + j) * c_out + 16 * cb, m, _mm512_cvtepi32_epi8(v));
+    }
+}
+
+/* One output row from three padded rows */
+W2S_AVX512_INLINE void vnni_row(const w2s_conv_layer *l, const vnni_weights *z, int32_t f_len, int32_t c_in,
+                                int32_t c_out, const uint8_t *const xr[3], int8_t *out) {
+    int32_t cb, f;
+    for (cb = 0; cb < (c_out + 15) / 16; cb++) {
+        const int32_t n = c_out - 16 * cb < 16 ? c_out - 16 * cb : 16;
+        for (f = 0; f + 8 <= f_len; f += 8) vnni_cols(l, z, cb, n, xr, c_in, c_out, f, 8, out);
+        if (f + 4 <= f_len) {
+            vnni_cols(l, z, cb, n, xr, c_in, c_out, f, 4, out);
+            f += 4;
+        }
+        if (f + 2 <= f_len) {
+            vnni_cols(l, z, cb, n, xr, c_in, c_out, f, 2, out);
+            f += 2;
+        }
+        if (f < f_len) vnni_cols(l, z, cb, n, xr, c_in, c_out, f, 1, out);
+    }
+}
+
+W2S_AVX512 __attribute__((noinline)) static void vnni_row_kernel(const w2s_conv_layer *l, int32_t f_len, int32_t c_in,
+                                                                 int32_t c_out, const int8_t *const rows[3], int8_t *out) {
+    vnni_weights z;
+    uint8_t xu[3][VROW];
+    const uint8_t *xr[3];
+    const int32_t R = (f_len + 2) * c_in + 64;
+    int32_t ky;
+    vnni_prepare(l, c_in, c_out, &z);
+    for (ky = 0; ky < 3; ky++) {
+        vnni_pad_row(rows[ky], f_len * c_in, c_in, (uint8_t)(128 - l->input_offset), xu[ky], R);
+        xr[ky] = xu[ky];
+    }
+    vnni_row(l, &z, f_len, c_in, c_out, xr, out);
+}
 
 W2S_AVX512 void w2s_conv3x3_row_s8_avx512(const w2s_conv_layer *l, int32_t f_len, int32_t c_in,
                                           int32_t c_out, const int8_t *const rows[3], int8_t *out) {
-    vnni_scratch z;
-    const int32_t off = l->input_offset, K = 3 * c_in, K9 = 9 * c_in, P = (K9 + 63) / 64 * 64;
-    const int32_t R = (f_len + 2) * c_in + 64;
-    const uint8_t upad = (uint8_t)(128 - off);
-    int32_t ky, co, i, f, g, j, v;
-    if (off < -127) {
+    if (l->input_offset < -127) {
         w2s_conv3x3_row_s8_avx2(l, f_len, c_in, c_out, rows, out);
         return;
     }
-    for (ky = 0; ky < 3; ky++) { /* [upad x C | x + 128 | upad ...] */
-        uint8_t *d = z.xu + ky * R;
-        const int8_t *x = rows[ky];
-        memset(d, upad, (size_t)R);
-        if (!x) continue;
-        for (i = 0; i + 64 <= f_len * c_in; i += 64)
-            _mm512_storeu_si512(d + c_in + i, _mm512_xor_si512(_mm512_loadu_si512(x + i), _mm512_set1_epi8((char)0x80)));
-        for (; i < f_len * c_in; i++) d[c_in + i] = (uint8_t)(x[i] + 128);
+    vnni_row_kernel(l, f_len, c_in, c_out, rows, out);
+}
+
+/* A whole layer: the weights prepared once, each input row padded once into a ring of three. */
+W2S_AVX512 __attribute__((noinline)) static void vnni_layer_kernel(const w2s_conv_layer *l, int32_t T, int32_t f_len,
+                                                                   int32_t c_in, int32_t c_out, const int8_t *src,
+                                                                   int8_t *dst) {
+    vnni_weights z;
+    uint8_t xu[3][VROW];
+    const int32_t R = (f_len + 2) * c_in + 64, n = f_len * c_in;
+    const uint8_t upad = (uint8_t)(128 - l->input_offset);
+    int32_t t;
+    vnni_prepare(l, c_in, c_out, &z);
+    vnni_pad_row(NULL, n, c_in, upad, xu[2], R); /* row -1 */
+    vnni_pad_row(src, n, c_in, upad, xu[0], R);
+    for (t = 0; t < T; t++) {
+        const uint8_t *xr[3];
+        /* row t + 1 (or padding) into the slot of row t - 2 */
+        vnni_pad_row(t + 1 < T ? src + (size_t)(t + 1) * (size_t)n : NULL, n, c_in, upad, xu[(t + 1) % 3], R);
+        xr[0] = xu[(t + 2) % 3];
+        xr[1] = xu[t % 3];
+        xr[2] = xu[(t + 1) % 3];
+        vnni_row(l, &z, f_len, c_in, c_out, xr, dst + (size_t)t * (size_t)(f_len * c_out));
     }
-    epilogue_init(l, c_out, &z.e);
-    if (K <= 64 && c_out <= 16) { /* C_in <= 21: one zmm per kernel row, read in place */
-        for (co = 0; co < c_out; co++) { /* weights [co][ky][64], zero past 3 C_in */
-            __m512i sum = _mm512_setzero_si512();
-            for (ky = 0; ky < 3; ky++) {
-                const __m512i wq = _mm512_maskz_loadu_epi8(K == 64 ? ~(__mmask64)0 : ((__mmask64)1 << K) - 1,
-                                                           l->w + (size_t)(co * 3 + ky) * (size_t)K);
-                _mm512_storeu_si512(z.wv + (co * 3 + ky) * 64, wq);
-                sum = _mm512_dpbusd_epi32(sum, _mm512_set1_epi8(1), wq);
-            }
-            z.e.bias[co] += (off - 128) * _mm512_reduce_add_epi32(sum);
-        }
-        for (f = 0; f < f_len; f++) {
-            const uint8_t *x = z.xu + f * c_in;
-            const __m512i x0 = _mm512_loadu_si512(x), x1 = _mm512_loadu_si512(x + R), x2 = _mm512_loadu_si512(x + 2 * R);
-            __m256i a[16];
-            for (j = 0; j < 16; j++) {
-                const int8_t *w = z.wv + j * 192;
-                __m512i s0;
-                if (j >= c_out) {
-                    a[j] = _mm256_setzero_si256();
-                    continue;
-                }
-                s0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), x0, _mm512_loadu_si512(w));
-                s0 = _mm512_dpbusd_epi32(s0, x1, _mm512_loadu_si512(w + 64));
-                s0 = _mm512_dpbusd_epi32(s0, x2, _mm512_loadu_si512(w + 128));
-                a[j] = _mm256_add_epi32(_mm512_castsi512_si256(s0), _mm512_extracti64x4_epi64(s0, 1));
-            }
-            finish16(l, &z.e, c_out, _mm512_inserti64x4(_mm512_castsi256_si512(hsum8(a)), hsum8(a + 8), 1),
-                     out + f * c_out);
-        }
+}
+
+W2S_AVX512 void w2s_conv3x3_layer_s8_avx512(const w2s_conv_layer *l, int32_t T, int32_t f_len, int32_t c_in,
+                                            int32_t c_out, const int8_t *src, int8_t *dst) {
+    int32_t t;
+    if (l->input_offset >= -127) {
+        vnni_layer_kernel(l, T, f_len, c_in, c_out, src, dst);
         return;
     }
-    memset(z.patch, 0, sizeof z.patch);
-    for (co = 0; co < c_out; co++) { /* weights zero-filled to P (masked loads read only K9) */
-        const int8_t *src = l->w + (size_t)co * (size_t)K9;
-        __m512i sum = _mm512_setzero_si512();
-        for (i = 0; i < P; i += 64) {
-            const int32_t left = K9 - i;
-            const __mmask64 m = left >= 64 ? ~(__mmask64)0 : left > 0 ? (((__mmask64)1 << left) - 1) : 0;
-            const __m512i wq = _mm512_maskz_loadu_epi8(m, src + i);
-            _mm512_storeu_si512(z.wv + co * P + i, wq);
-            sum = _mm512_dpbusd_epi32(sum, _mm512_set1_epi8(1), wq);
-        }
-        z.e.bias[co] += (off - 128) * _mm512_reduce_add_epi32(sum); /* |.| <= 256 * 576 * 128 < 2^25 */
-    }
-    for (f = 0; f < f_len; f++) {
-        for (ky = 0; ky < 3; ky++) /* 64-byte copies; the next piece overwrites the overshoot */
-            for (i = 0; i < K; i += 64)
-                _mm512_storeu_si512(z.patch + ky * K + i, _mm512_loadu_si512(z.xu + ky * R + f * c_in + i));
-        if (P == 128 && c_out <= 16) { /* all channels in one epilogue (the default model: 13) */
-            const __m512i x0 = _mm512_loadu_si512(z.patch), x1 = _mm512_loadu_si512(z.patch + 64);
-            __m256i a[16];
-            for (j = 0; j < 16; j++) {
-                const int8_t *w = z.wv + j * 128;
-                __m512i s0;
-                if (j >= c_out) {
-                    a[j] = _mm256_setzero_si256();
-                    continue;
-                }
-                s0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), x0, _mm512_loadu_si512(w));
-                s0 = _mm512_dpbusd_epi32(s0, x1, _mm512_loadu_si512(w + 64));
-                a[j] = _mm256_add_epi32(_mm512_castsi512_si256(s0), _mm512_extracti64x4_epi64(s0, 1));
-            }
-            finish16(l, &z.e, c_out, _mm512_inserti64x4(_mm512_castsi256_si512(hsum8(a)), hsum8(a + 8), 1),
-                     out + f * c_out);
-            continue;
-        }
-        for (g = 0; g < c_out; g += 8) {
-            const int32_t n = c_out - g < 8 ? c_out - g : 8;
-            __m256i a[8];
-            if (P == 128) {
-                const __m512i x0 = _mm512_loadu_si512(z.patch), x1 = _mm512_loadu_si512(z.patch + 64);
-                for (j = 0; j < 8; j++) {
-                    const int8_t *w = z.wv + (g + j) * 128;
-                    __m512i s0;
-                    if (j >= n) {
-                        a[j] = _mm256_setzero_si256();
-                        continue;
-                    }
-                    s0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), x0, _mm512_loadu_si512(w));
-                    s0 = _mm512_dpbusd_epi32(s0, x1, _mm512_loadu_si512(w + 64));
-                    a[j] = _mm256_add_epi32(_mm512_castsi512_si256(s0), _mm512_extracti64x4_epi64(s0, 1));
-                }
-            } else {
-                for (j = 0; j < 8; j++) {
-                    const int8_t *w = z.wv + (g + j) * P;
-                    __m512i acc = _mm512_setzero_si512();
-                    if (j < n)
-                        for (v = 0; v < P; v += 64)
-                            acc = _mm512_dpbusd_epi32(acc, _mm512_loadu_si512(z.patch + v), _mm512_loadu_si512(w + v));
-                    a[j] = _mm256_add_epi32(_mm512_castsi512_si256(acc), _mm512_extracti64x4_epi64(acc, 1));
-                }
-            }
-            store8(l, &z.e, g, n, f == f_len - 1, hsum8(a), out + f * c_out + g);
-        }
+    for (t = 0; t < T; t++) {
+        const int8_t *rows[3];
+        rows[0] = t > 0 ? src + (size_t)(t - 1) * (size_t)(f_len * c_in) : NULL;
+        rows[1] = src + (size_t)t * (size_t)(f_len * c_in);
+        rows[2] = t + 1 < T ? src + (size_t)(t + 1) * (size_t)(f_len * c_in) : NULL;
+        w2s_conv3x3_row_s8_avx2(l, f_len, c_in, c_out, rows, dst + (size_t)t * (size_t)(f_len * c_out));
     }
 }
 
@@ -490,7 +518,7 @@ W2S_AVX512_INLINE __m512i rshift_round8x64(__m512i x, __m512i s) {
  * r = ceil(z / 2^16), the rescale of sum and acc when r passes ref (rounding shifts of int64
  * lanes), e = exp2_neg(ref 2^16 - z) in int32 (the table entries by permutes, the interpolation
  * (a - b) fr as 2^10 dh fr + dl fr with d = 2^10 dh + dl, every term < 2^31), then sum += e and
- * acc += e value in int64 lanes. Stack: 13 KB of rearranged weights. */
+ * acc += e value in int64 lanes. Stack: 20 KB (rearranged weights, a copy of the last row). */
 W2S_AVX512 void w2s_vox_push_rows_avx512(const w2s_config *c, const w2s_weights *w, w2s_vox_state *s,
                                          const int8_t *rows, int32_t n_rows, size_t stride) {
     enum { G = W2S_MAX_CHANNELS / 4 }; /* groups of four input channels */
@@ -677,36 +705,111 @@ W2S_AVX2 void w2s_conv3x3_row_s16_avx2(const w2s_conv_layer *l, int32_t f_len, i
     }
 }
 
-/* Layer 1 with sixteen channels per vector (c_out <= 16; wider layers take the AVX2 kernel). */
+/* Layer 1 with VPDPWSSD (int16 pairs into int32 lanes), output channels in the lanes, sixteen per
+ * block. The input offset comes out of the sums: sum over the taps inside the map of (x + off) w
+ * = sum x' w + off sum w, x' being the row with zeros for padding, and sum w over the taps inside
+ * the map depends only on which rows are there and whether the column is the first or the last:
+ * one bias vector per kind of column for each row. Kernel row ky of column f is the pair
+ * (x'[f - 1], x'[f]) against (w0, w1) and the pair (x'[f + 1], x'[f + 2]) against (w2, 0): two
+ * VPDPWSSD per row, products <= 2^15 * 2^7, every partial sum exact in int32. */
+typedef struct {
+    int32_t wp[W2S_MAX_CHANNELS / 16][3][2][16]; /* [block][ky][pair][co]: two int16 in each */
+    epilogue e;
+} l1_weights;
+
+W2S_AVX512 static void l1_prepare(const w2s_conv_layer *l, int32_t c_out, l1_weights *z) {
+    int32_t co, ky;
+    memset(z->wp, 0, sizeof z->wp);
+    for (co = 0; co < c_out; co++)
+        for (ky = 0; ky < 3; ky++) {
+            const int8_t *w = l->w + co * 9 + ky * 3;
+            z->wp[co / 16][ky][0][co % 16] = (int32_t)(((uint32_t)(uint16_t)(int16_t)w[1] << 16) | (uint16_t)(int16_t)w[0]);
+            z->wp[co / 16][ky][1][co % 16] = (int32_t)(uint16_t)(int16_t)w[2];
+        }
+    epilogue_init(l, c_out, &z->e);
+}
+
+/* [0 | x (n values) | 0 0 ...]: n + 4 values; x NULL: zeros */
+static void l1_pad(const int16_t *x, int32_t n, int16_t *d) {
+    int32_t i;
+    d[0] = 0;
+    for (i = 0; i < n; i++) d[1 + i] = x ? x[i] : 0;
+    d[n + 1] = d[n + 2] = d[n + 3] = 0;
+}
+
+/* one output row from padded rows xr (NULL: missing) */
+W2S_AVX512_INLINE void l1_row(const w2s_conv_layer *l, const l1_weights *z, int32_t f_len, int32_t c_out,
+                              const int16_t *const xr[3], int8_t *out) {
+    int32_t cb, f, ky;
+    for (cb = 0; cb < (c_out + 15) / 16; cb++) {
+        const int32_t n = c_out - 16 * cb < 16 ? c_out - 16 * cb : 16;
+        const __mmask16 m = (__mmask16)((1u << n) - 1u);
+        const __m512i mult = _mm512_loadu_si512(z->e.mult + 16 * cb), left = _mm512_loadu_si512(z->e.left + 16 * cb);
+        const __m512i right = _mm512_loadu_si512(z->e.right + 16 * cb), off = _mm512_set1_epi32(l->input_offset);
+        __m512i w[3][2], sl = _mm512_setzero_si512(), sm = _mm512_setzero_si512(), sr = _mm512_setzero_si512();
+        __m512i bl, bm, br;
+        for (ky = 0; ky < 3; ky++) {
+            w[ky][0] = _mm512_loadu_si512(z->wp[cb][ky][0]);
+            w[ky][1] = _mm512_loadu_si512(z->wp[cb][ky][1]);
+            if (xr[ky]) { /* sums of the weights of the taps inside the map, by kind of column */
+                const __m512i w0 = _mm512_srai_epi32(_mm512_slli_epi32(w[ky][0], 16), 16);
+                const __m512i w1 = _mm512_srai_epi32(w[ky][0], 16), w2 = _mm512_srai_epi32(_mm512_slli_epi32(w[ky][1], 16), 16);
+                sl = _mm512_add_epi32(sl, f_len > 1 ? _mm512_add_epi32(w1, w2) : w1);
+                sm = _mm512_add_epi32(sm, _mm512_add_epi32(_mm512_add_epi32(w0, w1), w2));
+                sr = _mm512_add_epi32(sr, _mm512_add_epi32(w0, w1));
+            }
+        }
+        bl = _mm512_add_epi32(_mm512_loadu_si512(z->e.bias + 16 * cb), _mm512_mullo_epi32(off, sl));
+        bm = _mm512_add_epi32(_mm512_loadu_si512(z->e.bias + 16 * cb), _mm512_mullo_epi32(off, sm));
+        br = _mm512_add_epi32(_mm512_loadu_si512(z->e.bias + 16 * cb), _mm512_mullo_epi32(off, sr));
+        for (f = 0; f < f_len; f++) {
+            __m512i acc = f == 0 ? bl : f == f_len - 1 ? br : bm, v;
+            for (ky = 0; ky < 3; ky++) {
+                int32_t p0, p1;
+                if (!xr[ky]) continue;
+                memcpy(&p0, xr[ky] + f, 4);
+                memcpy(&p1, xr[ky] + f + 2, 4);
+                acc = _mm512_dpwssd_epi32(acc, _mm512_set1_epi32(p0), w[ky][0]);
+                acc = _mm512_dpwssd_epi32(acc, _mm512_set1_epi32(p1), w[ky][1]);
+            }
+            v = requant16(acc, mult, left, right);
+            v = _mm512_add_epi32(v, _mm512_set1_epi32(l->output_offset));
+            v = _mm512_max_epi32(v, _mm512_set1_epi32(l->act_min));
+            v = _mm512_min_epi32(v, _mm512_set1_epi32(l->act_max));
+            _mm_mask_storeu_epi8(out + f * c_out + 16 * cb, m, _mm512_cvtepi32_epi8(v));
+        }
+    }
+}
+
 W2S_AVX512 void w2s_conv3x3_row_s16_avx512(const w2s_conv_layer *l, int32_t f_len, int32_t c_out,
                                            const int16_t *const rows[3], int8_t *out) {
-    int32_t xs[3][W2S_MAX_MELS + 2];
-    int32_t wt[9][16];
-    epilogue e;
-    __m512i w[9];
-    int32_t ky, f, co, k;
-    if (c_out > 16) {
-        w2s_conv3x3_row_s16_avx2(l, f_len, c_out, rows, out);
-        return;
-    }
+    l1_weights z;
+    int16_t xs[3][W2S_MAX_MELS + 4];
+    const int16_t *xr[3];
+    int32_t ky;
+    l1_prepare(l, c_out, &z);
     for (ky = 0; ky < 3; ky++) {
-        xs[ky][0] = xs[ky][f_len + 1] = 0;
-        for (f = 0; f < f_len; f++) xs[ky][f + 1] = rows[ky] ? (int32_t)rows[ky][f] + l->input_offset : 0;
+        if (rows[ky]) l1_pad(rows[ky], f_len, xs[ky]);
+        xr[ky] = rows[ky] ? xs[ky] : NULL;
     }
-    for (k = 0; k < 9; k++) {
-        for (co = 0; co < 16; co++) wt[k][co] = co < c_out ? l->w[co * 9 + k] : 0;
-        w[k] = _mm512_loadu_si512(wt[k]);
-    }
-    epilogue_init(l, c_out, &e);
-    for (f = 0; f < f_len; f++) {
-        __m512i acc = _mm512_setzero_si512();
-        for (ky = 0; ky < 3; ky++) {
-            if (!rows[ky]) continue;
-            acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(_mm512_set1_epi32(xs[ky][f]), w[ky * 3]));
-            acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(_mm512_set1_epi32(xs[ky][f + 1]), w[ky * 3 + 1]));
-            acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(_mm512_set1_epi32(xs[ky][f + 2]), w[ky * 3 + 2]));
-        }
-        finish16(l, &e, c_out, acc, out + f * c_out);
+    l1_row(l, &z, f_len, c_out, xr, out);
+}
+
+/* w2s_conv3x3_layer_s16: the weights prepared once, each input row padded once (ring of three) */
+W2S_AVX512 void w2s_conv3x3_layer_s16_avx512(const w2s_conv_layer *l, int32_t T, int32_t f_len, int32_t c_out,
+                                             const int16_t *src, int8_t *dst) {
+    l1_weights z;
+    int16_t xs[3][W2S_MAX_MELS + 4];
+    int32_t t;
+    l1_prepare(l, c_out, &z);
+    l1_pad(src, f_len, xs[0]);
+    for (t = 0; t < T; t++) {
+        const int16_t *xr[3];
+        if (t + 1 < T) l1_pad(src + (size_t)(t + 1) * (size_t)f_len, f_len, xs[(t + 1) % 3]);
+        xr[0] = t > 0 ? xs[(t + 2) % 3] : NULL;
+        xr[1] = xs[t % 3];
+        xr[2] = t + 1 < T ? xs[(t + 1) % 3] : NULL;
+        l1_row(l, &z, f_len, c_out, xr, dst + (size_t)t * (size_t)(f_len * c_out));
     }
 }
 

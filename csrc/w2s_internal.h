@@ -90,6 +90,12 @@ void w2s_conv3x3_row_s16(const w2s_conv_layer *l, int32_t isa, int32_t f, int32_
                          const int16_t *const rows[3], int8_t *out);
 void w2s_conv3x3_row_s8(const w2s_conv_layer *l, int32_t isa, int32_t f, int32_t c_in, int32_t c_out,
                         const int8_t *const rows[3], int8_t *out);
+/* A whole layer: t rows of (f, c_in) (layer 1: (f)) at src to t rows of (f, c_out) at dst, rows -1 and t being
+ * padding; the same values as w2s_conv3x3_row_s8 row by row. */
+void w2s_conv3x3_layer_s16(const w2s_conv_layer *l, int32_t isa, int32_t t, int32_t f, int32_t c_out,
+                           const int16_t *src, int8_t *dst);
+void w2s_conv3x3_layer_s8(const w2s_conv_layer *l, int32_t isa, int32_t t, int32_t f, int32_t c_in,
+                          int32_t c_out, const int8_t *src, int8_t *dst);
 
 /* One output row of max-pool 3x3, stride 2, pad 1 (padding never wins). rows as above. */
 void w2s_maxpool_row_s8(int32_t f_in, int32_t c, const int8_t *const rows[3], int8_t *out);

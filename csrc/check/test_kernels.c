@@ -4,8 +4,9 @@
  *
  *     test_kernels model.w2s [clip.raw ...]
  *
- * 1. conv rows: random layers (C_in, C_out 1..64, F 1..40, int8 weights including -128, input
- *    offsets including -128 and 128, saturating shifts), random rows, missing rows above/below;
+ * 1. conv rows, and whole layers of 1-5 rows: random layers (C_in, C_out 1..64, F 1..40, int8
+ *    weights including -128, input offsets including -128 and 128, saturating shifts), random
+ *    rows, missing rows above/below;
  * 2. vox pooling: random weights and rows (1-64 channels, 1-40 mel bins), the softmax state;
  * 3. whole clips (the given raw int16 files, or synthetic signals): every stage of the forward
  *    pass (trace) hashed under each set and compared with the portable one.
@@ -48,6 +49,8 @@ static void *read_file(const char *path, size_t *len) {
 #define MAXW (W2S_MAX_CHANNELS * 9 * W2S_MAX_CHANNELS)
 static int8_t w8[MAXW], x8[3][40 * W2S_MAX_CHANNELS], o_ref[40 * W2S_MAX_CHANNELS], o_got[40 * W2S_MAX_CHANNELS];
 static int16_t x16[3][40];
+static int8_t map8[5 * 40 * W2S_MAX_CHANNELS], map_ref[5 * 40 * W2S_MAX_CHANNELS], map_got[5 * 40 * W2S_MAX_CHANNELS];
+static int16_t map16[5 * 40];
 static int32_t bias[W2S_MAX_CHANNELS], mult[W2S_MAX_CHANNELS], shift[W2S_MAX_CHANNELS];
 
 static int conv_rows(int32_t isa, int trials) {
@@ -55,7 +58,7 @@ static int conv_rows(int32_t isa, int trials) {
     for (t = 0; t < trials; t++) {
         w2s_conv_layer l;
         const int32_t c_in = t % 7 == 0 ? 64 : rnd_in(1, 20), c_out = t % 5 == 0 ? 64 : rnd_in(1, 20);
-        const int32_t f = rnd_in(1, 40), ends[] = {-128, 128, -127, 0};
+        const int32_t f = t % 11 == 0 ? 1 : t % 13 == 0 ? 2 : rnd_in(1, 40), ends[] = {-128, 128, -127, 0};
         const int first = t % 9 == 0; /* layer 1: one int16 channel */
         const int8_t *rows8[3];
         const int16_t *rows16[3];
@@ -80,6 +83,23 @@ static int conv_rows(int32_t isa, int trials) {
         l.bias = bias;
         l.mult = mult;
         l.shift = shift;
+        if (t % 10 == 5) { /* a whole layer of 1..5 rows (w2s_conv3x3_layer_*) */
+            const int32_t T = rnd_in(1, 5);
+            for (i = 0; i < T * f * c_in; i++) map8[i] = (int8_t)rnd_in(-128, 127);
+            for (i = 0; i < T * f; i++) map16[i] = (int16_t)rnd_in(-32768, 32767);
+            if (first) {
+                w2s_conv3x3_layer_s16(&l, W2S_ISA_PORTABLE, T, f, c_out, map16, map_ref);
+                w2s_conv3x3_layer_s16(&l, isa, T, f, c_out, map16, map_got);
+            } else {
+                w2s_conv3x3_layer_s8(&l, W2S_ISA_PORTABLE, T, f, c_in, c_out, map8, map_ref);
+                w2s_conv3x3_layer_s8(&l, isa, T, f, c_in, c_out, map8, map_got);
+            }
+            if (memcmp(map_ref, map_got, (size_t)(T * f * c_out)) != 0) {
+                printf("conv layer %d (%s, %d rows, c_in %d, c_out %d, f %d, offset %d): %s differs from portable\n", t,
+                       first ? "s16" : "s8", (int)T, (int)c_in, (int)c_out, (int)f, (int)l.input_offset, w2s_isa_name(isa));
+                return 1;
+            }
+        }
         if (first) {
             w2s_conv3x3_row_s16(&l, W2S_ISA_PORTABLE, f, c_out, rows16, o_ref);
             w2s_conv3x3_row_s16(&l, isa, f, c_out, rows16, o_got);
