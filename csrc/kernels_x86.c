@@ -876,50 +876,77 @@ void w2s_dft_matrix(const int32_t *cosine, int32_t N, int64_t *mat) {
     }
 }
 
+/* lane q = sum of the four int64 lanes of s[q] */
+W2S_AVX2_INLINE __m256i hsum4x64(__m256i s0, __m256i s1, __m256i s2, __m256i s3) {
+    const __m256i t0 = _mm256_add_epi64(_mm256_unpacklo_epi64(s0, s1), _mm256_unpackhi_epi64(s0, s1));
+    const __m256i t1 = _mm256_add_epi64(_mm256_unpacklo_epi64(s2, s3), _mm256_unpackhi_epi64(s2, s3));
+    return _mm256_add_epi64(_mm256_permute2x128_si256(t0, t1, 0x20), _mm256_permute2x128_si256(t0, t1, 0x31));
+}
+
 /* VPMULDQ: signed 32 x 32 -> 64 of the low halves (|a| <= 2^25, |cos| <= 2^31): exact products,
- * four per instruction, summed in int64 lanes (|sum| < 2^62 as in frontend.c) */
+ * four per instruction, summed in int64 lanes (|sum| < 2^62 as in frontend.c); four
+ * frequencies at a time share the loads of a and b and one horizontal sum */
 W2S_AVX2 void w2s_dft_simd(const int64_t *mat, int32_t h, const int64_t *a, const int64_t *b,
                            int64_t *re, int64_t *im) {
     const int32_t L = W2S_DFT_MAT_L(h);
-    int32_t k, n;
-    for (k = 0; k <= h; k++) {
-        const int64_t *mr = mat + (size_t)(2 * k) * (size_t)L, *mi = mr + L;
-        __m256i sr = _mm256_setzero_si256(), si = _mm256_setzero_si256();
-        __m128i r2, i2;
+    int32_t k, n, q;
+    for (k = 0; k <= h; k += 4) {
+        const int64_t *m[4]; /* the cosine row of frequency k + q (past h: row h again, unused) */
+        __m256i r0 = _mm256_setzero_si256(), r1 = r0, r2 = r0, r3 = r0, i0 = r0, i1 = r0, i2 = r0, i3 = r0;
+        int64_t rs[4], is[4];
+        for (q = 0; q < 4; q++) m[q] = mat + (size_t)(2 * (k + q <= h ? k + q : h)) * (size_t)L;
         for (n = 0; n < L; n += 4) {
-            sr = _mm256_add_epi64(sr, _mm256_mul_epi32(LD(a + n), LD(mr + n)));
-            si = _mm256_add_epi64(si, _mm256_mul_epi32(LD(b + n), LD(mi + n)));
+            const __m256i va = LD(a + n), vb = LD(b + n);
+            r0 = _mm256_add_epi64(r0, _mm256_mul_epi32(va, LD(m[0] + n)));
+            i0 = _mm256_add_epi64(i0, _mm256_mul_epi32(vb, LD(m[0] + L + n)));
+            r1 = _mm256_add_epi64(r1, _mm256_mul_epi32(va, LD(m[1] + n)));
+            i1 = _mm256_add_epi64(i1, _mm256_mul_epi32(vb, LD(m[1] + L + n)));
+            r2 = _mm256_add_epi64(r2, _mm256_mul_epi32(va, LD(m[2] + n)));
+            i2 = _mm256_add_epi64(i2, _mm256_mul_epi32(vb, LD(m[2] + L + n)));
+            r3 = _mm256_add_epi64(r3, _mm256_mul_epi32(va, LD(m[3] + n)));
+            i3 = _mm256_add_epi64(i3, _mm256_mul_epi32(vb, LD(m[3] + L + n)));
         }
-        r2 = _mm_add_epi64(_mm256_castsi256_si128(sr), _mm256_extracti128_si256(sr, 1));
-        i2 = _mm_add_epi64(_mm256_castsi256_si128(si), _mm256_extracti128_si256(si, 1));
-        re[k] = _mm_cvtsi128_si64(r2) + _mm_extract_epi64(r2, 1);
-        im[k] = _mm_cvtsi128_si64(i2) + _mm_extract_epi64(i2, 1);
+        _mm256_storeu_si256((__m256i *)rs, hsum4x64(r0, r1, r2, r3));
+        _mm256_storeu_si256((__m256i *)is, hsum4x64(i0, i1, i2, i3));
+        for (q = 0; q < 4 && k + q <= h; q++) {
+            re[k + q] = rs[q];
+            im[k + q] = is[q];
+        }
     }
 }
 
-/* w2s_log2_q16's sixteen squarings on four mantissas at once: x < 2^31, so VPMULUDQ's 32 x 32
- * product is the exact square; each step keeps one fraction bit, as the scalar loop does. */
+/* w2s_log2_q16's sixteen squarings on four mantissas per vector, four vectors at a time (their
+ * chains of dependent multiplies interleave): x < 2^31, so VPMULUDQ's 32 x 32 product is the
+ * exact square; each step keeps one fraction bit, as the scalar loop does. */
 W2S_AVX2 void w2s_log2_q16_simd(const uint64_t *v, int32_t n, int32_t *lg) {
     int32_t i, j;
-    for (i = 0; i < n; i += 4) {
-        uint64_t x[4];
-        int64_t frac[4];
-        int32_t msb[4];
-        __m256i vx, vf = _mm256_setzero_si256();
-        for (j = 0; j < 4; j++) {
+    for (i = 0; i < n; i += 16) {
+        uint64_t x[16];
+        int64_t frac[16];
+        int32_t msb[16];
+        __m256i x0, x1, x2, x3, f0 = _mm256_setzero_si256(), f1 = f0, f2 = f0, f3 = f0;
+        for (j = 0; j < 16; j++) {
             const uint64_t u = i + j < n && v[i + j] ? v[i + j] : 1;
             msb[j] = 63 - __builtin_clzll(u);
             x[j] = msb[j] >= 30 ? u >> (msb[j] - 30) : u << (30 - msb[j]); /* [2^30, 2^31) */
         }
-        vx = _mm256_loadu_si256((const __m256i *)x);
+        x0 = LD(x), x1 = LD(x + 4), x2 = LD(x + 8), x3 = LD(x + 12);
         for (j = 0; j < W2S_Q_LOG; j++) {
-            const __m256i sq = _mm256_srli_epi64(_mm256_mul_epu32(vx, vx), 30);
-            const __m256i bit = _mm256_srli_epi64(sq, 31);
-            vx = _mm256_srlv_epi64(sq, bit);
-            vf = _mm256_add_epi64(_mm256_slli_epi64(vf, 1), bit);
+#define W2S_SQ(x, f)                                                              \
+    {                                                                             \
+        const __m256i sq = _mm256_srli_epi64(_mm256_mul_epu32(x, x), 30);         \
+        const __m256i bit = _mm256_srli_epi64(sq, 31);                            \
+        x = _mm256_srlv_epi64(sq, bit);                                           \
+        f = _mm256_add_epi64(_mm256_add_epi64(f, f), bit);                        \
+    }
+            W2S_SQ(x0, f0) W2S_SQ(x1, f1) W2S_SQ(x2, f2) W2S_SQ(x3, f3)
+#undef W2S_SQ
         }
-        _mm256_storeu_si256((__m256i *)frac, vf);
-        for (j = 0; j < 4 && i + j < n; j++) lg[i + j] = (msb[j] << W2S_Q_LOG) + (int32_t)frac[j];
+        _mm256_storeu_si256((__m256i *)frac, f0);
+        _mm256_storeu_si256((__m256i *)(frac + 4), f1);
+        _mm256_storeu_si256((__m256i *)(frac + 8), f2);
+        _mm256_storeu_si256((__m256i *)(frac + 12), f3);
+        for (j = 0; j < 16 && i + j < n; j++) lg[i + j] = (msb[j] << W2S_Q_LOG) + (int32_t)frac[j];
     }
 }
 

@@ -8,7 +8,8 @@
  *    weights including -128, input offsets including -128 and 128, saturating shifts), random
  *    rows, missing rows above/below;
  * 2. vox pooling: random weights and rows (1-64 channels, 1-40 mel bins), the softmax state;
- * 3. whole clips (the given raw int16 files, or synthetic signals): every stage of the forward
+ * 3. x86: the front end's log2 and DFT kernels against plain C;
+ * 4. whole clips (the given raw int16 files, or synthetic signals): every stage of the forward
  *    pass (trace) hashed under each set and compared with the portable one.
  * Prints "test_kernels: <sets> PASS" or the first difference, exit status 0 or 1.
  */
@@ -16,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "w2s_internal.h"
+#include "kernels.h"
 
 static uint32_t rng_state = 12345u;
 static uint32_t rnd(void) { /* xorshift32: the same sequence on every target */
@@ -181,6 +182,60 @@ static int vox_rows(const w2s_model *m, int32_t isa, int trials) {
     return 0;
 }
 
+/* ---- front-end kernels (x86) ------------------------------------------------------------------------ */
+
+#ifdef W2S_HAVE_X86
+/* w2s_log2_q16_simd against w2s_log2_q16 on values of every bit length, w2s_dft_simd against the
+ * matrix product in plain C on random tables and inputs at the bounds of frontend.c */
+static int frontend_simd(int trials) {
+    static int64_t mat[W2S_DFT_MAT_WORDS];
+    int t, i, k;
+    for (t = 0; t < trials; t++) {
+        uint64_t v[W2S_MAX_MELS];
+        int32_t lg[W2S_MAX_MELS];
+        const int32_t n = t % 5 == 0 ? W2S_MAX_MELS : rnd_in(1, 40);
+        for (i = 0; i < n; i++) {
+            const int bits = rnd_in(1, 64);
+            uint64_t u = ((uint64_t)rnd() << 32 | rnd()) >> (64 - bits);
+            if (t % 7 == 0) u = i % 2 ? ~(uint64_t)0 >> rnd_in(0, 63) : (uint64_t)1 << rnd_in(0, 63);
+            v[i] = u ? u : 1;
+        }
+        w2s_log2_q16_simd(v, n, lg);
+        for (i = 0; i < n; i++)
+            if (lg[i] != w2s_log2_q16(v[i])) {
+                printf("log2 %d: simd %ld, scalar %ld for %llu\n", t, (long)lg[i], (long)w2s_log2_q16(v[i]),
+                       (unsigned long long)v[i]);
+                return 1;
+            }
+    }
+    for (t = 0; t < trials; t++) {
+        const int32_t N = 4 << rnd_in(0, 4), h = N / 2, L = W2S_DFT_MAT_L(h); /* n_fft 4..64 */
+        int32_t cosine[W2S_DFT_MAT_MAX_N];
+        int64_t a[W2S_DFT_MAT_MAX_N / 2 + 4] = {0}, b[W2S_DFT_MAT_MAX_N / 2 + 4] = {0};
+        int64_t re[W2S_DFT_MAT_MAX_N / 2 + 1], im[W2S_DFT_MAT_MAX_N / 2 + 1];
+        for (i = 0; i < N; i++) cosine[i] = t % 4 == 0 ? (i % 2 ? INT32_MIN : INT32_MAX) : (int32_t)rnd();
+        for (i = 0; i <= h; i++) {
+            a[i] = t % 4 == 1 ? -(1 << 25) : rnd_in(-(1 << 25), 1 << 25);
+            b[i] = t % 4 == 1 ? 1 << 25 : rnd_in(-(1 << 25), 1 << 25);
+        }
+        w2s_dft_matrix(cosine, N, mat);
+        w2s_dft_simd(mat, h, a, b, re, im);
+        for (k = 0; k <= h; k++) {
+            int64_t r = 0, m = 0;
+            for (i = 0; i <= h; i++) {
+                r += a[i] * mat[(size_t)(2 * k) * (size_t)L + (size_t)i];
+                m += b[i] * mat[(size_t)(2 * k + 1) * (size_t)L + (size_t)i];
+            }
+            if (r != re[k] || m != im[k]) {
+                printf("dft %d (n_fft %d): frequency %d differs\n", t, (int)N, (int)k);
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+#endif
+
 /* ---- whole clips ------------------------------------------------------------------------------------ */
 
 #define MAX_STAGES 32
@@ -232,6 +287,13 @@ int main(int argc, char **argv) {
         return 1;
     }
     printf("test_kernels: best kernel set %s\n", w2s_isa_name(w2s_isa_resolve(W2S_ISA_AUTO)));
+#ifdef W2S_HAVE_X86
+    if (w2s_x86_has_avx2()) {
+        const int bad = frontend_simd(300);
+        printf("test_kernels: log2 and DFT (avx2) against plain C: %s\n", bad ? "FAIL" : "identical");
+        failures += bad;
+    }
+#endif
     for (isa = W2S_ISA_PORTABLE + 1; isa <= W2S_ISA_DSP; isa++) {
         if (!w2s_isa_resolve(isa)) continue;
         tested++;
