@@ -170,11 +170,14 @@ W2S_AVX2_INLINE void widen16(const int8_t *s, int32_t n, int32_t P, int16_t *d) 
 #define W2S_AVX512_INLINE static inline __attribute__((always_inline, target("avx2,avx512f,avx512bw,avx512vl,avx512vnni")))
 
 /* requant8 on sixteen lanes */
-W2S_AVX512_INLINE __m512i requant16(__m512i acc, __m512i mult, __m512i left, __m512i right) {
+W2S_AVX512_INLINE __m512i requant16_l(__m512i acc, __m512i mult, __m512i left, __m512i right, int any_left) {
     const __m512i one = _mm512_set1_epi32(1), nudge = _mm512_set1_epi64((int64_t)1 << 30);
-    __m512i x = _mm512_sllv_epi32(acc, left), pe, po, v, mask, thr, q;
-    const __mmask16 same = _mm512_cmpeq_epi32_mask(_mm512_srav_epi32(x, left), acc);
-    x = _mm512_mask_blend_epi32(same, _mm512_xor_si512(_mm512_srai_epi32(acc, 31), _mm512_set1_epi32(INT32_MAX)), x);
+    __m512i x = acc, pe, po, v, mask, thr, q;
+    if (any_left) { /* no lane shifts left (shift <= 0, as in most layers): nothing to saturate */
+        const __mmask16 same = _mm512_cmpeq_epi32_mask(_mm512_srav_epi32(_mm512_sllv_epi32(acc, left), left), acc);
+        x = _mm512_mask_blend_epi32(same, _mm512_xor_si512(_mm512_srai_epi32(acc, 31), _mm512_set1_epi32(INT32_MAX)),
+                                    _mm512_sllv_epi32(acc, left));
+    }
     pe = _mm512_add_epi64(_mm512_mul_epi32(x, mult), nudge);
     po = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(x, 32), _mm512_srli_epi64(mult, 32)), nudge);
     v = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe, 31), _mm512_slli_epi64(po, 1));
@@ -182,6 +185,10 @@ W2S_AVX512_INLINE __m512i requant16(__m512i acc, __m512i mult, __m512i left, __m
     thr = _mm512_sub_epi32(_mm512_srli_epi32(mask, 1), _mm512_srai_epi32(v, 31)); /* + (v < 0) */
     q = _mm512_srav_epi32(v, right);
     return _mm512_mask_add_epi32(q, _mm512_cmpgt_epi32_mask(_mm512_and_si512(v, mask), thr), q, one);
+}
+
+W2S_AVX512_INLINE __m512i requant16(__m512i acc, __m512i mult, __m512i left, __m512i right) {
+    return requant16_l(acc, mult, left, right, 1);
 }
 
 /* The patch of output column f: kernel rows 0, 1, 2 (3 C_in values each, from the padded rows)
@@ -335,15 +342,17 @@ W2S_AVX2 void w2s_conv3x3_row_s8_avx2(const w2s_conv_layer *l, int32_t f_len, in
 typedef struct {
     int8_t  w[W2S_MAX_CHANNELS / 16][3][VG][64]; /* [block][ky][group][co][4] */
     epilogue e;                                   /* bias with the offset folded in */
-    int32_t G;
+    int32_t G, any_left;                          /* any_left: some channel's shift is > 0 */
 } vnni_weights;
 
 W2S_AVX512 static void vnni_prepare(const w2s_conv_layer *l, int32_t c_in, int32_t c_out, vnni_weights *z) {
     const int32_t K = 3 * c_in, G = (K + 3) / 4, off = l->input_offset;
     int32_t co, ky, k;
     z->G = G;
+    z->any_left = 0;
     for (co = 0; co < (c_out + 15) / 16; co++) memset(z->w[co], 0, sizeof z->w[co]);
     epilogue_init(l, c_out, &z->e);
+    for (co = 0; co < c_out; co++) z->any_left |= z->e.left[co] != 0;
     for (co = 0; co < c_out; co++) {
         int32_t sum = 0;
         for (ky = 0; ky < 3; ky++) {
@@ -397,7 +406,7 @@ W2S_AVX512_INLINE void vnni_cols(const w2s_conv_layer *l, const vnni_weights *z,
     }
     acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3, acc[4] = a4, acc[5] = a5, acc[6] = a6, acc[7] = a7;
     for (j = 0; j < NB; j++) {
-        __m512i v = requant16(acc[j], mult, left, right);
+        __m512i v = requant16_l(acc[j], mult, left, right, z->any_left);
         v = _mm512_add_epi32(v, _mm512_set1_epi32(l->output_offset));
         v = _mm512_max_epi32(v, _mm512_set1_epi32(l->act_min));
         v = _mm512_min_epi32(v, _mm512_set1_epi32(l->act_max));
@@ -715,6 +724,7 @@ W2S_AVX2 void w2s_conv3x3_row_s16_avx2(const w2s_conv_layer *l, int32_t f_len, i
 typedef struct {
     int32_t wp[W2S_MAX_CHANNELS / 16][3][2][16]; /* [block][ky][pair][co]: two int16 in each */
     epilogue e;
+    int32_t any_left; /* some channel's shift is > 0 */
 } l1_weights;
 
 W2S_AVX512 static void l1_prepare(const w2s_conv_layer *l, int32_t c_out, l1_weights *z) {
@@ -727,6 +737,8 @@ W2S_AVX512 static void l1_prepare(const w2s_conv_layer *l, int32_t c_out, l1_wei
             z->wp[co / 16][ky][1][co % 16] = (int32_t)(uint16_t)(int16_t)w[2];
         }
     epilogue_init(l, c_out, &z->e);
+    z->any_left = 0;
+    for (co = 0; co < c_out; co++) z->any_left |= z->e.left[co] != 0;
 }
 
 /* [0 | x (n values) | 0 0 ...]: n + 4 values; x NULL: zeros */
@@ -772,7 +784,7 @@ W2S_AVX512_INLINE void l1_row(const w2s_conv_layer *l, const l1_weights *z, int3
                 acc = _mm512_dpwssd_epi32(acc, _mm512_set1_epi32(p0), w[ky][0]);
                 acc = _mm512_dpwssd_epi32(acc, _mm512_set1_epi32(p1), w[ky][1]);
             }
-            v = requant16(acc, mult, left, right);
+            v = requant16_l(acc, mult, left, right, z->any_left);
             v = _mm512_add_epi32(v, _mm512_set1_epi32(l->output_offset));
             v = _mm512_max_epi32(v, _mm512_set1_epi32(l->act_min));
             v = _mm512_min_epi32(v, _mm512_set1_epi32(l->act_max));
