@@ -77,6 +77,8 @@ void w2s_conv3x3_row_s8_sse41(const w2s_conv_layer *l, int32_t f, int32_t c_in, 
 /* w2s_vox_push_rows_s8 (vox.c), channels in the lanes */
 void w2s_vox_push_rows_avx512(const w2s_config *c, const w2s_weights *w, w2s_vox_state *s,
                               const int8_t *rows, int32_t n_rows, size_t stride);
+void w2s_vox_push_rows_avx2(const w2s_config *c, const w2s_weights *w, w2s_vox_state *s,
+                            const int8_t *rows, int32_t n_rows, size_t stride);
 #endif
 
 /* The DFT of a frame as a matrix product (frontend.c, when the cosine table is symmetric):

@@ -714,6 +714,147 @@ W2S_AVX2 void w2s_conv3x3_row_s16_avx2(const w2s_conv_layer *l, int32_t f_len, i
     }
 }
 
+/* w2s_vox_push_rows_avx512 on eight lanes with AVX2 (no VNNI): the sums with VPMADDWD on int16
+ * pairs (x + off, |.| <= 256, against int16 weights: |pair sum| < 2^24, exact), the offset not
+ * folded; int64 lanes four to a vector; arithmetic 64-bit shifts from logical ones around the
+ * sign; the table entries by VPGATHERDD. Stack: 17 KB. */
+W2S_AVX2_INLINE __m256i rshift_round4x64(__m256i x, __m256i s) {
+    const __m256i one = _mm256_set1_epi64x(1);
+    const __m256i sign = _mm256_cmpgt_epi64(_mm256_setzero_si256(), x);
+    const __m256i mask = _mm256_sub_epi64(_mm256_sllv_epi64(one, s), one);
+    const __m256i thr = _mm256_sub_epi64(_mm256_srli_epi64(mask, 1), sign);
+    const __m256i q = _mm256_xor_si256(_mm256_srlv_epi64(_mm256_xor_si256(x, sign), s), sign);
+    const __m256i r = _mm256_sub_epi64(q, _mm256_cmpgt_epi64(_mm256_and_si256(x, mask), thr));
+    return _mm256_and_si256(r, _mm256_cmpgt_epi64(_mm256_set1_epi64x(63), s)); /* s >= 63: 0 */
+}
+
+W2S_AVX2 void w2s_vox_push_rows_avx2(const w2s_config *c, const w2s_weights *w, w2s_vox_state *s,
+                                     const int8_t *rows, int32_t n_rows, size_t stride) {
+    enum { P = W2S_MAX_CHANNELS / 2 }; /* pairs of input channels */
+    int32_t ws[W2S_MAX_CHANNELS / 8][P][8], wl[W2S_MAX_CHANNELS / 8][P][8]; /* two int16 each */
+    int32_t mult[W2S_MAX_CHANNELS + 8], left[W2S_MAX_CHANNELS + 8], right[W2S_MAX_CHANNELS + 8];
+    int32_t sb[W2S_MAX_CHANNELS + 8], vb[W2S_MAX_CHANNELS + 8];
+    int8_t last[(W2S_MAX_MELS / 2) * W2S_MAX_CHANNELS + 16];
+    const int32_t C = c->channels, F2 = (c->n_mels + 1) / 2, J = (C + 1) / 2, n0 = s->n;
+    const __m256i off16 = _mm256_set1_epi16((int16_t)w->vox_input_offset);
+    int32_t ch, ci, f, g, t, j;
+    if (n_rows <= 0) return;
+    memset(ws, 0, sizeof ws);
+    memset(wl, 0, sizeof wl);
+    for (ch = 0; ch < C; ch++)
+        for (ci = 0; ci < C; ci++) {
+            int16_t *ps = (int16_t *)(void *)&ws[ch / 8][ci / 2][ch % 8], *pl = (int16_t *)(void *)&wl[ch / 8][ci / 2][ch % 8];
+            ps[ci % 2] = w->sof_w[ch * C + ci];
+            pl[ci % 2] = w->lin_w[ch * C + ci];
+        }
+    for (ch = 0; ch < C + 8; ch++) {
+        const int32_t sh = ch < C ? w->sof_shift[ch] : 0;
+        sb[ch] = ch < C ? w->sof_b[ch] : 0;
+        vb[ch] = ch < C ? w->lin_b[ch] : 0;
+        mult[ch] = ch < C ? w->sof_mult[ch] : 0;
+        left[ch] = sh > 0 ? sh : 0;
+        right[ch] = sh > 0 ? 0 : -sh;
+    }
+    memcpy(last, rows + (size_t)(n_rows - 1) * stride, (size_t)(F2 * C));
+    memset(last + F2 * C, 0, 16);
+    for (f = 0; f < F2; f++) {
+        for (g = 0; g < C; g += 8) {
+            const int32_t n = C - g < 8 ? C - g : 8, cg = g / 8;
+            const __m256i vsb = LD(sb + g), vvb = LD(vb + g), vm = LD(mult + g), vl = LD(left + g), vr = LD(right + g);
+            const __m256i vsh = _mm256_set1_epi32(w->value_shift);
+            const __m256i fmask = _mm256_set1_epi32((1 << W2S_Q_LOG) - 1), one = _mm256_set1_epi32(1);
+            int32_t rf[8], i;
+            int64_t sm[8], ac[8];
+            __m256i ref, sum0, sum1, acc0, acc1;
+            for (i = 0; i < 8; i++) {
+                const int32_t k = (g + i) * F2 + f;
+                rf[i] = i < n ? s->ref[k] : 0;
+                sm[i] = i < n ? s->sum[k] : 0;
+                ac[i] = i < n ? s->acc[k] : 0;
+            }
+            ref = LD(rf), sum0 = LD(sm), sum1 = LD(sm + 4), acc0 = LD(ac), acc1 = LD(ac + 4);
+            for (t = 0; t < n_rows; t++) {
+                const int8_t *x = (t == n_rows - 1 ? last : rows + (size_t)t * stride) + f * C;
+                int16_t xs[W2S_MAX_CHANNELS + 16];
+                __m256i sc = vsb, value = vvb, z, r, k, q, idx, fr, a, b, d, v, e, msk;
+                for (j = 0; j < C; j += 16)
+                    _mm256_storeu_si256((__m256i *)(xs + j),
+                                        _mm256_add_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(x + j))), off16));
+                for (j = 0; j < J; j++) {
+                    int32_t p;
+                    __m256i xb;
+                    memcpy(&p, xs + 2 * j, 4);
+                    xb = _mm256_set1_epi32(p);
+                    sc = _mm256_add_epi32(sc, _mm256_madd_epi16(xb, LD(ws[cg][j])));
+                    value = _mm256_add_epi32(value, _mm256_madd_epi16(xb, LD(wl[cg][j])));
+                }
+                { /* w2s_rshift_round(value, value_shift), 0 <= shift <= 31 */
+                    const __m256i mk = _mm256_sub_epi32(_mm256_sllv_epi32(one, vsh), one);
+                    const __m256i thr = _mm256_sub_epi32(_mm256_srli_epi32(mk, 1), _mm256_srai_epi32(value, 31));
+                    value = _mm256_sub_epi32(_mm256_srav_epi32(value, vsh), _mm256_cmpgt_epi32(_mm256_and_si256(value, mk), thr));
+                }
+                z = requant8(sc, vm, vl, vr);
+                /* ceil(z / 2^16): + 1 unless the fraction is 0 */
+                r = _mm256_add_epi32(_mm256_add_epi32(_mm256_srai_epi32(z, W2S_Q_LOG), one),
+                                     _mm256_cmpeq_epi32(_mm256_and_si256(z, fmask), _mm256_setzero_si256()));
+                if (t == 0 && n0 == 0) {
+                    ref = r;
+                } else {
+                    const __m256i kk = _mm256_max_epi32(_mm256_sub_epi32(r, ref), _mm256_setzero_si256());
+                    if (!_mm256_testz_si256(kk, kk)) {
+                        const __m256i k0 = _mm256_cvtepu32_epi64(_mm256_castsi256_si128(kk));
+                        const __m256i k1 = _mm256_cvtepu32_epi64(_mm256_extracti128_si256(kk, 1));
+                        sum0 = rshift_round4x64(sum0, k0);
+                        sum1 = rshift_round4x64(sum1, k1);
+                        acc0 = rshift_round4x64(acc0, k0);
+                        acc1 = rshift_round4x64(acc1, k1);
+                        ref = _mm256_max_epi32(ref, r);
+                    }
+                }
+                k = _mm256_sub_epi32(ref, r);
+                q = _mm256_and_si256(_mm256_sub_epi32(_mm256_setzero_si256(), z), fmask);
+                idx = _mm256_srli_epi32(q, W2S_EXP_FRAC_BITS);
+                fr = _mm256_and_si256(q, _mm256_set1_epi32((1 << W2S_EXP_FRAC_BITS) - 1));
+                a = _mm256_i32gather_epi32((const int *)w->exp_lut, idx, 4);
+                b = _mm256_i32gather_epi32((const int *)w->exp_lut, _mm256_add_epi32(idx, one), 4);
+                d = _mm256_sub_epi32(a, b);
+                v = _mm256_add_epi32(_mm256_mullo_epi32(_mm256_srli_epi32(d, W2S_EXP_FRAC_BITS), fr),
+                                     _mm256_srli_epi32(_mm256_add_epi32(_mm256_mullo_epi32(_mm256_and_si256(d, _mm256_set1_epi32((1 << W2S_EXP_FRAC_BITS) - 1)), fr),
+                                                                        _mm256_set1_epi32(1 << (W2S_EXP_FRAC_BITS - 1))),
+                                                       W2S_EXP_FRAC_BITS));
+                v = _mm256_sub_epi32(a, v);
+                {
+                    const __m256i sft = _mm256_add_epi32(_mm256_min_epu32(k, _mm256_set1_epi32(64)),
+                                                         _mm256_set1_epi32(W2S_Q_EXP_LUT - W2S_Q_EXP));
+                    const __m256i half = _mm256_sllv_epi32(one, _mm256_sub_epi32(sft, one));
+                    msk = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+                    e = _mm256_and_si256(_mm256_srlv_epi32(_mm256_add_epi32(v, half), sft), msk);
+                }
+                {
+                    const __m256i e0 = _mm256_cvtepu32_epi64(_mm256_castsi256_si128(e));
+                    const __m256i e1 = _mm256_cvtepu32_epi64(_mm256_extracti128_si256(e, 1));
+                    sum0 = _mm256_add_epi64(sum0, e0);
+                    sum1 = _mm256_add_epi64(sum1, e1);
+                    acc0 = _mm256_add_epi64(acc0, _mm256_mul_epi32(e0, _mm256_cvtepi32_epi64(_mm256_castsi256_si128(value))));
+                    acc1 = _mm256_add_epi64(acc1, _mm256_mul_epi32(e1, _mm256_cvtepi32_epi64(_mm256_extracti128_si256(value, 1))));
+                }
+            }
+            _mm256_storeu_si256((__m256i *)rf, ref);
+            _mm256_storeu_si256((__m256i *)sm, sum0);
+            _mm256_storeu_si256((__m256i *)(sm + 4), sum1);
+            _mm256_storeu_si256((__m256i *)ac, acc0);
+            _mm256_storeu_si256((__m256i *)(ac + 4), acc1);
+            for (i = 0; i < n; i++) {
+                const int32_t k2 = (g + i) * F2 + f;
+                s->ref[k2] = rf[i];
+                s->sum[k2] = sm[i];
+                s->acc[k2] = ac[i];
+            }
+        }
+    }
+    s->n += n_rows;
+}
+
 /* Layer 1 with VPDPWSSD (int16 pairs into int32 lanes), output channels in the lanes, sixteen per
  * block. The input offset comes out of the sums: sum over the taps inside the map of (x + off) w
  * = sum x' w + off sum w, x' being the row with zeros for padding, and sum w over the taps inside

@@ -49,8 +49,9 @@ void w2s_vox_push_s8(const w2s_config *c, const w2s_weights *w, w2s_vox_state *s
     const int32_t C = c->channels, F2 = (c->n_mels + 1) / 2, off = w->vox_input_offset;
     int32_t f, ch, ci;
 #if defined(W2S_HAVE_X86)
-    if (w2s_isa_resolve(w->isa) == W2S_ISA_AVX512) {
-        w2s_vox_push_rows_avx512(c, w, s, row, 1, 0);
+    const int32_t isa = w2s_isa_resolve(w->isa);
+    if (isa == W2S_ISA_AVX512 || isa == W2S_ISA_AVX2) {
+        (isa == W2S_ISA_AVX512 ? w2s_vox_push_rows_avx512 : w2s_vox_push_rows_avx2)(c, w, s, row, 1, 0);
         return;
     }
 #endif
@@ -87,13 +88,15 @@ void w2s_vox_push_s8(const w2s_config *c, const w2s_weights *w, w2s_vox_state *s
 }
 
 /* Frames in order; the cells are independent, so a kernel may take them in any order of cells
- * (kernels_x86.c: one mel bin and sixteen channels at a time, through all the frames). */
+ * (kernels_x86.c: one mel bin and sixteen (AVX-512) or eight (AVX2) channels at a time, through
+ * all the frames). */
 void w2s_vox_push_rows_s8(const w2s_config *c, const w2s_weights *w, w2s_vox_state *s,
                           const int8_t *rows, int32_t n_rows, size_t stride) {
     int32_t t;
 #if defined(W2S_HAVE_X86)
-    if (w2s_isa_resolve(w->isa) == W2S_ISA_AVX512) {
-        w2s_vox_push_rows_avx512(c, w, s, rows, n_rows, stride);
+    const int32_t isa = w2s_isa_resolve(w->isa);
+    if (isa == W2S_ISA_AVX512 || isa == W2S_ISA_AVX2) {
+        (isa == W2S_ISA_AVX512 ? w2s_vox_push_rows_avx512 : w2s_vox_push_rows_avx2)(c, w, s, rows, n_rows, stride);
         return;
     }
 #endif
