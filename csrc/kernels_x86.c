@@ -347,22 +347,29 @@ typedef struct {
 
 W2S_AVX512 static void vnni_prepare(const w2s_conv_layer *l, int32_t c_in, int32_t c_out, vnni_weights *z) {
     const int32_t K = 3 * c_in, G = (K + 3) / 4, off = l->input_offset;
-    int32_t co, ky, k;
+    int32_t co, ky, g, cb;
     z->G = G;
     z->any_left = 0;
-    for (co = 0; co < (c_out + 15) / 16; co++) memset(z->w[co], 0, sizeof z->w[co]);
+    for (cb = 0; cb < (c_out + 15) / 16; cb++) /* only the groups used */
+        for (ky = 0; ky < 3; ky++) memset(z->w[cb][ky], 0, (size_t)G * 64);
     epilogue_init(l, c_out, &z->e);
-    for (co = 0; co < c_out; co++) z->any_left |= z->e.left[co] != 0;
     for (co = 0; co < c_out; co++) {
-        int32_t sum = 0;
-        for (ky = 0; ky < 3; ky++) {
+        z->any_left |= z->e.left[co] != 0;
+        for (ky = 0; ky < 3; ky++) { /* four taps at a time: the row calls of a stream redo this */
             const int8_t *s = l->w + (size_t)(co * 3 + ky) * (size_t)K;
-            for (k = 0; k < K; k++) {
-                z->w[co / 16][ky][k / 4][(co % 16) * 4 + k % 4] = s[k];
-                sum += s[k];
-            }
+            int8_t *d = &z->w[co / 16][ky][0][(co % 16) * 4];
+            int32_t k;
+            for (g = 0; 4 * g + 4 <= K; g++) memcpy(d + 64 * g, s + 4 * g, 4);
+            for (k = 4 * g; k < K; k++) d[64 * g + k % 4] = s[k];
         }
-        z->e.bias[co] += (off - 128) * sum; /* |.| <= 256 * 576 * 128 < 2^25 */
+    }
+    for (cb = 0; cb < (c_out + 15) / 16; cb++) { /* sum w of each channel: |.| <= 576 * 128 */
+        __m512i sum = _mm512_setzero_si512();
+        for (ky = 0; ky < 3; ky++)
+            for (g = 0; g < G; g++) sum = _mm512_dpbusd_epi32(sum, _mm512_set1_epi8(1), _mm512_loadu_si512(z->w[cb][ky][g]));
+        /* |(off - 128) sum| <= 256 * 576 * 128 < 2^25 */
+        _mm512_storeu_si512(z->e.bias + 16 * cb, _mm512_add_epi32(_mm512_loadu_si512(z->e.bias + 16 * cb),
+                                                                  _mm512_mullo_epi32(_mm512_set1_epi32(off - 128), sum)));
     }
 }
 
@@ -541,9 +548,11 @@ W2S_AVX512 void w2s_vox_push_rows_avx512(const w2s_config *c, const w2s_weights 
     __m512i lut[4];
     int32_t ch, ci, f, g, t, j;
     if (n_rows <= 0) return;
-    memset(ws, 0, sizeof ws);
-    memset(hi, 0, sizeof hi);
-    memset(lo, 0, sizeof lo);
+    for (g = 0; g < (C + 15) / 16; g++) { /* the groups used */
+        memset(ws[g], 0, (size_t)J * 64);
+        memset(hi[g], 0, (size_t)J * 64);
+        memset(lo[g], 0, (size_t)J * 64);
+    }
     for (ch = 0; ch < C + 16; ch++) {
         int32_t sw = 0, sl = 0, sh = 0;
         const int32_t sh_ = ch < C ? w->sof_shift[ch] : 0;
@@ -739,8 +748,10 @@ W2S_AVX2 void w2s_vox_push_rows_avx2(const w2s_config *c, const w2s_weights *w, 
     const __m256i off16 = _mm256_set1_epi16((int16_t)w->vox_input_offset);
     int32_t ch, ci, f, g, t, j;
     if (n_rows <= 0) return;
-    memset(ws, 0, sizeof ws);
-    memset(wl, 0, sizeof wl);
+    for (g = 0; g < (C + 7) / 8; g++) { /* the pairs used */
+        memset(ws[g], 0, (size_t)J * 32);
+        memset(wl[g], 0, (size_t)J * 32);
+    }
     for (ch = 0; ch < C; ch++)
         for (ci = 0; ci < C; ci++) {
             int16_t *ps = (int16_t *)(void *)&ws[ch / 8][ci / 2][ch % 8], *pl = (int16_t *)(void *)&wl[ch / 8][ci / 2][ch % 8];
@@ -870,7 +881,7 @@ typedef struct {
 
 W2S_AVX512 static void l1_prepare(const w2s_conv_layer *l, int32_t c_out, l1_weights *z) {
     int32_t co, ky;
-    memset(z->wp, 0, sizeof z->wp);
+    memset(z->wp, 0, (size_t)(c_out + 15) / 16 * sizeof z->wp[0]);
     for (co = 0; co < c_out; co++)
         for (ky = 0; ky < 3; ky++) {
             const int8_t *w = l->w + co * 9 + ky * 3;
