@@ -88,7 +88,8 @@ void w2s_vox_push_rows_avx2(const w2s_config *c, const w2s_weights *w, w2s_vox_s
 #define W2S_DFT_SIMD 1
 #define W2S_DFT_MAT_MAX_N 64                                        /* larger n_fft: scalar */
 #define W2S_DFT_MAT_L(h) (((h) + 1 + 3) / 4 * 4)                       /* row length, padded */
-#define W2S_DFT_MAT_WORDS ((W2S_DFT_MAT_MAX_N / 2 + 1) * 2 * W2S_DFT_MAT_L(W2S_DFT_MAT_MAX_N / 2))
+/* the matrix, then one word: whether rows h - k are rows k with signs by the parity of n */
+#define W2S_DFT_MAT_WORDS ((W2S_DFT_MAT_MAX_N / 2 + 1) * 2 * W2S_DFT_MAT_L(W2S_DFT_MAT_MAX_N / 2) + 1)
 int  w2s_dft_simd_ok(int32_t isa);
 void w2s_dft_matrix(const int32_t *cosine, int32_t n_fft, int64_t *mat);
 /* a, b: h + 1 values, zero-padded to W2S_DFT_MAT_L(h); re, im: h + 1 values */

@@ -1038,6 +1038,15 @@ void w2s_dft_matrix(const int32_t *cosine, int32_t N, int64_t *mat) {
             mi[n] = n <= h ? cosine[(k * n + 3 * (N / 4)) % N] : 0;
         }
     }
+    /* cos((h - k) n) = (-1)^n cos(k n) and sin((h - k) n) = -(-1)^n sin(k n) (h = N/2): checked on
+     * the table values, so w2s_dft_simd may compute rows k <= h/2 only, exactly */
+    mat[W2S_DFT_MAT_WORDS - 1] = h % 2 == 0;
+    for (k = 0; k <= h; k++) {
+        const int64_t *mr = mat + (size_t)(2 * k) * (size_t)L, *mi = mr + L;
+        const int64_t *nr = mat + (size_t)(2 * (h - k)) * (size_t)L, *ni = nr + L;
+        for (n = 0; n <= h; n++)
+            if (nr[n] != (n % 2 ? -mr[n] : mr[n]) || ni[n] != (n % 2 ? mi[n] : -mi[n])) mat[W2S_DFT_MAT_WORDS - 1] = 0;
+    }
 }
 
 /* lane q = sum of the four int64 lanes of s[q] */
@@ -1049,11 +1058,51 @@ W2S_AVX2_INLINE __m256i hsum4x64(__m256i s0, __m256i s1, __m256i s2, __m256i s3)
 
 /* VPMULDQ: signed 32 x 32 -> 64 of the low halves (|a| <= 2^25, |cos| <= 2^31): exact products,
  * four per instruction, summed in int64 lanes (|sum| < 2^62 as in frontend.c); four
- * frequencies at a time share the loads of a and b and one horizontal sum */
+ * frequencies at a time share the loads of a and b and one horizontal sum. With the symmetry
+ * w2s_dft_matrix checked, rows k <= h/2 only: sums over even and odd n apart, then
+ * re[k] = E + O, re[h - k] = E - O, im[k] = E + O, im[h - k] = O - E: half the products. */
 W2S_AVX2 void w2s_dft_simd(const int64_t *mat, int32_t h, const int64_t *a, const int64_t *b,
                            int64_t *re, int64_t *im) {
     const int32_t L = W2S_DFT_MAT_L(h);
     int32_t k, n, q;
+    if (mat[W2S_DFT_MAT_WORDS - 1]) { /* rows k <= h/2: sums over even n (E) and odd n (O) */
+        for (k = 0; k <= h / 2; k += 4) {
+            const int64_t *m[4];
+            __m256i r0 = _mm256_setzero_si256(), r1 = r0, r2 = r0, r3 = r0, i0 = r0, i1 = r0, i2 = r0, i3 = r0;
+            int64_t er[4], orr[4], ei[4], oi[4];
+            for (q = 0; q < 4; q++) m[q] = mat + (size_t)(2 * (k + q <= h / 2 ? k + q : h / 2)) * (size_t)L;
+            for (n = 0; n < L; n += 4) { /* lanes 0, 2: even n; 1, 3: odd n */
+                const __m256i va = LD(a + n), vb = LD(b + n);
+                r0 = _mm256_add_epi64(r0, _mm256_mul_epi32(va, LD(m[0] + n)));
+                i0 = _mm256_add_epi64(i0, _mm256_mul_epi32(vb, LD(m[0] + L + n)));
+                r1 = _mm256_add_epi64(r1, _mm256_mul_epi32(va, LD(m[1] + n)));
+                i1 = _mm256_add_epi64(i1, _mm256_mul_epi32(vb, LD(m[1] + L + n)));
+                r2 = _mm256_add_epi64(r2, _mm256_mul_epi32(va, LD(m[2] + n)));
+                i2 = _mm256_add_epi64(i2, _mm256_mul_epi32(vb, LD(m[2] + L + n)));
+                r3 = _mm256_add_epi64(r3, _mm256_mul_epi32(va, LD(m[3] + n)));
+                i3 = _mm256_add_epi64(i3, _mm256_mul_epi32(vb, LD(m[3] + L + n)));
+            }
+#define W2S_EO(s0, s1, s2, s3, e, o)                                                                           \
+    {                                                                                                          \
+        const __m256i lo01 = _mm256_unpacklo_epi64(s0, s1), lo23 = _mm256_unpacklo_epi64(s2, s3);              \
+        const __m256i hi01 = _mm256_unpackhi_epi64(s0, s1), hi23 = _mm256_unpackhi_epi64(s2, s3);              \
+        _mm256_storeu_si256((__m256i *)e, _mm256_add_epi64(_mm256_permute2x128_si256(lo01, lo23, 0x20),        \
+                                                           _mm256_permute2x128_si256(lo01, lo23, 0x31)));      \
+        _mm256_storeu_si256((__m256i *)o, _mm256_add_epi64(_mm256_permute2x128_si256(hi01, hi23, 0x20),        \
+                                                           _mm256_permute2x128_si256(hi01, hi23, 0x31)));      \
+    }
+            W2S_EO(r0, r1, r2, r3, er, orr)
+            W2S_EO(i0, i1, i2, i3, ei, oi)
+#undef W2S_EO
+            for (q = 0; q < 4 && k + q <= h / 2; q++) {
+                re[h - k - q] = er[q] - orr[q]; /* row h/2: O = 0 (checked), both the same */
+                im[h - k - q] = oi[q] - ei[q];
+                re[k + q] = er[q] + orr[q];
+                im[k + q] = ei[q] + oi[q];
+            }
+        }
+        return;
+    }
     for (k = 0; k <= h; k += 4) {
         const int64_t *m[4]; /* the cosine row of frequency k + q (past h: row h again, unused) */
         __m256i r0 = _mm256_setzero_si256(), r1 = r0, r2 = r0, r3 = r0, i0 = r0, i1 = r0, i2 = r0, i3 = r0;

@@ -214,6 +214,13 @@ static int frontend_simd(int trials) {
         int64_t a[W2S_DFT_MAT_MAX_N / 2 + 4] = {0}, b[W2S_DFT_MAT_MAX_N / 2 + 4] = {0};
         int64_t re[W2S_DFT_MAT_MAX_N / 2 + 1], im[W2S_DFT_MAT_MAX_N / 2 + 1];
         for (i = 0; i < N; i++) cosine[i] = t % 4 == 0 ? (i % 2 ? INT32_MIN : INT32_MAX) : (int32_t)rnd();
+        if (t % 2) { /* the symmetries of a cosine table (frontend.c's trig_symmetric): the folded path */
+            for (i = 0; i < N / 4; i++) cosine[i] = t % 4 == 1 ? (i % 2 ? -INT32_MAX : INT32_MAX) : (int32_t)(rnd() >> 1) * 2 + 1;
+            cosine[N / 4] = 0;
+            for (i = 0; i < N / 4; i++) cosine[h - i] = -cosine[i];
+            for (i = h + 1; i < N; i++) cosine[i] = cosine[N - i];
+            if (t % 8 == 7) cosine[rnd_in(1, N - 1)] ^= 1 << rnd_in(0, 30); /* almost: the full path */
+        }
         for (i = 0; i <= h; i++) {
             a[i] = t % 4 == 1 ? -(1 << 25) : rnd_in(-(1 << 25), 1 << 25);
             b[i] = t % 4 == 1 ? 1 << 25 : rnd_in(-(1 << 25), 1 << 25);
