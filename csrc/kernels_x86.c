@@ -928,13 +928,30 @@ W2S_AVX512_INLINE void l1_row(const w2s_conv_layer *l, const l1_weights *z, int3
         br = _mm512_add_epi32(_mm512_loadu_si512(z->e.bias + 16 * cb), _mm512_mullo_epi32(off, sr));
         for (f = 0; f < f_len; f++) {
             __m512i acc = f == 0 ? bl : f == f_len - 1 ? br : bm, v;
-            for (ky = 0; ky < 3; ky++) {
-                int32_t p0, p1;
-                if (!xr[ky]) continue;
-                memcpy(&p0, xr[ky] + f, 4);
-                memcpy(&p1, xr[ky] + f + 2, 4);
-                acc = _mm512_dpwssd_epi32(acc, _mm512_set1_epi32(p0), w[ky][0]);
-                acc = _mm512_dpwssd_epi32(acc, _mm512_set1_epi32(p1), w[ky][1]);
+            if (xr[0] && xr[2]) { /* every row but the first and the last: no test per row */
+                int32_t p[6];
+                memcpy(p, xr[0] + f, 4);
+                memcpy(p + 1, xr[0] + f + 2, 4);
+                memcpy(p + 2, xr[1] + f, 4);
+                memcpy(p + 3, xr[1] + f + 2, 4);
+                memcpy(p + 4, xr[2] + f, 4);
+                memcpy(p + 5, xr[2] + f + 2, 4);
+                __m512i a1 = _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_set1_epi32(p[1]), w[0][1]);
+                acc = _mm512_dpwssd_epi32(acc, _mm512_set1_epi32(p[0]), w[0][0]);
+                acc = _mm512_dpwssd_epi32(acc, _mm512_set1_epi32(p[2]), w[1][0]);
+                a1 = _mm512_dpwssd_epi32(a1, _mm512_set1_epi32(p[3]), w[1][1]);
+                acc = _mm512_dpwssd_epi32(acc, _mm512_set1_epi32(p[4]), w[2][0]);
+                a1 = _mm512_dpwssd_epi32(a1, _mm512_set1_epi32(p[5]), w[2][1]);
+                acc = _mm512_add_epi32(acc, a1);
+            } else {
+                for (ky = 0; ky < 3; ky++) {
+                    int32_t p0, p1;
+                    if (!xr[ky]) continue;
+                    memcpy(&p0, xr[ky] + f, 4);
+                    memcpy(&p1, xr[ky] + f + 2, 4);
+                    acc = _mm512_dpwssd_epi32(acc, _mm512_set1_epi32(p0), w[ky][0]);
+                    acc = _mm512_dpwssd_epi32(acc, _mm512_set1_epi32(p1), w[ky][1]);
+                }
             }
             v = requant16_l(acc, mult, left, right, z->any_left);
             v = _mm512_add_epi32(v, _mm512_set1_epi32(l->output_offset));
