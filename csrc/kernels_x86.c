@@ -425,18 +425,26 @@ W2S_AVX512_INLINE void vnni_cols(const w2s_conv_layer *l, const vnni_weights *z,
 W2S_AVX512_INLINE void vnni_row(const w2s_conv_layer *l, const vnni_weights *z, int32_t f_len, int32_t c_in,
                                 int32_t c_out, const uint8_t *const xr[3], int8_t *out) {
     int32_t cb, f;
+    const int32_t nblk = (f_len + 7) / 8;
     for (cb = 0; cb < (c_out + 15) / 16; cb++) {
         const int32_t n = c_out - 16 * cb < 16 ? c_out - 16 * cb : 16;
-        for (f = 0; f + 8 <= f_len; f += 8) vnni_cols(l, z, cb, n, xr, c_in, c_out, f, 8, out);
-        if (f + 4 <= f_len) {
-            vnni_cols(l, z, cb, n, xr, c_in, c_out, f, 4, out);
-            f += 4;
+        int32_t b;
+        /* blocks of equal size (26 columns: 7 7 6 6, 13: 7 6): a short last block would be one
+         * long chain of dependent VPDPBUSD, waiting on their latency */
+        for (b = 0, f = 0; b < nblk; b++) {
+            const int32_t nb = (f_len - f) / (nblk - b) + ((f_len - f) % (nblk - b) != 0);
+            switch (nb) {
+            case 8: vnni_cols(l, z, cb, n, xr, c_in, c_out, f, 8, out); break;
+            case 7: vnni_cols(l, z, cb, n, xr, c_in, c_out, f, 7, out); break;
+            case 6: vnni_cols(l, z, cb, n, xr, c_in, c_out, f, 6, out); break;
+            case 5: vnni_cols(l, z, cb, n, xr, c_in, c_out, f, 5, out); break;
+            case 4: vnni_cols(l, z, cb, n, xr, c_in, c_out, f, 4, out); break;
+            case 3: vnni_cols(l, z, cb, n, xr, c_in, c_out, f, 3, out); break;
+            case 2: vnni_cols(l, z, cb, n, xr, c_in, c_out, f, 2, out); break;
+            default: vnni_cols(l, z, cb, n, xr, c_in, c_out, f, 1, out); break;
+            }
+            f += nb;
         }
-        if (f + 2 <= f_len) {
-            vnni_cols(l, z, cb, n, xr, c_in, c_out, f, 2, out);
-            f += 2;
-        }
-        if (f < f_len) vnni_cols(l, z, cb, n, xr, c_in, c_out, f, 1, out);
     }
 }
 
