@@ -328,8 +328,8 @@ W2S_AVX2 void w2s_conv3x3_row_s8_avx2(const w2s_conv_layer *l, int32_t f_len, in
  * block): for output column f and kernel row ky, the 3 C_in taps u[k] (k = kx C_in + c_in, from
  * the padded row) go in groups of four, each group broadcast to every lane against the weights
  * wq[ky][group][co][4]: 3 ceil(3 C_in / 4) VPDPBUSD per column and block, no horizontal sums,
- * and the accumulators come out in channel order for the 16-lane epilogue. Eight columns at a
- * time share every weight load. The input goes in as u = x + 128 (0..255), the offset folded into
+ * and the accumulators come out in channel order for the 16-lane epilogue. Up to 13 columns at
+ * a time share every weight load. The input goes in as u = x + 128 (0..255), the offset folded into
  * the bias:
  *   sum (x + off) w = sum u w + (off - 128) sum w
  * where padding taps hold u = 128 - off (then u w + (off - 128) w = 0, as a skipped tap), which
@@ -338,6 +338,7 @@ W2S_AVX2 void w2s_conv3x3_row_s8_avx2(const w2s_conv_layer *l, int32_t f_len, in
  * a kernel row are zero, so what the group reads past them does not count. */
 #define VG ((3 * W2S_MAX_CHANNELS + 3) / 4) /* groups of four taps in one kernel row */
 #define VROW ((W2S_MAX_MELS + 2) * W2S_MAX_CHANNELS + 64) /* a padded uint8 row, with slack */
+#define VNB 13 /* at most this many output columns per block: independent VPDPBUSD chains */
 
 typedef struct {
     int8_t  w[W2S_MAX_CHANNELS / 16][3][VG][64]; /* [block][ky][group][co][4] */
@@ -398,7 +399,8 @@ W2S_AVX512_INLINE void vnni_cols(const w2s_conv_layer *l, const vnni_weights *z,
     const __mmask16 m = (__mmask16)((1u << n) - 1u);
     const __m512i bias = _mm512_loadu_si512(z->e.bias + 16 * cb), mult = _mm512_loadu_si512(z->e.mult + 16 * cb);
     const __m512i left = _mm512_loadu_si512(z->e.left + 16 * cb), right = _mm512_loadu_si512(z->e.right + 16 * cb);
-    __m512i acc[8], a0 = bias, a1 = bias, a2 = bias, a3 = bias, a4 = bias, a5 = bias, a6 = bias, a7 = bias;
+    __m512i acc[VNB], a0 = bias, a1 = bias, a2 = bias, a3 = bias, a4 = bias, a5 = bias, a6 = bias, a7 = bias;
+    __m512i a8 = bias, a9 = bias, a10 = bias, a11 = bias, a12 = bias;
     int32_t j, ky, g;
     for (ky = 0; ky < 3; ky++) {
         const uint8_t *x = xr[ky] + f * c_in;
@@ -406,12 +408,13 @@ W2S_AVX512_INLINE void vnni_cols(const w2s_conv_layer *l, const vnni_weights *z,
         for (g = 0; g < G; g++, x += 4) { /* NB is a constant: the ifs go at compile time */
             const __m512i wv = _mm512_loadu_si512(wk + 64 * g);
 #define W2S_TAP(a, j) if (NB > j) { int32_t q; memcpy(&q, x + j * c_in, 4); a = _mm512_dpbusd_epi32(a, _mm512_set1_epi32(q), wv); }
-            W2S_TAP(a0, 0) W2S_TAP(a1, 1) W2S_TAP(a2, 2) W2S_TAP(a3, 3)
-            W2S_TAP(a4, 4) W2S_TAP(a5, 5) W2S_TAP(a6, 6) W2S_TAP(a7, 7)
+            W2S_TAP(a0, 0) W2S_TAP(a1, 1) W2S_TAP(a2, 2) W2S_TAP(a3, 3) W2S_TAP(a4, 4) W2S_TAP(a5, 5) W2S_TAP(a6, 6)
+            W2S_TAP(a7, 7) W2S_TAP(a8, 8) W2S_TAP(a9, 9) W2S_TAP(a10, 10) W2S_TAP(a11, 11) W2S_TAP(a12, 12)
 #undef W2S_TAP
         }
     }
     acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3, acc[4] = a4, acc[5] = a5, acc[6] = a6, acc[7] = a7;
+    acc[8] = a8, acc[9] = a9, acc[10] = a10, acc[11] = a11, acc[12] = a12;
     for (j = 0; j < NB; j++) {
         __m512i v = requant16_l(acc[j], mult, left, right, z->any_left);
         v = _mm512_add_epi32(v, _mm512_set1_epi32(l->output_offset));
@@ -425,22 +428,19 @@ W2S_AVX512_INLINE void vnni_cols(const w2s_conv_layer *l, const vnni_weights *z,
 W2S_AVX512_INLINE void vnni_row(const w2s_conv_layer *l, const vnni_weights *z, int32_t f_len, int32_t c_in,
                                 int32_t c_out, const uint8_t *const xr[3], int8_t *out) {
     int32_t cb, f;
-    const int32_t nblk = (f_len + 7) / 8;
+    const int32_t nblk = (f_len + VNB - 1) / VNB;
     for (cb = 0; cb < (c_out + 15) / 16; cb++) {
         const int32_t n = c_out - 16 * cb < 16 ? c_out - 16 * cb : 16;
         int32_t b;
-        /* blocks of equal size (26 columns: 7 7 6 6, 13: 7 6): a short last block would be one
-         * long chain of dependent VPDPBUSD, waiting on their latency */
+        /* blocks of equal size (26 columns: 13 13, 40: 10 10 10 10): a short last block would be
+         * a few long chains of dependent VPDPBUSD, waiting on their latency */
         for (b = 0, f = 0; b < nblk; b++) {
             const int32_t nb = (f_len - f) / (nblk - b) + ((f_len - f) % (nblk - b) != 0);
             switch (nb) {
-            case 8: vnni_cols(l, z, cb, n, xr, c_in, c_out, f, 8, out); break;
-            case 7: vnni_cols(l, z, cb, n, xr, c_in, c_out, f, 7, out); break;
-            case 6: vnni_cols(l, z, cb, n, xr, c_in, c_out, f, 6, out); break;
-            case 5: vnni_cols(l, z, cb, n, xr, c_in, c_out, f, 5, out); break;
-            case 4: vnni_cols(l, z, cb, n, xr, c_in, c_out, f, 4, out); break;
-            case 3: vnni_cols(l, z, cb, n, xr, c_in, c_out, f, 3, out); break;
-            case 2: vnni_cols(l, z, cb, n, xr, c_in, c_out, f, 2, out); break;
+#define W2S_NB(k) case k: vnni_cols(l, z, cb, n, xr, c_in, c_out, f, k, out); break;
+            W2S_NB(13) W2S_NB(12) W2S_NB(11) W2S_NB(10) W2S_NB(9) W2S_NB(8) W2S_NB(7)
+            W2S_NB(6) W2S_NB(5) W2S_NB(4) W2S_NB(3) W2S_NB(2)
+#undef W2S_NB
             default: vnni_cols(l, z, cb, n, xr, c_in, c_out, f, 1, out); break;
             }
             f += nb;
