@@ -11,7 +11,7 @@
  *
  * Stack: the x86 and NEON conv kernels keep padded copies of their three input rows and widened
  * weights in fixed-size stack buffers sized for the format's limits (128 mel bins, 64 channels):
- * about 130 KB for AVX2, 64 KB for AVX-512 (20 KB for its vox pooling), 30 KB for NEON, plus
+ * about 130 KB for AVX2, 72 KB for AVX-512 (20 KB for its vox pooling), 30 KB for NEON, plus
  * 19 KB for the x86 DFT matrix of w2s_logmel_frames_s16 - fine for Linux threads (8 MB by
  * default), not for tiny thread stacks.
  * The DSP and portable kernels use less than 4 KB (the Cortex-M firmware measures its stack).

@@ -473,25 +473,108 @@ W2S_AVX512 void w2s_conv3x3_row_s8_avx512(const w2s_conv_layer *l, int32_t f_len
 }
 
 /* A whole layer: the weights prepared once, each input row padded once into a ring of three. */
+/* Output rows t and t + 1 at once, NB columns from f: input rows t and t + 1 serve both (kernel
+ * rows 1 and 0 of row t + 1, 2 and 1 of row t), so each broadcast tap feeds two VPDPBUSD on
+ * average 1.5 (four input rows for six kernel rows): the loads, not the multiplies, bound the
+ * one-row loop on this core. xr: rows t - 1 .. t + 2, padded. */
+W2S_AVX512_INLINE void vnni_cols2(const w2s_conv_layer *l, const vnni_weights *z, int32_t cb, int32_t n,
+                                  const uint8_t *const xr[4], int32_t c_in, int32_t c_out, int32_t f,
+                                  const int32_t NB, int8_t *out0, int8_t *out1) {
+    const int32_t G = z->G;
+    const __mmask16 m = (__mmask16)((1u << n) - 1u);
+    const __m512i bias = _mm512_loadu_si512(z->e.bias + 16 * cb), mult = _mm512_loadu_si512(z->e.mult + 16 * cb);
+    const __m512i left = _mm512_loadu_si512(z->e.left + 16 * cb), right = _mm512_loadu_si512(z->e.right + 16 * cb);
+    const uint8_t *x0 = xr[0] + f * c_in, *x1 = xr[1] + f * c_in, *x2 = xr[2] + f * c_in, *x3 = xr[3] + f * c_in;
+    const int8_t *wk0 = z->w[cb][0][0], *wk1 = z->w[cb][1][0], *wk2 = z->w[cb][2][0];
+    __m512i acc[16], a0 = bias, a1 = bias, a2 = bias, a3 = bias, a4 = bias, a5 = bias, a6 = bias, a7 = bias;
+    __m512i b0 = bias, b1 = bias, b2 = bias, b3 = bias, b4 = bias, b5 = bias, b6 = bias, b7 = bias;
+    int32_t j, g;
+    for (g = 0; g < G; g++) {
+        const __m512i w0 = _mm512_loadu_si512(wk0 + 64 * g), w1 = _mm512_loadu_si512(wk1 + 64 * g);
+        const __m512i w2 = _mm512_loadu_si512(wk2 + 64 * g);
+        const int32_t o = 4 * g;
+#define W2S_TAP2(a, b, j)                                                                  \
+    if (NB > j) {                                                                          \
+        int32_t q0, q1, q2, q3;                                                            \
+        memcpy(&q0, x0 + j * c_in + o, 4);                                                 \
+        memcpy(&q1, x1 + j * c_in + o, 4);                                                 \
+        memcpy(&q2, x2 + j * c_in + o, 4);                                                 \
+        memcpy(&q3, x3 + j * c_in + o, 4);                                                 \
+        {                                                                                  \
+            const __m512i u1 = _mm512_set1_epi32(q1), u2 = _mm512_set1_epi32(q2);          \
+            a = _mm512_dpbusd_epi32(a, _mm512_set1_epi32(q0), w0);                         \
+            b = _mm512_dpbusd_epi32(b, u1, w0);                                            \
+            a = _mm512_dpbusd_epi32(a, u1, w1);                                            \
+            b = _mm512_dpbusd_epi32(b, u2, w1);                                            \
+            a = _mm512_dpbusd_epi32(a, u2, w2);                                            \
+            b = _mm512_dpbusd_epi32(b, _mm512_set1_epi32(q3), w2);                         \
+        }                                                                                  \
+    }
+        W2S_TAP2(a0, b0, 0) W2S_TAP2(a1, b1, 1) W2S_TAP2(a2, b2, 2) W2S_TAP2(a3, b3, 3)
+        W2S_TAP2(a4, b4, 4) W2S_TAP2(a5, b5, 5) W2S_TAP2(a6, b6, 6) W2S_TAP2(a7, b7, 7)
+#undef W2S_TAP2
+    }
+    acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3, acc[4] = a4, acc[5] = a5, acc[6] = a6, acc[7] = a7;
+    acc[8] = b0, acc[9] = b1, acc[10] = b2, acc[11] = b3, acc[12] = b4, acc[13] = b5, acc[14] = b6, acc[15] = b7;
+    for (j = 0; j < 16; j++) { /* a: row t, columns 0..NB-1; b: row t + 1 */
+        const int32_t c = j % 8;
+        __m512i v;
+        if (c >= NB) continue;
+        v = requant16_l(acc[j], mult, left, right, z->any_left);
+        v = _mm512_add_epi32(v, _mm512_set1_epi32(l->output_offset));
+        v = _mm512_max_epi32(v, _mm512_set1_epi32(l->act_min));
+        v = _mm512_min_epi32(v, _mm512_set1_epi32(l->act_max));
+        _mm_mask_storeu_epi8((j < 8 ? out0 : out1) + (f + c) * c_out + 16 * cb, m, _mm512_cvtepi32_epi8(v));
+    }
+}
+
+/* Two output rows from four padded rows (t - 1 .. t + 2), columns in blocks of equal size <= 8 */
+W2S_AVX512_INLINE void vnni_row2(const w2s_conv_layer *l, const vnni_weights *z, int32_t f_len, int32_t c_in,
+                                 int32_t c_out, const uint8_t *const xr[4], int8_t *out0, int8_t *out1) {
+    const int32_t nblk = (f_len + 7) / 8;
+    int32_t cb, f, b;
+    for (cb = 0; cb < (c_out + 15) / 16; cb++) {
+        const int32_t n = c_out - 16 * cb < 16 ? c_out - 16 * cb : 16;
+        for (b = 0, f = 0; b < nblk; b++) {
+            const int32_t nb = (f_len - f) / (nblk - b) + ((f_len - f) % (nblk - b) != 0);
+            switch (nb) {
+#define W2S_NB(k) case k: vnni_cols2(l, z, cb, n, xr, c_in, c_out, f, k, out0, out1); break;
+            W2S_NB(8) W2S_NB(7) W2S_NB(6) W2S_NB(5) W2S_NB(4) W2S_NB(3) W2S_NB(2)
+#undef W2S_NB
+            default: vnni_cols2(l, z, cb, n, xr, c_in, c_out, f, 1, out0, out1); break;
+            }
+            f += nb;
+        }
+    }
+}
+
+/* A whole layer: the weights prepared once, each input row padded once into a ring of four,
+ * output rows two at a time (the last one alone when T is odd). */
 W2S_AVX512 __attribute__((noinline)) static void vnni_layer_kernel(const w2s_conv_layer *l, int32_t T, int32_t f_len,
                                                                    int32_t c_in, int32_t c_out, const int8_t *src,
                                                                    int8_t *dst) {
     vnni_weights z;
-    uint8_t xu[3][VROW];
+    uint8_t xu[4][VROW]; /* input row r in slot r mod 4 (row -1: slot 3) */
     const int32_t R = (f_len + 2) * c_in + 64, n = f_len * c_in;
+    const size_t o = (size_t)(f_len * c_out);
     const uint8_t upad = (uint8_t)(128 - l->input_offset);
     int32_t t;
     vnni_prepare(l, c_in, c_out, &z);
-    vnni_pad_row(NULL, n, c_in, upad, xu[2], R); /* row -1 */
+    vnni_pad_row(NULL, n, c_in, upad, xu[3], R); /* row -1 */
     vnni_pad_row(src, n, c_in, upad, xu[0], R);
-    for (t = 0; t < T; t++) {
-        const uint8_t *xr[3];
-        /* row t + 1 (or padding) into the slot of row t - 2 */
-        vnni_pad_row(t + 1 < T ? src + (size_t)(t + 1) * (size_t)n : NULL, n, c_in, upad, xu[(t + 1) % 3], R);
-        xr[0] = xu[(t + 2) % 3];
-        xr[1] = xu[t % 3];
-        xr[2] = xu[(t + 1) % 3];
-        vnni_row(l, &z, f_len, c_in, c_out, xr, dst + (size_t)t * (size_t)(f_len * c_out));
+    for (t = 0; t < T; t += 2) {
+        const uint8_t *xr[4];
+        int32_t r;
+        for (r = t + 1; r <= t + 2; r++) /* rows t + 1, t + 2 (or padding) over rows t - 3, t - 2 */
+            vnni_pad_row(r < T ? src + (size_t)r * (size_t)n : NULL, n, c_in, upad, xu[r % 4], R);
+        xr[0] = xu[(t + 3) % 4];
+        xr[1] = xu[t % 4];
+        xr[2] = xu[(t + 1) % 4];
+        xr[3] = xu[(t + 2) % 4];
+        if (t + 1 < T)
+            vnni_row2(l, &z, f_len, c_in, c_out, xr, dst + (size_t)t * o, dst + (size_t)(t + 1) * o);
+        else
+            vnni_row(l, &z, f_len, c_in, c_out, xr, dst + (size_t)t * o);
     }
 }
 
