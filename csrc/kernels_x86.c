@@ -1147,17 +1147,13 @@ void w2s_dft_matrix(const int32_t *cosine, int32_t N, int64_t *mat) {
         }
     }
     /* cos((h - k) n) = (-1)^n cos(k n) and sin((h - k) n) = -(-1)^n sin(k n) (h = N/2): checked on
-     * the table values, so w2s_dft_simd may compute rows k <= h/2 only, and columns n <= h/2 of
-     * them (the same symmetry in n), exactly */
+     * the table values, so w2s_dft_simd may compute rows k <= h/2 only, exactly */
     mat[W2S_DFT_MAT_WORDS - 1] = h % 2 == 0;
     for (k = 0; k <= h; k++) {
         const int64_t *mr = mat + (size_t)(2 * k) * (size_t)L, *mi = mr + L;
         const int64_t *nr = mat + (size_t)(2 * (h - k)) * (size_t)L, *ni = nr + L;
-        for (n = 0; n <= h; n++) {
+        for (n = 0; n <= h; n++)
             if (nr[n] != (n % 2 ? -mr[n] : mr[n]) || ni[n] != (n % 2 ? mi[n] : -mi[n])) mat[W2S_DFT_MAT_WORDS - 1] = 0;
-            /* and cos(k (h - n)) = (-1)^k cos(k n), sin(k (h - n)) = -(-1)^k sin(k n) */
-            if (mr[h - n] != (k % 2 ? -mr[n] : mr[n]) || mi[h - n] != (k % 2 ? mi[n] : -mi[n])) mat[W2S_DFT_MAT_WORDS - 1] = 0;
-        }
     }
 }
 
@@ -1170,43 +1166,29 @@ W2S_AVX2_INLINE __m256i hsum4x64(__m256i s0, __m256i s1, __m256i s2, __m256i s3)
 
 /* VPMULDQ: signed 32 x 32 -> 64 of the low halves (|a| <= 2^25, |cos| <= 2^31): exact products,
  * four per instruction, summed in int64 lanes (|sum| < 2^62 as in frontend.c); four
- * frequencies at a time share the loads of a and b and one horizontal sum. With the symmetries
- * w2s_dft_matrix checked, rows k <= h/2 and columns n <= h/2 only: a quarter of the products. */
+ * frequencies at a time share the loads of a and b and one horizontal sum. With the symmetry
+ * w2s_dft_matrix checked, rows k <= h/2 only: sums over even and odd n apart, then
+ * re[k] = E + O, re[h - k] = E - O, im[k] = E + O, im[h - k] = O - E: half the products. */
 W2S_AVX2 void w2s_dft_simd(const int64_t *mat, int32_t h, const int64_t *a, const int64_t *b,
                            int64_t *re, int64_t *im) {
     const int32_t L = W2S_DFT_MAT_L(h);
     int32_t k, n, q;
-    if (mat[W2S_DFT_MAT_WORDS - 1]) {
-        /* rows k <= h/2, columns n <= h/2: a[n] and a[h - n] share cos(k n) up to (-1)^k, so
-         * re[k] = sum_{n <= h/2} (a[n] +- a[h - n]) cos(k n) (+ for even k; the middle term
-         * once), im[k] likewise with b[n] -+ b[h - n]; then sums over even n (E) and odd n (O)
-         * apart: re[h - k] = E - O, im[h - k] = O - E (h - k has the parity of k). Folded values
-         * |.| <= 2^26, products < 2^57, 17 of them at most: exact in int64. */
-        int64_t fa[2][W2S_DFT_MAT_MAX_N / 4 + 4], fb[2][W2S_DFT_MAT_MAX_N / 4 + 4]; /* [k odd][n] */
-        const int32_t h2 = h / 2, L2 = (h2 + 1 + 3) / 4 * 4;
-        for (n = 0; n < L2; n++) {
-            const int64_t an = n <= h2 ? a[n] : 0, am = n < h2 ? a[h - n] : 0;
-            const int64_t bn = n <= h2 ? b[n] : 0, bm = n < h2 ? b[h - n] : 0;
-            fa[0][n] = an + am;
-            fa[1][n] = an - am;
-            fb[0][n] = bn - bm;
-            fb[1][n] = bn + bm;
-        }
-        for (k = 0; k <= h2; k += 4) {
+    if (mat[W2S_DFT_MAT_WORDS - 1]) { /* rows k <= h/2: sums over even n (E) and odd n (O) */
+        for (k = 0; k <= h / 2; k += 4) {
             const int64_t *m[4];
             __m256i r0 = _mm256_setzero_si256(), r1 = r0, r2 = r0, r3 = r0, i0 = r0, i1 = r0, i2 = r0, i3 = r0;
             int64_t er[4], orr[4], ei[4], oi[4];
-            for (q = 0; q < 4; q++) m[q] = mat + (size_t)(2 * (k + q <= h2 ? k + q : h2)) * (size_t)L;
-            for (n = 0; n < L2; n += 4) { /* k is even: rows k, k + 2 even, k + 1, k + 3 odd */
-                const __m256i ae = LD(fa[0] + n), ao = LD(fa[1] + n), be = LD(fb[0] + n), bo = LD(fb[1] + n);
-                r0 = _mm256_add_epi64(r0, _mm256_mul_epi32(ae, LD(m[0] + n)));
-                i0 = _mm256_add_epi64(i0, _mm256_mul_epi32(be, LD(m[0] + L + n)));
-                r1 = _mm256_add_epi64(r1, _mm256_mul_epi32(ao, LD(m[1] + n)));
-                i1 = _mm256_add_epi64(i1, _mm256_mul_epi32(bo, LD(m[1] + L + n)));
-                r2 = _mm256_add_epi64(r2, _mm256_mul_epi32(ae, LD(m[2] + n)));
-                i2 = _mm256_add_epi64(i2, _mm256_mul_epi32(be, LD(m[2] + L + n)));
-                r3 = _mm256_add_epi64(r3, _mm256_mul_epi32(ao, LD(m[3] + n)));
-                i3 = _mm256_add_epi64(i3, _mm256_mul_epi32(bo, LD(m[3] + L + n)));
+            for (q = 0; q < 4; q++) m[q] = mat + (size_t)(2 * (k + q <= h / 2 ? k + q : h / 2)) * (size_t)L;
+            for (n = 0; n < L; n += 4) { /* lanes 0, 2: even n; 1, 3: odd n */
+                const __m256i va = LD(a + n), vb = LD(b + n);
+                r0 = _mm256_add_epi64(r0, _mm256_mul_epi32(va, LD(m[0] + n)));
+                i0 = _mm256_add_epi64(i0, _mm256_mul_epi32(vb, LD(m[0] + L + n)));
+                r1 = _mm256_add_epi64(r1, _mm256_mul_epi32(va, LD(m[1] + n)));
+                i1 = _mm256_add_epi64(i1, _mm256_mul_epi32(vb, LD(m[1] + L + n)));
+                r2 = _mm256_add_epi64(r2, _mm256_mul_epi32(va, LD(m[2] + n)));
+                i2 = _mm256_add_epi64(i2, _mm256_mul_epi32(vb, LD(m[2] + L + n)));
+                r3 = _mm256_add_epi64(r3, _mm256_mul_epi32(va, LD(m[3] + n)));
+                i3 = _mm256_add_epi64(i3, _mm256_mul_epi32(vb, LD(m[3] + L + n)));
             }
 #define W2S_EO(s0, s1, s2, s3, e, o)                                                                           \
     {                                                                                                          \
@@ -1220,7 +1202,7 @@ W2S_AVX2 void w2s_dft_simd(const int64_t *mat, int32_t h, const int64_t *a, cons
             W2S_EO(r0, r1, r2, r3, er, orr)
             W2S_EO(i0, i1, i2, i3, ei, oi)
 #undef W2S_EO
-            for (q = 0; q < 4 && k + q <= h2; q++) {
+            for (q = 0; q < 4 && k + q <= h / 2; q++) {
                 re[h - k - q] = er[q] - orr[q]; /* row h/2: O = 0 (checked), both the same */
                 im[h - k - q] = oi[q] - ei[q];
                 re[k + q] = er[q] + orr[q];
