@@ -329,8 +329,9 @@ W2S_AVX2 void w2s_conv3x3_row_s8_avx2(const w2s_conv_layer *l, int32_t f_len, in
  * the padded row) go in groups of four, each group broadcast to every lane against the weights
  * wq[ky][group][co][4]: 3 ceil(3 C_in / 4) VPDPBUSD per column and block, no horizontal sums,
  * and the accumulators come out in channel order for the 16-lane epilogue. Up to 13 columns at
- * a time share every weight load. The input goes in as u = x + 128 (0..255), the offset folded into
- * the bias:
+ * a time share every weight load (vnni_cols; whole layers take two output rows and up to 8
+ * columns at a time, vnni_cols2). The input goes in as u = x + 128 (0..255), the offset folded
+ * into the bias:
  *   sum (x + off) w = sum u w + (off - 128) sum w
  * where padding taps hold u = 128 - off (then u w + (off - 128) w = 0, as a skipped tap), which
  * needs off >= -127 (the format allows -128: that layer takes the AVX2 kernel). sum w is over all
