@@ -98,6 +98,43 @@ void w2s_conv3x3_row_s8(const w2s_conv_layer *l, int32_t isa, int32_t f, int32_t
     }
 }
 
+void w2s_conv3x3_layer_s16(const w2s_conv_layer *l, int32_t isa, int32_t t_len, int32_t f, int32_t c_out,
+                           const int16_t *src, int8_t *dst) {
+    int32_t t;
+#if defined(W2S_HAVE_X86)
+    if (w2s_isa_resolve(isa) == W2S_ISA_AVX512) {
+        w2s_conv3x3_layer_s16_avx512(l, t_len, f, c_out, src, dst);
+        return;
+    }
+#endif
+    for (t = 0; t < t_len; t++) {
+        const int16_t *rows[3];
+        rows[0] = t > 0 ? src + (size_t)(t - 1) * (size_t)f : NULL;
+        rows[1] = src + (size_t)t * (size_t)f;
+        rows[2] = t + 1 < t_len ? src + (size_t)(t + 1) * (size_t)f : NULL;
+        w2s_conv3x3_row_s16(l, isa, f, c_out, rows, dst + (size_t)t * (size_t)(f * c_out));
+    }
+}
+
+void w2s_conv3x3_layer_s8(const w2s_conv_layer *l, int32_t isa, int32_t t_len, int32_t f, int32_t c_in,
+                          int32_t c_out, const int8_t *src, int8_t *dst) {
+    const size_t in = (size_t)(f * c_in), o = (size_t)(f * c_out);
+    int32_t t;
+#if defined(W2S_HAVE_X86)
+    if (w2s_isa_resolve(isa) == W2S_ISA_AVX512) {
+        w2s_conv3x3_layer_s8_avx512(l, t_len, f, c_in, c_out, src, dst);
+        return;
+    }
+#endif
+    for (t = 0; t < t_len; t++) {
+        const int8_t *rows[3];
+        rows[0] = t > 0 ? src + (size_t)(t - 1) * in : NULL;
+        rows[1] = src + (size_t)t * in;
+        rows[2] = t + 1 < t_len ? src + (size_t)(t + 1) * in : NULL;
+        w2s_conv3x3_row_s8(l, isa, f, c_in, c_out, rows, dst + (size_t)t * o);
+    }
+}
+
 /* ---- portable kernels ------------------------------------------------------------------------------ */
 
 #if defined(W2S_HAVE_DSP)

@@ -61,14 +61,6 @@ size_t w2s_arena_size(const w2s_model *m, size_t n) {
 
 /* ---- forward ------------------------------------------------------------------------------------ */
 
-/* Input rows t-1, t, t+1 of a (T, row) map; NULL outside [0, T). */
-#define ROWS3(rows, base, t, T, row)                                   \
-    do {                                                               \
-        (rows)[0] = (t) > 0 ? (base) + (size_t)((t)-1) * (row) : NULL;         \
-        (rows)[1] = (base) + (size_t)(t) * (row);                              \
-        (rows)[2] = (t) + 1 < (T) ? (base) + (size_t)((t) + 1) * (row) : NULL; \
-    } while (0)
-
 w2s_status w2s_forward(const w2s_model *m, const int16_t *pcm, size_t n, void *arena,
                        size_t arena_len, w2s_output *out, w2s_trace_fn trace, void *user) {
     const w2s_config *c;
@@ -102,18 +94,9 @@ w2s_status w2s_forward(const w2s_model *m, const int16_t *pcm, size_t n, void *a
         int8_t *dst = a.map[cur];
         /* = F.relu(bn(conv(x))) with BatchNorm folded into the weights */
         if (l == 1) {
-            for (t = 0; t < T; t++) {
-                const int16_t *rows[3];
-                ROWS3(rows, a.logmel, t, T, F);
-                w2s_conv3x3_row_s16(L, w->isa, F, C, rows, dst + (size_t)t * (size_t)(F * C));
-            }
+            w2s_conv3x3_layer_s16(L, w->isa, T, F, C, a.logmel, dst);
         } else {
-            const int8_t *src = a.map[1 - cur];
-            for (t = 0; t < T; t++) {
-                const int8_t *rows[3];
-                ROWS3(rows, src, t, T, F * C);
-                w2s_conv3x3_row_s8(L, w->isa, F, C, C, rows, dst + (size_t)t * (size_t)(F * C));
-            }
+            w2s_conv3x3_layer_s8(L, w->isa, T, F, C, C, a.map[1 - cur], dst);
         }
         if (trace) trace(user, W2S_TRACE_CONV, l, dst, T, F, C);
         cur = 1 - cur;
@@ -139,7 +122,7 @@ w2s_status w2s_forward(const w2s_model *m, const int16_t *pcm, size_t n, void *a
 
     /* vox pooling: P = sum_t lin(x) * softmax_t(sof(x)); then G = P P^T */
     w2s_vox_init(c, a.vox, &vox);
-    for (t = 0; t < T; t++) w2s_vox_push_s8(c, w, &vox, a.map[1 - cur] + (size_t)t * (size_t)(F * C));
+    w2s_vox_push_rows_s8(c, w, &vox, a.map[1 - cur], T, (size_t)(F * C));
     w2s_vox_finish(c, w, &vox, a.pooled, a.gram);
     if (trace) trace(user, W2S_TRACE_POOLED, 0, a.pooled, C, F, 0);
     if (trace) trace(user, W2S_TRACE_GRAM, 0, a.gram, C, C, 0);

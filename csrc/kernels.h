@@ -11,8 +11,9 @@
  *
  * Stack: the x86 and NEON conv kernels keep padded copies of their three input rows and widened
  * weights in fixed-size stack buffers sized for the format's limits (128 mel bins, 64 channels):
- * about 130 KB for AVX2, 70 KB for AVX-512, 30 KB for NEON, plus 19 KB for the x86 DFT matrix of
- * w2s_logmel_frames_s16 - fine for Linux threads (8 MB by default), not for tiny thread stacks.
+ * about 130 KB for AVX2, 72 KB for AVX-512 (20 KB for its vox pooling), 30 KB for NEON, plus
+ * 19 KB for the x86 DFT matrix of w2s_logmel_frames_s16 - fine for Linux threads (8 MB by
+ * default), not for tiny thread stacks.
  * The DSP and portable kernels use less than 4 KB (the Cortex-M firmware measures its stack).
  */
 #ifndef W2S_KERNELS_H
@@ -40,6 +41,10 @@ static inline int8_t w2s_conv_finish(const w2s_conv_layer *l, int32_t acc, int32
     return (int8_t)v;
 }
 
+/* vox.c's exp2 table: 2^6 + 1 entries, linear interpolation on the other fraction bits */
+#define W2S_EXP_LUT_BITS 6
+#define W2S_EXP_FRAC_BITS (W2S_Q_LOG - W2S_EXP_LUT_BITS)
+
 /* Arguments as w2s_conv3x3_row_s16 / _s8 without isa. */
 void w2s_conv3x3_row_s16_portable(const w2s_conv_layer *l, int32_t f, int32_t c_out,
                                   const int16_t *const rows[3], int8_t *out);
@@ -56,14 +61,24 @@ int  w2s_x86_has_avx2(void);
 int  w2s_x86_has_avx512(void);
 void w2s_conv3x3_row_s16_avx512(const w2s_conv_layer *l, int32_t f, int32_t c_out,
                                 const int16_t *const rows[3], int8_t *out);
+void w2s_conv3x3_layer_s16_avx512(const w2s_conv_layer *l, int32_t t, int32_t f, int32_t c_out,
+                                  const int16_t *src, int8_t *dst);
 void w2s_conv3x3_row_s8_avx512(const w2s_conv_layer *l, int32_t f, int32_t c_in, int32_t c_out,
                                const int8_t *const rows[3], int8_t *out);
+/* w2s_conv3x3_layer_s8: the weights rearranged once per layer, each input row padded once */
+void w2s_conv3x3_layer_s8_avx512(const w2s_conv_layer *l, int32_t t, int32_t f, int32_t c_in,
+                                 int32_t c_out, const int8_t *src, int8_t *dst);
 void w2s_conv3x3_row_s16_avx2(const w2s_conv_layer *l, int32_t f, int32_t c_out,
                               const int16_t *const rows[3], int8_t *out);
 void w2s_conv3x3_row_s8_avx2(const w2s_conv_layer *l, int32_t f, int32_t c_in, int32_t c_out,
                              const int8_t *const rows[3], int8_t *out);
 void w2s_conv3x3_row_s8_sse41(const w2s_conv_layer *l, int32_t f, int32_t c_in, int32_t c_out,
                               const int8_t *const rows[3], int8_t *out);
+/* w2s_vox_push_rows_s8 (vox.c), channels in the lanes */
+void w2s_vox_push_rows_avx512(const w2s_config *c, const w2s_weights *w, w2s_vox_state *s,
+                              const int8_t *rows, int32_t n_rows, size_t stride);
+void w2s_vox_push_rows_avx2(const w2s_config *c, const w2s_weights *w, w2s_vox_state *s,
+                            const int8_t *rows, int32_t n_rows, size_t stride);
 #endif
 
 /* The DFT of a frame as a matrix product (frontend.c, when the cosine table is symmetric):
@@ -73,7 +88,8 @@ void w2s_conv3x3_row_s8_sse41(const w2s_conv_layer *l, int32_t f, int32_t c_in, 
 #define W2S_DFT_SIMD 1
 #define W2S_DFT_MAT_MAX_N 64                                        /* larger n_fft: scalar */
 #define W2S_DFT_MAT_L(h) (((h) + 1 + 3) / 4 * 4)                       /* row length, padded */
-#define W2S_DFT_MAT_WORDS ((W2S_DFT_MAT_MAX_N / 2 + 1) * 2 * W2S_DFT_MAT_L(W2S_DFT_MAT_MAX_N / 2))
+/* the matrix, then one word: whether rows h - k are rows k with signs by the parity of n */
+#define W2S_DFT_MAT_WORDS ((W2S_DFT_MAT_MAX_N / 2 + 1) * 2 * W2S_DFT_MAT_L(W2S_DFT_MAT_MAX_N / 2) + 1)
 int  w2s_dft_simd_ok(int32_t isa);
 void w2s_dft_matrix(const int32_t *cosine, int32_t n_fft, int64_t *mat);
 /* a, b: h + 1 values, zero-padded to W2S_DFT_MAT_L(h); re, im: h + 1 values */

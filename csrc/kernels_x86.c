@@ -11,11 +11,14 @@
  * to int16, zero-filled to whole vectors;
  *   acc[co] = bias[co] + sum_ky sum_v madd(x[ky][v], w[co][ky][v])     (VPMADDWD, int32 lanes)
  * then a horizontal sum of eight channels at once and w2s_requantize in vectors (requant8).
- * AVX-512 VNNI: the same on bytes, x + 128 against the int8 weights with VPDPBUSD, the offset
- * folded into the bias (see w2s_conv3x3_row_s8_avx512). Products (<= 256 * 128) and every
- * partial sum are exact in int32 (conv.c's bounds). Vectors are read where they were written
- * long before (padded rows), not from a patch stored just before: that stalls the loads.
- * Also: layer 1 (int16 input, one channel), the DFT as a matrix product and log2 (frontend.c).
+ * AVX-512 VNNI: x + 128 against the int8 weights with VPDPBUSD, output channels in the lanes,
+ * four taps broadcast at a time, eight columns per weight load, the offset folded into the bias;
+ * whole layers at once (weights rearranged once, each input row padded once; see
+ * w2s_conv3x3_layer_s8_avx512). Products (<= 256 * 128) and every partial sum are exact in int32
+ * (conv.c's bounds). Vectors are read where they were written long before (padded rows), not
+ * from a patch stored just before: that stalls the loads.
+ * Also: layer 1 (int16 input, one channel; AVX-512: VPDPWSSD), vox pooling (AVX-512), the DFT as
+ * a matrix product and log2 (frontend.c).
  */
 #include "kernels.h"
 
@@ -30,7 +33,6 @@
 
 #define ROW16 ((W2S_MAX_MELS + 2) * W2S_MAX_CHANNELS + 32) /* a padded int16 row, with slack */
 #define KMAX  (3 * W2S_MAX_CHANNELS + 15) / 16 * 16       /* one kernel row, zero-filled to 16 */
-#define ROW8X ((W2S_MAX_MELS + 2) * W2S_MAX_CHANNELS)     /* a padded uint8 row */
 
 int w2s_x86_has_sse41(void) { return __builtin_cpu_supports("sse4.1"); }
 int w2s_x86_has_avx2(void) { return __builtin_cpu_supports("avx2"); }
@@ -168,11 +170,14 @@ W2S_AVX2_INLINE void widen16(const int8_t *s, int32_t n, int32_t P, int16_t *d) 
 #define W2S_AVX512_INLINE static inline __attribute__((always_inline, target("avx2,avx512f,avx512bw,avx512vl,avx512vnni")))
 
 /* requant8 on sixteen lanes */
-W2S_AVX512_INLINE __m512i requant16(__m512i acc, __m512i mult, __m512i left, __m512i right) {
+W2S_AVX512_INLINE __m512i requant16_l(__m512i acc, __m512i mult, __m512i left, __m512i right, int any_left) {
     const __m512i one = _mm512_set1_epi32(1), nudge = _mm512_set1_epi64((int64_t)1 << 30);
-    __m512i x = _mm512_sllv_epi32(acc, left), pe, po, v, mask, thr, q;
-    const __mmask16 same = _mm512_cmpeq_epi32_mask(_mm512_srav_epi32(x, left), acc);
-    x = _mm512_mask_blend_epi32(same, _mm512_xor_si512(_mm512_srai_epi32(acc, 31), _mm512_set1_epi32(INT32_MAX)), x);
+    __m512i x = acc, pe, po, v, mask, thr, q;
+    if (any_left) { /* no lane shifts left (shift <= 0, as in most layers): nothing to saturate */
+        const __mmask16 same = _mm512_cmpeq_epi32_mask(_mm512_srav_epi32(_mm512_sllv_epi32(acc, left), left), acc);
+        x = _mm512_mask_blend_epi32(same, _mm512_xor_si512(_mm512_srai_epi32(acc, 31), _mm512_set1_epi32(INT32_MAX)),
+                                    _mm512_sllv_epi32(acc, left));
+    }
     pe = _mm512_add_epi64(_mm512_mul_epi32(x, mult), nudge);
     po = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(x, 32), _mm512_srli_epi64(mult, 32)), nudge);
     v = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe, 31), _mm512_slli_epi64(po, 1));
@@ -182,15 +187,8 @@ W2S_AVX512_INLINE __m512i requant16(__m512i acc, __m512i mult, __m512i left, __m
     return _mm512_mask_add_epi32(q, _mm512_cmpgt_epi32_mask(_mm512_and_si512(v, mask), thr), q, one);
 }
 
-/* bias + requantize + output offset + clamp of channels 0..n-1 (n <= 16); stores exactly n */
-W2S_AVX512_INLINE void finish16(const w2s_conv_layer *l, const epilogue *e, int32_t n, __m512i acc,
-                                int8_t *out) {
-    __m512i v = _mm512_add_epi32(acc, _mm512_loadu_si512(e->bias));
-    v = requant16(v, _mm512_loadu_si512(e->mult), _mm512_loadu_si512(e->left), _mm512_loadu_si512(e->right));
-    v = _mm512_add_epi32(v, _mm512_set1_epi32(l->output_offset));
-    v = _mm512_max_epi32(v, _mm512_set1_epi32(l->act_min));
-    v = _mm512_min_epi32(v, _mm512_set1_epi32(l->act_max));
-    _mm_mask_storeu_epi8(out, (__mmask16)((1u << n) - 1u), _mm512_cvtepi32_epi8(v));
+W2S_AVX512_INLINE __m512i requant16(__m512i acc, __m512i mult, __m512i left, __m512i right) {
+    return requant16_l(acc, mult, left, right, 1);
 }
 
 /* The patch of output column f: kernel rows 0, 1, 2 (3 C_in values each, from the padded rows)
@@ -325,138 +323,465 @@ W2S_AVX2 void w2s_conv3x3_row_s8_avx2(const w2s_conv_layer *l, int32_t f_len, in
     }
 }
 
-/* AVX-512 VNNI: VPDPBUSD multiplies 64 unsigned bytes by 64 signed bytes and adds each group of
- * four products into one of 16 int32 lanes, without saturation. The input goes in as
- * u = x + 128 (0..255) and the offset is folded into the bias:
+/* AVX-512 VNNI: VPDPBUSD multiplies unsigned bytes by signed bytes and adds each group of four
+ * products into one int32 lane, without saturation. Output channels are the lanes (sixteen per
+ * block): for output column f and kernel row ky, the 3 C_in taps u[k] (k = kx C_in + c_in, from
+ * the padded row) go in groups of four, each group broadcast to every lane against the weights
+ * wq[ky][group][co][4]: 3 ceil(3 C_in / 4) VPDPBUSD per column and block, no horizontal sums,
+ * and the accumulators come out in channel order for the 16-lane epilogue. Up to 13 columns at
+ * a time share every weight load (vnni_cols; whole layers take two output rows and up to 8
+ * columns at a time, vnni_cols2). The input goes in as u = x + 128 (0..255), the offset folded
+ * into the bias:
  *   sum (x + off) w = sum u w + (off - 128) sum w
  * where padding taps hold u = 128 - off (then u w + (off - 128) w = 0, as a skipped tap), which
  * needs off >= -127 (the format allows -128: that layer takes the AVX2 kernel). sum w is over all
- * 9 C_in taps of the channel, missing rows (t = -1, T) being all padding. Patches of 9 C_in bytes,
- * zero weights past them: two zmm for 9 C_in <= 128 (the default model's 117). */
+ * 9 C_in taps of the channel, missing rows (t = -1, T) being all padding; weights past 3 C_in in
+ * a kernel row are zero, so what the group reads past them does not count. */
+#define VG ((3 * W2S_MAX_CHANNELS + 3) / 4) /* groups of four taps in one kernel row */
+#define VROW ((W2S_MAX_MELS + 2) * W2S_MAX_CHANNELS + 64) /* a padded uint8 row, with slack */
+#define VNB 13 /* at most this many output columns per block: independent VPDPBUSD chains */
+
 typedef struct {
-    uint8_t xu[3 * (ROW8X + 64)];
-    uint8_t patch[9 * W2S_MAX_CHANNELS + 128];
-    int8_t  wv[W2S_MAX_CHANNELS * (9 * W2S_MAX_CHANNELS + 64)];
-    epilogue e;
-} vnni_scratch;
+    int8_t  w[W2S_MAX_CHANNELS / 16][3][VG][64]; /* [block][ky][group][co][4] */
+    epilogue e;                                   /* bias with the offset folded in */
+    int32_t G, any_left;                          /* any_left: some channel's shift is > 0 */
+} vnni_weights;
+
+W2S_AVX512 static void vnni_prepare(const w2s_conv_layer *l, int32_t c_in, int32_t c_out, vnni_weights *z) {
+    const int32_t K = 3 * c_in, G = (K + 3) / 4, off = l->input_offset;
+    int32_t co, ky, g, cb;
+    z->G = G;
+    z->any_left = 0;
+    for (cb = 0; cb < (c_out + 15) / 16; cb++) /* only the groups used */
+        for (ky = 0; ky < 3; ky++) memset(z->w[cb][ky], 0, (size_t)G * 64);
+    epilogue_init(l, c_out, &z->e);
+    for (co = 0; co < c_out; co++) {
+        z->any_left |= z->e.left[co] != 0;
+        for (ky = 0; ky < 3; ky++) { /* four taps at a time: the row calls of a stream redo this */
+            const int8_t *s = l->w + (size_t)(co * 3 + ky) * (size_t)K;
+            int8_t *d = &z->w[co / 16][ky][0][(co % 16) * 4];
+            int32_t k;
+            for (g = 0; 4 * g + 4 <= K; g++) memcpy(d + 64 * g, s + 4 * g, 4);
+            for (k = 4 * g; k < K; k++) d[64 * g + k % 4] = s[k];
+        }
+    }
+    for (cb = 0; cb < (c_out + 15) / 16; cb++) { /* sum w of each channel: |.| <= 576 * 128 */
+        __m512i sum = _mm512_setzero_si512();
+        for (ky = 0; ky < 3; ky++)
+            for (g = 0; g < G; g++) sum = _mm512_dpbusd_epi32(sum, _mm512_set1_epi8(1), _mm512_loadu_si512(z->w[cb][ky][g]));
+        /* |(off - 128) sum| <= 256 * 576 * 128 < 2^25 */
+        _mm512_storeu_si512(z->e.bias + 16 * cb, _mm512_add_epi32(_mm512_loadu_si512(z->e.bias + 16 * cb),
+                                                                  _mm512_mullo_epi32(_mm512_set1_epi32(off - 128), sum)));
+    }
+}
+
+/* [upad x C | x + 128 (n values) | upad ...] up to R bytes; x NULL: all upad */
+W2S_AVX512_INLINE void vnni_pad_row(const int8_t *x, int32_t n, int32_t c, uint8_t upad, uint8_t *d, int32_t R) {
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    int32_t i;
+    if (!x) {
+        memset(d, upad, (size_t)R);
+        return;
+    }
+    memset(d, upad, (size_t)c);
+    for (i = 0; i + 64 <= n; i += 64) _mm512_storeu_si512(d + c + i, _mm512_xor_si512(_mm512_loadu_si512(x + i), flip));
+    if (i < n) {
+        const __mmask64 m = ((__mmask64)1 << (n - i)) - 1;
+        _mm512_mask_storeu_epi8(d + c + i, m, _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, x + i), flip));
+    }
+    memset(d + c + n, upad, (size_t)(R - c - n));
+}
+
+/* NB output columns from f, channel block cb: all taps, then the epilogue, n channels stored */
+W2S_AVX512_INLINE void vnni_cols(const w2s_conv_layer *l, const vnni_weights *z, int32_t cb, int32_t n,
+                                 const uint8_t *const xr[3], int32_t c_in, int32_t c_out, int32_t f,
+                                 const int32_t NB, int8_t *out) {
+    const int32_t G = z->G;
+    const __mmask16 m = (__mmask16)((1u << n) - 1u);
+    const __m512i bias = _mm512_loadu_si512(z->e.bias + 16 * cb), mult = _mm512_loadu_si512(z->e.mult + 16 * cb);
+    const __m512i left = _mm512_loadu_si512(z->e.left + 16 * cb), right = _mm512_loadu_si512(z->e.right + 16 * cb);
+    __m512i acc[VNB], a0 = bias, a1 = bias, a2 = bias, a3 = bias, a4 = bias, a5 = bias, a6 = bias, a7 = bias;
+    __m512i a8 = bias, a9 = bias, a10 = bias, a11 = bias, a12 = bias;
+    int32_t j, ky, g;
+    for (ky = 0; ky < 3; ky++) {
+        const uint8_t *x = xr[ky] + f * c_in;
+        const int8_t *wk = z->w[cb][ky][0];
+        for (g = 0; g < G; g++, x += 4) { /* NB is a constant: the ifs go at compile time */
+            const __m512i wv = _mm512_loadu_si512(wk + 64 * g);
+#define W2S_TAP(a, j) if (NB > j) { int32_t q; memcpy(&q, x + j * c_in, 4); a = _mm512_dpbusd_epi32(a, _mm512_set1_epi32(q), wv); }
+            W2S_TAP(a0, 0) W2S_TAP(a1, 1) W2S_TAP(a2, 2) W2S_TAP(a3, 3) W2S_TAP(a4, 4) W2S_TAP(a5, 5) W2S_TAP(a6, 6)
+            W2S_TAP(a7, 7) W2S_TAP(a8, 8) W2S_TAP(a9, 9) W2S_TAP(a10, 10) W2S_TAP(a11, 11) W2S_TAP(a12, 12)
+#undef W2S_TAP
+        }
+    }
+    acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3, acc[4] = a4, acc[5] = a5, acc[6] = a6, acc[7] = a7;
+    acc[8] = a8, acc[9] = a9, acc[10] = a10, acc[11] = a11, acc[12] = a12;
+    for (j = 0; j < NB; j++) {
+        __m512i v = requant16_l(acc[j], mult, left, right, z->any_left);
+        v = _mm512_add_epi32(v, _mm512_set1_epi32(l->output_offset));
+        v = _mm512_max_epi32(v, _mm512_set1_epi32(l->act_min));
+        v = _mm512_min_epi32(v, _mm512_set1_epi32(l->act_max));
+        _mm_mask_storeu_epi8(out + (f + j) * c_out + 16 * cb, m, _mm512_cvtepi32_epi8(v));
+    }
+}
+
+/* One output row from three padded rows */
+W2S_AVX512_INLINE void vnni_row(const w2s_conv_layer *l, const vnni_weights *z, int32_t f_len, int32_t c_in,
+                                int32_t c_out, const uint8_t *const xr[3], int8_t *out) {
+    int32_t cb, f;
+    const int32_t nblk = (f_len + VNB - 1) / VNB;
+    for (cb = 0; cb < (c_out + 15) / 16; cb++) {
+        const int32_t n = c_out - 16 * cb < 16 ? c_out - 16 * cb : 16;
+        int32_t b;
+        /* blocks of equal size (26 columns: 13 13, 40: 10 10 10 10): a short last block would be
+         * a few long chains of dependent VPDPBUSD, waiting on their latency */
+        for (b = 0, f = 0; b < nblk; b++) {
+            const int32_t nb = (f_len - f) / (nblk - b) + ((f_len - f) % (nblk - b) != 0);
+            switch (nb) {
+#define W2S_NB(k) case k: vnni_cols(l, z, cb, n, xr, c_in, c_out, f, k, out); break;
+            W2S_NB(13) W2S_NB(12) W2S_NB(11) W2S_NB(10) W2S_NB(9) W2S_NB(8) W2S_NB(7)
+            W2S_NB(6) W2S_NB(5) W2S_NB(4) W2S_NB(3) W2S_NB(2)
+#undef W2S_NB
+            default: vnni_cols(l, z, cb, n, xr, c_in, c_out, f, 1, out); break;
+            }
+            f += nb;
+        }
+    }
+}
+
+W2S_AVX512 __attribute__((noinline)) static void vnni_row_kernel(const w2s_conv_layer *l, int32_t f_len, int32_t c_in,
+                                                                 int32_t c_out, const int8_t *const rows[3], int8_t *out) {
+    vnni_weights z;
+    uint8_t xu[3][VROW];
+    const uint8_t *xr[3];
+    const int32_t R = (f_len + 2) * c_in + 64;
+    int32_t ky;
+    vnni_prepare(l, c_in, c_out, &z);
+    for (ky = 0; ky < 3; ky++) {
+        vnni_pad_row(rows[ky], f_len * c_in, c_in, (uint8_t)(128 - l->input_offset), xu[ky], R);
+        xr[ky] = xu[ky];
+    }
+    vnni_row(l, &z, f_len, c_in, c_out, xr, out);
+}
 
 W2S_AVX512 void w2s_conv3x3_row_s8_avx512(const w2s_conv_layer *l, int32_t f_len, int32_t c_in,
                                           int32_t c_out, const int8_t *const rows[3], int8_t *out) {
-    vnni_scratch z;
-    const int32_t off = l->input_offset, K = 3 * c_in, K9 = 9 * c_in, P = (K9 + 63) / 64 * 64;
-    const int32_t R = (f_len + 2) * c_in + 64;
-    const uint8_t upad = (uint8_t)(128 - off);
-    int32_t ky, co, i, f, g, j, v;
-    if (off < -127) {
+    if (l->input_offset < -127) {
         w2s_conv3x3_row_s8_avx2(l, f_len, c_in, c_out, rows, out);
         return;
     }
-    for (ky = 0; ky < 3; ky++) { /* [upad x C | x + 128 | upad ...] */
-        uint8_t *d = z.xu + ky * R;
-        const int8_t *x = rows[ky];
-        memset(d, upad, (size_t)R);
-        if (!x) continue;
-        for (i = 0; i + 64 <= f_len * c_in; i += 64)
-            _mm512_storeu_si512(d + c_in + i, _mm512_xor_si512(_mm512_loadu_si512(x + i), _mm512_set1_epi8((char)0x80)));
-        for (; i < f_len * c_in; i++) d[c_in + i] = (uint8_t)(x[i] + 128);
+    vnni_row_kernel(l, f_len, c_in, c_out, rows, out);
+}
+
+/* A whole layer: the weights prepared once, each input row padded once into a ring of three. */
+/* Output rows t and t + 1 at once, NB columns from f: input rows t and t + 1 serve both (kernel
+ * rows 1 and 0 of row t + 1, 2 and 1 of row t), so each broadcast tap feeds two VPDPBUSD on
+ * average 1.5 (four input rows for six kernel rows): the loads, not the multiplies, bound the
+ * one-row loop on this core. xr: rows t - 1 .. t + 2, padded. */
+W2S_AVX512_INLINE void vnni_cols2(const w2s_conv_layer *l, const vnni_weights *z, int32_t cb, int32_t n,
+                                  const uint8_t *const xr[4], int32_t c_in, int32_t c_out, int32_t f,
+                                  const int32_t NB, int8_t *out0, int8_t *out1) {
+    const int32_t G = z->G;
+    const __mmask16 m = (__mmask16)((1u << n) - 1u);
+    const __m512i bias = _mm512_loadu_si512(z->e.bias + 16 * cb), mult = _mm512_loadu_si512(z->e.mult + 16 * cb);
+    const __m512i left = _mm512_loadu_si512(z->e.left + 16 * cb), right = _mm512_loadu_si512(z->e.right + 16 * cb);
+    const uint8_t *x0 = xr[0] + f * c_in, *x1 = xr[1] + f * c_in, *x2 = xr[2] + f * c_in, *x3 = xr[3] + f * c_in;
+    const int8_t *wk0 = z->w[cb][0][0], *wk1 = z->w[cb][1][0], *wk2 = z->w[cb][2][0];
+    __m512i acc[16], a0 = bias, a1 = bias, a2 = bias, a3 = bias, a4 = bias, a5 = bias, a6 = bias, a7 = bias;
+    __m512i b0 = bias, b1 = bias, b2 = bias, b3 = bias, b4 = bias, b5 = bias, b6 = bias, b7 = bias;
+    int32_t j, g;
+    for (g = 0; g < G; g++) {
+        const __m512i w0 = _mm512_loadu_si512(wk0 + 64 * g), w1 = _mm512_loadu_si512(wk1 + 64 * g);
+        const __m512i w2 = _mm512_loadu_si512(wk2 + 64 * g);
+        const int32_t o = 4 * g;
+#define W2S_TAP2(a, b, j)                                                                  \
+    if (NB > j) {                                                                          \
+        int32_t q0, q1, q2, q3;                                                            \
+        memcpy(&q0, x0 + j * c_in + o, 4);                                                 \
+        memcpy(&q1, x1 + j * c_in + o, 4);                                                 \
+        memcpy(&q2, x2 + j * c_in + o, 4);                                                 \
+        memcpy(&q3, x3 + j * c_in + o, 4);                                                 \
+        {                                                                                  \
+            const __m512i u1 = _mm512_set1_epi32(q1), u2 = _mm512_set1_epi32(q2);          \
+            a = _mm512_dpbusd_epi32(a, _mm512_set1_epi32(q0), w0);                         \
+            b = _mm512_dpbusd_epi32(b, u1, w0);                                            \
+            a = _mm512_dpbusd_epi32(a, u1, w1);                                            \
+            b = _mm512_dpbusd_epi32(b, u2, w1);                                            \
+            a = _mm512_dpbusd_epi32(a, u2, w2);                                            \
+            b = _mm512_dpbusd_epi32(b, _mm512_set1_epi32(q3), w2);                         \
+        }                                                                                  \
     }
-    epilogue_init(l, c_out, &z.e);
-    if (K <= 64 && c_out <= 16) { /* C_in <= 21: one zmm per kernel row, read in place */
-        for (co = 0; co < c_out; co++) { /* weights [co][ky][64], zero past 3 C_in */
-            __m512i sum = _mm512_setzero_si512();
-            for (ky = 0; ky < 3; ky++) {
-                const __m512i wq = _mm512_maskz_loadu_epi8(K == 64 ? ~(__mmask64)0 : ((__mmask64)1 << K) - 1,
-                                                           l->w + (size_t)(co * 3 + ky) * (size_t)K);
-                _mm512_storeu_si512(z.wv + (co * 3 + ky) * 64, wq);
-                sum = _mm512_dpbusd_epi32(sum, _mm512_set1_epi8(1), wq);
+        W2S_TAP2(a0, b0, 0) W2S_TAP2(a1, b1, 1) W2S_TAP2(a2, b2, 2) W2S_TAP2(a3, b3, 3)
+        W2S_TAP2(a4, b4, 4) W2S_TAP2(a5, b5, 5) W2S_TAP2(a6, b6, 6) W2S_TAP2(a7, b7, 7)
+#undef W2S_TAP2
+    }
+    acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3, acc[4] = a4, acc[5] = a5, acc[6] = a6, acc[7] = a7;
+    acc[8] = b0, acc[9] = b1, acc[10] = b2, acc[11] = b3, acc[12] = b4, acc[13] = b5, acc[14] = b6, acc[15] = b7;
+    for (j = 0; j < 16; j++) { /* a: row t, columns 0..NB-1; b: row t + 1 */
+        const int32_t c = j % 8;
+        __m512i v;
+        if (c >= NB) continue;
+        v = requant16_l(acc[j], mult, left, right, z->any_left);
+        v = _mm512_add_epi32(v, _mm512_set1_epi32(l->output_offset));
+        v = _mm512_max_epi32(v, _mm512_set1_epi32(l->act_min));
+        v = _mm512_min_epi32(v, _mm512_set1_epi32(l->act_max));
+        _mm_mask_storeu_epi8((j < 8 ? out0 : out1) + (f + c) * c_out + 16 * cb, m, _mm512_cvtepi32_epi8(v));
+    }
+}
+
+/* Two output rows from four padded rows (t - 1 .. t + 2), columns in blocks of equal size <= 8 */
+W2S_AVX512_INLINE void vnni_row2(const w2s_conv_layer *l, const vnni_weights *z, int32_t f_len, int32_t c_in,
+                                 int32_t c_out, const uint8_t *const xr[4], int8_t *out0, int8_t *out1) {
+    const int32_t nblk = (f_len + 7) / 8;
+    int32_t cb, f, b;
+    for (cb = 0; cb < (c_out + 15) / 16; cb++) {
+        const int32_t n = c_out - 16 * cb < 16 ? c_out - 16 * cb : 16;
+        for (b = 0, f = 0; b < nblk; b++) {
+            const int32_t nb = (f_len - f) / (nblk - b) + ((f_len - f) % (nblk - b) != 0);
+            switch (nb) {
+#define W2S_NB(k) case k: vnni_cols2(l, z, cb, n, xr, c_in, c_out, f, k, out0, out1); break;
+            W2S_NB(8) W2S_NB(7) W2S_NB(6) W2S_NB(5) W2S_NB(4) W2S_NB(3) W2S_NB(2)
+#undef W2S_NB
+            default: vnni_cols2(l, z, cb, n, xr, c_in, c_out, f, 1, out0, out1); break;
             }
-            z.e.bias[co] += (off - 128) * _mm512_reduce_add_epi32(sum);
+            f += nb;
         }
-        for (f = 0; f < f_len; f++) {
-            const uint8_t *x = z.xu + f * c_in;
-            const __m512i x0 = _mm512_loadu_si512(x), x1 = _mm512_loadu_si512(x + R), x2 = _mm512_loadu_si512(x + 2 * R);
-            __m256i a[16];
-            for (j = 0; j < 16; j++) {
-                const int8_t *w = z.wv + j * 192;
-                __m512i s0;
-                if (j >= c_out) {
-                    a[j] = _mm256_setzero_si256();
-                    continue;
-                }
-                s0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), x0, _mm512_loadu_si512(w));
-                s0 = _mm512_dpbusd_epi32(s0, x1, _mm512_loadu_si512(w + 64));
-                s0 = _mm512_dpbusd_epi32(s0, x2, _mm512_loadu_si512(w + 128));
-                a[j] = _mm256_add_epi32(_mm512_castsi512_si256(s0), _mm512_extracti64x4_epi64(s0, 1));
-            }
-            finish16(l, &z.e, c_out, _mm512_inserti64x4(_mm512_castsi256_si512(hsum8(a)), hsum8(a + 8), 1),
-                     out + f * c_out);
-        }
+    }
+}
+
+/* A whole layer: the weights prepared once, each input row padded once into a ring of four,
+ * output rows two at a time (the last one alone when T is odd). */
+W2S_AVX512 __attribute__((noinline)) static void vnni_layer_kernel(const w2s_conv_layer *l, int32_t T, int32_t f_len,
+                                                                   int32_t c_in, int32_t c_out, const int8_t *src,
+                                                                   int8_t *dst) {
+    vnni_weights z;
+    uint8_t xu[4][VROW]; /* input row r in slot r mod 4 (row -1: slot 3) */
+    const int32_t R = (f_len + 2) * c_in + 64, n = f_len * c_in;
+    const size_t o = (size_t)(f_len * c_out);
+    const uint8_t upad = (uint8_t)(128 - l->input_offset);
+    int32_t t;
+    vnni_prepare(l, c_in, c_out, &z);
+    vnni_pad_row(NULL, n, c_in, upad, xu[3], R); /* row -1 */
+    vnni_pad_row(src, n, c_in, upad, xu[0], R);
+    for (t = 0; t < T; t += 2) {
+        const uint8_t *xr[4];
+        int32_t r;
+        for (r = t + 1; r <= t + 2; r++) /* rows t + 1, t + 2 (or padding) over rows t - 3, t - 2 */
+            vnni_pad_row(r < T ? src + (size_t)r * (size_t)n : NULL, n, c_in, upad, xu[r % 4], R);
+        xr[0] = xu[(t + 3) % 4];
+        xr[1] = xu[t % 4];
+        xr[2] = xu[(t + 1) % 4];
+        xr[3] = xu[(t + 2) % 4];
+        if (t + 1 < T)
+            vnni_row2(l, &z, f_len, c_in, c_out, xr, dst + (size_t)t * o, dst + (size_t)(t + 1) * o);
+        else
+            vnni_row(l, &z, f_len, c_in, c_out, xr, dst + (size_t)t * o);
+    }
+}
+
+W2S_AVX512 void w2s_conv3x3_layer_s8_avx512(const w2s_conv_layer *l, int32_t T, int32_t f_len, int32_t c_in,
+                                            int32_t c_out, const int8_t *src, int8_t *dst) {
+    int32_t t;
+    if (l->input_offset >= -127) {
+        vnni_layer_kernel(l, T, f_len, c_in, c_out, src, dst);
         return;
     }
-    memset(z.patch, 0, sizeof z.patch);
-    for (co = 0; co < c_out; co++) { /* weights zero-filled to P (masked loads read only K9) */
-        const int8_t *src = l->w + (size_t)co * (size_t)K9;
-        __m512i sum = _mm512_setzero_si512();
-        for (i = 0; i < P; i += 64) {
-            const int32_t left = K9 - i;
-            const __mmask64 m = left >= 64 ? ~(__mmask64)0 : left > 0 ? (((__mmask64)1 << left) - 1) : 0;
-            const __m512i wq = _mm512_maskz_loadu_epi8(m, src + i);
-            _mm512_storeu_si512(z.wv + co * P + i, wq);
-            sum = _mm512_dpbusd_epi32(sum, _mm512_set1_epi8(1), wq);
-        }
-        z.e.bias[co] += (off - 128) * _mm512_reduce_add_epi32(sum); /* |.| <= 256 * 576 * 128 < 2^25 */
+    for (t = 0; t < T; t++) {
+        const int8_t *rows[3];
+        rows[0] = t > 0 ? src + (size_t)(t - 1) * (size_t)(f_len * c_in) : NULL;
+        rows[1] = src + (size_t)t * (size_t)(f_len * c_in);
+        rows[2] = t + 1 < T ? src + (size_t)(t + 1) * (size_t)(f_len * c_in) : NULL;
+        w2s_conv3x3_row_s8_avx2(l, f_len, c_in, c_out, rows, dst + (size_t)t * (size_t)(f_len * c_out));
     }
-    for (f = 0; f < f_len; f++) {
-        for (ky = 0; ky < 3; ky++) /* 64-byte copies; the next piece overwrites the overshoot */
-            for (i = 0; i < K; i += 64)
-                _mm512_storeu_si512(z.patch + ky * K + i, _mm512_loadu_si512(z.xu + ky * R + f * c_in + i));
-        if (P == 128 && c_out <= 16) { /* all channels in one epilogue (the default model: 13) */
-            const __m512i x0 = _mm512_loadu_si512(z.patch), x1 = _mm512_loadu_si512(z.patch + 64);
-            __m256i a[16];
-            for (j = 0; j < 16; j++) {
-                const int8_t *w = z.wv + j * 128;
-                __m512i s0;
-                if (j >= c_out) {
-                    a[j] = _mm256_setzero_si256();
-                    continue;
-                }
-                s0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), x0, _mm512_loadu_si512(w));
-                s0 = _mm512_dpbusd_epi32(s0, x1, _mm512_loadu_si512(w + 64));
-                a[j] = _mm256_add_epi32(_mm512_castsi512_si256(s0), _mm512_extracti64x4_epi64(s0, 1));
-            }
-            finish16(l, &z.e, c_out, _mm512_inserti64x4(_mm512_castsi256_si512(hsum8(a)), hsum8(a + 8), 1),
-                     out + f * c_out);
-            continue;
+}
+
+/* ---- vox pooling (vox.c) ------------------------------------------------------------------------------ */
+
+/* x / 2^s rounded as w2s_rshift_round, on sixteen int32 lanes, 0 <= s <= 31 (per lane) */
+W2S_AVX512_INLINE __m512i rshift_round16(__m512i x, __m512i s) {
+    const __m512i mask = _mm512_sub_epi32(_mm512_sllv_epi32(_mm512_set1_epi32(1), s), _mm512_set1_epi32(1));
+    const __m512i thr = _mm512_sub_epi32(_mm512_srli_epi32(mask, 1), _mm512_srai_epi32(x, 31));
+    const __m512i q = _mm512_srav_epi32(x, s);
+    return _mm512_mask_add_epi32(q, _mm512_cmpgt_epi32_mask(_mm512_and_si512(x, mask), thr), q, _mm512_set1_epi32(1));
+}
+
+/* the same on eight int64 lanes, 0 <= s (s >= 63 gives 0) */
+W2S_AVX512_INLINE __m512i rshift_round8x64(__m512i x, __m512i s) {
+    const __m512i one = _mm512_set1_epi64(1);
+    const __m512i mask = _mm512_sub_epi64(_mm512_sllv_epi64(one, s), one);
+    const __m512i thr = _mm512_sub_epi64(_mm512_srli_epi64(mask, 1), _mm512_srai_epi64(x, 63));
+    const __m512i q = _mm512_srav_epi64(x, s);
+    const __m512i r = _mm512_mask_add_epi64(q, _mm512_cmpgt_epi64_mask(_mm512_and_si512(x, mask), thr), q, one);
+    return _mm512_maskz_mov_epi64(_mm512_cmplt_epi64_mask(s, _mm512_set1_epi64(63)), r);
+}
+
+/* w2s_vox_push_s8 over n_rows rows (row t at rows + t * stride), channels in the lanes: for each
+ * mel bin f and group of sixteen channels, the state of its cells stays in registers while the
+ * frames go by (cells are independent, so the order of the loops changes nothing).
+ * Sums with VPDPBUSD on bytes: score = sof_b + sum (x + off) ws = sof_b' + sum u ws (u = x + 128,
+ * the offset folded into the bias as in the conv kernel); value weights are int16, split
+ * w = 256 hi + lo (hi signed, lo in 0..255): sum x w = 256 (sum u hi - 128 sum hi) + sum lo x,
+ * every term a VPDPBUSD; the int32 sums wrap, but the true value fits in int32 (|.| < 2^30), so
+ * the wrapped sum is exact. Then vox.c's arithmetic lane by lane: z = requantize(score),
+ * r = ceil(z / 2^16), the rescale of sum and acc when r passes ref (rounding shifts of int64
+ * lanes), e = exp2_neg(ref 2^16 - z) in int32 (the table entries by permutes, the interpolation
+ * (a - b) fr as 2^10 dh fr + dl fr with d = 2^10 dh + dl, every term < 2^31), then sum += e and
+ * acc += e value in int64 lanes. Stack: 20 KB (rearranged weights, a copy of the last row). */
+W2S_AVX512 void w2s_vox_push_rows_avx512(const w2s_config *c, const w2s_weights *w, w2s_vox_state *s,
+                                         const int8_t *rows, int32_t n_rows, size_t stride) {
+    enum { G = W2S_MAX_CHANNELS / 4 }; /* groups of four input channels */
+    int8_t ws[W2S_MAX_CHANNELS / 16][G][64], hi[W2S_MAX_CHANNELS / 16][G][64];
+    uint8_t lo[W2S_MAX_CHANNELS / 16][G][64];
+    int32_t sb[W2S_MAX_CHANNELS + 16], vb[W2S_MAX_CHANNELS + 16], mult[W2S_MAX_CHANNELS + 16];
+    int32_t left[W2S_MAX_CHANNELS + 16], right[W2S_MAX_CHANNELS + 16];
+    int8_t last[(W2S_MAX_MELS / 2) * W2S_MAX_CHANNELS + 4];
+    const int32_t C = c->channels, F2 = (c->n_mels + 1) / 2, off = w->vox_input_offset;
+    const int32_t J = (C + 3) / 4, n0 = s->n;
+    __m512i lut[4];
+    int32_t ch, ci, f, g, t, j;
+    if (n_rows <= 0) return;
+    for (g = 0; g < (C + 15) / 16; g++) { /* the groups used */
+        memset(ws[g], 0, (size_t)J * 64);
+        memset(hi[g], 0, (size_t)J * 64);
+        memset(lo[g], 0, (size_t)J * 64);
+    }
+    for (ch = 0; ch < C + 16; ch++) {
+        int32_t sw = 0, sl = 0, sh = 0;
+        const int32_t sh_ = ch < C ? w->sof_shift[ch] : 0;
+        for (ci = 0; ch < C && ci < C; ci++) {
+            const int32_t a = w->sof_w[ch * C + ci], b = w->lin_w[ch * C + ci];
+            const int32_t h = (b - (b & 255)) / 256; /* b = 256 h + (b & 255) */
+            int8_t *d = &ws[ch / 16][ci / 4][(ch % 16) * 4 + ci % 4];
+            *d = (int8_t)a;
+            hi[ch / 16][ci / 4][(ch % 16) * 4 + ci % 4] = (int8_t)h;
+            lo[ch / 16][ci / 4][(ch % 16) * 4 + ci % 4] = (uint8_t)(b & 255);
+            sw += a;
+            sl += b;
+            sh += h;
         }
-        for (g = 0; g < c_out; g += 8) {
-            const int32_t n = c_out - g < 8 ? c_out - g : 8;
-            __m256i a[8];
-            if (P == 128) {
-                const __m512i x0 = _mm512_loadu_si512(z.patch), x1 = _mm512_loadu_si512(z.patch + 64);
-                for (j = 0; j < 8; j++) {
-                    const int8_t *w = z.wv + (g + j) * 128;
-                    __m512i s0;
-                    if (j >= n) {
-                        a[j] = _mm256_setzero_si256();
-                        continue;
+        /* score: sum (x + off) a = sum u a + (off - 128) sum a; value: sum (x + off) b =
+         * sum x b + off sum b, sum x b = 256 sum u h - 32768 sum h + sum lo x (mod 2^32) */
+        sb[ch] = ch < C ? w->sof_b[ch] + (off - 128) * sw : 0;
+        vb[ch] = ch < C ? (int32_t)((uint32_t)w->lin_b[ch] + (uint32_t)(off * sl) - (uint32_t)sh * 32768u) : 0;
+        mult[ch] = ch < C ? w->sof_mult[ch] : 0;
+        left[ch] = sh_ > 0 ? sh_ : 0;
+        right[ch] = sh_ > 0 ? 0 : -sh_;
+    }
+    memcpy(last, rows + (size_t)(n_rows - 1) * stride, (size_t)(F2 * C));
+    memset(last + F2 * C, 0, 4);
+    for (j = 0; j < 4; j++) lut[j] = _mm512_loadu_si512(w->exp_lut + 16 * j);
+    for (f = 0; f < F2; f++) {
+        for (g = 0; g < C; g += 16) {
+            const int32_t n = C - g < 16 ? C - g : 16;
+            const __mmask16 live = (__mmask16)((1u << n) - 1u);
+            const int32_t cg = g / 16;
+            const __m512i vsb = _mm512_loadu_si512(sb + g), vvb = _mm512_loadu_si512(vb + g);
+            const __m512i vm = _mm512_loadu_si512(mult + g), vl = _mm512_loadu_si512(left + g);
+            const __m512i vr = _mm512_loadu_si512(right + g);
+            const __m512i vsh = _mm512_set1_epi32(w->value_shift), lut64 = _mm512_set1_epi32((int32_t)w->exp_lut[64]);
+            int32_t rf[16], i;
+            int64_t sm[16], ac[16];
+            __m512i ref, sum0, sum1, acc0, acc1;
+            for (i = 0; i < 16; i++) {
+                const int32_t k = (g + i) * F2 + f;
+                rf[i] = i < n ? s->ref[k] : 0;
+                sm[i] = i < n ? s->sum[k] : 0;
+                ac[i] = i < n ? s->acc[k] : 0;
+            }
+            ref = _mm512_loadu_si512(rf);
+            sum0 = _mm512_loadu_si512(sm);
+            sum1 = _mm512_loadu_si512(sm + 8);
+            acc0 = _mm512_loadu_si512(ac);
+            acc1 = _mm512_loadu_si512(ac + 8);
+            for (t = 0; t < n_rows; t++) {
+                const int8_t *x = (t == n_rows - 1 ? last : rows + (size_t)t * stride) + f * C;
+                __m512i sc = vsb, vh = _mm512_setzero_si512(), vlo = _mm512_setzero_si512();
+                __m512i value, z, zq, r, k, idx, fr, a, b, d, v, e;
+                __mmask16 frac;
+                for (j = 0; j < J; j++) {
+                    int32_t q;
+                    __m512i xb, ub;
+                    memcpy(&q, x + 4 * j, 4);
+                    xb = _mm512_set1_epi32(q);
+                    ub = _mm512_xor_si512(xb, _mm512_set1_epi8((char)0x80));
+                    sc = _mm512_dpbusd_epi32(sc, ub, _mm512_loadu_si512(ws[cg][j]));
+                    vh = _mm512_dpbusd_epi32(vh, ub, _mm512_loadu_si512(hi[cg][j]));
+                    vlo = _mm512_dpbusd_epi32(vlo, _mm512_loadu_si512(lo[cg][j]), xb);
+                }
+                value = _mm512_add_epi32(_mm512_add_epi32(vvb, _mm512_slli_epi32(vh, 8)), vlo);
+                value = rshift_round16(value, vsh);
+                z = requant16(sc, vm, vl, vr);
+                zq = _mm512_srai_epi32(z, W2S_Q_LOG);
+                frac = _mm512_test_epi32_mask(z, _mm512_set1_epi32((1 << W2S_Q_LOG) - 1));
+                r = _mm512_mask_add_epi32(zq, frac, zq, _mm512_set1_epi32(1)); /* ceil(z / 2^16) */
+                if (t == 0 && n0 == 0) {
+                    ref = r;
+                } else {
+                    const __m512i kk = _mm512_max_epi32(_mm512_sub_epi32(r, ref), _mm512_setzero_si512());
+                    if (_mm512_test_epi32_mask(kk, kk)) {
+                        const __m512i k0 = _mm512_cvtepu32_epi64(_mm512_castsi512_si256(kk));
+                        const __m512i k1 = _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(kk, 1));
+                        sum0 = rshift_round8x64(sum0, k0);
+                        sum1 = rshift_round8x64(sum1, k1);
+                        acc0 = rshift_round8x64(acc0, k0);
+                        acc1 = rshift_round8x64(acc1, k1);
+                        ref = _mm512_max_epi32(ref, r);
                     }
-                    s0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), x0, _mm512_loadu_si512(w));
-                    s0 = _mm512_dpbusd_epi32(s0, x1, _mm512_loadu_si512(w + 64));
-                    a[j] = _mm256_add_epi32(_mm512_castsi512_si256(s0), _mm512_extracti64x4_epi64(s0, 1));
                 }
-            } else {
-                for (j = 0; j < 8; j++) {
-                    const int8_t *w = z.wv + (g + j) * P;
-                    __m512i acc = _mm512_setzero_si512();
-                    if (j < n)
-                        for (v = 0; v < P; v += 64)
-                            acc = _mm512_dpbusd_epi32(acc, _mm512_loadu_si512(z.patch + v), _mm512_loadu_si512(w + v));
-                    a[j] = _mm256_add_epi32(_mm512_castsi512_si256(acc), _mm512_extracti64x4_epi64(acc, 1));
+                /* ref 2^16 - z = K 2^16 + q with K = ref - r, q = (-z) mod 2^16 (z = (r - 1) 2^16 +
+                 * (2^16 - q) when z has fraction bits) */
+                k = _mm512_sub_epi32(ref, r);
+                fr = _mm512_and_si512(_mm512_sub_epi32(_mm512_setzero_si512(), z), _mm512_set1_epi32((1 << W2S_Q_LOG) - 1));
+                idx = _mm512_srli_epi32(fr, W2S_EXP_FRAC_BITS);
+                fr = _mm512_and_si512(fr, _mm512_set1_epi32((1 << W2S_EXP_FRAC_BITS) - 1));
+                {
+                    const __m512i idx1 = _mm512_add_epi32(idx, _mm512_set1_epi32(1));
+                    const __mmask16 hi_a = _mm512_cmpgt_epi32_mask(idx, _mm512_set1_epi32(31));
+                    const __mmask16 hi_b = _mm512_cmpgt_epi32_mask(idx1, _mm512_set1_epi32(31));
+                    const __mmask16 end_b = _mm512_cmpeq_epi32_mask(idx1, _mm512_set1_epi32(64));
+                    a = _mm512_mask_blend_epi32(hi_a, _mm512_permutex2var_epi32(lut[0], idx, lut[1]),
+                                                _mm512_permutex2var_epi32(lut[2], idx, lut[3]));
+                    b = _mm512_mask_blend_epi32(hi_b, _mm512_permutex2var_epi32(lut[0], idx1, lut[1]),
+                                                _mm512_permutex2var_epi32(lut[2], idx1, lut[3]));
+                    b = _mm512_mask_blend_epi32(end_b, b, lut64);
+                }
+                d = _mm512_sub_epi32(a, b); /* 0 <= d <= 2^30, fr < 2^10 */
+                v = _mm512_add_epi32(_mm512_mullo_epi32(_mm512_srli_epi32(d, W2S_EXP_FRAC_BITS), fr),
+                                     _mm512_srli_epi32(_mm512_add_epi32(_mm512_mullo_epi32(_mm512_and_si512(d, _mm512_set1_epi32((1 << W2S_EXP_FRAC_BITS) - 1)), fr),
+                                                                        _mm512_set1_epi32(1 << (W2S_EXP_FRAC_BITS - 1))),
+                                                       W2S_EXP_FRAC_BITS));
+                v = _mm512_sub_epi32(a, v); /* 0 <= v <= 2^30 */
+                {   /* e = (v + 2^(s - 1)) >> s, s = 10 + K: 0 for s >= 32 (as vox.c's for s >= 63) */
+                    const __m512i sft = _mm512_add_epi32(_mm512_min_epu32(k, _mm512_set1_epi32(64)),
+                                                         _mm512_set1_epi32(W2S_Q_EXP_LUT - W2S_Q_EXP));
+                    const __m512i half = _mm512_sllv_epi32(_mm512_set1_epi32(1), _mm512_sub_epi32(sft, _mm512_set1_epi32(1)));
+                    e = _mm512_maskz_srlv_epi32(live, _mm512_add_epi32(v, half), sft);
+                }
+                {
+                    const __m512i e0 = _mm512_cvtepu32_epi64(_mm512_castsi512_si256(e));
+                    const __m512i e1 = _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(e, 1));
+                    const __m512i v0 = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(value));
+                    const __m512i v1 = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(value, 1));
+                    sum0 = _mm512_add_epi64(sum0, e0);
+                    sum1 = _mm512_add_epi64(sum1, e1);
+                    acc0 = _mm512_add_epi64(acc0, _mm512_mul_epi32(e0, v0));
+                    acc1 = _mm512_add_epi64(acc1, _mm512_mul_epi32(e1, v1));
                 }
             }
-            store8(l, &z.e, g, n, f == f_len - 1, hsum8(a), out + f * c_out + g);
+            _mm512_storeu_si512(rf, ref);
+            _mm512_storeu_si512(sm, sum0);
+            _mm512_storeu_si512(sm + 8, sum1);
+            _mm512_storeu_si512(ac, acc0);
+            _mm512_storeu_si512(ac + 8, acc1);
+            for (i = 0; i < n; i++) {
+                const int32_t k = (g + i) * F2 + f;
+                s->ref[k] = rf[i];
+                s->sum[k] = sm[i];
+                s->acc[k] = ac[i];
+            }
         }
     }
+    s->n += n_rows;
 }
 
 /* Layer 1: one int16 input channel, nine taps. Vectors run over output channels:
@@ -490,36 +815,274 @@ W2S_AVX2 void w2s_conv3x3_row_s16_avx2(const w2s_conv_layer *l, int32_t f_len, i
     }
 }
 
-/* Layer 1 with sixteen channels per vector (c_out <= 16; wider layers take the AVX2 kernel). */
+/* w2s_vox_push_rows_avx512 on eight lanes with AVX2 (no VNNI): the sums with VPMADDWD on int16
+ * pairs (x + off, |.| <= 256, against int16 weights: |pair sum| < 2^24, exact), the offset not
+ * folded; int64 lanes four to a vector; arithmetic 64-bit shifts from logical ones around the
+ * sign; the table entries by VPGATHERDD. Stack: 17 KB. */
+W2S_AVX2_INLINE __m256i rshift_round4x64(__m256i x, __m256i s) {
+    const __m256i one = _mm256_set1_epi64x(1);
+    const __m256i sign = _mm256_cmpgt_epi64(_mm256_setzero_si256(), x);
+    const __m256i mask = _mm256_sub_epi64(_mm256_sllv_epi64(one, s), one);
+    const __m256i thr = _mm256_sub_epi64(_mm256_srli_epi64(mask, 1), sign);
+    const __m256i q = _mm256_xor_si256(_mm256_srlv_epi64(_mm256_xor_si256(x, sign), s), sign);
+    const __m256i r = _mm256_sub_epi64(q, _mm256_cmpgt_epi64(_mm256_and_si256(x, mask), thr));
+    return _mm256_and_si256(r, _mm256_cmpgt_epi64(_mm256_set1_epi64x(63), s)); /* s >= 63: 0 */
+}
+
+W2S_AVX2 void w2s_vox_push_rows_avx2(const w2s_config *c, const w2s_weights *w, w2s_vox_state *s,
+                                     const int8_t *rows, int32_t n_rows, size_t stride) {
+    enum { P = W2S_MAX_CHANNELS / 2 }; /* pairs of input channels */
+    int32_t ws[W2S_MAX_CHANNELS / 8][P][8], wl[W2S_MAX_CHANNELS / 8][P][8]; /* two int16 each */
+    int32_t mult[W2S_MAX_CHANNELS + 8], left[W2S_MAX_CHANNELS + 8], right[W2S_MAX_CHANNELS + 8];
+    int32_t sb[W2S_MAX_CHANNELS + 8], vb[W2S_MAX_CHANNELS + 8];
+    int8_t last[(W2S_MAX_MELS / 2) * W2S_MAX_CHANNELS + 16];
+    const int32_t C = c->channels, F2 = (c->n_mels + 1) / 2, J = (C + 1) / 2, n0 = s->n;
+    const __m256i off16 = _mm256_set1_epi16((int16_t)w->vox_input_offset);
+    int32_t ch, ci, f, g, t, j;
+    if (n_rows <= 0) return;
+    for (g = 0; g < (C + 7) / 8; g++) { /* the pairs used */
+        memset(ws[g], 0, (size_t)J * 32);
+        memset(wl[g], 0, (size_t)J * 32);
+    }
+    for (ch = 0; ch < C; ch++)
+        for (ci = 0; ci < C; ci++) {
+            int16_t *ps = (int16_t *)(void *)&ws[ch / 8][ci / 2][ch % 8], *pl = (int16_t *)(void *)&wl[ch / 8][ci / 2][ch % 8];
+            ps[ci % 2] = w->sof_w[ch * C + ci];
+            pl[ci % 2] = w->lin_w[ch * C + ci];
+        }
+    for (ch = 0; ch < C + 8; ch++) {
+        const int32_t sh = ch < C ? w->sof_shift[ch] : 0;
+        sb[ch] = ch < C ? w->sof_b[ch] : 0;
+        vb[ch] = ch < C ? w->lin_b[ch] : 0;
+        mult[ch] = ch < C ? w->sof_mult[ch] : 0;
+        left[ch] = sh > 0 ? sh : 0;
+        right[ch] = sh > 0 ? 0 : -sh;
+    }
+    memcpy(last, rows + (size_t)(n_rows - 1) * stride, (size_t)(F2 * C));
+    memset(last + F2 * C, 0, 16);
+    for (f = 0; f < F2; f++) {
+        for (g = 0; g < C; g += 8) {
+            const int32_t n = C - g < 8 ? C - g : 8, cg = g / 8;
+            const __m256i vsb = LD(sb + g), vvb = LD(vb + g), vm = LD(mult + g), vl = LD(left + g), vr = LD(right + g);
+            const __m256i vsh = _mm256_set1_epi32(w->value_shift);
+            const __m256i fmask = _mm256_set1_epi32((1 << W2S_Q_LOG) - 1), one = _mm256_set1_epi32(1);
+            int32_t rf[8], i;
+            int64_t sm[8], ac[8];
+            __m256i ref, sum0, sum1, acc0, acc1;
+            for (i = 0; i < 8; i++) {
+                const int32_t k = (g + i) * F2 + f;
+                rf[i] = i < n ? s->ref[k] : 0;
+                sm[i] = i < n ? s->sum[k] : 0;
+                ac[i] = i < n ? s->acc[k] : 0;
+            }
+            ref = LD(rf), sum0 = LD(sm), sum1 = LD(sm + 4), acc0 = LD(ac), acc1 = LD(ac + 4);
+            for (t = 0; t < n_rows; t++) {
+                const int8_t *x = (t == n_rows - 1 ? last : rows + (size_t)t * stride) + f * C;
+                int16_t xs[W2S_MAX_CHANNELS + 16];
+                __m256i sc = vsb, value = vvb, z, r, k, q, idx, fr, a, b, d, v, e, msk;
+                for (j = 0; j < C; j += 16)
+                    _mm256_storeu_si256((__m256i *)(xs + j),
+                                        _mm256_add_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(x + j))), off16));
+                for (j = 0; j < J; j++) {
+                    int32_t p;
+                    __m256i xb;
+                    memcpy(&p, xs + 2 * j, 4);
+                    xb = _mm256_set1_epi32(p);
+                    sc = _mm256_add_epi32(sc, _mm256_madd_epi16(xb, LD(ws[cg][j])));
+                    value = _mm256_add_epi32(value, _mm256_madd_epi16(xb, LD(wl[cg][j])));
+                }
+                { /* w2s_rshift_round(value, value_shift), 0 <= shift <= 31 */
+                    const __m256i mk = _mm256_sub_epi32(_mm256_sllv_epi32(one, vsh), one);
+                    const __m256i thr = _mm256_sub_epi32(_mm256_srli_epi32(mk, 1), _mm256_srai_epi32(value, 31));
+                    value = _mm256_sub_epi32(_mm256_srav_epi32(value, vsh), _mm256_cmpgt_epi32(_mm256_and_si256(value, mk), thr));
+                }
+                z = requant8(sc, vm, vl, vr);
+                /* ceil(z / 2^16): + 1 unless the fraction is 0 */
+                r = _mm256_add_epi32(_mm256_add_epi32(_mm256_srai_epi32(z, W2S_Q_LOG), one),
+                                     _mm256_cmpeq_epi32(_mm256_and_si256(z, fmask), _mm256_setzero_si256()));
+                if (t == 0 && n0 == 0) {
+                    ref = r;
+                } else {
+                    const __m256i kk = _mm256_max_epi32(_mm256_sub_epi32(r, ref), _mm256_setzero_si256());
+                    if (!_mm256_testz_si256(kk, kk)) {
+                        const __m256i k0 = _mm256_cvtepu32_epi64(_mm256_castsi256_si128(kk));
+                        const __m256i k1 = _mm256_cvtepu32_epi64(_mm256_extracti128_si256(kk, 1));
+                        sum0 = rshift_round4x64(sum0, k0);
+                        sum1 = rshift_round4x64(sum1, k1);
+                        acc0 = rshift_round4x64(acc0, k0);
+                        acc1 = rshift_round4x64(acc1, k1);
+                        ref = _mm256_max_epi32(ref, r);
+                    }
+                }
+                k = _mm256_sub_epi32(ref, r);
+                q = _mm256_and_si256(_mm256_sub_epi32(_mm256_setzero_si256(), z), fmask);
+                idx = _mm256_srli_epi32(q, W2S_EXP_FRAC_BITS);
+                fr = _mm256_and_si256(q, _mm256_set1_epi32((1 << W2S_EXP_FRAC_BITS) - 1));
+                a = _mm256_i32gather_epi32((const int *)w->exp_lut, idx, 4);
+                b = _mm256_i32gather_epi32((const int *)w->exp_lut, _mm256_add_epi32(idx, one), 4);
+                d = _mm256_sub_epi32(a, b);
+                v = _mm256_add_epi32(_mm256_mullo_epi32(_mm256_srli_epi32(d, W2S_EXP_FRAC_BITS), fr),
+                                     _mm256_srli_epi32(_mm256_add_epi32(_mm256_mullo_epi32(_mm256_and_si256(d, _mm256_set1_epi32((1 << W2S_EXP_FRAC_BITS) - 1)), fr),
+                                                                        _mm256_set1_epi32(1 << (W2S_EXP_FRAC_BITS - 1))),
+                                                       W2S_EXP_FRAC_BITS));
+                v = _mm256_sub_epi32(a, v);
+                {
+                    const __m256i sft = _mm256_add_epi32(_mm256_min_epu32(k, _mm256_set1_epi32(64)),
+                                                         _mm256_set1_epi32(W2S_Q_EXP_LUT - W2S_Q_EXP));
+                    const __m256i half = _mm256_sllv_epi32(one, _mm256_sub_epi32(sft, one));
+                    msk = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+                    e = _mm256_and_si256(_mm256_srlv_epi32(_mm256_add_epi32(v, half), sft), msk);
+                }
+                {
+                    const __m256i e0 = _mm256_cvtepu32_epi64(_mm256_castsi256_si128(e));
+                    const __m256i e1 = _mm256_cvtepu32_epi64(_mm256_extracti128_si256(e, 1));
+                    sum0 = _mm256_add_epi64(sum0, e0);
+                    sum1 = _mm256_add_epi64(sum1, e1);
+                    acc0 = _mm256_add_epi64(acc0, _mm256_mul_epi32(e0, _mm256_cvtepi32_epi64(_mm256_castsi256_si128(value))));
+                    acc1 = _mm256_add_epi64(acc1, _mm256_mul_epi32(e1, _mm256_cvtepi32_epi64(_mm256_extracti128_si256(value, 1))));
+                }
+            }
+            _mm256_storeu_si256((__m256i *)rf, ref);
+            _mm256_storeu_si256((__m256i *)sm, sum0);
+            _mm256_storeu_si256((__m256i *)(sm + 4), sum1);
+            _mm256_storeu_si256((__m256i *)ac, acc0);
+            _mm256_storeu_si256((__m256i *)(ac + 4), acc1);
+            for (i = 0; i < n; i++) {
+                const int32_t k2 = (g + i) * F2 + f;
+                s->ref[k2] = rf[i];
+                s->sum[k2] = sm[i];
+                s->acc[k2] = ac[i];
+            }
+        }
+    }
+    s->n += n_rows;
+}
+
+/* Layer 1 with VPDPWSSD (int16 pairs into int32 lanes), output channels in the lanes, sixteen per
+ * block. The input offset comes out of the sums: sum over the taps inside the map of (x + off) w
+ * = sum x' w + off sum w, x' being the row with zeros for padding, and sum w over the taps inside
+ * the map depends only on which rows are there and whether the column is the first or the last:
+ * one bias vector per kind of column for each row. Kernel row ky of column f is the pair
+ * (x'[f - 1], x'[f]) against (w0, w1) and the pair (x'[f + 1], x'[f + 2]) against (w2, 0): two
+ * VPDPWSSD per row, products <= 2^15 * 2^7, every partial sum exact in int32. */
+typedef struct {
+    int32_t wp[W2S_MAX_CHANNELS / 16][3][2][16]; /* [block][ky][pair][co]: two int16 in each */
+    epilogue e;
+    int32_t any_left; /* some channel's shift is > 0 */
+} l1_weights;
+
+W2S_AVX512 static void l1_prepare(const w2s_conv_layer *l, int32_t c_out, l1_weights *z) {
+    int32_t co, ky;
+    memset(z->wp, 0, (size_t)(c_out + 15) / 16 * sizeof z->wp[0]);
+    for (co = 0; co < c_out; co++)
+        for (ky = 0; ky < 3; ky++) {
+            const int8_t *w = l->w + co * 9 + ky * 3;
+            z->wp[co / 16][ky][0][co % 16] = (int32_t)(((uint32_t)(uint16_t)(int16_t)w[1] << 16) | (uint16_t)(int16_t)w[0]);
+            z->wp[co / 16][ky][1][co % 16] = (int32_t)(uint16_t)(int16_t)w[2];
+        }
+    epilogue_init(l, c_out, &z->e);
+    z->any_left = 0;
+    for (co = 0; co < c_out; co++) z->any_left |= z->e.left[co] != 0;
+}
+
+/* [0 | x (n values) | 0 0 ...]: n + 4 values; x NULL: zeros */
+static void l1_pad(const int16_t *x, int32_t n, int16_t *d) {
+    int32_t i;
+    d[0] = 0;
+    for (i = 0; i < n; i++) d[1 + i] = x ? x[i] : 0;
+    d[n + 1] = d[n + 2] = d[n + 3] = 0;
+}
+
+/* one output row from padded rows xr (NULL: missing) */
+W2S_AVX512_INLINE void l1_row(const w2s_conv_layer *l, const l1_weights *z, int32_t f_len, int32_t c_out,
+                              const int16_t *const xr[3], int8_t *out) {
+    int32_t cb, f, ky;
+    for (cb = 0; cb < (c_out + 15) / 16; cb++) {
+        const int32_t n = c_out - 16 * cb < 16 ? c_out - 16 * cb : 16;
+        const __mmask16 m = (__mmask16)((1u << n) - 1u);
+        const __m512i mult = _mm512_loadu_si512(z->e.mult + 16 * cb), left = _mm512_loadu_si512(z->e.left + 16 * cb);
+        const __m512i right = _mm512_loadu_si512(z->e.right + 16 * cb), off = _mm512_set1_epi32(l->input_offset);
+        __m512i w[3][2], sl = _mm512_setzero_si512(), sm = _mm512_setzero_si512(), sr = _mm512_setzero_si512();
+        __m512i bl, bm, br;
+        for (ky = 0; ky < 3; ky++) {
+            w[ky][0] = _mm512_loadu_si512(z->wp[cb][ky][0]);
+            w[ky][1] = _mm512_loadu_si512(z->wp[cb][ky][1]);
+            if (xr[ky]) { /* sums of the weights of the taps inside the map, by kind of column */
+                const __m512i w0 = _mm512_srai_epi32(_mm512_slli_epi32(w[ky][0], 16), 16);
+                const __m512i w1 = _mm512_srai_epi32(w[ky][0], 16), w2 = _mm512_srai_epi32(_mm512_slli_epi32(w[ky][1], 16), 16);
+                sl = _mm512_add_epi32(sl, f_len > 1 ? _mm512_add_epi32(w1, w2) : w1);
+                sm = _mm512_add_epi32(sm, _mm512_add_epi32(_mm512_add_epi32(w0, w1), w2));
+                sr = _mm512_add_epi32(sr, _mm512_add_epi32(w0, w1));
+            }
+        }
+        bl = _mm512_add_epi32(_mm512_loadu_si512(z->e.bias + 16 * cb), _mm512_mullo_epi32(off, sl));
+        bm = _mm512_add_epi32(_mm512_loadu_si512(z->e.bias + 16 * cb), _mm512_mullo_epi32(off, sm));
+        br = _mm512_add_epi32(_mm512_loadu_si512(z->e.bias + 16 * cb), _mm512_mullo_epi32(off, sr));
+        for (f = 0; f < f_len; f++) {
+            __m512i acc = f == 0 ? bl : f == f_len - 1 ? br : bm, v;
+            if (xr[0] && xr[2]) { /* every row but the first and the last: no test per row */
+                int32_t p[6];
+                memcpy(p, xr[0] + f, 4);
+                memcpy(p + 1, xr[0] + f + 2, 4);
+                memcpy(p + 2, xr[1] + f, 4);
+                memcpy(p + 3, xr[1] + f + 2, 4);
+                memcpy(p + 4, xr[2] + f, 4);
+                memcpy(p + 5, xr[2] + f + 2, 4);
+                __m512i a1 = _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_set1_epi32(p[1]), w[0][1]);
+                acc = _mm512_dpwssd_epi32(acc, _mm512_set1_epi32(p[0]), w[0][0]);
+                acc = _mm512_dpwssd_epi32(acc, _mm512_set1_epi32(p[2]), w[1][0]);
+                a1 = _mm512_dpwssd_epi32(a1, _mm512_set1_epi32(p[3]), w[1][1]);
+                acc = _mm512_dpwssd_epi32(acc, _mm512_set1_epi32(p[4]), w[2][0]);
+                a1 = _mm512_dpwssd_epi32(a1, _mm512_set1_epi32(p[5]), w[2][1]);
+                acc = _mm512_add_epi32(acc, a1);
+            } else {
+                for (ky = 0; ky < 3; ky++) {
+                    int32_t p0, p1;
+                    if (!xr[ky]) continue;
+                    memcpy(&p0, xr[ky] + f, 4);
+                    memcpy(&p1, xr[ky] + f + 2, 4);
+                    acc = _mm512_dpwssd_epi32(acc, _mm512_set1_epi32(p0), w[ky][0]);
+                    acc = _mm512_dpwssd_epi32(acc, _mm512_set1_epi32(p1), w[ky][1]);
+                }
+            }
+            v = requant16_l(acc, mult, left, right, z->any_left);
+            v = _mm512_add_epi32(v, _mm512_set1_epi32(l->output_offset));
+            v = _mm512_max_epi32(v, _mm512_set1_epi32(l->act_min));
+            v = _mm512_min_epi32(v, _mm512_set1_epi32(l->act_max));
+            _mm_mask_storeu_epi8(out + f * c_out + 16 * cb, m, _mm512_cvtepi32_epi8(v));
+        }
+    }
+}
+
 W2S_AVX512 void w2s_conv3x3_row_s16_avx512(const w2s_conv_layer *l, int32_t f_len, int32_t c_out,
                                            const int16_t *const rows[3], int8_t *out) {
-    int32_t xs[3][W2S_MAX_MELS + 2];
-    int32_t wt[9][16];
-    epilogue e;
-    __m512i w[9];
-    int32_t ky, f, co, k;
-    if (c_out > 16) {
-        w2s_conv3x3_row_s16_avx2(l, f_len, c_out, rows, out);
-        return;
-    }
+    l1_weights z;
+    int16_t xs[3][W2S_MAX_MELS + 4];
+    const int16_t *xr[3];
+    int32_t ky;
+    l1_prepare(l, c_out, &z);
     for (ky = 0; ky < 3; ky++) {
-        xs[ky][0] = xs[ky][f_len + 1] = 0;
-        for (f = 0; f < f_len; f++) xs[ky][f + 1] = rows[ky] ? (int32_t)rows[ky][f] + l->input_offset : 0;
+        if (rows[ky]) l1_pad(rows[ky], f_len, xs[ky]);
+        xr[ky] = rows[ky] ? xs[ky] : NULL;
     }
-    for (k = 0; k < 9; k++) {
-        for (co = 0; co < 16; co++) wt[k][co] = co < c_out ? l->w[co * 9 + k] : 0;
-        w[k] = _mm512_loadu_si512(wt[k]);
-    }
-    epilogue_init(l, c_out, &e);
-    for (f = 0; f < f_len; f++) {
-        __m512i acc = _mm512_setzero_si512();
-        for (ky = 0; ky < 3; ky++) {
-            if (!rows[ky]) continue;
-            acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(_mm512_set1_epi32(xs[ky][f]), w[ky * 3]));
-            acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(_mm512_set1_epi32(xs[ky][f + 1]), w[ky * 3 + 1]));
-            acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(_mm512_set1_epi32(xs[ky][f + 2]), w[ky * 3 + 2]));
-        }
-        finish16(l, &e, c_out, acc, out + f * c_out);
+    l1_row(l, &z, f_len, c_out, xr, out);
+}
+
+/* w2s_conv3x3_layer_s16: the weights prepared once, each input row padded once (ring of three) */
+W2S_AVX512 void w2s_conv3x3_layer_s16_avx512(const w2s_conv_layer *l, int32_t T, int32_t f_len, int32_t c_out,
+                                             const int16_t *src, int8_t *dst) {
+    l1_weights z;
+    int16_t xs[3][W2S_MAX_MELS + 4];
+    int32_t t;
+    l1_prepare(l, c_out, &z);
+    l1_pad(src, f_len, xs[0]);
+    for (t = 0; t < T; t++) {
+        const int16_t *xr[3];
+        if (t + 1 < T) l1_pad(src + (size_t)(t + 1) * (size_t)f_len, f_len, xs[(t + 1) % 3]);
+        xr[0] = t > 0 ? xs[(t + 2) % 3] : NULL;
+        xr[1] = xs[t % 3];
+        xr[2] = t + 1 < T ? xs[(t + 1) % 3] : NULL;
+        l1_row(l, &z, f_len, c_out, xr, dst + (size_t)t * (size_t)(f_len * c_out));
     }
 }
 
@@ -584,52 +1147,128 @@ void w2s_dft_matrix(const int32_t *cosine, int32_t N, int64_t *mat) {
             mi[n] = n <= h ? cosine[(k * n + 3 * (N / 4)) % N] : 0;
         }
     }
-}
-
-/* VPMULDQ: signed 32 x 32 -> 64 of the low halves (|a| <= 2^25, |cos| <= 2^31): exact products,
- * four per instruction, summed in int64 lanes (|sum| < 2^62 as in frontend.c) */
-W2S_AVX2 void w2s_dft_simd(const int64_t *mat, int32_t h, const int64_t *a, const int64_t *b,
-                           int64_t *re, int64_t *im) {
-    const int32_t L = W2S_DFT_MAT_L(h);
-    int32_t k, n;
+    /* cos((h - k) n) = (-1)^n cos(k n) and sin((h - k) n) = -(-1)^n sin(k n) (h = N/2): checked on
+     * the table values, so w2s_dft_simd may compute rows k <= h/2 only, exactly */
+    mat[W2S_DFT_MAT_WORDS - 1] = h % 2 == 0;
     for (k = 0; k <= h; k++) {
         const int64_t *mr = mat + (size_t)(2 * k) * (size_t)L, *mi = mr + L;
-        __m256i sr = _mm256_setzero_si256(), si = _mm256_setzero_si256();
-        __m128i r2, i2;
-        for (n = 0; n < L; n += 4) {
-            sr = _mm256_add_epi64(sr, _mm256_mul_epi32(LD(a + n), LD(mr + n)));
-            si = _mm256_add_epi64(si, _mm256_mul_epi32(LD(b + n), LD(mi + n)));
-        }
-        r2 = _mm_add_epi64(_mm256_castsi256_si128(sr), _mm256_extracti128_si256(sr, 1));
-        i2 = _mm_add_epi64(_mm256_castsi256_si128(si), _mm256_extracti128_si256(si, 1));
-        re[k] = _mm_cvtsi128_si64(r2) + _mm_extract_epi64(r2, 1);
-        im[k] = _mm_cvtsi128_si64(i2) + _mm_extract_epi64(i2, 1);
+        const int64_t *nr = mat + (size_t)(2 * (h - k)) * (size_t)L, *ni = nr + L;
+        for (n = 0; n <= h; n++)
+            if (nr[n] != (n % 2 ? -mr[n] : mr[n]) || ni[n] != (n % 2 ? mi[n] : -mi[n])) mat[W2S_DFT_MAT_WORDS - 1] = 0;
     }
 }
 
-/* w2s_log2_q16's sixteen squarings on four mantissas at once: x < 2^31, so VPMULUDQ's 32 x 32
- * product is the exact square; each step keeps one fraction bit, as the scalar loop does. */
+/* lane q = sum of the four int64 lanes of s[q] */
+W2S_AVX2_INLINE __m256i hsum4x64(__m256i s0, __m256i s1, __m256i s2, __m256i s3) {
+    const __m256i t0 = _mm256_add_epi64(_mm256_unpacklo_epi64(s0, s1), _mm256_unpackhi_epi64(s0, s1));
+    const __m256i t1 = _mm256_add_epi64(_mm256_unpacklo_epi64(s2, s3), _mm256_unpackhi_epi64(s2, s3));
+    return _mm256_add_epi64(_mm256_permute2x128_si256(t0, t1, 0x20), _mm256_permute2x128_si256(t0, t1, 0x31));
+}
+
+/* VPMULDQ: signed 32 x 32 -> 64 of the low halves (|a| <= 2^25, |cos| <= 2^31): exact products,
+ * four per instruction, summed in int64 lanes (|sum| < 2^62 as in frontend.c); four
+ * frequencies at a time share the loads of a and b and one horizontal sum. With the symmetry
+ * w2s_dft_matrix checked, rows k <= h/2 only: sums over even and odd n apart, then
+ * re[k] = E + O, re[h - k] = E - O, im[k] = E + O, im[h - k] = O - E: half the products. */
+W2S_AVX2 void w2s_dft_simd(const int64_t *mat, int32_t h, const int64_t *a, const int64_t *b,
+                           int64_t *re, int64_t *im) {
+    const int32_t L = W2S_DFT_MAT_L(h);
+    int32_t k, n, q;
+    if (mat[W2S_DFT_MAT_WORDS - 1]) { /* rows k <= h/2: sums over even n (E) and odd n (O) */
+        for (k = 0; k <= h / 2; k += 4) {
+            const int64_t *m[4];
+            __m256i r0 = _mm256_setzero_si256(), r1 = r0, r2 = r0, r3 = r0, i0 = r0, i1 = r0, i2 = r0, i3 = r0;
+            int64_t er[4], orr[4], ei[4], oi[4];
+            for (q = 0; q < 4; q++) m[q] = mat + (size_t)(2 * (k + q <= h / 2 ? k + q : h / 2)) * (size_t)L;
+            for (n = 0; n < L; n += 4) { /* lanes 0, 2: even n; 1, 3: odd n */
+                const __m256i va = LD(a + n), vb = LD(b + n);
+                r0 = _mm256_add_epi64(r0, _mm256_mul_epi32(va, LD(m[0] + n)));
+                i0 = _mm256_add_epi64(i0, _mm256_mul_epi32(vb, LD(m[0] + L + n)));
+                r1 = _mm256_add_epi64(r1, _mm256_mul_epi32(va, LD(m[1] + n)));
+                i1 = _mm256_add_epi64(i1, _mm256_mul_epi32(vb, LD(m[1] + L + n)));
+                r2 = _mm256_add_epi64(r2, _mm256_mul_epi32(va, LD(m[2] + n)));
+                i2 = _mm256_add_epi64(i2, _mm256_mul_epi32(vb, LD(m[2] + L + n)));
+                r3 = _mm256_add_epi64(r3, _mm256_mul_epi32(va, LD(m[3] + n)));
+                i3 = _mm256_add_epi64(i3, _mm256_mul_epi32(vb, LD(m[3] + L + n)));
+            }
+#define W2S_EO(s0, s1, s2, s3, e, o)                                                                           \
+    {                                                                                                          \
+        const __m256i lo01 = _mm256_unpacklo_epi64(s0, s1), lo23 = _mm256_unpacklo_epi64(s2, s3);              \
+        const __m256i hi01 = _mm256_unpackhi_epi64(s0, s1), hi23 = _mm256_unpackhi_epi64(s2, s3);              \
+        _mm256_storeu_si256((__m256i *)e, _mm256_add_epi64(_mm256_permute2x128_si256(lo01, lo23, 0x20),        \
+                                                           _mm256_permute2x128_si256(lo01, lo23, 0x31)));      \
+        _mm256_storeu_si256((__m256i *)o, _mm256_add_epi64(_mm256_permute2x128_si256(hi01, hi23, 0x20),        \
+                                                           _mm256_permute2x128_si256(hi01, hi23, 0x31)));      \
+    }
+            W2S_EO(r0, r1, r2, r3, er, orr)
+            W2S_EO(i0, i1, i2, i3, ei, oi)
+#undef W2S_EO
+            for (q = 0; q < 4 && k + q <= h / 2; q++) {
+                re[h - k - q] = er[q] - orr[q]; /* row h/2: O = 0 (checked), both the same */
+                im[h - k - q] = oi[q] - ei[q];
+                re[k + q] = er[q] + orr[q];
+                im[k + q] = ei[q] + oi[q];
+            }
+        }
+        return;
+    }
+    for (k = 0; k <= h; k += 4) {
+        const int64_t *m[4]; /* the cosine row of frequency k + q (past h: row h again, unused) */
+        __m256i r0 = _mm256_setzero_si256(), r1 = r0, r2 = r0, r3 = r0, i0 = r0, i1 = r0, i2 = r0, i3 = r0;
+        int64_t rs[4], is[4];
+        for (q = 0; q < 4; q++) m[q] = mat + (size_t)(2 * (k + q <= h ? k + q : h)) * (size_t)L;
+        for (n = 0; n < L; n += 4) {
+            const __m256i va = LD(a + n), vb = LD(b + n);
+            r0 = _mm256_add_epi64(r0, _mm256_mul_epi32(va, LD(m[0] + n)));
+            i0 = _mm256_add_epi64(i0, _mm256_mul_epi32(vb, LD(m[0] + L + n)));
+            r1 = _mm256_add_epi64(r1, _mm256_mul_epi32(va, LD(m[1] + n)));
+            i1 = _mm256_add_epi64(i1, _mm256_mul_epi32(vb, LD(m[1] + L + n)));
+            r2 = _mm256_add_epi64(r2, _mm256_mul_epi32(va, LD(m[2] + n)));
+            i2 = _mm256_add_epi64(i2, _mm256_mul_epi32(vb, LD(m[2] + L + n)));
+            r3 = _mm256_add_epi64(r3, _mm256_mul_epi32(va, LD(m[3] + n)));
+            i3 = _mm256_add_epi64(i3, _mm256_mul_epi32(vb, LD(m[3] + L + n)));
+        }
+        _mm256_storeu_si256((__m256i *)rs, hsum4x64(r0, r1, r2, r3));
+        _mm256_storeu_si256((__m256i *)is, hsum4x64(i0, i1, i2, i3));
+        for (q = 0; q < 4 && k + q <= h; q++) {
+            re[k + q] = rs[q];
+            im[k + q] = is[q];
+        }
+    }
+}
+
+/* w2s_log2_q16's sixteen squarings on four mantissas per vector, four vectors at a time (their
+ * chains of dependent multiplies interleave): x < 2^31, so VPMULUDQ's 32 x 32 product is the
+ * exact square; each step keeps one fraction bit, as the scalar loop does. */
 W2S_AVX2 void w2s_log2_q16_simd(const uint64_t *v, int32_t n, int32_t *lg) {
     int32_t i, j;
-    for (i = 0; i < n; i += 4) {
-        uint64_t x[4];
-        int64_t frac[4];
-        int32_t msb[4];
-        __m256i vx, vf = _mm256_setzero_si256();
-        for (j = 0; j < 4; j++) {
+    for (i = 0; i < n; i += 16) {
+        uint64_t x[16];
+        int64_t frac[16];
+        int32_t msb[16];
+        __m256i x0, x1, x2, x3, f0 = _mm256_setzero_si256(), f1 = f0, f2 = f0, f3 = f0;
+        for (j = 0; j < 16; j++) {
             const uint64_t u = i + j < n && v[i + j] ? v[i + j] : 1;
             msb[j] = 63 - __builtin_clzll(u);
             x[j] = msb[j] >= 30 ? u >> (msb[j] - 30) : u << (30 - msb[j]); /* [2^30, 2^31) */
         }
-        vx = _mm256_loadu_si256((const __m256i *)x);
+        x0 = LD(x), x1 = LD(x + 4), x2 = LD(x + 8), x3 = LD(x + 12);
         for (j = 0; j < W2S_Q_LOG; j++) {
-            const __m256i sq = _mm256_srli_epi64(_mm256_mul_epu32(vx, vx), 30);
-            const __m256i bit = _mm256_srli_epi64(sq, 31);
-            vx = _mm256_srlv_epi64(sq, bit);
-            vf = _mm256_add_epi64(_mm256_slli_epi64(vf, 1), bit);
+#define W2S_SQ(x, f)                                                              \
+    {                                                                             \
+        const __m256i sq = _mm256_srli_epi64(_mm256_mul_epu32(x, x), 30);         \
+        const __m256i bit = _mm256_srli_epi64(sq, 31);                            \
+        x = _mm256_srlv_epi64(sq, bit);                                           \
+        f = _mm256_add_epi64(_mm256_add_epi64(f, f), bit);                        \
+    }
+            W2S_SQ(x0, f0) W2S_SQ(x1, f1) W2S_SQ(x2, f2) W2S_SQ(x3, f3)
+#undef W2S_SQ
         }
-        _mm256_storeu_si256((__m256i *)frac, vf);
-        for (j = 0; j < 4 && i + j < n; j++) lg[i + j] = (msb[j] << W2S_Q_LOG) + (int32_t)frac[j];
+        _mm256_storeu_si256((__m256i *)frac, f0);
+        _mm256_storeu_si256((__m256i *)(frac + 4), f1);
+        _mm256_storeu_si256((__m256i *)(frac + 8), f2);
+        _mm256_storeu_si256((__m256i *)(frac + 12), f3);
+        for (j = 0; j < 16 && i + j < n; j++) lg[i + j] = (msb[j] << W2S_Q_LOG) + (int32_t)frac[j];
     }
 }
 

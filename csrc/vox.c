@@ -13,11 +13,11 @@
  * Bounds: |value| < 2^22, e <= 2^20, frames <= 2^20, so
  * |acc| < 2^62 and sum < 2^40; sum >= 2^19 once a frame is in (the newest maximum has e > 1/2).
  */
-#include "requant.h"
-#include "w2s_internal.h"
+#include <string.h>
 
-#define EXP_LUT_BITS 6 /* W2S_EXP_LUT_SIZE = 2^6 + 1 entries */
-#define EXP_FRAC_BITS (W2S_Q_LOG - EXP_LUT_BITS)
+#include "kernels.h"
+
+#define EXP_FRAC_BITS W2S_EXP_FRAC_BITS /* W2S_EXP_LUT_SIZE = 2^6 + 1 entries */
 
 /* 2^(-n / 2^Q_LOG) in Q_EXP for n >= 0: table of 2^(-i/64) plus linear interpolation. */
 static int64_t exp2_neg(const uint32_t *lut, int64_t n) {
@@ -37,15 +37,10 @@ size_t w2s_vox_state_bytes(const w2s_config *c) {
 
 void w2s_vox_init(const w2s_config *c, void *mem, w2s_vox_state *s) {
     const size_t cells = (size_t)c->channels * (size_t)((c->n_mels + 1) / 2);
-    size_t i;
     s->sum = (int64_t *)mem; /* 8-byte arrays first keep them aligned */
     s->acc = s->sum + cells;
     s->ref = (int32_t *)(s->acc + cells);
-    for (i = 0; i < cells; i++) {
-        s->sum[i] = 0;
-        s->acc[i] = 0;
-        s->ref[i] = 0;
-    }
+    memset(mem, 0, w2s_vox_state_bytes(c)); /* all three arrays */
     s->n = 0;
 }
 
@@ -53,6 +48,13 @@ void w2s_vox_push_s8(const w2s_config *c, const w2s_weights *w, w2s_vox_state *s
                      const int8_t *row) {
     const int32_t C = c->channels, F2 = (c->n_mels + 1) / 2, off = w->vox_input_offset;
     int32_t f, ch, ci;
+#if defined(W2S_HAVE_X86)
+    const int32_t isa = w2s_isa_resolve(w->isa);
+    if (isa == W2S_ISA_AVX512 || isa == W2S_ISA_AVX2) {
+        (isa == W2S_ISA_AVX512 ? w2s_vox_push_rows_avx512 : w2s_vox_push_rows_avx2)(c, w, s, row, 1, 0);
+        return;
+    }
+#endif
     for (f = 0; f < F2; f++) {
         const int8_t *x = row + f * C;
         for (ch = 0; ch < C; ch++) {
@@ -83,6 +85,22 @@ void w2s_vox_push_s8(const w2s_config *c, const w2s_weights *w, w2s_vox_state *s
         }
     }
     s->n++;
+}
+
+/* Frames in order; the cells are independent, so a kernel may take them in any order of cells
+ * (kernels_x86.c: one mel bin and sixteen (AVX-512) or eight (AVX2) channels at a time, through
+ * all the frames). */
+void w2s_vox_push_rows_s8(const w2s_config *c, const w2s_weights *w, w2s_vox_state *s,
+                          const int8_t *rows, int32_t n_rows, size_t stride) {
+    int32_t t;
+#if defined(W2S_HAVE_X86)
+    const int32_t isa = w2s_isa_resolve(w->isa);
+    if (isa == W2S_ISA_AVX512 || isa == W2S_ISA_AVX2) {
+        (isa == W2S_ISA_AVX512 ? w2s_vox_push_rows_avx512 : w2s_vox_push_rows_avx2)(c, w, s, rows, n_rows, stride);
+        return;
+    }
+#endif
+    for (t = 0; t < n_rows; t++) w2s_vox_push_s8(c, w, s, rows + (size_t)t * stride);
 }
 
 void w2s_vox_finish(const w2s_config *c, const w2s_weights *w, const w2s_vox_state *s,

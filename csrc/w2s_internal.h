@@ -94,6 +94,12 @@ void w2s_conv3x3_row_s16(const w2s_conv_layer *l, int32_t isa, int32_t f, int32_
                          const int16_t *const rows[3], int8_t *out);
 void w2s_conv3x3_row_s8(const w2s_conv_layer *l, int32_t isa, int32_t f, int32_t c_in, int32_t c_out,
                         const int8_t *const rows[3], int8_t *out);
+/* A whole layer: t rows of (f, c_in) (layer 1: (f)) at src to t rows of (f, c_out) at dst, rows -1 and t being
+ * padding; the same values as w2s_conv3x3_row_s8 row by row. */
+void w2s_conv3x3_layer_s16(const w2s_conv_layer *l, int32_t isa, int32_t t, int32_t f, int32_t c_out,
+                           const int16_t *src, int8_t *dst);
+void w2s_conv3x3_layer_s8(const w2s_conv_layer *l, int32_t isa, int32_t t, int32_t f, int32_t c_in,
+                          int32_t c_out, const int8_t *src, int8_t *dst);
 
 /* One output row of max-pool 3x3, stride 2, pad 1 (padding never wins). rows as above. */
 void w2s_maxpool_row_s8(int32_t f_in, int32_t c, const int8_t *const rows[3], int8_t *out);
@@ -112,6 +118,10 @@ size_t w2s_vox_state_bytes(const w2s_config *c);
 void   w2s_vox_init(const w2s_config *c, void *mem, w2s_vox_state *s);
 void   w2s_vox_push_s8(const w2s_config *c, const w2s_weights *w, w2s_vox_state *s,
                        const int8_t *row);
+/* n_rows frames, frame t at rows + t * stride bytes: n_rows calls of w2s_vox_push_s8, or a kernel
+ * that gives the same state (kernels.h) */
+void   w2s_vox_push_rows_s8(const w2s_config *c, const w2s_weights *w, w2s_vox_state *s,
+                            const int8_t *rows, int32_t n_rows, size_t stride);
 /* Pooled values P (C, F') and Gram G (C, C), both int16. */
 void   w2s_vox_finish(const w2s_config *c, const w2s_weights *w, const w2s_vox_state *s,
                       int16_t *pooled, int16_t *gram);

@@ -64,6 +64,34 @@ def _random_conv(data: bytes, seed: int) -> bytes:
     return model_bytes(types.SimpleNamespace(config=cfg, tensors=t))
 
 
+def _random_vox(data: bytes, seed: int) -> bytes:
+    """The same model with random vox-pooling weights inside the format's checks: int16 value
+    weights including -32768, int8 score weights including -128, input offsets -128 and 128,
+    score multipliers from 0 to saturation (softmax references that jump far, weights that
+    underflow to 0), the smallest value shift the weights allow."""
+    rng = np.random.default_rng(seed)
+    em = _engine.Model(data)
+    cfg, t = dict(em.config), em.tensors()
+    C = cfg["channels"]
+    mag = int(rng.choice([1 << 6, 1 << 12, 32768]))
+    lin_w = rng.integers(-mag, mag, (C, C)).astype(np.int16)
+    lin_w.flat[:: 7] = -mag
+    lin_b = rng.integers(-(1 << 29), 1 << 29, C).astype(np.int32)
+    worst = int((np.abs(lin_b.astype(np.int64)) + 256 * np.abs(lin_w.astype(np.int64)).sum(1)).max())
+    shift = 0
+    while worst >= 1 << (22 + shift):
+        shift += 1
+    sof_w = rng.integers(-128, 128, (C, C)).astype(np.int8)
+    sof_w.flat[:: 5] = -128
+    off = int(rng.choice([-128, 128, int(rng.integers(-128, 129))]))
+    t["vox.params"] = np.array([off, t["vox.params"][1], shift], np.int32)
+    t["vox.lin_w"], t["vox.lin_b"], t["vox.sof_w"] = lin_w, lin_b, sof_w
+    t["vox.sof_b"] = rng.integers(-(1 << 21), 1 << 21, C).astype(np.int32)
+    t["vox.sof_mult"] = rng.integers(0, (1 << 31) - 1, C).astype(np.int32)
+    t["vox.sof_shift"] = rng.choice([-31, -12, -3, 0, 3, 12, 30], C).astype(np.int32)
+    return model_bytes(types.SimpleNamespace(config=cfg, tensors=t))
+
+
 def test_kernel_sets_are_listed():
     avail = _engine.available_isas()
     assert avail[0] == "portable" and _engine.best_isa() in avail
@@ -111,7 +139,8 @@ def test_edge_signals_and_lengths():
     (9, 64, 2, 1),    # the widest the format allows
 ])
 def test_random_models(shape, speech_clips):
-    """Quantized random float models of several shapes, then random conv layers on top."""
+    """Quantized random float models of several shapes, then random conv layers, then random
+    vox-pooling weights on top."""
     n_mels, channels, n_layers, pool_after = shape
     torch.manual_seed(sum(shape))
     cfg = Wav2SmallConfig(n_mels=n_mels, channels=channels, n_layers=n_layers, pool_after=pool_after)
@@ -123,6 +152,9 @@ def test_random_models(shape, speech_clips):
         rnd = _random_conv(data, seed)
         for pcm in clips:
             _same_trace(rnd, pcm, f"{shape} random conv {seed}")
+        rnd = _random_vox(data, seed)
+        for pcm in clips:
+            _same_trace(rnd, pcm, f"{shape} random vox {seed}")
 
 
 @pytest.mark.skipif(not SIMD, reason="no SIMD kernel set in this build on this CPU")

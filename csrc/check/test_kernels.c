@@ -4,9 +4,12 @@
  *
  *     test_kernels model.w2s [clip.raw ...]
  *
- * 1. conv rows: random layers (C_in, C_out 1..64, F 1..40, int8 weights including -128, input
- *    offsets including -128 and 128, saturating shifts), random rows, missing rows above/below;
- * 2. whole clips (the given raw int16 files, or synthetic signals): every stage of the forward
+ * 1. conv rows, and whole layers of 1-5 rows: random layers (C_in, C_out 1..64, F 1..40, int8
+ *    weights including -128, input offsets including -128 and 128, saturating shifts), random
+ *    rows, missing rows above/below;
+ * 2. vox pooling: random weights and rows (1-64 channels, 1-40 mel bins), the softmax state;
+ * 3. x86: the front end's log2 and DFT kernels against plain C;
+ * 4. whole clips (the given raw int16 files, or synthetic signals): every stage of the forward
  *    pass (trace) hashed under each set and compared with the portable one.
  * Prints "test_kernels: <sets> PASS" or the first difference, exit status 0 or 1.
  */
@@ -14,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "w2s_internal.h"
+#include "kernels.h"
 
 static uint32_t rng_state = 12345u;
 static uint32_t rnd(void) { /* xorshift32: the same sequence on every target */
@@ -47,6 +50,8 @@ static void *read_file(const char *path, size_t *len) {
 #define MAXW (W2S_MAX_CHANNELS * 9 * W2S_MAX_CHANNELS)
 static int8_t w8[MAXW], x8[3][40 * W2S_MAX_CHANNELS], o_ref[40 * W2S_MAX_CHANNELS], o_got[40 * W2S_MAX_CHANNELS];
 static int16_t x16[3][40];
+static int8_t map8[5 * 40 * W2S_MAX_CHANNELS], map_ref[5 * 40 * W2S_MAX_CHANNELS], map_got[5 * 40 * W2S_MAX_CHANNELS];
+static int16_t map16[5 * 40];
 static int32_t bias[W2S_MAX_CHANNELS], mult[W2S_MAX_CHANNELS], shift[W2S_MAX_CHANNELS];
 
 static int conv_rows(int32_t isa, int trials) {
@@ -54,7 +59,7 @@ static int conv_rows(int32_t isa, int trials) {
     for (t = 0; t < trials; t++) {
         w2s_conv_layer l;
         const int32_t c_in = t % 7 == 0 ? 64 : rnd_in(1, 20), c_out = t % 5 == 0 ? 64 : rnd_in(1, 20);
-        const int32_t f = rnd_in(1, 40), ends[] = {-128, 128, -127, 0};
+        const int32_t f = t % 11 == 0 ? 1 : t % 13 == 0 ? 2 : rnd_in(1, 40), ends[] = {-128, 128, -127, 0};
         const int first = t % 9 == 0; /* layer 1: one int16 channel */
         const int8_t *rows8[3];
         const int16_t *rows16[3];
@@ -79,6 +84,23 @@ static int conv_rows(int32_t isa, int trials) {
         l.bias = bias;
         l.mult = mult;
         l.shift = shift;
+        if (t % 10 == 5) { /* a whole layer of 1..5 rows (w2s_conv3x3_layer_*) */
+            const int32_t T = rnd_in(1, 5);
+            for (i = 0; i < T * f * c_in; i++) map8[i] = (int8_t)rnd_in(-128, 127);
+            for (i = 0; i < T * f; i++) map16[i] = (int16_t)rnd_in(-32768, 32767);
+            if (first) {
+                w2s_conv3x3_layer_s16(&l, W2S_ISA_PORTABLE, T, f, c_out, map16, map_ref);
+                w2s_conv3x3_layer_s16(&l, isa, T, f, c_out, map16, map_got);
+            } else {
+                w2s_conv3x3_layer_s8(&l, W2S_ISA_PORTABLE, T, f, c_in, c_out, map8, map_ref);
+                w2s_conv3x3_layer_s8(&l, isa, T, f, c_in, c_out, map8, map_got);
+            }
+            if (memcmp(map_ref, map_got, (size_t)(T * f * c_out)) != 0) {
+                printf("conv layer %d (%s, %d rows, c_in %d, c_out %d, f %d, offset %d): %s differs from portable\n", t,
+                       first ? "s16" : "s8", (int)T, (int)c_in, (int)c_out, (int)f, (int)l.input_offset, w2s_isa_name(isa));
+                return 1;
+            }
+        }
         if (first) {
             w2s_conv3x3_row_s16(&l, W2S_ISA_PORTABLE, f, c_out, rows16, o_ref);
             w2s_conv3x3_row_s16(&l, isa, f, c_out, rows16, o_got);
@@ -94,6 +116,132 @@ static int conv_rows(int32_t isa, int trials) {
     }
     return 0;
 }
+
+/* ---- vox pooling ---------------------------------------------------------------------------------- */
+
+/* Random vox weights inside the format's checks (format.c), random rows, pushed in two pieces (so
+ * the second starts from a live state), some rows apart by more than one row; every cell's state
+ * must equal the portable one. Scores from near 0 to saturation: references that jump by more
+ * than 63 (sums shifted to 0) and weights that underflow to 0. */
+#define VOX_ROWS 50
+static int16_t lin_w[W2S_MAX_CHANNELS * W2S_MAX_CHANNELS];
+static int8_t sof_w[W2S_MAX_CHANNELS * W2S_MAX_CHANNELS], vrows[VOX_ROWS * 2 * 40 * W2S_MAX_CHANNELS];
+static int32_t lin_b[W2S_MAX_CHANNELS], sof_b[W2S_MAX_CHANNELS], sof_mult[W2S_MAX_CHANNELS], sof_shift[W2S_MAX_CHANNELS];
+static int64_t vox_mem[2][3 * 40 * W2S_MAX_CHANNELS];
+
+static int vox_rows(const w2s_model *m, int32_t isa, int trials) {
+    int t, i, k;
+    for (t = 0; t < trials; t++) {
+        w2s_config c = m->config;
+        w2s_weights w = m->w;
+        w2s_vox_state st[2];
+        const int32_t C = t % 6 == 0 ? 64 : rnd_in(1, 20), F = t % 7 == 0 ? 80 : rnd_in(1, 80);
+        const int32_t F2 = (F + 1) / 2, n_rows = rnd_in(1, VOX_ROWS), split = rnd_in(0, n_rows);
+        const size_t stride = (size_t)(F2 * C) + (t % 3 == 0 ? (size_t)rnd_in(0, 40) : 0);
+        const int32_t wmag = t % 4 == 0 ? 32768 : 1 << rnd_in(0, 15); /* |lin_w| <= wmag */
+        int64_t worst = 0;
+        c.channels = C;
+        c.n_mels = F;
+        w.vox_input_offset = t % 5 == 0 ? (t % 2 ? -128 : 128) : rnd_in(-128, 128);
+        for (i = 0; i < C * C; i++) {
+            lin_w[i] = (int16_t)(t % 8 == 1 ? (i % 2 ? -32768 : 32767) : rnd_in(-wmag, wmag - 1));
+            sof_w[i] = (int8_t)(t % 8 == 2 ? (i % 2 ? -128 : 127) : rnd_in(-128, 127));
+        }
+        for (k = 0; k < C; k++) {
+            int64_t wk = 0;
+            for (i = 0; i < C; i++) wk += 256 * (int64_t)(lin_w[k * C + i] < 0 ? -lin_w[k * C + i] : lin_w[k * C + i]);
+            lin_b[k] = rnd_in(-(1 << 29), 1 << 29);
+            if (wk + (1 << 29) > worst) worst = wk + (1 << 29);
+            sof_b[k] = t % 8 == 3 ? (k % 2 ? -(1 << 21) : 1 << 21) : rnd_in(-(1 << 21), 1 << 21);
+            sof_mult[k] = rnd() % 8 == 0 ? rnd_in(0, 0x7FFFFFFF) : rnd_in(1 << 30, 0x7FFFFFFF);
+            sof_shift[k] = rnd() % 4 == 0 ? rnd_in(-31, 30) : rnd_in(-12, 12);
+        }
+        for (w.value_shift = 0; worst >= ((int64_t)1 << (22 + w.value_shift)); w.value_shift++) {}
+        if (rnd() % 4 == 0 && w.value_shift < 31) w.value_shift = rnd_in(w.value_shift, 31);
+        w.lin_w = lin_w;
+        w.lin_b = lin_b;
+        w.sof_w = sof_w;
+        w.sof_b = sof_b;
+        w.sof_mult = sof_mult;
+        w.sof_shift = sof_shift;
+        for (i = 0; i < (int)(stride * (size_t)n_rows); i++)
+            vrows[i] = (int8_t)(t % 8 == 4 ? (i % 3 ? 127 : -128) : rnd_in(-128, 127));
+        for (k = 0; k < 2; k++) {
+            w.isa = k == 0 ? W2S_ISA_PORTABLE : isa;
+            w2s_vox_init(&c, vox_mem[k], &st[k]);
+            w2s_vox_push_rows_s8(&c, &w, &st[k], vrows, split, stride);
+            w2s_vox_push_rows_s8(&c, &w, &st[k], vrows + (size_t)split * stride, n_rows - split, stride);
+        }
+        if (st[0].n != st[1].n || memcmp(vox_mem[0], vox_mem[1], w2s_vox_state_bytes(&c)) != 0) {
+            printf("vox %d (C %d, F' %d, rows %d + %d, offset %d, value_shift %d): %s differs from portable\n", t,
+                   (int)C, (int)F2, (int)split, (int)(n_rows - split), (int)w.vox_input_offset, (int)w.value_shift,
+                   w2s_isa_name(isa));
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* ---- front-end kernels (x86) ------------------------------------------------------------------------ */
+
+#ifdef W2S_HAVE_X86
+/* w2s_log2_q16_simd against w2s_log2_q16 on values of every bit length, w2s_dft_simd against the
+ * matrix product in plain C on random tables and inputs at the bounds of frontend.c */
+static int frontend_simd(int trials) {
+    static int64_t mat[W2S_DFT_MAT_WORDS];
+    int t, i, k;
+    for (t = 0; t < trials; t++) {
+        uint64_t v[W2S_MAX_MELS];
+        int32_t lg[W2S_MAX_MELS];
+        const int32_t n = t % 5 == 0 ? W2S_MAX_MELS : rnd_in(1, 40);
+        for (i = 0; i < n; i++) {
+            const int bits = rnd_in(1, 64);
+            uint64_t u = ((uint64_t)rnd() << 32 | rnd()) >> (64 - bits);
+            if (t % 7 == 0) u = i % 2 ? ~(uint64_t)0 >> rnd_in(0, 63) : (uint64_t)1 << rnd_in(0, 63);
+            v[i] = u ? u : 1;
+        }
+        w2s_log2_q16_simd(v, n, lg);
+        for (i = 0; i < n; i++)
+            if (lg[i] != w2s_log2_q16(v[i])) {
+                printf("log2 %d: simd %ld, scalar %ld for %llu\n", t, (long)lg[i], (long)w2s_log2_q16(v[i]),
+                       (unsigned long long)v[i]);
+                return 1;
+            }
+    }
+    for (t = 0; t < trials; t++) {
+        const int32_t N = 4 << rnd_in(0, 4), h = N / 2, L = W2S_DFT_MAT_L(h); /* n_fft 4..64 */
+        int32_t cosine[W2S_DFT_MAT_MAX_N];
+        int64_t a[W2S_DFT_MAT_MAX_N / 2 + 4] = {0}, b[W2S_DFT_MAT_MAX_N / 2 + 4] = {0};
+        int64_t re[W2S_DFT_MAT_MAX_N / 2 + 1], im[W2S_DFT_MAT_MAX_N / 2 + 1];
+        for (i = 0; i < N; i++) cosine[i] = t % 4 == 0 ? (i % 2 ? INT32_MIN : INT32_MAX) : (int32_t)rnd();
+        if (t % 2) { /* the symmetries of a cosine table (frontend.c's trig_symmetric): the folded path */
+            for (i = 0; i < N / 4; i++) cosine[i] = t % 4 == 1 ? (i % 2 ? -INT32_MAX : INT32_MAX) : (int32_t)(rnd() >> 1) * 2 + 1;
+            cosine[N / 4] = 0;
+            for (i = 0; i < N / 4; i++) cosine[h - i] = -cosine[i];
+            for (i = h + 1; i < N; i++) cosine[i] = cosine[N - i];
+            if (t % 8 == 7) cosine[rnd_in(1, N - 1)] ^= 1 << rnd_in(0, 30); /* almost: the full path */
+        }
+        for (i = 0; i <= h; i++) {
+            a[i] = t % 4 == 1 ? -(1 << 25) : rnd_in(-(1 << 25), 1 << 25);
+            b[i] = t % 4 == 1 ? 1 << 25 : rnd_in(-(1 << 25), 1 << 25);
+        }
+        w2s_dft_matrix(cosine, N, mat);
+        w2s_dft_simd(mat, h, a, b, re, im);
+        for (k = 0; k <= h; k++) {
+            int64_t r = 0, m = 0;
+            for (i = 0; i <= h; i++) {
+                r += a[i] * mat[(size_t)(2 * k) * (size_t)L + (size_t)i];
+                m += b[i] * mat[(size_t)(2 * k + 1) * (size_t)L + (size_t)i];
+            }
+            if (r != re[k] || m != im[k]) {
+                printf("dft %d (n_fft %d): frequency %d differs\n", t, (int)N, (int)k);
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+#endif
 
 /* ---- whole clips ------------------------------------------------------------------------------------ */
 
@@ -146,10 +294,18 @@ int main(int argc, char **argv) {
         return 1;
     }
     printf("test_kernels: best kernel set %s\n", w2s_isa_name(w2s_isa_resolve(W2S_ISA_AUTO)));
+#ifdef W2S_HAVE_X86
+    if (w2s_x86_has_avx2()) {
+        const int bad = frontend_simd(300);
+        printf("test_kernels: log2 and DFT (avx2) against plain C: %s\n", bad ? "FAIL" : "identical");
+        failures += bad;
+    }
+#endif
     for (isa = W2S_ISA_PORTABLE + 1; isa <= W2S_ISA_DSP; isa++) {
         if (!w2s_isa_resolve(isa)) continue;
         tested++;
         failures += conv_rows(isa, 400);
+        failures += vox_rows(&m, isa, 300);
         for (a = 2; a < argc; a++) {
             size_t n;
             int16_t *pcm = (int16_t *)read_file(argv[a], &n);
