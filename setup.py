@@ -32,6 +32,8 @@ setup(
             ["csrc/bindings.cpp"],
             include_dirs=["csrc"],
             libraries=["w2s"],
+            # relink when the engine changes, not only bindings.cpp (an in-place rebuild kept a stale engine)
+            depends=C_SOURCES + sorted(glob("csrc/*.h")),
             define_macros=[("VERSION_INFO", __version__)],
             cxx_std=17,
         )
