@@ -84,11 +84,13 @@ size_t w2s_logmel_scratch_bytes(const w2s_config *c) {
 typedef struct {
     int32_t sym;                     /* trig_symmetric(cosine) */
     const int64_t *mat;              /* SIMD DFT matrix (kernels.h), or NULL */
+    int32_t avx512;                  /* the AVX-512 set's windowing, power and log2 (kernels.h) */
 } fe_plan;
 
 static void plan_init(const w2s_config *c, const w2s_weights *w, fe_plan *p) {
     p->sym = trig_symmetric(w->cosine, c->n_fft);
     p->mat = NULL;
+    p->avx512 = 0;
 }
 
 /* ---- one frame ------------------------------------------------------------------------------------ */
@@ -101,10 +103,15 @@ static void frame_s16(const w2s_config *c, const w2s_weights *w, const w2s_preno
     uint64_t pmax = 0;
     int32_t n, k, j, e;
 
-    for (n = 0; n < N; n++) {
-        const int64_t d = (int64_t)frame[n] * (1 << W2S_Q_PCM) - pn->mean;
-        xw[n] = (int32_t)w2s_rshift_round(d * (int64_t)w->window[n], W2S_Q_TRIG + W2S_Q_PCM - W2S_Q_WINDOWED);
-    }
+#if defined(W2S_DFT_SIMD)
+    if (p->avx512)
+        w2s_window_avx512(frame, pn->mean, w->window, N, xw);
+    else
+#endif
+        for (n = 0; n < N; n++) {
+            const int64_t d = (int64_t)frame[n] * (1 << W2S_Q_PCM) - pn->mean;
+            xw[n] = (int32_t)w2s_rshift_round(d * (int64_t)w->window[n], W2S_Q_TRIG + W2S_Q_PCM - W2S_Q_WINDOWED);
+        }
     if (p->sym) {
         /* the same sums, pairing n with N - n: with the symmetries of trig_symmetric,
          * cos(k (N - n)) = cos(k n) and sin(k (N - n)) = -sin(k n) hold for the table values
@@ -140,12 +147,17 @@ static void frame_s16(const w2s_config *c, const w2s_weights *w, const w2s_preno
                 }
             }
         }
-        for (k = 0; k < bins; k++) {
-            const int64_t r = w2s_rshift_round(re[k], W2S_Q_TRIG + W2S_Q_WINDOWED - W2S_Q_PCM);
-            const int64_t i = w2s_rshift_round(im[k], W2S_Q_TRIG + W2S_Q_WINDOWED - W2S_Q_PCM);
-            power[k] = (uint64_t)(r * r) + (uint64_t)(i * i);
-            if (power[k] > pmax) pmax = power[k];
-        }
+#if defined(W2S_DFT_SIMD)
+        if (p->avx512)
+            pmax = w2s_power_avx512(re, im, bins, power);
+        else
+#endif
+            for (k = 0; k < bins; k++) {
+                const int64_t r = w2s_rshift_round(re[k], W2S_Q_TRIG + W2S_Q_WINDOWED - W2S_Q_PCM);
+                const int64_t i = w2s_rshift_round(im[k], W2S_Q_TRIG + W2S_Q_WINDOWED - W2S_Q_PCM);
+                power[k] = (uint64_t)(r * r) + (uint64_t)(i * i);
+                if (power[k] > pmax) pmax = power[k];
+            }
     } else { /* direct DFT, for a table without those symmetries */
         for (k = 0; k < bins; k++) {
             int64_t re = 0, im = 0;
@@ -179,7 +191,9 @@ static void frame_s16(const w2s_config *c, const w2s_weights *w, const w2s_preno
             mw += count;
         }
 #if defined(W2S_DFT_SIMD)
-        if (p->mat) /* the SIMD build's frames: the same log2, four at a time */
+        if (p->avx512)
+            w2s_log2_q16_avx512(m, c->n_mels, lg);
+        else if (p->mat) /* the SIMD build's frames: the same log2, four at a time */
             w2s_log2_q16_simd(m, c->n_mels, lg);
         else
 #endif
@@ -216,6 +230,7 @@ void w2s_logmel_frames_s16(const w2s_config *c, const w2s_weights *w, const w2s_
     if (p.sym && c->n_fft <= W2S_DFT_MAT_MAX_N && w2s_dft_simd_ok(w->isa)) {
         w2s_dft_matrix(w->cosine, c->n_fft, mat);
         p.mat = mat;
+        p.avx512 = w2s_frame_avx512_ok(w->isa);
     }
 #endif
     for (t = 0; t < n_frames; t++)

@@ -1272,6 +1272,88 @@ W2S_AVX2 void w2s_log2_q16_simd(const uint64_t *v, int32_t n, int32_t *lg) {
     }
 }
 
+/* ---- front end with AVX-512 (frontend.c): the per-frame scalar steps, eight int64 lanes ------- */
+
+int w2s_frame_avx512_ok(int32_t isa) { return w2s_isa_resolve(isa) == W2S_ISA_AVX512; }
+
+/* w2s_rshift_round on int64 lanes, s in [1, 62]: floor by an arithmetic shift, plus one where the
+ * low bits exceed half (half exactly counts for negatives: ties away from zero) */
+W2S_AVX512_INLINE __m512i rshift_round_q(__m512i x, int s) {
+    const __m512i mask = _mm512_set1_epi64(((int64_t)1 << s) - 1);
+    const __m512i rem = _mm512_and_si512(x, mask);
+    const __mmask8 neg = _mm512_cmplt_epi64_mask(x, _mm512_setzero_si512());
+    const __m512i thr = _mm512_mask_add_epi64(_mm512_srli_epi64(mask, 1), neg, _mm512_srli_epi64(mask, 1),
+                                              _mm512_set1_epi64(1));
+    const __mmask8 up = _mm512_cmpgt_epi64_mask(rem, thr);
+    return _mm512_mask_add_epi64(_mm512_srai_epi64(x, (unsigned)s), up, _mm512_srai_epi64(x, (unsigned)s),
+                                 _mm512_set1_epi64(1));
+}
+
+/* |d| < 2^20 and |window| <= 2^30 fit VPMULDQ's signed 32 x 32 -> 64 product exactly */
+W2S_AVX512 void w2s_window_avx512(const int16_t *frame, int32_t mean, const int32_t *window, int32_t n,
+                                  int32_t *xw) {
+    const __m512i m = _mm512_set1_epi64(mean);
+    int32_t i;
+    for (i = 0; i < n; i += 8) {
+        const __mmask8 k = (__mmask8)(n - i >= 8 ? 0xFF : (1u << (n - i)) - 1u);
+        const __m512i x = _mm512_cvtepi16_epi64(_mm_maskz_loadu_epi16(k, frame + i));
+        const __m512i d = _mm512_sub_epi64(_mm512_slli_epi64(x, W2S_Q_PCM), m);
+        const __m512i w = _mm512_cvtepi32_epi64(_mm256_maskz_loadu_epi32(k, window + i));
+        const __m512i r = rshift_round_q(_mm512_mul_epi32(d, w), W2S_Q_TRIG + W2S_Q_PCM - W2S_Q_WINDOWED);
+        _mm256_mask_storeu_epi32(xw + i, k, _mm512_cvtepi64_epi32(r));
+    }
+}
+
+/* power[k] = r^2 + i^2 of the rounded DFT sums (|r|, |i| < 2^28: VPMULDQ exact); returns the max */
+W2S_AVX512 uint64_t w2s_power_avx512(const int64_t *re, const int64_t *im, int32_t n, uint64_t *power) {
+    const int s = W2S_Q_TRIG + W2S_Q_WINDOWED - W2S_Q_PCM;
+    __m512i mx = _mm512_setzero_si512();
+    int32_t i;
+    for (i = 0; i < n; i += 8) {
+        const __mmask8 k = (__mmask8)(n - i >= 8 ? 0xFF : (1u << (n - i)) - 1u);
+        const __m512i r = rshift_round_q(_mm512_maskz_loadu_epi64(k, re + i), s);
+        const __m512i q = rshift_round_q(_mm512_maskz_loadu_epi64(k, im + i), s);
+        const __m512i pw = _mm512_add_epi64(_mm512_mul_epi32(r, r), _mm512_mul_epi32(q, q));
+        _mm512_mask_storeu_epi64(power + i, k, pw);
+        mx = _mm512_max_epu64(mx, pw); /* masked-off lanes are 0 */
+    }
+    return (uint64_t)_mm512_reduce_max_epu64(mx);
+}
+
+/* w2s_log2_q16_simd with eight lanes per vector, four vectors (32 values) at a time */
+W2S_AVX512 void w2s_log2_q16_avx512(const uint64_t *v, int32_t n, int32_t *lg) {
+    int32_t i, j;
+    for (i = 0; i < n; i += 32) {
+        uint64_t x[32];
+        int64_t frac[32];
+        int32_t msb[32];
+        __m512i x0, x1, x2, x3, f0 = _mm512_setzero_si512(), f1 = f0, f2 = f0, f3 = f0;
+        for (j = 0; j < 32; j++) {
+            const uint64_t u = i + j < n && v[i + j] ? v[i + j] : 1;
+            msb[j] = 63 - __builtin_clzll(u);
+            x[j] = msb[j] >= 30 ? u >> (msb[j] - 30) : u << (30 - msb[j]); /* [2^30, 2^31) */
+        }
+        x0 = _mm512_loadu_si512(x), x1 = _mm512_loadu_si512(x + 8);
+        x2 = _mm512_loadu_si512(x + 16), x3 = _mm512_loadu_si512(x + 24);
+        for (j = 0; j < W2S_Q_LOG; j++) {
+#define W2S_SQ(x, f)                                                              \
+    {                                                                             \
+        const __m512i sq = _mm512_srli_epi64(_mm512_mul_epu32(x, x), 30);         \
+        const __m512i bit = _mm512_srli_epi64(sq, 31);                            \
+        x = _mm512_srlv_epi64(sq, bit);                                           \
+        f = _mm512_add_epi64(_mm512_add_epi64(f, f), bit);                        \
+    }
+            W2S_SQ(x0, f0) W2S_SQ(x1, f1) W2S_SQ(x2, f2) W2S_SQ(x3, f3)
+#undef W2S_SQ
+        }
+        _mm512_storeu_si512(frac, f0);
+        _mm512_storeu_si512(frac + 8, f1);
+        _mm512_storeu_si512(frac + 16, f2);
+        _mm512_storeu_si512(frac + 24, f3);
+        for (j = 0; j < 32 && i + j < n; j++) lg[i + j] = (msb[j] << W2S_Q_LOG) + (int32_t)frac[j];
+    }
+}
+
 #else
 typedef int w2s_kernels_x86_unused; /* ISO C: no empty translation unit */
 #endif

@@ -8,7 +8,7 @@
  *    weights including -128, input offsets including -128 and 128, saturating shifts), random
  *    rows, missing rows above/below;
  * 2. vox pooling: random weights and rows (1-64 channels, 1-40 mel bins), the softmax state;
- * 3. x86: the front end's log2 and DFT kernels against plain C;
+ * 3. x86: the front end's log2, DFT, windowing and power kernels against plain C;
  * 4. whole clips (the given raw int16 files, or synthetic signals): every stage of the forward
  *    pass (trace) hashed under each set and compared with the portable one.
  * Prints "test_kernels: <sets> PASS" or the first difference, exit status 0 or 1.
@@ -241,6 +241,74 @@ static int frontend_simd(int trials) {
     }
     return 0;
 }
+
+/* The AVX-512 windowing, power and log2 against frontend.c's plain C on random and extreme values
+ * at the bounds frontend.c guarantees (|d| < 2^20, |window| <= 2^30, |DFT sum| < 2^62), with exact
+ * rounding ties of both signs. */
+static int64_t rnd64(void) { return (int64_t)((uint64_t)rnd() << 32 | rnd()); }
+
+static int frontend_avx512(int trials) {
+    int t, i;
+    for (t = 0; t < trials; t++) {
+        const int32_t n = 4 * rnd_in(1, 64), q = W2S_Q_TRIG + W2S_Q_PCM - W2S_Q_WINDOWED;
+        const int32_t mean = t % 3 == 0 ? (t % 2 ? 32767 * 16 : -32768 * 16) : rnd_in(-(1 << 19), 1 << 19);
+        int16_t frame[W2S_MAX_FFT];
+        int32_t window[W2S_MAX_FFT], xw[W2S_MAX_FFT];
+        int64_t re[W2S_MAX_FFT / 2 + 1], im[W2S_MAX_FFT / 2 + 1];
+        uint64_t power[W2S_MAX_FFT / 2 + 1], v[W2S_MAX_MELS], pmax = 0, got;
+        int32_t lg[W2S_MAX_MELS];
+        const int32_t bins = n / 2 + 1, nv = rnd_in(1, W2S_MAX_MELS);
+        for (i = 0; i < n; i++) {
+            frame[i] = t % 3 == 0 ? (int16_t)(i % 2 ? 32767 : -32768) : (int16_t)rnd_in(-32768, 32767);
+            window[i] = t % 5 == 0 ? (i % 2 ? -(1 << 30) : 1 << 30)
+                                   : (int32_t)((int64_t)(rnd() % ((1u << 31) + 1u)) - (1 << 30));
+        }
+        w2s_window_avx512(frame, mean, window, n, xw);
+        for (i = 0; i < n; i++) {
+            const int64_t d = (int64_t)frame[i] * (1 << W2S_Q_PCM) - mean;
+            if (xw[i] != (int32_t)w2s_rshift_round(d * window[i], q)) {
+                printf("window %d: sample %d differs\n", t, (int)i);
+                return 1;
+            }
+        }
+        for (i = 0; i < bins; i++) {
+            const int s = W2S_Q_TRIG + W2S_Q_WINDOWED - W2S_Q_PCM;
+            const int64_t low = ((int64_t)1 << s) - 1;
+            re[i] = rnd64() / 4; /* |.| < 2^62 */
+            im[i] = rnd64() / 4;
+            if (t % 4 == 1) { /* exact ties, both signs */
+                re[i] = (re[i] & ~low) + ((int64_t)1 << (s - 1));
+                im[i] = -((im[i] & ~low) + ((int64_t)1 << (s - 1)));
+            }
+        }
+        got = w2s_power_avx512(re, im, bins, power);
+        for (i = 0; i < bins; i++) {
+            const int s = W2S_Q_TRIG + W2S_Q_WINDOWED - W2S_Q_PCM;
+            const int64_t r = w2s_rshift_round(re[i], s), m = w2s_rshift_round(im[i], s);
+            const uint64_t pw = (uint64_t)(r * r) + (uint64_t)(m * m);
+            if (pw != power[i]) {
+                printf("power %d: bin %d differs\n", t, (int)i);
+                return 1;
+            }
+            if (pw > pmax) pmax = pw;
+        }
+        if (got != pmax) {
+            printf("power %d: maximum differs\n", t);
+            return 1;
+        }
+        for (i = 0; i < nv; i++) {
+            const uint64_t u = (uint64_t)rnd64() >> rnd_in(0, 63);
+            v[i] = u ? u : 1;
+        }
+        w2s_log2_q16_avx512(v, nv, lg);
+        for (i = 0; i < nv; i++)
+            if (lg[i] != w2s_log2_q16(v[i])) {
+                printf("log2 (avx512) %d: value %d differs\n", t, (int)i);
+                return 1;
+            }
+    }
+    return 0;
+}
 #endif
 
 /* ---- whole clips ------------------------------------------------------------------------------------ */
@@ -298,6 +366,11 @@ int main(int argc, char **argv) {
     if (w2s_x86_has_avx2()) {
         const int bad = frontend_simd(300);
         printf("test_kernels: log2 and DFT (avx2) against plain C: %s\n", bad ? "FAIL" : "identical");
+        failures += bad;
+    }
+    if (w2s_frame_avx512_ok(W2S_ISA_AVX512)) {
+        const int bad = frontend_avx512(400);
+        printf("test_kernels: windowing, power and log2 (avx512) against plain C: %s\n", bad ? "FAIL" : "identical");
         failures += bad;
     }
 #endif
