@@ -198,6 +198,13 @@ static void frame_s16(const w2s_config *c, const w2s_weights *w, const w2s_preno
         else
 #endif
             for (j = 0; j < c->n_mels; j++) lg[j] = m[j] ? w2s_log2_q16(m[j]) : 0;
+#if defined(W2S_DFT_SIMD)
+        if (p->avx512) {
+            w2s_db_avx512(m, lg, c->n_mels, (e - w->mel_shift) * (1 << W2S_Q_LOG) - pn->log2_var, w->log_floor,
+                          w->db_mult, w->db_shift, out);
+            return;
+        }
+#endif
         for (j = 0; j < c->n_mels; j++) {
             int32_t L;
             if (m[j] == 0) {

@@ -100,11 +100,14 @@ void w2s_log2_q16_simd(const uint64_t *v, int32_t n, int32_t *lg);
 /* The AVX-512 set's versions of a frame's scalar steps, bit for bit (frontend.c holds the plain C):
  * windowing xw[i] = rshift_round((frame[i] * 2^Q_PCM - mean) * window[i], Q_TRIG + Q_PCM - Q_WINDOWED);
  * power[k] = r^2 + i^2 with r, i = rshift_round(re[k] or im[k], Q_TRIG + Q_WINDOWED - Q_PCM),
- * returning the largest; log2 as w2s_log2_q16_simd */
+ * returning the largest; log2 as w2s_log2_q16_simd; the dB step (log floor, requantization,
+ * saturation to int16) as frame_s16 */
 int      w2s_frame_avx512_ok(int32_t isa);
 void     w2s_window_avx512(const int16_t *frame, int32_t mean, const int32_t *window, int32_t n, int32_t *xw);
 uint64_t w2s_power_avx512(const int64_t *re, const int64_t *im, int32_t n, uint64_t *power);
 void     w2s_log2_q16_avx512(const uint64_t *v, int32_t n, int32_t *lg);
+void     w2s_db_avx512(const uint64_t *m, const int32_t *lg, int32_t n, int32_t offset, int32_t log_floor,
+                       int32_t mult, int32_t shift, int16_t *out);
 #endif
 
 #ifdef W2S_HAVE_NEON

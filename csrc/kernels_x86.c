@@ -1320,6 +1320,28 @@ W2S_AVX512 uint64_t w2s_power_avx512(const int64_t *re, const int64_t *im, int32
     return (uint64_t)_mm512_reduce_max_epu64(mx);
 }
 
+/* out[j] = sat16(requantize(L_j, mult, shift)), L_j = log_floor where m[j] = 0, else
+ * max(lg[j] + offset, log_floor): frontend.c's last step, sixteen mels at a time */
+W2S_AVX512 void w2s_db_avx512(const uint64_t *m, const int32_t *lg, int32_t n, int32_t offset, int32_t log_floor,
+                              int32_t mult, int32_t shift, int16_t *out) {
+    const __m512i off = _mm512_set1_epi32(offset), fl = _mm512_set1_epi32(log_floor);
+    const __m512i mu = _mm512_set1_epi32(mult), left = _mm512_set1_epi32(shift > 0 ? shift : 0);
+    const __m512i right = _mm512_set1_epi32(shift > 0 ? 0 : -shift);
+    int32_t i;
+    for (i = 0; i < n; i += 16) {
+        const __mmask16 k = (__mmask16)(n - i >= 16 ? 0xFFFF : (1u << (n - i)) - 1u);
+        const __mmask8 z0 = _mm512_testn_epi64_mask(_mm512_maskz_loadu_epi64((__mmask8)k, m + i),
+                                                    _mm512_set1_epi64(-1));
+        const __mmask8 z1 = _mm512_testn_epi64_mask(_mm512_maskz_loadu_epi64((__mmask8)(k >> 8), m + i + 8),
+                                                    _mm512_set1_epi64(-1));
+        const __mmask16 zero = (__mmask16)(z0 | (z1 << 8)); /* m[j] = 0 (or past n) */
+        const __m512i L = _mm512_mask_mov_epi32(
+            _mm512_max_epi32(_mm512_add_epi32(_mm512_maskz_loadu_epi32(k, lg + i), off), fl), zero, fl);
+        const __m512i q = requant16_l(L, mu, left, right, shift > 0);
+        _mm256_mask_storeu_epi16(out + i, k, _mm512_cvtsepi32_epi16(q));
+    }
+}
+
 /* w2s_log2_q16_simd with eight lanes per vector, four vectors (32 values) at a time */
 W2S_AVX512 void w2s_log2_q16_avx512(const uint64_t *v, int32_t n, int32_t *lg) {
     int32_t i, j;

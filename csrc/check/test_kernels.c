@@ -242,7 +242,7 @@ static int frontend_simd(int trials) {
     return 0;
 }
 
-/* The AVX-512 windowing, power and log2 against frontend.c's plain C on random and extreme values
+/* The AVX-512 windowing, power, log2 and dB step against frontend.c's plain C on random and extreme values
  * at the bounds frontend.c guarantees (|d| < 2^20, |window| <= 2^30, |DFT sum| < 2^62), with exact
  * rounding ties of both signs. */
 static int64_t rnd64(void) { return (int64_t)((uint64_t)rnd() << 32 | rnd()); }
@@ -306,6 +306,24 @@ static int frontend_avx512(int trials) {
                 printf("log2 (avx512) %d: value %d differs\n", t, (int)i);
                 return 1;
             }
+        { /* the dB step: zero sums take the floor; multipliers and shifts over their whole range */
+            const int32_t offset = rnd_in(-(1 << 23), 1 << 23), floor_ = rnd_in(-64 * 65536, 0);
+            const int32_t mult = t % 6 == 0 ? INT32_MAX : (int32_t)(rnd() >> 1), shift = rnd_in(-31, 30);
+            int16_t db[W2S_MAX_MELS];
+            for (i = 0; i < nv; i++) {
+                if (rnd() % 4 == 0) v[i] = 0;
+                lg[i] = rnd_in(0, 64 * 65536 - 1);
+            }
+            w2s_db_avx512(v, lg, nv, offset, floor_, mult, shift, db);
+            for (i = 0; i < nv; i++) {
+                int32_t L = v[i] == 0 ? floor_ : lg[i] + offset;
+                if (L < floor_) L = floor_;
+                if (db[i] != w2s_sat16(w2s_requantize(L, mult, shift))) {
+                    printf("dB (avx512) %d: mel %d differs\n", t, (int)i);
+                    return 1;
+                }
+            }
+        }
     }
     return 0;
 }
@@ -370,7 +388,7 @@ int main(int argc, char **argv) {
     }
     if (w2s_frame_avx512_ok(W2S_ISA_AVX512)) {
         const int bad = frontend_avx512(400);
-        printf("test_kernels: windowing, power and log2 (avx512) against plain C: %s\n", bad ? "FAIL" : "identical");
+        printf("test_kernels: windowing, power, log2 and dB (avx512) against plain C: %s\n", bad ? "FAIL" : "identical");
         failures += bad;
     }
 #endif
