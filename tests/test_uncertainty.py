@@ -323,9 +323,10 @@ def test_extended_flag_adds_only_train_generators():
     ext = ood.items("train", max_per_kind=None, kinds=kinds)
     assert {it.source for it in ext} - {it.source for it in basic} == {"numpy:fx", "varied-ui-sounds"}
     n = len(ood.TONE_TRAIN_VARIANTS)
-    tone_ids = {s: {int(it.name.split("-")[-1]) % n for it in its if it.kind == "tone"}
-                for s, its in (("basic", basic), ("ext", ext))}
-    assert tone_ids == {"basic": set(range(5)), "ext": set(range(n))}
+    # basic: the original 500 tones (variant i % 5); extended: 100 of each of the n variants (i % n)
+    assert {it.name for it in basic if it.kind == "tone"} == {f"tone/np-{i}" for i in range(500)}
+    ext_ids = [int(it.name.split("-")[-1]) for it in ext if it.kind == "tone"]
+    assert len(ext_ids) == 100 * n and {i % n for i in ext_ids} == set(range(n))
     # the eval split does not depend on the flag
     assert ([it.name for it in ood.items("eval", max_per_kind=None, kinds=kinds, extended=False)]
             == [it.name for it in ood.items("eval", max_per_kind=None, kinds=kinds)])
@@ -377,9 +378,10 @@ def test_ensemble_spread_and_its_loss(speech_clips):
 def test_new_flags_parse_and_have_help():
     from training.uncertainty import UQConfig
 
-    cfg = UQConfig.parse(["--extended_nonspeech=false", "--ensemble=", "--ensemble_weight=0"])
-    assert cfg.extended_nonspeech is False and cfg.ensemble == "" and cfg.ensemble_weight == 0.0
-    assert UQConfig.parse([]).extended_nonspeech is True
+    cfg = UQConfig.parse(["--extended_nonspeech=true", "--ensemble=", "--ensemble_weight=3"])
+    assert cfg.extended_nonspeech is True and cfg.ensemble == "" and cfg.ensemble_weight == 3.0
+    default = UQConfig.parse([])   # the shipped head: none of the measured options
+    assert not default.extended_nonspeech and default.ensemble_weight == 0 and default.voice_shift_prob == 0
     out = subprocess.run([sys.executable, "-m", "training.uncertainty", "--help"], capture_output=True, text=True,
                          cwd=REPO, check=True).stdout
     for flag in ("--extended_nonspeech", "--ensemble ", "--ensemble_weight"):
@@ -391,8 +393,37 @@ def test_flags_change_the_training_pool():
     from training.uncertainty import UQConfig, load_pools
 
     small = dict(n_clips=120, ood_per_kind=8, real_per_group=1, babble_bank=1)
-    a = load_pools(UQConfig(**small), lambda m: None)
-    b = load_pools(UQConfig(**small, extended_nonspeech=False), lambda m: None)
+    a = load_pools(UQConfig(**small, extended_nonspeech=True), lambda m: None)
+    b = load_pools(UQConfig(**small), lambda m: None)
     assert len(a.ood) == len(b.ood) == 48      # 8 per kind either way
     same = sum(any(len(x) == len(y) and np.array_equal(x, y) for y in b.ood) for x in a.ood)
     assert 24 <= same < 48                     # music, noise, babble, silence equal; tones and effects not all
+
+
+def test_voice_shift_moves_pitch_and_keeps_length():
+    from training.uncertainty import voice_shift
+
+    t = np.arange(32000) / 16000
+    x = (0.5 * np.sin(2 * np.pi * 200 * t)).astype(np.float32)
+    for factor in (0.8, 1.25):
+        y = voice_shift(x, factor)
+        assert len(y) == len(x) and y.dtype == np.float32
+        peak = np.argmax(np.abs(np.fft.rfft(y[:16000] * np.hanning(16000))))   # 1 Hz bins
+        assert peak == pytest.approx(200 * factor, abs=2)
+    assert np.allclose(voice_shift(x, 1.0), x, atol=1e-4)
+
+
+def test_voice_shifted_rows_train_sigma_not_the_mean():
+    """--voice_shift_prob: shifted rows are in the batch (their audio differs) but out of the mean's rows."""
+    from training.uncertainty import UQConfig, batch, load_pools
+
+    small = dict(n_clips=120, ood_per_kind=1, real_per_group=1, babble_bank=1, batch_speech=6, batch_real=1,
+                 batch_ood=1)
+    pools = load_pools(UQConfig(**small), lambda m: None)
+    x0, y0, s0, rows0 = batch(pools, UQConfig(**small), 3)
+    x1, y1, s1, rows1 = batch(pools, UQConfig(**small, voice_shift_prob=1.0), 3)
+    assert bool(rows0.all()) and not bool(rows1.any())          # default: every annotated row teaches the mean
+    assert torch.equal(s0, s1) and x0.shape == x1.shape
+    assert not torch.allclose(x0[:6], x1[:6])
+    off = UQConfig.parse(["--voice_shift_prob=0"])
+    assert torch.equal(batch(pools, UQConfig(**{**small, "voice_shift_prob": off.voice_shift_prob}), 3)[0], x0)

@@ -41,8 +41,9 @@ generator family or a babble voice (tests/test_ood.py checks the files and voice
            1-3 of those UI sounds pitch/speed-shifted
            x0.5-2, some reversed, chained ("varied-ui")
 
-The train split's "extended" generators (the default; `extended=False` leaves them out) were added
-because tones and effects were the kinds the head separated worst from speech (docs/uncertainty.md).
+The train split's "extended" generators (`extended=True`, the default here; `extended=False` gives the
+original train split item for item, which the shipped head was trained on) were added because tones
+and effects were the kinds the head separated worst from speech; docs/uncertainty.md has what they did.
 
 Synthetic clips also draw from disjoint random streams: train seeds are spawned from
 [0x0A, seed, ...], eval seeds from [0x0E, seed, ...]. Long files are cut into consecutive segments
@@ -561,12 +562,13 @@ def _fade(x: np.ndarray, seconds: float = 0.005) -> np.ndarray:
     return x
 
 
-def _tone_train(i: int, split: str, seed: int) -> np.ndarray:
+def _tone_train(i: int, split: str, seed: int, n_variants: int = len(TONE_TRAIN_VARIANTS)) -> np.ndarray:
+    """Train tone i: variant TONE_TRAIN_VARIANTS[i % n_variants] (n_variants 5: the original split)."""
     rng = _rng(split, seed, "tone", i)
     n = int(rng.uniform(MIN_SECONDS, MAX_SECONDS) * SAMPLE_RATE)
     t = np.arange(n) / SAMPLE_RATE
     f = float(np.exp(rng.uniform(np.log(80), np.log(4000))))
-    which = TONE_TRAIN_VARIANTS[i % len(TONE_TRAIN_VARIANTS)]
+    which = TONE_TRAIN_VARIANTS[i % n_variants]
     shapes = ("square", "sawtooth", "triangle", "buzz")
     if which == "bandlimited":                       # square/saw/triangle/buzz by Fourier series
         f = min(f, 3000.0)
@@ -604,9 +606,7 @@ def _tone_train(i: int, split: str, seed: int) -> np.ndarray:
         x = np.sin(phase) if shape == "sine" else _waveform(phase, float(max(f0, f1)), shape, rng)
     elif which == "sine":                            # pure sine
         x = np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi))
-    elif which == "harmonic":                                   # pure sine
-        x = np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi))
-    elif which == 1:                                 # harmonic complex (buzz)
+    elif which == "harmonic":                        # harmonic complex (buzz)
         x = sum(np.sin(2 * np.pi * f * k * t) / k ** rng.uniform(0.5, 2) for k in range(1, 16) if f * k < 7800)
     elif which == "am":                              # AM tone
         x = np.sin(2 * np.pi * f * t) * (1 + 0.8 * np.sin(2 * np.pi * rng.uniform(2, 12) * t))
@@ -661,13 +661,15 @@ _IVR_TONES = ("beep.wav", "beeperr.wav", "ascending-2tone.wav", "descending-2ton
 
 
 def _tone(split: str, seed: int, extended: bool = True) -> dict[str, list[_Item]]:
+    if split == "train" and not extended:   # the original train tones, item for item
+        return {"numpy:tone": [_Item(f"tone/np-{i}", "tone", "numpy:tone", (), _length(split, seed, "tone", i),
+                                     lambda i=i: _fit(_tone_train(i, split, seed, _BASIC_TONES))) for i in range(500)]}
     if split == "train":
         # one queue per generator variant, so that a cap takes every variant in equal shares
-        variants = len(TONE_TRAIN_VARIANTS) if extended else _BASIC_TONES
+        k = len(TONE_TRAIN_VARIANTS)
         return {f"numpy:tone-{TONE_TRAIN_VARIANTS[v]}": [
             _Item(f"tone/np-{i}", "tone", "numpy:tone", (), _length(split, seed, "tone", i),
-                  lambda i=i: _fit(_tone_train(i, split, seed)))
-            for i in range(v, 100 * len(TONE_TRAIN_VARIANTS), len(TONE_TRAIN_VARIANTS))] for v in range(variants)}
+                  lambda i=i: _fit(_tone_train(i, split, seed))) for i in range(v, 100 * k, k)] for v in range(k)}
     out = {"sox:tone": [_Item(f"tone/sox-{i}", "tone", "sox:synth", (), _length(split, seed, "tone", i),
                               lambda i=i: _fit(_tone_eval(i, split, seed))) for i in range(500)]}
     files = [f for f in _files(ASTERISK, "*.wav") if Path(f).name in _IVR_TONES]
