@@ -251,3 +251,179 @@ def test_extreme_outputs_convert_without_overflow(uq_bytes):
         assert all(math.isfinite(s) and s >= 0 for s in p.sigma) and 0.0 <= p.speech_prob <= 1.0
     t = Thresholds.from_fixed(2**31 - 1, -2**31, 16)
     assert math.isfinite(t.max_sigma) and t.min_speech_prob == 0.0
+
+
+# ---- the extended training non-speech (training/ood.py) and the ensemble signal -------------------
+
+
+def _stft_peaks(x: np.ndarray, frame: int = 512) -> np.ndarray:
+    """Frequency (Hz) of the strongest bin of each frame that has any energy."""
+    frames = [x[a:a + frame] for a in range(0, len(x) - frame, frame)]
+    peaks = [np.argmax(np.abs(np.fft.rfft(f * np.hanning(frame)))) * 16000 / frame
+             for f in frames if np.sqrt(np.mean(f ** 2)) > 1e-4]
+    return np.array(peaks)
+
+
+def _tonality(x: np.ndarray, share: float = 0.02) -> float:
+    """Share of the spectral energy in the strongest `share` of the bins (1.0: a line spectrum)."""
+    spec = np.sort(np.abs(np.fft.rfft(x * np.hanning(len(x)))) ** 2)[::-1]
+    return float(spec[: max(1, int(share * len(spec)))].sum() / spec.sum())
+
+
+def test_extended_train_tones_are_what_they_claim():
+    from training import ood
+
+    variants = ood.TONE_TRAIN_VARIANTS
+    for v, name in enumerate(variants):
+        for i in (v, v + len(variants), v + 2 * len(variants)):   # clip i is variant i % len(variants)
+            x = ood._tone_train(i, "train", 0)
+            assert np.isfinite(x).all() and 10 * np.log10(np.mean(x ** 2)) > -40, (name, i)
+            if name in ("sine", "harmonic", "bandlimited"):
+                assert _tonality(x) > 0.9, (name, i, _tonality(x))   # a line spectrum
+            if name == "beeps":   # bursts with gaps of digital silence (>= 20 ms)
+                silent = np.convolve((x == 0).astype(float), np.ones(320), mode="valid") == 320
+                assert silent.any() and _tonality(x, 0.05) > 0.5, (name, i)
+            if name in ("chirps", "sweep"):   # the pitch moves
+                assert len(np.unique(np.round(_stft_peaks(x) / 50))) >= 4, (name, i)
+    # a band-limited square has only odd harmonics, a sawtooth all of them
+    rng = np.random.default_rng(0)
+    phase = 2 * np.pi * 250 * np.arange(16000) / 16000
+    spec = np.abs(np.fft.rfft(ood._waveform(phase, 250.0, "square", rng)))   # 1 Hz bins
+    assert spec[500] < 1e-6 * spec[250] and spec[750] > 0.3 * spec[250] and spec[8000:].max() < 1e-6 * spec[250]
+    spec = np.abs(np.fft.rfft(ood._waveform(phase, 250.0, "sawtooth", rng)))
+    assert spec[500] == pytest.approx(spec[250] / 2, rel=1e-3)
+
+
+def test_synthetic_effects_are_what_they_claim():
+    from training import ood
+
+    variants = ood.FX_TRAIN_VARIANTS
+    for v, name in enumerate(variants):
+        x = ood._fx_train(v, "train", 0)
+        assert np.isfinite(x).all() and np.abs(x).max() > 0 and 1.0 * 16000 <= len(x) <= 8 * 16000, name
+        rng = np.random.default_rng(v)
+        if name in ("bell", "impact"):   # a struck sound decays
+            e = ood._fx_event(name, rng, 3 * 16000)
+            q = len(e) // 4
+            assert np.mean(e[-q:] ** 2) < 0.3 * np.mean(e[:q] ** 2), name
+        if name == "clicks":   # impulsive: a high crest factor
+            e = ood._fx_event(name, rng, 3 * 16000)
+            assert np.abs(e).max() / np.sqrt(np.mean(e ** 2)) > 4, name
+        if name == "zap":   # pitch falls within a zap
+            e = ood._fx_event(name, rng, 3 * 16000)
+            p = _stft_peaks(e[: int(0.05 * 16000)], 256)
+            assert len(p) == 0 or p[0] >= p[-1], name
+
+
+def test_extended_flag_adds_only_train_generators():
+    from training import ood
+
+    kinds = ("tone", "effects")
+    basic = ood.items("train", max_per_kind=None, kinds=kinds, extended=False)
+    ext = ood.items("train", max_per_kind=None, kinds=kinds)
+    assert {it.source for it in ext} - {it.source for it in basic} == {"numpy:fx", "varied-ui-sounds"}
+    n = len(ood.TONE_TRAIN_VARIANTS)
+    # basic: the original 500 tones (variant i % 5); extended: 100 of each of the n variants (i % n)
+    assert {it.name for it in basic if it.kind == "tone"} == {f"tone/np-{i}" for i in range(500)}
+    ext_ids = [int(it.name.split("-")[-1]) for it in ext if it.kind == "tone"]
+    assert len(ext_ids) == 100 * n and {i % n for i in ext_ids} == set(range(n))
+    # the eval split does not depend on the flag
+    assert ([it.name for it in ood.items("eval", max_per_kind=None, kinds=kinds, extended=False)]
+            == [it.name for it in ood.items("eval", max_per_kind=None, kinds=kinds)])
+    # a cap still takes every train source of effects
+    capped = ood.items("train", max_per_kind=8, kinds=("effects",))
+    assert {it.source for it in capped} == {it.source for it in ext if it.kind == "effects"}
+
+
+def test_varied_ui_sounds_come_from_train_files_only():
+    from training import ood
+
+    train_files = {f for it in ood.items("train", max_per_kind=None, kinds=("effects",)) for f in it.files}
+    eval_files = {f for it in ood.items("eval", max_per_kind=None, kinds=("effects",)) for f in it.files}
+    varied = [c for c in ood.nonspeech("train", max_per_kind=40, kinds=("effects",)) if c.source == "varied-ui-sounds"]
+    assert len(varied) >= 5
+    for c in varied:
+        assert c.files and set(c.files) <= train_files and not set(c.files) & eval_files, c.name
+        assert np.isfinite(c.audio).all() and np.abs(c.audio).max() <= 1.0 and np.abs(c.audio).max() > 0
+    # pitch-shifted: not a copy of any one file
+    one = varied[0]
+    src = ood._load(one.files[0])
+    assert not (len(src) >= len(one.audio) and np.allclose(src[: len(one.audio)], one.audio))
+
+
+def test_ensemble_spread_and_its_loss(speech_clips):
+    from training.uncertainty import UQConfig, ensemble_spread, load_ensemble, loss_terms
+
+    members = load_ensemble(UQConfig().ensemble)          # the default: three distilled students
+    assert len(members) == 3 and not any(q.requires_grad for m in members for q in m.parameters())
+    x = torch.from_numpy(np.stack([c[:16000] for c in speech_clips[:4]]).astype(np.float32))
+    s = ensemble_spread(members, x, 3.0)
+    ys = torch.stack([m(x)[:, :3] for m in members])
+    assert s.shape == (4, 3) and (s > 0).all()
+    assert torch.allclose(s, (3.0 * ys.std(0, unbiased=False)) ** 2)
+    assert ensemble_spread(members[:1], x, 3.0) is None and ensemble_spread(members, x, 0.0) is None
+    assert torch.count_nonzero(ensemble_spread([members[0], members[0]], x, 3.0)) == 0
+    # the NLL's optimum moves from the error to sqrt(error^2 + spread)
+    target = torch.full((1, 3), 0.5)
+    spread = torch.full((1, 3), 0.2 ** 2)
+
+    def nll(log_sigma: float, sp) -> float:
+        out = torch.cat([target + 0.1, torch.full((1, 3), log_sigma), torch.zeros(1, 1)], dim=1)
+        return loss_terms(out, target, 1, torch.ones(1, dtype=torch.bool), 0.0, spread=sp)["nll"].item()
+    grid = np.linspace(-5, 0, 501)
+    assert grid[np.argmin([nll(v, None) for v in grid])] == pytest.approx(math.log(0.1), abs=0.01)
+    assert grid[np.argmin([nll(v, spread) for v in grid])] == pytest.approx(0.5 * math.log(0.05), abs=0.01)
+
+
+def test_new_flags_parse_and_have_help():
+    from training.uncertainty import UQConfig
+
+    cfg = UQConfig.parse(["--extended_nonspeech=true", "--ensemble=", "--ensemble_weight=3"])
+    assert cfg.extended_nonspeech is True and cfg.ensemble == "" and cfg.ensemble_weight == 3.0
+    default = UQConfig.parse([])   # the shipped head: none of the measured options
+    assert not default.extended_nonspeech and default.ensemble_weight == 0 and default.voice_shift_prob == 0
+    out = subprocess.run([sys.executable, "-m", "training.uncertainty", "--help"], capture_output=True, text=True,
+                         cwd=REPO, check=True).stdout
+    for flag in ("--extended_nonspeech", "--ensemble ", "--ensemble_weight"):
+        assert flag in out
+    assert "second-opinion" in out and "synthetic effects" in out
+
+
+def test_flags_change_the_training_pool():
+    from training.uncertainty import UQConfig, load_pools
+
+    small = dict(n_clips=120, ood_per_kind=8, real_per_group=1, babble_bank=1)
+    a = load_pools(UQConfig(**small, extended_nonspeech=True), lambda m: None)
+    b = load_pools(UQConfig(**small), lambda m: None)
+    assert len(a.ood) == len(b.ood) == 48      # 8 per kind either way
+    same = sum(any(len(x) == len(y) and np.array_equal(x, y) for y in b.ood) for x in a.ood)
+    assert 24 <= same < 48                     # music, noise, babble, silence equal; tones and effects not all
+
+
+def test_voice_shift_moves_pitch_and_keeps_length():
+    from training.uncertainty import voice_shift
+
+    t = np.arange(32000) / 16000
+    x = (0.5 * np.sin(2 * np.pi * 200 * t)).astype(np.float32)
+    for factor in (0.8, 1.25):
+        y = voice_shift(x, factor)
+        assert len(y) == len(x) and y.dtype == np.float32
+        peak = np.argmax(np.abs(np.fft.rfft(y[:16000] * np.hanning(16000))))   # 1 Hz bins
+        assert peak == pytest.approx(200 * factor, abs=2)
+    assert np.allclose(voice_shift(x, 1.0), x, atol=1e-4)
+
+
+def test_voice_shifted_rows_train_sigma_not_the_mean():
+    """--voice_shift_prob: shifted rows are in the batch (their audio differs) but out of the mean's rows."""
+    from training.uncertainty import UQConfig, batch, load_pools
+
+    small = dict(n_clips=120, ood_per_kind=1, real_per_group=1, babble_bank=1, batch_speech=6, batch_real=1,
+                 batch_ood=1)
+    pools = load_pools(UQConfig(**small), lambda m: None)
+    x0, y0, s0, rows0 = batch(pools, UQConfig(**small), 3)
+    x1, y1, s1, rows1 = batch(pools, UQConfig(**small, voice_shift_prob=1.0), 3)
+    assert bool(rows0.all()) and not bool(rows1.any())          # default: every annotated row teaches the mean
+    assert torch.equal(s0, s1) and x0.shape == x1.shape
+    assert not torch.allclose(x0[:6], x1[:6])
+    off = UQConfig.parse(["--voice_shift_prob=0"])
+    assert torch.equal(batch(pools, UQConfig(**{**small, "voice_shift_prob": off.voice_shift_prob}), 3)[0], x0)

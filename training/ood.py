@@ -25,13 +25,25 @@ generator family or a babble voice (tests/test_ood.py checks the files and voice
            klettres), only languages that have no        en/en_GB/hu/it/tn/da)
            val/test group
   tone     numpy: sines 80-4000 Hz, harmonic complexes,  sox synth: square/triangle/sawtooth/sine
-           AM/FM tones, linear/log sweeps                tones, exponential sweeps, DTMF pairs;
-                                                         asterisk IVR beeps (beep, beeperr, 2-tones)
+           AM/FM tones, linear/log sweeps; extended:     tones, exponential sweeps, DTMF pairs;
+           Fourier-series square/saw/triangle/buzz,      asterisk IVR beeps (beep, beeperr, 2-tones)
+           random dual tones (steady or gated), beep
+           trains of 1-3 pitches, repeated chirps and
+           sirens of those waves (TONE_TRAIN_VARIANTS)
   silence  numpy: digital zero, TPDF dither (1 LSB of    sox: digital zero, white noise at -96..-70 dB;
            16 bit), Gaussian noise at -90..-60 dBFS,     asterisk silence/*.wav (8 kHz "silence")
            DC offset plus hiss
   effects  sound-theme-freedesktop (not its spoken       gnome-audio, sound-icons, openttd-opensfx
-           audio-channel-* files), oxygen-sounds         (game SFX)
+           audio-channel-* files), oxygen-sounds;        (game SFX)
+           extended: numpy effects (bells, clicks,
+           whooshes, zaps, impacts, engines, 8-bit
+           blips, sequences: FX_TRAIN_VARIANTS) and
+           1-3 of those UI sounds pitch/speed-shifted
+           x0.5-2, some reversed, chained ("varied-ui")
+
+The train split's "extended" generators (`extended=True`, the default here; `extended=False` gives the
+original train split item for item, which the shipped head was trained on) were added because tones
+and effects were the kinds the head separated worst from speech; docs/uncertainty.md has what they did.
 
 Synthetic clips also draw from disjoint random streams: train seeds are spawned from
 [0x0A, seed, ...], eval seeds from [0x0E, seed, ...]. Long files are cut into consecutive segments
@@ -514,19 +526,91 @@ def _babble_clip(split: str, seed: int, i: int) -> tuple[np.ndarray, tuple[str, 
 # ------------------------------------------------------------------------------------------------
 # tones and sweeps
 
-def _tone_train(i: int, split: str, seed: int) -> np.ndarray:
+# numpy tone generators of the train split: the first five are the original set (extended=False)
+TONE_TRAIN_VARIANTS = ("sine", "harmonic", "am", "fm", "sweep",
+                       "bandlimited", "dualtone", "beeps", "chirps")
+_BASIC_TONES = 5
+_NYQUIST_SAFE = 7800.0
+
+
+def _waveform(phase: np.ndarray, f_max: float, shape: str, rng: np.random.Generator) -> np.ndarray:
+    """A band-limited periodic wave of the given phase (radians): the Fourier series of a square,
+    sawtooth or triangle wave (random roll-off tilt for "buzz"), harmonics only below 7.8 kHz at
+    the highest instantaneous frequency f_max."""
+    k_max = max(1, int(_NYQUIST_SAFE // max(f_max, 1.0)))
+    out = np.zeros_like(phase)
+    tilt = float(rng.uniform(0.6, 2.0))
+    for k in range(1, k_max + 1):
+        if shape == "square" and k % 2:
+            out += np.sin(k * phase) / k
+        elif shape == "sawtooth":
+            out += (-1) ** (k + 1) * np.sin(k * phase) / k
+        elif shape == "triangle" and k % 2:
+            out += (-1) ** ((k - 1) // 2) * np.sin(k * phase) / k ** 2
+        elif shape == "buzz":
+            out += np.sin(k * phase) / k ** tilt
+    return out
+
+
+def _fade(x: np.ndarray, seconds: float = 0.005) -> np.ndarray:
+    m = min(len(x) // 2, int(seconds * SAMPLE_RATE))
+    if m > 0:
+        ramp = np.linspace(0.0, 1.0, m)
+        x = x.copy()
+        x[:m] *= ramp
+        x[-m:] *= ramp[::-1]
+    return x
+
+
+def _tone_train(i: int, split: str, seed: int, n_variants: int = len(TONE_TRAIN_VARIANTS)) -> np.ndarray:
+    """Train tone i: variant TONE_TRAIN_VARIANTS[i % n_variants] (n_variants 5: the original split)."""
     rng = _rng(split, seed, "tone", i)
     n = int(rng.uniform(MIN_SECONDS, MAX_SECONDS) * SAMPLE_RATE)
     t = np.arange(n) / SAMPLE_RATE
     f = float(np.exp(rng.uniform(np.log(80), np.log(4000))))
-    which = i % 5
-    if which == 0:                                   # pure sine
+    which = TONE_TRAIN_VARIANTS[i % n_variants]
+    shapes = ("square", "sawtooth", "triangle", "buzz")
+    if which == "bandlimited":                       # square/saw/triangle/buzz by Fourier series
+        f = min(f, 3000.0)
+        x = _waveform(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi), f, shapes[int(rng.integers(4))], rng)
+    elif which == "dualtone":                        # two random partials, steady or gated on/off
+        f1, f2 = float(rng.uniform(300, 1100)), float(rng.uniform(1100, 2400))
+        x = np.sin(2 * np.pi * f1 * t) + np.sin(2 * np.pi * f2 * t) * rng.uniform(0.5, 1.0)
+        if rng.random() < 0.6:
+            on, off = int(rng.uniform(0.04, 0.3) * SAMPLE_RATE), int(rng.uniform(0.03, 0.3) * SAMPLE_RATE)
+            x = x * ((np.arange(n) % (on + off)) < on)
+    elif which == "beeps":                           # alert/IVR-like bursts of 1-3 pitches with gaps
+        x = np.zeros(n)
+        pitches = np.exp(rng.uniform(np.log(300), np.log(3000), int(rng.integers(1, 4))))
+        shape = ("sine", "square", "triangle")[int(rng.integers(3))]
+        pos = int(rng.uniform(0, 0.3) * SAMPLE_RATE)
+        step = 0
+        while pos < n:
+            m = min(n - pos, int(rng.uniform(0.05, 0.6) * SAMPLE_RATE))
+            fb = float(pitches[step % len(pitches)])
+            tb = np.arange(m) / SAMPLE_RATE
+            ph = 2 * np.pi * fb * tb
+            burst = np.sin(ph) if shape == "sine" else _waveform(ph, fb, shape, rng)
+            x[pos:pos + m] = _fade(burst, 0.004)
+            pos += m + int(rng.uniform(0.02, 0.6) * SAMPLE_RATE)
+            step += 1
+    elif which == "chirps":                          # up/down sweeps of a band-limited wave, repeated
+        period = float(rng.uniform(0.08, min(2.0, n / SAMPLE_RATE)))
+        f0, f1 = np.exp(rng.uniform(np.log(80), np.log(5000), 2))
+        u = (t % period) / period
+        if rng.random() < 0.4:                       # siren: up then down
+            u = 1 - np.abs(2 * u - 1)
+        inst = f0 * (f1 / f0) ** u if rng.random() < 0.5 else f0 + (f1 - f0) * u
+        phase = 2 * np.pi * np.cumsum(inst) / SAMPLE_RATE
+        shape = ("sine", "square", "sawtooth", "triangle")[int(rng.integers(4))]
+        x = np.sin(phase) if shape == "sine" else _waveform(phase, float(max(f0, f1)), shape, rng)
+    elif which == "sine":                            # pure sine
         x = np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi))
-    elif which == 1:                                 # harmonic complex (buzz)
+    elif which == "harmonic":                        # harmonic complex (buzz)
         x = sum(np.sin(2 * np.pi * f * k * t) / k ** rng.uniform(0.5, 2) for k in range(1, 16) if f * k < 7800)
-    elif which == 2:                                 # AM tone
+    elif which == "am":                              # AM tone
         x = np.sin(2 * np.pi * f * t) * (1 + 0.8 * np.sin(2 * np.pi * rng.uniform(2, 12) * t))
-    elif which == 3:                                 # FM (vibrato/siren)
+    elif which == "fm":                              # FM (vibrato/siren)
         depth, rate = rng.uniform(0.02, 0.3), rng.uniform(0.3, 8)
         phase = 2 * np.pi * np.cumsum(f * (1 + depth * np.sin(2 * np.pi * rate * t))) / SAMPLE_RATE
         x = np.sin(phase)
@@ -576,10 +660,16 @@ ASTERISK = "/usr/share/asterisk/sounds/en_US_f_Allison"
 _IVR_TONES = ("beep.wav", "beeperr.wav", "ascending-2tone.wav", "descending-2tone.wav")
 
 
-def _tone(split: str, seed: int) -> dict[str, list[_Item]]:
-    if split == "train":
+def _tone(split: str, seed: int, extended: bool = True) -> dict[str, list[_Item]]:
+    if split == "train" and not extended:   # the original train tones, item for item
         return {"numpy:tone": [_Item(f"tone/np-{i}", "tone", "numpy:tone", (), _length(split, seed, "tone", i),
-                                     lambda i=i: _fit(_tone_train(i, split, seed))) for i in range(500)]}
+                                     lambda i=i: _fit(_tone_train(i, split, seed, _BASIC_TONES))) for i in range(500)]}
+    if split == "train":
+        # one queue per generator variant, so that a cap takes every variant in equal shares
+        k = len(TONE_TRAIN_VARIANTS)
+        return {f"numpy:tone-{TONE_TRAIN_VARIANTS[v]}": [
+            _Item(f"tone/np-{i}", "tone", "numpy:tone", (), _length(split, seed, "tone", i),
+                  lambda i=i: _fit(_tone_train(i, split, seed))) for i in range(v, 100 * k, k)] for v in range(k)}
     out = {"sox:tone": [_Item(f"tone/sox-{i}", "tone", "sox:synth", (), _length(split, seed, "tone", i),
                               lambda i=i: _fit(_tone_eval(i, split, seed))) for i in range(500)]}
     files = [f for f in _files(ASTERISK, "*.wav") if Path(f).name in _IVR_TONES]
@@ -664,11 +754,133 @@ def opensfx_sounds(path: str = OPENSFX) -> list[tuple[str, bytes]]:
     return out
 
 
-def _effects(split: str, seed: int) -> dict[str, list[_Item]]:
+# synthetic sound effects of the train split (numpy; the eval split has none of these generators)
+FX_TRAIN_VARIANTS = ("bell", "clicks", "whoosh", "zap", "impact", "engine", "blips", "sequence")
+
+
+def _fx_event(which: str, rng: np.random.Generator, max_n: int) -> np.ndarray:
+    """One synthetic effect event, at most max_n samples, unit peak."""
+    n = max(int(0.05 * SAMPLE_RATE), min(max_n, int(rng.uniform(0.15, 3.0) * SAMPLE_RATE)))
+    t = np.arange(n) / SAMPLE_RATE
+    if which == "bell":                              # inharmonic partials, exponential decays
+        f0 = float(np.exp(rng.uniform(np.log(150), np.log(2500))))
+        ratios = np.array([1.0, 2.0, 2.76, 3.0, 4.07, 5.4, 6.8, 8.93]) * rng.uniform(0.97, 1.03, 8)
+        x = np.zeros(n)
+        for r in ratios[rng.random(8) < 0.7]:
+            if f0 * r < _NYQUIST_SAFE:
+                x += rng.uniform(0.2, 1.0) * np.sin(2 * np.pi * f0 * r * t) * np.exp(-t * rng.uniform(1, 8) * r ** 0.5)
+    elif which == "clicks":                          # ticks: short damped bursts, regular or not
+        x = np.zeros(n)
+        rate = float(np.exp(rng.uniform(np.log(2), np.log(40))))
+        jitter = float(rng.uniform(0, 0.9))
+        fc = float(np.exp(rng.uniform(np.log(500), np.log(6000))))
+        pos = 0.0
+        while pos < n / SAMPLE_RATE:
+            a = int(pos * SAMPLE_RATE)
+            m = min(n - a, int(rng.uniform(0.001, 0.012) * SAMPLE_RATE) + 1)
+            tc = np.arange(m) / SAMPLE_RATE
+            x[a:a + m] += (np.sin(2 * np.pi * fc * tc) + rng.standard_normal(m) * rng.uniform(0, 1)) * np.exp(-tc * 600)
+            pos += (1 + jitter * rng.uniform(-1, 1)) / rate
+    elif which == "whoosh":                          # band-pass noise whose centre moves, rise and fall
+        block = 800
+        noise = rng.standard_normal(n + 256)
+        c0, c1 = np.exp(rng.uniform(np.log(200), np.log(5000), 2))
+        x = np.zeros(n)
+        for a in range(0, n, block):
+            c = c0 * (c1 / c0) ** (a / n)
+            lo, hi = max(50.0, c / 1.6), min(7500.0, c * 1.6)
+            seg = np.convolve(noise[a:a + block + 256], fir("bandpass", (lo, hi)), mode="same")[128:128 + block]
+            x[a:a + block] = seg[: len(x[a:a + block])]
+        x *= np.sin(np.pi * t / t[-1]) ** float(rng.uniform(0.5, 3))
+    elif which == "zap":                             # laser: fast downward sweeps, repeated
+        x = np.zeros(n)
+        pos = 0
+        while pos < n:
+            m = min(n - pos, int(rng.uniform(0.05, 0.35) * SAMPLE_RATE))
+            tz = np.arange(m) / SAMPLE_RATE
+            f0, f1 = float(rng.uniform(1500, 6000)), float(rng.uniform(80, 600))
+            inst = f0 * (f1 / f0) ** (tz / max(tz[-1], 1e-3))
+            ph = 2 * np.pi * np.cumsum(inst) / SAMPLE_RATE
+            w = np.sin(ph) if rng.random() < 0.5 else _waveform(ph, f0, "square", rng)
+            x[pos:pos + m] = w * np.exp(-tz * rng.uniform(2, 15))
+            pos += m + int(rng.uniform(0.0, 0.3) * SAMPLE_RATE)
+    elif which == "impact":                          # explosion / thud: low noise burst + damped low sine
+        lp = fir("lowpass", float(rng.uniform(300, 3000)))
+        x = np.convolve(colored_noise(n, ("pink", "brown")[int(rng.integers(2))], rng), lp, mode="same")
+        x = x / (np.abs(x).max() or 1.0) * np.exp(-t * rng.uniform(1.5, 10))
+        x += rng.uniform(0, 1) * np.sin(2 * np.pi * rng.uniform(40, 120) * t) * np.exp(-t * rng.uniform(3, 12))
+    elif which == "engine":                          # motor: low buzz, slowly varying speed, firing AM
+        f = float(rng.uniform(25, 150)) * (1 + 0.3 * np.sin(2 * np.pi * rng.uniform(0.05, 0.5) * t + rng.uniform(0, 6)))
+        ph = 2 * np.pi * np.cumsum(f) / SAMPLE_RATE
+        x = _waveform(ph, float(f.max()), "buzz", rng) * (1 + 0.5 * np.sin(ph * rng.integers(1, 4)))
+        x += 0.2 * colored_noise(n, "brown", rng) * np.abs(x).max()
+    elif which == "blips":                           # 8-bit style arpeggio of square/pulse notes
+        x = np.zeros(n)
+        note = int(rng.integers(60, 90))
+        step = int(rng.choice([-7, -5, -4, -3, 3, 4, 5, 7, 12]))
+        pos = 0
+        while pos < n:
+            m = min(n - pos, int(rng.uniform(0.03, 0.15) * SAMPLE_RATE))
+            fb = float(_NOTE[int(np.clip(note, 30, 110))])
+            x[pos:pos + m] = _fade(_waveform(2 * np.pi * fb * np.arange(m) / SAMPLE_RATE, fb, "square", rng))
+            pos += m + int(rng.uniform(0, 0.05) * SAMPLE_RATE)
+            note += step if rng.random() < 0.8 else -step
+    else:
+        raise ValueError(which)
+    return x / (np.abs(x).max() or 1.0)
+
+
+def _fx_train(i: int, split: str, seed: int) -> np.ndarray:
+    """Synthetic effect i: one kind of event (FX_TRAIN_VARIANTS), or a sequence of 2-4 of them."""
+    rng = _rng(split, seed, "fx", i)
+    n = int(rng.uniform(MIN_SECONDS, MAX_SECONDS) * SAMPLE_RATE)
+    which = FX_TRAIN_VARIANTS[i % len(FX_TRAIN_VARIANTS)]
+    if which != "sequence":
+        x = _fx_event(which, rng, n)
+    else:
+        parts = []
+        for _ in range(int(rng.integers(2, 5))):
+            kind = FX_TRAIN_VARIANTS[int(rng.integers(len(FX_TRAIN_VARIANTS) - 1))]
+            parts += [_fx_event(kind, rng, n // 2) * rng.uniform(0.3, 1.0),
+                      np.zeros(int(rng.uniform(0, 0.5) * SAMPLE_RATE))]
+        x = np.concatenate(parts)
+    x = np.concatenate([np.zeros(int(rng.uniform(0, 0.3) * SAMPLE_RATE)), x])[:n]
+    return _at_rms(x, float(rng.uniform(-35, -10)))
+
+
+def _varied_ui(files: Sequence[str], i: int, split: str, seed: int) -> tuple[np.ndarray, tuple[str, ...]]:
+    """1-3 of the split's UI sounds, each pitch- and speed-shifted by resampling (x0.5..2), some
+    reversed, in sequence with gaps, sometimes over a faint noise bed. Returns (audio, files)."""
+    rng = _rng(split, seed, "varied-ui", i)
+    picks = [files[j] for j in rng.choice(len(files), int(rng.integers(1, 4)), replace=False)]
+    parts = []
+    for f in picks:
+        x = _load(f)[: int(3 * SAMPLE_RATE)]
+        factor = float(np.exp(rng.uniform(np.log(0.5), np.log(2.0))))
+        x = resample(np.ascontiguousarray(x, np.float64), int(round(SAMPLE_RATE * factor)), SAMPLE_RATE)
+        if rng.random() < 0.3:
+            x = x[::-1]
+        parts += [x / (np.abs(x).max() or 1.0) * rng.uniform(0.3, 1.0), np.zeros(int(rng.uniform(0, 0.6) * SAMPLE_RATE))]
+    x = np.concatenate(parts)
+    if rng.random() < 0.4:
+        x = x + colored_noise(len(x), ("white", "pink", "brown")[int(rng.integers(3))], rng) * _db(float(rng.uniform(-60, -35)))
+    return _fit(_at_rms(x, float(rng.uniform(-35, -10)))), tuple(sorted(set(picks)))
+
+
+def _effects(split: str, seed: int, extended: bool = True) -> dict[str, list[_Item]]:
     out: dict[str, list[_Item]] = {}
     for pkg, root, pattern, exclude in _EFFECTS[split]:
         for f in _files(root, pattern, exclude):
             out.setdefault(pkg, []).extend(_segments(f, "effects", pkg, split, seed, max_segments=3))
+    if split == "train" and extended:
+        k = len(FX_TRAIN_VARIANTS)
+        for v, name in enumerate(FX_TRAIN_VARIANTS):
+            out[f"numpy:fx-{name}"] = [_Item(f"effects/fx-{i}", "effects", "numpy:fx", (), _length(split, seed, "fx", i),
+                                             lambda i=i: _fit(_fx_train(i, split, seed))) for i in range(v, 50 * k, k)]
+        ui = sorted({f for pkg, root, pattern, exclude in _EFFECTS[split] for f in _files(root, pattern, exclude)})
+        if ui:
+            out["varied-ui"] = [_Item(f"effects/varied-ui-{i}", "effects", "varied-ui-sounds", (), 3.0,
+                                      lambda i=i: _varied_ui(ui, i, split, seed)) for i in range(300)]
     if split == "eval" and Path(OPENSFX).is_file():
         items = []
         for i, (desc, wav) in enumerate(opensfx_sounds()):
@@ -712,28 +924,31 @@ def _round_robin(by_source: dict[str, list[_Item]], rng: np.random.Generator, ca
 
 
 def items(split: Split, *, seed: int = 0, max_per_kind: int | None = 100,
-          kinds: Sequence[str] = KINDS) -> list[_Item]:
-    """What `nonspeech` would render, without rendering it (cheap: lists files and durations)."""
+          kinds: Sequence[str] = KINDS, extended: bool = True) -> list[_Item]:
+    """What `nonspeech` would render, without rendering it (cheap: lists files and durations).
+    `extended=False` leaves out the train split's added tone and effects generators (the train
+    split as it was before them; the eval split is the same either way)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     out = []
     for kind in kinds:
         if kind not in _KIND_SOURCES:
             raise ValueError(f"unknown OOD kind {kind!r}: {KINDS}")
-        by_source = _KIND_SOURCES[kind](split, seed)
+        by_source = (_KIND_SOURCES[kind](split, seed, extended) if kind in ("tone", "effects")
+                     else _KIND_SOURCES[kind](split, seed))
         out += _round_robin(by_source, _rng(split, seed, "pick", kind), max_per_kind)
     return out
 
 
 def nonspeech(split: Split, *, seed: int = 0, max_per_kind: int | None = 100,
-              kinds: Sequence[str] = KINDS) -> list[Clip]:
+              kinds: Sequence[str] = KINDS, extended: bool = True) -> list[Clip]:
     """Non-speech clips of one split: every kind in `kinds`, at most `max_per_kind` each (None: all).
 
     Deterministic given (split, seed, max_per_kind, installed packages). Audio is float32 mono at
     16 kHz, 1 to 8 s, peak at most 1.0; levels vary by clip (-46..-4 dBFS RMS for noise, real files
     as recorded), so callers that want loudness-invariance should normalise themselves."""
     clips = []
-    for it in items(split, seed=seed, max_per_kind=max_per_kind, kinds=kinds):
+    for it in items(split, seed=seed, max_per_kind=max_per_kind, kinds=kinds, extended=extended):
         out = it.render()
         audio, files = out if isinstance(out, tuple) else (out, it.files)
         clips.append(Clip(it.name, it.kind, it.source, audio, SAMPLE_RATE, files))

@@ -61,7 +61,7 @@ Every prediction carries a decision: **no speech** when the speech probability i
 Pass `thresholds=wav2small.Thresholds(max_sigma, min_speech_prob)` to `predict`, or
 `--max-sigma` / `--min-speech-prob` to the CLI, to change them.
 
-Training the head took {uq.get('wall_seconds', 0) / 60:.0f} min on 2 cores (commands above). The int8
+Training the head took {uq.get('wall_seconds', 0) / 60:.0f} min with {cfg.get('threads', 2)} CPU thread(s) (commands above). The int8
 calibration also saw two non-speech clips of each kind (training split).
 """
 

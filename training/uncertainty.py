@@ -22,6 +22,13 @@ Training starts from a distilled student (--init) and fine-tunes all of it on ba
     evaluation uses other files and generators): log sigma is pulled to `ood_log_sigma` (maximal
     uncertainty, as the paper's OOD-trained "KL-out" variant targets a flat prior) and the speech
     logit to 0. Non-speech is capped at a quarter of the speech in each batch, as in the paper.
+Three measured options are off by default (docs/uncertainty.md has the numbers; none kept A/D/V
+CCC and int8 fidelity where they were): --extended_nonspeech adds training.ood's extended train
+generators (band-limited square/saw/triangle tones, random dual tones, beep trains, chirps and
+sirens, synthetic effects, pitch-shifted/reversed/chained UI sounds); --ensemble_weight
+adds (weight * the std of distilled students' A/D/V)^2 to the squared error sigma learns (a second
+opinion in the same pass); --voice_shift_prob resamples some annotated rows (pitch and formants: an
+unseen voice) so that sigma learns the error of unfamiliar voices, without the mean learning from them.
 
 Loss = (1 - CCC of mu on the annotated clips, as in distillation) + Gaussian NLL of sigma given the (detached) error
 + squared distance of OOD log sigma to its target + binary cross-entropy of the speech logit.
@@ -77,11 +84,16 @@ class UQConfig:
     ood_log_sigma: float = math.log(0.3)  # sigma of a uniform guess over the value range ~0.29
     init_log_sigma: float = math.log(0.1)
     ood_per_kind: int = 150          # training.ood clips per kind
+    extended_nonspeech: bool = False  # training.ood's added train generators (tone variants, synthetic effects, varied UI sounds)
+    ensemble: str = "training/default,training/ens1,training/ens2"  # students whose disagreement sigma also learns ('' = none)
+    ensemble_weight: float = 0.0     # sigma^2 target = error^2 + (weight * std of the ensemble's means)^2
+    voice_shift_prob: float = 0.0    # share of annotated rows pitch/formant-shifted (an unseen voice); sigma learns from them, mu not
+    voice_shift_max: float = 1.3     # largest resampling factor of a voice shift (and 1/it the smallest)
     real_per_group: int = 40         # real speech files per speaker group
     babble_bank: int = 24            # babble noises made up front (6-12 training voices each)
     coverage: float = 0.95           # clean validation speech answered at the default threshold
     thresholds_only: bool = False    # load out_dir's trained model and only set its thresholds again
-    threads: int = 2
+    threads: int = 2                 # the shipped model was trained with 2 (float results depend on it)
 
     @classmethod
     def parse(cls, argv: list[str] | None = None) -> UQConfig:
@@ -89,8 +101,31 @@ class UQConfig:
                                     formatter_class=argparse.RawDescriptionHelpFormatter)
         for f in fields(cls):
             kind = (lambda v: v.lower() in ("1", "true", "yes")) if isinstance(f.default, bool) else type(f.default)
-            p.add_argument(f"--{f.name}", type=kind, default=f.default, help=f"(default: {f.default})")
+            text = HELP.get(f.name, "")
+            p.add_argument(f"--{f.name}", type=kind, default=f.default, help=f"{text} (default: {f.default})".strip())
         return cls(**vars(p.parse_args(argv)))
+
+
+HELP = {
+    "extended_nonspeech": "train on training.ood's extended train split: band-limited square/saw/triangle "
+                          "tones, random dual tones, beep trains, chirps and sirens, synthetic effects (bells, "
+                          "clicks, whooshes, zaps, impacts, engines, 8-bit blips, sequences of them) and the "
+                          "train UI sounds pitch-shifted, reversed and chained; false: the original train split",
+    "ensemble": "comma-separated dirs of distilled students run on every annotated row (clean and "
+                "corrupted); the std of their A/D/V is a second-opinion error signal for sigma, so that "
+                "sigma also ranks clean speech the students disagree on; '' turns it off",
+    "ensemble_weight": "sigma's Gaussian NLL sees error^2 + (weight * ensemble std)^2 per dimension; 0 = error only",
+    "voice_shift_prob": "share of the annotated rows resampled by a random factor in [1/voice_shift_max, "
+                        "voice_shift_max] (pitch and formants move together: a voice the student has not "
+                        "heard) with the clean clip's target; sigma learns their error, the CCC term of mu "
+                        "leaves them out",
+    "voice_shift_max": "largest factor of a voice shift (1.3: about 4.5 semitones)",
+    "ood_per_kind": "training.ood clips per non-speech kind in the pool",
+    "batch_ood": "non-speech clips per step (<= 1/4 of the speech, as in the paper)",
+    "coverage": "share of clean validation speech answered at the default sigma threshold",
+    "thresholds_only": "load out_dir's trained model and only set its thresholds again",
+    "threads": "torch CPU threads (results are deterministic for a given thread count)",
+}
 
 
 def with_uncertainty_head(base: Wav2Small, init_log_sigma: float) -> Wav2Small:
@@ -115,12 +150,17 @@ def split_outputs(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.
 
 
 def loss_terms(out: torch.Tensor, target: torch.Tensor, n_annotated: int, is_speech: torch.Tensor,
-               ood_log_sigma: float, clean: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+               ood_log_sigma: float, clean: torch.Tensor | None = None,
+               spread: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Rows [0, n_annotated) have targets; is_speech (B,) marks speech rows (annotated or not);
-    `clean` (n_annotated,) marks the annotated rows the mean learns from (default: all)."""
+    `clean` (n_annotated,) marks the annotated rows the mean learns from (default: all);
+    `spread` (n_annotated, 3), if given, is added to the squared error sigma learns (a second
+    opinion: e.g. weight * the std of an ensemble's predictions, squared)."""
     mu, log_sigma, logit = split_outputs(out)
     mu_a, ls_a = mu[:n_annotated], log_sigma[:n_annotated]
     err2 = (target - mu_a.detach()) ** 2  # sigma learns the error; mu learns from the CCC term only
+    if spread is not None:
+        err2 = err2 + spread
     keep = clean if clean is not None and int(clean.sum()) >= 2 else torch.ones(n_annotated, dtype=torch.bool)
     terms = {
         "ccc": 1.0 - ccc_torch(mu_a[keep], target[keep]).mean(),
@@ -170,7 +210,8 @@ def load_pools(cfg: UQConfig, log) -> Pools:
     splits = load_prosody_corpus(TrainConfig(n_clips=cfg.n_clips, seed=cfg.seed), 16000, log)
     to_f = lambda clips: [c.astype(np.float32) / 32768.0 for c in clips]  # noqa: E731
     real = [a for _, a in real_speech(("train",), cfg.real_per_group, cfg.seed)]
-    ood = [c.audio for c in nonspeech("train", seed=cfg.seed, max_per_kind=cfg.ood_per_kind)]
+    ood = [c.audio for c in nonspeech("train", seed=cfg.seed, max_per_kind=cfg.ood_per_kind,
+                                      extended=cfg.extended_nonspeech)]
     rng = np.random.default_rng([cfg.seed, 0xBA])
     babble = [make_babble("train", int(cfg.crop_seconds * 16000), rng)[0].astype(np.float32)
               for _ in range(cfg.babble_bank)]
@@ -200,6 +241,16 @@ def corrupt_with_bank(x: np.ndarray, kind: str, level: float, rng: np.random.Gen
     return (y / max(1.0, float(np.abs(y).max()))).astype(np.float32)
 
 
+def voice_shift(x: np.ndarray, factor: float) -> np.ndarray:
+    """x played `factor` times faster (pitch and formants up by `factor`), tiled/cut to len(x)."""
+    from wav2small.audio import resample
+
+    from .distill import fit_length
+
+    y = resample(np.ascontiguousarray(x, np.float32), int(round(16000 * factor)), 16000)
+    return fit_length(y.astype(np.float32), len(x), 0, "repeat")
+
+
 def random_corruption(x: np.ndarray, rng: np.random.Generator, babble: list[np.ndarray]) -> np.ndarray:
     """One corruption of training.ood's grid, babble from training voices."""
     from .ood import corruption_grid
@@ -211,13 +262,18 @@ def random_corruption(x: np.ndarray, rng: np.random.Generator, babble: list[np.n
 
 def batch(pools: Pools, cfg: UQConfig, it: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Step `it`'s batch, a pure function of (seed, it): annotated rows first, then real, then OOD.
-    Returns audio, targets of the annotated rows, which rows are speech, which annotated are clean."""
+    Returns audio, targets of the annotated rows, which rows are speech, which annotated rows the
+    mean learns from (clean ones; with mean_on_corrupted, corrupted ones too; never voice-shifted)."""
     rng = np.random.default_rng([cfg.seed, 0x5A, it])
     n = int(cfg.crop_seconds * 16000)
-    rows, targets, clean = [], [], []
+    rows, targets, clean, mean_rows = [], [], [], []
     for i in rng.integers(len(pools.annotated), size=cfg.batch_speech):
         x = crop(pools.annotated[i], n, rng)
+        shifted = cfg.voice_shift_prob > 0 and rng.random() < cfg.voice_shift_prob  # no draw when off
+        if shifted:
+            x = voice_shift(x, float(np.exp(rng.uniform(-1, 1) * np.log(cfg.voice_shift_max))))
         clean.append(not rng.random() < cfg.corrupt_prob)
+        mean_rows.append((clean[-1] or cfg.mean_on_corrupted) and not shifted)
         rows.append(x if clean[-1] else random_corruption(x, rng, pools.babble))
         targets.append(pools.targets[i])
     rows += [crop(pools.real[i], n, rng) for i in rng.integers(len(pools.real), size=cfg.batch_real)]
@@ -225,7 +281,7 @@ def batch(pools: Pools, cfg: UQConfig, it: int) -> tuple[torch.Tensor, torch.Ten
     is_speech = torch.zeros(len(rows), dtype=torch.bool)
     is_speech[: cfg.batch_speech + cfg.batch_real] = True
     return (torch.from_numpy(np.stack(rows).astype(np.float32)), torch.from_numpy(np.stack(targets)).float(),
-            is_speech, torch.tensor(clean))
+            is_speech, torch.tensor(mean_rows))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -285,6 +341,29 @@ def finish(model: Wav2Small, cfg: UQConfig, history: list, extra: dict, log) -> 
     return report
 
 
+def load_ensemble(spec: str) -> list[Wav2Small]:
+    """The students named by a comma-separated list of run dirs, in eval mode, frozen."""
+    members = []
+    for d in [d.strip() for d in spec.split(",") if d.strip()]:
+        path = Path(d)
+        if not path.is_absolute() and not path.exists():  # the defaults name dirs of this repository
+            path = Path(__file__).resolve().parent.parent / d
+        m = load_safetensors(path / "model.safetensors").eval()
+        for q in m.parameters():
+            q.requires_grad_(False)
+        members.append(m)
+    return members
+
+
+@torch.no_grad()
+def ensemble_spread(members: list[Wav2Small], x: torch.Tensor, weight: float) -> torch.Tensor | None:
+    """(weight * std over members of their A/D/V)^2, (B, 3); None without at least two members."""
+    if len(members) < 2 or weight <= 0:
+        return None
+    ys = torch.stack([m(x)[:, :N_VALUES] for m in members])  # (M, B, 3)
+    return (weight * ys.std(dim=0, unbiased=False)) ** 2
+
+
 def lr_at(it: int, cfg: UQConfig) -> float:
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(1.0, it / cfg.max_iters)))
 
@@ -314,6 +393,7 @@ def train(cfg: UQConfig) -> dict[str, Any]:
     if base.cfg.uncertainty:
         raise SystemExit(f"{cfg.init} already has an uncertainty head")
     model = with_uncertainty_head(base, cfg.init_log_sigma)
+    members = load_ensemble(cfg.ensemble) if cfg.ensemble_weight > 0 else []
     pools = load_pools(cfg, log)
     # the trunk (and with it A/D/V) may learn slower than the new head rows, or not at all
     trunk = [p for n, p in model.named_parameters() if not n.startswith("adv.")]
@@ -338,9 +418,10 @@ def train(cfg: UQConfig) -> dict[str, Any]:
                     m.eval()
         for g in opt.param_groups:
             g["lr"] = lr_at(it, cfg) * g["scale"]
-        x, y, is_speech, clean = batch(pools, cfg, it)
+        x, y, is_speech, mean_rows = batch(pools, cfg, it)
+        spread = ensemble_spread(members, x[: cfg.batch_speech], cfg.ensemble_weight)
         terms = loss_terms(model(x), y, cfg.batch_speech, is_speech, cfg.ood_log_sigma,
-                           None if cfg.mean_on_corrupted else clean)
+                           None if bool(mean_rows.all()) else mean_rows, spread)
         loss = sum(terms.values())
         opt.zero_grad(set_to_none=True)
         loss.backward()
