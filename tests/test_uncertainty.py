@@ -427,3 +427,13 @@ def test_voice_shifted_rows_train_sigma_not_the_mean():
     assert not torch.allclose(x0[:6], x1[:6])
     off = UQConfig.parse(["--voice_shift_prob=0"])
     assert torch.equal(batch(pools, UQConfig(**{**small, "voice_shift_prob": off.voice_shift_prob}), 3)[0], x0)
+
+
+def test_release_reproduces_the_shipped_model(tmp_path):
+    """`python -m training.release training/default_uq` (the documented command) writes the shipped
+    bytes: quantization, calibration clips (speech and the head's own non-speech split) and export
+    are deterministic, so the package's model is what its card's command makes."""
+    from training import release
+
+    release.release(REPO / "training" / "default_uq", tmp_path)
+    assert (tmp_path / "default.w2s").read_bytes() == (REPO / "wav2small" / "models" / "default.w2s").read_bytes()

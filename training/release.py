@@ -146,7 +146,9 @@ def release(src: Path, out_dir: Path = PACKAGE_MODELS, n_clips: int = 48) -> dic
 
         # non-speech too, so the activation ranges cover what the speech output must reject
         # (measured: engine-vs-float CCC within 0.0001 of speech-only calibration either way)
-        calib = calib + [c.audio for c in nonspeech("train", max_per_kind=2)]
+        # the train split the head was trained with (train.json; heads from before the option: the original)
+        extended = bool(train.get("config", {}).get("extended_nonspeech", False))
+        calib = calib + [c.audio for c in nonspeech("train", max_per_kind=2, extended=extended)]
         uq, init = train, Path(train["config"]["init"])  # the card also shows the distilled student
         train = json.loads((init / "train.json").read_text())
         extra = (f"python -m training.uncertainty --init={init} --out_dir={src}\n"
