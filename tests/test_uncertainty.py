@@ -430,10 +430,17 @@ def test_voice_shifted_rows_train_sigma_not_the_mean():
 
 
 def test_release_reproduces_the_shipped_model(tmp_path):
-    """`python -m training.release training/default_uq` (the documented command) writes the shipped
-    bytes: quantization, calibration clips (speech and the head's own non-speech split) and export
-    are deterministic, so the package's model is what its card's command makes."""
+    """`python -m training.release training/default_uq` (the documented command) makes the shipped
+    model: same layout, and the same outputs up to the float calibration's last bits (PyTorch's
+    reductions differ with the thread count and CPU: measured up to 1e-4, 3e-4 on the speech
+    logit). Calibrating on another non-speech split moved outputs by 1e-3 to 3e-2."""
     from training import release
+    from training.ood import nonspeech
 
     release.release(REPO / "training" / "default_uq", tmp_path)
-    assert (tmp_path / "default.w2s").read_bytes() == (REPO / "wav2small" / "models" / "default.w2s").read_bytes()
+    again, shipped = Model(tmp_path / "default.w2s"), Model()
+    assert again.config == shipped.config and again.nbytes == shipped.nbytes
+    _, clips = release.real_speech(48)
+    clips = clips[1::2] + [c.audio for c in nonspeech("eval", max_per_kind=2)]  # not calibration's
+    diff = np.max([np.abs(again.predict_fixed(x) - shipped.predict_fixed(x)) for x in clips], axis=0) / 65536
+    assert np.all(diff[:-1] <= 5e-4) and diff[-1] <= 2e-3, diff
