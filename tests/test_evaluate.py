@@ -115,3 +115,23 @@ def test_merged_report_names_the_stand_ins_and_checks_the_targets(tmp_path: Path
     assert s_row["int8_within"] is False and "0.0200 ✗" in md
     assert "| w2s | 0.0200 | yes | 300 | 0.0010 | 0.500 → 0.600 |" in md  # the QAT table
     assert len(merged["reports"]) == 2
+
+
+def test_merged_report_takes_the_budget_story_from_the_note(tmp_path: Path):
+    """--merge: the page does not claim budgets of its own ("deliberately small"); what the budgets
+    were and how the run went comes from --note, printed after the script."""
+    common = {"corpus": "m.csv", "split": "test", "clips": 9, "eval_seconds": 6.0, "calibration_clips": 24,
+              "threads": 1, "command": "python -m training.evaluate x", "date": "2026-01-01", "wall_seconds": 1.0}
+    res = {**common, "teacher": "dawn:0123456789abcdef", "students": [_row("s/w2s", "wav2small", 0.9, 0.001)]}
+    path = tmp_path / "standin.json"
+    path.write_text(json.dumps(res))
+    script = tmp_path / "make.sh"
+    script.write_text("#!/bin/sh\necho budgets\n")
+    out = tmp_path / "students"
+    note = "Ran uninterrupted in 3,000 s; 6,000 steps for the default student."
+    assert evaluate.main(["--merge", str(path), f"--script={script}", f"--out={out}", f"--note={note}"]) == 0
+    md = out.with_suffix(".md").read_text()
+    head = md.split("## The issue's targets")[0]
+    assert head.index("echo budgets") < head.index(note)
+    assert "deliberately small" not in md and "a few hundred steps" not in md
+    assert json.loads(out.with_suffix(".json").read_text())["note"] == note

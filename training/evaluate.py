@@ -253,8 +253,8 @@ def merge(paths: list[str], script: str | None, out: str | Path, note: str = "")
     lines += ["No arousal/dominance/valence model can be had offline (docs/distillation.md, \"What can be measured "
               "here\"), so **every teacher on this page is a stand-in**:", ""]
     lines += [f"{k + 1}. {describe_teacher(r['teacher'])}" for k, r in enumerate(results)]
-    lines += ["", "Training budgets are deliberately small (a few hundred steps on a 2-core machine shared with other "
-              "jobs), so these are lower bounds for each architecture, not what it can reach.", "",
+    lines += ["", "What the training budgets were and how the run went is the script's business (its comments and "
+              "--note, above); the numbers are what those budgets reached, not what each architecture can reach.", "",
               "## The issue's targets", "",
               f"Issue 3 asks a Wav2Small student for CCC against a wav2vec2 teacher on held-out real speech of at least "
               f"{TARGETS['arousal']} / {TARGETS['dominance']} / {TARGETS['valence']} (A / D / V), and int8 through the "
