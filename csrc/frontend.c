@@ -84,7 +84,7 @@ size_t w2s_logmel_scratch_bytes(const w2s_config *c) {
 typedef struct {
     int32_t sym;                     /* trig_symmetric(cosine) */
     const int64_t *mat;              /* SIMD DFT matrix (kernels.h), or NULL */
-    int32_t avx512;                  /* the AVX-512 set's windowing, power and log2 (kernels.h) */
+    int32_t avx512;                  /* the AVX-512 set's windowing, power, log2, dB (kernels.h) */
 } fe_plan;
 
 static void plan_init(const w2s_config *c, const w2s_weights *w, fe_plan *p) {
@@ -199,22 +199,21 @@ static void frame_s16(const w2s_config *c, const w2s_weights *w, const w2s_preno
 #endif
             for (j = 0; j < c->n_mels; j++) lg[j] = m[j] ? w2s_log2_q16(m[j]) : 0;
 #if defined(W2S_DFT_SIMD)
-        if (p->avx512) {
+        if (p->avx512)
             w2s_db_avx512(m, lg, c->n_mels, (e - w->mel_shift) * (1 << W2S_Q_LOG) - pn->log2_var, w->log_floor,
                           w->db_mult, w->db_shift, out);
-            return;
-        }
+        else
 #endif
-        for (j = 0; j < c->n_mels; j++) {
-            int32_t L;
-            if (m[j] == 0) {
-                L = w->log_floor;
-            } else {
-                L = lg[j] + (e - w->mel_shift) * (1 << W2S_Q_LOG) - pn->log2_var;
-                if (L < w->log_floor) L = w->log_floor;
+            for (j = 0; j < c->n_mels; j++) {
+                int32_t L;
+                if (m[j] == 0) {
+                    L = w->log_floor;
+                } else {
+                    L = lg[j] + (e - w->mel_shift) * (1 << W2S_Q_LOG) - pn->log2_var;
+                    if (L < w->log_floor) L = w->log_floor;
+                }
+                out[j] = w2s_sat16(w2s_requantize(L, w->db_mult, w->db_shift));
             }
-            out[j] = w2s_sat16(w2s_requantize(L, w->db_mult, w->db_shift));
-        }
     }
 }
 

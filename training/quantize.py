@@ -261,8 +261,8 @@ def quantize(model: Wav2Small, clips: list[np.ndarray], headroom: float = 2.0) -
     wide = head_wide_rows(cfg)
     hq, s_hp, s_hg = head_weight_codes(model, wide)
     # pre-shifts: the worst-case |sum| of int16 x int16 products must fit int32
-    worst_p = int(np.abs(hq[:, :, :F2].astype(np.int64)).sum(axis=(1, 2)).max()) * 32768
-    worst_g = int(np.abs(hq[:, :, F2:].astype(np.int64)).sum(axis=(1, 2)).max()) * 32768
+    worst_p = int(np.abs(hq[:, :, :F2]).sum(axis=(1, 2)).max()) * 32768
+    worst_g = int(np.abs(hq[:, :, F2:]).sum(axis=(1, 2)).max()) * 32768
     pre_p, pre_g = max(0, worst_p.bit_length() - 31), max(0, worst_g.bit_length() - 31)
     t["head.params"] = np.array([pre_p, pre_g], np.int32)
     t["head.w"] = hq[:wide].astype(np.int16)
