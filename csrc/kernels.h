@@ -63,6 +63,8 @@ void w2s_conv3x3_row_s16_avx512(const w2s_conv_layer *l, int32_t f, int32_t c_ou
                                 const int16_t *const rows[3], int8_t *out);
 void w2s_conv3x3_layer_s16_avx512(const w2s_conv_layer *l, int32_t t, int32_t f, int32_t c_out,
                                   const int16_t *src, int8_t *dst);
+/* w2s_conv_finish of n columns of c_out accumulators, as the AVX-512 conv kernels do it */
+void w2s_conv_finish_avx512(const w2s_conv_layer *l, int32_t c_out, const int32_t *acc, int32_t n, int8_t *out);
 void w2s_conv3x3_row_s8_avx512(const w2s_conv_layer *l, int32_t f, int32_t c_in, int32_t c_out,
                                const int8_t *const rows[3], int8_t *out);
 /* w2s_conv3x3_layer_s8: the weights rearranged once per layer, each input row padded once */

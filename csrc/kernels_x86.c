@@ -191,6 +191,126 @@ W2S_AVX512_INLINE __m512i requant16(__m512i acc, __m512i mult, __m512i left, __m
     return requant16_l(acc, mult, left, right, 1);
 }
 
+/* A layer's epilogue on sixteen channels, its constants made once per layer (the int8 stores of
+ * the output could alias the layer's fields: read in the loop, they would be reloaded).
+ *
+ * Fast form, for layers without left shifts and with right shifts 1 <= r <= 23 (every layer of
+ * the released models; r >= 1 keeps every result inside int32, as the narrowing needs): requantize, add the output offset and clamp in one 64-bit step per half of
+ * the lanes. With p = acc * mult, requant.h computes v = floor((p + 2^30) / 2^31) (its srdhm),
+ * then rshift_round(v, r) = floor((v + 2^(r-1) - [v < 0]) / 2^r) for r > 0 (ties away from
+ * zero), and floor((floor(y) + H) / 2^r) = floor((y + H) / 2^r) for integers H, so
+ *   requantize(acc) + offset = floor((p + K - 2^31 [r > 0 and p < -2^30]) / 2^(31 + r)),
+ *   K = 2^30 + 2^(30 + r) [r > 0] + offset 2^(31 + r)
+ * exactly; |p| < 2^62 and |K| < 2^62 keep the sum inside int64. The clamp to the int8 range is
+ * the saturating narrowing; act_min/act_max inside it take a max/min as well. */
+typedef struct {
+    __m512i mult[W2S_MAX_CHANNELS / 16], left[W2S_MAX_CHANNELS / 16], right[W2S_MAX_CHANNELS / 16];
+    __m512i mult_odd[W2S_MAX_CHANNELS / 16]; /* fast form: odd channels' mult in the low halves */
+    __m512i k[2][W2S_MAX_CHANNELS / 16], thr[2][W2S_MAX_CHANNELS / 16], sh[2][W2S_MAX_CHANNELS / 16];
+    __m512i offset, lo, hi;
+    __mmask16 store[W2S_MAX_CHANNELS / 16]; /* the channels of each block that exist */
+    int32_t c_out, any_left, fast, clamp_lo, clamp_hi;
+} out16;
+
+W2S_AVX512 static void out16_init(const w2s_conv_layer *l, const epilogue *e, int32_t c_out, int32_t any_left,
+                                  out16 *o) {
+    int32_t cb, i, h;
+    o->fast = !any_left;
+    for (i = 0; i < c_out; i++) o->fast &= e->right[i] >= 1 && e->right[i] <= 23;
+    for (cb = 0; cb < (c_out + 15) / 16; cb++) {
+        const int32_t n = c_out - 16 * cb < 16 ? c_out - 16 * cb : 16;
+        int64_t k[2][8], thr[2][8], sh[2][8];
+        o->mult[cb] = _mm512_loadu_si512(e->mult + 16 * cb);
+        o->left[cb] = _mm512_loadu_si512(e->left + 16 * cb);
+        o->right[cb] = _mm512_loadu_si512(e->right + 16 * cb);
+        o->mult_odd[cb] = _mm512_srli_epi64(o->mult[cb], 32);
+        o->store[cb] = (__mmask16)((1u << n) - 1u);
+        for (h = 0; h < 2; h++) /* h = 0: even channels, 1: odd */
+            for (i = 0; i < 8; i++) {
+                const int32_t r = e->right[16 * cb + 2 * i + h]; /* zero past c_out (epilogue_init) */
+                k[h][i] = ((int64_t)1 << 30) + (r > 0 ? (int64_t)1 << (30 + r) : 0) +
+                          (int64_t)l->output_offset * ((int64_t)1 << (31 + r));
+                thr[h][i] = r > 0 ? -((int64_t)1 << 30) : INT64_MIN;
+                sh[h][i] = 31 + r;
+            }
+        for (h = 0; h < 2; h++) {
+            o->k[h][cb] = _mm512_loadu_si512(k[h]);
+            o->thr[h][cb] = _mm512_loadu_si512(thr[h]);
+            o->sh[h][cb] = _mm512_loadu_si512(sh[h]);
+        }
+    }
+    o->offset = _mm512_set1_epi32(l->output_offset);
+    o->lo = _mm512_set1_epi32(l->act_min);
+    o->hi = _mm512_set1_epi32(l->act_max);
+    o->clamp_lo = l->act_min > -128;
+    o->clamp_hi = l->act_max < 127;
+    o->c_out = c_out;
+    o->any_left = any_left;
+}
+
+/* the fast form's half: floor((p + K - 2^31 [p < thr]) / 2^sh) of the low halves of x */
+W2S_AVX512_INLINE __m512i out16_half(__m512i x, __m512i mult, __m512i k, __m512i thr, __m512i sh) {
+    const __m512i p = _mm512_mul_epi32(x, mult);
+    const __m512i t = _mm512_add_epi64(p, k);
+    return _mm512_srav_epi64(_mm512_mask_sub_epi64(t, _mm512_cmplt_epi64_mask(p, thr), t,
+                                                   _mm512_set1_epi64((int64_t)1 << 31)), sh);
+}
+
+/* One channel block's epilogue constants, copied into a local before a run of stores: read from
+ * the layer's out16 through a pointer, each int8 store (which may alias it) would reload them. */
+typedef struct {
+    __m512i mult, mult_odd, k0, k1, thr0, thr1, sh0, sh1, left, right, offset, lo, hi;
+    __mmask16 store;
+    int32_t base, c_out, any_left, fast, clamp_lo, clamp_hi; /* base: the block's first channel */
+} out16_block;
+
+W2S_AVX512_INLINE out16_block out16_get(const out16 *o, int32_t cb) {
+    out16_block c;
+    c.mult = o->mult[cb], c.mult_odd = o->mult_odd[cb], c.left = o->left[cb], c.right = o->right[cb];
+    c.k0 = o->k[0][cb], c.k1 = o->k[1][cb], c.thr0 = o->thr[0][cb], c.thr1 = o->thr[1][cb];
+    c.sh0 = o->sh[0][cb], c.sh1 = o->sh[1][cb], c.offset = o->offset, c.lo = o->lo, c.hi = o->hi;
+    c.store = o->store[cb], c.base = 16 * cb, c.c_out = o->c_out, c.any_left = o->any_left;
+    c.fast = o->fast, c.clamp_lo = o->clamp_lo, c.clamp_hi = o->clamp_hi;
+    return c;
+}
+
+/* requantize sixteen accumulators, add the offset, clamp, store the channels that exist at
+ * column (dst: the column's first channel) */
+W2S_AVX512_INLINE void out16_put(const out16_block *c, __m512i acc, int8_t *dst) {
+    __m512i v;
+    if (c->fast) {
+        const __m512i ev = out16_half(acc, c->mult, c->k0, c->thr0, c->sh0);
+        const __m512i od = out16_half(_mm512_srli_epi64(acc, 32), c->mult_odd, c->k1, c->thr1, c->sh1);
+        v = _mm512_mask_shuffle_epi32(ev, 0xAAAA, od, _MM_PERM_CDAB); /* odd results to the odd lanes */
+        if (c->clamp_lo) v = _mm512_max_epi32(v, c->lo);
+        if (c->clamp_hi) v = _mm512_min_epi32(v, c->hi);
+        _mm_mask_storeu_epi8(dst + c->base, c->store, _mm512_cvtsepi32_epi8(v));
+        return;
+    }
+    v = requant16_l(acc, c->mult, c->left, c->right, c->any_left);
+    v = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(v, c->offset), c->lo), c->hi);
+    _mm_mask_storeu_epi8(dst + c->base, c->store, _mm512_cvtepi32_epi8(v));
+}
+
+/* The epilogue alone, n columns of c_out accumulators (for check/test_kernels.c: its roundings
+ * against w2s_conv_finish on chosen values, ties included, which random layers rarely hit). */
+W2S_AVX512 void w2s_conv_finish_avx512(const w2s_conv_layer *l, int32_t c_out, const int32_t *acc, int32_t n,
+                                       int8_t *out) {
+    epilogue e;
+    out16 o;
+    int32_t j, cb, co, any_left = 0;
+    epilogue_init(l, c_out, &e);
+    for (co = 0; co < c_out; co++) any_left |= e.left[co] != 0;
+    out16_init(l, &e, c_out, any_left, &o);
+    for (j = 0; j < n; j++)
+        for (cb = 0; cb < (c_out + 15) / 16; cb++)
+        {
+            const out16_block c = out16_get(&o, cb);
+            out16_put(&c, _mm512_maskz_loadu_epi32(c.store, acc + (size_t)j * (size_t)c_out + c.base),
+                      out + (size_t)j * (size_t)c_out);
+        }
+}
+
 /* The patch of output column f: kernel rows 0, 1, 2 (3 C_in values each, from the padded rows)
  * one after the other: the (ky, kx, c_in) order of the weights. Lanes past 9 C_in hold
  * leftovers (finite) that meet zero weights. */
@@ -328,9 +448,9 @@ W2S_AVX2 void w2s_conv3x3_row_s8_avx2(const w2s_conv_layer *l, int32_t f_len, in
  * block): for output column f and kernel row ky, the 3 C_in taps u[k] (k = kx C_in + c_in, from
  * the padded row) go in groups of four, each group broadcast to every lane against the weights
  * wq[ky][group][co][4]: 3 ceil(3 C_in / 4) VPDPBUSD per column and block, no horizontal sums,
- * and the accumulators come out in channel order for the 16-lane epilogue. Up to 13 columns at
- * a time share every weight load (vnni_cols; whole layers take two output rows and up to 8
- * columns at a time, vnni_cols2). The input goes in as u = x + 128 (0..255), the offset folded
+ * and the accumulators come out in channel order for the 16-lane epilogue. Tiles of 1, 2 or 4
+ * output rows and up to 13, 8 or 6 columns share every weight load (vnni_tile). The input goes
+ * in as u = x + 128 (0..255), the offset folded
  * into the bias:
  *   sum (x + off) w = sum u w + (off - 128) sum w
  * where padding taps hold u = 128 - off (then u w + (off - 128) w = 0, as a skipped tap), which
@@ -339,7 +459,6 @@ W2S_AVX2 void w2s_conv3x3_row_s8_avx2(const w2s_conv_layer *l, int32_t f_len, in
  * a kernel row are zero, so what the group reads past them does not count. */
 #define VG ((3 * W2S_MAX_CHANNELS + 3) / 4) /* groups of four taps in one kernel row */
 #define VROW ((W2S_MAX_MELS + 2) * W2S_MAX_CHANNELS + 64) /* a padded uint8 row, with slack */
-#define VNB 13 /* at most this many output columns per block: independent VPDPBUSD chains */
 
 typedef struct {
     int8_t  w[W2S_MAX_CHANNELS / 16][3][VG][64]; /* [block][ky][group][co][4] */
@@ -392,76 +511,167 @@ W2S_AVX512_INLINE void vnni_pad_row(const int8_t *x, int32_t n, int32_t c, uint8
     memset(d + c + n, upad, (size_t)(R - c - n));
 }
 
-/* NB output columns from f, channel block cb: all taps, then the epilogue, n channels stored */
-W2S_AVX512_INLINE void vnni_cols(const w2s_conv_layer *l, const vnni_weights *z, int32_t cb, int32_t n,
-                                 const uint8_t *const xr[3], int32_t c_in, int32_t c_out, int32_t f,
-                                 const int32_t NB, int8_t *out) {
-    const int32_t G = z->G;
-    const __mmask16 m = (__mmask16)((1u << n) - 1u);
-    const __m512i bias = _mm512_loadu_si512(z->e.bias + 16 * cb), mult = _mm512_loadu_si512(z->e.mult + 16 * cb);
-    const __m512i left = _mm512_loadu_si512(z->e.left + 16 * cb), right = _mm512_loadu_si512(z->e.right + 16 * cb);
-    __m512i acc[VNB], a0 = bias, a1 = bias, a2 = bias, a3 = bias, a4 = bias, a5 = bias, a6 = bias, a7 = bias;
-    __m512i a8 = bias, a9 = bias, a10 = bias, a11 = bias, a12 = bias;
-    int32_t j, ky, g;
-    for (ky = 0; ky < 3; ky++) {
-        const uint8_t *x = xr[ky] + f * c_in;
-        const int8_t *wk = z->w[cb][ky][0];
-        for (g = 0; g < G; g++, x += 4) { /* NB is a constant: the ifs go at compile time */
-            const __m512i wv = _mm512_loadu_si512(wk + 64 * g);
-#define W2S_TAP(a, j) if (NB > j) { int32_t q; memcpy(&q, x + j * c_in, 4); a = _mm512_dpbusd_epi32(a, _mm512_set1_epi32(q), wv); }
-            W2S_TAP(a0, 0) W2S_TAP(a1, 1) W2S_TAP(a2, 2) W2S_TAP(a3, 3) W2S_TAP(a4, 4) W2S_TAP(a5, 5) W2S_TAP(a6, 6)
-            W2S_TAP(a7, 7) W2S_TAP(a8, 8) W2S_TAP(a9, 9) W2S_TAP(a10, 10) W2S_TAP(a11, 11) W2S_TAP(a12, 12)
-#undef W2S_TAP
+/* GCC 12's partial redundancy elimination turns the named accumulators below into copies and
+ * spills (52 vector moves per 60 VPDPBUSD in the inner loop; none without it) */
+#if defined(__GNUC__) && !defined(__clang__)
+#define W2S_NO_TREE_PRE __attribute__((optimize("no-tree-pre")))
+#else
+#define W2S_NO_TREE_PRE
+#endif
+
+W2S_AVX512_INLINE int32_t w2s_load32(const uint8_t *p) {
+    int32_t q;
+    memcpy(&q, p, 4);
+    return q;
+}
+
+/* R output rows (t .. t + R - 1), NB columns from f, channel block cb: every tap, then the
+ * epilogue. xr: the padded input rows t - 1 .. t + R; input row t - 1 + i feeds kernel row k of
+ * output row i - k, so each broadcast tap (a memory operand) serves 3R / (R + 2) VPDPBUSD: 1, 1.5
+ * and 2 for R = 1, 2, 4. On the cores measured (docs/performance.md) the memory operands, not the
+ * multiplies, bound this loop, hence the taller tiles; R NB accumulators stay in registers
+ * (R and NB are constants here: the loops unroll and the arrays become registers). */
+#define VNB 13 /* at most this many columns per tile (R = 1); R = 2: 8, R = 4: 6 */
+W2S_AVX512_INLINE void vnni_tile(const vnni_weights *z, const out16 *o, int32_t cb, const uint8_t *const *xr,
+                                 int32_t c_in, int32_t f, const int32_t R, const int32_t NB, int8_t *const *out) {
+    const __m512i bias = _mm512_loadu_si512(z->e.bias + 16 * cb);
+    __m512i acc[4][VNB];
+    int32_t i, j, g, r;
+#pragma GCC unroll 4
+    for (r = 0; r < R; r++)
+#pragma GCC unroll 13
+        for (j = 0; j < NB; j++) acc[r][j] = bias;
+    for (g = 0; g < z->G; g++) {
+        const __m512i w0 = _mm512_loadu_si512(z->w[cb][0][g]), w1 = _mm512_loadu_si512(z->w[cb][1][g]);
+        const __m512i w2 = _mm512_loadu_si512(z->w[cb][2][g]);
+#pragma GCC unroll 6
+        for (i = 0; i < R + 2; i++) {
+            const uint8_t *x = xr[i] + f * c_in + 4 * g;
+#pragma GCC unroll 13
+            for (j = 0; j < NB; j++) {
+                int32_t q;
+                __m512i u;
+                memcpy(&q, x + j * c_in, 4);
+                u = _mm512_set1_epi32(q);
+                if (i < R) acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], u, w0);
+                if (i >= 1 && i <= R) acc[i - 1][j] = _mm512_dpbusd_epi32(acc[i - 1][j], u, w1);
+                if (i >= 2) acc[i - 2][j] = _mm512_dpbusd_epi32(acc[i - 2][j], u, w2);
+            }
         }
     }
-    acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3, acc[4] = a4, acc[5] = a5, acc[6] = a6, acc[7] = a7;
-    acc[8] = a8, acc[9] = a9, acc[10] = a10, acc[11] = a11, acc[12] = a12;
-    for (j = 0; j < NB; j++) {
-        __m512i v = requant16_l(acc[j], mult, left, right, z->any_left);
-        v = _mm512_add_epi32(v, _mm512_set1_epi32(l->output_offset));
-        v = _mm512_max_epi32(v, _mm512_set1_epi32(l->act_min));
-        v = _mm512_min_epi32(v, _mm512_set1_epi32(l->act_max));
-        _mm_mask_storeu_epi8(out + (f + j) * c_out + 16 * cb, m, _mm512_cvtepi32_epi8(v));
+    {
+        const out16_block c = out16_get(o, cb);
+#pragma GCC unroll 4
+        for (r = 0; r < R; r++)
+#pragma GCC unroll 13
+            for (j = 0; j < NB; j++) out16_put(&c, acc[r][j], out[r] + (f + j) * c.c_out);
     }
 }
 
-/* One output row from three padded rows */
-W2S_AVX512_INLINE void vnni_row(const w2s_conv_layer *l, const vnni_weights *z, int32_t f_len, int32_t c_in,
-                                int32_t c_out, const uint8_t *const xr[3], int8_t *out) {
-    int32_t cb, f;
-    const int32_t nblk = (f_len + VNB - 1) / VNB;
-    for (cb = 0; cb < (c_out + 15) / 16; cb++) {
-        const int32_t n = c_out - 16 * cb < 16 ? c_out - 16 * cb : 16;
-        int32_t b;
-        /* blocks of equal size (26 columns: 13 13, 40: 10 10 10 10): a short last block would be
-         * a few long chains of dependent VPDPBUSD, waiting on their latency */
-        for (b = 0, f = 0; b < nblk; b++) {
-            const int32_t nb = (f_len - f) / (nblk - b) + ((f_len - f) % (nblk - b) != 0);
-            switch (nb) {
-#define W2S_NB(k) case k: vnni_cols(l, z, cb, n, xr, c_in, c_out, f, k, out); break;
-            W2S_NB(13) W2S_NB(12) W2S_NB(11) W2S_NB(10) W2S_NB(9) W2S_NB(8) W2S_NB(7)
-            W2S_NB(6) W2S_NB(5) W2S_NB(4) W2S_NB(3) W2S_NB(2)
+/* vnni_tile for four rows, at most five columns and 13 input channels, with named accumulators:
+ * GCC keeps these in registers, where the array form of vnni_tile spills at this size. */
+W2S_AVX512_INLINE void vnni_tile4_13(const vnni_weights *z, const out16 *o, int32_t cb, const uint8_t *const *xr,
+                                     int32_t f, const int32_t NB, int8_t *const *out) {
+    const __m512i bias = _mm512_loadu_si512(z->e.bias + 16 * cb);
+    const uint8_t *x0 = xr[0] + f * 13, *x1 = xr[1] + f * 13, *x2 = xr[2] + f * 13;
+    const uint8_t *x3 = xr[3] + f * 13, *x4 = xr[4] + f * 13, *x5 = xr[5] + f * 13;
+    __m512i a00 = bias, a01 = bias, a02 = bias, a03 = bias, a04 = bias; /* a<row><column> */
+    __m512i a10 = bias, a11 = bias, a12 = bias, a13 = bias, a14 = bias;
+    __m512i a20 = bias, a21 = bias, a22 = bias, a23 = bias, a24 = bias;
+    __m512i a30 = bias, a31 = bias, a32 = bias, a33 = bias, a34 = bias;
+    int32_t g;
+    for (g = 0; g < z->G; g++) {
+        const __m512i w0 = _mm512_loadu_si512(z->w[cb][0][g]), w1 = _mm512_loadu_si512(z->w[cb][1][g]);
+        const __m512i w2 = _mm512_loadu_si512(z->w[cb][2][g]);
+        const int32_t k = 4 * g;
+#define W2S_B(x, j) _mm512_set1_epi32(w2s_load32((x) + 13 * (j) + k))
+#define W2S_D(a, u, w) a = _mm512_dpbusd_epi32(a, u, w)
+#define W2S_COL(j)                                                                                       \
+    if (NB > j) {                                                                                        \
+        __m512i u = W2S_B(x0, j);                                                                        \
+        W2S_D(a0##j, u, w0);                                                                             \
+        u = W2S_B(x1, j), W2S_D(a1##j, u, w0), W2S_D(a0##j, u, w1);                                      \
+        u = W2S_B(x2, j), W2S_D(a2##j, u, w0), W2S_D(a1##j, u, w1), W2S_D(a0##j, u, w2);                 \
+        u = W2S_B(x3, j), W2S_D(a3##j, u, w0), W2S_D(a2##j, u, w1), W2S_D(a1##j, u, w2);                 \
+        u = W2S_B(x4, j), W2S_D(a3##j, u, w1), W2S_D(a2##j, u, w2);                                      \
+        u = W2S_B(x5, j), W2S_D(a3##j, u, w2);                                                           \
+    }
+        W2S_COL(0) W2S_COL(1) W2S_COL(2) W2S_COL(3) W2S_COL(4)
+#undef W2S_COL
+#undef W2S_D
+#undef W2S_B
+    }
+    {
+        const out16_block c = out16_get(o, cb);
+#define W2S_ST(r, j) if (NB > j) out16_put(&c, a##r##j, out[r] + (f + j) * c.c_out);
+    W2S_ST(0, 0) W2S_ST(0, 1) W2S_ST(0, 2) W2S_ST(0, 3) W2S_ST(0, 4)
+    W2S_ST(1, 0) W2S_ST(1, 1) W2S_ST(1, 2) W2S_ST(1, 3) W2S_ST(1, 4)
+    W2S_ST(2, 0) W2S_ST(2, 1) W2S_ST(2, 2) W2S_ST(2, 3) W2S_ST(2, 4)
+    W2S_ST(3, 0) W2S_ST(3, 1) W2S_ST(3, 2) W2S_ST(3, 3) W2S_ST(3, 4)
+#undef W2S_ST
+    }
+}
+
+W2S_AVX512 W2S_NO_TREE_PRE __attribute__((noinline)) static void vnni_rows4_13(const vnni_weights *z, const out16 *o, int32_t f_len,
+                                                              const uint8_t *const *xr, int8_t *const *out) {
+    const int32_t ntile = (f_len + 4) / 5;
+    int32_t cb, f, b;
+    for (cb = 0; cb < (o->c_out + 15) / 16; cb++)
+        for (b = 0, f = 0; b < ntile; b++) {
+            const int32_t nb = (f_len - f) / (ntile - b) + ((f_len - f) % (ntile - b) != 0);
+#define W2S_NB(k) case k: vnni_tile4_13(z, o, cb, xr, f, k, out); break;
+            switch (nb) { W2S_NB(5) W2S_NB(4) W2S_NB(3) W2S_NB(2) default: vnni_tile4_13(z, o, cb, xr, f, 1, out); }
 #undef W2S_NB
-            default: vnni_cols(l, z, cb, n, xr, c_in, c_out, f, 1, out); break;
-            }
             f += nb;
         }
-    }
 }
 
-W2S_AVX512 __attribute__((noinline)) static void vnni_row_kernel(const w2s_conv_layer *l, int32_t f_len, int32_t c_in,
+/* R output rows (R = 1, 2 or 4) from the padded rows xr (t - 1 .. t + R), in column tiles of
+ * equal size: a short last tile would be a few long chains of dependent VPDPBUSD. */
+W2S_AVX512_INLINE void vnni_rows(const vnni_weights *z, const out16 *o, int32_t f_len, int32_t c_in,
+                                 const uint8_t *const *xr, const int32_t R, int8_t *const *out) {
+    const int32_t most = R == 4 ? 6 : (R == 2 ? 8 : VNB), ntile = (f_len + most - 1) / most;
+    int32_t cb, f, b;
+    if (R == 4 && c_in == 13) { /* the released width as a constant: each tap's address is a row's
+                                 * pointer plus a fixed offset, not one register per tap */
+        vnni_rows4_13(z, o, f_len, xr, out);
+        return;
+    }
+    for (cb = 0; cb < (o->c_out + 15) / 16; cb++)
+        for (b = 0, f = 0; b < ntile; b++) {
+            const int32_t nb = (f_len - f) / (ntile - b) + ((f_len - f) % (ntile - b) != 0);
+#define W2S_NB(k) case k: vnni_tile(z, o, cb, xr, c_in, f, R, k, out); break;
+            if (R == 4) {
+                switch (nb) { W2S_NB(6) W2S_NB(5) W2S_NB(4) W2S_NB(3) W2S_NB(2) default: vnni_tile(z, o, cb, xr, c_in, f, R, 1, out); }
+            } else if (R == 2) {
+                switch (nb) { W2S_NB(8) W2S_NB(7) W2S_NB(6) W2S_NB(5) W2S_NB(4) W2S_NB(3) W2S_NB(2)
+                              default: vnni_tile(z, o, cb, xr, c_in, f, R, 1, out); }
+            } else {
+                switch (nb) { W2S_NB(13) W2S_NB(12) W2S_NB(11) W2S_NB(10) W2S_NB(9) W2S_NB(8) W2S_NB(7)
+                              W2S_NB(6) W2S_NB(5) W2S_NB(4) W2S_NB(3) W2S_NB(2)
+                              default: vnni_tile(z, o, cb, xr, c_in, f, R, 1, out); }
+            }
+#undef W2S_NB
+            f += nb;
+        }
+}
+
+W2S_AVX512 W2S_NO_TREE_PRE __attribute__((noinline)) static void vnni_row_kernel(const w2s_conv_layer *l, int32_t f_len, int32_t c_in,
                                                                  int32_t c_out, const int8_t *const rows[3], int8_t *out) {
     vnni_weights z;
+    out16 o;
     uint8_t xu[3][VROW];
     const uint8_t *xr[3];
     const int32_t R = (f_len + 2) * c_in + 64;
+    int8_t *const dst[1] = {out};
     int32_t ky;
     vnni_prepare(l, c_in, c_out, &z);
+    out16_init(l, &z.e, c_out, z.any_left, &o);
     for (ky = 0; ky < 3; ky++) {
         vnni_pad_row(rows[ky], f_len * c_in, c_in, (uint8_t)(128 - l->input_offset), xu[ky], R);
         xr[ky] = xu[ky];
     }
-    vnni_row(l, &z, f_len, c_in, c_out, xr, out);
+    vnni_rows(&z, &o, f_len, c_in, xr, 1, dst);
 }
 
 W2S_AVX512 void w2s_conv3x3_row_s8_avx512(const w2s_conv_layer *l, int32_t f_len, int32_t c_in,
@@ -473,110 +683,43 @@ W2S_AVX512 void w2s_conv3x3_row_s8_avx512(const w2s_conv_layer *l, int32_t f_len
     vnni_row_kernel(l, f_len, c_in, c_out, rows, out);
 }
 
-/* A whole layer: the weights prepared once, each input row padded once into a ring of three. */
-/* Output rows t and t + 1 at once, NB columns from f: input rows t and t + 1 serve both (kernel
- * rows 1 and 0 of row t + 1, 2 and 1 of row t), so each broadcast tap feeds two VPDPBUSD on
- * average 1.5 (four input rows for six kernel rows): the loads, not the multiplies, bound the
- * one-row loop on this core. xr: rows t - 1 .. t + 2, padded. */
-W2S_AVX512_INLINE void vnni_cols2(const w2s_conv_layer *l, const vnni_weights *z, int32_t cb, int32_t n,
-                                  const uint8_t *const xr[4], int32_t c_in, int32_t c_out, int32_t f,
-                                  const int32_t NB, int8_t *out0, int8_t *out1) {
-    const int32_t G = z->G;
-    const __mmask16 m = (__mmask16)((1u << n) - 1u);
-    const __m512i bias = _mm512_loadu_si512(z->e.bias + 16 * cb), mult = _mm512_loadu_si512(z->e.mult + 16 * cb);
-    const __m512i left = _mm512_loadu_si512(z->e.left + 16 * cb), right = _mm512_loadu_si512(z->e.right + 16 * cb);
-    const uint8_t *x0 = xr[0] + f * c_in, *x1 = xr[1] + f * c_in, *x2 = xr[2] + f * c_in, *x3 = xr[3] + f * c_in;
-    const int8_t *wk0 = z->w[cb][0][0], *wk1 = z->w[cb][1][0], *wk2 = z->w[cb][2][0];
-    __m512i acc[16], a0 = bias, a1 = bias, a2 = bias, a3 = bias, a4 = bias, a5 = bias, a6 = bias, a7 = bias;
-    __m512i b0 = bias, b1 = bias, b2 = bias, b3 = bias, b4 = bias, b5 = bias, b6 = bias, b7 = bias;
-    int32_t j, g;
-    for (g = 0; g < G; g++) {
-        const __m512i w0 = _mm512_loadu_si512(wk0 + 64 * g), w1 = _mm512_loadu_si512(wk1 + 64 * g);
-        const __m512i w2 = _mm512_loadu_si512(wk2 + 64 * g);
-        const int32_t o = 4 * g;
-#define W2S_TAP2(a, b, j)                                                                  \
-    if (NB > j) {                                                                          \
-        int32_t q0, q1, q2, q3;                                                            \
-        memcpy(&q0, x0 + j * c_in + o, 4);                                                 \
-        memcpy(&q1, x1 + j * c_in + o, 4);                                                 \
-        memcpy(&q2, x2 + j * c_in + o, 4);                                                 \
-        memcpy(&q3, x3 + j * c_in + o, 4);                                                 \
-        {                                                                                  \
-            const __m512i u1 = _mm512_set1_epi32(q1), u2 = _mm512_set1_epi32(q2);          \
-            a = _mm512_dpbusd_epi32(a, _mm512_set1_epi32(q0), w0);                         \
-            b = _mm512_dpbusd_epi32(b, u1, w0);                                            \
-            a = _mm512_dpbusd_epi32(a, u1, w1);                                            \
-            b = _mm512_dpbusd_epi32(b, u2, w1);                                            \
-            a = _mm512_dpbusd_epi32(a, u2, w2);                                            \
-            b = _mm512_dpbusd_epi32(b, _mm512_set1_epi32(q3), w2);                         \
-        }                                                                                  \
-    }
-        W2S_TAP2(a0, b0, 0) W2S_TAP2(a1, b1, 1) W2S_TAP2(a2, b2, 2) W2S_TAP2(a3, b3, 3)
-        W2S_TAP2(a4, b4, 4) W2S_TAP2(a5, b5, 5) W2S_TAP2(a6, b6, 6) W2S_TAP2(a7, b7, 7)
-#undef W2S_TAP2
-    }
-    acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3, acc[4] = a4, acc[5] = a5, acc[6] = a6, acc[7] = a7;
-    acc[8] = b0, acc[9] = b1, acc[10] = b2, acc[11] = b3, acc[12] = b4, acc[13] = b5, acc[14] = b6, acc[15] = b7;
-    for (j = 0; j < 16; j++) { /* a: row t, columns 0..NB-1; b: row t + 1 */
-        const int32_t c = j % 8;
-        __m512i v;
-        if (c >= NB) continue;
-        v = requant16_l(acc[j], mult, left, right, z->any_left);
-        v = _mm512_add_epi32(v, _mm512_set1_epi32(l->output_offset));
-        v = _mm512_max_epi32(v, _mm512_set1_epi32(l->act_min));
-        v = _mm512_min_epi32(v, _mm512_set1_epi32(l->act_max));
-        _mm_mask_storeu_epi8((j < 8 ? out0 : out1) + (f + c) * c_out + 16 * cb, m, _mm512_cvtepi32_epi8(v));
-    }
-}
-
-/* Two output rows from four padded rows (t - 1 .. t + 2), columns in blocks of equal size <= 8 */
-W2S_AVX512_INLINE void vnni_row2(const w2s_conv_layer *l, const vnni_weights *z, int32_t f_len, int32_t c_in,
-                                 int32_t c_out, const uint8_t *const xr[4], int8_t *out0, int8_t *out1) {
-    const int32_t nblk = (f_len + 7) / 8;
-    int32_t cb, f, b;
-    for (cb = 0; cb < (c_out + 15) / 16; cb++) {
-        const int32_t n = c_out - 16 * cb < 16 ? c_out - 16 * cb : 16;
-        for (b = 0, f = 0; b < nblk; b++) {
-            const int32_t nb = (f_len - f) / (nblk - b) + ((f_len - f) % (nblk - b) != 0);
-            switch (nb) {
-#define W2S_NB(k) case k: vnni_cols2(l, z, cb, n, xr, c_in, c_out, f, k, out0, out1); break;
-            W2S_NB(8) W2S_NB(7) W2S_NB(6) W2S_NB(5) W2S_NB(4) W2S_NB(3) W2S_NB(2)
-#undef W2S_NB
-            default: vnni_cols2(l, z, cb, n, xr, c_in, c_out, f, 1, out0, out1); break;
-            }
-            f += nb;
-        }
-    }
-}
-
-/* A whole layer: the weights prepared once, each input row padded once into a ring of four,
- * output rows two at a time (the last one alone when T is odd). */
-W2S_AVX512 __attribute__((noinline)) static void vnni_layer_kernel(const w2s_conv_layer *l, int32_t T, int32_t f_len,
+/* A whole layer: the weights prepared once, each input row padded once into a ring of slots,
+ * output rows four at a time (two or one for the last rows; two throughout when the rows are too
+ * long for eight slots in the ring). */
+W2S_AVX512 W2S_NO_TREE_PRE __attribute__((noinline)) static void vnni_layer_kernel(const w2s_conv_layer *l, int32_t T, int32_t f_len,
                                                                    int32_t c_in, int32_t c_out, const int8_t *src,
                                                                    int8_t *dst) {
     vnni_weights z;
-    uint8_t xu[4][VROW]; /* input row r in slot r mod 4 (row -1: slot 3) */
-    const int32_t R = (f_len + 2) * c_in + 64, n = f_len * c_in;
-    const size_t o = (size_t)(f_len * c_out);
+    out16 o;
+    uint8_t ring[4 * VROW];
+    const int32_t R = (f_len + 2) * c_in + 64, n = f_len * c_in, S = (R + 63) / 64 * 64;
+    const int32_t slots = 8 * S <= (int32_t)sizeof ring ? 8 : 4; /* four rows at a time need six */
+    const size_t rowb = (size_t)(f_len * c_out);
     const uint8_t upad = (uint8_t)(128 - l->input_offset);
-    int32_t t;
+    int32_t t = 0, padded = 0, r; /* input rows -1 .. padded are in the ring */
+#define W2S_SLOT(r) (ring + (size_t)(((r) + slots) & (slots - 1)) * (size_t)S)
     vnni_prepare(l, c_in, c_out, &z);
-    vnni_pad_row(NULL, n, c_in, upad, xu[3], R); /* row -1 */
-    vnni_pad_row(src, n, c_in, upad, xu[0], R);
-    for (t = 0; t < T; t += 2) {
-        const uint8_t *xr[4];
-        int32_t r;
-        for (r = t + 1; r <= t + 2; r++) /* rows t + 1, t + 2 (or padding) over rows t - 3, t - 2 */
-            vnni_pad_row(r < T ? src + (size_t)r * (size_t)n : NULL, n, c_in, upad, xu[r % 4], R);
-        xr[0] = xu[(t + 3) % 4];
-        xr[1] = xu[t % 4];
-        xr[2] = xu[(t + 1) % 4];
-        xr[3] = xu[(t + 2) % 4];
-        if (t + 1 < T)
-            vnni_row2(l, &z, f_len, c_in, c_out, xr, dst + (size_t)t * o, dst + (size_t)(t + 1) * o);
+    out16_init(l, &z.e, c_out, z.any_left, &o);
+    vnni_pad_row(NULL, n, c_in, upad, W2S_SLOT(-1), R);
+    vnni_pad_row(src, n, c_in, upad, W2S_SLOT(0), R);
+    while (t < T) {
+        const int32_t step = slots == 8 && t + 4 <= T ? 4 : (t + 2 <= T ? 2 : 1);
+        const uint8_t *xr[6];
+        int8_t *out[4];
+        for (r = padded + 1; r <= t + step; r++) /* over rows no longer needed */
+            vnni_pad_row(r < T ? src + (size_t)r * (size_t)n : NULL, n, c_in, upad, W2S_SLOT(r), R);
+        padded = t + step;
+        for (r = 0; r < step + 2; r++) xr[r] = W2S_SLOT(t - 1 + r);
+        for (r = 0; r < step; r++) out[r] = dst + (size_t)(t + r) * rowb;
+        if (step == 4)
+            vnni_rows(&z, &o, f_len, c_in, xr, 4, out);
+        else if (step == 2)
+            vnni_rows(&z, &o, f_len, c_in, xr, 2, out);
         else
-            vnni_row(l, &z, f_len, c_in, c_out, xr, dst + (size_t)t * o);
+            vnni_rows(&z, &o, f_len, c_in, xr, 1, out);
+        t += step;
     }
+#undef W2S_SLOT
 }
 
 W2S_AVX512 void w2s_conv3x3_layer_s8_avx512(const w2s_conv_layer *l, int32_t T, int32_t f_len, int32_t c_in,
@@ -994,14 +1137,12 @@ static void l1_pad(const int16_t *x, int32_t n, int16_t *d) {
 }
 
 /* one output row from padded rows xr (NULL: missing) */
-W2S_AVX512_INLINE void l1_row(const w2s_conv_layer *l, const l1_weights *z, int32_t f_len, int32_t c_out,
-                              const int16_t *const xr[3], int8_t *out) {
+W2S_AVX512_INLINE void l1_row(const w2s_conv_layer *l, const l1_weights *z, const out16 *o, int32_t f_len,
+                              int32_t c_out, const int16_t *const xr[3], int8_t *out) {
     int32_t cb, f, ky;
     for (cb = 0; cb < (c_out + 15) / 16; cb++) {
-        const int32_t n = c_out - 16 * cb < 16 ? c_out - 16 * cb : 16;
-        const __mmask16 m = (__mmask16)((1u << n) - 1u);
-        const __m512i mult = _mm512_loadu_si512(z->e.mult + 16 * cb), left = _mm512_loadu_si512(z->e.left + 16 * cb);
-        const __m512i right = _mm512_loadu_si512(z->e.right + 16 * cb), off = _mm512_set1_epi32(l->input_offset);
+        const __m512i off = _mm512_set1_epi32(l->input_offset);
+        const out16_block c = out16_get(o, cb);
         __m512i w[3][2], sl = _mm512_setzero_si512(), sm = _mm512_setzero_si512(), sr = _mm512_setzero_si512();
         __m512i bl, bm, br;
         for (ky = 0; ky < 3; ky++) {
@@ -1019,7 +1160,7 @@ W2S_AVX512_INLINE void l1_row(const w2s_conv_layer *l, const l1_weights *z, int3
         bm = _mm512_add_epi32(_mm512_loadu_si512(z->e.bias + 16 * cb), _mm512_mullo_epi32(off, sm));
         br = _mm512_add_epi32(_mm512_loadu_si512(z->e.bias + 16 * cb), _mm512_mullo_epi32(off, sr));
         for (f = 0; f < f_len; f++) {
-            __m512i acc = f == 0 ? bl : f == f_len - 1 ? br : bm, v;
+            __m512i acc = f == 0 ? bl : f == f_len - 1 ? br : bm;
             if (xr[0] && xr[2]) { /* every row but the first and the last: no test per row */
                 int32_t p[6];
                 memcpy(p, xr[0] + f, 4);
@@ -1045,11 +1186,7 @@ W2S_AVX512_INLINE void l1_row(const w2s_conv_layer *l, const l1_weights *z, int3
                     acc = _mm512_dpwssd_epi32(acc, _mm512_set1_epi32(p1), w[ky][1]);
                 }
             }
-            v = requant16_l(acc, mult, left, right, z->any_left);
-            v = _mm512_add_epi32(v, _mm512_set1_epi32(l->output_offset));
-            v = _mm512_max_epi32(v, _mm512_set1_epi32(l->act_min));
-            v = _mm512_min_epi32(v, _mm512_set1_epi32(l->act_max));
-            _mm_mask_storeu_epi8(out + f * c_out + 16 * cb, m, _mm512_cvtepi32_epi8(v));
+            out16_put(&c, acc, out + f * c_out);
         }
     }
 }
@@ -1057,24 +1194,28 @@ W2S_AVX512_INLINE void l1_row(const w2s_conv_layer *l, const l1_weights *z, int3
 W2S_AVX512 void w2s_conv3x3_row_s16_avx512(const w2s_conv_layer *l, int32_t f_len, int32_t c_out,
                                            const int16_t *const rows[3], int8_t *out) {
     l1_weights z;
+    out16 o;
     int16_t xs[3][W2S_MAX_MELS + 4];
     const int16_t *xr[3];
     int32_t ky;
     l1_prepare(l, c_out, &z);
+    out16_init(l, &z.e, c_out, z.any_left, &o);
     for (ky = 0; ky < 3; ky++) {
         if (rows[ky]) l1_pad(rows[ky], f_len, xs[ky]);
         xr[ky] = rows[ky] ? xs[ky] : NULL;
     }
-    l1_row(l, &z, f_len, c_out, xr, out);
+    l1_row(l, &z, &o, f_len, c_out, xr, out);
 }
 
 /* w2s_conv3x3_layer_s16: the weights prepared once, each input row padded once (ring of three) */
 W2S_AVX512 void w2s_conv3x3_layer_s16_avx512(const w2s_conv_layer *l, int32_t T, int32_t f_len, int32_t c_out,
                                              const int16_t *src, int8_t *dst) {
     l1_weights z;
+    out16 o;
     int16_t xs[3][W2S_MAX_MELS + 4];
     int32_t t;
     l1_prepare(l, c_out, &z);
+    out16_init(l, &z.e, c_out, z.any_left, &o);
     l1_pad(src, f_len, xs[0]);
     for (t = 0; t < T; t++) {
         const int16_t *xr[3];
@@ -1082,7 +1223,7 @@ W2S_AVX512 void w2s_conv3x3_layer_s16_avx512(const w2s_conv_layer *l, int32_t T,
         xr[0] = t > 0 ? xs[(t + 2) % 3] : NULL;
         xr[1] = xs[t % 3];
         xr[2] = t + 1 < T ? xs[(t + 1) % 3] : NULL;
-        l1_row(l, &z, f_len, c_out, xr, dst + (size_t)t * (size_t)(f_len * c_out));
+        l1_row(l, &z, &o, f_len, c_out, xr, dst + (size_t)t * (size_t)(f_len * c_out));
     }
 }
 

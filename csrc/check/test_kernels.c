@@ -4,11 +4,13 @@
  *
  *     test_kernels model.w2s [clip.raw ...]
  *
- * 1. conv rows, and whole layers of 1-5 rows: random layers (C_in, C_out 1..64, F 1..40, int8
- *    weights including -128, input offsets including -128 and 128, saturating shifts), random
+ * 1. conv rows, and whole layers of 1-11 rows: random layers (C_in, C_out 1..64, F 1..40, int8
+ *    weights including -128, input offsets including -128 and 128, saturating shifts, every channel's
+ *    shift in [-23, -1] in a third of the trials), random
  *    rows, missing rows above/below;
  * 2. vox pooling: random weights and rows (1-64 channels, 1-40 mel bins), the softmax state;
- * 3. x86: the front end's log2, DFT, windowing and power kernels against plain C;
+ * 3. x86: the front end's log2, DFT, windowing and power kernels and the AVX-512 conv epilogue
+ *    (ties of its roundings) against plain C;
  * 4. whole clips (the given raw int16 files, or synthetic signals): every stage of the forward
  *    pass (trace) hashed under each set and compared with the portable one.
  * Prints "test_kernels: <sets> PASS" or the first difference, exit status 0 or 1.
@@ -50,15 +52,18 @@ static void *read_file(const char *path, size_t *len) {
 #define MAXW (W2S_MAX_CHANNELS * 9 * W2S_MAX_CHANNELS)
 static int8_t w8[MAXW], x8[3][40 * W2S_MAX_CHANNELS], o_ref[40 * W2S_MAX_CHANNELS], o_got[40 * W2S_MAX_CHANNELS];
 static int16_t x16[3][40];
-static int8_t map8[5 * 40 * W2S_MAX_CHANNELS], map_ref[5 * 40 * W2S_MAX_CHANNELS], map_got[5 * 40 * W2S_MAX_CHANNELS];
-static int16_t map16[5 * 40];
+#define MAX_T 11
+static int8_t map8[MAX_T * 40 * W2S_MAX_CHANNELS], map_ref[MAX_T * 40 * W2S_MAX_CHANNELS], map_got[MAX_T * 40 * W2S_MAX_CHANNELS];
+static int16_t map16[MAX_T * 40];
 static int32_t bias[W2S_MAX_CHANNELS], mult[W2S_MAX_CHANNELS], shift[W2S_MAX_CHANNELS];
 
 static int conv_rows(int32_t isa, int trials) {
     int t, i;
     for (t = 0; t < trials; t++) {
         w2s_conv_layer l;
-        const int32_t c_in = t % 7 == 0 ? 64 : rnd_in(1, 20), c_out = t % 5 == 0 ? 64 : rnd_in(1, 20);
+        /* c_in 13: the released width has its own tile; shifts all in [-23, -1]: the fast epilogue */
+        const int32_t c_in = t % 7 == 0 ? 64 : (t % 6 == 1 ? 13 : rnd_in(1, 20));
+        const int32_t c_out = t % 5 == 0 ? 64 : rnd_in(1, 20), fast = t % 3 == 0;
         const int32_t f = t % 11 == 0 ? 1 : t % 13 == 0 ? 2 : rnd_in(1, 40), ends[] = {-128, 128, -127, 0};
         const int first = t % 9 == 0; /* layer 1: one int16 channel */
         const int8_t *rows8[3];
@@ -74,7 +79,8 @@ static int conv_rows(int32_t isa, int trials) {
         for (i = 0; i < c_out; i++) {
             bias[i] = rnd_in(-(1 << 20), 1 << 20);
             mult[i] = rnd_in(1 << 30, 0x7FFFFFFF);
-            shift[i] = rnd() % 4 == 0 ? rnd_in(-31, 30) : rnd_in(-16, -6);
+            shift[i] = fast ? rnd_in(-23, -1) : (rnd() % 4 == 0 ? rnd_in(-31, 30) : rnd_in(-16, -6));
+            if (rnd() % 8 == 0) mult[i] = 0x7FFFFFFF; /* the largest products */
         }
         l.input_offset = first ? rnd_in(-32768, 32768) : (t % 3 ? ends[t % 4] : rnd_in(-128, 128));
         l.output_offset = rnd_in(-128, 127);
@@ -84,8 +90,8 @@ static int conv_rows(int32_t isa, int trials) {
         l.bias = bias;
         l.mult = mult;
         l.shift = shift;
-        if (t % 10 == 5) { /* a whole layer of 1..5 rows (w2s_conv3x3_layer_*) */
-            const int32_t T = rnd_in(1, 5);
+        if (t % 5 == 3) { /* a whole layer of 1..11 rows (w2s_conv3x3_layer_*: tiles of 4, 2, 1 rows) */
+            const int32_t T = rnd_in(1, MAX_T);
             for (i = 0; i < T * f * c_in; i++) map8[i] = (int8_t)rnd_in(-128, 127);
             for (i = 0; i < T * f; i++) map16[i] = (int16_t)rnd_in(-32768, 32767);
             if (first) {
@@ -185,6 +191,55 @@ static int vox_rows(const w2s_model *m, int32_t isa, int trials) {
 /* ---- front-end kernels (x86) ------------------------------------------------------------------------ */
 
 #ifdef W2S_HAVE_X86
+/* The AVX-512 conv epilogue against w2s_conv_finish: multipliers that are powers of two (so the
+ * products land on the rounding ties of both roundings, both signs) and the largest one, shifts
+ * inside and outside the fast form's range, accumulators near every tie and at the int32 ends. */
+static int epilogue_avx512(int trials) {
+    static int32_t acc[64 * 64];
+    static int8_t got[64 * 64];
+    int t, i, j;
+    for (t = 0; t < trials; t++) {
+        w2s_conv_layer l;
+        const int32_t c_out = rnd_in(1, 64), n = 64, fast = t % 4 != 0;
+        for (i = 0; i < c_out; i++) {
+            const int32_t kind = (int32_t)(rnd() % 4);
+            mult[i] = kind == 0 ? 0x7FFFFFFF : kind == 1 ? rnd_in(1 << 30, 0x7FFFFFFF) : (int32_t)1 << rnd_in(0, 30);
+            shift[i] = fast ? rnd_in(-23, -1) : rnd_in(-31, 30);
+        }
+        l.output_offset = rnd_in(-128, 127);
+        l.act_min = t % 3 ? -128 : rnd_in(-128, 0);
+        l.act_max = t % 5 ? 127 : rnd_in(l.act_min, 127);
+        l.mult = mult;
+        l.shift = shift;
+        l.bias = bias; /* read, unused: the accumulators come with it */
+        for (j = 0; j < n; j++)
+            for (i = 0; i < c_out; i++) {
+                int32_t *a = &acc[j * c_out + i];
+                const int32_t r = shift[i] < 0 ? -shift[i] : 0, k = 31 - __builtin_clz((uint32_t)mult[i]);
+                const int32_t e = 30 + r - k; /* acc 2^e: half a step of the result when mult = 2^k */
+                if (rnd() % 8 == 0) {
+                    *a = rnd() % 2 ? INT32_MAX - rnd_in(0, 2) : INT32_MIN + rnd_in(0, 2);
+                } else if (mult[i] == 1 && rnd() % 2) { /* p = acc next to -2^30: v = 0 or -1 */
+                    *a = (rnd() % 2 ? -(1 << 30) : (1 << 30)) + rnd_in(-2, 2);
+                } else if (e >= 0 && e < 31 && rnd() % 4) {
+                    const int64_t v = (int64_t)rnd_in(-64, 64) * ((int64_t)1 << e) + rnd_in(-2, 2);
+                    *a = v > INT32_MAX ? INT32_MAX : v < INT32_MIN ? INT32_MIN : (int32_t)v;
+                } else {
+                    *a = (int32_t)rnd();
+                }
+            }
+        w2s_conv_finish_avx512(&l, c_out, acc, n, got);
+        for (j = 0; j < n * c_out; j++)
+            if (got[j] != w2s_conv_finish(&l, acc[j], j % c_out)) {
+                printf("epilogue %d: acc %ld mult %ld shift %d offset %d: %d, plain C %d\n", t, (long)acc[j],
+                       (long)mult[j % c_out], (int)shift[j % c_out], (int)l.output_offset, (int)got[j],
+                       (int)w2s_conv_finish(&l, acc[j], j % c_out));
+                return 1;
+            }
+    }
+    return 0;
+}
+
 /* w2s_log2_q16_simd against w2s_log2_q16 on values of every bit length, w2s_dft_simd against the
  * matrix product in plain C on random tables and inputs at the bounds of frontend.c */
 static int frontend_simd(int trials) {
@@ -389,6 +444,11 @@ int main(int argc, char **argv) {
     if (w2s_frame_avx512_ok(W2S_ISA_AVX512)) {
         const int bad = frontend_avx512(400);
         printf("test_kernels: windowing, power, log2 and dB (avx512) against plain C: %s\n", bad ? "FAIL" : "identical");
+        failures += bad;
+    }
+    if (w2s_isa_resolve(W2S_ISA_AVX512) == W2S_ISA_AVX512) {
+        const int bad = epilogue_avx512(2000);
+        printf("test_kernels: conv epilogue (avx512) against plain C: %s\n", bad ? "FAIL" : "identical");
         failures += bad;
     }
 #endif
