@@ -22,7 +22,7 @@ Training starts from a distilled student (--init) and fine-tunes all of it on ba
     evaluation uses other files and generators): log sigma is pulled to `ood_log_sigma` (maximal
     uncertainty, as the paper's OOD-trained "KL-out" variant targets a flat prior) and the speech
     logit to 0. Non-speech is capped at a quarter of the speech in each batch, as in the paper.
-Three measured options are off by default (docs/uncertainty.md has the numbers; none kept A/D/V
+Four measured options are off by default (docs/uncertainty.md has the numbers; none kept A/D/V
 CCC and int8 fidelity where they were): --extended_nonspeech adds training.ood's extended train
 generators (band-limited square/saw/triangle tones, random dual tones, beep trains, chirps and
 sirens, synthetic effects, pitch-shifted/reversed/chained UI sounds); --ensemble_weight
@@ -33,7 +33,8 @@ unseen voice) so that sigma learns the error of unfamiliar voices, without the m
 voices each): the squared error each training clip has under the student that never heard its voice,
 minus the --init student's (which did), is added to the squared error sigma learns. The head's own
 error on training voices is small and about the same for every voice; on unseen voices it is not,
-and only such honest errors tell sigma which voices and clips look unfamiliar.
+and only such honest errors could tell sigma which voices look unfamiliar (measured: the gaps are
+real, but sigma did not learn to rank voices from them; docs/uncertainty.md, third round).
 
 Loss = (1 - CCC of mu on the annotated clips, as in distillation) + Gaussian NLL of sigma given the (detached) error
 + squared distance of OOD log sigma to its target + binary cross-entropy of the speech logit.
