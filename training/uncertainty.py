@@ -263,7 +263,7 @@ def voice_gap(pools: Pools, spec: str, init: str) -> np.ndarray:
     """(N, 3): for each annotated training clip (whole, clean), max(0, squared error of the student
     that never heard its voice - squared error of `init`, which did). The init student's own error
     on seen voices is what the head's error already shows sigma; the gap is the part that only
-    unseen voices have (a per-voice offset, regression to the mean on extreme targets)."""
+    unseen voices have (e.g. a per-voice offset)."""
     students = honest_students(spec)
     ref = load_ensemble(init)[0]
     gap = np.zeros((len(pools.annotated), N_VALUES))
