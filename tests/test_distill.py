@@ -281,3 +281,17 @@ def test_torchrun_two_processes(tmp_path: Path, small_corpus: Path, dawn_dir: Pa
     model, _, _ = distill.load_student(tmp_path / "ddp")
     with torch.no_grad():
         assert torch.all(torch.isfinite(model(torch.randn(1, 8000))))
+
+
+def test_drop_voices_leaves_out_exactly_those_voices():
+    from training.distill import drop_voices
+
+    rng = np.random.default_rng(0)
+    clips = [(rng.standard_normal(100) * 3000).astype(np.int16) for _ in range(5)]
+    split = Split(clips, rng.random((5, 3)).astype(np.float32), ["a", "b", "a", "c", "b"], list("01234"))
+    kept = drop_voices(split, ["a", " c"])
+    assert kept.voices == ["b", "b"] and kept.ids == ["1", "4"]
+    assert np.array_equal(kept.targets, split.targets[[1, 4]]) and kept.clips[1] is clips[4]
+    with pytest.raises(ValueError, match="not in the split"):   # a typo must not keep every voice
+        drop_voices(split, ["a", "zz"])
+    assert parse_args(["--exclude_voices=a,b"])[0].exclude_voices == "a,b"

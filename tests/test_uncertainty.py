@@ -444,3 +444,64 @@ def test_release_reproduces_the_shipped_model(tmp_path):
     clips = clips[1::2] + [c.audio for c in nonspeech("eval", max_per_kind=2)]  # not calibration's
     diff = np.max([np.abs(again.predict_fixed(x) - shipped.predict_fixed(x)) for x in clips], axis=0) / 65536
     assert np.all(diff[:-1] <= 5e-4) and diff[-1] <= 2e-3, diff
+
+
+def _fake_fold_students(tmp_path, voices: list[list[str]]) -> str:
+    """Leave-voices-out students as training.distill writes them (weights + train.json's config),
+    here random-init: the code path is the same, and a test cannot afford three distillations."""
+    from training.distill import save_json, save_model
+
+    dirs = []
+    for k, left in enumerate(voices):
+        torch.manual_seed(100 + k)
+        d = tmp_path / f"fold{k}"
+        d.mkdir()
+        save_model(d / "model.safetensors", Wav2Small().state_dict(), config=Wav2Small().cfg.to_dict())
+        save_json(d / "train.json", {"config": {"exclude_voices": ",".join(left)}})
+        dirs.append(str(d))
+    return ",".join(dirs)
+
+
+def test_honest_voice_gap_and_the_batch_it_follows(tmp_path):
+    """--honest: each annotated clip's gap comes from the student that left its voice out, is >= 0,
+    and step `it` adds the gap of exactly the clips its batch drew; the batch itself is unchanged."""
+    from training.uncertainty import UQConfig, annotated_picks, batch, honest_students, load_pools
+
+    small = dict(n_clips=120, ood_per_kind=1, real_per_group=1, babble_bank=1, batch_speech=6, batch_real=1,
+                 batch_ood=1)
+    plain = load_pools(UQConfig(**small), lambda m: None)
+    assert plain.gap is None and len(plain.voices) == len(plain.annotated)
+    names = sorted(set(plain.voices))
+    spec = _fake_fold_students(tmp_path, [names[0::2], names[1::2]])
+    assert [left for _, left in honest_students(spec)] == [set(names[0::2]), set(names[1::2])]
+    pools = load_pools(UQConfig(**small, honest=spec), lambda m: None)
+    assert pools.gap.shape == (len(pools.annotated), 3) and (pools.gap >= 0).all() and (pools.gap > 0).any()
+    # the gap of one clip, by hand: its fold's squared error minus the init student's, floored at 0
+    from training.uncertainty import load_ensemble
+
+    k = 3
+    fold = next(m for m, left in honest_students(spec) if pools.voices[k] in left)
+    x = torch.from_numpy(pools.annotated[k])[None]
+    with torch.no_grad():
+        e_fold = (fold(x)[0].double().numpy() - pools.targets[k]) ** 2
+        e_ref = (load_ensemble(UQConfig().init)[0](x)[0].double().numpy() - pools.targets[k]) ** 2
+    assert np.allclose(pools.gap[k], np.maximum(0, e_fold - e_ref), atol=1e-6)
+    # the batch does not depend on the flag; annotated_picks names its clips
+    cfg = UQConfig(**small, honest=spec)
+    x0, y0, *_ = batch(plain, UQConfig(**small), 5)
+    x1, y1, *_ = batch(pools, cfg, 5)
+    assert torch.equal(x0, x1) and torch.equal(y0, y1)
+    assert np.allclose(pools.targets[annotated_picks(len(pools.annotated), cfg, 5)[1]], y1.numpy())
+    (tmp_path / "none").mkdir()
+    with pytest.raises(SystemExit, match="left out no voices"):  # a student that heard every voice
+        honest_students(_fake_fold_students(tmp_path / "none", [[]]))
+
+
+def test_release_card_names_the_runs_non_default_options():
+    """The card's rebuild command carries every training.uncertainty option the run changed."""
+    from training.release import uq_flags
+
+    shipped = json.loads((REPO / "training" / "default_uq" / "train.json").read_text())
+    assert uq_flags(shipped) == ""   # the defaults (out_dir and a thresholds-only rerun left out)
+    changed = {"config": {**shipped["config"], "honest": "a,b", "honest_weight": 2.0, "threads": 1}}
+    assert uq_flags(changed) == " --honest=a,b --honest_weight=2.0 --threads=1"

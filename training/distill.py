@@ -134,6 +134,10 @@ class TrainConfig:
     pad: str = field(default="repeat", metadata={"help": "short clips: repeat (tile) or zero (append silence)"})
     eval_seconds: float = field(default=8.0, metadata={"help": "manifest corpora: validation/test clips are cut "
                                                                "to their first N seconds"})
+    exclude_voices: str = field(default="", metadata={"help": "comma-separated voices (speaker groups) left out of "
+                                                            "the training split: a leave-voices-out student whose "
+                                                            "errors on them are honest (training/uncertainty.py "
+                                                            "--honest); validation and test are unchanged"})
     augment: str = field(default="none", metadata={"help": "none, default or strong (training/augment.py): "
                                                            "reverb, filtering, noise at random SNR, clipping, gain"})
     # teacher
@@ -329,6 +333,19 @@ class Split:
 def _split(clips: list[np.ndarray], targets: list | None, voices: list[str], ids: list[str]) -> Split:
     t = np.asarray(targets, np.float32).reshape(-1, 3) if targets is not None else np.zeros((len(clips), 3), np.float32)
     return Split(clips, t, voices, ids)
+
+
+def drop_voices(split: Split, voices: list[str]) -> Split:
+    """The split without the clips of `voices` (names as in Split.voices; unknown names are an
+    error, so that a typo cannot silently leave every voice in)."""
+    names = {v.strip() for v in voices if v.strip()}
+    unknown = names - set(split.voices)
+    if unknown:
+        raise ValueError(f"voices not in the split: {sorted(unknown)}")
+    keep = [k for k, v in enumerate(split.voices) if v not in names]
+    targets = split.targets[keep] if split.targets is not None else None
+    return Split([split.clips[k] for k in keep], targets, [split.voices[k] for k in keep],
+                 [split.ids[k] for k in keep])
 
 
 def load_prosody_corpus(cfg: TrainConfig, sample_rate: int, log: Callable[[str], None],
@@ -742,6 +759,9 @@ def train(cfg: TrainConfig, given: dict[str, Any] | None = None) -> dict[str, An
         splits = load_manifest_corpus(cfg, sample_rate, labelled_only=cfg.teacher == "prosody", log=log,
                                       skipped=skipped)
     skipped.finish(log)
+    if cfg.exclude_voices:
+        splits["train"] = drop_voices(splits["train"], cfg.exclude_voices.split(","))
+        log(f"left out voices {cfg.exclude_voices}: {len(splits['train'])} training clips remain")
     if len(splits["train"]) < 1 or len(splits["val"]) < 2:
         raise ValueError(f"the corpus gives {len(splits['train'])} training and {len(splits['val'])} validation "
                          "clips; need at least 1 and 2 (raise n_clips, or build a bigger corpus)")

@@ -66,6 +66,18 @@ calibration also saw two non-speech clips of each kind (training split).
 """
 
 
+def uq_flags(uq: dict) -> str:
+    """The training.uncertainty options of a run that differ from the defaults (so the card's
+    rebuild command is the run's), leaving out where it was written and a thresholds-only rerun."""
+    from .uncertainty import UQConfig
+
+    default = UQConfig()
+    cfg = uq.get("config", {})
+    skip = {"init", "out_dir", "thresholds_only"}
+    return "".join(f" --{k}={cfg[k]}" for k in UQConfig.__dataclass_fields__
+                   if k not in skip and k in cfg and cfg[k] != getattr(default, k))
+
+
 def card(train: dict, fid: dict, nbytes: int, params: int, extra: str = "", shipped_ccc: dict | None = None) -> str:
     ccc = train.get("ccc", {})
     t = ccc.get("test", {})
@@ -151,7 +163,7 @@ def release(src: Path, out_dir: Path = PACKAGE_MODELS, n_clips: int = 48) -> dic
         calib = calib + [c.audio for c in nonspeech("train", max_per_kind=2, extended=extended)]
         uq, init = train, Path(train["config"]["init"])  # the card also shows the distilled student
         train = json.loads((init / "train.json").read_text())
-        extra = (f"python -m training.uncertainty --init={init} --out_dir={src}\n"
+        extra = (f"python -m training.uncertainty --init={init} --out_dir={src}{uq_flags(uq)}\n"
                  f"python -m training.release {src}                  # this card and default.w2s\n```\n"
                  + uncertainty_section(uq))
     data = write_model(quantize(model, calib), out_dir / "default.w2s")

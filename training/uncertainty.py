@@ -22,13 +22,19 @@ Training starts from a distilled student (--init) and fine-tunes all of it on ba
     evaluation uses other files and generators): log sigma is pulled to `ood_log_sigma` (maximal
     uncertainty, as the paper's OOD-trained "KL-out" variant targets a flat prior) and the speech
     logit to 0. Non-speech is capped at a quarter of the speech in each batch, as in the paper.
-Three measured options are off by default (docs/uncertainty.md has the numbers; none kept A/D/V
+Four measured options are off by default (docs/uncertainty.md has the numbers; none kept A/D/V
 CCC and int8 fidelity where they were): --extended_nonspeech adds training.ood's extended train
 generators (band-limited square/saw/triangle tones, random dual tones, beep trains, chirps and
 sirens, synthetic effects, pitch-shifted/reversed/chained UI sounds); --ensemble_weight
 adds (weight * the std of distilled students' A/D/V)^2 to the squared error sigma learns (a second
 opinion in the same pass); --voice_shift_prob resamples some annotated rows (pitch and formants: an
-unseen voice) so that sigma learns the error of unfamiliar voices, without the mean learning from them.
+unseen voice) so that sigma learns the error of unfamiliar voices, without the mean learning from them;
+--honest names leave-voices-out students (training.distill --exclude_voices, one fold of the training
+voices each): the squared error each training clip has under the student that never heard its voice,
+minus the --init student's (which did), is added to the squared error sigma learns. The head's own
+error on training voices is small and about the same for every voice; on unseen voices it is not,
+and only such honest errors could tell sigma which voices look unfamiliar (measured: the gaps are
+real, but sigma did not learn to rank voices from them; docs/uncertainty.md, third round).
 
 Loss = (1 - CCC of mu on the annotated clips, as in distillation) + Gaussian NLL of sigma given the (detached) error
 + squared distance of OOD log sigma to its target + binary cross-entropy of the speech logit.
@@ -89,6 +95,8 @@ class UQConfig:
     ensemble_weight: float = 0.0     # sigma^2 target = error^2 + (weight * std of the ensemble's means)^2
     voice_shift_prob: float = 0.0    # share of annotated rows pitch/formant-shifted (an unseen voice); sigma learns from them, mu not
     voice_shift_max: float = 1.3     # largest resampling factor of a voice shift (and 1/it the smallest)
+    honest: str = ""                 # leave-voices-out students (training.distill --exclude_voices); '' = off
+    honest_weight: float = 1.0       # sigma^2 target += weight * the voice gap those students measure
     real_per_group: int = 40         # real speech files per speaker group
     babble_bank: int = 24            # babble noises made up front (6-12 training voices each)
     coverage: float = 0.95           # clean validation speech answered at the default threshold
@@ -120,6 +128,14 @@ HELP = {
                         "heard) with the clean clip's target; sigma learns their error, the CCC term of mu "
                         "leaves them out",
     "voice_shift_max": "largest factor of a voice shift (1.3: about 4.5 semitones)",
+    "honest": "comma-separated dirs of leave-voices-out students (python -m training.distill "
+              "--exclude_voices=...; together they must leave out every training voice once): each "
+              "training clip's squared error under the student that never heard its voice, minus that "
+              "of the --init student that did (per dimension, >= 0), is the voice gap: what not knowing "
+              "the voice adds to the error. Sigma's NLL sees error^2 + honest_weight * gap, on clean "
+              "and corrupted rows, so that sigma can learn which voices and clips look unfamiliar; the "
+              "mean is trained as without it; '' turns it off",
+    "honest_weight": "weight of the voice gap in sigma's squared-error target (with --honest)",
     "ood_per_kind": "training.ood clips per non-speech kind in the pool",
     "batch_ood": "non-speech clips per step (<= 1/4 of the speech, as in the paper)",
     "coverage": "share of clean validation speech answered at the default sigma threshold",
@@ -184,6 +200,8 @@ class Pools:
     real: list[np.ndarray]          # Debian real speech, train groups
     ood: list[np.ndarray]           # training.ood non-speech, train split
     babble: list[np.ndarray]        # babble noise of training voices (made once: it reads many files)
+    voices: list[str] | None = None  # voice of each annotated clip
+    gap: np.ndarray | None = None    # (N, 3) voice gap of each annotated clip (--honest), else None
 
 
 def real_speech(splits: tuple[str, ...], per_group: int, seed: int) -> list[tuple[str, np.ndarray]]:
@@ -219,7 +237,49 @@ def load_pools(cfg: UQConfig, log) -> Pools:
         f"({time.time() - t0:.0f} s)")
     if not real or not ood:
         raise SystemExit("no real speech or no non-speech found: see .ci/run for the Debian packages")
-    return Pools(to_f(splits["train"].clips), splits["train"].targets, real, ood, babble)
+    pools = Pools(to_f(splits["train"].clips), splits["train"].targets, real, ood, babble, list(splits["train"].voices))
+    if cfg.honest:
+        pools.gap = voice_gap(pools, cfg.honest, cfg.init)
+        log(f"voice gap from {cfg.honest}: mean {pools.gap.mean(axis=0).round(5).tolist()}, "
+            f"share > 0 {float((pools.gap > 0).mean()):.2f}")
+    return pools
+
+
+def honest_students(spec: str) -> list[tuple[Wav2Small, set[str]]]:
+    """Leave-voices-out students of a comma-separated list of run dirs, each with the voices its
+    training left out (its train.json's exclude_voices)."""
+    out = []
+    for m, d in zip(load_ensemble(spec), [d.strip() for d in spec.split(",") if d.strip()]):
+        path = Path(d) if Path(d).exists() else Path(__file__).resolve().parent.parent / d
+        left = json.loads((path / "train.json").read_text())["config"].get("exclude_voices", "")
+        if not left:
+            raise SystemExit(f"{d} left out no voices (training.distill --exclude_voices): no honest errors")
+        out.append((m, set(left.split(","))))
+    return out
+
+
+@torch.no_grad()
+def voice_gap(pools: Pools, spec: str, init: str) -> np.ndarray:
+    """(N, 3): for each annotated training clip (whole, clean), max(0, squared error of the student
+    that never heard its voice - squared error of `init`, which did). The init student's own error
+    on seen voices is what the head's error already shows sigma; the gap is the part that only
+    unseen voices have (e.g. a per-voice offset)."""
+    students = honest_students(spec)
+    ref = load_ensemble(init)[0]
+    gap = np.zeros((len(pools.annotated), N_VALUES))
+    covered = np.zeros(len(pools.annotated), bool)
+    for k, (clip, voice) in enumerate(zip(pools.annotated, pools.voices or [])):
+        fold = [m for m, left in students if voice in left]
+        if not fold:
+            continue
+        x = torch.from_numpy(np.asarray(clip, np.float32))[None]
+        y = pools.targets[k]
+        e_ref = (ref(x)[0, :N_VALUES].double().numpy() - y) ** 2
+        e_fold = np.mean([(m(x)[0, :N_VALUES].double().numpy() - y) ** 2 for m in fold], axis=0)
+        gap[k], covered[k] = np.maximum(0.0, e_fold - e_ref), True
+    if not covered.any():
+        raise SystemExit(f"the students of {spec} left out none of the training voices")
+    return gap
 
 
 def crop(x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -260,14 +320,21 @@ def random_corruption(x: np.ndarray, rng: np.random.Generator, babble: list[np.n
     return corrupt_with_bank(x, kind, level, rng, babble, "train")
 
 
+def annotated_picks(n_annotated: int, cfg: UQConfig, it: int) -> tuple[np.random.Generator, np.ndarray]:
+    """Step `it`'s generator and the annotated clips its batch draws (its first draw), so that a
+    caller can tell which clips a batch holds without changing what the batch is."""
+    rng = np.random.default_rng([cfg.seed, 0x5A, it])
+    return rng, rng.integers(n_annotated, size=cfg.batch_speech)
+
+
 def batch(pools: Pools, cfg: UQConfig, it: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Step `it`'s batch, a pure function of (seed, it): annotated rows first, then real, then OOD.
     Returns audio, targets of the annotated rows, which rows are speech, which annotated rows the
     mean learns from (clean ones; with mean_on_corrupted, corrupted ones too; never voice-shifted)."""
-    rng = np.random.default_rng([cfg.seed, 0x5A, it])
+    rng, picks = annotated_picks(len(pools.annotated), cfg, it)
     n = int(cfg.crop_seconds * 16000)
     rows, targets, clean, mean_rows = [], [], [], []
-    for i in rng.integers(len(pools.annotated), size=cfg.batch_speech):
+    for i in picks:
         x = crop(pools.annotated[i], n, rng)
         shifted = cfg.voice_shift_prob > 0 and rng.random() < cfg.voice_shift_prob  # no draw when off
         if shifted:
@@ -420,6 +487,9 @@ def train(cfg: UQConfig) -> dict[str, Any]:
             g["lr"] = lr_at(it, cfg) * g["scale"]
         x, y, is_speech, mean_rows = batch(pools, cfg, it)
         spread = ensemble_spread(members, x[: cfg.batch_speech], cfg.ensemble_weight)
+        if pools.gap is not None and cfg.honest_weight > 0:  # what an unseen voice adds, per clip
+            gap = cfg.honest_weight * torch.from_numpy(pools.gap[annotated_picks(len(pools.annotated), cfg, it)[1]]).float()
+            spread = gap if spread is None else spread + gap
         terms = loss_terms(model(x), y, cfg.batch_speech, is_speech, cfg.ood_log_sigma,
                            None if bool(mean_rows.all()) else mean_rows, spread)
         loss = sum(terms.values())
