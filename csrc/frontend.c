@@ -63,14 +63,19 @@ int32_t w2s_log2_q16(uint64_t v) {
 w2s_prenorm w2s_prenorm_s16(const w2s_weights *w, const int16_t *pcm, size_t n) {
     w2s_prenorm pn;
     int64_t sum = 0;
-    uint64_t sq = 0; /* n < 2^24 and d^2 < 2^40: no overflow */
+    uint64_t sum2 = 0, sq; /* n <= 2^24: |sum| < 2^39, sum2 <= 2^54 */
     size_t i;
-    for (i = 0; i < n; i++) sum += pcm[i];
-    pn.mean = (int32_t)w2s_div_round(sum * (1 << W2S_Q_PCM), (int64_t)n);
-    for (i = 0; i < n; i++) {
-        const int64_t d = (int64_t)pcm[i] * (1 << W2S_Q_PCM) - pn.mean;
-        sq += (uint64_t)(d * d);
+    for (i = 0; i < n; i++) { /* one pass over the clip */
+        const int32_t x = pcm[i];
+        sum += x;
+        sum2 += (uint32_t)(x * x);
     }
+    pn.mean = (int32_t)w2s_div_round(sum * (1 << W2S_Q_PCM), (int64_t)n);
+    /* sq = sum (16 x - mean)^2 = 256 sum2 - 32 mean sum + n mean^2, in uint64 arithmetic: the
+     * true value is below 2^64 (n < 2^24 terms under 2^40), so the wrap-around of the partial
+     * terms cancels and sq is exact, the same integer as summing the squares one by one */
+    sq = (sum2 << (2 * W2S_Q_PCM)) - (((uint64_t)(int64_t)pn.mean * (uint64_t)sum) << (W2S_Q_PCM + 1)) +
+         (uint64_t)n * ((uint64_t)(int64_t)pn.mean * (uint64_t)(int64_t)pn.mean);
     pn.log2_var = w2s_log2_q16((sq + n / 2) / n + (uint64_t)w->pcm_eps);
     return pn;
 }
