@@ -86,3 +86,41 @@ def test_clipping_gain_and_full_scale(speech):
         y = augment.apply(speech, p)
         assert y.dtype == np.float32 and len(y) == len(speech) and np.all(np.isfinite(y))
         assert np.abs(y).max() <= 1.0 and augment.describe(p)
+
+
+def centroid(x: np.ndarray) -> float:
+    spec = np.abs(np.fft.rfft(x * np.hanning(len(x)))) ** 2
+    f = np.fft.rfftfreq(len(x), 1 / 16000)
+    return float((spec * f).sum() / spec.sum())
+
+
+def test_speaker_shift_scales_every_frequency(speech):
+    tone = np.sin(2 * np.pi * 440 * np.arange(16000) / 16000).astype(np.float32) * 0.5
+    for r in (0.87, 1.15):
+        y = augment.apply(tone, {"seed": 0, "shift": r})
+        assert y.dtype == np.float32 and len(y) == len(tone)
+        peak = np.fft.rfftfreq(8000, 1 / 16000)[np.argmax(np.abs(np.fft.rfft(y[:8000] * np.hanning(8000))))]
+        assert abs(peak - 440 * r) < 4, (r, peak)  # 2 Hz bins
+        # real speech: pitch and formants move together, so the spectral centroid moves by r too
+        # (measured on the part before the tiled tail)
+        z = augment.speaker_shift(speech.astype(np.float64), r)
+        part = int(len(speech) * min(1.0, 1 / r)) - 1
+        assert abs(centroid(z[:part]) / centroid(speech[: int(part * r)]) - r) < 0.03 * r
+    np.testing.assert_allclose(augment.speaker_shift(speech.astype(np.float64), 1.0), speech, atol=1e-6)
+
+
+def test_speaker_preset_adds_shifts_and_leaves_the_other_presets_alone():
+    # "default" and "strong" draw what they drew before the shift existed (annotation cache keys, and
+    # the runs behind docs/students.md, depend on it)
+    assert augment.key(augment.draw("default", 999)) == \
+        '{"noise":{"color":"brown","snr":23.58},"reverb":{"drr":0.43,"rt60":0.795},"seed":999,"v":1}'
+    assert augment.key(augment.draw("strong", 123)) == \
+        '{"noise":{"color":"pink","snr":14.34},"reverb":{"drr":9.62,"rt60":0.371},"seed":123,"v":1}'
+    drawn = [augment.draw("speakers", s) for s in range(400)]
+    shifts = [d["shift"] for d in drawn if "shift" in d]
+    assert abs(len(shifts) / 400 - 0.5) < 0.08 and 0.87 <= min(shifts) and max(shifts) <= 1.15
+    assert np.mean(np.array(shifts) > 1) == pytest.approx(0.5, abs=0.1)  # log-uniform: as many up as down
+    for s, d in enumerate(drawn[:50]):  # the other steps are default's
+        assert {k: v for k, v in d.items() if k != "shift"} == augment.draw("default", s)
+    assert "speaker shift" in augment.describe(
+        next(d for d in drawn if "shift" in d))

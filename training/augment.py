@@ -7,6 +7,11 @@ generated, not read from files, for the same reason.
 
 Steps, in this order (each applied with its own probability; `PRESETS` holds the numbers):
 
+    shift    another speaker, roughly (preset "speakers" only): the waveform resampled by a factor r
+             drawn log-uniformly in [shift_min, shift_max], which scales pitch and formants by r (and
+             the tempo, as speed perturbation does); band-limited (FFT) resampling, the result tiled or
+             cut back to the input's length. With --annotate=online the teacher annotates the shifted
+             audio, so the targets follow the new voice
     reverb   synthetic room: exponentially decaying Gaussian noise impulse response with RT60 drawn
              in [rt60_min, rt60_max] s, mixed with the direct path at a direct-to-reverberant ratio
              in [drr_min, drr_max] dB (what a hearing aid hears in a room)
@@ -51,6 +56,9 @@ class AugmentConfig:
     p_gain: float = 0.5
     gain_min: float = -30.0     # dB
     gain_max: float = 0.0
+    p_shift: float = 0.0        # speaker shift; 0 in "default" and "strong", whose draws stay as they were
+    shift_min: float = 0.87     # resampling factor: pitch and formants x r (0.87..1.15: about -/+ 2.4 semitones)
+    shift_max: float = 1.15
 
 
 PRESETS: dict[str, AugmentConfig | None] = {
@@ -58,6 +66,9 @@ PRESETS: dict[str, AugmentConfig | None] = {
     "default": AugmentConfig(),
     # harsher conditions, for robustness studies
     "strong": AugmentConfig(p_reverb=0.5, p_filter=0.5, p_noise=0.8, snr_min=-5.0, snr_max=20.0, p_clip=0.2),
+    # "default" plus speaker variety (pitch and formants shifted together), for a student whose teacher
+    # annotates online: a corpus with few real speakers gets more voices
+    "speakers": AugmentConfig(p_shift=0.5),
 }
 
 
@@ -89,6 +100,11 @@ def draw(preset: str, seed: int) -> dict:
         p["clip"] = {"drive": round(float(rng.uniform(cfg.drive_min, cfg.drive_max)), 2)}
     if u[4] < cfg.p_gain:
         p["gain"] = round(float(rng.uniform(cfg.gain_min, cfg.gain_max)), 2)
+    if cfg.p_shift > 0:  # a stream of its own: the other steps draw exactly what they drew before
+        shift_rng = np.random.default_rng([VERSION, seed, 2])
+        if shift_rng.random() < cfg.p_shift:
+            lo, hi = math.log(cfg.shift_min), math.log(cfg.shift_max)
+            p["shift"] = round(math.exp(float(shift_rng.uniform(lo, hi))), 4)
     return p
 
 
@@ -145,6 +161,22 @@ def colored_noise(n: int, color: str, rng: np.random.Generator) -> np.ndarray:
     return x / max(float(np.sqrt(np.mean(x ** 2))), 1e-12)
 
 
+def speaker_shift(x: np.ndarray, r: float) -> np.ndarray:
+    """x resampled so that every frequency is multiplied by r (pitch, formants, tempo), same length.
+
+    Band-limited: the spectrum is cut (r > 1, which also removes what would alias) or zero-padded
+    (r < 1) to the new length. A shorter result is tiled, as training pads short clips ("repeat"), a
+    longer one cut to its start."""
+    n = len(x)
+    m = max(2, int(round(n / r)))
+    spec = np.fft.rfft(x)
+    keep = min(len(spec), m // 2 + 1)
+    out = np.zeros(m // 2 + 1, complex)
+    out[:keep] = spec[:keep]
+    y = np.fft.irfft(out, m) * (m / n)
+    return np.tile(y, -(-n // m))[:n] if m < n else y[:n]
+
+
 def _fft_convolve(x: np.ndarray, h: np.ndarray) -> np.ndarray:
     """Causal convolution, output as long as x."""
     size = 1 << (len(x) + len(h) - 1).bit_length()
@@ -157,6 +189,8 @@ def apply(wave: np.ndarray, params: dict) -> np.ndarray:
     if not params:
         return np.asarray(wave, np.float32)
     rng = np.random.default_rng([VERSION, params["seed"], 1])  # noise and room draws
+    if "shift" in params:
+        x = speaker_shift(x, float(params["shift"]))
     if "reverb" in params:
         r = params["reverb"]
         x = _fft_convolve(x, room_impulse(r["rt60"], r["drr"], rng))
@@ -182,6 +216,8 @@ def describe(params: dict) -> str:
     if not params:
         return "clean"
     parts = []
+    if "shift" in params:
+        parts.append(f"speaker shift x{params['shift']}")
     if "reverb" in params:
         parts.append(f"reverb rt60 {params['reverb']['rt60']} s drr {params['reverb']['drr']} dB")
     if "filter" in params:

@@ -55,9 +55,10 @@ are fixed up front and annotated once through the on-disk cache (training/cache.
 keys, resumable, progress); each step draws from those views. With --annotate=online the teacher
 runs on each step's freshly cropped and augmented batch (slower, unlimited variety, no cache).
 
-Augmentation (--augment=none|default|strong; training/augment.py documents each step and number):
+Augmentation (--augment=none|default|strong|speakers; training/augment.py documents each step and number):
 synthetic room reverberation, low/high/band-pass filtering, white/pink/brown noise at a random SNR
-(default 0..30 dB), overdrive clipping and gain. The student sees the same augmented audio the
+(default 0..30 dB), overdrive clipping and gain; "speakers" adds pitch/formant shifts by resampling
+(more voices from a corpus with few speakers). The student sees the same augmented audio the
 teacher annotated.
 
 Determinism. Order, crops and augmentations at step i are a pure function of (seed, i), so a resumed
@@ -138,8 +139,9 @@ class TrainConfig:
                                                             "the training split: a leave-voices-out student whose "
                                                             "errors on them are honest (training/uncertainty.py "
                                                             "--honest); validation and test are unchanged"})
-    augment: str = field(default="none", metadata={"help": "none, default or strong (training/augment.py): "
-                                                           "reverb, filtering, noise at random SNR, clipping, gain"})
+    augment: str = field(default="none", metadata={"help": "none, default, strong or speakers (training/augment.py): "
+                                                           "reverb, filtering, noise at random SNR, clipping, gain; "
+                                                           "speakers adds pitch/formant shifts (resampling)"})
     # teacher
     teacher: str = field(default="prosody", metadata={"help": "prosody | labels:CSV | dawn:DIR | onnx:FILE | "
                                                               "onnx+norm:FILE | w2s:FILE | ensemble:SPEC,SPEC"})

@@ -9,7 +9,8 @@ on the `split` (default test) clips of the corpus, each cut to its first `eval_s
 - CCC per dimension (arousal, dominance, valence) of the float student against the teacher, over all
   clips and separately over real (Debian) and synthetic (espeak-ng, flite) speech;
 - the same for the int8 model run by the C engine (Wav2Small students: training.quantize, calibrated
-  on `calib` training clips, training.export to .w2s, wav2small.Model), and the CCC it loses;
+  on `calib` training clips of the kind the student trained on (calibration_entries), training.export
+  to .w2s, wav2small.Model), and the CCC it loses;
 - trainable parameters, multiply-accumulates per second of audio (training.mobilenet.count_macs:
   convolutions, linear layers, matrix products), and the size of the deployed file (.w2s for
   Wav2Small; float32 safetensors for MobileNets, which the engine does not run).
@@ -66,15 +67,28 @@ def teacher_targets(spec: str, split: Split, cache_dir: Path, threads: int = 1) 
     return cache.annotate(views, lambda v: render_view(pcm[v.clip], v, "repeat"), what="teacher (eval)"), teacher.id
 
 
-def calibration_clips(manifest: str | Path, n: int, seconds: float = 6.0) -> list[np.ndarray]:
-    """n training clips spread over the manifest, real speech first (the engine runs on real audio);
-    an unreadable file is left out with a warning."""
-    train = [e for e in read_manifest(manifest) if e.split == "train"]
+def calibration_entries(manifest: str | Path, n: int, labelled_only: bool = False) -> list[Entry]:
+    """n training clips spread over the manifest, drawn from the clips the student was trained on:
+    with `labelled_only` (a student of the prosody annotator, which trains on the labelled espeak-ng
+    clips only) those; otherwise real speech first (the engine runs on real audio).
+
+    Why not real speech for every student: int8 activation ranges are the calibration maxima, and an
+    annotator's student sees larger activations on espeak-ng than on real speech. Calibrated on real
+    speech, its int8 model clipped them on its own (espeak-ng) validation and test clips and lost up
+    to 0.0066 / 0.0065 CCC (val / test); calibrated on 24 espeak-ng training clips, 0.0017 / 0.0002
+    (runs/final/prosody/w2s, 2026-12-02)."""
+    train = [e for e in read_manifest(manifest) if e.split == "train" and (e.targets is not None or not labelled_only)]
     real = [e for e in train if e.source.startswith("debian:")]
     pool = real if len(real) >= n else train
     if not pool:
-        raise ValueError(f"{manifest} has no training clips to calibrate on")
-    picked = pool[:: max(1, len(pool) // n)][:n]
+        raise ValueError(f"{manifest} has no {'labelled ' if labelled_only else ''}training clips to calibrate on")
+    return pool[:: max(1, len(pool) // n)][:n]
+
+
+def calibration_clips(manifest: str | Path, n: int, seconds: float = 6.0,
+                      labelled_only: bool = False) -> list[np.ndarray]:
+    """The clips of calibration_entries, cut to `seconds`; an unreadable file is left out with a warning."""
+    picked = calibration_entries(manifest, n, labelled_only)
     _, clips = read_many([e.path for e in picked], 16000, Skipped("calibration clips"))
     return [c[: int(seconds * 16000)] for c in clips]
 
@@ -195,7 +209,8 @@ def markdown(result: dict) -> str:
               f"{result['date']}, {result['wall_seconds']} s on {result['threads']} thread(s). MACs count "
               "convolutions, linear layers and matrix products (torch's FLOP counter / 2). int8 runs through the "
               "C engine (wav2small.Model) after training.quantize, calibrated on "
-              f"{result['calibration_clips']} training clips; MobileNets have no int8 engine path.", ""]
+              f"{result['calibration_clips']} training clips ({'labelled espeak-ng' if result['teacher'] == 'prosody-annotator' else 'real speech first'}, "
+              "the kind the students trained on); MobileNets have no int8 engine path.", ""]
     return "\n".join(lines)
 
 
@@ -287,7 +302,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
     entries, split = load_split(args.corpus, args.split, args.eval_seconds, labelled_only)
     cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     targets, teacher_id = teacher_targets(args.teacher, split, cache_dir, args.threads)
-    calib = calibration_clips(args.corpus, args.calib) if args.calib > 0 else None
+    calib = calibration_clips(args.corpus, args.calib, labelled_only=labelled_only) if args.calib > 0 else None
     students = []
     for run_dir in args.runs:
         print(f"evaluating {run_dir}", flush=True)

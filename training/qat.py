@@ -177,11 +177,12 @@ def measure(model: Wav2Small, calib: list[np.ndarray], split) -> dict[str, Any]:
 
 def calibration_set(cfg, splits: dict) -> list[np.ndarray]:
     """The clips the exporter calibrates on: a manifest's training clips as training.evaluate picks
-    them (real speech first, 6 s each); for the prosody corpus, training clips spread over the split."""
+    them (6 s each; the labelled espeak-ng clips for the prosody annotator's student, which trains on
+    those only, else real speech first); for the prosody corpus, training clips spread over the split."""
     if cfg.corpus != "prosody":
         from .evaluate import calibration_clips
 
-        return calibration_clips(cfg.corpus, cfg.qat_calib)
+        return calibration_clips(cfg.corpus, cfg.qat_calib, labelled_only=cfg.teacher == "prosody")
     train = splits["train"].clips
     picked = train[:: max(1, len(train) // cfg.qat_calib)][: cfg.qat_calib]
     return [c[: 6 * 16000].astype(np.float32) / 32768.0 for c in picked]
