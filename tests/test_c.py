@@ -60,3 +60,16 @@ def test_c_cli_rejects_bad_files(build, tmp_path):
     bad_model.write_bytes(DEFAULT_W2S.read_bytes()[:100])
     r = subprocess.run([str(build / "w2s_cli"), str(bad_model), str(stereo)], capture_output=True, text=True)
     assert r.returncode == 2 and "truncated" in r.stderr
+
+
+def test_ab_engine_script_times_two_builds_stage_by_stage():
+    """scripts/ab_engine.sh (the A/B behind docs/performance.md's stage table): two builds, every
+    stage of the forward pass timed for each, in one process."""
+    r = subprocess.run(["bash", str(REPO / "scripts" / "ab_engine.sh"), "HEAD", "", "3"], capture_output=True,
+                       text=True, cwd=REPO)
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = {line.split()[0]: line.split()[1:] for line in r.stdout.splitlines()[2:] if line.strip()}
+    assert list(rows) == ["prenorm", "log-mel", "conv1", "conv2", "conv3", "max-pool", "conv4", "conv5", "conv6",
+                          "conv7", "vox", "gram", "head", "total"], r.stdout
+    assert all(len(v) == 2 and all(float(x) >= 0 for x in v) for v in rows.values()), r.stdout
+    assert all(float(x) > 0 for x in rows["total"]), r.stdout
