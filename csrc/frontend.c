@@ -244,6 +244,12 @@ void w2s_logmel_frames_s16(const w2s_config *c, const w2s_weights *w, const w2s_
         p.avx512 = w2s_frame_avx512_ok(w->isa);
     }
 #endif
-    for (t = 0; t < n_frames; t++)
+    t = 0;
+#if defined(W2S_DFT_SIMD)
+    if (p.avx512 && mat[W2S_DFT_MAT_WORDS - 1]) /* eight frames in the lanes, the rest one by one */
+        for (; t + 8 <= n_frames; t += 8)
+            w2s_logmel8_avx512(c, w, pn, mat, pcm + (size_t)t * (size_t)c->hop, out + (size_t)t * (size_t)c->n_mels);
+#endif
+    for (; t < n_frames; t++)
         frame_s16(c, w, pn, &p, pcm + (size_t)t * (size_t)c->hop, scratch, out + (size_t)t * (size_t)c->n_mels);
 }

@@ -106,6 +106,10 @@ void w2s_log2_q16_simd(const uint64_t *v, int32_t n, int32_t *lg);
  * saturation to int16) as frame_s16 */
 int      w2s_frame_avx512_ok(int32_t isa);
 void     w2s_window_avx512(const int16_t *frame, int32_t mean, const int32_t *window, int32_t n, int32_t *xw);
+/* frontend.c's frame for the eight frames from pcm (frame f at pcm + f hop), into out (8, n_mels);
+ * needs the DFT matrix of a symmetric table (its last word set) and n_fft <= W2S_DFT_MAT_MAX_N */
+void     w2s_logmel8_avx512(const w2s_config *c, const w2s_weights *w, const w2s_prenorm *pn, const int64_t *mat,
+                            const int16_t *pcm, int16_t *out);
 uint64_t w2s_power_avx512(const int64_t *re, const int64_t *im, int32_t n, uint64_t *power);
 void     w2s_log2_q16_avx512(const uint64_t *v, int32_t n, int32_t *lg);
 void     w2s_db_avx512(const uint64_t *m, const int32_t *lg, int32_t n, int32_t offset, int32_t log_floor,

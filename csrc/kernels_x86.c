@@ -1517,6 +1517,147 @@ W2S_AVX512 void w2s_log2_q16_avx512(const uint64_t *v, int32_t n, int32_t *lg) {
     }
 }
 
+/* ---- the front end, eight frames in the lanes ------------------------------------------------------ */
+
+/* floor(log2 v) and the mantissa of v >= 1 normalised to [2^30, 2^31), as w2s_log2_q16 starts:
+ * the bit length by a binary search of six masked steps (AVX-512F has no 64-bit lzcnt) */
+W2S_AVX512_INLINE void log2_prepare8(__m512i v, __m512i *x, __m512i *msb) {
+    __m512i u = v, m = _mm512_setzero_si512();
+    int s;
+    for (s = 32; s >= 1; s /= 2) {
+        const __mmask8 big = _mm512_cmpge_epu64_mask(u, _mm512_set1_epi64((int64_t)1 << s));
+        u = _mm512_mask_srli_epi64(u, big, u, (unsigned)s);
+        m = _mm512_mask_add_epi64(m, big, m, _mm512_set1_epi64(s));
+    }
+    *msb = m;
+    *x = _mm512_mask_blend_epi64(_mm512_cmpge_epi64_mask(m, _mm512_set1_epi64(30)),
+                                 _mm512_sllv_epi64(v, _mm512_sub_epi64(_mm512_set1_epi64(30), m)),
+                                 _mm512_srlv_epi64(v, _mm512_sub_epi64(m, _mm512_set1_epi64(30))));
+}
+
+/* frontend.c's frame, for eight consecutive frames at once, lane f = frame t0 + f: the same
+ * integers step by step (window and rounding, the fold and the DFT rows k <= h/2 of the symmetric
+ * table, power, each frame's block exponent, the mel sums, log2, dB), with no horizontal sums and
+ * every lane used. Products as in the per-frame kernels: VPMULDQ for |d| < 2^20 by the window and
+ * |a|, |b| <= 2^25 by the table, VPMULUDQ for a 16-bit mel weight by the 32-bit halves of the power
+ * (m = sum w lo + 2^32 sum w hi in uint64: the true sum is below 2^63, checked at load, so the
+ * wrap-around of the parts cancels). Needs the DFT matrix of a symmetric table
+ * (w2s_dft_matrix's last word) and n_fft <= 64. */
+W2S_AVX512 void w2s_logmel8_avx512(const w2s_config *c, const w2s_weights *w, const w2s_prenorm *pn,
+                                   const int64_t *mat, const int16_t *pcm, int16_t *out) {
+    const int32_t N = c->n_fft, h = N / 2, L = W2S_DFT_MAT_L(h), F = c->n_mels;
+    const __m512i one = _mm512_set1_epi64(1), mean = _mm512_set1_epi64(pn->mean);
+    const __m256i frame0 = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(c->hop));
+    __m512i xw[W2S_DFT_MAT_MAX_N], a[W2S_DFT_MAT_MAX_N / 2 + 1], b[W2S_DFT_MAT_MAX_N / 2 + 1];
+    __m512i pw[W2S_DFT_MAT_MAX_N / 2 + 1], m[W2S_MAX_MELS], lg[W2S_MAX_MELS];
+    __m512i pmax = _mm512_setzero_si512(), e, x[4], msb[4], fr[4];
+    int32_t n, k, j, q, i;
+    memset(xw, 0, sizeof xw); /* every n < N is written below (N even); the compiler cannot tell */
+    /* windowing: samples n and n + 1 of the eight frames with one gather of int16 pairs */
+    for (n = 0; n < N; n += 2) {
+        const __m256i pair = _mm256_i32gather_epi32((const int *)(const void *)pcm,
+                                                    _mm256_add_epi32(frame0, _mm256_set1_epi32(n)), 2);
+        const __m256i lo = _mm256_srai_epi32(_mm256_slli_epi32(pair, 16), 16), hi = _mm256_srai_epi32(pair, 16);
+        const int sh = W2S_Q_TRIG + W2S_Q_PCM - W2S_Q_WINDOWED;
+        xw[n] = rshift_round_q(_mm512_mul_epi32(_mm512_sub_epi64(_mm512_slli_epi64(_mm512_cvtepi32_epi64(lo), W2S_Q_PCM), mean),
+                                                _mm512_set1_epi64(w->window[n])), sh);
+        xw[n + 1] = rshift_round_q(_mm512_mul_epi32(_mm512_sub_epi64(_mm512_slli_epi64(_mm512_cvtepi32_epi64(hi), W2S_Q_PCM), mean),
+                                                    _mm512_set1_epi64(w->window[n + 1])), sh);
+    }
+    /* the fold, then the DFT rows k <= h/2: even n (E) and odd n (O) apart */
+    a[0] = b[0] = xw[0];
+    a[h] = b[h] = xw[h];
+    for (n = 1; n < h; n++) {
+        a[n] = _mm512_add_epi64(xw[n], xw[N - n]);
+        b[n] = _mm512_sub_epi64(xw[n], xw[N - n]);
+    }
+    for (k = 0; k <= h / 2; k++) {
+        const int64_t *mr = mat + (size_t)(2 * k) * (size_t)L, *mi = mr + L;
+        __m512i er = _mm512_setzero_si512(), orr = er, ei = er, oi = er, r, im, rr, ii;
+        for (n = 0; n <= h; n += 2) {
+            er = _mm512_add_epi64(er, _mm512_mul_epi32(a[n], _mm512_set1_epi64(mr[n])));
+            ei = _mm512_add_epi64(ei, _mm512_mul_epi32(b[n], _mm512_set1_epi64(mi[n])));
+        }
+        for (n = 1; n <= h; n += 2) {
+            orr = _mm512_add_epi64(orr, _mm512_mul_epi32(a[n], _mm512_set1_epi64(mr[n])));
+            oi = _mm512_add_epi64(oi, _mm512_mul_epi32(b[n], _mm512_set1_epi64(mi[n])));
+        }
+        /* power of bins k and h - k (the same bin when k = h/2, where O = 0) */
+        for (q = 0; q < 2; q++) {
+            const int sh = W2S_Q_TRIG + W2S_Q_WINDOWED - W2S_Q_PCM;
+            r = q ? _mm512_sub_epi64(er, orr) : _mm512_add_epi64(er, orr);
+            im = q ? _mm512_sub_epi64(oi, ei) : _mm512_add_epi64(ei, oi);
+            rr = rshift_round_q(r, sh);
+            ii = rshift_round_q(im, sh);
+            pw[q ? h - k : k] = _mm512_add_epi64(_mm512_mul_epi32(rr, rr), _mm512_mul_epi32(ii, ii));
+        }
+    }
+    for (k = 0; k <= h; k++) pmax = _mm512_max_epu64(pmax, pw[k]);
+    /* block exponent e = max(0, bitlen(pmax) - pow_bits) of each frame; power rounded down by it */
+    log2_prepare8(_mm512_max_epu64(pmax, one), &x[0], &msb[0]);
+    e = _mm512_max_epi64(_mm512_sub_epi64(_mm512_add_epi64(msb[0], _mm512_maskz_mov_epi64(
+                                              _mm512_test_epi64_mask(pmax, pmax), one)), _mm512_set1_epi64(w->pow_bits)),
+                         _mm512_setzero_si512());
+    {
+        const __mmask8 any = _mm512_test_epi64_mask(e, e);
+        const __m512i half = _mm512_maskz_sllv_epi64(any, one, _mm512_sub_epi64(e, one));
+        for (k = 0; k <= h; k++) pw[k] = _mm512_srlv_epi64(_mm512_add_epi64(pw[k], half), e);
+    }
+    /* mel sums over the stored bands */
+    {
+        const uint16_t *mw = w->mel;
+        for (j = 0; j < F; j++) {
+            const int32_t first = w->mel_band[2 * j], count = w->mel_band[2 * j + 1];
+            __m512i slo = _mm512_setzero_si512(), shi = slo;
+            for (k = 0; k < count; k++) {
+                const __m512i wk = _mm512_set1_epi64(mw[k]);
+                slo = _mm512_add_epi64(slo, _mm512_mul_epu32(pw[first + k], wk));
+                shi = _mm512_add_epi64(shi, _mm512_mul_epu32(_mm512_srli_epi64(pw[first + k], 32), wk));
+            }
+            m[j] = _mm512_add_epi64(slo, _mm512_slli_epi64(shi, 32));
+            mw += count;
+        }
+    }
+    /* log2 of every mel of the eight frames, four chains of squarings at a time */
+    for (j = 0; j < F; j += 4) {
+        const int32_t cnt = F - j < 4 ? F - j : 4;
+        for (q = 0; q < cnt; q++) {
+            const __m512i v = _mm512_mask_blend_epi64(_mm512_test_epi64_mask(m[j + q], m[j + q]), one, m[j + q]);
+            log2_prepare8(v, &x[q], &msb[q]);
+            fr[q] = _mm512_setzero_si512();
+        }
+        for (i = 0; i < W2S_Q_LOG; i++)
+            for (q = 0; q < cnt; q++) {
+                const __m512i sq = _mm512_srli_epi64(_mm512_mul_epu32(x[q], x[q]), 30);
+                const __m512i bit = _mm512_srli_epi64(sq, 31);
+                x[q] = _mm512_srlv_epi64(sq, bit);
+                fr[q] = _mm512_add_epi64(_mm512_add_epi64(fr[q], fr[q]), bit);
+            }
+        for (q = 0; q < cnt; q++) lg[j + q] = _mm512_add_epi64(_mm512_slli_epi64(msb[q], W2S_Q_LOG), fr[q]);
+    }
+    /* dB: L = lg + (e - mel_shift) 2^Q_LOG - log2_var, at least log_floor (log_floor where m = 0) */
+    {
+        const __m512i off = _mm512_sub_epi64(_mm512_slli_epi64(_mm512_sub_epi64(e, _mm512_set1_epi64(w->mel_shift)), W2S_Q_LOG),
+                                             _mm512_set1_epi64(pn->log2_var));
+        const __m512i fl = _mm512_set1_epi64(w->log_floor);
+        const __m512i mu = _mm512_set1_epi32(w->db_mult), left = _mm512_set1_epi32(w->db_shift > 0 ? w->db_shift : 0);
+        const __m512i right = _mm512_set1_epi32(w->db_shift > 0 ? 0 : -w->db_shift);
+        int16_t res[W2S_MAX_MELS + 1][8];
+        for (j = 0; j < F; j += 2) { /* two mels (sixteen int32 lanes) per requantization */
+            __m256i l2[2];
+            for (q = 0; q < 2; q++) {
+                const __m512i mv = m[j + q < F ? j + q : j], L = _mm512_max_epi64(_mm512_add_epi64(lg[j + q < F ? j + q : j], off), fl);
+                l2[q] = _mm512_cvtepi64_epi32(_mm512_mask_blend_epi64(_mm512_test_epi64_mask(mv, mv), fl, L));
+            }
+            _mm256_storeu_si256((__m256i *)res[j],
+                                _mm512_cvtsepi32_epi16(requant16_l(_mm512_inserti64x4(_mm512_castsi256_si512(l2[0]), l2[1], 1),
+                                                                   mu, left, right, w->db_shift > 0)));
+        }
+        for (q = 0; q < 8; q++)
+            for (j = 0; j < F; j++) out[(size_t)q * (size_t)F + (size_t)j] = res[j][q];
+    }
+}
+
 #else
 typedef int w2s_kernels_x86_unused; /* ISO C: no empty translation unit */
 #endif
