@@ -1550,7 +1550,7 @@ W2S_AVX512 void w2s_logmel8_avx512(const w2s_config *c, const w2s_weights *w, co
     const __m256i frame0 = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(c->hop));
     __m512i xw[W2S_DFT_MAT_MAX_N], a[W2S_DFT_MAT_MAX_N / 2 + 1], b[W2S_DFT_MAT_MAX_N / 2 + 1];
     __m512i pw[W2S_DFT_MAT_MAX_N / 2 + 1], m[W2S_MAX_MELS], lg[W2S_MAX_MELS];
-    __m512i pmax = _mm512_setzero_si512(), e, x[4], msb[4], fr[4];
+    __m512i pmax = _mm512_setzero_si512(), e, x[8], msb[8], fr[8];
     int32_t n, k, j, q, i;
     memset(xw, 0, sizeof xw); /* every n < N is written below (N even); the compiler cannot tell */
     /* windowing: samples n and n + 1 of the eight frames with one gather of int16 pairs */
@@ -1618,9 +1618,9 @@ W2S_AVX512 void w2s_logmel8_avx512(const w2s_config *c, const w2s_weights *w, co
             mw += count;
         }
     }
-    /* log2 of every mel of the eight frames, four chains of squarings at a time */
-    for (j = 0; j < F; j += 4) {
-        const int32_t cnt = F - j < 4 ? F - j : 4;
+    /* log2 of every mel of the eight frames, up to eight chains of squarings at a time */
+    for (j = 0; j < F; j += 8) {
+        const int32_t cnt = F - j < 8 ? F - j : 8;
         for (q = 0; q < cnt; q++) {
             const __m512i v = _mm512_mask_blend_epi64(_mm512_test_epi64_mask(m[j + q], m[j + q]), one, m[j + q]);
             log2_prepare8(v, &x[q], &msb[q]);
