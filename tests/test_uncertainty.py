@@ -505,3 +505,47 @@ def test_release_card_names_the_runs_non_default_options():
     assert uq_flags(shipped) == ""   # the defaults (out_dir and a thresholds-only rerun left out)
     changed = {"config": {**shipped["config"], "honest": "a,b", "honest_weight": 2.0, "threads": 1}}
     assert uq_flags(changed) == " --honest=a,b --honest_weight=2.0 --threads=1"
+
+
+def test_ood_bn_keeps_nonspeech_out_of_batchnorm_statistics():
+    """--ood_bn: 'speech' normalises every row with the speech rows' statistics and moves the running
+    statistics as the speech rows alone would; 'eval' normalises non-speech by the running statistics;
+    'batch' (the default) is the plain forward pass."""
+    import copy
+
+    from training.model import Wav2Small, Wav2SmallConfig
+    from training.uncertainty import UQConfig, forward_batch
+
+    torch.manual_seed(0)
+    model = Wav2Small(Wav2SmallConfig(n_outputs=7, uncertainty=True)).train()
+    x = torch.randn(6, 8000) * torch.tensor([0.1, 0.2, 0.1, 0.3, 3.0, 0.001])[:, None]
+    bn_stats = lambda m: [(b.running_mean.clone(), b.running_var.clone(), int(b.num_batches_tracked))
+                          for b in m.modules() if isinstance(b, torch.nn.BatchNorm2d)]
+
+    def same(a, b):
+        return all(torch.allclose(p, q, atol=1e-6) and torch.allclose(r, s, atol=1e-6) and n == k
+                   for (p, r, n), (q, s, k) in zip(a, b))
+
+    # speech: the speech rows' outputs are those of a train-mode pass over the speech rows alone
+    m1, ref = copy.deepcopy(model), copy.deepcopy(model)
+    out = forward_batch(m1, x, 4, "speech")
+    assert torch.allclose(out[:4], ref(x[:4]), atol=1e-5)
+    assert same(bn_stats(m1), bn_stats(ref)) and not same(bn_stats(m1), bn_stats(model))
+    assert "forward" not in vars(next(b for b in m1.modules() if isinstance(b, torch.nn.BatchNorm2d)))
+    out.sum().backward()                                  # gradients flow through the replaced BatchNorm
+    # eval: speech rows in train mode, then the non-speech rows by the running statistics
+    m2, ref = copy.deepcopy(model), copy.deepcopy(model)
+    out = forward_batch(m2, x, 4, "eval")
+    ref(x[:4])
+    assert same(bn_stats(m2), bn_stats(ref))
+    assert torch.allclose(out[4:], ref.eval()(x[4:]), atol=1e-6)
+    # batch: the plain pass
+    m3, ref = copy.deepcopy(model), copy.deepcopy(model)
+    assert torch.equal(forward_batch(m3, x, 4, "batch"), ref(x))
+    assert UQConfig.parse([]).ood_bn == "batch" and UQConfig.parse([]).ood_trunk is True
+    # ood_trunk=False: the non-speech rows' loss reaches the head rows only
+    for mode in ("batch", "speech"):
+        m4 = copy.deepcopy(model)
+        forward_batch(m4, x, 4, mode, ood_trunk=False)[4:].sum().backward()
+        assert m4.adv.weight.grad.abs().sum() > 0
+        assert all(p.grad is None or not p.grad.any() for n, p in m4.named_parameters() if not n.startswith("adv."))

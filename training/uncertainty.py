@@ -22,7 +22,7 @@ Training starts from a distilled student (--init) and fine-tunes all of it on ba
     evaluation uses other files and generators): log sigma is pulled to `ood_log_sigma` (maximal
     uncertainty, as the paper's OOD-trained "KL-out" variant targets a flat prior) and the speech
     logit to 0. Non-speech is capped at a quarter of the speech in each batch, as in the paper.
-Four measured options are off by default (docs/uncertainty.md has the numbers; none kept A/D/V
+Measured options, all off by default (docs/uncertainty.md has the numbers; none kept A/D/V
 CCC and int8 fidelity where they were): --extended_nonspeech adds training.ood's extended train
 generators (band-limited square/saw/triangle tones, random dual tones, beep trains, chirps and
 sirens, synthetic effects, pitch-shifted/reversed/chained UI sounds); --ensemble_weight
@@ -34,7 +34,12 @@ voices each): the squared error each training clip has under the student that ne
 minus the --init student's (which did), is added to the squared error sigma learns. The head's own
 error on training voices is small and about the same for every voice; on unseen voices it is not,
 and only such honest errors could tell sigma which voices look unfamiliar (measured: the gaps are
-real, but sigma did not learn to rank voices from them; docs/uncertainty.md, third round).
+real, but sigma did not learn to rank voices from them; docs/uncertainty.md, third round);
+--ood_bn=speech|eval keeps the non-speech rows out of BatchNorm's statistics (speech rows' statistics
+for every row, or a second pass in eval mode) and --ood_trunk=false lets the non-speech rows train the
+head rows only (fourth round: none kept dominance with the extended non-speech; 'eval' breaks
+training, since the mode itself tells the two passes apart; without the trunk the head rows do not
+separate non-speech).
 
 Loss = (1 - CCC of mu on the annotated clips, as in distillation) + Gaussian NLL of sigma given the (detached) error
 + squared distance of OOD log sigma to its target + binary cross-entropy of the speech logit.
@@ -82,6 +87,8 @@ class UQConfig:
     mean_on_corrupted: bool = True   # the CCC term also on corrupted clips (else clean ones only)
     freeze_bn: bool = False          # keep the student's BatchNorm statistics
     trunk_lr_scale: float = 1.0      # learning rate of the trunk relative to the head; 0 freezes it
+    ood_trunk: bool = True           # non-speech rows train the trunk too (false: only the head rows)
+    ood_bn: str = "batch"            # BatchNorm statistics of a batch: "batch" (all rows), "speech" (speech rows only), "eval"
     max_iters: int = 400
     lr: float = 1e-3
     min_lr: float = 1e-4
@@ -136,6 +143,12 @@ HELP = {
               "and corrupted rows, so that sigma can learn which voices and clips look unfamiliar; the "
               "mean is trained as without it; '' turns it off",
     "honest_weight": "weight of the voice gap in sigma's squared-error target (with --honest)",
+    "ood_bn": "what BatchNorm normalises a training batch with: 'batch' (the statistics of all its rows, "
+              "non-speech included), 'speech' (the statistics of its speech rows only, applied to every row; "
+              "the running statistics move with them only), 'eval' (speech rows in train mode, then the "
+              "non-speech rows in a second pass with BatchNorm in eval mode, i.e. by the running statistics)",
+    "ood_trunk": "false: the non-speech rows' pooled features are detached, so non-speech trains only "
+                 "the head rows (log sigma, speech logit), never the trunk",
     "ood_per_kind": "training.ood clips per non-speech kind in the pool",
     "batch_ood": "non-speech clips per step (<= 1/4 of the speech, as in the paper)",
     "coverage": "share of clean validation speech answered at the default sigma threshold",
@@ -431,6 +444,53 @@ def ensemble_spread(members: list[Wav2Small], x: torch.Tensor, weight: float) ->
     return (weight * ys.std(dim=0, unbiased=False)) ** 2
 
 
+def _bn_from_first_rows(bn: torch.nn.BatchNorm2d, x: torch.Tensor, n: int) -> torch.Tensor:
+    """BatchNorm2d in train mode, but with the statistics (and running-statistics update) of rows [0, n)."""
+    head = x[:n]
+    mean = head.mean(dim=(0, 2, 3))
+    var = head.var(dim=(0, 2, 3), unbiased=False)
+    with torch.no_grad():
+        count = head.numel() // head.shape[1]
+        bn.num_batches_tracked += 1
+        bn.running_mean.mul_(1 - bn.momentum).add_(bn.momentum * mean.detach())
+        bn.running_var.mul_(1 - bn.momentum).add_(bn.momentum * var.detach() * count / max(count - 1, 1))
+    scale = bn.weight / torch.sqrt(var + bn.eps)
+    return x * scale[None, :, None, None] + (bn.bias - mean * scale)[None, :, None, None]
+
+
+def forward_batch(model: Wav2Small, x: torch.Tensor, n_speech: int, ood_bn: str,
+                  ood_trunk: bool = True) -> torch.Tensor:
+    """The training forward pass of a batch whose first n_speech rows are speech (model in train
+    mode). ood_bn: "batch" the plain pass; "speech" BatchNorm normalises every row with the speech
+    rows' statistics and updates its running statistics with them only; "eval" runs the speech rows,
+    then the non-speech rows with BatchNorm in eval mode (left so; train() restores it).
+    ood_trunk=False detaches the non-speech rows' features: their loss trains the head only."""
+    feats = lambda inp: model.vgg7.features(model.vgg7.logmel(inp))
+    if n_speech >= len(x) or (ood_bn == "batch" and ood_trunk):
+        return model(x)
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    if ood_bn == "batch":
+        f = feats(x)
+    elif ood_bn == "speech":
+        for m in bns:  # an instance attribute shadows the class's forward until deleted
+            m.forward = lambda inp, m=m: _bn_from_first_rows(m, inp, n_speech)
+        try:
+            f = feats(x)
+        finally:
+            for m in bns:
+                del m.forward
+    elif ood_bn == "eval":
+        f_speech = feats(x[:n_speech])
+        for m in bns:
+            m.eval()
+        f = torch.cat([f_speech, feats(x[n_speech:])])
+    else:
+        raise ValueError(f"ood_bn must be batch, speech or eval, got {ood_bn!r}")
+    if not ood_trunk:
+        f = torch.cat([f[:n_speech], f[n_speech:].detach()])
+    return model.adv(f)
+
+
 def lr_at(it: int, cfg: UQConfig) -> float:
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(1.0, it / cfg.max_iters)))
 
@@ -490,7 +550,8 @@ def train(cfg: UQConfig) -> dict[str, Any]:
         if pools.gap is not None and cfg.honest_weight > 0:  # what an unseen voice adds, per clip
             gap = cfg.honest_weight * torch.from_numpy(pools.gap[annotated_picks(len(pools.annotated), cfg, it)[1]]).float()
             spread = gap if spread is None else spread + gap
-        terms = loss_terms(model(x), y, cfg.batch_speech, is_speech, cfg.ood_log_sigma,
+        out = forward_batch(model, x, cfg.batch_speech + cfg.batch_real, cfg.ood_bn, cfg.ood_trunk)
+        terms = loss_terms(out, y, cfg.batch_speech, is_speech, cfg.ood_log_sigma,
                            None if bool(mean_rows.all()) else mean_rows, spread)
         loss = sum(terms.values())
         opt.zero_grad(set_to_none=True)
