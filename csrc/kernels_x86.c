@@ -513,6 +513,16 @@ W2S_AVX512_INLINE void vnni_pad_row(const int8_t *x, int32_t n, int32_t c, uint8
 
 /* GCC 12's partial redundancy elimination turns the named accumulators below into copies and
  * spills (52 vector moves per 60 VPDPBUSD in the inner loop; none without it) */
+/* Full unrolling of the tile loops (R and NB are constants there) is for GCC, which builds the
+ * extension; clang (the fuzz and sanitizer builds) unrolls on its own, and honouring these
+ * pragmas under its instrumentation took minutes per build. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define W2S_PRAGMA(x) _Pragma(#x)
+#define W2S_UNROLL(n) W2S_PRAGMA(GCC unroll n)
+#else
+#define W2S_UNROLL(n)
+#endif
+
 #if defined(__GNUC__) && !defined(__clang__)
 #define W2S_NO_TREE_PRE __attribute__((optimize("no-tree-pre")))
 #else
@@ -537,17 +547,17 @@ W2S_AVX512_INLINE void vnni_tile(const vnni_weights *z, const out16 *o, int32_t 
     const __m512i bias = _mm512_loadu_si512(z->e.bias + 16 * cb);
     __m512i acc[4][VNB];
     int32_t i, j, g, r;
-#pragma GCC unroll 4
+W2S_UNROLL(4)
     for (r = 0; r < R; r++)
-#pragma GCC unroll 13
+W2S_UNROLL(13)
         for (j = 0; j < NB; j++) acc[r][j] = bias;
     for (g = 0; g < z->G; g++) {
         const __m512i w0 = _mm512_loadu_si512(z->w[cb][0][g]), w1 = _mm512_loadu_si512(z->w[cb][1][g]);
         const __m512i w2 = _mm512_loadu_si512(z->w[cb][2][g]);
-#pragma GCC unroll 6
+W2S_UNROLL(6)
         for (i = 0; i < R + 2; i++) {
             const uint8_t *x = xr[i] + f * c_in + 4 * g;
-#pragma GCC unroll 13
+W2S_UNROLL(13)
             for (j = 0; j < NB; j++) {
                 int32_t q;
                 __m512i u;
@@ -561,9 +571,9 @@ W2S_AVX512_INLINE void vnni_tile(const vnni_weights *z, const out16 *o, int32_t 
     }
     {
         const out16_block c = out16_get(o, cb);
-#pragma GCC unroll 4
+W2S_UNROLL(4)
         for (r = 0; r < R; r++)
-#pragma GCC unroll 13
+W2S_UNROLL(13)
             for (j = 0; j < NB; j++) out16_put(&c, acc[r][j], out[r] + (f + j) * c.c_out);
     }
 }
