@@ -33,9 +33,11 @@
 #define W2S_HAVE_DSP 1
 #endif
 
-/* requantize + output offset + clamp: the epilogue of every conv kernel */
+/* requantize + output offset + clamp: the epilogue of every conv kernel. The sum is exact (a
+ * saturated requantize plus the offset can pass INT32_MAX); SIMD kernels that add in 32 bits clamp
+ * to [act_min - offset, act_max - offset] first and add the offset after, which is the same. */
 static inline int8_t w2s_conv_finish(const w2s_conv_layer *l, int32_t acc, int32_t co) {
-    int32_t v = w2s_requantize(acc, l->mult[co], l->shift[co]) + l->output_offset;
+    int64_t v = (int64_t)w2s_requantize(acc, l->mult[co], l->shift[co]) + l->output_offset;
     if (v < l->act_min) v = l->act_min;
     if (v > l->act_max) v = l->act_max;
     return (int8_t)v;

@@ -98,9 +98,9 @@ W2S_AVX2_INLINE void finish8(const w2s_conv_layer *l, const epilogue *e, int32_t
     v = requant8(v, _mm256_loadu_si256((const __m256i *)(e->mult + g)),
                  _mm256_loadu_si256((const __m256i *)(e->left + g)),
                  _mm256_loadu_si256((const __m256i *)(e->right + g)));
+    v = _mm256_max_epi32(v, _mm256_set1_epi32(l->act_min - l->output_offset)); /* w2s_conv_finish */
+    v = _mm256_min_epi32(v, _mm256_set1_epi32(l->act_max - l->output_offset));
     v = _mm256_add_epi32(v, _mm256_set1_epi32(l->output_offset));
-    v = _mm256_max_epi32(v, _mm256_set1_epi32(l->act_min));
-    v = _mm256_min_epi32(v, _mm256_set1_epi32(l->act_max));
     if (n == 8) { /* values are within int8 already: the saturating packs only narrow */
         const __m256i p16 = _mm256_packs_epi32(v, v); /* r0..3 r0..3 | r4..7 r4..7 (int16) */
         const __m256i p8 = _mm256_packs_epi16(p16, p16);
@@ -227,7 +227,9 @@ W2S_AVX512 static void out16_init(const w2s_conv_layer *l, const epilogue *e, in
         o->store[cb] = (__mmask16)((1u << n) - 1u);
         for (h = 0; h < 2; h++) /* h = 0: even channels, 1: odd */
             for (i = 0; i < 8; i++) {
-                const int32_t r = e->right[16 * cb + 2 * i + h]; /* zero past c_out (epilogue_init) */
+                /* zero past c_out (epilogue_init); outside the fast form's range the constants
+                 * are unused, and offset * 2^(31 + r) could overflow int64 */
+                const int32_t r = o->fast ? e->right[16 * cb + 2 * i + h] : 0;
                 k[h][i] = ((int64_t)1 << 30) + (r > 0 ? (int64_t)1 << (30 + r) : 0) +
                           (int64_t)l->output_offset * ((int64_t)1 << (31 + r));
                 thr[h][i] = r > 0 ? -((int64_t)1 << 30) : INT64_MIN;
@@ -288,7 +290,10 @@ W2S_AVX512_INLINE void out16_put(const out16_block *c, __m512i acc, int8_t *dst)
         return;
     }
     v = requant16_l(acc, c->mult, c->left, c->right, c->any_left);
-    v = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(v, c->offset), c->lo), c->hi);
+    /* clamp to [act_min - offset, act_max - offset], then add: a saturated v plus the offset
+     * would wrap in 32 bits (w2s_conv_finish) */
+    v = _mm512_max_epi32(v, _mm512_sub_epi32(c->lo, c->offset));
+    v = _mm512_add_epi32(_mm512_min_epi32(v, _mm512_sub_epi32(c->hi, c->offset)), c->offset);
     _mm_mask_storeu_epi8(dst + c->base, c->store, _mm512_cvtepi32_epi8(v));
 }
 

@@ -1,5 +1,6 @@
 """The engine under sanitisers (docs/reliability.md, scripts/sanitize.sh):
-  - the C tests (csrc/test_w2s.c) built with ASan + UBSan (no recovery: any finding aborts);
+  - the C tests (csrc/test_w2s.c) and the SIMD kernels against the portable ones (csrc/check/test_kernels.c)
+    built with ASan + UBSan (no recovery: any finding aborts);
   - one model shared by 8 threads (csrc/fuzz/test_threads.c) built with TSan;
   - the model-format and bad-input Python tests against an ASan + UBSan build of wav2small._engine.
 """
@@ -35,10 +36,13 @@ def test_c_tests_under_asan_ubsan_and_threads_under_tsan(tmp_path):
     print(out)
     assert r.returncode == 0, out
     assert "test_w2s: PASS (0 failures)" in out and "test_threads: PASS (0 failures)" in out, out
+    assert "test_kernels: PASS" in out, out
     assert not [f for f in FINDINGS if f in out], out
     # the binaries really are instrumented: a build that lost its flags would pass silently
     w2s, threads = _symbols(tmp_path / "c" / "test_w2s"), _symbols(tmp_path / "c" / "test_threads")
+    kernels = _symbols(tmp_path / "c" / "test_kernels")
     assert "__asan_init" in w2s and "__ubsan_handle_" in w2s
+    assert "__asan_init" in kernels and "__ubsan_handle_" in kernels
     assert "__tsan_init" in threads
 
 

@@ -28,7 +28,10 @@ static uint32_t rnd(void) { /* xorshift32: the same sequence on every target */
     rng_state ^= rng_state << 5;
     return rng_state;
 }
-static int32_t rnd_in(int32_t lo, int32_t hi) { return lo + (int32_t)(rnd() % (uint32_t)(hi - lo + 1)); }
+static int32_t rnd_in(int32_t lo, int32_t hi) { /* lo <= hi, unsigned: the span may pass INT32_MAX */
+    const uint32_t span = (uint32_t)hi - (uint32_t)lo + 1u; /* 0: all 2^32 values */
+    return (int32_t)((uint32_t)lo + (span ? rnd() % span : rnd()));
+}
 
 static void *read_file(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
@@ -270,7 +273,7 @@ static int frontend_simd(int trials) {
         int64_t re[W2S_DFT_MAT_MAX_N / 2 + 1], im[W2S_DFT_MAT_MAX_N / 2 + 1];
         for (i = 0; i < N; i++) cosine[i] = t % 4 == 0 ? (i % 2 ? INT32_MIN : INT32_MAX) : (int32_t)rnd();
         if (t % 2) { /* the symmetries of a cosine table (frontend.c's trig_symmetric): the folded path */
-            for (i = 0; i < N / 4; i++) cosine[i] = t % 4 == 1 ? (i % 2 ? -INT32_MAX : INT32_MAX) : (int32_t)(rnd() >> 1) * 2 + 1;
+            for (i = 0; i < N / 4; i++) cosine[i] = t % 4 == 1 ? (i % 2 ? -INT32_MAX : INT32_MAX) : (int32_t)(rnd() | 1u); /* odd */
             cosine[N / 4] = 0;
             for (i = 0; i < N / 4; i++) cosine[h - i] = -cosine[i];
             for (i = h + 1; i < N; i++) cosine[i] = cosine[N - i];
