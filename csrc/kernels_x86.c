@@ -29,7 +29,8 @@
 #define W2S_AVX2  __attribute__((target("avx2")))
 #define W2S_SSE41 __attribute__((target("sse4.1")))
 #define W2S_AVX2_INLINE static inline __attribute__((always_inline, target("avx2")))
-#define W2S_AVX512 __attribute__((target("avx2,avx512f,avx512bw,avx512vl,avx512vnni")))
+#define W2S_AVX512_ISA "avx2,avx512f,avx512cd,avx512bw,avx512vl,avx512vnni" /* the avx512vnni kernel set */
+#define W2S_AVX512 __attribute__((target(W2S_AVX512_ISA)))
 
 #define ROW16 ((W2S_MAX_MELS + 2) * W2S_MAX_CHANNELS + 32) /* a padded int16 row, with slack */
 #define KMAX  (3 * W2S_MAX_CHANNELS + 15) / 16 * 16       /* one kernel row, zero-filled to 16 */
@@ -38,7 +39,8 @@ int w2s_x86_has_sse41(void) { return __builtin_cpu_supports("sse4.1"); }
 int w2s_x86_has_avx2(void) { return __builtin_cpu_supports("avx2"); }
 int w2s_x86_has_avx512(void) {
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("avx512f") &&
-           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") &&
            __builtin_cpu_supports("avx512vnni");
 }
 
@@ -167,7 +169,7 @@ W2S_AVX2_INLINE void widen16(const int8_t *s, int32_t n, int32_t P, int16_t *d) 
 
 /* ---- AVX-512 epilogue: sixteen channels at once ---------------------------------------------------- */
 
-#define W2S_AVX512_INLINE static inline __attribute__((always_inline, target("avx2,avx512f,avx512bw,avx512vl,avx512vnni")))
+#define W2S_AVX512_INLINE static inline __attribute__((always_inline, target(W2S_AVX512_ISA)))
 
 /* requant8 on sixteen lanes */
 W2S_AVX512_INLINE __m512i requant16_l(__m512i acc, __m512i mult, __m512i left, __m512i right, int any_left) {
@@ -1499,55 +1501,62 @@ W2S_AVX512 void w2s_db_avx512(const uint64_t *m, const int32_t *lg, int32_t n, i
 }
 
 /* w2s_log2_q16_simd with eight lanes per vector, four vectors (32 values) at a time */
-W2S_AVX512 void w2s_log2_q16_avx512(const uint64_t *v, int32_t n, int32_t *lg) {
-    int32_t i, j;
-    for (i = 0; i < n; i += 32) {
-        uint64_t x[32];
-        int64_t frac[32];
-        int32_t msb[32];
-        __m512i x0, x1, x2, x3, f0 = _mm512_setzero_si512(), f1 = f0, f2 = f0, f3 = f0;
-        for (j = 0; j < 32; j++) {
-            const uint64_t u = i + j < n && v[i + j] ? v[i + j] : 1;
-            msb[j] = 63 - __builtin_clzll(u);
-            x[j] = msb[j] >= 30 ? u >> (msb[j] - 30) : u << (30 - msb[j]); /* [2^30, 2^31) */
-        }
-        x0 = _mm512_loadu_si512(x), x1 = _mm512_loadu_si512(x + 8);
-        x2 = _mm512_loadu_si512(x + 16), x3 = _mm512_loadu_si512(x + 24);
-        for (j = 0; j < W2S_Q_LOG; j++) {
-#define W2S_SQ(x, f)                                                              \
-    {                                                                             \
-        const __m512i sq = _mm512_srli_epi64(_mm512_mul_epu32(x, x), 30);         \
-        const __m512i bit = _mm512_srli_epi64(sq, 31);                            \
-        x = _mm512_srlv_epi64(sq, bit);                                           \
-        f = _mm512_add_epi64(_mm512_add_epi64(f, f), bit);                        \
+/* nine chains of squarings hold 27 of the 32 vector registers (x, fraction, bit length) */
+#define W2S_LOG2_CHAINS 9
+
+/* w2s_log2_q16 on 8 * cnt values, one chain of squarings per vector, cnt chains interleaved (cnt a
+ * constant at every call: the chains stay in registers). The bit length by VPLZCNTQ; the mantissa
+ * normalised to [2^30, 2^31) by whichever of the two shifts has a count below 64 (the other gives
+ * 0). Each squaring keeps one fraction bit as the scalar loop does: x < 2^31, so VPMULUDQ's
+ * 32 x 32 product is the exact square; sq = x^2 / 2^30 in [2^30, 2^32), and the bit is sq >= 2^31. */
+W2S_AVX512_INLINE void log2_chains(const __m512i *v, __m512i *lg, const int cnt) {
+    const __m512i one = _mm512_set1_epi64(1), top = _mm512_set1_epi64((int64_t)1 << 31);
+    __m512i x[W2S_LOG2_CHAINS], fr[W2S_LOG2_CHAINS], msb[W2S_LOG2_CHAINS];
+    int q, i;
+W2S_UNROLL(W2S_LOG2_CHAINS)
+    for (q = 0; q < cnt; q++) {
+        const __m512i u = _mm512_max_epu64(v[q], one); /* log2 of 0 is taken as log2 of 1 */
+        const __m512i b = _mm512_sub_epi64(_mm512_set1_epi64(63), _mm512_lzcnt_epi64(u));
+        x[q] = _mm512_or_si512(_mm512_sllv_epi64(u, _mm512_sub_epi64(_mm512_set1_epi64(30), b)),
+                               _mm512_srlv_epi64(u, _mm512_sub_epi64(b, _mm512_set1_epi64(30))));
+        msb[q] = b;
+        fr[q] = _mm512_setzero_si512();
     }
-            W2S_SQ(x0, f0) W2S_SQ(x1, f1) W2S_SQ(x2, f2) W2S_SQ(x3, f3)
-#undef W2S_SQ
+    for (i = 0; i < W2S_Q_LOG; i++) {
+W2S_UNROLL(W2S_LOG2_CHAINS)
+        for (q = 0; q < cnt; q++) {
+            const __m512i sq = _mm512_srli_epi64(_mm512_mul_epu32(x[q], x[q]), 30);
+            const __mmask8 bit = _mm512_cmpge_epu64_mask(sq, top);
+            x[q] = _mm512_mask_srli_epi64(sq, bit, sq, 1);
+            fr[q] = _mm512_mask_add_epi64(_mm512_add_epi64(fr[q], fr[q]), bit, _mm512_add_epi64(fr[q], fr[q]), one);
         }
-        _mm512_storeu_si512(frac, f0);
-        _mm512_storeu_si512(frac + 8, f1);
-        _mm512_storeu_si512(frac + 16, f2);
-        _mm512_storeu_si512(frac + 24, f3);
-        for (j = 0; j < 32 && i + j < n; j++) lg[i + j] = (msb[j] << W2S_Q_LOG) + (int32_t)frac[j];
+    }
+W2S_UNROLL(W2S_LOG2_CHAINS)
+    for (q = 0; q < cnt; q++) lg[q] = _mm512_add_epi64(_mm512_slli_epi64(msb[q], W2S_Q_LOG), fr[q]);
+}
+
+W2S_AVX512 void w2s_log2_q16_avx512(const uint64_t *v, int32_t n, int32_t *lg) {
+    int32_t i, q;
+    for (i = 0; i < n; i += 32) {
+        __m512i x[4], r[4];
+        for (q = 0; q < 4; q++) {
+            const int32_t m = n - i - 8 * q;
+            x[q] = _mm512_maskz_loadu_epi64((__mmask8)(m >= 8 ? 0xFF : m > 0 ? (1u << m) - 1u : 0u), v + i + 8 * q);
+        }
+        log2_chains(x, r, 4);
+        for (q = 0; q < 4; q++) {
+            const int32_t m = n - i - 8 * q;
+            _mm256_mask_storeu_epi32(lg + i + 8 * q, (__mmask8)(m >= 8 ? 0xFF : m > 0 ? (1u << m) - 1u : 0u),
+                                     _mm512_cvtepi64_epi32(r[q]));
+        }
     }
 }
 
 /* ---- the front end, eight frames in the lanes ------------------------------------------------------ */
 
-/* floor(log2 v) and the mantissa of v >= 1 normalised to [2^30, 2^31), as w2s_log2_q16 starts:
- * the bit length by a binary search of six masked steps (AVX-512F has no 64-bit lzcnt) */
-W2S_AVX512_INLINE void log2_prepare8(__m512i v, __m512i *x, __m512i *msb) {
-    __m512i u = v, m = _mm512_setzero_si512();
-    int s;
-    for (s = 32; s >= 1; s /= 2) {
-        const __mmask8 big = _mm512_cmpge_epu64_mask(u, _mm512_set1_epi64((int64_t)1 << s));
-        u = _mm512_mask_srli_epi64(u, big, u, (unsigned)s);
-        m = _mm512_mask_add_epi64(m, big, m, _mm512_set1_epi64(s));
-    }
-    *msb = m;
-    *x = _mm512_mask_blend_epi64(_mm512_cmpge_epi64_mask(m, _mm512_set1_epi64(30)),
-                                 _mm512_sllv_epi64(v, _mm512_sub_epi64(_mm512_set1_epi64(30), m)),
-                                 _mm512_srlv_epi64(v, _mm512_sub_epi64(m, _mm512_set1_epi64(30))));
+/* floor(log2 v) of v >= 1 (the bit length by VPLZCNTQ) */
+W2S_AVX512_INLINE __m512i floor_log2_8(__m512i v) {
+    return _mm512_sub_epi64(_mm512_set1_epi64(63), _mm512_lzcnt_epi64(v));
 }
 
 /* frontend.c's frame, for eight consecutive frames at once, lane f = frame t0 + f: the same
@@ -1564,9 +1573,9 @@ W2S_AVX512 void w2s_logmel8_avx512(const w2s_config *c, const w2s_weights *w, co
     const __m512i one = _mm512_set1_epi64(1), mean = _mm512_set1_epi64(pn->mean);
     const __m256i frame0 = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(c->hop));
     __m512i xw[W2S_DFT_MAT_MAX_N], a[W2S_DFT_MAT_MAX_N / 2 + 1], b[W2S_DFT_MAT_MAX_N / 2 + 1];
-    __m512i pw[W2S_DFT_MAT_MAX_N / 2 + 1], m[W2S_MAX_MELS], lg[W2S_MAX_MELS];
-    __m512i pmax = _mm512_setzero_si512(), e, x[8], msb[8], fr[8];
-    int32_t n, k, j, q, i;
+    __m512i pw[W2S_DFT_MAT_MAX_N / 2 + 1], m[W2S_MAX_MELS + W2S_LOG2_CHAINS], lg[W2S_MAX_MELS + W2S_LOG2_CHAINS];
+    __m512i pmax = _mm512_setzero_si512(), e;
+    int32_t n, k, j, q;
     memset(xw, 0, sizeof xw); /* every n < N is written below (N even); the compiler cannot tell */
     /* windowing: samples n and n + 1 of the eight frames with one gather of int16 pairs */
     for (n = 0; n < N; n += 2) {
@@ -1609,8 +1618,7 @@ W2S_AVX512 void w2s_logmel8_avx512(const w2s_config *c, const w2s_weights *w, co
     }
     for (k = 0; k <= h; k++) pmax = _mm512_max_epu64(pmax, pw[k]);
     /* block exponent e = max(0, bitlen(pmax) - pow_bits) of each frame; power rounded down by it */
-    log2_prepare8(_mm512_max_epu64(pmax, one), &x[0], &msb[0]);
-    e = _mm512_max_epi64(_mm512_sub_epi64(_mm512_add_epi64(msb[0], _mm512_maskz_mov_epi64(
+    e = _mm512_max_epi64(_mm512_sub_epi64(_mm512_add_epi64(floor_log2_8(_mm512_max_epu64(pmax, one)), _mm512_maskz_mov_epi64(
                                               _mm512_test_epi64_mask(pmax, pmax), one)), _mm512_set1_epi64(w->pow_bits)),
                          _mm512_setzero_si512());
     {
@@ -1633,23 +1641,10 @@ W2S_AVX512 void w2s_logmel8_avx512(const w2s_config *c, const w2s_weights *w, co
             mw += count;
         }
     }
-    /* log2 of every mel of the eight frames, up to eight chains of squarings at a time */
-    for (j = 0; j < F; j += 8) {
-        const int32_t cnt = F - j < 8 ? F - j : 8;
-        for (q = 0; q < cnt; q++) {
-            const __m512i v = _mm512_mask_blend_epi64(_mm512_test_epi64_mask(m[j + q], m[j + q]), one, m[j + q]);
-            log2_prepare8(v, &x[q], &msb[q]);
-            fr[q] = _mm512_setzero_si512();
-        }
-        for (i = 0; i < W2S_Q_LOG; i++)
-            for (q = 0; q < cnt; q++) {
-                const __m512i sq = _mm512_srli_epi64(_mm512_mul_epu32(x[q], x[q]), 30);
-                const __m512i bit = _mm512_srli_epi64(sq, 31);
-                x[q] = _mm512_srlv_epi64(sq, bit);
-                fr[q] = _mm512_add_epi64(_mm512_add_epi64(fr[q], fr[q]), bit);
-            }
-        for (q = 0; q < cnt; q++) lg[j + q] = _mm512_add_epi64(_mm512_slli_epi64(msb[q], W2S_Q_LOG), fr[q]);
-    }
+    /* log2 of every mel of the eight frames, W2S_LOG2_CHAINS chains of squarings at a time (m is
+     * padded with zeros past F to a whole number of groups) */
+    for (j = F; j < (F + W2S_LOG2_CHAINS - 1) / W2S_LOG2_CHAINS * W2S_LOG2_CHAINS; j++) m[j] = _mm512_setzero_si512();
+    for (j = 0; j < F; j += W2S_LOG2_CHAINS) log2_chains(m + j, lg + j, W2S_LOG2_CHAINS);
     /* dB: L = lg + (e - mel_shift) 2^Q_LOG - log2_var, at least log_floor (log_floor where m = 0) */
     {
         const __m512i off = _mm512_sub_epi64(_mm512_slli_epi64(_mm512_sub_epi64(e, _mm512_set1_epi64(w->mel_shift)), W2S_Q_LOG),
