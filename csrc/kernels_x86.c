@@ -1572,7 +1572,8 @@ W2S_AVX512 void w2s_logmel8_avx512(const w2s_config *c, const w2s_weights *w, co
     const int32_t N = c->n_fft, h = N / 2, L = W2S_DFT_MAT_L(h), F = c->n_mels;
     const __m512i one = _mm512_set1_epi64(1), mean = _mm512_set1_epi64(pn->mean);
     const __m256i frame0 = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(c->hop));
-    __m512i xw[W2S_DFT_MAT_MAX_N], a[W2S_DFT_MAT_MAX_N / 2 + 1], b[W2S_DFT_MAT_MAX_N / 2 + 1];
+    __m512i xw[W2S_DFT_MAT_MAX_N], ap[W2S_DFT_MAT_MAX_N / 4 + 1], am[W2S_DFT_MAT_MAX_N / 4 + 1];
+    __m512i bp[W2S_DFT_MAT_MAX_N / 4 + 1], bm[W2S_DFT_MAT_MAX_N / 4 + 1];
     __m512i pw[W2S_DFT_MAT_MAX_N / 2 + 1], m[W2S_MAX_MELS + W2S_LOG2_CHAINS], lg[W2S_MAX_MELS + W2S_LOG2_CHAINS];
     __m512i pmax = _mm512_setzero_si512(), e;
     int32_t n, k, j, q;
@@ -1588,23 +1589,39 @@ W2S_AVX512 void w2s_logmel8_avx512(const w2s_config *c, const w2s_weights *w, co
         xw[n + 1] = rshift_round_q(_mm512_mul_epi32(_mm512_sub_epi64(_mm512_slli_epi64(_mm512_cvtepi32_epi64(hi), W2S_Q_PCM), mean),
                                                     _mm512_set1_epi64(w->window[n + 1])), sh);
     }
-    /* the fold, then the DFT rows k <= h/2: even n (E) and odd n (O) apart */
-    a[0] = b[0] = xw[0];
-    a[h] = b[h] = xw[h];
-    for (n = 1; n < h; n++) {
-        a[n] = _mm512_add_epi64(xw[n], xw[N - n]);
-        b[n] = _mm512_sub_epi64(xw[n], xw[N - n]);
+    /* the fold (a = x_n + x_(N-n), b = x_n - x_(N-n)), then a second fold n <-> h - n: the table's
+     * symmetries (trig_symmetric) make cos(k (h - n)) = (-1)^k cos(k n) and sin(k (h - n)) =
+     * -(-1)^k sin(k n) exactly, so row k needs only n <= h/2, on ap = a_n + a_(h-n) or
+     * am = a_n - a_(h-n) by the parity of k (b likewise, the other way round); the middle n = h/2
+     * enters once (ap = am = a_(h/2)). Then the DFT rows k <= h/2: even n (E) and odd n (O) apart. */
+    {
+        __m512i a[W2S_DFT_MAT_MAX_N / 2 + 1], b[W2S_DFT_MAT_MAX_N / 2 + 1];
+        a[0] = b[0] = xw[0];
+        a[h] = b[h] = xw[h];
+        for (n = 1; n < h; n++) {
+            a[n] = _mm512_add_epi64(xw[n], xw[N - n]);
+            b[n] = _mm512_sub_epi64(xw[n], xw[N - n]);
+        }
+        for (n = 0; n < h / 2; n++) {
+            ap[n] = _mm512_add_epi64(a[n], a[h - n]);
+            am[n] = _mm512_sub_epi64(a[n], a[h - n]);
+            bp[n] = _mm512_add_epi64(b[n], b[h - n]);
+            bm[n] = _mm512_sub_epi64(b[n], b[h - n]);
+        }
+        ap[h / 2] = am[h / 2] = a[h / 2];
+        bp[h / 2] = bm[h / 2] = b[h / 2];
     }
     for (k = 0; k <= h / 2; k++) {
         const int64_t *mr = mat + (size_t)(2 * k) * (size_t)L, *mi = mr + L;
+        const __m512i *ar = k % 2 ? am : ap, *bi = k % 2 ? bp : bm;
         __m512i er = _mm512_setzero_si512(), orr = er, ei = er, oi = er, r, im, rr, ii;
-        for (n = 0; n <= h; n += 2) {
-            er = _mm512_add_epi64(er, _mm512_mul_epi32(a[n], _mm512_set1_epi64(mr[n])));
-            ei = _mm512_add_epi64(ei, _mm512_mul_epi32(b[n], _mm512_set1_epi64(mi[n])));
+        for (n = 0; n <= h / 2; n += 2) {
+            er = _mm512_add_epi64(er, _mm512_mul_epi32(ar[n], _mm512_set1_epi64(mr[n])));
+            ei = _mm512_add_epi64(ei, _mm512_mul_epi32(bi[n], _mm512_set1_epi64(mi[n])));
         }
-        for (n = 1; n <= h; n += 2) {
-            orr = _mm512_add_epi64(orr, _mm512_mul_epi32(a[n], _mm512_set1_epi64(mr[n])));
-            oi = _mm512_add_epi64(oi, _mm512_mul_epi32(b[n], _mm512_set1_epi64(mi[n])));
+        for (n = 1; n <= h / 2; n += 2) {
+            orr = _mm512_add_epi64(orr, _mm512_mul_epi32(ar[n], _mm512_set1_epi64(mr[n])));
+            oi = _mm512_add_epi64(oi, _mm512_mul_epi32(bi[n], _mm512_set1_epi64(mi[n])));
         }
         /* power of bins k and h - k (the same bin when k = h/2, where O = 0) */
         for (q = 0; q < 2; q++) {

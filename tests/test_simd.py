@@ -158,6 +158,20 @@ def test_random_models(shape, speech_clips):
 
 
 @pytest.mark.skipif(not SIMD, reason="no SIMD kernel set in this build on this CPU")
+@pytest.mark.parametrize("n_fft,n_mels", [(8, 3), (12, 4), (20, 8), (32, 13), (48, 20)])
+def test_front_end_fft_sizes(n_fft, n_mels, speech_clips):
+    """Window sizes other than the default 64: the front end's folds of the DFT (n with N - n, and
+    n with N/2 - n; the middle term alone when N/4 is odd or even) on every set, real speech and
+    full-scale extremes."""
+    torch.manual_seed(n_fft)
+    cfg = Wav2SmallConfig(n_fft=n_fft, hop=n_fft // 2, n_mels=n_mels, n_layers=2, pool_after=1)
+    data = model_bytes(quantize(Wav2Small(cfg).eval(), [c[:16000] for c in speech_clips[:2]]))
+    extremes = np.where(np.arange(4000) % 3 == 0, 32767, -32768).astype(np.int16)
+    for pcm in (to_int16(speech_clips[2][:8000]), extremes):
+        _same_trace(data, pcm, f"n_fft {n_fft}")
+
+
+@pytest.mark.skipif(not SIMD, reason="no SIMD kernel set in this build on this CPU")
 def test_stream_uses_the_same_kernels(speech_clips):
     """A stream (row kernels one frame at a time, the per-frame front end) under each set."""
     from wav2small import Model
