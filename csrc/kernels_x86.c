@@ -280,12 +280,17 @@ W2S_AVX512_INLINE out16_block out16_get(const out16 *o, int32_t cb) {
 
 /* requantize sixteen accumulators, add the offset, clamp, store the channels that exist at
  * column (dst: the column's first channel) */
+/* the fast form's requantization + offset of sixteen accumulators (int32, before the clamp) */
+W2S_AVX512_INLINE __m512i out16_fast(const out16_block *c, __m512i acc) {
+    const __m512i ev = out16_half(acc, c->mult, c->k0, c->thr0, c->sh0);
+    const __m512i od = out16_half(_mm512_srli_epi64(acc, 32), c->mult_odd, c->k1, c->thr1, c->sh1);
+    return _mm512_mask_shuffle_epi32(ev, 0xAAAA, od, _MM_PERM_CDAB); /* odd results to the odd lanes */
+}
+
 W2S_AVX512_INLINE void out16_put(const out16_block *c, __m512i acc, int8_t *dst) {
     __m512i v;
     if (c->fast) {
-        const __m512i ev = out16_half(acc, c->mult, c->k0, c->thr0, c->sh0);
-        const __m512i od = out16_half(_mm512_srli_epi64(acc, 32), c->mult_odd, c->k1, c->thr1, c->sh1);
-        v = _mm512_mask_shuffle_epi32(ev, 0xAAAA, od, _MM_PERM_CDAB); /* odd results to the odd lanes */
+        v = out16_fast(c, acc);
         if (c->clamp_lo) v = _mm512_max_epi32(v, c->lo);
         if (c->clamp_hi) v = _mm512_min_epi32(v, c->hi);
         _mm_mask_storeu_epi8(dst + c->base, c->store, _mm512_cvtsepi32_epi8(v));
@@ -1153,6 +1158,25 @@ static void l1_pad(const int16_t *x, int32_t n, int16_t *d) {
     d[n + 1] = d[n + 2] = d[n + 3] = 0;
 }
 
+/* one column of an output row with all three input rows: six VPDPWSSD in two chains */
+W2S_AVX512_INLINE __m512i l1_col3(__m512i acc, __m512i w[3][2], const int16_t *const xr[3], int32_t f) {
+    int32_t p[6];
+    __m512i a1;
+    memcpy(p, xr[0] + f, 4);
+    memcpy(p + 1, xr[0] + f + 2, 4);
+    memcpy(p + 2, xr[1] + f, 4);
+    memcpy(p + 3, xr[1] + f + 2, 4);
+    memcpy(p + 4, xr[2] + f, 4);
+    memcpy(p + 5, xr[2] + f + 2, 4);
+    a1 = _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_set1_epi32(p[1]), w[0][1]);
+    acc = _mm512_dpwssd_epi32(acc, _mm512_set1_epi32(p[0]), w[0][0]);
+    acc = _mm512_dpwssd_epi32(acc, _mm512_set1_epi32(p[2]), w[1][0]);
+    a1 = _mm512_dpwssd_epi32(a1, _mm512_set1_epi32(p[3]), w[1][1]);
+    acc = _mm512_dpwssd_epi32(acc, _mm512_set1_epi32(p[4]), w[2][0]);
+    a1 = _mm512_dpwssd_epi32(a1, _mm512_set1_epi32(p[5]), w[2][1]);
+    return _mm512_add_epi32(acc, a1);
+}
+
 /* one output row from padded rows xr (NULL: missing) */
 W2S_AVX512_INLINE void l1_row(const w2s_conv_layer *l, const l1_weights *z, const out16 *o, int32_t f_len,
                               int32_t c_out, const int16_t *const xr[3], int8_t *out) {
@@ -1176,23 +1200,20 @@ W2S_AVX512_INLINE void l1_row(const w2s_conv_layer *l, const l1_weights *z, cons
         bl = _mm512_add_epi32(_mm512_loadu_si512(z->e.bias + 16 * cb), _mm512_mullo_epi32(off, sl));
         bm = _mm512_add_epi32(_mm512_loadu_si512(z->e.bias + 16 * cb), _mm512_mullo_epi32(off, sm));
         br = _mm512_add_epi32(_mm512_loadu_si512(z->e.bias + 16 * cb), _mm512_mullo_epi32(off, sr));
+        if (xr[0] && xr[2] && c.fast && !c.clamp_lo && !c.clamp_hi && f_len >= 2) {
+            /* every row but the first and the last, with every released model's epilogue: no test
+             * per column (the edge columns' biases apart) */
+            int8_t *o0 = out + c.base;
+            _mm_mask_storeu_epi8(o0, c.store, _mm512_cvtsepi32_epi8(out16_fast(&c, l1_col3(bl, w, xr, 0))));
+            for (f = 1; f < f_len - 1; f++)
+                _mm_mask_storeu_epi8(o0 + f * c_out, c.store, _mm512_cvtsepi32_epi8(out16_fast(&c, l1_col3(bm, w, xr, f))));
+            _mm_mask_storeu_epi8(o0 + f * c_out, c.store, _mm512_cvtsepi32_epi8(out16_fast(&c, l1_col3(br, w, xr, f))));
+            continue;
+        }
         for (f = 0; f < f_len; f++) {
             __m512i acc = f == 0 ? bl : f == f_len - 1 ? br : bm;
-            if (xr[0] && xr[2]) { /* every row but the first and the last: no test per row */
-                int32_t p[6];
-                memcpy(p, xr[0] + f, 4);
-                memcpy(p + 1, xr[0] + f + 2, 4);
-                memcpy(p + 2, xr[1] + f, 4);
-                memcpy(p + 3, xr[1] + f + 2, 4);
-                memcpy(p + 4, xr[2] + f, 4);
-                memcpy(p + 5, xr[2] + f + 2, 4);
-                __m512i a1 = _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_set1_epi32(p[1]), w[0][1]);
-                acc = _mm512_dpwssd_epi32(acc, _mm512_set1_epi32(p[0]), w[0][0]);
-                acc = _mm512_dpwssd_epi32(acc, _mm512_set1_epi32(p[2]), w[1][0]);
-                a1 = _mm512_dpwssd_epi32(a1, _mm512_set1_epi32(p[3]), w[1][1]);
-                acc = _mm512_dpwssd_epi32(acc, _mm512_set1_epi32(p[4]), w[2][0]);
-                a1 = _mm512_dpwssd_epi32(a1, _mm512_set1_epi32(p[5]), w[2][1]);
-                acc = _mm512_add_epi32(acc, a1);
+            if (xr[0] && xr[2]) {
+                acc = l1_col3(acc, w, xr, f);
             } else {
                 for (ky = 0; ky < 3; ky++) {
                     int32_t p0, p1;
