@@ -287,6 +287,14 @@ W2S_AVX512_INLINE __m512i out16_fast(const out16_block *c, __m512i acc) {
     return _mm512_mask_shuffle_epi32(ev, 0xAAAA, od, _MM_PERM_CDAB); /* odd results to the odd lanes */
 }
 
+/* out16_put when the fast form applies and neither bound clamps (act_min -128, act_max 127: every
+ * released model), for loops that test this once instead of at every store */
+W2S_AVX512_INLINE void out16_put_plain(const out16_block *c, __m512i acc, int8_t *dst) {
+    _mm_mask_storeu_epi8(dst + c->base, c->store, _mm512_cvtsepi32_epi8(out16_fast(c, acc)));
+}
+
+W2S_AVX512_INLINE int out16_plain(const out16 *o) { return o->fast && !o->clamp_lo && !o->clamp_hi; }
+
 W2S_AVX512_INLINE void out16_put(const out16_block *c, __m512i acc, int8_t *dst) {
     __m512i v;
     if (c->fast) {
@@ -593,7 +601,7 @@ W2S_UNROLL(13)
 /* vnni_tile for four rows, at most five columns and 13 input channels, with named accumulators:
  * GCC keeps these in registers, where the array form of vnni_tile spills at this size. */
 W2S_AVX512_INLINE void vnni_tile4_13(const vnni_weights *z, const out16 *o, int32_t cb, const uint8_t *const *xr,
-                                     int32_t f, const int32_t NB, int8_t *const *out) {
+                                     int32_t f, const int32_t NB, const int plain, int8_t *const *out) {
     const __m512i bias = _mm512_loadu_si512(z->e.bias + 16 * cb);
     const uint8_t *x0 = xr[0] + f * 13, *x1 = xr[1] + f * 13, *x2 = xr[2] + f * 13;
     const uint8_t *x3 = xr[3] + f * 13, *x4 = xr[4] + f * 13, *x5 = xr[5] + f * 13;
@@ -625,7 +633,8 @@ W2S_AVX512_INLINE void vnni_tile4_13(const vnni_weights *z, const out16 *o, int3
     }
     {
         const out16_block c = out16_get(o, cb);
-#define W2S_ST(r, j) if (NB > j) out16_put(&c, a##r##j, out[r] + (f + j) * c.c_out);
+#define W2S_ST(r, j)                                                                                     \
+    if (NB > j) (plain ? out16_put_plain : out16_put)(&c, a##r##j, out[r] + (f + j) * c.c_out);
     W2S_ST(0, 0) W2S_ST(0, 1) W2S_ST(0, 2) W2S_ST(0, 3) W2S_ST(0, 4)
     W2S_ST(1, 0) W2S_ST(1, 1) W2S_ST(1, 2) W2S_ST(1, 3) W2S_ST(1, 4)
     W2S_ST(2, 0) W2S_ST(2, 1) W2S_ST(2, 2) W2S_ST(2, 3) W2S_ST(2, 4)
@@ -636,13 +645,17 @@ W2S_AVX512_INLINE void vnni_tile4_13(const vnni_weights *z, const out16 *o, int3
 
 W2S_AVX512 W2S_NO_TREE_PRE __attribute__((noinline)) static void vnni_rows4_13(const vnni_weights *z, const out16 *o, int32_t f_len,
                                                               const uint8_t *const *xr, int8_t *const *out) {
-    const int32_t ntile = (f_len + 4) / 5;
+    const int32_t ntile = (f_len + 4) / 5, plain = out16_plain(o);
     int32_t cb, f, b;
     for (cb = 0; cb < (o->c_out + 15) / 16; cb++)
         for (b = 0, f = 0; b < ntile; b++) {
             const int32_t nb = (f_len - f) / (ntile - b) + ((f_len - f) % (ntile - b) != 0);
-#define W2S_NB(k) case k: vnni_tile4_13(z, o, cb, xr, f, k, out); break;
-            switch (nb) { W2S_NB(5) W2S_NB(4) W2S_NB(3) W2S_NB(2) default: vnni_tile4_13(z, o, cb, xr, f, 1, out); }
+#define W2S_NB(k)                                                                                        \
+    case k:                                                                                              \
+        if (plain) vnni_tile4_13(z, o, cb, xr, f, k, 1, out);                                            \
+        else vnni_tile4_13(z, o, cb, xr, f, k, 0, out);                                                  \
+        break;
+            switch (nb) { W2S_NB(5) W2S_NB(4) W2S_NB(3) W2S_NB(2) default: W2S_NB(1) }
 #undef W2S_NB
             f += nb;
         }
@@ -1200,14 +1213,12 @@ W2S_AVX512_INLINE void l1_row(const w2s_conv_layer *l, const l1_weights *z, cons
         bl = _mm512_add_epi32(_mm512_loadu_si512(z->e.bias + 16 * cb), _mm512_mullo_epi32(off, sl));
         bm = _mm512_add_epi32(_mm512_loadu_si512(z->e.bias + 16 * cb), _mm512_mullo_epi32(off, sm));
         br = _mm512_add_epi32(_mm512_loadu_si512(z->e.bias + 16 * cb), _mm512_mullo_epi32(off, sr));
-        if (xr[0] && xr[2] && c.fast && !c.clamp_lo && !c.clamp_hi && f_len >= 2) {
+        if (xr[0] && xr[2] && out16_plain(o) && f_len >= 2) {
             /* every row but the first and the last, with every released model's epilogue: no test
              * per column (the edge columns' biases apart) */
-            int8_t *o0 = out + c.base;
-            _mm_mask_storeu_epi8(o0, c.store, _mm512_cvtsepi32_epi8(out16_fast(&c, l1_col3(bl, w, xr, 0))));
-            for (f = 1; f < f_len - 1; f++)
-                _mm_mask_storeu_epi8(o0 + f * c_out, c.store, _mm512_cvtsepi32_epi8(out16_fast(&c, l1_col3(bm, w, xr, f))));
-            _mm_mask_storeu_epi8(o0 + f * c_out, c.store, _mm512_cvtsepi32_epi8(out16_fast(&c, l1_col3(br, w, xr, f))));
+            out16_put_plain(&c, l1_col3(bl, w, xr, 0), out);
+            for (f = 1; f < f_len - 1; f++) out16_put_plain(&c, l1_col3(bm, w, xr, f), out + f * c_out);
+            out16_put_plain(&c, l1_col3(br, w, xr, f), out + f * c_out);
             continue;
         }
         for (f = 0; f < f_len; f++) {

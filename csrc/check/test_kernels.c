@@ -66,7 +66,9 @@ static int conv_rows(int32_t isa, int trials) {
         w2s_conv_layer l;
         /* c_in 13: the released width has its own tile; shifts all in [-23, -1]: the fast epilogue */
         const int32_t c_in = t % 7 == 0 ? 64 : (t % 6 == 1 ? 13 : rnd_in(1, 20));
-        const int32_t c_out = t % 5 == 0 ? 64 : rnd_in(1, 20), fast = t % 3 == 0;
+        /* the released width often takes the fast epilogue and whole layers (its four-row tile) */
+        const int32_t c_out = t % 5 == 0 ? 64 : rnd_in(1, 20), fast = t % 3 == 0 || (c_in == 13 && rnd() % 4 != 0);
+        const int whole = t % 5 == 3 || (c_in == 13 && rnd() % 2 == 0);
         const int32_t f = t % 11 == 0 ? 1 : t % 13 == 0 ? 2 : rnd_in(1, 40), ends[] = {-128, 128, -127, 0};
         const int first = t % 9 == 0; /* layer 1: one int16 channel */
         const int8_t *rows8[3];
@@ -89,11 +91,12 @@ static int conv_rows(int32_t isa, int trials) {
         l.output_offset = rnd_in(-128, 127);
         l.act_min = rnd_in(-128, 0);
         l.act_max = rnd_in(l.act_min, 127);
+        if (rnd() % 3 == 0) l.act_min = -128, l.act_max = 127; /* no clamp (every released model) */
         l.w = w8;
         l.bias = bias;
         l.mult = mult;
         l.shift = shift;
-        if (t % 5 == 3) { /* a whole layer of 1..11 rows (w2s_conv3x3_layer_*: tiles of 4, 2, 1 rows) */
+        if (whole) { /* a whole layer of 1..11 rows (w2s_conv3x3_layer_*: tiles of 4, 2, 1 rows) */
             const int32_t T = rnd_in(1, MAX_T);
             for (i = 0; i < T * f * c_in; i++) map8[i] = (int8_t)rnd_in(-128, 127);
             for (i = 0; i < T * f; i++) map16[i] = (int16_t)rnd_in(-32768, 32767);
