@@ -68,7 +68,7 @@ w2s_status w2s_forward(const w2s_model *m, const int16_t *pcm, size_t n, void *a
     arena_slices a;
     w2s_prenorm pn;
     w2s_vox_state vox;
-    int32_t T, F, C, t, l, cur = 0;
+    int32_t T, F, C, l, cur = 0;
 
     if (!m || !pcm || !out) return W2S_ERR_ARG;
     c = &m->config;
@@ -102,19 +102,10 @@ w2s_status w2s_forward(const w2s_model *m, const int16_t *pcm, size_t n, void *a
         cur = 1 - cur;
 
         if (l == c->pool_after) { /* = F.max_pool2d(x, 3, 2, 1) */
-            const int8_t *src = a.map[1 - cur];
-            const int32_t T2 = (T + 1) / 2, F2 = (F + 1) / 2;
-            const size_t row = (size_t)(F * C);
             dst = a.map[cur];
-            for (t = 0; t < T2; t++) {
-                const int8_t *rows[3];
-                rows[0] = t > 0 ? src + (size_t)(2 * t - 1) * row : NULL;
-                rows[1] = src + (size_t)(2 * t) * row;
-                rows[2] = 2 * t + 1 < T ? src + (size_t)(2 * t + 1) * row : NULL;
-                w2s_maxpool_row_s8(F, C, rows, dst + (size_t)t * (size_t)(F2 * C));
-            }
-            T = T2;
-            F = F2;
+            w2s_maxpool_s8(w->isa, T, F, C, a.map[1 - cur], dst);
+            T = (T + 1) / 2;
+            F = (F + 1) / 2;
             if (trace) trace(user, W2S_TRACE_POOL, l, dst, T, F, C);
             cur = 1 - cur;
         }

@@ -78,6 +78,8 @@ void w2s_conv3x3_row_s8_avx2(const w2s_conv_layer *l, int32_t f, int32_t c_in, i
                              const int8_t *const rows[3], int8_t *out);
 void w2s_conv3x3_row_s8_sse41(const w2s_conv_layer *l, int32_t f, int32_t c_in, int32_t c_out,
                               const int8_t *const rows[3], int8_t *out);
+/* w2s_maxpool_row_s8 with rows[1] present (pool.c's whole-map path): 64-byte vertical max */
+void w2s_maxpool_row_s8_avx512(int32_t f_in, int32_t c, const int8_t *const rows[3], int8_t *out);
 /* w2s_vox_push_rows_s8 (vox.c), channels in the lanes */
 void w2s_vox_push_rows_avx512(const w2s_config *c, const w2s_weights *w, w2s_vox_state *s,
                               const int8_t *rows, int32_t n_rows, size_t stride);

@@ -773,6 +773,34 @@ W2S_AVX512 void w2s_conv3x3_layer_s8_avx512(const w2s_conv_layer *l, int32_t T, 
     }
 }
 
+/* ---- max-pool (pool.c) ---------------------------------------------------------------------------- */
+
+/* the vertical max of the three rows in 64-byte vectors into v (zeros past the row), then each
+ * output column as the max of three columns of v, stored straight to out (c bytes each) */
+W2S_AVX512 void w2s_maxpool_row_s8_avx512(int32_t f_in, int32_t c, const int8_t *const rows[3], int8_t *out) {
+    int8_t v[W2S_MAX_MELS * W2S_MAX_CHANNELS + 128];
+    const int32_t n = f_in * c, f_out = (f_in + 1) / 2;
+    int32_t i, fo, ch;
+    for (i = 0; i < n + 16; i += 64) { /* the columns below read up to 15 bytes past the row */
+        const __mmask64 k = n - i >= 64 ? ~(__mmask64)0 : n > i ? ((__mmask64)1 << (n - i)) - 1 : 0;
+        __m512i m = _mm512_maskz_loadu_epi8(k, rows[1] + i);
+        if (rows[0]) m = _mm512_max_epi8(m, _mm512_maskz_loadu_epi8(k, rows[0] + i));
+        if (rows[2]) m = _mm512_max_epi8(m, _mm512_maskz_loadu_epi8(k, rows[2] + i));
+        _mm512_storeu_si512(v + i, m);
+    }
+    for (fo = 0; fo < f_out; fo++) {
+        const int8_t *mid = v + 2 * fo * c;
+        const int8_t *left = fo > 0 ? mid - c : mid, *right = 2 * fo + 1 < f_in ? mid + c : mid; /* padding */
+        for (ch = 0; ch < c; ch += 16) {
+            const __mmask16 k = (__mmask16)(c - ch >= 16 ? 0xFFFFu : (1u << (c - ch)) - 1u);
+            const __m128i x = _mm_max_epi8(_mm_max_epi8(_mm_loadu_si128((const __m128i *)(const void *)(left + ch)),
+                                                        _mm_loadu_si128((const __m128i *)(const void *)(mid + ch))),
+                                           _mm_loadu_si128((const __m128i *)(const void *)(right + ch)));
+            _mm_mask_storeu_epi8(out + fo * c + ch, k, x);
+        }
+    }
+}
+
 /* ---- vox pooling (vox.c) ------------------------------------------------------------------------------ */
 
 /* x / 2^s rounded as w2s_rshift_round, on sixteen int32 lanes, 0 <= s <= 31 (per lane) */

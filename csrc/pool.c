@@ -6,10 +6,11 @@
  * takes the elementwise max of the others, channels innermost. With SSE2 (every x86-64) or NEON
  * (aarch64): the vertical max of the rows over the whole row in 16-byte vectors, then each output
  * column as the max of three columns of that, through two row buffers on the stack (<= 16 KB).
+ * The AVX-512 set has its own row kernel (kernels_x86.c), chosen per map by w2s_maxpool_s8.
  */
 #include <string.h>
 
-#include "w2s_internal.h"
+#include "kernels.h"
 
 #if !defined(W2S_NO_SIMD) && (defined(__SSE2__) || (defined(__aarch64__) && defined(__ARM_NEON)))
 #define POOL_SIMD 1
@@ -77,5 +78,28 @@ void w2s_maxpool_row_s8(int32_t f_in, int32_t c, const int8_t *const rows[3], in
                 for (ch = 0; ch < c; ch++) o[ch] = x[ch] > o[ch] ? x[ch] : o[ch];
             }
         }
+    }
+}
+
+void w2s_maxpool_s8(int32_t isa, int32_t t, int32_t f_in, int32_t c, const int8_t *src, int8_t *dst) {
+    const size_t row = (size_t)(f_in * c), row_out = (size_t)((f_in + 1) / 2 * c);
+    int32_t to;
+#if defined(W2S_HAVE_X86)
+    const int avx512 = w2s_isa_resolve(isa) == W2S_ISA_AVX512;
+#else
+    (void)isa;
+#endif
+    for (to = 0; to < (t + 1) / 2; to++) {
+        const int8_t *rows[3];
+        rows[0] = to > 0 ? src + (size_t)(2 * to - 1) * row : NULL;
+        rows[1] = src + (size_t)(2 * to) * row;
+        rows[2] = 2 * to + 1 < t ? src + (size_t)(2 * to + 1) * row : NULL;
+#if defined(W2S_HAVE_X86)
+        if (avx512) {
+            w2s_maxpool_row_s8_avx512(f_in, c, rows, dst + (size_t)to * row_out);
+            continue;
+        }
+#endif
+        w2s_maxpool_row_s8(f_in, c, rows, dst + (size_t)to * row_out);
     }
 }

@@ -103,6 +103,8 @@ void w2s_conv3x3_layer_s8(const w2s_conv_layer *l, int32_t isa, int32_t t, int32
 
 /* One output row of max-pool 3x3, stride 2, pad 1 (padding never wins). rows as above. */
 void w2s_maxpool_row_s8(int32_t f_in, int32_t c, const int8_t *const rows[3], int8_t *out);
+/* The whole map: t rows of (f_in, c) at src to (t + 1) / 2 rows of ((f_in + 1) / 2, c) at dst. */
+void w2s_maxpool_s8(int32_t isa, int32_t t, int32_t f_in, int32_t c, const int8_t *src, int8_t *dst);
 
 /* ---- vox pooling, Gram, head (vox.c, head.c) ---------------------------------------------------- */
 
