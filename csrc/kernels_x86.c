@@ -843,7 +843,8 @@ W2S_AVX512 void w2s_vox_push_rows_avx512(const w2s_config *c, const w2s_weights 
     int8_t last[(W2S_MAX_MELS / 2) * W2S_MAX_CHANNELS + 4];
     const int32_t C = c->channels, F2 = (c->n_mels + 1) / 2, off = w->vox_input_offset;
     const int32_t J = (C + 3) / 4, n0 = s->n;
-    __m512i lut[4];
+    __m512i lut[4], dlut[4];
+    int32_t dtab[64];
     int32_t ch, ci, f, g, t, j;
     if (n_rows <= 0) return;
     for (g = 0; g < (C + 15) / 16; g++) { /* the groups used */
@@ -875,7 +876,11 @@ W2S_AVX512 void w2s_vox_push_rows_avx512(const w2s_config *c, const w2s_weights 
     }
     memcpy(last, rows + (size_t)(n_rows - 1) * stride, (size_t)(F2 * C));
     memset(last + F2 * C, 0, 4);
+    /* the table and its differences d = lut[i] - lut[i + 1] (0 <= d, checked at load): two
+     * lookups of the same index instead of lut[i] and lut[i + 1] */
+    for (j = 0; j < 64; j++) dtab[j] = (int32_t)(w->exp_lut[j] - w->exp_lut[j + 1]);
     for (j = 0; j < 4; j++) lut[j] = _mm512_loadu_si512(w->exp_lut + 16 * j);
+    for (j = 0; j < 4; j++) dlut[j] = _mm512_loadu_si512(dtab + 16 * j);
     for (f = 0; f < F2; f++) {
         for (g = 0; g < C; g += 16) {
             const int32_t n = C - g < 16 ? C - g : 16;
@@ -884,7 +889,7 @@ W2S_AVX512 void w2s_vox_push_rows_avx512(const w2s_config *c, const w2s_weights 
             const __m512i vsb = _mm512_loadu_si512(sb + g), vvb = _mm512_loadu_si512(vb + g);
             const __m512i vm = _mm512_loadu_si512(mult + g), vl = _mm512_loadu_si512(left + g);
             const __m512i vr = _mm512_loadu_si512(right + g);
-            const __m512i vsh = _mm512_set1_epi32(w->value_shift), lut64 = _mm512_set1_epi32((int32_t)w->exp_lut[64]);
+            const __m512i vsh = _mm512_set1_epi32(w->value_shift);
             int32_t rf[16], i;
             int64_t sm[16], ac[16];
             __m512i ref, sum0, sum1, acc0, acc1;
@@ -902,7 +907,7 @@ W2S_AVX512 void w2s_vox_push_rows_avx512(const w2s_config *c, const w2s_weights 
             for (t = 0; t < n_rows; t++) {
                 const int8_t *x = (t == n_rows - 1 ? last : rows + (size_t)t * stride) + f * C;
                 __m512i sc = vsb, vh = _mm512_setzero_si512(), vlo = _mm512_setzero_si512();
-                __m512i value, z, zq, r, k, idx, fr, a, b, d, v, e;
+                __m512i value, z, zq, r, k, idx, fr, a, d, v, e;
                 __mmask16 frac;
                 for (j = 0; j < J; j++) {
                     int32_t q;
@@ -941,21 +946,20 @@ W2S_AVX512 void w2s_vox_push_rows_avx512(const w2s_config *c, const w2s_weights 
                 idx = _mm512_srli_epi32(fr, W2S_EXP_FRAC_BITS);
                 fr = _mm512_and_si512(fr, _mm512_set1_epi32((1 << W2S_EXP_FRAC_BITS) - 1));
                 {
-                    const __m512i idx1 = _mm512_add_epi32(idx, _mm512_set1_epi32(1));
                     const __mmask16 hi_a = _mm512_cmpgt_epi32_mask(idx, _mm512_set1_epi32(31));
-                    const __mmask16 hi_b = _mm512_cmpgt_epi32_mask(idx1, _mm512_set1_epi32(31));
-                    const __mmask16 end_b = _mm512_cmpeq_epi32_mask(idx1, _mm512_set1_epi32(64));
                     a = _mm512_mask_blend_epi32(hi_a, _mm512_permutex2var_epi32(lut[0], idx, lut[1]),
                                                 _mm512_permutex2var_epi32(lut[2], idx, lut[3]));
-                    b = _mm512_mask_blend_epi32(hi_b, _mm512_permutex2var_epi32(lut[0], idx1, lut[1]),
-                                                _mm512_permutex2var_epi32(lut[2], idx1, lut[3]));
-                    b = _mm512_mask_blend_epi32(end_b, b, lut64);
+                    d = _mm512_mask_blend_epi32(hi_a, _mm512_permutex2var_epi32(dlut[0], idx, dlut[1]),
+                                                _mm512_permutex2var_epi32(dlut[2], idx, dlut[3]));
                 }
-                d = _mm512_sub_epi32(a, b); /* 0 <= d <= 2^30, fr < 2^10 */
-                v = _mm512_add_epi32(_mm512_mullo_epi32(_mm512_srli_epi32(d, W2S_EXP_FRAC_BITS), fr),
-                                     _mm512_srli_epi32(_mm512_add_epi32(_mm512_mullo_epi32(_mm512_and_si512(d, _mm512_set1_epi32((1 << W2S_EXP_FRAC_BITS) - 1)), fr),
-                                                                        _mm512_set1_epi32(1 << (W2S_EXP_FRAC_BITS - 1))),
-                                                       W2S_EXP_FRAC_BITS));
+                /* (d fr + 2^9) >> 10 as 2^10 dh fr + dl fr with d = 2^10 dh + dl (0 <= d <= 2^29 by
+                 * the format's bounds, fr < 2^10): every term < 2^31 */
+                {
+                    const __m512i lo = _mm512_and_si512(d, _mm512_set1_epi32((1 << W2S_EXP_FRAC_BITS) - 1));
+                    const __m512i half = _mm512_set1_epi32(1 << (W2S_EXP_FRAC_BITS - 1));
+                    v = _mm512_add_epi32(_mm512_mullo_epi32(_mm512_srli_epi32(d, W2S_EXP_FRAC_BITS), fr),
+                                         _mm512_srli_epi32(_mm512_add_epi32(_mm512_mullo_epi32(lo, fr), half), W2S_EXP_FRAC_BITS));
+                }
                 v = _mm512_sub_epi32(a, v); /* 0 <= v <= 2^30 */
                 {   /* e = (v + 2^(s - 1)) >> s, s = 10 + K: 0 for s >= 32 (as vox.c's for s >= 63) */
                     const __m512i sft = _mm512_add_epi32(_mm512_min_epu32(k, _mm512_set1_epi32(64)),

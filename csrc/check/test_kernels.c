@@ -140,6 +140,7 @@ static int16_t lin_w[W2S_MAX_CHANNELS * W2S_MAX_CHANNELS];
 static int8_t sof_w[W2S_MAX_CHANNELS * W2S_MAX_CHANNELS], vrows[VOX_ROWS * 2 * 40 * W2S_MAX_CHANNELS];
 static int32_t lin_b[W2S_MAX_CHANNELS], sof_b[W2S_MAX_CHANNELS], sof_mult[W2S_MAX_CHANNELS], sof_shift[W2S_MAX_CHANNELS];
 static int64_t vox_mem[2][3 * 40 * W2S_MAX_CHANNELS];
+static uint32_t vox_lut[W2S_EXP_LUT_SIZE];
 
 static int vox_rows(const w2s_model *m, int32_t isa, int trials) {
     int t, i, k;
@@ -176,6 +177,19 @@ static int vox_rows(const w2s_model *m, int32_t isa, int trials) {
         w.sof_b = sof_b;
         w.sof_mult = sof_mult;
         w.sof_shift = sof_shift;
+        if (t % 3 == 1) { /* an exp2 table of other steps, as the format allows: non-increasing from at
+                           * most 2^30 to at least 2^29, one step of up to 2^28 in half the trials */
+            const int32_t big = t % 2 ? rnd_in(0, W2S_EXP_LUT_SIZE - 2) : -1;
+            uint32_t room = (1u << (W2S_Q_EXP_LUT - 1)) - (uint32_t)rnd_in(0, 1 << 20);
+            vox_lut[0] = (1u << (W2S_Q_EXP_LUT - 1)) + room;
+            for (i = 1; i < W2S_EXP_LUT_SIZE; i++) {
+                uint32_t step = i - 1 == big ? (uint32_t)rnd_in(1 << 22, 1 << 28) : (uint32_t)rnd_in(0, 1 << 23);
+                if (step > room) step = room;
+                room -= step;
+                vox_lut[i] = vox_lut[i - 1] - step;
+            }
+            w.exp_lut = vox_lut;
+        }
         for (i = 0; i < (int)(stride * (size_t)n_rows); i++)
             vrows[i] = (int8_t)(t % 8 == 4 ? (i % 3 ? 127 : -128) : rnd_in(-128, 127));
         for (k = 0; k < 2; k++) {
