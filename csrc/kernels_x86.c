@@ -549,7 +549,7 @@ W2S_AVX512_INLINE void vnni_pad_row(const int8_t *x, int32_t n, int32_t c, uint8
 #define W2S_NO_TREE_PRE
 #endif
 
-W2S_AVX512_INLINE int32_t w2s_load32(const uint8_t *p) {
+W2S_AVX512_INLINE int32_t w2s_load32(const void *p) {
     int32_t q;
     memcpy(&q, p, 4);
     return q;
@@ -821,18 +821,125 @@ W2S_AVX512_INLINE __m512i rshift_round8x64(__m512i x, __m512i s) {
     return _mm512_maskz_mov_epi64(_mm512_cmplt_epi64_mask(s, _mm512_set1_epi64(63)), r);
 }
 
+/* The constants of one group of sixteen channels (vox.c's cells of one mel bin): the rearranged
+ * weights (four input channels per 32-bit lane), the folded biases, the score's requantization
+ * and the exp2 table with its differences. */
+typedef struct {
+    const int8_t (*ws)[64], (*hi)[64];
+    const uint8_t (*lo)[64];
+    __m512i sb, vb, mult, mult_odd, left, right, vsh, lut[4], dlut[4];
+    __mmask16 live;
+    int32_t J;
+} vox_group;
+
+/* The state of sixteen cells: the reference, and the int64 sums of the even and the odd channels
+ * (lanes 2i and 2i + 1 of the int32 vectors), so that no lane is converted to 64 bits. */
+typedef struct {
+    __m512i ref, sum_e, sum_o, acc_e, acc_o;
+} vox_cells;
+
+/* vox.c's push of frames t = 0 .. n_rows - 1 (row t at rows + t * stride, the last one at last)
+ * into sixteen cells at byte offset col of each row. released: J = 4 (13 to 16 channels), every
+ * score shift a left shift that cannot saturate (checked by the caller), so the requantization
+ * is srdhm(score << left) alone. */
+W2S_AVX512_INLINE void vox_rows16(const vox_group *k, vox_cells *st, const int8_t *rows, size_t stride,
+                                  const int8_t *last, int32_t n_rows, int32_t col, int fresh, const int released) {
+    const __m512i flip = _mm512_set1_epi8((char)0x80), low32 = _mm512_set1_epi64(0xFFFFFFFF);
+    const __m512i one = _mm512_set1_epi32(1), fmask = _mm512_set1_epi32((1 << W2S_EXP_FRAC_BITS) - 1);
+    __m512i ref = st->ref, sum_e = st->sum_e, sum_o = st->sum_o, acc_e = st->acc_e, acc_o = st->acc_o;
+    int32_t t, j;
+    for (t = 0; t < n_rows; t++) {
+        const int8_t *x = (t == n_rows - 1 ? last : rows + (size_t)t * stride) + col;
+        __m512i sc = k->sb, vh = _mm512_setzero_si512(), vlo = _mm512_setzero_si512();
+        __m512i value, z, zq, r, kk, idx, fr, a, d, v, e, e_o;
+        if (released) {
+W2S_UNROLL(4)
+            for (j = 0; j < 4; j++) {
+                const __m512i xb = _mm512_set1_epi32(w2s_load32(x + 4 * j)), ub = _mm512_xor_si512(xb, flip);
+                sc = _mm512_dpbusd_epi32(sc, ub, _mm512_loadu_si512(k->ws[j]));
+                vh = _mm512_dpbusd_epi32(vh, ub, _mm512_loadu_si512(k->hi[j]));
+                vlo = _mm512_dpbusd_epi32(vlo, _mm512_loadu_si512(k->lo[j]), xb);
+            }
+        } else {
+            for (j = 0; j < k->J; j++) {
+                const __m512i xb = _mm512_set1_epi32(w2s_load32(x + 4 * j)), ub = _mm512_xor_si512(xb, flip);
+                sc = _mm512_dpbusd_epi32(sc, ub, _mm512_loadu_si512(k->ws[j]));
+                vh = _mm512_dpbusd_epi32(vh, ub, _mm512_loadu_si512(k->hi[j]));
+                vlo = _mm512_dpbusd_epi32(vlo, _mm512_loadu_si512(k->lo[j]), xb);
+            }
+        }
+        value = rshift_round16(_mm512_add_epi32(_mm512_add_epi32(k->vb, _mm512_slli_epi32(vh, 8)), vlo), k->vsh);
+        if (released) { /* requant16 with no saturation and no right shift: floor((x m + 2^30) / 2^31) */
+            const __m512i xs = _mm512_sllv_epi32(sc, k->left), nudge = _mm512_set1_epi64((int64_t)1 << 30);
+            const __m512i pe = _mm512_add_epi64(_mm512_mul_epi32(xs, k->mult), nudge);
+            const __m512i po = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(xs, 32), k->mult_odd), nudge);
+            z = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe, 31), _mm512_slli_epi64(po, 1));
+        } else {
+            z = requant16(sc, k->mult, k->left, k->right);
+        }
+        zq = _mm512_srai_epi32(z, W2S_Q_LOG);
+        r = _mm512_mask_add_epi32(zq, _mm512_test_epi32_mask(z, _mm512_set1_epi32((1 << W2S_Q_LOG) - 1)), zq, one); /* ceil(z / 2^16) */
+        if (t == 0 && fresh) {
+            ref = r;
+        } else {
+            kk = _mm512_max_epi32(_mm512_sub_epi32(r, ref), _mm512_setzero_si512());
+            if (_mm512_test_epi32_mask(kk, kk)) { /* the reference grows: both sums / 2^k, rounded */
+                const __m512i k_e = _mm512_and_si512(kk, low32), k_o = _mm512_srli_epi64(kk, 32);
+                sum_e = rshift_round8x64(sum_e, k_e);
+                sum_o = rshift_round8x64(sum_o, k_o);
+                acc_e = rshift_round8x64(acc_e, k_e);
+                acc_o = rshift_round8x64(acc_o, k_o);
+                ref = _mm512_max_epi32(ref, r);
+            }
+        }
+        /* ref 2^16 - z = K 2^16 + q with K = ref - r, q = (-z) mod 2^16 (z = (r - 1) 2^16 +
+         * (2^16 - q) when z has fraction bits) */
+        kk = _mm512_sub_epi32(ref, r);
+        fr = _mm512_and_si512(_mm512_sub_epi32(_mm512_setzero_si512(), z), _mm512_set1_epi32((1 << W2S_Q_LOG) - 1));
+        idx = _mm512_srli_epi32(fr, W2S_EXP_FRAC_BITS);
+        fr = _mm512_and_si512(fr, fmask);
+        {
+            const __mmask16 hi_a = _mm512_cmpgt_epi32_mask(idx, _mm512_set1_epi32(31));
+            a = _mm512_mask_blend_epi32(hi_a, _mm512_permutex2var_epi32(k->lut[0], idx, k->lut[1]),
+                                        _mm512_permutex2var_epi32(k->lut[2], idx, k->lut[3]));
+            d = _mm512_mask_blend_epi32(hi_a, _mm512_permutex2var_epi32(k->dlut[0], idx, k->dlut[1]),
+                                        _mm512_permutex2var_epi32(k->dlut[2], idx, k->dlut[3]));
+        }
+        /* (d fr + 2^9) >> 10 as 2^10 dh fr + dl fr with d = 2^10 dh + dl (0 <= d <= 2^29 by the
+         * format's bounds, fr < 2^10): every term < 2^31 */
+        v = _mm512_add_epi32(_mm512_mullo_epi32(_mm512_srli_epi32(d, W2S_EXP_FRAC_BITS), fr),
+                             _mm512_srli_epi32(_mm512_add_epi32(_mm512_mullo_epi32(_mm512_and_si512(d, fmask), fr),
+                                                                _mm512_set1_epi32(1 << (W2S_EXP_FRAC_BITS - 1))),
+                                               W2S_EXP_FRAC_BITS));
+        v = _mm512_sub_epi32(a, v); /* 0 <= v <= 2^30 */
+        {   /* e = (v + 2^(s - 1)) >> s, s = 10 + K: 0 for s >= 32 (as vox.c's for s >= 63) */
+            const __m512i sft = _mm512_add_epi32(_mm512_min_epu32(kk, _mm512_set1_epi32(64)),
+                                                 _mm512_set1_epi32(W2S_Q_EXP_LUT - W2S_Q_EXP));
+            const __m512i half = _mm512_sllv_epi32(one, _mm512_sub_epi32(sft, one));
+            e = _mm512_maskz_srlv_epi32(k->live, _mm512_add_epi32(v, half), sft);
+        }
+        /* sum += e, acc += e value in int64: even lanes from the low halves, odd from the high */
+        e_o = _mm512_srli_epi64(e, 32);
+        sum_e = _mm512_add_epi64(sum_e, _mm512_and_si512(e, low32));
+        sum_o = _mm512_add_epi64(sum_o, e_o);
+        acc_e = _mm512_add_epi64(acc_e, _mm512_mul_epi32(e, value));
+        acc_o = _mm512_add_epi64(acc_o, _mm512_mul_epi32(e_o, _mm512_srli_epi64(value, 32)));
+    }
+    st->ref = ref, st->sum_e = sum_e, st->sum_o = sum_o, st->acc_e = acc_e, st->acc_o = acc_o;
+}
+
 /* w2s_vox_push_s8 over n_rows rows (row t at rows + t * stride), channels in the lanes: for each
  * mel bin f and group of sixteen channels, the state of its cells stays in registers while the
- * frames go by (cells are independent, so the order of the loops changes nothing).
+ * frames go by (cells are independent, so the order of the loops changes nothing; vox_rows16).
  * Sums with VPDPBUSD on bytes: score = sof_b + sum (x + off) ws = sof_b' + sum u ws (u = x + 128,
  * the offset folded into the bias as in the conv kernel); value weights are int16, split
  * w = 256 hi + lo (hi signed, lo in 0..255): sum x w = 256 (sum u hi - 128 sum hi) + sum lo x,
  * every term a VPDPBUSD; the int32 sums wrap, but the true value fits in int32 (|.| < 2^30), so
  * the wrapped sum is exact. Then vox.c's arithmetic lane by lane: z = requantize(score),
  * r = ceil(z / 2^16), the rescale of sum and acc when r passes ref (rounding shifts of int64
- * lanes), e = exp2_neg(ref 2^16 - z) in int32 (the table entries by permutes, the interpolation
- * (a - b) fr as 2^10 dh fr + dl fr with d = 2^10 dh + dl, every term < 2^31), then sum += e and
- * acc += e value in int64 lanes. Stack: 20 KB (rearranged weights, a copy of the last row). */
+ * lanes), e = exp2_neg(ref 2^16 - z) in int32 (the table and its differences by permutes), then
+ * sum += e and acc += e value in int64 lanes. Stack: 20 KB (rearranged weights, a copy of the
+ * last row). */
 W2S_AVX512 void w2s_vox_push_rows_avx512(const w2s_config *c, const w2s_weights *w, w2s_vox_state *s,
                                          const int8_t *rows, int32_t n_rows, size_t stride) {
     enum { G = W2S_MAX_CHANNELS / 4 }; /* groups of four input channels */
@@ -842,10 +949,10 @@ W2S_AVX512 void w2s_vox_push_rows_avx512(const w2s_config *c, const w2s_weights 
     int32_t left[W2S_MAX_CHANNELS + 16], right[W2S_MAX_CHANNELS + 16];
     int8_t last[(W2S_MAX_MELS / 2) * W2S_MAX_CHANNELS + 4];
     const int32_t C = c->channels, F2 = (c->n_mels + 1) / 2, off = w->vox_input_offset;
-    const int32_t J = (C + 3) / 4, n0 = s->n;
-    __m512i lut[4], dlut[4];
+    const int32_t J = (C + 3) / 4;
     int32_t dtab[64];
-    int32_t ch, ci, f, g, t, j;
+    int32_t ch, ci, f, g, j, i, released = J == 4;
+    vox_group k;
     if (n_rows <= 0) return;
     for (g = 0; g < (C + 15) / 16; g++) { /* the groups used */
         memset(ws[g], 0, (size_t)J * 64);
@@ -854,17 +961,18 @@ W2S_AVX512 void w2s_vox_push_rows_avx512(const w2s_config *c, const w2s_weights 
     }
     for (ch = 0; ch < C + 16; ch++) {
         int32_t sw = 0, sl = 0, sh = 0;
+        int64_t bound = 0; /* of |score| before the requantization */
         const int32_t sh_ = ch < C ? w->sof_shift[ch] : 0;
         for (ci = 0; ch < C && ci < C; ci++) {
             const int32_t a = w->sof_w[ch * C + ci], b = w->lin_w[ch * C + ci];
             const int32_t h = (b - (b & 255)) / 256; /* b = 256 h + (b & 255) */
-            int8_t *d = &ws[ch / 16][ci / 4][(ch % 16) * 4 + ci % 4];
-            *d = (int8_t)a;
+            ws[ch / 16][ci / 4][(ch % 16) * 4 + ci % 4] = (int8_t)a;
             hi[ch / 16][ci / 4][(ch % 16) * 4 + ci % 4] = (int8_t)h;
             lo[ch / 16][ci / 4][(ch % 16) * 4 + ci % 4] = (uint8_t)(b & 255);
             sw += a;
             sl += b;
             sh += h;
+            bound += 255 * (int64_t)(a < 0 ? -a : a);
         }
         /* score: sum (x + off) a = sum u a + (off - 128) sum a; value: sum (x + off) b =
          * sum x b + off sum b, sum x b = 256 sum u h - 32768 sum h + sum lo x (mod 2^32) */
@@ -873,121 +981,52 @@ W2S_AVX512 void w2s_vox_push_rows_avx512(const w2s_config *c, const w2s_weights 
         mult[ch] = ch < C ? w->sof_mult[ch] : 0;
         left[ch] = sh_ > 0 ? sh_ : 0;
         right[ch] = sh_ > 0 ? 0 : -sh_;
+        bound += sb[ch] < 0 ? -(int64_t)sb[ch] : sb[ch];
+        released &= right[ch] == 0 && bound * ((int64_t)1 << left[ch]) <= INT32_MAX; /* no saturation */
     }
     memcpy(last, rows + (size_t)(n_rows - 1) * stride, (size_t)(F2 * C));
     memset(last + F2 * C, 0, 4);
     /* the table and its differences d = lut[i] - lut[i + 1] (0 <= d, checked at load): two
      * lookups of the same index instead of lut[i] and lut[i + 1] */
     for (j = 0; j < 64; j++) dtab[j] = (int32_t)(w->exp_lut[j] - w->exp_lut[j + 1]);
-    for (j = 0; j < 4; j++) lut[j] = _mm512_loadu_si512(w->exp_lut + 16 * j);
-    for (j = 0; j < 4; j++) dlut[j] = _mm512_loadu_si512(dtab + 16 * j);
-    for (f = 0; f < F2; f++) {
-        for (g = 0; g < C; g += 16) {
-            const int32_t n = C - g < 16 ? C - g : 16;
-            const __mmask16 live = (__mmask16)((1u << n) - 1u);
-            const int32_t cg = g / 16;
-            const __m512i vsb = _mm512_loadu_si512(sb + g), vvb = _mm512_loadu_si512(vb + g);
-            const __m512i vm = _mm512_loadu_si512(mult + g), vl = _mm512_loadu_si512(left + g);
-            const __m512i vr = _mm512_loadu_si512(right + g);
-            const __m512i vsh = _mm512_set1_epi32(w->value_shift);
-            int32_t rf[16], i;
-            int64_t sm[16], ac[16];
-            __m512i ref, sum0, sum1, acc0, acc1;
+    for (j = 0; j < 4; j++) k.lut[j] = _mm512_loadu_si512(w->exp_lut + 16 * j);
+    for (j = 0; j < 4; j++) k.dlut[j] = _mm512_loadu_si512(dtab + 16 * j);
+    k.vsh = _mm512_set1_epi32(w->value_shift);
+    k.J = J;
+    for (g = 0; g < C; g += 16) {
+        const int32_t n = C - g < 16 ? C - g : 16;
+        k.ws = (const int8_t(*)[64])ws[g / 16];
+        k.hi = (const int8_t(*)[64])hi[g / 16];
+        k.lo = (const uint8_t(*)[64])lo[g / 16];
+        k.sb = _mm512_loadu_si512(sb + g), k.vb = _mm512_loadu_si512(vb + g);
+        k.mult = _mm512_loadu_si512(mult + g), k.mult_odd = _mm512_srli_epi64(k.mult, 32);
+        k.left = _mm512_loadu_si512(left + g), k.right = _mm512_loadu_si512(right + g);
+        k.live = (__mmask16)((1u << n) - 1u);
+        for (f = 0; f < F2; f++) {
+            int32_t rf[16];
+            int64_t se[8], so[8], ae[8], ao[8];
+            vox_cells st;
             for (i = 0; i < 16; i++) {
-                const int32_t k = (g + i) * F2 + f;
-                rf[i] = i < n ? s->ref[k] : 0;
-                sm[i] = i < n ? s->sum[k] : 0;
-                ac[i] = i < n ? s->acc[k] : 0;
+                const int32_t cell = (g + i) * F2 + f;
+                rf[i] = i < n ? s->ref[cell] : 0;
+                (i % 2 ? so : se)[i / 2] = i < n ? s->sum[cell] : 0;
+                (i % 2 ? ao : ae)[i / 2] = i < n ? s->acc[cell] : 0;
             }
-            ref = _mm512_loadu_si512(rf);
-            sum0 = _mm512_loadu_si512(sm);
-            sum1 = _mm512_loadu_si512(sm + 8);
-            acc0 = _mm512_loadu_si512(ac);
-            acc1 = _mm512_loadu_si512(ac + 8);
-            for (t = 0; t < n_rows; t++) {
-                const int8_t *x = (t == n_rows - 1 ? last : rows + (size_t)t * stride) + f * C;
-                __m512i sc = vsb, vh = _mm512_setzero_si512(), vlo = _mm512_setzero_si512();
-                __m512i value, z, zq, r, k, idx, fr, a, d, v, e;
-                __mmask16 frac;
-                for (j = 0; j < J; j++) {
-                    int32_t q;
-                    __m512i xb, ub;
-                    memcpy(&q, x + 4 * j, 4);
-                    xb = _mm512_set1_epi32(q);
-                    ub = _mm512_xor_si512(xb, _mm512_set1_epi8((char)0x80));
-                    sc = _mm512_dpbusd_epi32(sc, ub, _mm512_loadu_si512(ws[cg][j]));
-                    vh = _mm512_dpbusd_epi32(vh, ub, _mm512_loadu_si512(hi[cg][j]));
-                    vlo = _mm512_dpbusd_epi32(vlo, _mm512_loadu_si512(lo[cg][j]), xb);
-                }
-                value = _mm512_add_epi32(_mm512_add_epi32(vvb, _mm512_slli_epi32(vh, 8)), vlo);
-                value = rshift_round16(value, vsh);
-                z = requant16(sc, vm, vl, vr);
-                zq = _mm512_srai_epi32(z, W2S_Q_LOG);
-                frac = _mm512_test_epi32_mask(z, _mm512_set1_epi32((1 << W2S_Q_LOG) - 1));
-                r = _mm512_mask_add_epi32(zq, frac, zq, _mm512_set1_epi32(1)); /* ceil(z / 2^16) */
-                if (t == 0 && n0 == 0) {
-                    ref = r;
-                } else {
-                    const __m512i kk = _mm512_max_epi32(_mm512_sub_epi32(r, ref), _mm512_setzero_si512());
-                    if (_mm512_test_epi32_mask(kk, kk)) {
-                        const __m512i k0 = _mm512_cvtepu32_epi64(_mm512_castsi512_si256(kk));
-                        const __m512i k1 = _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(kk, 1));
-                        sum0 = rshift_round8x64(sum0, k0);
-                        sum1 = rshift_round8x64(sum1, k1);
-                        acc0 = rshift_round8x64(acc0, k0);
-                        acc1 = rshift_round8x64(acc1, k1);
-                        ref = _mm512_max_epi32(ref, r);
-                    }
-                }
-                /* ref 2^16 - z = K 2^16 + q with K = ref - r, q = (-z) mod 2^16 (z = (r - 1) 2^16 +
-                 * (2^16 - q) when z has fraction bits) */
-                k = _mm512_sub_epi32(ref, r);
-                fr = _mm512_and_si512(_mm512_sub_epi32(_mm512_setzero_si512(), z), _mm512_set1_epi32((1 << W2S_Q_LOG) - 1));
-                idx = _mm512_srli_epi32(fr, W2S_EXP_FRAC_BITS);
-                fr = _mm512_and_si512(fr, _mm512_set1_epi32((1 << W2S_EXP_FRAC_BITS) - 1));
-                {
-                    const __mmask16 hi_a = _mm512_cmpgt_epi32_mask(idx, _mm512_set1_epi32(31));
-                    a = _mm512_mask_blend_epi32(hi_a, _mm512_permutex2var_epi32(lut[0], idx, lut[1]),
-                                                _mm512_permutex2var_epi32(lut[2], idx, lut[3]));
-                    d = _mm512_mask_blend_epi32(hi_a, _mm512_permutex2var_epi32(dlut[0], idx, dlut[1]),
-                                                _mm512_permutex2var_epi32(dlut[2], idx, dlut[3]));
-                }
-                /* (d fr + 2^9) >> 10 as 2^10 dh fr + dl fr with d = 2^10 dh + dl (0 <= d <= 2^29 by
-                 * the format's bounds, fr < 2^10): every term < 2^31 */
-                {
-                    const __m512i lo = _mm512_and_si512(d, _mm512_set1_epi32((1 << W2S_EXP_FRAC_BITS) - 1));
-                    const __m512i half = _mm512_set1_epi32(1 << (W2S_EXP_FRAC_BITS - 1));
-                    v = _mm512_add_epi32(_mm512_mullo_epi32(_mm512_srli_epi32(d, W2S_EXP_FRAC_BITS), fr),
-                                         _mm512_srli_epi32(_mm512_add_epi32(_mm512_mullo_epi32(lo, fr), half), W2S_EXP_FRAC_BITS));
-                }
-                v = _mm512_sub_epi32(a, v); /* 0 <= v <= 2^30 */
-                {   /* e = (v + 2^(s - 1)) >> s, s = 10 + K: 0 for s >= 32 (as vox.c's for s >= 63) */
-                    const __m512i sft = _mm512_add_epi32(_mm512_min_epu32(k, _mm512_set1_epi32(64)),
-                                                         _mm512_set1_epi32(W2S_Q_EXP_LUT - W2S_Q_EXP));
-                    const __m512i half = _mm512_sllv_epi32(_mm512_set1_epi32(1), _mm512_sub_epi32(sft, _mm512_set1_epi32(1)));
-                    e = _mm512_maskz_srlv_epi32(live, _mm512_add_epi32(v, half), sft);
-                }
-                {
-                    const __m512i e0 = _mm512_cvtepu32_epi64(_mm512_castsi512_si256(e));
-                    const __m512i e1 = _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(e, 1));
-                    const __m512i v0 = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(value));
-                    const __m512i v1 = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(value, 1));
-                    sum0 = _mm512_add_epi64(sum0, e0);
-                    sum1 = _mm512_add_epi64(sum1, e1);
-                    acc0 = _mm512_add_epi64(acc0, _mm512_mul_epi32(e0, v0));
-                    acc1 = _mm512_add_epi64(acc1, _mm512_mul_epi32(e1, v1));
-                }
-            }
-            _mm512_storeu_si512(rf, ref);
-            _mm512_storeu_si512(sm, sum0);
-            _mm512_storeu_si512(sm + 8, sum1);
-            _mm512_storeu_si512(ac, acc0);
-            _mm512_storeu_si512(ac + 8, acc1);
+            st.ref = _mm512_loadu_si512(rf);
+            st.sum_e = _mm512_loadu_si512(se), st.sum_o = _mm512_loadu_si512(so);
+            st.acc_e = _mm512_loadu_si512(ae), st.acc_o = _mm512_loadu_si512(ao);
+            if (released)
+                vox_rows16(&k, &st, rows, stride, last, n_rows, f * C, s->n == 0, 1);
+            else
+                vox_rows16(&k, &st, rows, stride, last, n_rows, f * C, s->n == 0, 0);
+            _mm512_storeu_si512(rf, st.ref);
+            _mm512_storeu_si512(se, st.sum_e), _mm512_storeu_si512(so, st.sum_o);
+            _mm512_storeu_si512(ae, st.acc_e), _mm512_storeu_si512(ao, st.acc_o);
             for (i = 0; i < n; i++) {
-                const int32_t k = (g + i) * F2 + f;
-                s->ref[k] = rf[i];
-                s->sum[k] = sm[i];
-                s->acc[k] = ac[i];
+                const int32_t cell = (g + i) * F2 + f;
+                s->ref[cell] = rf[i];
+                s->sum[cell] = (i % 2 ? so : se)[i / 2];
+                s->acc[cell] = (i % 2 ? ao : ae)[i / 2];
             }
         }
     }

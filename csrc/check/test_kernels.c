@@ -148,7 +148,10 @@ static int vox_rows(const w2s_model *m, int32_t isa, int trials) {
         w2s_config c = m->config;
         w2s_weights w = m->w;
         w2s_vox_state st[2];
-        const int32_t C = t % 6 == 0 ? 64 : rnd_in(1, 20), F = t % 7 == 0 ? 80 : rnd_in(1, 80);
+        /* t % 5 == 2: the released shape (13-16 channels, score shifts all left, without saturation
+         * in most such trials: the kernel's own path) */
+        const int released = t % 5 == 2;
+        const int32_t C = released ? rnd_in(13, 16) : t % 6 == 0 ? 64 : rnd_in(1, 20), F = t % 7 == 0 ? 80 : rnd_in(1, 80);
         const int32_t F2 = (F + 1) / 2, n_rows = rnd_in(1, VOX_ROWS), split = rnd_in(0, n_rows);
         const size_t stride = (size_t)(F2 * C) + (t % 3 == 0 ? (size_t)rnd_in(0, 40) : 0);
         const int32_t wmag = t % 4 == 0 ? 32768 : 1 << rnd_in(0, 15); /* |lin_w| <= wmag */
@@ -168,6 +171,11 @@ static int vox_rows(const w2s_model *m, int32_t isa, int trials) {
             sof_b[k] = t % 8 == 3 ? (k % 2 ? -(1 << 21) : 1 << 21) : rnd_in(-(1 << 21), 1 << 21);
             sof_mult[k] = rnd() % 8 == 0 ? rnd_in(0, 0x7FFFFFFF) : rnd_in(1 << 30, 0x7FFFFFFF);
             sof_shift[k] = rnd() % 4 == 0 ? rnd_in(-31, 30) : rnd_in(-12, 12);
+            if (released) { /* |score| < 2^21: shifts up to 10 cannot saturate; 11-12 on a bias of 2^20 do */
+                sof_b[k] = rnd_in(-(1 << 17), 1 << 17);
+                sof_shift[k] = rnd_in(0, 10);
+                if (rnd() % 16 == 0) sof_b[k] = k % 2 ? -(1 << 20) : 1 << 20, sof_shift[k] = rnd_in(11, 12); /* saturates */
+            }
         }
         for (w.value_shift = 0; worst >= ((int64_t)1 << (22 + w.value_shift)); w.value_shift++) {}
         if (rnd() % 4 == 0 && w.value_shift < 31) w.value_shift = rnd_in(w.value_shift, 31);
