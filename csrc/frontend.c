@@ -65,6 +65,11 @@ w2s_prenorm w2s_prenorm_s16(const w2s_weights *w, const int16_t *pcm, size_t n) 
     int64_t sum = 0;
     uint64_t sum2 = 0, sq; /* n <= 2^24: |sum| < 2^39, sum2 <= 2^54 */
     size_t i;
+#if defined(W2S_DFT_SIMD)
+    if (w2s_frame_avx512_ok(w->isa)) {
+        w2s_sums_s16_avx512(pcm, n, &sum, &sum2);
+    } else
+#endif
     for (i = 0; i < n; i++) { /* one pass over the clip */
         const int32_t x = pcm[i];
         sum += x;

@@ -116,6 +116,8 @@ void     w2s_logmel8_avx512(const w2s_config *c, const w2s_weights *w, const w2s
                             const int16_t *pcm, int16_t *out);
 uint64_t w2s_power_avx512(const int64_t *re, const int64_t *im, int32_t n, uint64_t *power);
 void     w2s_log2_q16_avx512(const uint64_t *v, int32_t n, int32_t *lg);
+/* sum of pcm[i] and of pcm[i]^2, i < n (n <= 2^24), as w2s_prenorm_s16 sums them */
+void     w2s_sums_s16_avx512(const int16_t *pcm, size_t n, int64_t *sum, uint64_t *sum2);
 void     w2s_db_avx512(const uint64_t *m, const int32_t *lg, int32_t n, int32_t offset, int32_t log_floor,
                        int32_t mult, int32_t shift, int16_t *out);
 #endif

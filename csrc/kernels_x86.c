@@ -1655,6 +1655,44 @@ W2S_AVX512 void w2s_log2_q16_avx512(const uint64_t *v, int32_t n, int32_t *lg) {
     }
 }
 
+/* sum of x and of x^2 over the clip (w2s_prenorm_s16): VPMADDWD pairs against 1 and against
+ * themselves; a pair of squares is at most 2^31, exact as uint32 (the one wrap, -32768 twice, reads
+ * as 2^31), widened to uint64 lanes at once; the pair sums of x (|.| <= 2^16) stay in int32 for
+ * 2^14 vectors at a time */
+W2S_AVX512 void w2s_sums_s16_avx512(const int16_t *pcm, size_t n, int64_t *sum, uint64_t *sum2) {
+    const __m512i ones = _mm512_set1_epi16(1), low32 = _mm512_set1_epi64(0xFFFFFFFF);
+    __m512i s1 = _mm512_setzero_si512(), s64 = s1, q_e = s1, q_o = s1;
+    size_t i;
+    int32_t k = 0;
+    int64_t lanes[8];
+    uint64_t qe[8], qo[8];
+    int j;
+    for (i = 0; i < n; i += 32) {
+        const __mmask32 m = n - i >= 32 ? 0xFFFFFFFFu : (1u << (n - i)) - 1u;
+        const __m512i x = _mm512_maskz_loadu_epi16(m, pcm + i), sq = _mm512_madd_epi16(x, x);
+        s1 = _mm512_dpwssd_epi32(s1, x, ones);
+        q_e = _mm512_add_epi64(q_e, _mm512_and_si512(sq, low32));
+        q_o = _mm512_add_epi64(q_o, _mm512_srli_epi64(sq, 32));
+        if (++k == 1 << 14) {
+            s64 = _mm512_add_epi64(s64, _mm512_add_epi64(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(s1)),
+                                                         _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(s1, 1))));
+            s1 = _mm512_setzero_si512();
+            k = 0;
+        }
+    }
+    s64 = _mm512_add_epi64(s64, _mm512_add_epi64(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(s1)),
+                                                 _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(s1, 1))));
+    _mm512_storeu_si512(lanes, s64);
+    _mm512_storeu_si512(qe, q_e);
+    _mm512_storeu_si512(qo, q_o);
+    *sum = 0;
+    *sum2 = 0;
+    for (j = 0; j < 8; j++) {
+        *sum += lanes[j];
+        *sum2 += qe[j] + qo[j];
+    }
+}
+
 /* ---- the front end, eight frames in the lanes ------------------------------------------------------ */
 
 /* floor(log2 v) of v >= 1 (the bit length by VPLZCNTQ) */

@@ -330,6 +330,32 @@ static int frontend_simd(int trials) {
  * rounding ties of both signs. */
 static int64_t rnd64(void) { return (int64_t)((uint64_t)rnd() << 32 | rnd()); }
 
+/* The clip sums of w2s_prenorm_s16 (AVX-512) against a plain loop: lengths around the vector
+ * width, and clips past 2^20 samples (the int32 pair sums would wrap if never widened) of extremes, noise
+ * and -32768 throughout (its pair of squares is 2^31, one past INT32_MAX). */
+static int16_t long_clip[(1 << 20) + 4099];
+
+static int prenorm_sums_avx512(void) {
+    int t;
+    for (t = 0; t < 40; t++) {
+        const size_t n = t < 32 ? (size_t)rnd_in(1, 200) : (size_t)rnd_in((1 << 20) + 2048, (1 << 20) + 4099);
+        int64_t sum = 0, got_sum;
+        uint64_t sum2 = 0, got_sum2;
+        size_t i;
+        for (i = 0; i < n; i++) {
+            long_clip[i] = t % 4 == 0 ? -32768 : t % 4 == 1 ? (int16_t)(i % 2 ? 32767 : -32768) : (int16_t)rnd_in(-32768, 32767);
+            sum += long_clip[i];
+            sum2 += (uint64_t)((int64_t)long_clip[i] * long_clip[i]);
+        }
+        w2s_sums_s16_avx512(long_clip, n, &got_sum, &got_sum2);
+        if (got_sum != sum || got_sum2 != sum2) {
+            printf("prenorm sums %d (n %lu): differ\n", t, (unsigned long)n);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static int frontend_avx512(int trials) {
     int t, i;
     for (t = 0; t < trials; t++) {
@@ -470,8 +496,8 @@ int main(int argc, char **argv) {
         failures += bad;
     }
     if (w2s_frame_avx512_ok(W2S_ISA_AVX512)) {
-        const int bad = frontend_avx512(400);
-        printf("test_kernels: windowing, power, log2 and dB (avx512) against plain C: %s\n", bad ? "FAIL" : "identical");
+        const int bad = frontend_avx512(400) + prenorm_sums_avx512();
+        printf("test_kernels: clip sums, windowing, power, log2 and dB (avx512) against plain C: %s\n", bad ? "FAIL" : "identical");
         failures += bad;
     }
     if (w2s_isa_resolve(W2S_ISA_AVX512) == W2S_ISA_AVX512) {
