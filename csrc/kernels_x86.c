@@ -1537,17 +1537,11 @@ W2S_AVX2 void w2s_log2_q16_simd(const uint64_t *v, int32_t n, int32_t *lg) {
 
 int w2s_frame_avx512_ok(int32_t isa) { return w2s_isa_resolve(isa) == W2S_ISA_AVX512; }
 
-/* w2s_rshift_round on int64 lanes, s in [1, 62]: floor by an arithmetic shift, plus one where the
- * low bits exceed half (half exactly counts for negatives: ties away from zero) */
+/* w2s_rshift_round on int64 lanes, s in [1, 62], |x| < 2^62: floor((x + 2^(s-1) - [x < 0]) / 2^s),
+ * which is ties away from zero (a negative tie stays at the floor) */
 W2S_AVX512_INLINE __m512i rshift_round_q(__m512i x, int s) {
-    const __m512i mask = _mm512_set1_epi64(((int64_t)1 << s) - 1);
-    const __m512i rem = _mm512_and_si512(x, mask);
-    const __mmask8 neg = _mm512_cmplt_epi64_mask(x, _mm512_setzero_si512());
-    const __m512i thr = _mm512_mask_add_epi64(_mm512_srli_epi64(mask, 1), neg, _mm512_srli_epi64(mask, 1),
-                                              _mm512_set1_epi64(1));
-    const __mmask8 up = _mm512_cmpgt_epi64_mask(rem, thr);
-    return _mm512_mask_add_epi64(_mm512_srai_epi64(x, (unsigned)s), up, _mm512_srai_epi64(x, (unsigned)s),
-                                 _mm512_set1_epi64(1));
+    const __m512i h = _mm512_add_epi64(_mm512_set1_epi64((int64_t)1 << (s - 1)), _mm512_srai_epi64(x, 63));
+    return _mm512_srai_epi64(_mm512_add_epi64(x, h), (unsigned)s);
 }
 
 /* |d| < 2^20 and |window| <= 2^30 fit VPMULDQ's signed 32 x 32 -> 64 product exactly */
