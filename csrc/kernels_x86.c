@@ -1597,7 +1597,6 @@ W2S_AVX512 void w2s_db_avx512(const uint64_t *m, const int32_t *lg, int32_t n, i
     }
 }
 
-/* w2s_log2_q16_simd with eight lanes per vector, four vectors (32 values) at a time */
 /* nine chains of squarings hold 27 of the 32 vector registers (x, fraction, bit length) */
 #define W2S_LOG2_CHAINS 9
 
