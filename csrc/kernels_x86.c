@@ -531,8 +531,9 @@ W2S_AVX512_INLINE void vnni_pad_row(const int8_t *x, int32_t n, int32_t c, uint8
     memset(d + c + n, upad, (size_t)(R - c - n));
 }
 
-/* GCC 12's partial redundancy elimination turns the named accumulators below into copies and
- * spills (52 vector moves per 60 VPDPBUSD in the inner loop; none without it) */
+/* GCC 12's partial redundancy elimination turns the tile accumulators below into copies and
+ * spills (52 vector moves per 60 VPDPBUSD in the inner loop of four rows x five columns; none
+ * without it: the array form of vnni_tile then needs no hand-named copy for that size) */
 /* Full unrolling of the tile loops (R and NB are constants there) is for GCC, which builds the
  * extension; clang (the fuzz and sanitizer builds) unrolls on its own, and honouring these
  * pragmas under its instrumentation took minutes per build. */
@@ -563,7 +564,8 @@ W2S_AVX512_INLINE int32_t w2s_load32(const void *p) {
  * (R and NB are constants here: the loops unroll and the arrays become registers). */
 #define VNB 13 /* at most this many columns per tile (R = 1); R = 2: 8, R = 4: 6 */
 W2S_AVX512_INLINE void vnni_tile(const vnni_weights *z, const out16 *o, int32_t cb, const uint8_t *const *xr,
-                                 int32_t c_in, int32_t f, const int32_t R, const int32_t NB, int8_t *const *out) {
+                                 int32_t c_in, int32_t f, const int32_t R, const int32_t NB, const int plain,
+                                 int8_t *const *out) {
     const __m512i bias = _mm512_loadu_si512(z->e.bias + 16 * cb);
     __m512i acc[4][VNB];
     int32_t i, j, g, r;
@@ -594,52 +596,7 @@ W2S_UNROLL(13)
 W2S_UNROLL(4)
         for (r = 0; r < R; r++)
 W2S_UNROLL(13)
-            for (j = 0; j < NB; j++) out16_put(&c, acc[r][j], out[r] + (f + j) * c.c_out);
-    }
-}
-
-/* vnni_tile for four rows, at most five columns and 13 input channels, with named accumulators:
- * GCC keeps these in registers, where the array form of vnni_tile spills at this size. */
-W2S_AVX512_INLINE void vnni_tile4_13(const vnni_weights *z, const out16 *o, int32_t cb, const uint8_t *const *xr,
-                                     int32_t f, const int32_t NB, const int plain, int8_t *const *out) {
-    const __m512i bias = _mm512_loadu_si512(z->e.bias + 16 * cb);
-    const uint8_t *x0 = xr[0] + f * 13, *x1 = xr[1] + f * 13, *x2 = xr[2] + f * 13;
-    const uint8_t *x3 = xr[3] + f * 13, *x4 = xr[4] + f * 13, *x5 = xr[5] + f * 13;
-    __m512i a00 = bias, a01 = bias, a02 = bias, a03 = bias, a04 = bias; /* a<row><column> */
-    __m512i a10 = bias, a11 = bias, a12 = bias, a13 = bias, a14 = bias;
-    __m512i a20 = bias, a21 = bias, a22 = bias, a23 = bias, a24 = bias;
-    __m512i a30 = bias, a31 = bias, a32 = bias, a33 = bias, a34 = bias;
-    int32_t g;
-    for (g = 0; g < z->G; g++) {
-        const __m512i w0 = _mm512_loadu_si512(z->w[cb][0][g]), w1 = _mm512_loadu_si512(z->w[cb][1][g]);
-        const __m512i w2 = _mm512_loadu_si512(z->w[cb][2][g]);
-        const int32_t k = 4 * g;
-#define W2S_B(x, j) _mm512_set1_epi32(w2s_load32((x) + 13 * (j) + k))
-#define W2S_D(a, u, w) a = _mm512_dpbusd_epi32(a, u, w)
-#define W2S_COL(j)                                                                                       \
-    if (NB > j) {                                                                                        \
-        __m512i u = W2S_B(x0, j);                                                                        \
-        W2S_D(a0##j, u, w0);                                                                             \
-        u = W2S_B(x1, j), W2S_D(a1##j, u, w0), W2S_D(a0##j, u, w1);                                      \
-        u = W2S_B(x2, j), W2S_D(a2##j, u, w0), W2S_D(a1##j, u, w1), W2S_D(a0##j, u, w2);                 \
-        u = W2S_B(x3, j), W2S_D(a3##j, u, w0), W2S_D(a2##j, u, w1), W2S_D(a1##j, u, w2);                 \
-        u = W2S_B(x4, j), W2S_D(a3##j, u, w1), W2S_D(a2##j, u, w2);                                      \
-        u = W2S_B(x5, j), W2S_D(a3##j, u, w2);                                                           \
-    }
-        W2S_COL(0) W2S_COL(1) W2S_COL(2) W2S_COL(3) W2S_COL(4)
-#undef W2S_COL
-#undef W2S_D
-#undef W2S_B
-    }
-    {
-        const out16_block c = out16_get(o, cb);
-#define W2S_ST(r, j)                                                                                     \
-    if (NB > j) (plain ? out16_put_plain : out16_put)(&c, a##r##j, out[r] + (f + j) * c.c_out);
-    W2S_ST(0, 0) W2S_ST(0, 1) W2S_ST(0, 2) W2S_ST(0, 3) W2S_ST(0, 4)
-    W2S_ST(1, 0) W2S_ST(1, 1) W2S_ST(1, 2) W2S_ST(1, 3) W2S_ST(1, 4)
-    W2S_ST(2, 0) W2S_ST(2, 1) W2S_ST(2, 2) W2S_ST(2, 3) W2S_ST(2, 4)
-    W2S_ST(3, 0) W2S_ST(3, 1) W2S_ST(3, 2) W2S_ST(3, 3) W2S_ST(3, 4)
-#undef W2S_ST
+            for (j = 0; j < NB; j++) (plain ? out16_put_plain : out16_put)(&c, acc[r][j], out[r] + (f + j) * c.c_out);
     }
 }
 
@@ -652,8 +609,8 @@ W2S_AVX512 W2S_NO_TREE_PRE __attribute__((noinline)) static void vnni_rows4_13(c
             const int32_t nb = (f_len - f) / (ntile - b) + ((f_len - f) % (ntile - b) != 0);
 #define W2S_NB(k)                                                                                        \
     case k:                                                                                              \
-        if (plain) vnni_tile4_13(z, o, cb, xr, f, k, 1, out);                                            \
-        else vnni_tile4_13(z, o, cb, xr, f, k, 0, out);                                                  \
+        if (plain) vnni_tile(z, o, cb, xr, 13, f, 4, k, 1, out);                                         \
+        else vnni_tile(z, o, cb, xr, 13, f, 4, k, 0, out);                                               \
         break;
             switch (nb) { W2S_NB(5) W2S_NB(4) W2S_NB(3) W2S_NB(2) default: W2S_NB(1) }
 #undef W2S_NB
@@ -675,16 +632,16 @@ W2S_AVX512_INLINE void vnni_rows(const vnni_weights *z, const out16 *o, int32_t 
     for (cb = 0; cb < (o->c_out + 15) / 16; cb++)
         for (b = 0, f = 0; b < ntile; b++) {
             const int32_t nb = (f_len - f) / (ntile - b) + ((f_len - f) % (ntile - b) != 0);
-#define W2S_NB(k) case k: vnni_tile(z, o, cb, xr, c_in, f, R, k, out); break;
+#define W2S_NB(k) case k: vnni_tile(z, o, cb, xr, c_in, f, R, k, 0, out); break;
             if (R == 4) {
-                switch (nb) { W2S_NB(6) W2S_NB(5) W2S_NB(4) W2S_NB(3) W2S_NB(2) default: vnni_tile(z, o, cb, xr, c_in, f, R, 1, out); }
+                switch (nb) { W2S_NB(6) W2S_NB(5) W2S_NB(4) W2S_NB(3) W2S_NB(2) default: vnni_tile(z, o, cb, xr, c_in, f, R, 1, 0, out); }
             } else if (R == 2) {
                 switch (nb) { W2S_NB(8) W2S_NB(7) W2S_NB(6) W2S_NB(5) W2S_NB(4) W2S_NB(3) W2S_NB(2)
-                              default: vnni_tile(z, o, cb, xr, c_in, f, R, 1, out); }
+                              default: vnni_tile(z, o, cb, xr, c_in, f, R, 1, 0, out); }
             } else {
                 switch (nb) { W2S_NB(13) W2S_NB(12) W2S_NB(11) W2S_NB(10) W2S_NB(9) W2S_NB(8) W2S_NB(7)
                               W2S_NB(6) W2S_NB(5) W2S_NB(4) W2S_NB(3) W2S_NB(2)
-                              default: vnni_tile(z, o, cb, xr, c_in, f, R, 1, out); }
+                              default: vnni_tile(z, o, cb, xr, c_in, f, R, 1, 0, out); }
             }
 #undef W2S_NB
             f += nb;
