@@ -1199,33 +1199,52 @@ static void l1_pad(const int16_t *x, int32_t n, int16_t *d) {
     d[n + 1] = d[n + 2] = d[n + 3] = 0;
 }
 
-/* one column of an output row with all three input rows: six VPDPWSSD in two chains */
-W2S_AVX512_INLINE __m512i l1_col3(__m512i acc, __m512i w[3][2], const int16_t *const xr[3], int32_t f) {
-    int32_t p[6];
-    __m512i a1;
-    memcpy(p, xr[0] + f, 4);
-    memcpy(p + 1, xr[0] + f + 2, 4);
-    memcpy(p + 2, xr[1] + f, 4);
-    memcpy(p + 3, xr[1] + f + 2, 4);
-    memcpy(p + 4, xr[2] + f, 4);
-    memcpy(p + 5, xr[2] + f + 2, 4);
-    a1 = _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_set1_epi32(p[1]), w[0][1]);
-    acc = _mm512_dpwssd_epi32(acc, _mm512_set1_epi32(p[0]), w[0][0]);
-    acc = _mm512_dpwssd_epi32(acc, _mm512_set1_epi32(p[2]), w[1][0]);
-    a1 = _mm512_dpwssd_epi32(a1, _mm512_set1_epi32(p[3]), w[1][1]);
-    acc = _mm512_dpwssd_epi32(acc, _mm512_set1_epi32(p[4]), w[2][0]);
-    a1 = _mm512_dpwssd_epi32(a1, _mm512_set1_epi32(p[5]), w[2][1]);
+/* With all three input rows the nine taps of a column pack into five int16 pairs: (x0[f], x0[f+1]),
+ * (x0[f+2], x1[f]), (x1[f+1], x1[f+2]), (x2[f], x2[f+1]) and (x2[f+2], x2[f+3]) against a zero
+ * weight (padded indices). The pair that spans two rows is gathered once per row into pr. */
+W2S_AVX512_INLINE void l1_span_pairs(const int16_t *const xr[3], int32_t f_len, int32_t *pr) {
+    const __m512i lo = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8,
+                                        39, 7, 38, 6, 37, 5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
+    const __m512i hi = _mm512_add_epi16(lo, _mm512_set1_epi16(16));
+    int32_t f;
+    for (f = 0; f < f_len; f += 32) {
+        const __mmask32 k = f_len - f >= 32 ? 0xFFFFFFFFu : (1u << (f_len - f)) - 1u;
+        const __m512i a = _mm512_maskz_loadu_epi16(k, xr[0] + f + 2), b = _mm512_maskz_loadu_epi16(k, xr[1] + f);
+        _mm512_storeu_si512(pr + f, _mm512_permutex2var_epi16(a, lo, b));
+        _mm512_storeu_si512(pr + f + 16, _mm512_permutex2var_epi16(a, hi, b));
+    }
+}
+
+/* the weights in the same five pairs (w[ky][0] = (w_ky0, w_ky1), w[ky][1] = (w_ky2, 0)) */
+W2S_AVX512_INLINE void l1_pack5(__m512i w[3][2], __m512i wq[5]) {
+    const __m512i low16 = _mm512_set1_epi32(0xFFFF);
+    wq[0] = w[0][0];
+    wq[1] = _mm512_or_si512(_mm512_and_si512(w[0][1], low16), _mm512_slli_epi32(w[1][0], 16));
+    wq[2] = _mm512_or_si512(_mm512_srli_epi32(w[1][0], 16), _mm512_slli_epi32(w[1][1], 16));
+    wq[3] = w[2][0];
+    wq[4] = w[2][1];
+}
+
+/* one column of an output row with all three input rows: five VPDPWSSD in two chains */
+W2S_AVX512_INLINE __m512i l1_col5(__m512i acc, const __m512i wq[5], const int16_t *const xr[3], const int32_t *pr,
+                                  int32_t f) {
+    __m512i a1 = _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_set1_epi32(pr[f]), wq[1]);
+    acc = _mm512_dpwssd_epi32(acc, _mm512_set1_epi32(w2s_load32(xr[0] + f)), wq[0]);
+    acc = _mm512_dpwssd_epi32(acc, _mm512_set1_epi32(w2s_load32(xr[1] + f + 1)), wq[2]);
+    a1 = _mm512_dpwssd_epi32(a1, _mm512_set1_epi32(w2s_load32(xr[2] + f)), wq[3]);
+    acc = _mm512_dpwssd_epi32(acc, _mm512_set1_epi32(w2s_load32(xr[2] + f + 2)), wq[4]);
     return _mm512_add_epi32(acc, a1);
 }
 
 /* one output row from padded rows xr (NULL: missing) */
 W2S_AVX512_INLINE void l1_row(const w2s_conv_layer *l, const l1_weights *z, const out16 *o, int32_t f_len,
                               int32_t c_out, const int16_t *const xr[3], int8_t *out) {
-    int32_t cb, f, ky;
+    int32_t cb, f, ky, pr[W2S_MAX_MELS + 32];
+    if (xr[0] && xr[2]) l1_span_pairs(xr, f_len, pr);
     for (cb = 0; cb < (c_out + 15) / 16; cb++) {
         const __m512i off = _mm512_set1_epi32(l->input_offset);
         const out16_block c = out16_get(o, cb);
-        __m512i w[3][2], sl = _mm512_setzero_si512(), sm = _mm512_setzero_si512(), sr = _mm512_setzero_si512();
+        __m512i w[3][2], wq[5], sl = _mm512_setzero_si512(), sm = _mm512_setzero_si512(), sr = _mm512_setzero_si512();
         __m512i bl, bm, br;
         for (ky = 0; ky < 3; ky++) {
             w[ky][0] = _mm512_loadu_si512(z->wp[cb][ky][0]);
@@ -1241,18 +1260,19 @@ W2S_AVX512_INLINE void l1_row(const w2s_conv_layer *l, const l1_weights *z, cons
         bl = _mm512_add_epi32(_mm512_loadu_si512(z->e.bias + 16 * cb), _mm512_mullo_epi32(off, sl));
         bm = _mm512_add_epi32(_mm512_loadu_si512(z->e.bias + 16 * cb), _mm512_mullo_epi32(off, sm));
         br = _mm512_add_epi32(_mm512_loadu_si512(z->e.bias + 16 * cb), _mm512_mullo_epi32(off, sr));
+        l1_pack5(w, wq);
         if (xr[0] && xr[2] && out16_plain(o) && f_len >= 2) {
             /* every row but the first and the last, with every released model's epilogue: no test
              * per column (the edge columns' biases apart) */
-            out16_put_plain(&c, l1_col3(bl, w, xr, 0), out);
-            for (f = 1; f < f_len - 1; f++) out16_put_plain(&c, l1_col3(bm, w, xr, f), out + f * c_out);
-            out16_put_plain(&c, l1_col3(br, w, xr, f), out + f * c_out);
+            out16_put_plain(&c, l1_col5(bl, wq, xr, pr, 0), out);
+            for (f = 1; f < f_len - 1; f++) out16_put_plain(&c, l1_col5(bm, wq, xr, pr, f), out + f * c_out);
+            out16_put_plain(&c, l1_col5(br, wq, xr, pr, f), out + f * c_out);
             continue;
         }
         for (f = 0; f < f_len; f++) {
             __m512i acc = f == 0 ? bl : f == f_len - 1 ? br : bm;
             if (xr[0] && xr[2]) {
-                acc = l1_col3(acc, w, xr, f);
+                acc = l1_col5(acc, wq, xr, pr, f);
             } else {
                 for (ky = 0; ky < 3; ky++) {
                     int32_t p0, p1;
