@@ -1780,7 +1780,7 @@ W2S_AVX512 void w2s_logmel8_avx512(const w2s_config *c, const w2s_weights *w, co
         const __m512i fl = _mm512_set1_epi64(w->log_floor);
         const __m512i mu = _mm512_set1_epi32(w->db_mult), left = _mm512_set1_epi32(w->db_shift > 0 ? w->db_shift : 0);
         const __m512i right = _mm512_set1_epi32(w->db_shift > 0 ? 0 : -w->db_shift);
-        int16_t res[W2S_MAX_MELS + 1][8];
+        int16_t res[W2S_MAX_MELS + 32][8]; /* [mel][frame], padded to whole groups of 32 mels */
         for (j = 0; j < F; j += 2) { /* two mels (sixteen int32 lanes) per requantization */
             __m256i l2[2];
             for (q = 0; q < 2; q++) {
@@ -1791,8 +1791,27 @@ W2S_AVX512 void w2s_logmel8_avx512(const w2s_config *c, const w2s_weights *w, co
                                 _mm512_cvtsepi32_epi16(requant16_l(_mm512_inserti64x4(_mm512_castsi256_si512(l2[0]), l2[1], 1),
                                                                    mu, left, right, w->db_shift > 0)));
         }
-        for (q = 0; q < 8; q++)
-            for (j = 0; j < F; j++) out[(size_t)q * (size_t)F + (size_t)j] = res[j][q];
+        /* the transpose to [frame][mel]: for each frame, 32 mels at a time, four two-vector
+         * permutes of eight mels each (lane j takes element 8 j + q of its 64-element pair) */
+        memset(res[F], 0, sizeof res[0] * (size_t)((F + 31) / 32 * 32 - F));
+        for (j = 0; j < F; j += 32) {
+            const int16_t *r = res[j];
+            const __m512i base = _mm512_and_si512(_mm512_slli_epi16(_mm512_set_epi16(31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16,
+                                                                                     15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), 3),
+                                                  _mm512_set1_epi16(63));
+            const __mmask32 keep = F - j >= 32 ? 0xFFFFFFFFu : (1u << (F - j)) - 1u;
+            __m512i z[8];
+            int p2;
+            for (p2 = 0; p2 < 8; p2++) z[p2] = _mm512_loadu_si512(r + 32 * p2);
+            for (q = 0; q < 8; q++) {
+                const __m512i idx = _mm512_add_epi16(base, _mm512_set1_epi16((short)q));
+                __m512i v = _mm512_maskz_permutex2var_epi16(0x000000FFu, z[0], idx, z[1]);
+                v = _mm512_or_si512(v, _mm512_maskz_permutex2var_epi16(0x0000FF00u, z[2], idx, z[3]));
+                v = _mm512_or_si512(v, _mm512_maskz_permutex2var_epi16(0x00FF0000u, z[4], idx, z[5]));
+                v = _mm512_or_si512(v, _mm512_maskz_permutex2var_epi16(0xFF000000u, z[6], idx, z[7]));
+                _mm512_mask_storeu_epi16(out + (size_t)q * (size_t)F + (size_t)j, keep, v);
+            }
+        }
     }
 }
 
