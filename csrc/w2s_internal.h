@@ -75,7 +75,7 @@ typedef enum {
     W2S_ISA_PORTABLE = 1, /**< plain C99 */
     W2S_ISA_SSE41    = 2, /**< x86 SSE4.1 */
     W2S_ISA_AVX2     = 3, /**< x86 AVX2 */
-    W2S_ISA_AVX512   = 4, /**< x86 AVX-512 F/BW/VL/VNNI (VPDPBUSD): the conv layers; AVX2 elsewhere */
+    W2S_ISA_AVX512   = 4, /**< x86 AVX-512 F/CD/BW/VL/VNNI (VPDPBUSD): every stage (the per-frame DFT of the last frames with AVX2) */
     W2S_ISA_NEON     = 5, /**< aarch64 Advanced SIMD */
     W2S_ISA_DSP      = 6  /**< ARMv7E-M / ARMv7-A DSP extension (SMLAD), Cortex-M4/M7/M55 */
 } w2s_isa;
