@@ -859,7 +859,7 @@ def _varied_ui(files: Sequence[str], i: int, split: str, seed: int) -> tuple[np.
     for f in picks:
         x = _load(f)[: int(3 * SAMPLE_RATE)]
         factor = float(np.exp(rng.uniform(np.log(0.5), np.log(2.0))))
-        x = resample(np.ascontiguousarray(x, np.float64), int(round(SAMPLE_RATE * factor)), SAMPLE_RATE)
+        x = resample(np.ascontiguousarray(x, np.float64), round(SAMPLE_RATE * factor), SAMPLE_RATE)
         if rng.random() < 0.3:
             x = x[::-1]
         parts += [x / (np.abs(x).max() or 1.0) * rng.uniform(0.3, 1.0), np.zeros(int(rng.uniform(0, 0.6) * SAMPLE_RATE))]
