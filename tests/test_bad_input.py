@@ -120,7 +120,9 @@ def test_huge_float_amplitude_is_scaled_not_overflowed(dtype, rate):
     with np.errstate(all="raise"):  # no overflow or invalid value anywhere on the way
         got = wav2small.predict(huge, sample_rate=rate).as_array()
     want = wav2small.predict(unit * dtype(2.0), sample_rate=rate).as_array()  # peak > 1: same path
-    assert np.allclose(got, want, atol=2e-3), (got, want)
+    # resampled, the two differ by float rounding that flips int16 LSBs, and the int8 model moves a
+    # little with them: 0.0008 for the head of rounds 1-4, 0.0021 for the fifth round's (docs/uncertainty.md)
+    assert np.allclose(got, want, atol=3e-3), (got, want)
 
 
 @pytest.mark.parametrize("bad", [

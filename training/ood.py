@@ -791,7 +791,9 @@ def _fx_event(which: str, rng: np.random.Generator, max_n: int) -> np.ndarray:
             lo, hi = max(50.0, c / 1.6), min(7500.0, c * 1.6)
             seg = np.convolve(noise[a:a + block + 256], fir("bandpass", (lo, hi)), mode="same")[128:128 + block]
             x[a:a + block] = seg[: len(x[a:a + block])]
-        x *= np.sin(np.pi * t / t[-1]) ** float(rng.uniform(0.5, 3))
+        # rise and fall; sin(pi) rounds to a tiny negative number for some n, and a negative base
+        # to a fractional power is NaN (it made a --seed=1 uncertainty run diverge): floor at 0
+        x *= np.maximum(np.sin(np.pi * t / t[-1]), 0.0) ** float(rng.uniform(0.5, 3))
     elif which == "zap":                             # laser: fast downward sweeps, repeated
         x = np.zeros(n)
         pos = 0
@@ -857,7 +859,7 @@ def _varied_ui(files: Sequence[str], i: int, split: str, seed: int) -> tuple[np.
     for f in picks:
         x = _load(f)[: int(3 * SAMPLE_RATE)]
         factor = float(np.exp(rng.uniform(np.log(0.5), np.log(2.0))))
-        x = resample(np.ascontiguousarray(x, np.float64), int(round(SAMPLE_RATE * factor)), SAMPLE_RATE)
+        x = resample(np.ascontiguousarray(x, np.float64), round(SAMPLE_RATE * factor), SAMPLE_RATE)
         if rng.random() < 0.3:
             x = x[::-1]
         parts += [x / (np.abs(x).max() or 1.0) * rng.uniform(0.3, 1.0), np.zeros(int(rng.uniform(0, 0.6) * SAMPLE_RATE))]

@@ -41,6 +41,31 @@ def real_speech(n: int, seconds: float = 6.0) -> tuple[list[str], list[np.ndarra
     return [str(f) for f in picked], [load(f)[: int(seconds * 16000)] for f in picked]
 
 
+def recipe_notes(cfg: dict) -> str:
+    """What the run's non-default training.uncertainty options did, in a sentence each ('' for none)."""
+    notes = []
+    if cfg.get("extended_nonspeech"):
+        notes.append("The training non-speech included training.ood's extended generators (band-limited and "
+                     "dual tones, beep trains, chirps and sirens, synthetic effects, varied UI sounds).")
+    if cfg.get("keep_adv", 0) > 0:
+        notes.append(f"A distillation term (weight {cfg['keep_adv']:g}) held A/D/V on the clean annotated clips "
+                     "to the distilled student's, so that learning the non-speech moves the values less.")
+    if cfg.get("snap_to_grid"):
+        notes.append("After training every weight the exporter quantizes was set to the value of its int8/int16 "
+                     "code, so the float model (model.safetensors) has the engine's weights.")
+    if not notes:
+        return ""
+    text = " ".join(notes) + " docs/uncertainty.md has the measurements."
+    lines, line = [], ""
+    for word in text.split():  # wrapped as the rest of the card
+        if line and len(line) + 1 + len(word) > 100:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    return "\n".join([*lines, line]) + "\n"
+
+
 def uncertainty_section(uq: dict) -> str:
     th = uq["thresholds"]
     cfg = uq["config"]
@@ -54,7 +79,7 @@ half of them corrupted (noise down to −10 dB SNR, clipping, telephone band, dr
 quantisation), on real speech from Debian packages, and on non-speech (music, noise, babble,
 tones, silence, sound effects) whose target is maximal uncertainty (training/uncertainty.py).
 The evaluation on other files and generators is docs/uncertainty.md.
-
+{recipe_notes(cfg)}
 Every prediction carries a decision: **no speech** when the speech probability is below
 {th['min_speech_prob']:.2f}; **too uncertain** when any sigma is above {th['max_sigma']:.4f} (the
 {cfg['coverage']:.0%} quantile of the largest sigma over clean validation speech); else **reliable**.

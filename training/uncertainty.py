@@ -22,8 +22,9 @@ Training starts from a distilled student (--init) and fine-tunes all of it on ba
     evaluation uses other files and generators): log sigma is pulled to `ood_log_sigma` (maximal
     uncertainty, as the paper's OOD-trained "KL-out" variant targets a flat prior) and the speech
     logit to 0. Non-speech is capped at a quarter of the speech in each batch, as in the paper.
-Measured options, all off by default (docs/uncertainty.md has the numbers; none kept A/D/V
-CCC and int8 fidelity where they were): --extended_nonspeech adds training.ood's extended train
+Measured options, all off by default (docs/uncertainty.md has the numbers; until the fifth round
+none kept A/D/V CCC and int8 fidelity where they were; the shipped head now uses
+--extended_nonspeech --keep_adv=30 --snap_to_grid): --extended_nonspeech adds training.ood's extended train
 generators (band-limited square/saw/triangle tones, random dual tones, beep trains, chirps and
 sirens, synthetic effects, pitch-shifted/reversed/chained UI sounds); --ensemble_weight
 adds (weight * the std of distilled students' A/D/V)^2 to the squared error sigma learns (a second
@@ -40,9 +41,16 @@ for every row, or a second pass in eval mode) and --ood_trunk=false lets the non
 head rows only (fourth round: none kept dominance with the extended non-speech; 'eval' breaks
 training, since the mode itself tells the two passes apart; without the trunk the head rows do not
 separate non-speech).
+--keep_adv=W adds W * the mean squared difference between the A/D/V outputs and those of a frozen copy
+of the --init student (eval mode) on the clean annotated rows of each batch: a distillation term that
+holds the values where the distilled student had them while the trunk learns non-speech; --l1_on_grid
+puts the first conv layer (BatchNorm folded, as the exporter folds it) on its int8 codes and freezes it,
+so that the engine runs exactly the float model's first layer, whose int8 weights are otherwise where
+most of the uncertainty outputs' int8 error comes from (fifth round).
 
 Loss = (1 - CCC of mu on the annotated clips, as in distillation) + Gaussian NLL of sigma given the (detached) error
-+ squared distance of OOD log sigma to its target + binary cross-entropy of the speech logit.
++ squared distance of OOD log sigma to its target + binary cross-entropy of the speech logit
+(+ keep_adv * squared distance of mu to the --init student's on the clean annotated rows, when > 0).
 
 The decision thresholds written into the model: speech when the speech probability is >= 0.5
 (logit >= 0: the classifier's own boundary); "too uncertain" when any sigma exceeds the
@@ -104,6 +112,9 @@ class UQConfig:
     voice_shift_max: float = 1.3     # largest resampling factor of a voice shift (and 1/it the smallest)
     honest: str = ""                 # leave-voices-out students (training.distill --exclude_voices); '' = off
     honest_weight: float = 1.0       # sigma^2 target += weight * the voice gap those students measure
+    keep_adv: float = 0.0            # weight of the squared distance of A/D/V to the frozen --init student's on clean annotated rows
+    l1_on_grid: bool = False         # first conv layer snapped to its int8 codes (BatchNorm folded) and frozen
+    snap_to_grid: bool = False       # after training, every weight the exporter quantizes set to its engine value
     real_per_group: int = 40         # real speech files per speaker group
     babble_bank: int = 24            # babble noises made up front (6-12 training voices each)
     coverage: float = 0.95           # clean validation speech answered at the default threshold
@@ -143,6 +154,20 @@ HELP = {
               "and corrupted rows, so that sigma can learn which voices and clips look unfamiliar; the "
               "mean is trained as without it; '' turns it off",
     "honest_weight": "weight of the voice gap in sigma's squared-error target (with --honest)",
+    "keep_adv": "weight of a distillation term that holds A/D/V to the --init student's: a frozen copy "
+                "(eval mode) runs the clean annotated rows of every batch and the loss gains weight * the "
+                "mean squared difference of the A/D/V outputs (the 'keep' term), so that fine-tuning for "
+                "uncertainty moves the values less; 0 = off (the loss is exactly the one without it)",
+    "l1_on_grid": "snap the first conv layer's weights (with its BatchNorm folded in, as the exporter "
+                  "folds it) to the int8 codes the exporter will give them, and freeze that layer and its "
+                  "BatchNorm (running statistics included) for the whole training: the engine then runs "
+                  "exactly the float model's first layer, whose int8 weights are otherwise what most of the "
+                  "uncertainty outputs' int8 error comes from",
+    "snap_to_grid": "after training (and with --thresholds_only, on out_dir's model), set every weight the "
+                    "exporter quantizes to the value its code stands for (conv layers with BatchNorm folded, "
+                    "vox pooling, head: training.qat.Grid's offsets), before the thresholds and CCC are "
+                    "measured: the saved float model then has the engine's weights, and engine and float "
+                    "model differ only by the int8 activations and the fixed-point arithmetic",
     "ood_bn": "what BatchNorm normalises a training batch with: 'batch' (the statistics of all its rows, "
               "non-speech included), 'speech' (the statistics of its speech rows only, applied to every row; "
               "the running statistics move with them only), 'eval' (speech rows in train mode, then the "
@@ -173,6 +198,43 @@ def with_uncertainty_head(base: Wav2Small, init_log_sigma: float) -> Wav2Small:
     return model
 
 
+def snap_first_layer(model: Wav2Small) -> None:
+    """Put the first conv layer's weights on the exporter's int8 grid (training.quantize.
+    conv_weight_codes: BatchNorm folded, one scale per output channel), so that quantizing them again
+    gives the same codes and the float layer is the engine's; then freeze the layer and its BatchNorm
+    (train() must be followed by `model.vgg7.l1.norm.eval()`: see train)."""
+    from .quantize import batchnorm_scale, conv_weight_codes
+
+    block = model.vgg7.l1
+    codes, scale, _, _ = conv_weight_codes(block)
+    inv = batchnorm_scale(block.norm)
+    if not (inv != 0).all():
+        raise ValueError("a zero BatchNorm scale in the first layer: its weights cannot be snapped")
+    folded = codes.astype(np.float64) * scale[:, None, None, None]           # (C_out, 3, 3, C_in)
+    with torch.no_grad():
+        block.conv.weight.copy_(torch.from_numpy((folded / inv[:, None, None, None]).transpose(0, 3, 1, 2)))
+    for q in block.parameters():
+        q.requires_grad_(False)
+
+
+def snap_to_grid(model: Wav2Small) -> None:
+    """Every weight training.quantize quantizes, set to the value of its code (training.qat.Grid's
+    offsets: conv layers int8 per output channel with BatchNorm folded, vox values int16 and scores
+    int8, head int16 / int8 rows). Quantizing the result gives the same codes again; the weights
+    do not depend on calibration, so the activation ranges passed to Grid are placeholders."""
+    from .qat import Grid
+
+    placeholder = {**{f"l{i}": 1.0 for i in range(1, model.cfg.n_layers + 1)}, "pooled": 1.0, "gram": 1.0}
+    grid = Grid(model.eval(), placeholder)
+    v = model.vgg7
+    with torch.no_grad():
+        for i in range(1, model.cfg.n_layers + 1):
+            getattr(v, f"l{i}").conv.weight += grid.delta[f"l{i}"]
+        v.lin.weight += grid.delta["lin"]
+        v.sof.weight += grid.delta["sof"]
+        model.adv.weight += grid.delta["adv"]
+
+
 def split_outputs(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(B, 7) -> mu (B, 3), log sigma (B, 3), speech logit (B,)."""
     return out[:, :N_VALUES], out[:, N_VALUES:2 * N_VALUES], out[:, 2 * N_VALUES]
@@ -180,11 +242,15 @@ def split_outputs(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.
 
 def loss_terms(out: torch.Tensor, target: torch.Tensor, n_annotated: int, is_speech: torch.Tensor,
                ood_log_sigma: float, clean: torch.Tensor | None = None,
-               spread: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+               spread: torch.Tensor | None = None, anchor: torch.Tensor | None = None,
+               anchor_rows: torch.Tensor | None = None, keep_weight: float = 0.0) -> dict[str, torch.Tensor]:
     """Rows [0, n_annotated) have targets; is_speech (B,) marks speech rows (annotated or not);
     `clean` (n_annotated,) marks the annotated rows the mean learns from (default: all);
     `spread` (n_annotated, 3), if given, is added to the squared error sigma learns (a second
-    opinion: e.g. weight * the std of an ensemble's predictions, squared)."""
+    opinion: e.g. weight * the std of an ensemble's predictions, squared);
+    `anchor` (n_annotated, 3), if given with keep_weight > 0, are a frozen student's A/D/V for the
+    annotated rows: the "keep" term is keep_weight * the mean squared difference of mu to them over
+    the rows `anchor_rows` marks (default: all). Without it the terms are exactly as before."""
     mu, log_sigma, logit = split_outputs(out)
     mu_a, ls_a = mu[:n_annotated], log_sigma[:n_annotated]
     err2 = (target - mu_a.detach()) ** 2  # sigma learns the error; mu learns from the CCC term only
@@ -198,6 +264,10 @@ def loss_terms(out: torch.Tensor, target: torch.Tensor, n_annotated: int, is_spe
     }
     ood = ~is_speech
     terms["ood"] = ((log_sigma[ood] - ood_log_sigma) ** 2).mean() if ood.any() else out.new_zeros(())
+    if anchor is not None and keep_weight > 0:
+        rows = anchor_rows if anchor_rows is not None else torch.ones(n_annotated, dtype=torch.bool)
+        terms["keep"] = (keep_weight * ((mu_a[rows] - anchor[rows]) ** 2).mean() if rows.any()
+                         else out.new_zeros(()))
     return terms
 
 
@@ -228,7 +298,7 @@ def real_speech(splits: tuple[str, ...], per_group: int, seed: int) -> list[tupl
         if e.split in splits:
             try:
                 out.append((e.group, load(e.path, 16000).astype(np.float32)))
-            except Exception as err:  # one unreadable file must not stop a run
+            except Exception as err:  # noqa: BLE001 - one unreadable file must not stop a run
                 print(f"warning: skipped {e.path}: {err}", file=sys.stderr)
     return out
 
@@ -239,7 +309,7 @@ def load_pools(cfg: UQConfig, log) -> Pools:
 
     t0 = time.time()
     splits = load_prosody_corpus(TrainConfig(n_clips=cfg.n_clips, seed=cfg.seed), 16000, log)
-    to_f = lambda clips: [c.astype(np.float32) / 32768.0 for c in clips]  # noqa: E731
+    to_f = lambda clips: [c.astype(np.float32) / 32768.0 for c in clips]
     real = [a for _, a in real_speech(("train",), cfg.real_per_group, cfg.seed)]
     ood = [c.audio for c in nonspeech("train", seed=cfg.seed, max_per_kind=cfg.ood_per_kind,
                                       extended=cfg.extended_nonspeech)]
@@ -320,7 +390,7 @@ def voice_shift(x: np.ndarray, factor: float) -> np.ndarray:
 
     from .distill import fit_length
 
-    y = resample(np.ascontiguousarray(x, np.float32), int(round(16000 * factor)), 16000)
+    y = resample(np.ascontiguousarray(x, np.float32), round(16000 * factor), 16000)
     return fit_length(y.astype(np.float32), len(x), 0, "repeat")
 
 
@@ -340,10 +410,11 @@ def annotated_picks(n_annotated: int, cfg: UQConfig, it: int) -> tuple[np.random
     return rng, rng.integers(n_annotated, size=cfg.batch_speech)
 
 
-def batch(pools: Pools, cfg: UQConfig, it: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def batch(pools: Pools, cfg: UQConfig, it: int, with_clean: bool = False) -> tuple[torch.Tensor, ...]:
     """Step `it`'s batch, a pure function of (seed, it): annotated rows first, then real, then OOD.
     Returns audio, targets of the annotated rows, which rows are speech, which annotated rows the
-    mean learns from (clean ones; with mean_on_corrupted, corrupted ones too; never voice-shifted)."""
+    mean learns from (clean ones; with mean_on_corrupted, corrupted ones too; never voice-shifted),
+    and with `with_clean` also which annotated rows are clean and not voice-shifted (the same batch)."""
     rng, picks = annotated_picks(len(pools.annotated), cfg, it)
     n = int(cfg.crop_seconds * 16000)
     rows, targets, clean, mean_rows = [], [], [], []
@@ -355,13 +426,15 @@ def batch(pools: Pools, cfg: UQConfig, it: int) -> tuple[torch.Tensor, torch.Ten
         clean.append(not rng.random() < cfg.corrupt_prob)
         mean_rows.append((clean[-1] or cfg.mean_on_corrupted) and not shifted)
         rows.append(x if clean[-1] else random_corruption(x, rng, pools.babble))
+        clean[-1] = clean[-1] and not shifted  # as the init student heard them (with_clean)
         targets.append(pools.targets[i])
     rows += [crop(pools.real[i], n, rng) for i in rng.integers(len(pools.real), size=cfg.batch_real)]
     rows += [crop(pools.ood[i], n, rng) for i in rng.integers(len(pools.ood), size=cfg.batch_ood)]
     is_speech = torch.zeros(len(rows), dtype=torch.bool)
     is_speech[: cfg.batch_speech + cfg.batch_real] = True
-    return (torch.from_numpy(np.stack(rows).astype(np.float32)), torch.from_numpy(np.stack(targets)).float(),
-            is_speech, torch.tensor(mean_rows))
+    out = (torch.from_numpy(np.stack(rows).astype(np.float32)), torch.from_numpy(np.stack(targets)).float(),
+           is_speech, torch.tensor(mean_rows))
+    return (*out, torch.tensor(clean)) if with_clean else out
 
 
 # ------------------------------------------------------------------------------------------------
@@ -515,15 +588,22 @@ def train(cfg: UQConfig) -> dict[str, Any]:
         model = load_safetensors(Path(cfg.out_dir) / "model.safetensors")
         old = json.loads((Path(cfg.out_dir) / "train.json").read_text())
         keep = {k: old[k] for k in ("pools", "wall_seconds") if k in old}
+        if cfg.snap_to_grid:
+            snap_to_grid(model)
         return finish(model, cfg, old.get("history", []), keep, log)
     base = load_safetensors(Path(cfg.init) / "model.safetensors")
     if base.cfg.uncertainty:
         raise SystemExit(f"{cfg.init} already has an uncertainty head")
     model = with_uncertainty_head(base, cfg.init_log_sigma)
+    if cfg.l1_on_grid:
+        if cfg.ood_bn != "batch":
+            raise SystemExit("--l1_on_grid keeps the first layer's BatchNorm in eval mode: use it with --ood_bn=batch")
+        snap_first_layer(model)
     members = load_ensemble(cfg.ensemble) if cfg.ensemble_weight > 0 else []
+    frozen = load_ensemble(cfg.init)[0] if cfg.keep_adv > 0 else None  # --keep_adv: the values to hold
     pools = load_pools(cfg, log)
     # the trunk (and with it A/D/V) may learn slower than the new head rows, or not at all
-    trunk = [p for n, p in model.named_parameters() if not n.startswith("adv.")]
+    trunk = [p for n, p in model.named_parameters() if not n.startswith("adv.") and p.requires_grad]
     groups = [{"params": list(model.adv.parameters()), "scale": 1.0}]
     if cfg.trunk_lr_scale > 0:
         groups.append({"params": trunk, "scale": cfg.trunk_lr_scale})
@@ -543,16 +623,24 @@ def train(cfg: UQConfig) -> dict[str, Any]:
             for m in model.modules():
                 if isinstance(m, torch.nn.BatchNorm2d):
                     m.eval()
+        if cfg.l1_on_grid:  # its running statistics are part of the snapped, folded weights
+            model.vgg7.l1.norm.eval()
         for g in opt.param_groups:
             g["lr"] = lr_at(it, cfg) * g["scale"]
-        x, y, is_speech, mean_rows = batch(pools, cfg, it)
+        x, y, is_speech, mean_rows, clean_rows = batch(pools, cfg, it, with_clean=True)
         spread = ensemble_spread(members, x[: cfg.batch_speech], cfg.ensemble_weight)
         if pools.gap is not None and cfg.honest_weight > 0:  # what an unseen voice adds, per clip
             gap = cfg.honest_weight * torch.from_numpy(pools.gap[annotated_picks(len(pools.annotated), cfg, it)[1]]).float()
             spread = gap if spread is None else spread + gap
         out = forward_batch(model, x, cfg.batch_speech + cfg.batch_real, cfg.ood_bn, cfg.ood_trunk)
+        anchor = None
+        if frozen is not None and clean_rows.any():  # the init student's A/D/V on the clean rows
+            with torch.no_grad():
+                anchor = torch.zeros(cfg.batch_speech, N_VALUES)
+                anchor[clean_rows] = frozen(x[: cfg.batch_speech][clean_rows])[:, :N_VALUES]
         terms = loss_terms(out, y, cfg.batch_speech, is_speech, cfg.ood_log_sigma,
-                           None if bool(mean_rows.all()) else mean_rows, spread)
+                           None if bool(mean_rows.all()) else mean_rows, spread,
+                           anchor, clean_rows, cfg.keep_adv)
         loss = sum(terms.values())
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -562,6 +650,8 @@ def train(cfg: UQConfig) -> dict[str, Any]:
             log(f"step {it}/{cfg.max_iters}  loss {loss.item():.3f}  " +
                 "  ".join(f"{k} {v.item():.3f}" for k, v in terms.items()))
             history.append({"step": it, **{k: v.item() for k, v in terms.items()}})
+    if cfg.snap_to_grid:
+        snap_to_grid(model)
     pools_size = {"annotated": len(pools.annotated), "real_speech": len(pools.real), "non_speech": len(pools.ood)}
     return finish(model, cfg, history, {"pools": pools_size, "wall_seconds": time.time() - t_start}, log)
 

@@ -1,0 +1,219 @@
+"""The fifth round's options of training.uncertainty (docs/uncertainty.md): --keep_adv, a
+distillation term that holds A/D/V to the frozen --init student (off, 0, the loss is exactly the
+old one), and --l1_on_grid, the first conv layer on its int8 grid and frozen."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import REPO
+
+
+def _outputs(seed: int = 0, rows: int = 7, n_annotated: int = 5) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(seed)
+    out = torch.randn(rows, 7, generator=g) * 0.3
+    target = torch.rand(n_annotated, 3, generator=g)
+    anchor = torch.rand(n_annotated, 3, generator=g)
+    is_speech = torch.tensor([True] * (rows - 2) + [False] * 2)
+    return out, target, anchor, is_speech
+
+
+def test_weight_zero_is_the_old_loss_exactly():
+    from training.uncertainty import loss_terms
+
+    out, target, anchor, is_speech = _outputs()
+    rows = torch.tensor([True, False, True, True, False])
+    old = loss_terms(out, target, 5, is_speech, -1.2)
+    for kw in ({}, {"anchor": anchor, "anchor_rows": rows, "keep_weight": 0.0}, {"anchor": None, "keep_weight": 3.0}):
+        new = loss_terms(out, target, 5, is_speech, -1.2, **kw)
+        assert list(new) == list(old) == ["ccc", "nll", "speech", "ood"]
+        assert all(torch.equal(new[k], old[k]) for k in old)   # bit for bit
+    # the same for the other optional inputs (mean rows, spread)
+    clean = torch.tensor([True, True, False, True, True])
+    spread = torch.full((5, 3), 0.01)
+    a = loss_terms(out, target, 5, is_speech, -1.2, clean, spread)
+    b = loss_terms(out, target, 5, is_speech, -1.2, clean, spread, anchor, rows, 0.0)
+    assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_keep_term_is_the_weighted_squared_distance_on_the_marked_rows():
+    from training.uncertainty import loss_terms
+
+    out, target, anchor, is_speech = _outputs(1)
+    rows = torch.tensor([True, False, True, True, False])
+    out.requires_grad_(True)
+    old = loss_terms(out, target, 5, is_speech, -1.2)
+    new = loss_terms(out, target, 5, is_speech, -1.2, anchor=anchor, anchor_rows=rows, keep_weight=30.0)
+    want = 30.0 * ((out[:5, :3][rows] - anchor[rows]) ** 2).mean()
+    assert torch.allclose(new["keep"], want) and new["keep"] > 0
+    assert all(torch.equal(new[k], old[k]) for k in old)          # the other terms do not change
+    assert torch.allclose(sum(new.values()), sum(old.values()) + want)
+    # its gradient reaches the A/D/V outputs of the marked rows only
+    (g,) = torch.autograd.grad(new["keep"], out)
+    assert g[:5, :3][rows].abs().sum() > 0
+    assert not g[:5, :3][~rows].any() and not g[:, 3:].any() and not g[5:].any()
+    assert torch.allclose(g[:5, :3][rows], 30.0 * 2 * (out[:5, :3][rows] - anchor[rows]) / (3 * int(rows.sum())))
+    # all rows by default; no marked row: zero
+    every = loss_terms(out, target, 5, is_speech, -1.2, anchor=anchor, keep_weight=2.0)["keep"]
+    assert torch.allclose(every, 2.0 * ((out[:5, :3] - anchor) ** 2).mean())
+    none = loss_terms(out, target, 5, is_speech, -1.2, anchor=anchor, anchor_rows=torch.zeros(5, dtype=torch.bool),
+                      keep_weight=2.0)["keep"]
+    assert none.item() == 0.0
+
+
+def test_batch_reports_its_clean_rows_without_changing():
+    """batch(..., with_clean=True) is the same batch plus which annotated rows are uncorrupted."""
+    from training.uncertainty import UQConfig, batch, load_pools
+
+    small = {"n_clips": 120, "ood_per_kind": 1, "real_per_group": 1, "babble_bank": 1, "batch_speech": 8,
+             "batch_real": 1, "batch_ood": 1}
+    pools = load_pools(UQConfig(**small), lambda m: None)
+    cfg = UQConfig(**small)
+    plain = batch(pools, cfg, 4)
+    *same, clean = batch(pools, cfg, 4, with_clean=True)
+    assert len(plain) == 4 and all(torch.equal(a, b) for a, b in zip(plain, same))
+    assert clean.dtype == torch.bool and clean.shape == (8,) and clean.any() and not clean.all()
+    n = int(cfg.crop_seconds * 16000)
+    picks = np.random.default_rng([cfg.seed, 0x5A, 4]).integers(len(pools.annotated), size=8)
+    for row, (i, c) in enumerate(zip(picks, clean.tolist())):  # a clean row is a crop of its clip, as it is
+        x = pools.annotated[i]
+        found = any(np.array_equal(plain[0][row].numpy(), np.resize(x, len(x) + n)[o:o + n])
+                    for o in range(max(1, len(x) - n + 1)))
+        assert found == c or len(x) < n, (row, c)
+
+
+def test_training_adds_the_term_and_only_it(tmp_path):
+    """Two short runs from the distilled student, keep_adv 0 and 5: same batches, same first step's
+    terms; the second has the keep term (the squared distance to the frozen init student's A/D/V on
+    the clean rows) and ends elsewhere. --keep_adv parses and is documented."""
+    import subprocess
+    import sys
+
+    from training import uncertainty
+
+    small = {"init": str(REPO / "training" / "default"), "max_iters": 2, "n_clips": 120, "batch_speech": 6,
+             "batch_real": 1, "batch_ood": 2, "ood_per_kind": 2, "real_per_group": 1, "babble_bank": 2, "threads": 1}
+    seen = []
+    real_loss_terms = uncertainty.loss_terms
+
+    def spy(*a, **kw):
+        terms = real_loss_terms(*a, **kw)
+        seen.append((a, kw, {k: v.item() for k, v in terms.items()}))
+        return terms
+    uncertainty.loss_terms = spy
+    try:
+        off = uncertainty.train(uncertainty.UQConfig(**small, out_dir=str(tmp_path / "off")))
+        n_off = len(seen)
+        on = uncertainty.train(uncertainty.UQConfig(**small, out_dir=str(tmp_path / "on"), keep_adv=5.0))
+    finally:
+        uncertainty.loss_terms = real_loss_terms
+    assert "keep" not in off["history"][0] and on["history"][0]["keep"] > 0
+    assert all(off["history"][0][k] == on["history"][0][k] for k in ("ccc", "nll", "speech", "ood"))
+    # step 0 of the keep run: the anchor is the init student's (eval mode) output on the clean rows
+    args = seen[n_off][0]
+    anchor, rows, weight = args[7], args[8], args[9]
+    assert weight == 5.0 and rows.any()
+    x, _, _, _, clean = uncertainty.batch(uncertainty.load_pools(uncertainty.UQConfig(**small), lambda m: None),
+                                          uncertainty.UQConfig(**small), 0, with_clean=True)
+    assert torch.equal(rows, clean)
+    init = uncertainty.load_ensemble(small["init"])[0]
+    with torch.no_grad():
+        want = init(x[:6][clean])[:, :3]
+    assert torch.allclose(anchor[rows], want, atol=1e-6) and not anchor[~rows].any()
+    # without the option the call passes no anchor at all
+    assert seen[0][0][7] is None and seen[0][0][9] == 0.0
+    a = uncertainty.load_safetensors(tmp_path / "off" / "model.safetensors").state_dict()
+    b = uncertainty.load_safetensors(tmp_path / "on" / "model.safetensors").state_dict()
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+    assert uncertainty.UQConfig.parse(["--keep_adv=2.5"]).keep_adv == 2.5 and uncertainty.UQConfig().keep_adv == 0
+    out = subprocess.run([sys.executable, "-m", "training.uncertainty", "--help"], capture_output=True, text=True,
+                         cwd=REPO, check=True).stdout
+    assert "--keep_adv" in out and "frozen copy" in out
+
+
+@pytest.mark.parametrize("weight", [0.0, 1.0])
+def test_release_card_names_keep_adv_only_when_set(weight):
+    from dataclasses import asdict
+
+    from training.release import uq_flags
+    from training.uncertainty import UQConfig
+
+    cfg = {"config": {**asdict(UQConfig()), "keep_adv": weight}}
+    assert uq_flags(cfg) == ("" if weight == 0 else " --keep_adv=1.0")
+
+
+def test_first_layer_on_grid_is_what_the_exporter_makes_and_stays_frozen(tmp_path):
+    """--l1_on_grid: the snapped layer quantizes to the same codes, its float (folded) weights are
+    those codes times their scales, and the training leaves it and its BatchNorm untouched while
+    the rest of the trunk learns."""
+    from training import uncertainty
+    from training.model import load_safetensors
+    from training.quantize import conv_weight_codes
+
+    base = load_safetensors(REPO / "training" / "default" / "model.safetensors")
+    m = uncertainty.with_uncertainty_head(base, -2.3)
+    before = conv_weight_codes(m.vgg7.l1)
+    uncertainty.snap_first_layer(m)
+    codes, scale, folded, bias = conv_weight_codes(m.vgg7.l1)
+    assert np.array_equal(codes, before[0]) and np.allclose(scale, before[1], rtol=1e-6)
+    assert np.abs(folded - codes * scale[:, None, None, None]).max() <= 1e-6 * np.abs(folded).max()
+    assert np.array_equal(bias, before[3]) and not any(q.requires_grad for q in m.vgg7.l1.parameters())
+    small = {"init": str(REPO / "training" / "default"), "max_iters": 3, "n_clips": 120, "batch_speech": 6,
+             "batch_real": 1, "batch_ood": 2, "ood_per_kind": 2, "real_per_group": 1, "babble_bank": 2, "threads": 1}
+    uncertainty.train(uncertainty.UQConfig(**small, out_dir=str(tmp_path / "g"), l1_on_grid=True))
+    trained = load_safetensors(tmp_path / "g" / "model.safetensors")
+    for name, t in m.vgg7.l1.state_dict().items():
+        assert torch.equal(trained.vgg7.l1.state_dict()[name], t), name       # weights and running statistics
+    assert not torch.equal(trained.vgg7.l2.conv.weight, m.vgg7.l2.conv.weight)   # the rest learns
+    assert np.array_equal(conv_weight_codes(trained.vgg7.l1)[0], codes)
+    with pytest.raises(SystemExit, match="ood_bn=batch"):
+        uncertainty.train(uncertainty.UQConfig(**small, out_dir=str(tmp_path / "x"), l1_on_grid=True, ood_bn="speech"))
+    assert uncertainty.UQConfig.parse(["--l1_on_grid=true"]).l1_on_grid and not uncertainty.UQConfig().l1_on_grid
+
+
+def test_snap_to_grid_gives_the_float_model_the_engines_weights():
+    """--snap_to_grid: every quantized weight becomes the value of its code; quantizing again gives
+    the same codes, the offsets to the grid vanish, and a second snap changes nothing. The shipped
+    head is on the grid."""
+    from training.model import load_safetensors
+    from training.qat import Grid
+    from training.quantize import conv_weight_codes, head_weight_codes, head_wide_rows, vox_weight_codes
+    from training.uncertainty import UQConfig, snap_to_grid
+
+    def codes(m):
+        out = [conv_weight_codes(getattr(m.vgg7, f"l{i}"))[0] for i in range(1, m.cfg.n_layers + 1)]
+        return [*out, *vox_weight_codes(m)[0::2], head_weight_codes(m, head_wide_rows(m.cfg))[0]]
+
+    from training.uncertainty import with_uncertainty_head
+
+    m = with_uncertainty_head(load_safetensors(REPO / "training" / "default" / "model.safetensors"), -2.3).eval()
+    ranges = {**{f"l{i}": 1.0 for i in range(1, m.cfg.n_layers + 1)}, "pooled": 1.0, "gram": 1.0}
+    before = codes(m)
+    offsets = Grid(m, ranges).delta
+    assert all(float(d.abs().max()) > 1e-6 for d in offsets.values())      # not on the grid yet
+    adv = m.adv.weight.detach().clone()
+    snap_to_grid(m)
+    assert all(np.array_equal(a, b) for a, b in zip(before, codes(m)))
+    for name, d in Grid(m, ranges).delta.items():
+        assert float(d.abs().max()) < 1e-7, name
+    assert torch.allclose(m.adv.weight, adv + offsets["adv"])
+    state = {k: v.clone() for k, v in m.state_dict().items()}
+    snap_to_grid(m)
+    assert all(torch.allclose(state[k], v, rtol=0, atol=1e-7) for k, v in m.state_dict().items())
+    assert UQConfig.parse(["--snap_to_grid=true"]).snap_to_grid and not UQConfig().snap_to_grid
+    # the shipped head was trained with it: its float weights are the engine's
+    shipped = load_safetensors(REPO / "training" / "default_uq" / "model.safetensors").eval()
+    assert all(float(d.abs().max()) < 1e-7 for d in Grid(shipped, ranges).delta.values())
+
+
+def test_card_says_what_the_options_did():
+    from dataclasses import asdict
+
+    from training.release import recipe_notes
+    from training.uncertainty import UQConfig
+
+    assert recipe_notes(asdict(UQConfig())) == ""
+    text = recipe_notes({**asdict(UQConfig()), "extended_nonspeech": True, "keep_adv": 30.0, "snap_to_grid": True})
+    flat = " ".join(text.split())
+    assert "extended generators" in flat and "weight 30)" in flat and "engine's weights" in flat
+    assert all(len(line) <= 100 for line in text.splitlines())

@@ -1,0 +1,151 @@
+"""Select uncertainty-training variants on validation data only (never the report's evaluation clips).
+
+    python -m training.uq_select runs/uqA runs/uqB --engine=1 --out=runs/select.json
+
+For each run directory (model.safetensors + train.json of training.uncertainty) it measures, on
+
+  * speech: the annotator's validation voices (the first 200 validation clips, cut to 4 s) and real
+    speech of training.corpus's "val" speaker groups (40 files per group, 4 s);
+  * non-speech: 40 clips per kind of training.ood's *train* split that no training pool held (items
+    150..189 of the extended listing; the pools take the first `ood_per_kind` = 150), never the
+    "eval" split the report uses. They come from the training generators, so they favour variants
+    trained on the extended split over the shipped head; they rank the extended variants;
+  * noise: the first 40 validation clips x white and babble noise (training voices) at -10..30 dB,
+
+the AUROC of the largest sigma (and of 1 - speech probability) for speech against each non-speech
+kind and their mean, Spearman(largest sigma, -SNR), and the validation CCC of its train.json. With
+--engine=1 the run is also released into REL/<run's name> (training.release --out_dir, int8
+calibration as for the package; REL is --rel, runs/rel by default) and the same numbers are measured through the int8 engine, with the release's
+engine-vs-float fidelity. The clips are made once and cached (--cache).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .uncertainty import N_VALUES, outputs
+from .uq_report import auroc, spearman
+
+SECONDS = 4.0
+SNRS = tuple(range(-10, 31, 5))
+
+
+def build(log, n_val: int = 200, real_per_group: int = 40, skip: int = 150, per_kind: int = 40,
+          noisy: int = 40, seed: int = 0) -> dict:
+    from .distill import TrainConfig, load_prosody_corpus
+    from .ood import add_noise, corrupt, items, make_babble
+    from .uncertainty import real_speech
+
+    n = int(SECONDS * 16000)
+    val = load_prosody_corpus(TrainConfig(n_clips=3000, seed=seed), 16000, log)["val"]
+    annotated = [c[:n].astype(np.float32) / 32768.0 for c in val.clips[:n_val]]
+    real = [a[:n] for _, a in real_speech(("val",), real_per_group, seed)]
+    listing = items("train", seed=seed, max_per_kind=skip + per_kind, extended=True)
+    ns: dict[str, list[np.ndarray]] = {}
+    seen: dict[str, int] = {}
+    for it in listing:
+        seen[it.kind] = seen.get(it.kind, 0) + 1
+        if seen[it.kind] > skip:
+            out = it.render()
+            ns.setdefault(it.kind, []).append(np.asarray(out[0] if isinstance(out, tuple) else out, np.float32)[:n])
+    rng = np.random.default_rng([seed, 0x5E1])
+    bank = [make_babble("train", n, rng)[0] for _ in range(8)]
+    noisy_clips, snr = [], []
+    for x in annotated[:noisy]:
+        for level in SNRS:
+            noisy_clips.append(corrupt(x, 16000, "white", level, rng).astype(np.float32))
+            b = add_noise(x, bank[int(rng.integers(len(bank)))][: len(x)], level)
+            noisy_clips.append((b / max(1.0, float(np.abs(b).max()))).astype(np.float32))
+            snr += [level, level]
+    log(f"validation set: {len(annotated)} annotated + {len(real)} real speech, "
+        + ", ".join(f"{k} {len(v)}" for k, v in ns.items()) + f", {len(noisy_clips)} noisy")
+    return {"speech": annotated + real, "nonspeech": ns, "noisy": noisy_clips, "snr": np.array(snr, float)}
+
+
+def measure(run, data: dict) -> dict:
+    """run(clips) -> (N, 7) raw outputs (log sigma, speech logit)."""
+    sp = run(data["speech"])
+    u_sp = sp[:, N_VALUES:2 * N_VALUES].max(axis=1)
+    res: dict = {"auroc_sigma": {}, "auroc_speech_prob": {}}
+    for kind, clips in data["nonspeech"].items():
+        ns = run(clips)
+        res["auroc_sigma"][kind] = auroc(ns[:, N_VALUES:2 * N_VALUES].max(axis=1), u_sp)
+        res["auroc_speech_prob"][kind] = auroc(-ns[:, 2 * N_VALUES], -sp[:, 2 * N_VALUES])
+    for key in ("auroc_sigma", "auroc_speech_prob"):
+        res[key]["all"] = float(np.mean(list(res[key].values())))
+    noisy = run(data["noisy"])
+    res["spearman_sigma_minus_snr"] = spearman(noisy[:, N_VALUES:2 * N_VALUES].max(axis=1), -data["snr"])
+    return res
+
+
+def engine_runner(w2s: Path):
+    from wav2small import Model
+
+    m = Model(w2s)
+    return lambda clips: np.array([m.predict_fixed(c) / 65536.0 for c in clips], np.float64)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.uq_select", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", nargs="+", type=Path, help="training.uncertainty output dirs")
+    p.add_argument("--engine", type=int, default=0, help="1: also release each run (see --rel) and measure the int8 engine")
+    p.add_argument("--rel", type=Path, default=Path("runs/rel"), help="where --engine=1 writes the releases")
+    p.add_argument("--cache", type=Path, default=Path("runs/uq_select_clips.pkl"))
+    p.add_argument("--out", type=Path, default=None, help="write the results as JSON")
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    t0 = time.time()
+
+    def log(msg: str) -> None:
+        print(f"[{time.time() - t0:6.0f} s] {msg}", flush=True)
+
+    if args.cache.exists():
+        data = pickle.loads(args.cache.read_bytes())
+    else:
+        data = build(log)
+        args.cache.parent.mkdir(parents=True, exist_ok=True)
+        args.cache.write_bytes(pickle.dumps(data))
+    from .model import load_safetensors
+
+    results = {}
+    for run in args.runs:
+        train = json.loads((run / "train.json").read_text())
+        model = load_safetensors(run / "model.safetensors")
+        r = {"val_ccc": train["ccc"]["val"], "float": measure(lambda c, m=model: outputs(m, c), data)}
+        if args.engine:
+            from .release import release
+
+            fid = release(run, args.rel / run.name)
+            r["int8"] = measure(engine_runner(args.rel / run.name / "default.w2s"), data)
+            r["fidelity_ccc"] = fid["ccc"]
+        results[str(run)] = r
+        log(f"{run}: {json.dumps(r)}")
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=1))
+    for run, r in results.items():
+        c = r["val_ccc"]
+        line = f"{run}: val CCC {c['arousal']:.3f}/{c['dominance']:.3f}/{c['valence']:.3f}"
+        for kind in ("float", "int8"):
+            if kind in r:
+                a = r[kind]["auroc_sigma"]
+                line += (f" | {kind}: AUROC sigma {a['all']:.3f} (" + ", ".join(f"{k} {v:.3f}" for k, v in a.items()
+                                                                          if k != "all")
+                         + f") speech-prob {r[kind]['auroc_speech_prob']['all']:.3f}"
+                         f" Spearman {r[kind]['spearman_sigma_minus_snr']:.3f}")
+        if "fidelity_ccc" in r:
+            line += " | fidelity min " + f"{min(r['fidelity_ccc'].values()):.4f} " + json.dumps(
+                {k: round(v, 4) for k, v in r["fidelity_ccc"].items()})
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
