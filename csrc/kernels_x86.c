@@ -172,17 +172,24 @@ W2S_AVX2_INLINE void widen16(const int8_t *s, int32_t n, int32_t P, int16_t *d) 
 #define W2S_AVX512_INLINE static inline __attribute__((always_inline, target(W2S_AVX512_ISA)))
 
 /* requant8 on sixteen lanes */
+/* requant.h's srdhm on sixteen lanes, floor((x mult + 2^30) / 2^31) (mult >= 0: the one saturating
+ * case cannot occur); mult_odd: mult's odd lanes in the low halves */
+W2S_AVX512_INLINE __m512i srdhm16(__m512i x, __m512i mult, __m512i mult_odd) {
+    const __m512i nudge = _mm512_set1_epi64((int64_t)1 << 30);
+    const __m512i pe = _mm512_add_epi64(_mm512_mul_epi32(x, mult), nudge);
+    const __m512i po = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(x, 32), mult_odd), nudge);
+    return _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe, 31), _mm512_slli_epi64(po, 1));
+}
+
 W2S_AVX512_INLINE __m512i requant16_l(__m512i acc, __m512i mult, __m512i left, __m512i right, int any_left) {
-    const __m512i one = _mm512_set1_epi32(1), nudge = _mm512_set1_epi64((int64_t)1 << 30);
-    __m512i x = acc, pe, po, v, mask, thr, q;
+    const __m512i one = _mm512_set1_epi32(1);
+    __m512i x = acc, v, mask, thr, q;
     if (any_left) { /* no lane shifts left (shift <= 0, as in most layers): nothing to saturate */
         const __mmask16 same = _mm512_cmpeq_epi32_mask(_mm512_srav_epi32(_mm512_sllv_epi32(acc, left), left), acc);
         x = _mm512_mask_blend_epi32(same, _mm512_xor_si512(_mm512_srai_epi32(acc, 31), _mm512_set1_epi32(INT32_MAX)),
                                     _mm512_sllv_epi32(acc, left));
     }
-    pe = _mm512_add_epi64(_mm512_mul_epi32(x, mult), nudge);
-    po = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(x, 32), _mm512_srli_epi64(mult, 32)), nudge);
-    v = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe, 31), _mm512_slli_epi64(po, 1));
+    v = srdhm16(x, mult, _mm512_srli_epi64(mult, 32));
     mask = _mm512_sub_epi32(_mm512_sllv_epi32(one, right), one);
     thr = _mm512_sub_epi32(_mm512_srli_epi32(mask, 1), _mm512_srai_epi32(v, 31)); /* + (v < 0) */
     q = _mm512_srav_epi32(v, right);
@@ -278,8 +285,6 @@ W2S_AVX512_INLINE out16_block out16_get(const out16 *o, int32_t cb) {
     return c;
 }
 
-/* requantize sixteen accumulators, add the offset, clamp, store the channels that exist at
- * column (dst: the column's first channel) */
 /* the fast form's requantization + offset of sixteen accumulators (int32, before the clamp) */
 W2S_AVX512_INLINE __m512i out16_fast(const out16_block *c, __m512i acc) {
     const __m512i ev = out16_half(acc, c->mult, c->k0, c->thr0, c->sh0);
@@ -295,6 +300,8 @@ W2S_AVX512_INLINE void out16_put_plain(const out16_block *c, __m512i acc, int8_t
 
 W2S_AVX512_INLINE int out16_plain(const out16 *o) { return o->fast && !o->clamp_lo && !o->clamp_hi; }
 
+/* requantize sixteen accumulators, add the offset, clamp, store the channels that exist at
+ * column (dst: the column's first channel) */
 W2S_AVX512_INLINE void out16_put(const out16_block *c, __m512i acc, int8_t *dst) {
     __m512i v;
     if (c->fast) {
@@ -804,36 +811,24 @@ W2S_AVX512_INLINE void vox_rows16(const vox_group *k, vox_cells *st, const int8_
     const __m512i flip = _mm512_set1_epi8((char)0x80), low32 = _mm512_set1_epi64(0xFFFFFFFF);
     const __m512i one = _mm512_set1_epi32(1), fmask = _mm512_set1_epi32((1 << W2S_EXP_FRAC_BITS) - 1);
     __m512i ref = st->ref, sum_e = st->sum_e, sum_o = st->sum_o, acc_e = st->acc_e, acc_o = st->acc_o;
+    const int32_t J = released ? 4 : k->J; /* a constant in the released copy: the loop unrolls */
     int32_t t, j;
     for (t = 0; t < n_rows; t++) {
         const int8_t *x = (t == n_rows - 1 ? last : rows + (size_t)t * stride) + col;
         __m512i sc = k->sb, vh = _mm512_setzero_si512(), vlo = _mm512_setzero_si512();
         __m512i value, z, zq, r, kk, idx, fr, a, d, v, e, e_o;
-        if (released) {
 W2S_UNROLL(4)
-            for (j = 0; j < 4; j++) {
-                const __m512i xb = _mm512_set1_epi32(w2s_load32(x + 4 * j)), ub = _mm512_xor_si512(xb, flip);
-                sc = _mm512_dpbusd_epi32(sc, ub, _mm512_loadu_si512(k->ws[j]));
-                vh = _mm512_dpbusd_epi32(vh, ub, _mm512_loadu_si512(k->hi[j]));
-                vlo = _mm512_dpbusd_epi32(vlo, _mm512_loadu_si512(k->lo[j]), xb);
-            }
-        } else {
-            for (j = 0; j < k->J; j++) {
-                const __m512i xb = _mm512_set1_epi32(w2s_load32(x + 4 * j)), ub = _mm512_xor_si512(xb, flip);
-                sc = _mm512_dpbusd_epi32(sc, ub, _mm512_loadu_si512(k->ws[j]));
-                vh = _mm512_dpbusd_epi32(vh, ub, _mm512_loadu_si512(k->hi[j]));
-                vlo = _mm512_dpbusd_epi32(vlo, _mm512_loadu_si512(k->lo[j]), xb);
-            }
+        for (j = 0; j < J; j++) {
+            const __m512i xb = _mm512_set1_epi32(w2s_load32(x + 4 * j)), ub = _mm512_xor_si512(xb, flip);
+            sc = _mm512_dpbusd_epi32(sc, ub, _mm512_loadu_si512(k->ws[j]));
+            vh = _mm512_dpbusd_epi32(vh, ub, _mm512_loadu_si512(k->hi[j]));
+            vlo = _mm512_dpbusd_epi32(vlo, _mm512_loadu_si512(k->lo[j]), xb);
         }
         value = rshift_round16(_mm512_add_epi32(_mm512_add_epi32(k->vb, _mm512_slli_epi32(vh, 8)), vlo), k->vsh);
-        if (released) { /* requant16 with no saturation and no right shift: floor((x m + 2^30) / 2^31) */
-            const __m512i xs = _mm512_sllv_epi32(sc, k->left), nudge = _mm512_set1_epi64((int64_t)1 << 30);
-            const __m512i pe = _mm512_add_epi64(_mm512_mul_epi32(xs, k->mult), nudge);
-            const __m512i po = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(xs, 32), k->mult_odd), nudge);
-            z = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe, 31), _mm512_slli_epi64(po, 1));
-        } else {
+        if (released) /* requant16 with no saturation and no right shift */
+            z = srdhm16(_mm512_sllv_epi32(sc, k->left), k->mult, k->mult_odd);
+        else
             z = requant16(sc, k->mult, k->left, k->right);
-        }
         zq = _mm512_srai_epi32(z, W2S_Q_LOG);
         r = _mm512_mask_add_epi32(zq, _mm512_test_epi32_mask(z, _mm512_set1_epi32((1 << W2S_Q_LOG) - 1)), zq, one); /* ceil(z / 2^16) */
         if (t == 0 && fresh) {
@@ -1574,6 +1569,11 @@ W2S_AVX512 void w2s_db_avx512(const uint64_t *m, const int32_t *lg, int32_t n, i
     }
 }
 
+/* floor(log2 v) of v >= 1 (the bit length by VPLZCNTQ) */
+W2S_AVX512_INLINE __m512i floor_log2_8(__m512i v) {
+    return _mm512_sub_epi64(_mm512_set1_epi64(63), _mm512_lzcnt_epi64(v));
+}
+
 /* nine chains of squarings hold 27 of the 32 vector registers (x, fraction, bit length) */
 #define W2S_LOG2_CHAINS 9
 
@@ -1589,7 +1589,7 @@ W2S_AVX512_INLINE void log2_chains(const __m512i *v, __m512i *lg, const int cnt)
 W2S_UNROLL(W2S_LOG2_CHAINS)
     for (q = 0; q < cnt; q++) {
         const __m512i u = _mm512_max_epu64(v[q], one); /* log2 of 0 is taken as log2 of 1 */
-        const __m512i b = _mm512_sub_epi64(_mm512_set1_epi64(63), _mm512_lzcnt_epi64(u));
+        const __m512i b = floor_log2_8(u);
         x[q] = _mm512_or_si512(_mm512_sllv_epi64(u, _mm512_sub_epi64(_mm512_set1_epi64(30), b)),
                                _mm512_srlv_epi64(u, _mm512_sub_epi64(b, _mm512_set1_epi64(30))));
         msb[q] = b;
@@ -1664,11 +1664,6 @@ W2S_AVX512 void w2s_sums_s16_avx512(const int16_t *pcm, size_t n, int64_t *sum, 
 }
 
 /* ---- the front end, eight frames in the lanes ------------------------------------------------------ */
-
-/* floor(log2 v) of v >= 1 (the bit length by VPLZCNTQ) */
-W2S_AVX512_INLINE __m512i floor_log2_8(__m512i v) {
-    return _mm512_sub_epi64(_mm512_set1_epi64(63), _mm512_lzcnt_epi64(v));
-}
 
 /* frontend.c's frame, for eight consecutive frames at once, lane f = frame t0 + f: the same
  * integers step by step (window and rounding, the fold and the DFT rows k <= h/2 of the symmetric
