@@ -195,7 +195,7 @@ def test_losses_have_their_minimum_where_they_should():
 
 
 def test_report_metrics():
-    from training.uq_report import area, auroc, selective_curve, spearman
+    from training.uq_report import area, auroc, by_corruption, selective_curve, spearman
 
     assert auroc(np.array([2, 3]), np.array([0, 1])) == 1.0
     assert auroc(np.array([0, 1]), np.array([2, 3])) == 0.0
@@ -209,6 +209,14 @@ def test_report_metrics():
     cover, oracle = selective_curve(err, err)
     assert np.all(np.diff(oracle) <= 0) and cover[0] == 1.0
     assert area(cover, oracle) < area(*selective_curve(err, rng.random(200)))
+    # per-corruption cells: clips 0 and 1, two kinds; error rises with sigma in "white", not in "clip"
+    cells = [(0, "white", 10.0), (1, "white", 10.0), (0, "white", 0.0), (1, "white", 0.0), (0, "clip", 6.0), (1, "clip", 6.0)]
+    t = by_corruption(np.array([0.1, 0.2, 9.0]), np.array([1.0, 3.0, 9.0]), np.array([0.2, 0.4, 0.6, 0.8, 0.0, 0.2]),
+                      np.array([2.0, 2.0, 4.0, 4.0, 5.0, 5.0]), cells)
+    assert t["clean"] == {"error": pytest.approx(0.15), "sigma": 2.0, "clips": 2}
+    assert [(c["kind"], c["level"]) for c in t["cells"]] == [("white", 10.0), ("white", 0.0), ("clip", 6.0)]
+    assert [c["error"] for c in t["cells"]] == pytest.approx([0.3, 0.7, 0.1])
+    assert [c["sigma"] for c in t["cells"]] == [2.0, 4.0, 5.0] and t["spearman_cells"] == pytest.approx(-0.5)
 
 
 def test_training_release_and_report_end_to_end(tmp_path, monkeypatch):
@@ -236,6 +244,11 @@ def test_training_release_and_report_end_to_end(tmp_path, monkeypatch):
     assert {"engine: sigma", "engine: 1 - speech prob", "mc dropout: sigma", "deep ensemble: sigma",
             "silero-vad: 1 - speech prob"} <= set(res["auroc"])
     assert all(0.0 <= v <= 1.0 for per in res["auroc"].values() for v in per.values())
+    from training.ood import corruption_grid
+
+    assert set(res["corruptions"]) == {"engine", "mc dropout", "deep ensemble"}
+    assert len(res["corruptions"]["engine"]["cells"]) == len(corruption_grid())
+    assert "Spearman over cells" in out.with_suffix(".md").read_text()
     assert (out / "sigma_vs_snr.png").stat().st_size > 1000 and (out / "selective.png").stat().st_size > 1000
     assert "python -m training.uq_report" in out.with_suffix(".md").read_text()
 

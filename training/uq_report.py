@@ -76,6 +76,24 @@ def selective_curve(err: np.ndarray, unc: np.ndarray, steps: int = 20) -> tuple[
     return cover, mean_err
 
 
+def by_corruption(err_clean: np.ndarray, unc_clean: np.ndarray, err: np.ndarray, unc: np.ndarray,
+                  cells: list[tuple[int, str, float]]) -> dict:
+    """Mean error and mean uncertainty per (corruption, level) cell, against the same clips clean.
+
+    Selective prediction works when uncertainty and error rise together; this table says, per
+    corruption, whether they do (Spearman over the cells)."""
+    clips = sorted({i for i, _, _ in cells})
+    keys = list(dict.fromkeys((kind, level) for _, kind, level in cells))
+    rows = []
+    for kind, level in keys:
+        m = np.array([(k, lv) == (kind, level) for _, k, lv in cells])
+        rows.append({"kind": kind, "level": level, "error": float(err[m].mean()), "sigma": float(unc[m].mean())})
+    return {"clean": {"error": float(err_clean[clips].mean()), "sigma": float(unc_clean[clips].mean()),
+                      "clips": len(clips)},
+            "cells": rows,
+            "spearman_cells": spearman(np.array([r["error"] for r in rows]), np.array([r["sigma"] for r in rows]))}
+
+
 def area(cover: np.ndarray, mean_err: np.ndarray) -> float:
     """Area under the error-coverage curve (lower is better), normalised to the coverage span."""
     return float(np.trapezoid(mean_err[::-1], cover[::-1]) / (cover.max() - cover.min()))
@@ -231,7 +249,7 @@ def run_ensemble(dirs: list[str]) -> Callable[[list[np.ndarray]], Result]:
 def evaluate(es: EvalSet, methods: dict[str, Callable[[list[np.ndarray]], Result]],
              silero: Callable[[list[np.ndarray]], np.ndarray] | None, log: Callable[[str], None]) -> dict:
     speech = [a for _, a in es.speech]
-    res: dict = {"auroc": {}, "snr": {}, "selective": {}, "decisions": {}, "timing": {}}
+    res: dict = {"auroc": {}, "snr": {}, "selective": {}, "corruptions": {}, "decisions": {}, "timing": {}}
     seconds_speech = sum(len(a) for a in speech) / 16000
     for name, run in methods.items():
         log(f"running {name}")
@@ -271,6 +289,9 @@ def evaluate(es: EvalSet, methods: dict[str, Callable[[list[np.ndarray]], Result
         means = np.concatenate([clean.mean, cor.mean])
         err = np.abs(means - targets).mean(axis=1)
         unc = np.concatenate([clean.uncertainty, cor.uncertainty])
+        res["corruptions"][name] = by_corruption(
+            err[:len(clean.mean)], clean.uncertainty, err[len(clean.mean):], cor.uncertainty,
+            [(i, kind, lvl) for i, kind, lvl, _ in es.corrupted])
         cover, mean_err = selective_curve(err, unc)
         _, oracle = selective_curve(err, err)
         res["selective"][name] = {"coverage": cover.tolist(), "mean_abs_error": mean_err.tolist(),
@@ -362,6 +383,22 @@ def markdown(res: dict, command: str, pngs: list[str], meta: dict) -> str:
         e = dict(zip([round(c, 3) for c in r["coverage"]], r["mean_abs_error"]))
         lines.append(f"| {name} | {r['area']:.4f} | {r['oracle_area']:.4f} | {'yes' if r['monotonic'] else 'no'} | "
                      f"{e.get(1.0, float('nan')):.4f} | {e.get(0.5, float('nan')):.4f} | {e.get(0.2, float('nan')):.4f} |")
+    if res.get("corruptions"):
+        cor = res["corruptions"]
+        names = list(cor)
+        first = cor[names[0]]
+        lines += ["", "Why the curve has the shape it has: mean error and mean sigma per corruption, for the",
+                  (f"{first['clean']['clips']} clips that were corrupted (clean: the same clips unchanged). Error "
+                   "and sigma have to rise together for dropping uncertain clips to lower the error; the last row"),
+                  "is Spearman(error, sigma) over the corruption cells.", "",
+                  "| corruption | level | " + " | ".join(f"{n}: error | {n}: sigma" for n in names) + " |",
+                  "|---|---|" + "---|---|" * len(names),
+                  "| clean | | " + " | ".join(f"{cor[n]['clean']['error']:.4f} | {cor[n]['clean']['sigma']:.4f}"
+                                            for n in names) + " |"]
+        for j, row in enumerate(first["cells"]):
+            lines.append(f"| {row['kind']} | {row['level']:g} | " + " | ".join(
+                f"{cor[n]['cells'][j]['error']:.4f} | {cor[n]['cells'][j]['sigma']:.4f}" for n in names) + " |")
+        lines.append("| Spearman over cells | | " + " | ".join(f"{cor[n]['spearman_cells']:.3f} | " for n in names) + " |")
     lines += ["", f"![selective prediction]({meta['png_dir']}/{pngs[1]})", "",
               "## The engine's decision at the default thresholds", "",
               f"Thresholds of the model file: {meta['thresholds']}.", "",
