@@ -567,3 +567,24 @@ def test_ood_bn_keeps_nonspeech_out_of_batchnorm_statistics():
         forward_batch(m4, x, 4, mode, ood_trunk=False)[4:].sum().backward()
         assert m4.adv.weight.grad.abs().sum() > 0
         assert all(p.grad is None or not p.grad.any() for n, p in m4.named_parameters() if not n.startswith("adv."))
+
+
+def test_selection_measures_on_validation_clips(uq_bytes, tmp_path):
+    """training.uq_select's clips (small) and measures through the engine, selective prediction included."""
+    from training.ood import corruption_grid
+    from training.uq_select import build, engine_runner, measure
+
+    data = build(lambda m: None, n_val=4, real_per_group=1, per_kind=1, noisy=1, n_clips=120)
+    assert len(data["corrupted"]) == len(corruption_grid()) and data["targets"].shape == (4, 3)
+    path = tmp_path / "uq.w2s"
+    path.write_bytes(uq_bytes)
+    run = engine_runner(path)
+    r = measure(run, data)
+    assert set(r) == {"auroc_sigma", "auroc_speech_prob", "spearman_sigma_minus_snr", "selective"}
+    sel = r["selective"]
+    # at full coverage the curve is the plain mean error over clean + corrupted clips
+    out = run(data["speech"][:4] + [a for *_, a in data["corrupted"]])
+    t = np.concatenate([data["targets"], data["targets"][[i for i, *_ in data["corrupted"]]]])
+    assert sel["error_at"]["1.00"] == pytest.approx(np.abs(out[:, :3] - t).mean())
+    assert sel["monotonic"] == (sel["rises"] == 0) and sel["area"] > 0
+    assert -1.0 <= sel["spearman_cells"] <= 1.0

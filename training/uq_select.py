@@ -11,9 +11,13 @@ For each run directory (model.safetensors + train.json of training.uncertainty) 
     "eval" split the report uses. They come from the training generators, so they favour variants
     trained on the extended split over the shipped head; they rank the extended variants;
   * noise: the first 40 validation clips x white and babble noise (training voices) at -10..30 dB,
+  * corruptions: the same 40 clips x every corruption of training.ood's grid (as the report does),
 
 the AUROC of the largest sigma (and of 1 - speech probability) for speech against each non-speech
-kind and their mean, Spearman(largest sigma, -SNR), and the validation CCC of its train.json. With
+kind and their mean, Spearman(largest sigma, -SNR), selective prediction on the 200 annotated clips
+clean plus the corrupted ones (area, whether the error falls monotonically, how often it rises,
+Spearman of error and sigma over the corruption cells; training.uq_report's measures), and the
+validation CCC of its train.json. With
 --engine=1 the run is also released into REL/<run's name> (training.release --out_dir, int8
 calibration as for the package; REL is --rel, runs/rel by default) and the same numbers are measured through the int8 engine, with the release's
 engine-vs-float fidelity. The clips are made once and cached (--cache).
@@ -30,20 +34,21 @@ import numpy as np
 import torch
 
 from .uncertainty import N_VALUES, outputs
-from .uq_report import auroc, spearman
+from .uq_report import area, auroc, by_corruption, selective_curve, spearman
 
 SECONDS = 4.0
 SNRS = tuple(range(-10, 31, 5))
+CACHE_VERSION = 2  # 2: + targets and the corrupted set (selective prediction)
 
 
 def build(log, n_val: int = 200, real_per_group: int = 40, skip: int = 150, per_kind: int = 40,
-          noisy: int = 40, seed: int = 0) -> dict:
+          noisy: int = 40, seed: int = 0, n_clips: int = 3000) -> dict:
     from .distill import TrainConfig, load_prosody_corpus
-    from .ood import add_noise, corrupt, items, make_babble
-    from .uncertainty import real_speech
+    from .ood import add_noise, corrupt, corruption_grid, items, make_babble
+    from .uncertainty import corrupt_with_bank, real_speech
 
     n = int(SECONDS * 16000)
-    val = load_prosody_corpus(TrainConfig(n_clips=3000, seed=seed), 16000, log)["val"]
+    val = load_prosody_corpus(TrainConfig(n_clips=n_clips, seed=seed), 16000, log)["val"]
     annotated = [c[:n].astype(np.float32) / 32768.0 for c in val.clips[:n_val]]
     real = [a[:n] for _, a in real_speech(("val",), real_per_group, seed)]
     listing = items("train", seed=seed, max_per_kind=skip + per_kind, extended=True)
@@ -63,9 +68,16 @@ def build(log, n_val: int = 200, real_per_group: int = 40, skip: int = 150, per_
             b = add_noise(x, bank[int(rng.integers(len(bank)))][: len(x)], level)
             noisy_clips.append((b / max(1.0, float(np.abs(b).max()))).astype(np.float32))
             snr += [level, level]
+    # every corruption of training.ood's grid on the same clips (its own generator: the sets above
+    # stay what they were), for selective prediction against the annotator
+    rng = np.random.default_rng([seed, 0x5E2])
+    corrupted = [(i, kind, level, corrupt_with_bank(x, kind, level, rng, bank, "train"))
+                 for i, x in enumerate(annotated[:noisy]) for kind, level in corruption_grid()]
     log(f"validation set: {len(annotated)} annotated + {len(real)} real speech, "
-        + ", ".join(f"{k} {len(v)}" for k, v in ns.items()) + f", {len(noisy_clips)} noisy")
-    return {"speech": annotated + real, "nonspeech": ns, "noisy": noisy_clips, "snr": np.array(snr, float)}
+        + ", ".join(f"{k} {len(v)}" for k, v in ns.items()) + f", {len(noisy_clips)} noisy, "
+        f"{len(corrupted)} corrupted")
+    return {"version": CACHE_VERSION, "speech": annotated + real, "nonspeech": ns, "noisy": noisy_clips,
+            "snr": np.array(snr, float), "targets": val.targets[:n_val].astype(np.float64), "corrupted": corrupted}
 
 
 def measure(run, data: dict) -> dict:
@@ -81,6 +93,20 @@ def measure(run, data: dict) -> dict:
         res[key]["all"] = float(np.mean(list(res[key].values())))
     noisy = run(data["noisy"])
     res["spearman_sigma_minus_snr"] = spearman(noisy[:, N_VALUES:2 * N_VALUES].max(axis=1), -data["snr"])
+    # selective prediction on the annotated clips, clean and corrupted (as the report measures it)
+    t = data["targets"]
+    cor = run([a for *_, a in data["corrupted"]])
+    clean = sp[:len(t)]
+    tt = np.concatenate([t, t[[i for i, *_ in data["corrupted"]]]])
+    err = np.abs(np.concatenate([clean, cor])[:, :N_VALUES] - tt).mean(axis=1)
+    unc = np.concatenate([clean, cor])[:, N_VALUES:2 * N_VALUES].max(axis=1)
+    cover, mean_err = selective_curve(err, unc)
+    cells = by_corruption(err[:len(t)], unc[:len(t)], err[len(t):], unc[len(t):],
+                          [(i, kind, level) for i, kind, level, _ in data["corrupted"]])
+    res["selective"] = {"area": area(cover, mean_err), "monotonic": bool(np.all(np.diff(mean_err) <= 1e-12)),
+                        "rises": int(np.sum(np.diff(mean_err) > 1e-12)),
+                        "error_at": {f"{c:.2f}": float(e) for c, e in zip(cover, mean_err)},
+                        "spearman_cells": cells["spearman_cells"]}
     return res
 
 
@@ -107,9 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     def log(msg: str) -> None:
         print(f"[{time.time() - t0:6.0f} s] {msg}", flush=True)
 
-    if args.cache.exists():
-        data = pickle.loads(args.cache.read_bytes())
-    else:
+    data = pickle.loads(args.cache.read_bytes()) if args.cache.exists() else {}
+    if data.get("version") != CACHE_VERSION:
+        if data:
+            log(f"{args.cache} is from an older version of this script: building the clips again")
         data = build(log)
         args.cache.parent.mkdir(parents=True, exist_ok=True)
         args.cache.write_bytes(pickle.dumps(data))
@@ -139,7 +166,9 @@ def main(argv: list[str] | None = None) -> int:
                 line += (f" | {kind}: AUROC sigma {a['all']:.3f} (" + ", ".join(f"{k} {v:.3f}" for k, v in a.items()
                                                                           if k != "all")
                          + f") speech-prob {r[kind]['auroc_speech_prob']['all']:.3f}"
-                         f" Spearman {r[kind]['spearman_sigma_minus_snr']:.3f}")
+                         f" Spearman {r[kind]['spearman_sigma_minus_snr']:.3f}"
+                         f" selective area {r[kind]['selective']['area']:.4f}"
+                         f" ({r[kind]['selective']['rises']} rises)")
         if "fidelity_ccc" in r:
             line += " | fidelity min " + f"{min(r['fidelity_ccc'].values()):.4f} " + json.dumps(
                 {k: round(v, 4) for k, v in r["fidelity_ccc"].items()})
