@@ -217,3 +217,46 @@ def test_card_says_what_the_options_did():
     flat = " ".join(text.split())
     assert "extended generators" in flat and "weight 30)" in flat and "engine's weights" in flat
     assert all(len(line) <= 100 for line in text.splitlines())
+
+
+def test_noise_floor_is_small_seeded_and_off_by_default():
+    """--noise_floor: Gaussian noise of 0.5-4 LSB RMS on the chosen share of rows, a pure function of
+    (seed, step) drawn apart from the batch; share 0 returns the very same tensor."""
+    from training.uncertainty import NOISE_FLOOR_LSB, UQConfig, with_noise_floor
+
+    x = torch.zeros(400, 16000)
+    assert with_noise_floor(x, 0.0, 0, 3) is x and UQConfig().noise_floor == 0.0
+    y = with_noise_floor(x, 0.5, 0, 3)
+    assert torch.equal(y, with_noise_floor(x, 0.5, 0, 3)) and not torch.equal(y, with_noise_floor(x, 0.5, 0, 4))
+    rms = y.pow(2).mean(dim=1).sqrt() * 32768
+    heard = rms > 0
+    assert 0.4 < heard.float().mean() < 0.6  # about half the rows
+    assert NOISE_FLOOR_LSB[0] * 0.95 < rms[heard].min() and rms[heard].max() < NOISE_FLOOR_LSB[1] * 1.05
+    # added to the audio, whatever it is
+    assert torch.allclose(with_noise_floor(x + 0.25, 1.0, 0, 3) - 0.25, with_noise_floor(x, 1.0, 0, 3), atol=1e-6)
+    assert UQConfig.parse(["--noise_floor=0.5"]).noise_floor == 0.5
+
+
+def test_noise_floor_changes_what_the_student_hears_not_the_anchor(tmp_path):
+    """Two 1-step runs with the keep term, noise floor off and on: the same batch and anchor (the frozen
+    student hears the rows without the noise), different outputs of the student."""
+    from training import uncertainty
+
+    small = {"init": str(REPO / "training" / "default"), "max_iters": 1, "n_clips": 120, "batch_speech": 6,
+             "batch_real": 1, "batch_ood": 2, "ood_per_kind": 2, "real_per_group": 1, "babble_bank": 2,
+             "threads": 1, "keep_adv": 5.0}
+    seen = []
+    real_loss_terms = uncertainty.loss_terms
+
+    def spy(*a, **kw):
+        seen.append(a)
+        return real_loss_terms(*a, **kw)
+    uncertainty.loss_terms = spy
+    try:
+        uncertainty.train(uncertainty.UQConfig(**small, out_dir=str(tmp_path / "off")))
+        uncertainty.train(uncertainty.UQConfig(**small, out_dir=str(tmp_path / "on"), noise_floor=1.0))
+    finally:
+        uncertainty.loss_terms = real_loss_terms
+    (out0, y0, *_, anchor0, rows0, _), (out1, y1, *_, anchor1, rows1, _) = seen
+    assert torch.equal(y0, y1) and torch.equal(rows0, rows1) and torch.equal(anchor0, anchor1)
+    assert not torch.equal(out0, out1)

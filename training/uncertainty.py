@@ -46,7 +46,9 @@ of the --init student (eval mode) on the clean annotated rows of each batch: a d
 holds the values where the distilled student had them while the trunk learns non-speech; --l1_on_grid
 puts the first conv layer (BatchNorm folded, as the exporter folds it) on its int8 codes and freezes it,
 so that the engine runs exactly the float model's first layer, whose int8 weights are otherwise where
-most of the uncertainty outputs' int8 error comes from (fifth round).
+most of the uncertainty outputs' int8 error comes from (fifth round). --noise_floor=P adds a noise
+floor of 0.5-4 LSB to a share P of the rows the student hears (the keep term's frozen copy hears
+them without it), so that digital silence and the lowest bits stop moving A/D/V (sixth round).
 
 Loss = (1 - CCC of mu on the annotated clips, as in distillation) + Gaussian NLL of sigma given the (detached) error
 + squared distance of OOD log sigma to its target + binary cross-entropy of the speech logit
@@ -115,6 +117,7 @@ class UQConfig:
     keep_adv: float = 0.0            # weight of the squared distance of A/D/V to the frozen --init student's on clean annotated rows
     l1_on_grid: bool = False         # first conv layer snapped to its int8 codes (BatchNorm folded) and frozen
     snap_to_grid: bool = False       # after training, every weight the exporter quantizes set to its engine value
+    noise_floor: float = 0.0         # share of the rows the student hears with a 0.5-4 LSB noise floor added
     real_per_group: int = 40         # real speech files per speaker group
     babble_bank: int = 24            # babble noises made up front (6-12 training voices each)
     coverage: float = 0.95           # clean validation speech answered at the default threshold
@@ -168,6 +171,11 @@ HELP = {
                     "vox pooling, head: training.qat.Grid's offsets), before the thresholds and CCC are "
                     "measured: the saved float model then has the engine's weights, and engine and float "
                     "model differ only by the int8 activations and the fixed-point arithmetic",
+    "noise_floor": "share of every batch's rows (speech and non-speech) that the student hears with "
+                   "Gaussian noise of 0.5-4 int16 LSB RMS (log-uniform) added: real microphones never "
+                   "deliver digital silence, and a student that only heard it exactly zero moves its "
+                   "A/D/V with the lowest bits there (sixth round). The --keep_adv anchor and the "
+                   "targets stay those of the rows without it; 0 = off (batches exactly as without it)",
     "ood_bn": "what BatchNorm normalises a training batch with: 'batch' (the statistics of all its rows, "
               "non-speech included), 'speech' (the statistics of its speech rows only, applied to every row; "
               "the running statistics move with them only), 'eval' (speech rows in train mode, then the "
@@ -564,6 +572,22 @@ def forward_batch(model: Wav2Small, x: torch.Tensor, n_speech: int, ood_bn: str,
     return model.adv(f)
 
 
+NOISE_FLOOR_LSB = (0.5, 4.0)  # RMS range of --noise_floor's noise, int16 LSBs (log-uniform)
+
+
+def with_noise_floor(x: torch.Tensor, share: float, seed: int, it: int) -> torch.Tensor:
+    """x (B, L) with Gaussian noise of NOISE_FLOOR_LSB RMS on a `share` of its rows; a pure
+    function of (seed, it), drawn apart from the batch so that the batch is the same with it off."""
+    if share <= 0:
+        return x
+    rng = np.random.default_rng([seed, 0xF1, it])
+    rows = rng.random(len(x)) < share
+    lo, hi = np.log(NOISE_FLOOR_LSB[0]), np.log(NOISE_FLOOR_LSB[1])
+    rms = np.exp(rng.uniform(lo, hi, len(x))) * rows / 32768.0
+    noise = rng.standard_normal(tuple(x.shape)) * rms[:, None]
+    return x + torch.from_numpy(noise.astype(np.float32))
+
+
 def lr_at(it: int, cfg: UQConfig) -> float:
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(1.0, it / cfg.max_iters)))
 
@@ -632,7 +656,8 @@ def train(cfg: UQConfig) -> dict[str, Any]:
         if pools.gap is not None and cfg.honest_weight > 0:  # what an unseen voice adds, per clip
             gap = cfg.honest_weight * torch.from_numpy(pools.gap[annotated_picks(len(pools.annotated), cfg, it)[1]]).float()
             spread = gap if spread is None else spread + gap
-        out = forward_batch(model, x, cfg.batch_speech + cfg.batch_real, cfg.ood_bn, cfg.ood_trunk)
+        heard = with_noise_floor(x, cfg.noise_floor, cfg.seed, it)
+        out = forward_batch(model, heard, cfg.batch_speech + cfg.batch_real, cfg.ood_bn, cfg.ood_trunk)
         anchor = None
         if frozen is not None and clean_rows.any():  # the init student's A/D/V on the clean rows
             with torch.no_grad():

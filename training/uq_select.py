@@ -16,8 +16,9 @@ For each run directory (model.safetensors + train.json of training.uncertainty) 
 the AUROC of the largest sigma (and of 1 - speech probability) for speech against each non-speech
 kind and their mean, Spearman(largest sigma, -SNR), selective prediction on the 200 annotated clips
 clean plus the corrupted ones (area, whether the error falls monotonically, how often it rises,
-Spearman of error and sigma over the corruption cells; training.uq_report's measures), and the
-validation CCC of its train.json. With
+Spearman of error and sigma over the corruption cells; training.uq_report's measures), how far
++-1 LSB of random noise moves A/D/V (mean absolute change, espeak-ng and real speech apart), and
+the validation CCC of its train.json. With
 --engine=1 the run is also released into REL/<run's name> (training.release --out_dir, int8
 calibration as for the package; REL is --rel, runs/rel by default) and the same numbers are measured through the int8 engine, with the release's
 engine-vs-float fidelity. The clips are made once and cached (--cache).
@@ -93,6 +94,12 @@ def measure(run, data: dict) -> dict:
         res[key]["all"] = float(np.mean(list(res[key].values())))
     noisy = run(data["noisy"])
     res["spearman_sigma_minus_snr"] = spearman(noisy[:, N_VALUES:2 * N_VALUES].max(axis=1), -data["snr"])
+    # sensitivity to the lowest bits: the same speech with +-1 LSB of random noise (int16 steps)
+    n_ann = len(data["targets"])
+    rng = np.random.default_rng([0, 0x15B])
+    dithered = [(np.round(c * 32768.0) + rng.integers(-1, 2, len(c))) / 32768.0 for c in data["speech"]]
+    moved = np.abs(run(dithered)[:, :N_VALUES] - sp[:, :N_VALUES]).mean(axis=1)
+    res["lsb_sensitivity"] = {"espeak": float(moved[:n_ann].mean()), "real": float(moved[n_ann:].mean())}
     # selective prediction on the annotated clips, clean and corrupted (as the report measures it)
     t = data["targets"]
     cor = run([a for *_, a in data["corrupted"]])
@@ -168,7 +175,9 @@ def main(argv: list[str] | None = None) -> int:
                          + f") speech-prob {r[kind]['auroc_speech_prob']['all']:.3f}"
                          f" Spearman {r[kind]['spearman_sigma_minus_snr']:.3f}"
                          f" selective area {r[kind]['selective']['area']:.4f}"
-                         f" ({r[kind]['selective']['rises']} rises)")
+                         f" ({r[kind]['selective']['rises']} rises)"
+                         f" LSB sensitivity {r[kind]['lsb_sensitivity']['espeak']:.4f}/"
+                         f"{r[kind]['lsb_sensitivity']['real']:.4f}")
         if "fidelity_ccc" in r:
             line += " | fidelity min " + f"{min(r['fidelity_ccc'].values()):.4f} " + json.dumps(
                 {k: round(v, 4) for k, v in r["fidelity_ccc"].items()})
