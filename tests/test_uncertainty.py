@@ -589,3 +589,14 @@ def test_selection_measures_on_validation_clips(uq_bytes, tmp_path):
     assert sel["error_at"]["1.00"] == pytest.approx(np.abs(out[:, :3] - t).mean())
     assert sel["monotonic"] == (sel["rises"] == 0) and sel["area"] > 0
     assert -1.0 <= sel["spearman_cells"] <= 1.0
+
+
+def test_trim_digital_silence():
+    from training.uncertainty import trim_digital_silence
+
+    x = np.zeros(48000, np.float32)
+    x[16000:24000] = 0.1
+    x[30000] = 1.5 / 32768  # within 2 LSB of zero: silence
+    assert np.array_equal(trim_digital_silence(x), x[16000:24000])
+    assert trim_digital_silence(np.zeros(16000, np.float32)) is None
+    assert trim_digital_silence(x, min_seconds=0.6) is None  # 0.5 s of sound left: too little

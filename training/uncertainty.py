@@ -295,8 +295,22 @@ class Pools:
     gap: np.ndarray | None = None    # (N, 3) voice gap of each annotated clip (--honest), else None
 
 
-def real_speech(splits: tuple[str, ...], per_group: int, seed: int) -> list[tuple[str, np.ndarray]]:
-    """Real speech of training.corpus's speaker groups in `splits` (train: train; eval: val+test)."""
+def trim_digital_silence(x: np.ndarray, min_seconds: float = 0.25, lsb: int = 2) -> np.ndarray | None:
+    """x without its leading and trailing digital silence (samples within `lsb` int16 steps of zero);
+    None when less than `min_seconds` is left. Some packaged recordings carry seconds of it (klettres'
+    Danish words: 2-4 s of zeros around 0.5-3 s of speech), so that a clip cut from their start can
+    hold no speech at all."""
+    loud = np.flatnonzero(np.abs(x) * 32768.0 > lsb)
+    if len(loud) == 0 or loud[-1] + 1 - loud[0] < min_seconds * 16000:
+        return None
+    return x[loud[0]:loud[-1] + 1]
+
+
+def real_speech(splits: tuple[str, ...], per_group: int, seed: int,
+                trim: bool = False) -> list[tuple[str, np.ndarray]]:
+    """Real speech of training.corpus's speaker groups in `splits` (train: train; eval: val+test).
+    trim: without leading and trailing digital silence, files with almost nothing else left out
+    (the evaluations; the training pools and thresholds take the files as they are)."""
     from wav2small.audio import load
 
     from .corpus import debian_entries
@@ -305,9 +319,13 @@ def real_speech(splits: tuple[str, ...], per_group: int, seed: int) -> list[tupl
     for e in debian_entries(max_per_group=per_group, seed=seed):
         if e.split in splits:
             try:
-                out.append((e.group, load(e.path, 16000).astype(np.float32)))
+                audio = load(e.path, 16000).astype(np.float32)
             except Exception as err:  # noqa: BLE001 - one unreadable file must not stop a run
                 print(f"warning: skipped {e.path}: {err}", file=sys.stderr)
+                continue
+            audio = trim_digital_silence(audio) if trim else audio
+            if audio is not None:
+                out.append((e.group, audio))
     return out
 
 

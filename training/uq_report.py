@@ -4,7 +4,8 @@
         --ensemble=training/default,runs/ens1,runs/ens2 --out=docs/uncertainty-report
 
 Everything here runs on audio no training run saw: the prosody annotator's espeak-ng clips of the
-held-out (test) voices, real speech of training.corpus's test speaker groups, and training.ood's
+held-out (test) voices, real speech of training.corpus's test speaker groups (leading and trailing
+digital silence trimmed: some packaged recordings start with seconds of it), and training.ood's
 "eval" non-speech (other files and generators than the uncertainty head was trained on).
 
 Methods compared on the same clips:
@@ -17,7 +18,8 @@ Methods compared on the same clips:
 
 Measurements: AUROC of each uncertainty for speech vs each non-speech kind; uncertainty vs SNR of
 corrupted speech (Spearman over clips); selective prediction (error against the annotator as the
-most uncertain clips are dropped, and its area); how the engine's decision splits each kind.
+most uncertain clips are dropped, and its area) and, per corruption, mean error and uncertainty;
+how the engine's decision splits each kind.
 """
 from __future__ import annotations
 
@@ -123,7 +125,8 @@ def build_eval_set(n_annotated: int, real_per_group: int, ood_per_kind: int, sec
     pick = np.random.default_rng([seed, 1]).permutation(len(test))[:n_annotated]
     annotated = [test.clips[i][:n].astype(np.float32) / 32768.0 for i in pick]
     targets = test.targets[pick]
-    real = [(g, a[:n]) for g, a in real_speech(("test",), real_per_group, seed)]  # "val" set the thresholds
+    # "val" set the thresholds; leading digital silence trimmed, or a 4 s cut can hold no speech
+    real = [(g, a[:n]) for g, a in real_speech(("test",), real_per_group, seed, trim=True)]
     speech = [("espeak-ng:" + test.voices[i], a) for i, a in zip(pick, annotated)] + real
     ns: dict[str, list[np.ndarray]] = {}
     for c in nonspeech("eval", seed=seed, max_per_kind=ood_per_kind):

@@ -5,7 +5,8 @@
 For each run directory (model.safetensors + train.json of training.uncertainty) it measures, on
 
   * speech: the annotator's validation voices (the first 200 validation clips, cut to 4 s) and real
-    speech of training.corpus's "val" speaker groups (40 files per group, 4 s);
+    speech of training.corpus's "val" speaker groups (40 files per group, leading and trailing digital
+    silence trimmed, 4 s);
   * non-speech: 40 clips per kind of training.ood's *train* split that no training pool held (items
     150..189 of the extended listing; the pools take the first `ood_per_kind` = 150), never the
     "eval" split the report uses. They come from the training generators, so they favour variants
@@ -39,7 +40,7 @@ from .uq_report import area, auroc, by_corruption, selective_curve, spearman
 
 SECONDS = 4.0
 SNRS = tuple(range(-10, 31, 5))
-CACHE_VERSION = 2  # 2: + targets and the corrupted set (selective prediction)
+CACHE_VERSION = 3  # 2: + targets and the corrupted set (selective prediction); 3: real speech trimmed
 
 
 def build(log, n_val: int = 200, real_per_group: int = 40, skip: int = 150, per_kind: int = 40,
@@ -51,7 +52,7 @@ def build(log, n_val: int = 200, real_per_group: int = 40, skip: int = 150, per_
     n = int(SECONDS * 16000)
     val = load_prosody_corpus(TrainConfig(n_clips=n_clips, seed=seed), 16000, log)["val"]
     annotated = [c[:n].astype(np.float32) / 32768.0 for c in val.clips[:n_val]]
-    real = [a[:n] for _, a in real_speech(("val",), real_per_group, seed)]
+    real = [a[:n] for _, a in real_speech(("val",), real_per_group, seed, trim=True)]
     listing = items("train", seed=seed, max_per_kind=skip + per_kind, extended=True)
     ns: dict[str, list[np.ndarray]] = {}
     seen: dict[str, int] = {}
