@@ -580,7 +580,9 @@ def test_selection_measures_on_validation_clips(uq_bytes, tmp_path):
     path.write_bytes(uq_bytes)
     run = engine_runner(path)
     r = measure(run, data)
-    assert set(r) == {"auroc_sigma", "auroc_speech_prob", "spearman_sigma_minus_snr", "selective", "lsb_sensitivity"}
+    assert set(r) == {"auroc_sigma", "auroc_speech_prob", "spearman_sigma_minus_snr", "selective", "lsb_sensitivity",
+                      "ccc"}
+    assert list(r["ccc"]) == ["arousal", "dominance", "valence"] and all(-1 <= v <= 1 for v in r["ccc"].values())
     assert all(0 <= v < 1 for v in r["lsb_sensitivity"].values())
     sel = r["selective"]
     # at full coverage the curve is the plain mean error over clean + corrupted clips

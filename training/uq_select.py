@@ -19,7 +19,8 @@ kind and their mean, Spearman(largest sigma, -SNR), selective prediction on the 
 clean plus the corrupted ones (area, whether the error falls monotonically, how often it rises,
 Spearman of error and sigma over the corruption cells; training.uq_report's measures), how far
 +-1 LSB of random noise moves A/D/V (mean absolute change, espeak-ng and real speech apart), and
-the validation CCC of its train.json. With
+CCC against the annotator on the 200 validation clips (the same clips for every run; the validation
+CCC of its train.json is on the clips its --seed drew). With
 --engine=1 the run is also released into REL/<run's name> (training.release --out_dir, int8
 calibration as for the package; REL is --rel, runs/rel by default) and the same numbers are measured through the int8 engine, with the release's
 engine-vs-float fidelity. The clips are made once and cached (--cache).
@@ -36,6 +37,7 @@ import numpy as np
 import torch
 
 from .uncertainty import N_VALUES, outputs
+from .metrics import ccc_numpy
 from .uq_report import area, auroc, by_corruption, selective_curve, spearman
 
 SECONDS = 4.0
@@ -95,8 +97,11 @@ def measure(run, data: dict) -> dict:
         res[key]["all"] = float(np.mean(list(res[key].values())))
     noisy = run(data["noisy"])
     res["spearman_sigma_minus_snr"] = spearman(noisy[:, N_VALUES:2 * N_VALUES].max(axis=1), -data["snr"])
-    # sensitivity to the lowest bits: the same speech with +-1 LSB of random noise (int16 steps)
+    # CCC against the annotator on these fixed clips (train.json's val CCC is on the run's own
+    # draw of clips: another --seed synthesises other clips of the same voices)
     n_ann = len(data["targets"])
+    res["ccc"] = dict(zip(("arousal", "dominance", "valence"), ccc_numpy(sp[:n_ann, :N_VALUES], data["targets"]).tolist()))
+    # sensitivity to the lowest bits: the same speech with +-1 LSB of random noise (int16 steps)
     rng = np.random.default_rng([0, 0x15B])
     dithered = [(np.round(c * 32768.0) + rng.integers(-1, 2, len(c))) / 32768.0 for c in data["speech"]]
     moved = np.abs(run(dithered)[:, :N_VALUES] - sp[:, :N_VALUES]).mean(axis=1)
@@ -167,11 +172,12 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text(json.dumps(results, indent=1))
     for run, r in results.items():
         c = r["val_ccc"]
-        line = f"{run}: val CCC {c['arousal']:.3f}/{c['dominance']:.3f}/{c['valence']:.3f}"
+        line = f"{run}: val CCC (train.json) {c['arousal']:.3f}/{c['dominance']:.3f}/{c['valence']:.3f}"
         for kind in ("float", "int8"):
             if kind in r:
                 a = r[kind]["auroc_sigma"]
-                line += (f" | {kind}: AUROC sigma {a['all']:.3f} (" + ", ".join(f"{k} {v:.3f}" for k, v in a.items()
+                line += (f" | {kind}: CCC " + "/".join(f"{v:.3f}" for v in r[kind]["ccc"].values()) +
+                         f" AUROC sigma {a['all']:.3f} (" + ", ".join(f"{k} {v:.3f}" for k, v in a.items()
                                                                           if k != "all")
                          + f") speech-prob {r[kind]['auroc_speech_prob']['all']:.3f}"
                          f" Spearman {r[kind]['spearman_sigma_minus_snr']:.3f}"
