@@ -19,8 +19,8 @@ kind and their mean, Spearman(largest sigma, -SNR), selective prediction on the 
 clean plus the corrupted ones (area, whether the error falls monotonically, how often it rises,
 Spearman of error and sigma over the corruption cells; training.uq_report's measures), how far
 +-1 LSB of random noise moves A/D/V (mean absolute change, espeak-ng and real speech apart), and
-CCC against the annotator on the 200 validation clips (the same clips for every run; the validation
-CCC of its train.json is on the clips its --seed drew). With
+CCC against the annotator on every validation clip of seed 0's draw, whole (the same clips for every
+run; the validation CCC of its train.json is on the clips its --seed drew). With
 --engine=1 the run is also released into REL/<run's name> (training.release --out_dir, int8
 calibration as for the package; REL is --rel, runs/rel by default) and the same numbers are measured through the int8 engine, with the release's
 engine-vs-float fidelity. The clips are made once and cached (--cache).
@@ -42,7 +42,7 @@ from .uq_report import area, auroc, by_corruption, selective_curve, spearman
 
 SECONDS = 4.0
 SNRS = tuple(range(-10, 31, 5))
-CACHE_VERSION = 3  # 2: + targets and the corrupted set (selective prediction); 3: real speech trimmed
+CACHE_VERSION = 4  # 2: + targets and the corrupted set (selective prediction); 3: real speech trimmed; 4: val clips
 
 
 def build(log, n_val: int = 200, real_per_group: int = 40, skip: int = 150, per_kind: int = 40,
@@ -81,7 +81,8 @@ def build(log, n_val: int = 200, real_per_group: int = 40, skip: int = 150, per_
         + ", ".join(f"{k} {len(v)}" for k, v in ns.items()) + f", {len(noisy_clips)} noisy, "
         f"{len(corrupted)} corrupted")
     return {"version": CACHE_VERSION, "speech": annotated + real, "nonspeech": ns, "noisy": noisy_clips,
-            "snr": np.array(snr, float), "targets": val.targets[:n_val].astype(np.float64), "corrupted": corrupted}
+            "snr": np.array(snr, float), "targets": val.targets[:n_val].astype(np.float64), "corrupted": corrupted,
+            "val_clips": [c.astype(np.float32) / 32768.0 for c in val.clips], "val_targets": val.targets}
 
 
 def measure(run, data: dict) -> dict:
@@ -97,10 +98,12 @@ def measure(run, data: dict) -> dict:
         res[key]["all"] = float(np.mean(list(res[key].values())))
     noisy = run(data["noisy"])
     res["spearman_sigma_minus_snr"] = spearman(noisy[:, N_VALUES:2 * N_VALUES].max(axis=1), -data["snr"])
-    # CCC against the annotator on these fixed clips (train.json's val CCC is on the run's own
-    # draw of clips: another --seed synthesises other clips of the same voices)
+    # CCC against the annotator on all validation clips of seed 0, whole (train.json's val CCC is on
+    # the run's own draw of clips: another --seed synthesises other clips of the same voices)
     n_ann = len(data["targets"])
-    res["ccc"] = dict(zip(("arousal", "dominance", "valence"), ccc_numpy(sp[:n_ann, :N_VALUES], data["targets"]).tolist()))
+    val = run(data["val_clips"])
+    res["ccc"] = dict(zip(("arousal", "dominance", "valence"),
+                          ccc_numpy(val[:, :N_VALUES], data["val_targets"]).tolist()))
     # sensitivity to the lowest bits: the same speech with +-1 LSB of random noise (int16 steps)
     rng = np.random.default_rng([0, 0x15B])
     dithered = [(np.round(c * 32768.0) + rng.integers(-1, 2, len(c))) / 32768.0 for c in data["speech"]]
