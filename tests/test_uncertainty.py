@@ -602,3 +602,20 @@ def test_trim_digital_silence():
     assert np.array_equal(trim_digital_silence(x), x[16000:24000])
     assert trim_digital_silence(np.zeros(16000, np.float32)) is None
     assert trim_digital_silence(x, min_seconds=0.6) is None  # 0.5 s of sound left: too little
+
+
+def test_selection_summary_over_seeds(tmp_path):
+    from training.uq_select import main, summarize, variant_of
+
+    assert variant_of("runs/K30S_s2") == "K30S" and variant_of("runs/old") == "old" and variant_of("a_sx") == "a_sx"
+
+    def one(c: float) -> dict:
+        return {"int8": {"ccc": {"arousal": c, "dominance": c, "valence": c}, "auroc_sigma": {"all": 0.9, "babble": 0.8},
+                         "auroc_speech_prob": {"all": 0.95}, "spearman_sigma_minus_snr": 0.8,
+                         "selective": {"area": 0.06, "rises": 3}, "lsb_sensitivity": {"real": 0.02}}}
+    res = {"r/A_s0": one(0.6), "r/A_s1": one(0.8), "r/B_s0": one(0.5)}
+    table = summarize(res).splitlines()
+    assert table[2].startswith("| A | 2 | 0.700 ± 0.141 |") and table[3].startswith("| B | 1 | 0.500 |")
+    f = tmp_path / "sel.json"
+    f.write_text(json.dumps(res))
+    assert main([str(f), "--summarize=1"]) == 0

@@ -133,16 +133,57 @@ def engine_runner(w2s: Path):
     return lambda clips: np.array([m.predict_fixed(c) / 65536.0 for c in clips], np.float64)
 
 
+def variant_of(run: str) -> str:
+    """A run's variant: its directory name without a trailing _s<seed> (K30S_s2 -> K30S)."""
+    name = Path(run).name
+    head, _, tail = name.rpartition("_s")
+    return head if head and tail.isdigit() else name
+
+
+def summarize(results: dict, kind: str = "int8") -> str:
+    """Mean and standard deviation over the seeds of each variant (runs named VARIANT_s<seed>), as Markdown."""
+    groups: dict[str, list[dict]] = {}
+    for run, r in results.items():
+        if kind in r:
+            groups.setdefault(variant_of(run), []).append(r[kind])
+    columns = {
+        "CCC A": lambda r: r["ccc"]["arousal"], "CCC D": lambda r: r["ccc"]["dominance"],
+        "CCC V": lambda r: r["ccc"]["valence"], "AUROC σ": lambda r: r["auroc_sigma"]["all"],
+        "AUROC speech prob.": lambda r: r["auroc_speech_prob"]["all"],
+        "AUROC σ babble": lambda r: r["auroc_sigma"]["babble"],
+        "Spearman(σ, −SNR)": lambda r: r["spearman_sigma_minus_snr"],
+        "selective area": lambda r: r["selective"]["area"], "rises": lambda r: r["selective"]["rises"],
+        "±1 LSB moves A/D/V (real)": lambda r: r["lsb_sensitivity"]["real"],
+    }
+    lines = ["| variant | seeds | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
+    for name, rs in groups.items():
+        cells = []
+        for get in columns.values():
+            v = np.array([get(r) for r in rs], np.float64)
+            cells.append(f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if len(v) > 1 else f"{v[0]:.3f}")
+        lines.append(f"| {name} | {len(rs)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.uq_select", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("runs", nargs="+", type=Path, help="training.uncertainty output dirs")
+    p.add_argument("runs", nargs="+", type=Path, help="training.uncertainty output dirs (with --summarize: "
+                   "JSON files written by --out)")
+    p.add_argument("--summarize", type=int, default=0, help="1: print the mean and sd over seeds of every "
+                   "variant (runs named VARIANT_s<seed>) from earlier --out files, int8 engine, and exit")
     p.add_argument("--engine", type=int, default=0, help="1: also release each run (see --rel) and measure the int8 engine")
     p.add_argument("--rel", type=Path, default=Path("runs/rel"), help="where --engine=1 writes the releases")
     p.add_argument("--cache", type=Path, default=Path("runs/uq_select_clips.pkl"))
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
+    if args.summarize:
+        merged: dict = {}
+        for f in args.runs:
+            merged.update(json.loads(f.read_text()))
+        print(summarize(merged))
+        return 0
     torch.set_num_threads(args.threads)
     t0 = time.time()
 
