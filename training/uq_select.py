@@ -18,7 +18,8 @@ the AUROC of the largest sigma (and of 1 - speech probability) for speech agains
 kind and their mean, Spearman(largest sigma, -SNR), selective prediction on the 200 annotated clips
 clean plus the corrupted ones (area, whether the error falls monotonically, how often it rises,
 Spearman of error and sigma over the corruption cells; training.uq_report's measures), how far
-+-1 LSB of random noise moves A/D/V (mean absolute change, espeak-ng and real speech apart), and
++-1 LSB of random noise moves A/D/V on the speech padded with 1 s of digital silence at each end
+(mean absolute change, espeak-ng and real speech apart; scripts/uq_lowbits.py says why), and
 CCC against the annotator on every validation clip of seed 0's draw, whole (the same clips for every
 run; the validation CCC of its train.json is on the clips its --seed drew). With
 --engine=1 the run is also released into REL/<run's name> (training.release --out_dir, int8
@@ -104,10 +105,13 @@ def measure(run, data: dict) -> dict:
     val = run(data["val_clips"])
     res["ccc"] = dict(zip(("arousal", "dominance", "valence"),
                           ccc_numpy(val[:, :N_VALUES], data["val_targets"]).tolist()))
-    # sensitivity to the lowest bits: the same speech with +-1 LSB of random noise (int16 steps)
+    # sensitivity to the lowest bits: the real speech with 1 s of digital silence before and after
+    # (as a padded file has), and the same with +-1 LSB of random noise (int16 steps) added
     rng = np.random.default_rng([0, 0x15B])
-    dithered = [(np.round(c * 32768.0) + rng.integers(-1, 2, len(c))) / 32768.0 for c in data["speech"]]
-    moved = np.abs(run(dithered)[:, :N_VALUES] - sp[:, :N_VALUES]).mean(axis=1)
+    pad = np.zeros(16000, np.float32)
+    padded = [np.concatenate([pad, np.round(c * 32768.0) / 32768.0, pad]) for c in data["speech"]]
+    dithered = [(np.round(c * 32768.0) + rng.integers(-1, 2, len(c))) / 32768.0 for c in padded]
+    moved = np.abs(run(dithered)[:, :N_VALUES] - run(padded)[:, :N_VALUES]).mean(axis=1)
     res["lsb_sensitivity"] = {"espeak": float(moved[:n_ann].mean()), "real": float(moved[n_ann:].mean())}
     # selective prediction on the annotated clips, clean and corrupted (as the report measures it)
     t = data["targets"]
@@ -153,7 +157,7 @@ def summarize(results: dict, kind: str = "int8") -> str:
         "AUROC σ babble": lambda r: r["auroc_sigma"]["babble"],
         "Spearman(σ, −SNR)": lambda r: r["spearman_sigma_minus_snr"],
         "selective area": lambda r: r["selective"]["area"], "rises": lambda r: r["selective"]["rises"],
-        "±1 LSB moves A/D/V (real)": lambda r: r["lsb_sensitivity"]["real"],
+        "±1 LSB, padded real speech": lambda r: r["lsb_sensitivity"]["real"],
     }
     lines = ["| variant | seeds | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
     for name, rs in groups.items():
