@@ -295,3 +295,27 @@ def test_drop_voices_leaves_out_exactly_those_voices():
     with pytest.raises(ValueError, match="not in the split"):   # a typo must not keep every voice
         drop_voices(split, ["a", "zz"])
     assert parse_args(["--exclude_voices=a,b"])[0].exclude_voices == "a,b"
+
+
+@needs_espeak
+def test_noise_floor_is_what_the_student_hears(tmp_path: Path, monkeypatch):
+    """--noise_floor adds training.augment.noise_floor's rows (drawn for the global batch) to the
+    batch the student hears; the targets and the batch draws stay those of a run without it."""
+    from training.augment import noise_floor
+
+    heard = []
+    real_forward = Wav2Small.forward
+
+    def spy(self, x):
+        if self.training:
+            heard.append(x.detach().clone())
+        return real_forward(self, x)
+    monkeypatch.setattr(Wav2Small, "forward", spy)
+    cache = tmp_path / "cache"
+    off = distill.train(_tiny(tmp_path / "off", cache, max_iters=2, eval_interval=2, checkpoint_interval=2))
+    on = distill.train(_tiny(tmp_path / "on", cache, max_iters=2, eval_interval=2, checkpoint_interval=2,
+                             noise_floor=0.5))
+    assert on["config"]["noise_floor"] == 0.5 and off["config"]["noise_floor"] == 0.0
+    a, b = heard[0], heard[2]  # step 0 of each run
+    want = torch.from_numpy(noise_floor(4, a.shape[1], 0.5, 1, 0))
+    assert torch.equal(b, a + want) and bool((want != 0).any())

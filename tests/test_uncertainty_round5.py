@@ -222,7 +222,8 @@ def test_card_says_what_the_options_did():
 def test_noise_floor_is_small_seeded_and_off_by_default():
     """--noise_floor: Gaussian noise of 0.5-4 LSB RMS on the chosen share of rows, a pure function of
     (seed, step) drawn apart from the batch; share 0 returns the very same tensor."""
-    from training.uncertainty import NOISE_FLOOR_LSB, UQConfig, with_noise_floor
+    from training.augment import NOISE_FLOOR_LSB
+    from training.uncertainty import UQConfig, with_noise_floor
 
     x = torch.zeros(400, 16000)
     assert with_noise_floor(x, 0.0, 0, 3) is x and UQConfig().noise_floor == 0.0

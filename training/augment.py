@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 SAMPLE_RATE = 16000
+NOISE_FLOOR_LSB = (0.5, 4.0)  # RMS range of noise_floor's noise, int16 LSBs (log-uniform)
 VERSION = 1  # bump when `apply` changes what a given parameter set renders (it is part of cache keys)
 
 
@@ -234,3 +235,17 @@ def describe(params: dict) -> str:
 def as_dict(preset: str) -> dict | None:
     cfg = PRESETS[preset]
     return asdict(cfg) if cfg is not None else None
+
+
+def noise_floor(n_rows: int, length: int, share: float, seed: int, step: int) -> np.ndarray:
+    """(n_rows, length) float32 noise to add to a training batch: Gaussian of NOISE_FLOOR_LSB RMS
+    (log-uniform) on a `share` of the rows, zero on the others; a pure function of (seed, step),
+    drawn apart from every other stream so that the batch itself does not change.
+
+    Real microphones never deliver digital silence, files often do; a student that only heard it
+    exactly zero moves its outputs with the lowest bits there (docs/uncertainty.md, sixth round)."""
+    rng = np.random.default_rng([seed, 0xF1, step])
+    heard = rng.random(n_rows) < share
+    lo, hi = math.log(NOISE_FLOOR_LSB[0]), math.log(NOISE_FLOOR_LSB[1])
+    rms = np.exp(rng.uniform(lo, hi, n_rows)) * heard / 32768.0
+    return (rng.standard_normal((n_rows, length)) * rms[:, None]).astype(np.float32)

@@ -59,7 +59,8 @@ Augmentation (--augment=none|default|strong|speakers; training/augment.py docume
 synthetic room reverberation, low/high/band-pass filtering, white/pink/brown noise at a random SNR
 (default 0..30 dB), overdrive clipping and gain; "speakers" adds pitch/formant shifts by resampling
 (more voices from a corpus with few speakers). The student sees the same augmented audio the
-teacher annotated.
+teacher annotated; --noise_floor=P then adds 0.5-4 LSB of noise to a share P of the rows for the
+student only, so that digital silence and the lowest bits stop moving it.
 
 Determinism. Order, crops and augmentations at step i are a pure function of (seed, i), so a resumed
 run sees the same batches as an uninterrupted one. Loss: mean over arousal/dominance/valence of
@@ -142,6 +143,11 @@ class TrainConfig:
     augment: str = field(default="none", metadata={"help": "none, default, strong or speakers (training/augment.py): "
                                                            "reverb, filtering, noise at random SNR, clipping, gain; "
                                                            "speakers adds pitch/formant shifts (resampling)"})
+    noise_floor: float = field(default=0.0, metadata={"help": "share of each batch's rows the student hears with "
+                                                              "0.5-4 LSB of Gaussian noise added (training/augment.py "
+                                                              "noise_floor), after the teacher or the clip's targets "
+                                                              "were taken: digital silence and the lowest bits then "
+                                                              "move the student less; 0 = off"})
     # teacher
     teacher: str = field(default="prosody", metadata={"help": "prosody | labels:CSV | dawn:DIR | onnx:FILE | "
                                                               "onnx+norm:FILE | w2s:FILE | ensemble:SPEC,SPEC"})
@@ -799,6 +805,9 @@ def train(cfg: TrainConfig, given: dict[str, Any] | None = None) -> dict[str, An
             group["lr"] = lr
         # forward (over the whole global batch for the loss) and backward
         x, y = targets.batch(iter_num, rows)
+        if cfg.noise_floor > 0:  # drawn for the global batch: the same rows whatever the process count
+            x = x + torch.from_numpy(augment.noise_floor(cfg.batch_size, x.shape[1], cfg.noise_floor,
+                                                         cfg.seed, iter_num)[rows])
         pred = gather_rows(net(x), dist, differentiable=True)
         loss = loss_fn(pred, gather_rows(y, dist, differentiable=False))
         optimizer.zero_grad(set_to_none=True)

@@ -590,20 +590,11 @@ def forward_batch(model: Wav2Small, x: torch.Tensor, n_speech: int, ood_bn: str,
     return model.adv(f)
 
 
-NOISE_FLOOR_LSB = (0.5, 4.0)  # RMS range of --noise_floor's noise, int16 LSBs (log-uniform)
-
-
 def with_noise_floor(x: torch.Tensor, share: float, seed: int, it: int) -> torch.Tensor:
-    """x (B, L) with Gaussian noise of NOISE_FLOOR_LSB RMS on a `share` of its rows; a pure
-    function of (seed, it), drawn apart from the batch so that the batch is the same with it off."""
-    if share <= 0:
-        return x
-    rng = np.random.default_rng([seed, 0xF1, it])
-    rows = rng.random(len(x)) < share
-    lo, hi = np.log(NOISE_FLOOR_LSB[0]), np.log(NOISE_FLOOR_LSB[1])
-    rms = np.exp(rng.uniform(lo, hi, len(x))) * rows / 32768.0
-    noise = rng.standard_normal(tuple(x.shape)) * rms[:, None]
-    return x + torch.from_numpy(noise.astype(np.float32))
+    """x (B, L) with training.augment.noise_floor's noise on a `share` of its rows (x itself when 0)."""
+    from .augment import noise_floor
+
+    return x if share <= 0 else x + torch.from_numpy(noise_floor(len(x), x.shape[1], share, seed, it))
 
 
 def lr_at(it: int, cfg: UQConfig) -> float:
