@@ -96,6 +96,22 @@ def by_corruption(err_clean: np.ndarray, unc_clean: np.ndarray, err: np.ndarray,
             "spearman_cells": spearman(np.array([r["error"] for r in rows]), np.array([r["sigma"] for r in rows]))}
 
 
+def selective_measures(mean: np.ndarray, unc: np.ndarray, targets: np.ndarray, n_clean: int,
+                       corrupted: list[tuple[int, str, float]]) -> tuple[dict, dict]:
+    """Selective prediction over clips [0, n_clean) and their corrupted copies after them
+    (`corrupted`: (clean clip index, kind, level) per copy): mean (N, 3) against the clean clips'
+    targets, uncertainty (N,). Returns the curve with its area, the oracle's area, whether the error
+    falls monotonically and how often it rises; and by_corruption's table."""
+    t = np.concatenate([targets, targets[[i for i, _, _ in corrupted]]])
+    err = np.abs(mean - t).mean(axis=1)
+    cover, mean_err = selective_curve(err, unc)
+    _, oracle = selective_curve(err, err)
+    rises = int(np.sum(np.diff(mean_err) > 1e-12))
+    curve = {"coverage": cover.tolist(), "mean_abs_error": mean_err.tolist(), "area": area(cover, mean_err),
+             "oracle_area": area(cover, oracle), "monotonic": rises == 0, "rises": rises}
+    return curve, by_corruption(err[:n_clean], unc[:n_clean], err[n_clean:], unc[n_clean:], corrupted)
+
+
 def area(cover: np.ndarray, mean_err: np.ndarray) -> float:
     """Area under the error-coverage curve (lower is better), normalised to the coverage span."""
     return float(np.trapezoid(mean_err[::-1], cover[::-1]) / (cover.max() - cover.min()))
@@ -288,18 +304,9 @@ def evaluate(es: EvalSet, methods: dict[str, Callable[[list[np.ndarray]], Result
         if cor.decision is not None:
             res["snr"][name]["answered"] = [float(np.mean([cor.decision[j] == "reliable"
                                                            for j, lv in snr_rows if lv == level])) for level in levels]
-        targets = np.concatenate([es.targets, es.targets[[i for i, *_ in es.corrupted]]])
-        means = np.concatenate([clean.mean, cor.mean])
-        err = np.abs(means - targets).mean(axis=1)
-        unc = np.concatenate([clean.uncertainty, cor.uncertainty])
-        res["corruptions"][name] = by_corruption(
-            err[:len(clean.mean)], clean.uncertainty, err[len(clean.mean):], cor.uncertainty,
-            [(i, kind, lvl) for i, kind, lvl, _ in es.corrupted])
-        cover, mean_err = selective_curve(err, unc)
-        _, oracle = selective_curve(err, err)
-        res["selective"][name] = {"coverage": cover.tolist(), "mean_abs_error": mean_err.tolist(),
-                                  "area": area(cover, mean_err), "oracle_area": area(cover, oracle),
-                                  "monotonic": bool(np.all(np.diff(mean_err) <= 1e-12))}
+        res["selective"][name], res["corruptions"][name] = selective_measures(
+            np.concatenate([clean.mean, cor.mean]), np.concatenate([clean.uncertainty, cor.uncertainty]),
+            es.targets, len(clean.mean), [(i, kind, lvl) for i, kind, lvl, _ in es.corrupted])
     if silero is not None:
         log("running silero-vad")
         t0 = time.perf_counter()

@@ -39,7 +39,7 @@ import torch
 
 from .uncertainty import N_VALUES, outputs
 from .metrics import ccc_numpy
-from .uq_report import area, auroc, by_corruption, selective_curve, spearman
+from .uq_report import auroc, selective_measures, spearman
 
 SECONDS = 4.0
 SNRS = tuple(range(-10, 31, 5))
@@ -114,19 +114,10 @@ def measure(run, data: dict) -> dict:
     moved = np.abs(run(dithered)[:, :N_VALUES] - run(padded)[:, :N_VALUES]).mean(axis=1)
     res["lsb_sensitivity"] = {"espeak": float(moved[:n_ann].mean()), "real": float(moved[n_ann:].mean())}
     # selective prediction on the annotated clips, clean and corrupted (as the report measures it)
-    t = data["targets"]
-    cor = run([a for *_, a in data["corrupted"]])
-    clean = sp[:len(t)]
-    tt = np.concatenate([t, t[[i for i, *_ in data["corrupted"]]]])
-    err = np.abs(np.concatenate([clean, cor])[:, :N_VALUES] - tt).mean(axis=1)
-    unc = np.concatenate([clean, cor])[:, N_VALUES:2 * N_VALUES].max(axis=1)
-    cover, mean_err = selective_curve(err, unc)
-    cells = by_corruption(err[:len(t)], unc[:len(t)], err[len(t):], unc[len(t):],
-                          [(i, kind, level) for i, kind, level, _ in data["corrupted"]])
-    res["selective"] = {"area": area(cover, mean_err), "monotonic": bool(np.all(np.diff(mean_err) <= 1e-12)),
-                        "rises": int(np.sum(np.diff(mean_err) > 1e-12)),
-                        "error_at": {f"{c:.2f}": float(e) for c, e in zip(cover, mean_err)},
-                        "spearman_cells": cells["spearman_cells"]}
+    out = np.concatenate([sp[:n_ann], run([a for *_, a in data["corrupted"]])])
+    curve, cells = selective_measures(out[:, :N_VALUES], out[:, N_VALUES:2 * N_VALUES].max(axis=1), data["targets"],
+                                      n_ann, [(i, kind, level) for i, kind, level, _ in data["corrupted"]])
+    res["selective"] = {**curve, "spearman_cells": cells["spearman_cells"]}
     return res
 
 
