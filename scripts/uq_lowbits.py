@@ -23,6 +23,7 @@ sys.path.insert(0, str(REPO))
 from training.distill import TrainConfig, load_prosody_corpus  # noqa: E402
 from training.uncertainty import real_speech  # noqa: E402
 from wav2small import Model  # noqa: E402
+from wav2small.model import to_int16  # noqa: E402
 
 SECONDS = 4.0
 
@@ -37,8 +38,7 @@ def clips(n_espeak: int, per_group: int) -> dict[str, list[np.ndarray]]:
     n = int(SECONDS * 16000)
     test = load_prosody_corpus(TrainConfig(n_clips=3000, seed=0), 16000, lambda m: None)["test"]
     espeak = [c[:n].astype(np.int16) for c in test.clips[:n_espeak]]
-    real = [np.round(np.clip(a[:n], -1, 32767 / 32768) * 32768).astype(np.int16)
-            for _, a in real_speech(("test",), per_group, 0)]
+    real = [to_int16(a[:n]) for _, a in real_speech(("test",), per_group, 0)]
     return {"real speech (test groups)": real, "espeak-ng (test voices)": espeak}
 
 

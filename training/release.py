@@ -15,6 +15,7 @@ import argparse
 import datetime
 import json
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -59,14 +60,8 @@ def recipe_notes(cfg: dict) -> str:
     if not notes:
         return ""
     text = " ".join(notes) + " docs/uncertainty.md has the measurements."
-    lines, line = [], ""
-    for word in text.split():  # wrapped as the rest of the card
-        if line and len(line) + 1 + len(word) > 100:
-            lines.append(line)
-            line = word
-        else:
-            line = f"{line} {word}" if line else word
-    return "\n".join([*lines, line]) + "\n"
+    # wrapped as the rest of the card: greedy, at spaces only ("0.5-4 LSB" stays whole)
+    return textwrap.fill(text, 100, break_on_hyphens=False, break_long_words=False) + "\n"
 
 
 def uncertainty_section(uq: dict) -> str:
