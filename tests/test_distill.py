@@ -319,3 +319,44 @@ def test_noise_floor_is_what_the_student_hears(tmp_path: Path, monkeypatch):
     a, b = heard[0], heard[2]  # step 0 of each run
     want = torch.from_numpy(noise_floor(4, a.shape[1], 0.5, 1, 0))
     assert torch.equal(b, a + want) and bool((want != 0).any())
+
+
+@needs_espeak
+def test_floor_db_puts_digital_silence_and_the_lowest_bits_on_one_floor(tmp_path: Path, speech_clips):
+    """--floor_db=-60: the student's amin is 1e-6, the .w2s file's log_floor follows, and the int8
+    engine gives (nearly) the same outputs whether a clip's pauses are exact zeros or ±1 LSB of noise;
+    the same weights with the default floor (-100 dB) do not."""
+    from dataclasses import asdict
+
+    import wav2small
+    from training.export import model_bytes
+    from training.model import Wav2SmallConfig
+    from training.quantize import quantize
+
+    with pytest.raises(ValueError, match="floor_db"):
+        TrainConfig(floor_db=3.0).validate()
+    report = distill.train(_tiny(tmp_path / "f60", tmp_path / "cache", max_iters=2, eval_interval=2,
+                                 checkpoint_interval=2, floor_db=-60.0))
+    assert report["model_args"]["amin"] == pytest.approx(1e-6)
+    raised = load_safetensors(tmp_path / "f60" / "model.safetensors").eval()
+    assert raised.cfg.amin == pytest.approx(1e-6)
+    assert float(raised.vgg7.logmel_extractor.amin) == pytest.approx(1e-6)
+    default = Wav2Small(Wav2SmallConfig(**{**asdict(raised.cfg), "amin": 1e-10})).eval()
+    default.load_state_dict(raised.state_dict())
+    default.vgg7.logmel_extractor.amin.fill_(1e-10)
+
+    rng = np.random.default_rng(0)
+    pause = np.zeros(8000, np.float32)
+    spread = {}
+    for name, model in (("-60", raised), ("-100", default)):
+        engine = wav2small.Model.from_bytes(model_bytes(quantize(model, speech_clips[:8])))
+        moved = []
+        for clip in speech_clips[:8]:
+            quiet = np.concatenate([pause, clip[:32000], pause])
+            lsb = quiet.copy()
+            at = np.flatnonzero(np.round(quiet * 32768) == 0)
+            lsb[at] = rng.integers(-1, 2, len(at)) / 32768.0
+            moved.append(np.abs(engine.predict_fixed(quiet).astype(np.int64)
+                                - engine.predict_fixed(lsb).astype(np.int64)).max())
+        spread[name] = max(moved)
+    assert spread["-60"] <= 1 < spread["-100"], spread

@@ -162,6 +162,10 @@ class TrainConfig:
     model: str = field(default="default", metadata={"help": f"wav2small: training.model.CONFIGS key: {', '.join(CONFIGS)}"})
     width: int = field(default=0, metadata={"help": "wav2small: channels of every conv layer; 0 = the model's"})
     width_mult: float = field(default=1.0, metadata={"help": "mobilenets: channel multiplier"})
+    floor_db: float = field(default=0.0, metadata={"help": "wav2small: log-mel floor in dB against the clip's unit "
+                                                           "variance (the model's amin = 10^(dB/10)); at -60 the "
+                                                           "digital silence of files and a 1 LSB noise floor give "
+                                                           "the same log-mel; 0 = the model's (-100)"})
     # optimisation
     loss: str = field(default="ccc", metadata={"help": "ccc (mean of 1 - CCC per dimension) or mse"})
     batch_size: int = field(default=16, metadata={"help": "clips per step (over all processes)"})
@@ -219,6 +223,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.width < 0 or self.width_mult <= 0:
             raise ValueError(f"width must be >= 0 and width_mult > 0, got {self.width}, {self.width_mult}")
+        if self.floor_db > 0 or (self.floor_db < 0 and self.student != "wav2small"):
+            raise ValueError(f"floor_db must be < 0 (wav2small students) or 0 for the model's, got {self.floor_db}")
         if self.crop_seconds <= 0.1:
             raise ValueError(f"crop_seconds must be > 0.1, got {self.crop_seconds}")
         if self.eval_seconds <= 0.1:
@@ -544,7 +550,8 @@ def build_student(cfg: TrainConfig, model_args: dict | None = None) -> tuple[tor
     if cfg.student == "wav2small":
         if model_args is None:
             base = CONFIGS[cfg.model]
-            model_args = {**base.to_dict(), **({"channels": cfg.width} if cfg.width else {})}
+            model_args = {**base.to_dict(), **({"channels": cfg.width} if cfg.width else {}),
+                          **({"amin": 10.0 ** (cfg.floor_db / 10.0)} if cfg.floor_db else {})}
         return Wav2Small(Wav2SmallConfig(**model_args)), model_args
     if model_args is None:
         model_args = MobileNetConfig(arch=cfg.student, width=cfg.width_mult).to_dict()
@@ -853,7 +860,8 @@ def train(cfg: TrainConfig, given: dict[str, Any] | None = None) -> dict[str, An
         return {}
 
     model.load_state_dict(best_state)
-    save_model(out_dir / "model.safetensors", best_state)
+    # the config in the metadata: the weights alone do not tell e.g. a raised log-mel floor (--floor_db)
+    save_model(out_dir / "model.safetensors", best_state, config=model_args if cfg.student == "wav2small" else None)
     final = {name: evaluate(model, splits[name], cfg.eval_batch, exact) for name in ("val", "test")
              if len(splits[name]) > 1}
     report = {

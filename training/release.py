@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import sys
 import textwrap
 from pathlib import Path
@@ -110,6 +111,8 @@ def card(train: dict, fid: dict, nbytes: int, params: int, extra: str = "", ship
     distill_args = " ".join(f"--{k}={v}" for k, v in overrides.items())
     out = overrides.get("out_dir", "runs/default")
     names = list(fid["ccc"])
+    # the floor against the clip's unit variance (training.distill --floor_db; the model's amin)
+    floor_db = 10 * math.log10(train.get("model_args", {}).get("amin", 1e-10))
     wall = f"{train['wall_seconds_this_invocation'] / 60:.0f} min" if "wall_seconds_this_invocation" in train else "minutes"
 
     def row(d: dict, fmt: str = ".3f", keys=OUTPUT_NAMES) -> str:
@@ -133,7 +136,7 @@ published audEERING weights or distil from a real teacher (README).
 
 | | |
 |---|---|
-| architecture | Wav2Small, {params:,} trainable parameters (13 channels, 26 mels) |
+| architecture | Wav2Small, {params:,} trainable parameters (13 channels, 26 mels, log-mel floor {floor_db:.0f} dB) |
 | file | default.w2s, {nbytes:,} bytes, format version {_engine.FORMAT_VERSION} |
 | outputs | arousal, dominance, valence (nominally 0..1, not clipped){", each one's sigma, a speech probability" if len(names) > 3 else ""} |
 | training data | {train.get('clips', {}).get('train', '?')} synthesised clips ({cfg.get('n_clips', '?')} in the corpus, seed {cfg.get('seed', '?')}), split by voice |
