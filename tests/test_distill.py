@@ -340,6 +340,7 @@ def test_floor_db_puts_digital_silence_and_the_lowest_bits_on_one_floor(tmp_path
     assert report["model_args"]["amin"] == pytest.approx(1e-6)
     raised = load_safetensors(tmp_path / "f60" / "model.safetensors").eval()
     assert raised.cfg.amin == pytest.approx(1e-6)
+    assert distill.load_student(tmp_path / "f60")[0].cfg.amin == pytest.approx(1e-6)  # training.evaluate's path
     assert float(raised.vgg7.logmel_extractor.amin) == pytest.approx(1e-6)
     default = Wav2Small(Wav2SmallConfig(**{**asdict(raised.cfg), "amin": 1e-10})).eval()
     default.load_state_dict(raised.state_dict())

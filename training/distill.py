@@ -11,7 +11,7 @@ Commands (run from the repository root):
 
     # the committed default model training/default/{model.safetensors,train.json}: 3,000 clips (about
     # 25 s to synthesise, cached afterwards), 1,500 steps of 16 x 2 s crops; about 9 min on 2 idle cores
-    python -m training.distill --out_dir=runs/default --crop_seconds=2
+    python -m training.distill --out_dir=runs/default --crop_seconds=2 --floor_db=-60
     cp runs/default/model.safetensors runs/default/train.json training/default/
 
     # a quick smoke run
@@ -569,7 +569,9 @@ def load_student(run_dir: str | Path) -> tuple[torch.nn.Module, str, dict]:
     kind = report["config"].get("student", "wav2small")
     state = load_file(str(run_dir / "model.safetensors"))
     if kind == "wav2small":
-        return load_published(state), kind, report
+        # the run's config: the weights alone do not tell e.g. a raised log-mel floor (--floor_db)
+        cfg = Wav2SmallConfig(**report["model_args"]) if "model_args" in report else None
+        return load_published(state, cfg), kind, report
     model = MobileNetStudent(MobileNetConfig(**report["model_args"]))
     model.load_state_dict(state)
     return model.eval(), kind, report
