@@ -18,10 +18,13 @@ from wav2small import Model
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory, speech_files):
     """The default float weights re-saved with the published key names (front end included,
-    as the audEERING file may carry it), converted through the CLI with real-speech calibration."""
+    as the audEERING file may carry it, with the published log-mel floor 1e-10: the default
+    student's is raised, training.distill --floor_db), converted through the CLI with real-speech
+    calibration."""
     d = tmp_path_factory.mktemp("convert")
     state = {k: v.contiguous() for k, v in load_safetensors(DISTILLED_FLOAT).state_dict().items()
              if not k.endswith("num_batches_tracked")}
+    state["vgg7.logmel_extractor.amin"] = torch.tensor([1e-10])
     weights = d / "model.safetensors"
     save_file(state, str(weights))
     calib = [str(f) for f in speech_files[:12:2]]

@@ -11,7 +11,6 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from safetensors.torch import save_file
 
 from training.model import Wav2Small
 from training.onnx_export import export_onnx, main, quantize_onnx_int8
@@ -161,8 +160,10 @@ def test_quantize_needs_clips(onnx_files: dict[str, Path], tmp_path: Path) -> No
 
 
 def test_cli_writes_both_models(tmp_path: Path, model: Wav2Small) -> None:
-    weights = tmp_path / "model.safetensors"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
+    from training.distill import save_model
+
+    weights = tmp_path / "model.safetensors"  # as training.distill writes it: config in the metadata
+    save_model(weights, model.state_dict(), config=model.cfg.to_dict())
     assert main([str(weights), "-o", str(tmp_path / "out"), "--calib", *map(str, ALSA[:2])]) == 0
     pcm = crops([read_16k(p) for p in ALSA[:3]], SR)
     for name in ("model.onnx", "model.int8.onnx"):

@@ -36,13 +36,16 @@ def _speech(n: int, seconds: float = 4.0) -> list[np.ndarray]:
 def _trained() -> torch.nn.Module:
     """A trained A/D/V student: the shipped default model's trunk and its first three outputs
     (the A/D/V values; an uncertainty head's further outputs are left out)."""
+    from dataclasses import replace
+
     from safetensors.torch import load_file
 
-    from training.model import load_published
+    from training.model import load_published, load_safetensors
 
     state = load_file(str(DEFAULT))
     state["adv.weight"], state["adv.bias"] = state["adv.weight"][:3], state["adv.bias"][:3]
-    return load_published(state).eval()
+    cfg = replace(load_safetensors(DEFAULT).cfg, n_outputs=3, uncertainty=False)  # its log-mel floor too
+    return load_published(state, cfg).eval()
 
 
 def _coarse(factor: float) -> torch.nn.Module:
@@ -114,6 +117,7 @@ def test_qat_recovers_int8_ccc_and_resumes_bit_identically(tmp_path: Path):
     ckpt = torch.load(base / "ckpt.pt", weights_only=False)
     coarse = {k: v.clone() for k, v in _coarse(100.0).state_dict().items()}
     ckpt["model"], ckpt["best_model"] = coarse, coarse
+    ckpt["model_args"] = {**ckpt["model_args"], "amin": _trained().cfg.amin}  # the shipped student's floor
     torch.save(ckpt, base / "ckpt.pt")
     shutil.copytree(base, tmp_path / "split")
     qat_args = ["--resume=true", "--qat=auto", "--qat_iters=40", "--qat_eval_interval=20", "--qat_calib=8"]
@@ -122,7 +126,11 @@ def test_qat_recovers_int8_ccc_and_resumes_bit_identically(tmp_path: Path):
     q = report["qat"]
     assert q["ran"] and q["steps"] == 40 and [h["step"] for h in q["history"]] == [20, 40]
     assert q["pre"]["max_loss"] > 0.1  # coarse indeed: far beyond the 0.005 that calls for QAT
-    assert q["best_step"] > 0 and q["post"]["int8_mean"] > q["pre"]["int8_mean"] + 0.1
+    # the engine follows the float model again (on 28 clips the CCC against the teacher itself is noisy:
+    # the coarse model's int8 dominance beat its float one by 0.12)
+    agree = {k: np.mean(list(q[k]["int8_vs_float"].values())) for k in ("pre", "post")}
+    assert q["best_step"] > 0 and agree["post"] > agree["pre"] + 0.05, (q["pre"], q["post"])
+    assert q["post"]["max_loss"] < 0.5 * q["pre"]["max_loss"], (q["pre"], q["post"])
     assert json.loads((base / "train.json").read_text())["qat"] == json.loads(json.dumps(q))
 
     # the saved student is the chosen QAT state; held-out test clips, through the engine

@@ -518,8 +518,8 @@ def test_release_card_names_the_runs_non_default_options():
     from training.uncertainty import UQConfig
 
     shipped = json.loads((REPO / "training" / "default_uq" / "train.json").read_text())
-    # the shipped head's options (docs/uncertainty.md, fifth round; out_dir and a thresholds-only rerun left out)
-    assert uq_flags(shipped) == " --extended_nonspeech=True --keep_adv=30.0 --snap_to_grid=True --threads=1"
+    # the shipped head's options (docs/uncertainty.md, seventh round; out_dir and a thresholds-only rerun left out)
+    assert uq_flags(shipped) == " --seed=1 --extended_nonspeech=True --keep_adv=30.0 --snap_to_grid=True --threads=1"
     assert uq_flags({"config": {**asdict(UQConfig()), "out_dir": "x", "thresholds_only": True}}) == ""
     changed = {"config": {**asdict(UQConfig()), "honest": "a,b", "honest_weight": 2.0, "threads": 1}}
     assert uq_flags(changed) == " --honest=a,b --honest_weight=2.0 --threads=1"

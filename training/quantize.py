@@ -187,8 +187,9 @@ def front_end_tensors(model: Wav2Small) -> dict[str, np.ndarray]:
         band[j] = first, stop - first
         weights.append(row[first:stop])
     pcm_eps = round(cfg.prenorm_eps * 2.0 ** (30 + 2 * Q_PCM))  # float PCM = int16 / 2^15
+    amin = float(model.vgg7.logmel_extractor.amin)  # the floor the float model applies (its buffer)
     db_mult, db_shift = quantize_multiplier(10 * math.log10(2) * 2.0 ** (Q_DB - Q_LOG))
-    params = [pcm_eps, mel_shift, pow_bits, round(math.log2(cfg.amin) * 2**Q_LOG), db_mult, db_shift]
+    params = [pcm_eps, mel_shift, pow_bits, round(math.log2(amin) * 2**Q_LOG), db_mult, db_shift]
     return {
         "front.params": np.array(params, np.int32),
         "window": np.rint(window * 2**Q_TRIG).astype(np.int32),
