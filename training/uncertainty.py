@@ -24,7 +24,7 @@ Training starts from a distilled student (--init) and fine-tunes all of it on ba
     logit to 0. Non-speech is capped at a quarter of the speech in each batch, as in the paper.
 Measured options, all off by default (docs/uncertainty.md has the numbers; until the fifth round
 none kept A/D/V CCC and int8 fidelity where they were; the shipped head now uses
---extended_nonspeech --keep_adv=60 --snap_to_grid on a student distilled with --floor_db=-60): --extended_nonspeech adds training.ood's extended train
+--extended_nonspeech --keep_adv=30 --snap_to_grid --seed=1 on a student distilled with --floor_db=-60): --extended_nonspeech adds training.ood's extended train
 generators (band-limited square/saw/triangle tones, random dual tones, beep trains, chirps and
 sirens, synthetic effects, pitch-shifted/reversed/chained UI sounds); --ensemble_weight
 adds (weight * the std of distilled students' A/D/V)^2 to the squared error sigma learns (a second
