@@ -195,7 +195,7 @@ def test_losses_have_their_minimum_where_they_should():
 
 
 def test_report_metrics():
-    from training.uq_report import area, auroc, by_corruption, selective_curve, spearman
+    from training.uq_report import area, auroc, by_corruption, ccc_bins, error_sources, selective_curve, spearman
 
     assert auroc(np.array([2, 3]), np.array([0, 1])) == 1.0
     assert auroc(np.array([0, 1]), np.array([2, 3])) == 0.0
@@ -217,6 +217,20 @@ def test_report_metrics():
     assert [(c["kind"], c["level"]) for c in t["cells"]] == [("white", 10.0), ("white", 0.0), ("clip", 6.0)]
     assert [c["error"] for c in t["cells"]] == pytest.approx([0.3, 0.7, 0.1])
     assert [c["sigma"] for c in t["cells"]] == [2.0, 4.0, 5.0] and t["spearman_cells"] == pytest.approx(-0.5)
+    # the partial oracles: 2 clean clips, then copies in cells "white 0" (worse) and "clip 6" (better than clean)
+    err = np.array([0.1, 0.3, 0.5, 0.7, 0.0, 0.2])
+    b = error_sources(err, 2, [(0, "white", 0.0), (1, "white", 0.0), (0, "clip", 6.0), (1, "clip", 6.0)])
+    assert b["cells_below_clean"] == 1 and b["cells"] == 2
+    assert b["corruption_known"]["variance_share"] == pytest.approx(14 / 17)  # cell means 0.2 / 0.6 / 0.1
+    assert b["clip_known"]["variance_share"] == pytest.approx(3 / 17)         # clip errors 0.1 / 0.3
+    # knowing the cell ranks "white 0" first and "clip 6" last: the error never rises
+    assert b["corruption_known"]["rises"] == 0
+    assert b["corruption_known"]["area"] < area(*selective_curve(err, -err))
+    # the paper's bins: CCC per 20 % of clips by uncertainty; outputs exact where sigma is low
+    tgt = rng.random((100, 3))
+    noisy = tgt + np.linspace(0, 1, 100)[:, None] * rng.normal(0, 0.5, (100, 3))
+    per_bin = ccc_bins(noisy, tgt, np.linspace(0, 1, 100))
+    assert len(per_bin) == 5 and per_bin[0] > 0.95 and per_bin[-1] < per_bin[0]
 
 
 def test_training_release_and_report_end_to_end(tmp_path, monkeypatch):

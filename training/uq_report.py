@@ -36,6 +36,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .metrics import ccc_numpy
 from .uncertainty import N_VALUES
 
 SNR_KINDS = ("white", "babble")
@@ -108,8 +109,39 @@ def selective_measures(mean: np.ndarray, unc: np.ndarray, targets: np.ndarray, n
     _, oracle = selective_curve(err, err)
     rises = int(np.sum(np.diff(mean_err) > 1e-12))
     curve = {"coverage": cover.tolist(), "mean_abs_error": mean_err.tolist(), "area": area(cover, mean_err),
-             "oracle_area": area(cover, oracle), "monotonic": rises == 0, "rises": rises}
+             "oracle_area": area(cover, oracle), "monotonic": rises == 0, "rises": rises,
+             "bounds": error_sources(err, n_clean, corrupted), "ccc_bins": ccc_bins(mean, t, unc)}
     return curve, by_corruption(err[:n_clean], unc[:n_clean], err[n_clean:], unc[n_clean:], corrupted)
+
+
+def ccc_bins(mean: np.ndarray, targets: np.ndarray, unc: np.ndarray, bins: int = 5) -> list[float]:
+    """The paper's selective measure (papers.md 1.5): clips sorted by uncertainty, most certain first,
+    cut into `bins` equal bins; CCC against the targets in each, averaged over A/D/V. A bin's CCC also
+    depends on how widely its targets spread, so it can fall where the error does not rise."""
+    order = np.argsort(unc, kind="mergesort")
+    return [float(np.nanmean(ccc_numpy(mean[b], targets[b]))) for b in np.array_split(order, bins)]
+
+
+def error_sources(err: np.ndarray, n_clean: int, corrupted: list[tuple[int, str, float]]) -> dict:
+    """What an uncertainty could reach on this set: the curves of two partial oracles, one that knows
+    only each clip's corruption (it ranks a clip by the mean error of its (kind, level) cell, clean
+    being a cell) and one that knows only which clean clip a clip was made from (its clean error),
+    and the share of the error's variance each explains. A sigma that follows the corruption can do
+    at best what the first does: when corrupted cells have less error than clean speech, its curve
+    falls only by calling clean speech the most uncertain."""
+    cell = ["clean"] * n_clean + [f"{kind} {level:g}" for _, kind, level in corrupted]
+    source = np.concatenate([np.arange(n_clean), [i for i, _, _ in corrupted]])
+    names = list(dict.fromkeys(cell))
+    cell_mean = {c: float(err[[x == c for x in cell]].mean()) for c in names}
+    by_cell = np.array([cell_mean[c] for c in cell])
+    by_clip = err[:n_clean][source]
+    out: dict = {"cells_below_clean": sum(v < cell_mean["clean"] for c, v in cell_mean.items() if c != "clean"),
+                 "cells": len(names) - 1}
+    for name, u in (("corruption_known", by_cell), ("clip_known", by_clip)):
+        cover, e = selective_curve(err, u)
+        out[name] = {"area": area(cover, e), "rises": int(np.sum(np.diff(e) > 1e-12)),
+                     "variance_share": float(np.var(u) / np.var(err)) if np.var(err) > 0 else 0.0}
+    return out
 
 
 def area(cover: np.ndarray, mean_err: np.ndarray) -> float:
@@ -393,6 +425,25 @@ def markdown(res: dict, command: str, pngs: list[str], meta: dict) -> str:
         e = dict(zip([round(c, 3) for c in r["coverage"]], r["mean_abs_error"]))
         lines.append(f"| {name} | {r['area']:.4f} | {r['oracle_area']:.4f} | {'yes' if r['monotonic'] else 'no'} | "
                      f"{e.get(1.0, float('nan')):.4f} | {e.get(0.5, float('nan')):.4f} | {e.get(0.2, float('nan')):.4f} |")
+    bins = {name: r["ccc_bins"] for name, r in res["selective"].items() if "ccc_bins" in r}
+    if bins:
+        lines += ["", "The paper's measure of the same (papers.md 1.5): the clips sorted by uncertainty and cut into",
+                  "five bins of 20 %, most certain first; CCC against the annotator in each (mean of A/D/V).", "",
+                  "| method | " + " | ".join(f"bin {j + 1}" for j in range(5)) + " |", "|---|" + "---|" * 5]
+        for name, b in bins.items():
+            lines.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in b) + " |")
+    bounds = {name: r["bounds"] for name, r in res["selective"].items() if "bounds" in r}
+    if bounds:
+        lines += ["", "What any uncertainty could reach on these clips, per method's mean: two partial oracles,",
+                  "one that knows only each clip's corruption (ranks it by the mean error of its corruption",
+                  "cell, clean being a cell) and one that knows only which clean clip it was made from (ranks",
+                  "it by that clip's clean error); and the share of the error's variance each explains.", "",
+                  ("| method | corruption known: area | rises | variance | clip known: area | rises | variance "
+                   "| corruption cells with less error than clean |"), "|---|---|---|---|---|---|---|---|"]
+        for name, b in bounds.items():
+            k, c = b["corruption_known"], b["clip_known"]
+            lines.append(f"| {name} | {k['area']:.4f} | {k['rises']} | {k['variance_share']:.0%} | {c['area']:.4f} | "
+                         f"{c['rises']} | {c['variance_share']:.0%} | {b['cells_below_clean']} of {b['cells']} |")
     if res.get("corruptions"):
         cor = res["corruptions"]
         names = list(cor)
