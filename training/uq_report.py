@@ -1,7 +1,7 @@
 """The uncertainty report: Markdown + JSON + PNG plots (issue 4), from one command.
 
     python -m training.uq_report --w2s=wav2small/models/default.w2s --base=training/default \\
-        --ensemble=training/default,runs/ens1,runs/ens2 --out=docs/uncertainty-report
+        --ensemble=training/default,training/ens1,training/ens2 --out=docs/uncertainty-report
 
 Everything here runs on audio no training run saw: the prosody annotator's espeak-ng clips of the
 held-out (test) voices, real speech of training.corpus's test speaker groups (leading and trailing
@@ -80,19 +80,29 @@ def selective_curve(err: np.ndarray, unc: np.ndarray, steps: int = 20) -> tuple[
 
 
 def by_corruption(err_clean: np.ndarray, unc_clean: np.ndarray, err: np.ndarray, unc: np.ndarray,
-                  cells: list[tuple[int, str, float]]) -> dict:
-    """Mean error and mean uncertainty per (corruption, level) cell, against the same clips clean.
+                  cells: list[tuple[int, str, float]], mean_clean: np.ndarray | None = None,
+                  mean: np.ndarray | None = None) -> dict:
+    """Mean error and mean uncertainty per (corruption, level) cell, against the same clips clean,
+    and (given the outputs `mean_clean`, `mean`) the spread of the outputs: their standard deviation
+    over the cell's clips, averaged over A/D/V.
 
     Selective prediction works when uncertainty and error rise together; this table says, per
-    corruption, whether they do (Spearman over the cells)."""
+    corruption, whether they do (Spearman over the cells). Outputs that spread less than clean
+    ones are pulled toward the middle, which can lower the absolute error of a student that is
+    unsure anyway."""
     clips = sorted({i for i, _, _ in cells})
     keys = list(dict.fromkeys((kind, level) for _, kind, level in cells))
+
+    def spread(x: np.ndarray | None) -> dict:
+        return {} if x is None else {"spread": float(np.asarray(x, np.float64).std(axis=0).mean())}
+
     rows = []
     for kind, level in keys:
         m = np.array([(k, lv) == (kind, level) for _, k, lv in cells])
-        rows.append({"kind": kind, "level": level, "error": float(err[m].mean()), "sigma": float(unc[m].mean())})
+        rows.append({"kind": kind, "level": level, "error": float(err[m].mean()), "sigma": float(unc[m].mean()),
+                     **spread(None if mean is None else mean[m])})
     return {"clean": {"error": float(err_clean[clips].mean()), "sigma": float(unc_clean[clips].mean()),
-                      "clips": len(clips)},
+                      "clips": len(clips), **spread(None if mean_clean is None else mean_clean[clips])},
             "cells": rows,
             "spearman_cells": spearman(np.array([r["error"] for r in rows]), np.array([r["sigma"] for r in rows]))}
 
@@ -111,7 +121,8 @@ def selective_measures(mean: np.ndarray, unc: np.ndarray, targets: np.ndarray, n
     curve = {"coverage": cover.tolist(), "mean_abs_error": mean_err.tolist(), "area": area(cover, mean_err),
              "oracle_area": area(cover, oracle), "monotonic": rises == 0, "rises": rises,
              "bounds": error_sources(err, n_clean, corrupted), "ccc_bins": ccc_bins(mean, t, unc)}
-    return curve, by_corruption(err[:n_clean], unc[:n_clean], err[n_clean:], unc[n_clean:], corrupted)
+    return curve, by_corruption(err[:n_clean], unc[:n_clean], err[n_clean:], unc[n_clean:], corrupted,
+                                mean[:n_clean], mean[n_clean:])
 
 
 def ccc_bins(mean: np.ndarray, targets: np.ndarray, unc: np.ndarray, bins: int = 5) -> list[float]:
@@ -125,8 +136,9 @@ def ccc_bins(mean: np.ndarray, targets: np.ndarray, unc: np.ndarray, bins: int =
 def error_sources(err: np.ndarray, n_clean: int, corrupted: list[tuple[int, str, float]]) -> dict:
     """What an uncertainty could reach on this set: the curves of two partial oracles, one that knows
     only each clip's corruption (it ranks a clip by the mean error of its (kind, level) cell, clean
-    being a cell) and one that knows only which clean clip a clip was made from (its clean error),
-    and the share of the error's variance each explains. A sigma that follows the corruption can do
+    being a cell) and one that knows only which clean clip a clip was made from (it ranks a clip by
+    the mean error of that clip and its copies), and the share of the error's variance between
+    those groups. A sigma that follows the corruption can do
     at best what the first does: when corrupted cells have less error than clean speech, its curve
     falls only by calling clean speech the most uncertain."""
     cell = ["clean"] * n_clean + [f"{kind} {level:g}" for _, kind, level in corrupted]
@@ -134,7 +146,7 @@ def error_sources(err: np.ndarray, n_clean: int, corrupted: list[tuple[int, str,
     names = list(dict.fromkeys(cell))
     cell_mean = {c: float(err[[x == c for x in cell]].mean()) for c in names}
     by_cell = np.array([cell_mean[c] for c in cell])
-    by_clip = err[:n_clean][source]
+    by_clip = (np.bincount(source, weights=err) / np.bincount(source))[source]
     out: dict = {"cells_below_clean": sum(v < cell_mean["clean"] for c, v in cell_mean.items() if c != "clean"),
                  "cells": len(names) - 1}
     for name, u in (("corruption_known", by_cell), ("clip_known", by_clip)):
@@ -437,7 +449,8 @@ def markdown(res: dict, command: str, pngs: list[str], meta: dict) -> str:
         lines += ["", "What any uncertainty could reach on these clips, per method's mean: two partial oracles,",
                   "one that knows only each clip's corruption (ranks it by the mean error of its corruption",
                   "cell, clean being a cell) and one that knows only which clean clip it was made from (ranks",
-                  "it by that clip's clean error); and the share of the error's variance each explains.", "",
+                  "it by the mean error of that clip and its copies); and the share of the error's variance",
+                  "between those groups.", "",
                   ("| method | corruption known: area | rises | variance | clip known: area | rises | variance "
                    "| corruption cells with less error than clean |"), "|---|---|---|---|---|---|---|---|"]
         for name, b in bounds.items():
@@ -451,15 +464,20 @@ def markdown(res: dict, command: str, pngs: list[str], meta: dict) -> str:
         lines += ["", "Why the curve has the shape it has: mean error and mean sigma per corruption, for the",
                   (f"{first['clean']['clips']} clips that were corrupted (clean: the same clips unchanged). Error "
                    "and sigma have to rise together for dropping uncertain clips to lower the error; the last row"),
-                  "is Spearman(error, sigma) over the corruption cells.", "",
-                  "| corruption | level | " + " | ".join(f"{n}: error | {n}: sigma" for n in names) + " |",
-                  "|---|---|" + "---|---|" * len(names),
+                  "is Spearman(error, sigma) over the corruption cells. Spread: the standard deviation of",
+                  f"{names[0]}'s A/D/V over the cell's clips (mean of the three); less spread than clean is a",
+                  "pull toward the middle, which lowers the absolute error of a student that is unsure anyway.", "",
+                  "| corruption | level | " + " | ".join(f"{n}: error | {n}: sigma" for n in names)
+                  + f" | {names[0]}: spread |",
+                  "|---|---|" + "---|---|" * len(names) + "---|",
                   "| clean | | " + " | ".join(f"{cor[n]['clean']['error']:.4f} | {cor[n]['clean']['sigma']:.4f}"
-                                            for n in names) + " |"]
+                                            for n in names) + f" | {first['clean'].get('spread', float('nan')):.4f} |"]
         for j, row in enumerate(first["cells"]):
             lines.append(f"| {row['kind']} | {row['level']:g} | " + " | ".join(
-                f"{cor[n]['cells'][j]['error']:.4f} | {cor[n]['cells'][j]['sigma']:.4f}" for n in names) + " |")
-        lines.append("| Spearman over cells | | " + " | ".join(f"{cor[n]['spearman_cells']:.3f} | " for n in names) + " |")
+                f"{cor[n]['cells'][j]['error']:.4f} | {cor[n]['cells'][j]['sigma']:.4f}" for n in names)
+                + f" | {row.get('spread', float('nan')):.4f} |")
+        lines.append("| Spearman over cells | | " + " | ".join(f"{cor[n]['spearman_cells']:.3f} | " for n in names)
+                     + " |")
     lines += ["", f"![selective prediction]({meta['png_dir']}/{pngs[1]})", "",
               "## The engine's decision at the default thresholds", "",
               f"Thresholds of the model file: {meta['thresholds']}.", "",
