@@ -211,17 +211,14 @@ def test_report_metrics():
     assert area(cover, oracle) < area(*selective_curve(err, rng.random(200)))
     # per-corruption cells: clips 0 and 1, two kinds; error rises with sigma in "white", not in "clip"
     cells = [(0, "white", 10.0), (1, "white", 10.0), (0, "white", 0.0), (1, "white", 0.0), (0, "clip", 6.0), (1, "clip", 6.0)]
-    t = by_corruption(np.array([0.1, 0.2, 9.0]), np.array([1.0, 3.0, 9.0]), np.array([0.2, 0.4, 0.6, 0.8, 0.0, 0.2]),
-                      np.array([2.0, 2.0, 4.0, 4.0, 5.0, 5.0]), cells)
-    assert t["clean"] == {"error": pytest.approx(0.15), "sigma": 2.0, "clips": 2}
-    assert [(c["kind"], c["level"]) for c in t["cells"]] == [("white", 10.0), ("white", 0.0), ("clip", 6.0)]
-    assert [c["error"] for c in t["cells"]] == pytest.approx([0.3, 0.7, 0.1])
-    assert [c["sigma"] for c in t["cells"]] == [2.0, 4.0, 5.0] and t["spearman_cells"] == pytest.approx(-0.5)
-    # with the outputs, each cell's spread: "white 10" outputs 0 and 1 (sd 0.5), "clip 6" constant (0)
+    # and each cell's spread of the outputs: "white 10" outputs 0 and 1 (sd 0.5), "clip 6" constant (0)
     outs = np.array([[0.0] * 3, [1.0] * 3, [0.2] * 3, [0.2] * 3, [0.5] * 3, [0.5] * 3])
     t = by_corruption(np.array([0.1, 0.2, 9.0]), np.array([1.0, 3.0, 9.0]), np.array([0.2, 0.4, 0.6, 0.8, 0.0, 0.2]),
                       np.array([2.0, 2.0, 4.0, 4.0, 5.0, 5.0]), cells, np.array([[0.0] * 3, [0.4] * 3, [9.0] * 3]), outs)
-    assert t["clean"]["spread"] == pytest.approx(0.2)
+    assert t["clean"] == {"error": pytest.approx(0.15), "sigma": 2.0, "clips": 2, "spread": pytest.approx(0.2)}
+    assert [(c["kind"], c["level"]) for c in t["cells"]] == [("white", 10.0), ("white", 0.0), ("clip", 6.0)]
+    assert [c["error"] for c in t["cells"]] == pytest.approx([0.3, 0.7, 0.1])
+    assert [c["sigma"] for c in t["cells"]] == [2.0, 4.0, 5.0] and t["spearman_cells"] == pytest.approx(-0.5)
     assert [c["spread"] for c in t["cells"]] == pytest.approx([0.5, 0.0, 0.0])
     # the partial oracles: 2 clean clips, then copies in cells "white 0" (worse) and "clip 6" (better than clean)
     err = np.array([0.1, 0.3, 0.5, 0.7, 0.0, 0.2])

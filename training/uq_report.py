@@ -80,11 +80,10 @@ def selective_curve(err: np.ndarray, unc: np.ndarray, steps: int = 20) -> tuple[
 
 
 def by_corruption(err_clean: np.ndarray, unc_clean: np.ndarray, err: np.ndarray, unc: np.ndarray,
-                  cells: list[tuple[int, str, float]], mean_clean: np.ndarray | None = None,
-                  mean: np.ndarray | None = None) -> dict:
+                  cells: list[tuple[int, str, float]], mean_clean: np.ndarray, mean: np.ndarray) -> dict:
     """Mean error and mean uncertainty per (corruption, level) cell, against the same clips clean,
-    and (given the outputs `mean_clean`, `mean`) the spread of the outputs: their standard deviation
-    over the cell's clips, averaged over A/D/V.
+    and the spread of the outputs (`mean_clean`, `mean`: (N, 3)): their standard deviation over the
+    cell's clips, averaged over A/D/V.
 
     Selective prediction works when uncertainty and error rise together; this table says, per
     corruption, whether they do (Spearman over the cells). Outputs that spread less than clean
@@ -93,16 +92,16 @@ def by_corruption(err_clean: np.ndarray, unc_clean: np.ndarray, err: np.ndarray,
     clips = sorted({i for i, _, _ in cells})
     keys = list(dict.fromkeys((kind, level) for _, kind, level in cells))
 
-    def spread(x: np.ndarray | None) -> dict:
-        return {} if x is None else {"spread": float(np.asarray(x, np.float64).std(axis=0).mean())}
+    def spread(x: np.ndarray) -> float:
+        return float(np.asarray(x, np.float64).std(axis=0).mean())
 
     rows = []
     for kind, level in keys:
         m = np.array([(k, lv) == (kind, level) for _, k, lv in cells])
         rows.append({"kind": kind, "level": level, "error": float(err[m].mean()), "sigma": float(unc[m].mean()),
-                     **spread(None if mean is None else mean[m])})
+                     "spread": spread(mean[m])})
     return {"clean": {"error": float(err_clean[clips].mean()), "sigma": float(unc_clean[clips].mean()),
-                      "clips": len(clips), **spread(None if mean_clean is None else mean_clean[clips])},
+                      "clips": len(clips), "spread": spread(mean_clean[clips])},
             "cells": rows,
             "spearman_cells": spearman(np.array([r["error"] for r in rows]), np.array([r["sigma"] for r in rows]))}
 
@@ -117,7 +116,7 @@ def selective_measures(mean: np.ndarray, unc: np.ndarray, targets: np.ndarray, n
     err = np.abs(mean - t).mean(axis=1)
     cover, mean_err = selective_curve(err, unc)
     _, oracle = selective_curve(err, err)
-    rises = int(np.sum(np.diff(mean_err) > 1e-12))
+    rises = count_rises(mean_err)
     curve = {"coverage": cover.tolist(), "mean_abs_error": mean_err.tolist(), "area": area(cover, mean_err),
              "oracle_area": area(cover, oracle), "monotonic": rises == 0, "rises": rises,
              "bounds": error_sources(err, n_clean, corrupted), "ccc_bins": ccc_bins(mean, t, unc)}
@@ -138,9 +137,9 @@ def error_sources(err: np.ndarray, n_clean: int, corrupted: list[tuple[int, str,
     only each clip's corruption (it ranks a clip by the mean error of its (kind, level) cell, clean
     being a cell) and one that knows only which clean clip a clip was made from (it ranks a clip by
     the mean error of that clip and its copies), and the share of the error's variance between
-    those groups. A sigma that follows the corruption can do
-    at best what the first does: when corrupted cells have less error than clean speech, its curve
-    falls only by calling clean speech the most uncertain."""
+    those groups. A sigma that follows the corruption can do at best what the first does: when
+    corrupted cells have less error than clean speech, its curve falls only by calling clean speech
+    the most uncertain."""
     cell = ["clean"] * n_clean + [f"{kind} {level:g}" for _, kind, level in corrupted]
     source = np.concatenate([np.arange(n_clean), [i for i, _, _ in corrupted]])
     names = list(dict.fromkeys(cell))
@@ -151,9 +150,14 @@ def error_sources(err: np.ndarray, n_clean: int, corrupted: list[tuple[int, str,
                  "cells": len(names) - 1}
     for name, u in (("corruption_known", by_cell), ("clip_known", by_clip)):
         cover, e = selective_curve(err, u)
-        out[name] = {"area": area(cover, e), "rises": int(np.sum(np.diff(e) > 1e-12)),
+        out[name] = {"area": area(cover, e), "rises": count_rises(e),
                      "variance_share": float(np.var(u) / np.var(err)) if np.var(err) > 0 else 0.0}
     return out
+
+
+def count_rises(mean_err: np.ndarray) -> int:
+    """How often a selective curve's error rises as coverage shrinks (0: it falls monotonically)."""
+    return int(np.sum(np.diff(mean_err) > 1e-12))
 
 
 def area(cover: np.ndarray, mean_err: np.ndarray) -> float:
@@ -441,7 +445,8 @@ def markdown(res: dict, command: str, pngs: list[str], meta: dict) -> str:
     if bins:
         lines += ["", "The paper's measure of the same (papers.md 1.5): the clips sorted by uncertainty and cut into",
                   "five bins of 20 %, most certain first; CCC against the annotator in each (mean of A/D/V).", "",
-                  "| method | " + " | ".join(f"bin {j + 1}" for j in range(5)) + " |", "|---|" + "---|" * 5]
+                  "| method | " + " | ".join(f"bin {j + 1}" for j in range(len(next(iter(bins.values())))))
+                  + " |", "|---|" + "---|" * len(next(iter(bins.values())))]
         for name, b in bins.items():
             lines.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in b) + " |")
     bounds = {name: r["bounds"] for name, r in res["selective"].items() if "bounds" in r}
@@ -471,11 +476,11 @@ def markdown(res: dict, command: str, pngs: list[str], meta: dict) -> str:
                   + f" | {names[0]}: spread |",
                   "|---|---|" + "---|---|" * len(names) + "---|",
                   "| clean | | " + " | ".join(f"{cor[n]['clean']['error']:.4f} | {cor[n]['clean']['sigma']:.4f}"
-                                            for n in names) + f" | {first['clean'].get('spread', float('nan')):.4f} |"]
+                                            for n in names) + f" | {first['clean']['spread']:.4f} |"]
         for j, row in enumerate(first["cells"]):
             lines.append(f"| {row['kind']} | {row['level']:g} | " + " | ".join(
                 f"{cor[n]['cells'][j]['error']:.4f} | {cor[n]['cells'][j]['sigma']:.4f}" for n in names)
-                + f" | {row.get('spread', float('nan')):.4f} |")
+                + f" | {row['spread']:.4f} |")
         lines.append("| Spearman over cells | | " + " | ".join(f"{cor[n]['spearman_cells']:.3f} | " for n in names)
                      + " |")
     lines += ["", f"![selective prediction]({meta['png_dir']}/{pngs[1]})", "",
