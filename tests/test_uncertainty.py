@@ -195,7 +195,8 @@ def test_losses_have_their_minimum_where_they_should():
 
 
 def test_report_metrics():
-    from training.uq_report import area, auroc, by_corruption, ccc_bins, error_sources, selective_curve, spearman
+    from training.uq_report import (area, auroc, by_corruption, ccc_bins, error_sources, selective_curve,
+                                    spearman)
 
     assert auroc(np.array([2, 3]), np.array([0, 1])) == 1.0
     assert auroc(np.array([0, 1]), np.array([2, 3])) == 0.0
@@ -214,18 +215,20 @@ def test_report_metrics():
     # and each cell's spread of the outputs: "white 10" outputs 0 and 1 (sd 0.5), "clip 6" constant (0)
     outs = np.array([[0.0] * 3, [1.0] * 3, [0.2] * 3, [0.2] * 3, [0.5] * 3, [0.5] * 3])
     t = by_corruption(np.array([0.1, 0.2, 9.0]), np.array([1.0, 3.0, 9.0]), np.array([0.2, 0.4, 0.6, 0.8, 0.0, 0.2]),
-                      np.array([2.0, 2.0, 4.0, 4.0, 5.0, 5.0]), cells, np.array([[0.0] * 3, [0.4] * 3, [9.0] * 3]), outs)
-    assert t["clean"] == {"error": pytest.approx(0.15), "sigma": 2.0, "clips": 2, "spread": pytest.approx(0.2)}
+                      np.array([2.0, 2.0, 4.0, 4.0, 5.0, 5.0]), cells,
+                      np.array([[0.0] * 3, [0.4] * 3, [9.0] * 3]), outs)
+    assert t["clean"] == {"error": pytest.approx(0.15), "sigma": 2.0, "clips": 2,
+                          "spread": pytest.approx(0.2)}
     assert [(c["kind"], c["level"]) for c in t["cells"]] == [("white", 10.0), ("white", 0.0), ("clip", 6.0)]
     assert [c["error"] for c in t["cells"]] == pytest.approx([0.3, 0.7, 0.1])
     assert [c["sigma"] for c in t["cells"]] == [2.0, 4.0, 5.0] and t["spearman_cells"] == pytest.approx(-0.5)
     assert [c["spread"] for c in t["cells"]] == pytest.approx([0.5, 0.0, 0.0])
-    # the partial oracles: 2 clean clips, then copies in cells "white 0" (worse) and "clip 6" (better than clean)
+    # the partial oracles: 2 clean clips, then copies in "white 0" (worse) and "clip 6" (better than clean)
     err = np.array([0.1, 0.3, 0.5, 0.7, 0.0, 0.2])
     b = error_sources(err, 2, [(0, "white", 0.0), (1, "white", 0.0), (0, "clip", 6.0), (1, "clip", 6.0)])
     assert b["cells_below_clean"] == 1 and b["cells"] == 2
     assert b["corruption_known"]["variance_share"] == pytest.approx(14 / 17)  # cell means 0.2 / 0.6 / 0.1
-    assert b["clip_known"]["variance_share"] == pytest.approx(3 / 17)         # clip 0 and copies 0.2, clip 1 0.4
+    assert b["clip_known"]["variance_share"] == pytest.approx(3 / 17)  # clip 0 and copies 0.2, clip 1 0.4
     # knowing the cell ranks "white 0" first and "clip 6" last: the error never rises
     assert b["corruption_known"]["rises"] == 0
     assert b["corruption_known"]["area"] < area(*selective_curve(err, -err))

@@ -98,8 +98,8 @@ def by_corruption(err_clean: np.ndarray, unc_clean: np.ndarray, err: np.ndarray,
     rows = []
     for kind, level in keys:
         m = np.array([(k, lv) == (kind, level) for _, k, lv in cells])
-        rows.append({"kind": kind, "level": level, "error": float(err[m].mean()), "sigma": float(unc[m].mean()),
-                     "spread": spread(mean[m])})
+        rows.append({"kind": kind, "level": level, "error": float(err[m].mean()),
+                     "sigma": float(unc[m].mean()), "spread": spread(mean[m])})
     return {"clean": {"error": float(err_clean[clips].mean()), "sigma": float(unc_clean[clips].mean()),
                       "clips": len(clips), "spread": spread(mean_clean[clips])},
             "cells": rows,
@@ -142,12 +142,11 @@ def error_sources(err: np.ndarray, n_clean: int, corrupted: list[tuple[int, str,
     the most uncertain."""
     cell = ["clean"] * n_clean + [f"{kind} {level:g}" for _, kind, level in corrupted]
     source = np.concatenate([np.arange(n_clean), [i for i, _, _ in corrupted]])
-    names = list(dict.fromkeys(cell))
-    cell_mean = {c: float(err[[x == c for x in cell]].mean()) for c in names}
+    cell_mean = {c: float(err[[x == c for x in cell]].mean()) for c in dict.fromkeys(cell)}
     by_cell = np.array([cell_mean[c] for c in cell])
     by_clip = (np.bincount(source, weights=err) / np.bincount(source))[source]
-    out: dict = {"cells_below_clean": sum(v < cell_mean["clean"] for c, v in cell_mean.items() if c != "clean"),
-                 "cells": len(names) - 1}
+    clean = cell_mean.pop("clean")
+    out: dict = {"cells_below_clean": sum(v < clean for v in cell_mean.values()), "cells": len(cell_mean)}
     for name, u in (("corruption_known", by_cell), ("clip_known", by_clip)):
         cover, e = selective_curve(err, u)
         out[name] = {"area": area(cover, e), "rises": count_rises(e),
@@ -456,12 +455,14 @@ def markdown(res: dict, command: str, pngs: list[str], meta: dict) -> str:
                   "cell, clean being a cell) and one that knows only which clean clip it was made from (ranks",
                   "it by the mean error of that clip and its copies); and the share of the error's variance",
                   "between those groups.", "",
-                  ("| method | corruption known: area | rises | variance | clip known: area | rises | variance "
-                   "| corruption cells with less error than clean |"), "|---|---|---|---|---|---|---|---|"]
+                  ("| method | corruption known: area | rises | variance | clip known: area | rises "
+                   "| variance | corruption cells with less error than clean |"),
+                  "|---|---|---|---|---|---|---|---|"]
         for name, b in bounds.items():
             k, c = b["corruption_known"], b["clip_known"]
-            lines.append(f"| {name} | {k['area']:.4f} | {k['rises']} | {k['variance_share']:.0%} | {c['area']:.4f} | "
-                         f"{c['rises']} | {c['variance_share']:.0%} | {b['cells_below_clean']} of {b['cells']} |")
+            lines.append(f"| {name} | {k['area']:.4f} | {k['rises']} | {k['variance_share']:.0%} | "
+                         f"{c['area']:.4f} | {c['rises']} | {c['variance_share']:.0%} | "
+                         f"{b['cells_below_clean']} of {b['cells']} |")
     if res.get("corruptions"):
         cor = res["corruptions"]
         names = list(cor)
@@ -481,8 +482,8 @@ def markdown(res: dict, command: str, pngs: list[str], meta: dict) -> str:
             lines.append(f"| {row['kind']} | {row['level']:g} | " + " | ".join(
                 f"{cor[n]['cells'][j]['error']:.4f} | {cor[n]['cells'][j]['sigma']:.4f}" for n in names)
                 + f" | {row['spread']:.4f} |")
-        lines.append("| Spearman over cells | | " + " | ".join(f"{cor[n]['spearman_cells']:.3f} | " for n in names)
-                     + " |")
+        lines.append("| Spearman over cells | | "
+                     + " | ".join(f"{cor[n]['spearman_cells']:.3f} | " for n in names) + " |")
     lines += ["", f"![selective prediction]({meta['png_dir']}/{pngs[1]})", "",
               "## The engine's decision at the default thresholds", "",
               f"Thresholds of the model file: {meta['thresholds']}.", "",
