@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 import subprocess
 import sys
@@ -64,6 +65,22 @@ def test_build_writes_a_manifest_that_reads_back(tmp_path: Path):
     assert all(e.targets is None for e in back if e.source != "espeak")
     summary = (out / "summary.json").read_text()
     assert '"train"' in summary and '"labelled"' in summary
+    assert json.loads(summary)["fingerprint"] == corpus.fingerprint(back)
+
+
+def test_fingerprint_follows_content_not_paths_or_order():
+    from dataclasses import replace
+
+    entries = [corpus.Entry(f"/a/{i}.wav", f"{i:064x}", 1.0, "espeak", f"espeak-v{i % 3}", "en",
+                            ("train", "val", "test")[i % 3], (0.1 * i, 0.5, 0.5)) for i in range(6)]
+    fp = corpus.fingerprint(entries)
+    assert len(fp) == 16 and int(fp, 16) >= 0
+    moved = [replace(e, path="/elsewhere" + e.path) for e in entries]
+    assert corpus.fingerprint(moved[::-1]) == fp
+    changes = ({"sha256": "f" * 64}, {"split": "val"}, {"group": "espeak-other"}, {"targets": (0.9, 0.5, 0.5)})
+    for change in changes:
+        assert corpus.fingerprint([replace(entries[0], **change)] + entries[1:]) != fp, change
+    assert corpus.fingerprint(entries[1:]) != fp
 
 
 def test_read_manifest_rejects_a_group_in_two_splits(tmp_path: Path, speech_files):

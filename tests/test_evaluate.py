@@ -38,6 +38,9 @@ def test_default_model_and_a_mobilenet_against_the_annotator(tmp_path: Path, man
     result = json.loads(out.with_suffix(".json").read_text())
     w2s, mn = result["students"]
     assert result["teacher"] == "prosody-annotator" and result["split"] == "test"
+    from training.corpus import fingerprint, read_manifest
+    assert result["corpus_fingerprint"] == fingerprint(read_manifest(manifest))
+    assert f"content fingerprint `{result['corpus_fingerprint']}`" in out.with_suffix(".md").read_text()
 
     # the float CCC is that of the shipped float model on the held-out espeak voices, recomputed here
     entries, split = evaluate.load_split(manifest, "test", 8.0, labelled_only=True)

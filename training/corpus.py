@@ -315,8 +315,16 @@ def read_manifest(path: str | Path) -> list[Entry]:
     return out
 
 
+def fingerprint(entries: list[Entry]) -> str:
+    """16 hex digits that change with the corpus's content and nothing else: every clip's split, group,
+    audio hash and targets, in any order; not the paths (a corpus moved or rebuilt elsewhere keeps it).
+    Two corpora with the same fingerprint give the same teacher fits and students (same seeds)."""
+    rows = sorted(f"{e.split}|{e.group}|{e.sha256}|{e.targets}" for e in entries)
+    return hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]
+
+
 def summary(entries: list[Entry]) -> dict:
-    out: dict = {}
+    out: dict = {"fingerprint": fingerprint(entries)}
     for split in SPLITS:
         sel = [e for e in entries if e.split == split]
         by_source: dict[str, list[float]] = defaultdict(list)
@@ -380,7 +388,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{split:5s} {s[split]['clips']:6d} clips {s[split]['hours']:7.3f} h  {len(s[split]['groups'])} groups  "
               + ", ".join(f"{k} {v['clips']}" for k, v in s[split]["by_source"].items()))
     print(skipped.summary())
-    print(f"wrote {args.out / 'manifest.csv'}")
+    print(f"wrote {args.out / 'manifest.csv'} (content fingerprint {s['fingerprint']})")
 
 
 if __name__ == "__main__":

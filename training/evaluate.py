@@ -34,7 +34,7 @@ import torch
 
 from .audio_io import Skipped, read_many
 from .cache import AnnotationCache, View
-from .corpus import Entry, read_manifest
+from .corpus import Entry, fingerprint, read_manifest
 from .distill import Split, load_student, predict_exact, render_view
 from .metrics import ccc_numpy
 from .mobilenet import count_macs
@@ -166,7 +166,10 @@ def markdown(result: dict) -> str:
     lines = [
         "# Students against the teacher",
         "",
-        f"Teacher: `{result['teacher']}`. Corpus: `{result['corpus']}`, split `{result['split']}` "
+        f"Teacher: `{result['teacher']}`. Corpus: `{result['corpus']}`"
+        + (f" (content fingerprint `{result['corpus_fingerprint']}`)"
+           if "corpus_fingerprint" in result else "")
+        + f", split `{result['split']}` "
         f"({result['clips']} clips, each cut to its first {result['eval_seconds']} s; groups (speakers, voices) "
         "never seen in training). CCC of each student's outputs against the teacher's, per dimension. "
         "docs/distillation.md says which teachers exist offline and what these numbers do and do not mean.",
@@ -308,7 +311,9 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
         print(f"evaluating {run_dir}", flush=True)
         students.append(evaluate_student(Path(run_dir), entries, split, targets, calib))
     result = {
-        "teacher": teacher_id, "corpus": str(args.corpus), "split": args.split, "clips": len(entries),
+        "teacher": teacher_id, "corpus": str(args.corpus),
+        "corpus_fingerprint": fingerprint(read_manifest(args.corpus)),
+        "split": args.split, "clips": len(entries),
         "eval_seconds": args.eval_seconds, "calibration_clips": len(calib) if calib else 0,
         "students": students, "threads": args.threads,
         "command": "python -m training.evaluate " + " ".join(shlex.quote(a) for a in argv),
