@@ -49,6 +49,9 @@ so that the engine runs exactly the float model's first layer, whose int8 weight
 most of the uncertainty outputs' int8 error comes from (fifth round). --noise_floor=P adds a noise
 floor of 0.5-4 LSB to a share P of the rows the student hears (the keep term's frozen copy hears
 them without it), so that digital silence and the lowest bits stop moving A/D/V (sixth round).
+--ccc_by_corruption takes the CCC term on the clean and on the corrupted annotated rows apart, so
+that the corrupted rows' outputs keep the targets' spread instead of hedging towards the middle
+(ninth round: it keeps the spread, but the error's order over corruptions does not change).
 
 Loss = (1 - CCC of mu on the annotated clips, as in distillation) + Gaussian NLL of sigma given the (detached) error
 + squared distance of OOD log sigma to its target + binary cross-entropy of the speech logit
@@ -118,6 +121,7 @@ class UQConfig:
     l1_on_grid: bool = False         # first conv layer snapped to its int8 codes (BatchNorm folded) and frozen
     snap_to_grid: bool = False       # after training, every weight the exporter quantizes set to its engine value
     noise_floor: float = 0.0         # share of the rows the student hears with a 0.5-4 LSB noise floor added
+    ccc_by_corruption: bool = False  # CCC on clean and on corrupted rows apart (each keeps its spread)
     real_per_group: int = 40         # real speech files per speaker group
     babble_bank: int = 24            # babble noises made up front (6-12 training voices each)
     coverage: float = 0.95           # clean validation speech answered at the default threshold
@@ -251,22 +255,31 @@ def split_outputs(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.
 def loss_terms(out: torch.Tensor, target: torch.Tensor, n_annotated: int, is_speech: torch.Tensor,
                ood_log_sigma: float, clean: torch.Tensor | None = None,
                spread: torch.Tensor | None = None, anchor: torch.Tensor | None = None,
-               anchor_rows: torch.Tensor | None = None, keep_weight: float = 0.0) -> dict[str, torch.Tensor]:
+               anchor_rows: torch.Tensor | None = None, keep_weight: float = 0.0,
+               ccc_groups: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Rows [0, n_annotated) have targets; is_speech (B,) marks speech rows (annotated or not);
     `clean` (n_annotated,) marks the annotated rows the mean learns from (default: all);
     `spread` (n_annotated, 3), if given, is added to the squared error sigma learns (a second
     opinion: e.g. weight * the std of an ensemble's predictions, squared);
     `anchor` (n_annotated, 3), if given with keep_weight > 0, are a frozen student's A/D/V for the
     annotated rows: the "keep" term is keep_weight * the mean squared difference of mu to them over
-    the rows `anchor_rows` marks (default: all). Without it the terms are exactly as before."""
+    the rows `anchor_rows` marks (default: all); `ccc_groups` (n_annotated,) integer ids, if given,
+    make the CCC term the mean of 1 - CCC within each group of >= 2 mean rows (each group's outputs
+    must then keep the targets' spread on their own). Without them the terms are exactly as before."""
     mu, log_sigma, logit = split_outputs(out)
     mu_a, ls_a = mu[:n_annotated], log_sigma[:n_annotated]
     err2 = (target - mu_a.detach()) ** 2  # sigma learns the error; mu learns from the CCC term only
     if spread is not None:
         err2 = err2 + spread
     keep = clean if clean is not None and int(clean.sum()) >= 2 else torch.ones(n_annotated, dtype=torch.bool)
+    if ccc_groups is None:
+        ccc_term = 1.0 - ccc_torch(mu_a[keep], target[keep]).mean()
+    else:
+        parts = [keep & (ccc_groups == g) for g in torch.unique(ccc_groups)]
+        parts = [rows for rows in parts if int(rows.sum()) >= 2] or [keep]
+        ccc_term = torch.stack([1.0 - ccc_torch(mu_a[rows], target[rows]).mean() for rows in parts]).mean()
     terms = {
-        "ccc": 1.0 - ccc_torch(mu_a[keep], target[keep]).mean(),
+        "ccc": ccc_term,
         "nll": (ls_a + 0.5 * err2 * torch.exp(-2.0 * ls_a)).mean(),
         "speech": F.binary_cross_entropy_with_logits(logit, is_speech.float()),
     }
@@ -674,7 +687,9 @@ def train(cfg: UQConfig) -> dict[str, Any]:
                 anchor[clean_rows] = frozen(x[: cfg.batch_speech][clean_rows])[:, :N_VALUES]
         terms = loss_terms(out, y, cfg.batch_speech, is_speech, cfg.ood_log_sigma,
                            None if bool(mean_rows.all()) else mean_rows, spread,
-                           anchor, clean_rows, cfg.keep_adv)
+                           anchor, clean_rows, cfg.keep_adv,
+                           # voice-shifted rows are not mean rows, so "not clean" is "corrupted" here
+                           ccc_groups=(~clean_rows).long() if cfg.ccc_by_corruption else None)
         loss = sum(terms.values())
         opt.zero_grad(set_to_none=True)
         loss.backward()
