@@ -59,3 +59,16 @@ def to_int16(pcm: np.ndarray) -> np.ndarray:
     from wav2small.model import to_int16 as convert
 
     return convert(pcm)
+
+
+def record_calls(monkeypatch: pytest.MonkeyPatch, module: object, name: str) -> list[tuple[tuple, dict]]:
+    """Replace module.name by a wrapper that records each call's (args, kwargs) and calls the real
+    function; monkeypatch puts it back after the test."""
+    calls: list[tuple[tuple, dict]] = []
+    real = getattr(module, name)
+
+    def spy(*args, **kwargs):
+        calls.append((args, kwargs))
+        return real(*args, **kwargs)
+    monkeypatch.setattr(module, name, spy)
+    return calls

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, record_calls
 
 
 def _outputs(seed: int = 0, rows: int = 7, n_annotated: int = 5) -> tuple[torch.Tensor, ...]:
@@ -82,7 +82,7 @@ def test_batch_reports_its_clean_rows_without_changing():
         assert found == c or len(x) < n, (row, c)
 
 
-def test_training_adds_the_term_and_only_it(tmp_path):
+def test_training_adds_the_term_and_only_it(tmp_path, monkeypatch):
     """Two short runs from the distilled student, keep_adv 0 and 5: same batches, same first step's
     terms; the second has the keep term (the squared distance to the frozen init student's A/D/V on
     the clean rows) and ends elsewhere. --keep_adv parses and is documented."""
@@ -93,20 +93,10 @@ def test_training_adds_the_term_and_only_it(tmp_path):
 
     small = {"init": str(REPO / "training" / "default"), "max_iters": 2, "n_clips": 120, "batch_speech": 6,
              "batch_real": 1, "batch_ood": 2, "ood_per_kind": 2, "real_per_group": 1, "babble_bank": 2, "threads": 1}
-    seen = []
-    real_loss_terms = uncertainty.loss_terms
-
-    def spy(*a, **kw):
-        terms = real_loss_terms(*a, **kw)
-        seen.append((a, kw, {k: v.item() for k, v in terms.items()}))
-        return terms
-    uncertainty.loss_terms = spy
-    try:
-        off = uncertainty.train(uncertainty.UQConfig(**small, out_dir=str(tmp_path / "off")))
-        n_off = len(seen)
-        on = uncertainty.train(uncertainty.UQConfig(**small, out_dir=str(tmp_path / "on"), keep_adv=5.0))
-    finally:
-        uncertainty.loss_terms = real_loss_terms
+    seen = record_calls(monkeypatch, uncertainty, "loss_terms")
+    off = uncertainty.train(uncertainty.UQConfig(**small, out_dir=str(tmp_path / "off")))
+    n_off = len(seen)
+    on = uncertainty.train(uncertainty.UQConfig(**small, out_dir=str(tmp_path / "on"), keep_adv=5.0))
     assert "keep" not in off["history"][0] and on["history"][0]["keep"] > 0
     assert all(off["history"][0][k] == on["history"][0][k] for k in ("ccc", "nll", "speech", "ood"))
     # step 0 of the keep run: the anchor is the init student's (eval mode) output on the clean rows
@@ -238,7 +228,7 @@ def test_noise_floor_is_small_seeded_and_off_by_default():
     assert UQConfig.parse(["--noise_floor=0.5"]).noise_floor == 0.5
 
 
-def test_noise_floor_changes_what_the_student_hears_not_the_anchor(tmp_path):
+def test_noise_floor_changes_what_the_student_hears_not_the_anchor(tmp_path, monkeypatch):
     """Two 1-step runs with the keep term, noise floor off and on: the same batch and anchor (the frozen
     student hears the rows without the noise), different outputs of the student."""
     from training import uncertainty
@@ -246,18 +236,9 @@ def test_noise_floor_changes_what_the_student_hears_not_the_anchor(tmp_path):
     small = {"init": str(REPO / "training" / "default"), "max_iters": 1, "n_clips": 120, "batch_speech": 6,
              "batch_real": 1, "batch_ood": 2, "ood_per_kind": 2, "real_per_group": 1, "babble_bank": 2,
              "threads": 1, "keep_adv": 5.0}
-    seen = []
-    real_loss_terms = uncertainty.loss_terms
-
-    def spy(*a, **kw):
-        seen.append(a)
-        return real_loss_terms(*a, **kw)
-    uncertainty.loss_terms = spy
-    try:
-        uncertainty.train(uncertainty.UQConfig(**small, out_dir=str(tmp_path / "off")))
-        uncertainty.train(uncertainty.UQConfig(**small, out_dir=str(tmp_path / "on"), noise_floor=1.0))
-    finally:
-        uncertainty.loss_terms = real_loss_terms
-    (out0, y0, *_, anchor0, rows0, _), (out1, y1, *_, anchor1, rows1, _) = seen
+    calls = record_calls(monkeypatch, uncertainty, "loss_terms")
+    uncertainty.train(uncertainty.UQConfig(**small, out_dir=str(tmp_path / "off")))
+    uncertainty.train(uncertainty.UQConfig(**small, out_dir=str(tmp_path / "on"), noise_floor=1.0))
+    (out0, y0, *_, anchor0, rows0, _), (out1, y1, *_, anchor1, rows1, _) = [args for args, _ in calls]
     assert torch.equal(y0, y1) and torch.equal(rows0, rows1) and torch.equal(anchor0, anchor1)
     assert not torch.equal(out0, out1)

@@ -70,27 +70,19 @@ def test_flag_parses_and_is_off_by_default():
     assert UQConfig.parse(["--ccc_by_corruption=true"]).ccc_by_corruption is True
 
 
-def test_training_passes_the_corrupted_rows_as_the_second_group(tmp_path):
+def test_training_passes_the_corrupted_rows_as_the_second_group(tmp_path, monkeypatch):
     """One step with the flag: loss_terms gets the batch's corrupted annotated rows as group 1, the
     clean ones as group 0; without it, no groups (the loss of every earlier run)."""
-    from conftest import REPO
+    from conftest import REPO, record_calls
     from training import uncertainty
 
     small = {"init": str(REPO / "training" / "default"), "max_iters": 1, "n_clips": 120, "batch_speech": 6,
              "batch_real": 1, "batch_ood": 2, "ood_per_kind": 2, "real_per_group": 1, "babble_bank": 2,
              "threads": 1, "seed": 3}
-    seen = []
-    real_loss_terms = uncertainty.loss_terms
-
-    def spy(*a, **kw):
-        seen.append(kw.get("ccc_groups"))
-        return real_loss_terms(*a, **kw)
-    uncertainty.loss_terms = spy
-    try:
-        uncertainty.train(uncertainty.UQConfig(**small, out_dir=str(tmp_path / "off")))
-        uncertainty.train(uncertainty.UQConfig(**small, out_dir=str(tmp_path / "on"), ccc_by_corruption=True))
-    finally:
-        uncertainty.loss_terms = real_loss_terms
+    calls = record_calls(monkeypatch, uncertainty, "loss_terms")
+    uncertainty.train(uncertainty.UQConfig(**small, out_dir=str(tmp_path / "off")))
+    uncertainty.train(uncertainty.UQConfig(**small, out_dir=str(tmp_path / "on"), ccc_by_corruption=True))
+    seen = [kwargs.get("ccc_groups") for _, kwargs in calls]
     cfg = uncertainty.UQConfig(**small)
     *_, clean = uncertainty.batch(uncertainty.load_pools(cfg, lambda m: None), cfg, 0, with_clean=True)
     assert seen[0] is None
