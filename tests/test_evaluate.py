@@ -41,6 +41,8 @@ def test_default_model_and_a_mobilenet_against_the_annotator(tmp_path: Path, man
     from training.corpus import fingerprint, read_manifest
     assert result["corpus_fingerprint"] == fingerprint(read_manifest(manifest))
     assert f"content fingerprint `{result['corpus_fingerprint']}`" in out.with_suffix(".md").read_text()
+    assert result["versions"]["torch"] == torch.__version__ and "transformers" in result["versions"]
+    assert f"torch {torch.__version__}" in out.with_suffix(".md").read_text()
 
     # the float CCC is that of the shipped float model on the held-out espeak voices, recomputed here
     entries, split = evaluate.load_split(manifest, "test", 8.0, labelled_only=True)

@@ -40,6 +40,7 @@ from .metrics import ccc_numpy
 from .mobilenet import count_macs
 from .speech import default_cache_dir
 from .teachers import OUTPUTS, from_spec
+from .versions import versions
 
 
 def load_split(manifest: str | Path, split: str, eval_seconds: float, labelled_only: bool) -> tuple[list[Entry], Split]:
@@ -214,6 +215,8 @@ def markdown(result: dict) -> str:
               "C engine (wav2small.Model) after training.quantize, calibrated on "
               f"{result['calibration_clips']} training clips ({'labelled espeak-ng' if result['teacher'] == 'prosody-annotator' else 'real speech first'}, "
               "the kind the students trained on); MobileNets have no int8 engine path.", ""]
+    if "versions" in result:
+        lines += ["Software: " + ", ".join(f"{k} {v}" for k, v in result["versions"].items()) + ".", ""]
     return "\n".join(lines)
 
 
@@ -318,6 +321,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
         "students": students, "threads": args.threads,
         "command": "python -m training.evaluate " + " ".join(shlex.quote(a) for a in argv),
         "date": datetime.date.today().isoformat(), "wall_seconds": round(time.time() - t0, 1),
+        "versions": versions(),
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
