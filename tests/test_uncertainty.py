@@ -611,6 +611,15 @@ def test_selection_measures_on_validation_clips(uq_bytes, tmp_path):
     assert sel["coverage"][0] == 1.0 and sel["mean_abs_error"][0] == pytest.approx(np.abs(out[:, :3] - t).mean())
     assert sel["monotonic"] == (sel["rises"] == 0) and sel["area"] > 0
     assert -1.0 <= sel["spearman_cells"] <= 1.0
+    # the table per corruption: one row per cell of the grid, the clean row over the corrupted clips' sources
+    table = sel["by_corruption"]
+    assert len(table["cells"]) == len(corruption_grid())
+    assert table["clean"]["clips"] == len({i for i, *_ in data["corrupted"]})
+    white = [c for c in table["cells"] if c["kind"] == "white"]
+    n = len(data["speech"][:4])
+    cell = (white[0]["kind"], white[0]["level"])
+    copies = [j for j, (_, k, lv, _) in enumerate(data["corrupted"]) if (k, lv) == cell]
+    assert white[0]["error"] == pytest.approx(np.abs(out[n:][copies, :3] - t[n:][copies]).mean())
 
 
 def test_trim_digital_silence():

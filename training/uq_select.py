@@ -117,7 +117,8 @@ def measure(run, data: dict) -> dict:
     out = np.concatenate([sp[:n_ann], run([a for *_, a in data["corrupted"]])])
     curve, cells = selective_measures(out[:, :N_VALUES], out[:, N_VALUES:2 * N_VALUES].max(axis=1), data["targets"],
                                       n_ann, [(i, kind, level) for i, kind, level, _ in data["corrupted"]])
-    res["selective"] = {**curve, "spearman_cells": cells["spearman_cells"]}
+    # the table per corruption (error, sigma and output spread per cell, against the same clips clean)
+    res["selective"] = {**curve, "by_corruption": cells, "spearman_cells": cells["spearman_cells"]}
     return res
 
 
