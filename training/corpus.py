@@ -318,7 +318,8 @@ def read_manifest(path: str | Path) -> list[Entry]:
 def fingerprint(entries: list[Entry]) -> str:
     """16 hex digits that change with the corpus's content and nothing else: every clip's split, group,
     audio hash and targets, in any order; not the paths (a corpus moved or rebuilt elsewhere keeps it).
-    Two corpora with the same fingerprint give the same teacher fits and students (same seeds)."""
+    Two corpora with the same fingerprint give the same teacher fits and students for the same seeds,
+    thread counts and software (training.versions): a different fingerprint is the first suspect."""
     rows = sorted(f"{e.split}|{e.group}|{e.sha256}|{e.targets}" for e in entries)
     return hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]
 
