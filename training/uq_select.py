@@ -86,6 +86,19 @@ def build(log, n_val: int = 200, real_per_group: int = 40, skip: int = 150, per_
             "val_clips": [c.astype(np.float32) / 32768.0 for c in val.clips], "val_targets": val.targets}
 
 
+def load_clips(cache: Path, log) -> dict:
+    """The validation clips of build(), from `cache` when it holds this version's, else built and
+    written there."""
+    data = pickle.loads(cache.read_bytes()) if cache.exists() else {}
+    if data.get("version") != CACHE_VERSION:
+        if data:
+            log(f"{cache} is from an older version of this script: building the clips again")
+        data = build(log)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_bytes(pickle.dumps(data))
+    return data
+
+
 def measure(run, data: dict) -> dict:
     """run(clips) -> (N, 7) raw outputs (log sigma, speech logit)."""
     sp = run(data["speech"])
@@ -187,13 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     def log(msg: str) -> None:
         print(f"[{time.time() - t0:6.0f} s] {msg}", flush=True)
 
-    data = pickle.loads(args.cache.read_bytes()) if args.cache.exists() else {}
-    if data.get("version") != CACHE_VERSION:
-        if data:
-            log(f"{args.cache} is from an older version of this script: building the clips again")
-        data = build(log)
-        args.cache.parent.mkdir(parents=True, exist_ok=True)
-        args.cache.write_bytes(pickle.dumps(data))
+    data = load_clips(args.cache, log)
     from .model import load_safetensors
 
     results = {}
