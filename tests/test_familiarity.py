@@ -88,3 +88,27 @@ def test_cli_refuses_to_fold_in_place(tmp_path):
 
     with pytest.raises(SystemExit, match="must differ"):
         main([str(tmp_path), f"--out_dir={tmp_path}"])
+
+
+def test_training_spread_is_weight_squared_times_the_distance_ratio():
+    """training.uncertainty --familiarity_weight: sigma's squared-error target gains
+    (weight * sqrt(d / mean d))^2, d measured on the frozen --init student's head inputs."""
+    from training.familiarity import Distance, head_inputs
+    from training.model import Wav2Small
+    from training.uncertainty import N_VALUES, Familiar, familiarity_spread
+
+    torch.manual_seed(2)
+    student = Wav2Small().eval()
+    rng = np.random.default_rng(3)
+    fit = [rng.normal(0, 0.1, 8000).astype(np.float32) for _ in range(24)]
+    feats = head_inputs(student, fit)
+    dist = Distance.fit(feats, 4)
+    fam = Familiar(student, dist, float(np.log(np.exp(dist.log_d(feats)).mean())))
+    x = torch.from_numpy(np.stack(fit[:5] + [rng.normal(0, 0.3, 8000).astype(np.float32)]))  # + one unseen
+    got = familiarity_spread(fam, x, 0.05)
+    ratio = np.exp(dist.log_d(head_inputs(student, list(x.numpy()))) - fam.centre)
+    assert got.shape == (6, N_VALUES) and torch.equal(got[:, 0], got[:, 2])
+    assert np.allclose(got[:, 0].numpy(), 0.05 ** 2 * ratio, rtol=1e-4)
+    # over the fit clips the ratio averages 1: weight is the std added to a typical training clip
+    assert np.isclose(familiarity_spread(fam, torch.from_numpy(np.stack(fit)), 0.05)[:, 0].mean().item(),
+                      0.05 ** 2, rtol=1e-4)

@@ -122,6 +122,8 @@ class UQConfig:
     snap_to_grid: bool = False       # after training, every weight the exporter quantizes set to its engine value
     noise_floor: float = 0.0         # share of the rows the student hears with a 0.5-4 LSB noise floor added
     ccc_by_corruption: bool = False  # CCC on clean and on corrupted rows apart (each keeps its spread)
+    familiarity_weight: float = 0.0  # sigma^2 target += (weight * sqrt(d / mean d))^2, d the --init student's feature distance
+    familiarity_rank: int = 32       # principal directions of that distance (training.familiarity)
     real_per_group: int = 40         # real speech files per speaker group
     babble_bank: int = 24            # babble noises made up front (6-12 training voices each)
     coverage: float = 0.95           # clean validation speech answered at the default threshold
@@ -180,6 +182,14 @@ HELP = {
                    "deliver digital silence, and a student that only heard it exactly zero moves its "
                    "A/D/V with the lowest bits there (sixth round). The --keep_adv anchor and the "
                    "targets stay those of the rows without it; 0 = off (batches exactly as without it)",
+    "familiarity_weight": "sigma's NLL sees error^2 + (weight * sqrt(d / d_fit))^2 on every annotated row "
+                          "(clean and corrupted), d the squared whitened distance of the --init student's "
+                          "head inputs from those of training clips and real speech of the training groups "
+                          "(training.familiarity.Distance, fitted once before training; d_fit its mean "
+                          "there, so weight is the std it adds to a typical training clip, in A/D/V "
+                          "units): sigma is taught how unfamiliar a clip looks, not only the error of "
+                          "voices it has heard; 0 = off",
+    "familiarity_rank": "principal directions of the --familiarity_weight distance",
     "ood_bn": "what BatchNorm normalises a training batch with: 'batch' (the statistics of all its rows, "
               "non-speech included), 'speech' (the statistics of its speech rows only, applied to every row; "
               "the running statistics move with them only), 'eval' (speech rows in train mode, then the "
@@ -556,6 +566,34 @@ def ensemble_spread(members: list[Wav2Small], x: torch.Tensor, weight: float) ->
     return (weight * ys.std(dim=0, unbiased=False)) ** 2
 
 
+@dataclass
+class Familiar:
+    """The frozen --init student and the distance of its head inputs from the training speech."""
+    student: Wav2Small
+    distance: Any       # training.familiarity.Distance
+    centre: float       # log of the mean distance over the fit clips
+
+
+def fit_familiar(cfg: UQConfig, log) -> Familiar:
+    from .familiarity import Distance, fit_clips, head_inputs
+
+    student = load_ensemble(cfg.init)[0]
+    feats = head_inputs(student, fit_clips(800, cfg.real_per_group, 4.0, cfg.n_clips, cfg.seed, log))
+    distance = Distance.fit(feats, cfg.familiarity_rank)
+    centre = float(np.log(np.exp(distance.log_d(feats)).mean()))
+    log(f"familiarity: distance fitted on {len(feats)} clips, rank {cfg.familiarity_rank}")
+    return Familiar(student, distance, centre)
+
+
+def familiarity_spread(familiar: Familiar, x: torch.Tensor, weight: float) -> torch.Tensor:
+    """(weight * sqrt(d / mean d))^2 per row of x (B, L), repeated over the 3 dimensions: (B, 3)."""
+    with torch.no_grad():
+        v = familiar.student.vgg7
+        feats = v.features(v.logmel(x)).double().numpy()
+    ratio = np.exp(familiar.distance.log_d(feats) - familiar.centre)
+    return (weight ** 2 * torch.from_numpy(ratio).float())[:, None].expand(-1, N_VALUES)
+
+
 def _bn_from_first_rows(bn: torch.nn.BatchNorm2d, x: torch.Tensor, n: int) -> torch.Tensor:
     """BatchNorm2d in train mode, but with the statistics (and running-statistics update) of rows [0, n)."""
     head = x[:n]
@@ -648,6 +686,7 @@ def train(cfg: UQConfig) -> dict[str, Any]:
     members = load_ensemble(cfg.ensemble) if cfg.ensemble_weight > 0 else []
     frozen = load_ensemble(cfg.init)[0] if cfg.keep_adv > 0 else None  # --keep_adv: the values to hold
     pools = load_pools(cfg, log)
+    familiar = fit_familiar(cfg, log) if cfg.familiarity_weight > 0 else None
     # the trunk (and with it A/D/V) may learn slower than the new head rows, or not at all
     trunk = [p for n, p in model.named_parameters() if not n.startswith("adv.") and p.requires_grad]
     groups = [{"params": list(model.adv.parameters()), "scale": 1.0}]
@@ -678,6 +717,9 @@ def train(cfg: UQConfig) -> dict[str, Any]:
         if pools.gap is not None and cfg.honest_weight > 0:  # what an unseen voice adds, per clip
             gap = cfg.honest_weight * torch.from_numpy(pools.gap[annotated_picks(len(pools.annotated), cfg, it)[1]]).float()
             spread = gap if spread is None else spread + gap
+        if familiar is not None:  # how unfamiliar each annotated row looks to the --init student
+            extra = familiarity_spread(familiar, x[: cfg.batch_speech], cfg.familiarity_weight)
+            spread = extra if spread is None else spread + extra
         heard = with_noise_floor(x, cfg.noise_floor, cfg.seed, it)
         out = forward_batch(model, heard, cfg.batch_speech + cfg.batch_real, cfg.ood_bn, cfg.ood_trunk)
         anchor = None
