@@ -206,6 +206,8 @@ def test_card_says_what_the_options_did():
     text = recipe_notes({**asdict(UQConfig()), "extended_nonspeech": True, "keep_adv": 30.0, "snap_to_grid": True})
     flat = " ".join(text.split())
     assert "extended generators" in flat and "weight 30)" in flat and "engine's weights" in flat
+    flat = " ".join(recipe_notes({**asdict(UQConfig()), "familiarity_weight": 0.06}).split())
+    assert "unfamiliar" in flat and "(0.06 x" in flat and "training.familiarity" in flat
     assert all(len(line) <= 100 for line in text.splitlines())
 
 

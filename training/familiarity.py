@@ -66,7 +66,8 @@ def fit_clips(n_annotated: int, real_per_group: int, seconds: float, n_clips: in
               log) -> list[np.ndarray]:
     """The clips the familiar distribution is fitted on: `n_annotated` of the annotator's training
     clips (a seeded draw) and real speech of the training speaker groups, each cut or zero-padded
-    to `seconds`. No validation or test clip is among them."""
+    to `seconds` (so that the fit runs in batches; a short clip's padding is part of what the
+    distance sees). No validation or test clip is among them."""
     from .distill import TrainConfig, load_prosody_corpus
 
     n = int(seconds * 16000)

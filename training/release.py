@@ -55,6 +55,10 @@ def recipe_notes(cfg: dict) -> str:
     if cfg.get("snap_to_grid"):
         notes.append("After training every weight the exporter quantizes was set to the value of its int8/int16 "
                      "code, so the float model (model.safetensors) has the engine's weights.")
+    if cfg.get("familiarity_weight", 0) > 0:
+        notes.append(f"Sigma also learned how unfamiliar a clip looks: its squared-error target gained "
+                     f"({cfg['familiarity_weight']:g} x the square root of the clip's distance from the training speech "
+                     "in the distilled student's features, relative to the mean there)^2 (training.familiarity).")
     if cfg.get("noise_floor", 0) > 0:
         notes.append(f"A share {cfg['noise_floor']:g} of the training rows was heard with a 0.5-4 LSB noise floor "
                      "added, so that digital silence and the lowest bits move A/D/V less.")
