@@ -31,7 +31,7 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from training.familiarity import Distance, fit_clips, fit_row, head_inputs  # noqa: E402
+from training.familiarity import FIT_ANNOTATED, FIT_SECONDS, Distance, fit_clips, fit_row, head_inputs  # noqa: E402
 from training.model import load_safetensors  # noqa: E402
 from training.uncertainty import N_VALUES  # noqa: E402
 from training.uq_report import SNR_KINDS, auroc, build_eval_set, selective_measures, spearman  # noqa: E402
@@ -85,12 +85,12 @@ def main() -> int:
     args = p.parse_args()
     torch.set_num_threads(1)
     log = lambda m: print(m, file=sys.stderr, flush=True)
-    seed = json.loads((Path(args.run) / "train.json").read_text())["config"]["seed"]
     model = load_safetensors(Path(args.run) / "model.safetensors").eval()
     w_head = model.adv.weight.detach().double().numpy()
     b_head = model.adv.bias.detach().double().numpy()
     head = lambda f: f @ w_head.T + b_head
-    fit = head_inputs(model, fit_clips(800, 40, 4.0, 3000, seed, log))
+    cfg = json.loads((Path(args.run) / "train.json").read_text())["config"]
+    fit = head_inputs(model, fit_clips(FIT_ANNOTATED, cfg["real_per_group"], FIT_SECONDS, cfg["n_clips"], cfg["seed"], log))
     dist = Distance.fit(fit, args.rank)
     centre = float(dist.log_d(fit).mean())
     w, b, stats = fit_row(fit, dist, args.ridge)

@@ -44,6 +44,10 @@ from .model import Wav2Small, load_safetensors
 from .uncertainty import N_VALUES, UQConfig, finish, real_speech, snap_to_grid
 
 
+FIT_ANNOTATED = 800   # annotator training clips in a fit
+FIT_SECONDS = 4.0     # fit clips are cut (or zero-padded) to this length, as the evaluations' clips
+
+
 def head_inputs(model: Wav2Small, clips: list[np.ndarray], batch: int = 32) -> np.ndarray:
     """The 338 inputs of the last linear layer ([P, G]) of whole clips, float64 (N, 338); runs of
     equal-length clips go through in batches, a clip of another length alone (never padded: padding
@@ -140,9 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weight", type=float, default=1.0, help="multiplier of the familiarity row in log sigma")
     p.add_argument("--rank", type=int, default=32, help="principal directions of the distance")
     p.add_argument("--ridge", type=float, default=1.0, help="ridge penalty of the row's fit (standardised features)")
-    p.add_argument("--n_annotated", type=int, default=800, help="annotator training clips in the fit")
+    p.add_argument("--n_annotated", type=int, default=FIT_ANNOTATED, help="annotator training clips in the fit")
     p.add_argument("--real_per_group", type=int, default=40, help="real speech files per training speaker group")
-    p.add_argument("--seconds", type=float, default=4.0, help="fit clips are cut (or padded) to this length")
+    p.add_argument("--seconds", type=float, default=FIT_SECONDS, help="fit clips are cut (or padded) to this length")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = p.parse_args(argv)
     if Path(args.out_dir).resolve() == Path(args.run).resolve():

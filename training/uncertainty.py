@@ -575,10 +575,10 @@ class Familiar:
 
 
 def fit_familiar(cfg: UQConfig, log) -> Familiar:
-    from .familiarity import Distance, fit_clips, head_inputs
+    from .familiarity import FIT_ANNOTATED, FIT_SECONDS, Distance, fit_clips, head_inputs
 
     student = load_ensemble(cfg.init)[0]
-    feats = head_inputs(student, fit_clips(800, cfg.real_per_group, 4.0, cfg.n_clips, cfg.seed, log))
+    feats = head_inputs(student, fit_clips(FIT_ANNOTATED, cfg.real_per_group, FIT_SECONDS, cfg.n_clips, cfg.seed, log))
     distance = Distance.fit(feats, cfg.familiarity_rank)
     centre = float(np.log(np.exp(distance.log_d(feats)).mean()))
     log(f"familiarity: distance fitted on {len(feats)} clips, rank {cfg.familiarity_rank}")
