@@ -43,7 +43,6 @@ import torch
 from .model import Wav2Small, load_safetensors
 from .uncertainty import N_VALUES, UQConfig, finish, real_speech, snap_to_grid
 
-
 FIT_ANNOTATED = 800   # annotator training clips in a fit
 FIT_SECONDS = 4.0     # fit clips are cut (or zero-padded) to this length, as the evaluations' clips
 
