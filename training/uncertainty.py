@@ -574,10 +574,10 @@ class Familiar:
     centre: float       # log of the mean distance over the fit clips
 
 
-def fit_familiar(cfg: UQConfig, log) -> Familiar:
+def fit_familiar(cfg: UQConfig, student: Wav2Small, log) -> Familiar:
+    """The distance of `student`'s (the frozen --init student's) head inputs from the training speech."""
     from .familiarity import FIT_ANNOTATED, FIT_SECONDS, Distance, fit_clips, head_inputs
 
-    student = load_ensemble(cfg.init)[0]
     feats = head_inputs(student, fit_clips(FIT_ANNOTATED, cfg.real_per_group, FIT_SECONDS, cfg.n_clips, cfg.seed, log))
     distance = Distance.fit(feats, cfg.familiarity_rank)
     centre = float(np.log(np.exp(distance.log_d(feats)).mean()))
@@ -686,7 +686,8 @@ def train(cfg: UQConfig) -> dict[str, Any]:
     members = load_ensemble(cfg.ensemble) if cfg.ensemble_weight > 0 else []
     frozen = load_ensemble(cfg.init)[0] if cfg.keep_adv > 0 else None  # --keep_adv: the values to hold
     pools = load_pools(cfg, log)
-    familiar = fit_familiar(cfg, log) if cfg.familiarity_weight > 0 else None
+    familiar = (fit_familiar(cfg, frozen if frozen is not None else load_ensemble(cfg.init)[0], log)
+                if cfg.familiarity_weight > 0 else None)  # one frozen copy serves --keep_adv and this
     # the trunk (and with it A/D/V) may learn slower than the new head rows, or not at all
     trunk = [p for n, p in model.named_parameters() if not n.startswith("adv.") and p.requires_grad]
     groups = [{"params": list(model.adv.parameters()), "scale": 1.0}]
