@@ -62,16 +62,16 @@ def scored_sets(model, cache: Path, log) -> dict:
 def measures(head, score, s: dict) -> dict:
     """head(feats) -> outputs (N, 7); score(feats, outputs) -> (N,) uncertainty."""
     u = lambda f: score(f, head(f))
-    out = head(s["annotated"])
+    out, ua = head(s["annotated"]), u(s["annotated"])
     n = len(s["targets"])
-    curve, _ = selective_measures(out[:, :N_VALUES], u(s["annotated"]), s["targets"], n, s["corrupted"])
+    curve, _ = selective_measures(out[:, :N_VALUES], ua, s["targets"], n, s["corrupted"])
     err = np.abs(out[:n, :N_VALUES] - s["targets"]).mean(axis=1)
     sp = u(s["speech"])
     au = {k: auroc(u(v), sp) for k, v in s["nonspeech"].items()}
     return {"area": curve["area"], "rises": curve["rises"], "auroc": float(np.mean(list(au.values()))),
             "auroc_silence": au["silence"], "auroc_effects": au["effects"],
             "spearman_snr": spearman(u(s["noisy"]), -s["snr"]),
-            "spearman_error_clean": spearman(u(s["annotated"][:n]), err)}
+            "spearman_error_clean": spearman(ua[:n], err)}
 
 
 def main() -> int:

@@ -24,9 +24,9 @@ out-of-distribution detection. On held-out clean voices it ranks the head's erro
 The head keeps its shape, so the file format and the engine are unchanged (the distance itself
 would need `rank` x 338 more weights on the device); the fold is a change of weights, after which
 every weight is snapped to its int8/int16 value again and the decision thresholds are chosen again
-as training.uncertainty chooses them (clean validation speech at `coverage`). The run directory written is a training.uncertainty run (model.safetensors +
-train.json, whose "familiarity" entry records the fit), so training.release and training.uq_select
-take it as they take any other.
+as training.uncertainty chooses them (clean validation speech at `coverage`). The run directory
+written is a training.uncertainty run (model.safetensors + train.json, whose "familiarity" entry
+records the fit), so training.release and training.uq_select take it as they take any other.
 """
 from __future__ import annotations
 
@@ -144,7 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rank", type=int, default=32, help="principal directions of the distance")
     p.add_argument("--ridge", type=float, default=1.0, help="ridge penalty of the row's fit (standardised features)")
     p.add_argument("--n_annotated", type=int, default=FIT_ANNOTATED, help="annotator training clips in the fit")
-    p.add_argument("--real_per_group", type=int, default=40, help="real speech files per training speaker group")
+    p.add_argument("--real_per_group", type=int, default=None,
+                   help="real speech files per training speaker group (default: the run's, as training.uncertainty "
+                        "--familiarity_weight and scripts/uq_familiarity.py take it)")
     p.add_argument("--seconds", type=float, default=FIT_SECONDS, help="fit clips are cut (or padded) to this length")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = p.parse_args(argv)
@@ -161,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     known = {f.name for f in fields(UQConfig)}
     cfg = UQConfig(**{**{k: v for k, v in old["config"].items() if k in known}, "out_dir": args.out_dir,
                       "threads": args.threads})
+    if args.real_per_group is None:
+        args.real_per_group = cfg.real_per_group
     model = load_safetensors(src / "model.safetensors")
     clips = fit_clips(args.n_annotated, args.real_per_group, args.seconds, cfg.n_clips, cfg.seed, log)
     feats = head_inputs(model, clips)
