@@ -112,3 +112,7 @@ def test_training_spread_is_weight_squared_times_the_distance_ratio():
     # over the fit clips the ratio averages 1: weight is the std added to a typical training clip
     assert np.isclose(familiarity_spread(fam, torch.from_numpy(np.stack(fit)), 0.05)[:, 0].mean().item(),
                       0.05 ** 2, rtol=1e-4)
+    # --familiarity_rows=clean: the same values on the marked rows, zero on the others
+    rows = torch.tensor([True, False, True, True, False, True])
+    only = familiarity_spread(fam, x, 0.05, rows)
+    assert torch.equal(only[rows], got[rows]) and not only[~rows].any()

@@ -208,6 +208,10 @@ def test_card_says_what_the_options_did():
     assert "extended generators" in flat and "weight 30)" in flat and "engine's weights" in flat
     flat = " ".join(recipe_notes({**asdict(UQConfig()), "familiarity_weight": 0.06}).split())
     assert "unfamiliar" in flat and "(0.06 x" in flat and "training.familiarity" in flat
+    assert "clean clips only" not in flat and "weighed" not in flat
+    flat = " ".join(recipe_notes({**asdict(UQConfig()), "familiarity_weight": 0.06, "familiarity_rows": "clean",
+                                  "nonspeech_weight": 3.0}).split())
+    assert "clean clips only" in flat and "weighed 3 times a speech clip" in flat
     assert all(len(line) <= 100 for line in text.splitlines())
 
 
@@ -244,3 +248,28 @@ def test_noise_floor_changes_what_the_student_hears_not_the_anchor(tmp_path, mon
     (out0, y0, *_, anchor0, rows0, _), (out1, y1, *_, anchor1, rows1, _) = [args for args, _ in calls]
     assert torch.equal(y0, y1) and torch.equal(rows0, rows1) and torch.equal(anchor0, anchor1)
     assert not torch.equal(out0, out1)
+
+
+def test_nonspeech_weight_weighs_the_non_speech_rows_of_the_speech_term_only():
+    """--nonspeech_weight=W: the speech term is sum(w * cross-entropy) / B with w = W on
+    non-speech rows and 1 on speech rows; W = 1 is the old loss bit for bit."""
+    from training.uncertainty import loss_terms
+
+    out, target, _, is_speech = _outputs(2)
+    old = loss_terms(out, target, 5, is_speech, -1.2)
+    same = loss_terms(out, target, 5, is_speech, -1.2, nonspeech_weight=1.0)
+    assert all(torch.equal(same[k], old[k]) for k in old)
+    new = loss_terms(out, target, 5, is_speech, -1.2, nonspeech_weight=3.0)
+    assert all(torch.equal(new[k], old[k]) for k in old if k != "speech")
+    logit = out[:, 6].double()
+    ce = -torch.where(is_speech, torch.log(torch.sigmoid(logit)), torch.log(1 - torch.sigmoid(logit)))
+    want = (torch.where(is_speech, 1.0, 3.0).double() * ce).sum() / len(ce)
+    assert torch.isclose(new["speech"].double(), want, rtol=1e-5)
+    assert new["speech"] > old["speech"]
+
+
+def test_familiarity_rows_must_be_all_or_clean(tmp_path):
+    from training.uncertainty import UQConfig, train
+
+    with pytest.raises(SystemExit, match="familiarity_rows"):
+        train(UQConfig(familiarity_rows="corrupted", out_dir=str(tmp_path)))

@@ -59,6 +59,11 @@ def recipe_notes(cfg: dict) -> str:
         notes.append(f"Sigma also learned how unfamiliar a clip looks: its squared-error target gained "
                      f"({cfg['familiarity_weight']:g} x the square root of the clip's distance from the training speech "
                      "in the distilled student's features, relative to the mean there)^2 (training.familiarity).")
+    if cfg.get("familiarity_rows", "all") == "clean" and cfg.get("familiarity_weight", 0) > 0:
+        notes.append("That term was added on clean clips only; corrupted clips kept their measured error alone.")
+    if cfg.get("nonspeech_weight", 1.0) != 1.0:
+        notes.append(f"Each non-speech clip weighed {cfg['nonspeech_weight']:g} times a speech clip in the "
+                     "speech/non-speech loss, which moves the speech output's boundary away from noise and babble.")
     if cfg.get("noise_floor", 0) > 0:
         notes.append(f"A share {cfg['noise_floor']:g} of the training rows was heard with a 0.5-4 LSB noise floor "
                      "added, so that digital silence and the lowest bits move A/D/V less.")

@@ -124,6 +124,8 @@ class UQConfig:
     ccc_by_corruption: bool = False  # CCC on clean and on corrupted rows apart (each keeps its spread)
     familiarity_weight: float = 0.0  # sigma^2 target += (weight * sqrt(d / mean d))^2, d the --init student's feature distance
     familiarity_rank: int = 32       # principal directions of that distance (training.familiarity)
+    familiarity_rows: str = "all"    # annotated rows the distance is added on: "all" or "clean"
+    nonspeech_weight: float = 1.0    # weight of the non-speech rows in the speech/non-speech loss
     real_per_group: int = 40         # real speech files per speaker group
     babble_bank: int = 24            # babble noises made up front (6-12 training voices each)
     coverage: float = 0.95           # clean validation speech answered at the default threshold
@@ -190,6 +192,12 @@ HELP = {
                           "units): sigma is taught how unfamiliar a clip looks, not only the error of "
                           "voices it has heard; 0 = off",
     "familiarity_rank": "principal directions of the --familiarity_weight distance",
+    "familiarity_rows": "the annotated rows whose sigma target gains the --familiarity_weight distance: "
+                        "'all' (clean and corrupted) or 'clean' (clean rows only; corrupted rows keep "
+                        "their measured error alone)",
+    "nonspeech_weight": "weight of each non-speech row in the speech/non-speech cross-entropy (speech rows "
+                        "weigh 1; a batch holds fewer non-speech rows, and a weight above 1 moves the "
+                        "classifier's boundary away from noise); 1 = the plain mean",
     "ood_bn": "what BatchNorm normalises a training batch with: 'batch' (the statistics of all its rows, "
               "non-speech included), 'speech' (the statistics of its speech rows only, applied to every row; "
               "the running statistics move with them only), 'eval' (speech rows in train mode, then the "
@@ -266,7 +274,7 @@ def loss_terms(out: torch.Tensor, target: torch.Tensor, n_annotated: int, is_spe
                ood_log_sigma: float, clean: torch.Tensor | None = None,
                spread: torch.Tensor | None = None, anchor: torch.Tensor | None = None,
                anchor_rows: torch.Tensor | None = None, keep_weight: float = 0.0,
-               ccc_groups: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+               ccc_groups: torch.Tensor | None = None, nonspeech_weight: float = 1.0) -> dict[str, torch.Tensor]:
     """Rows [0, n_annotated) have targets; is_speech (B,) marks speech rows (annotated or not);
     `clean` (n_annotated,) marks the annotated rows the mean learns from (default: all);
     `spread` (n_annotated, 3), if given, is added to the squared error sigma learns (a second
@@ -275,7 +283,8 @@ def loss_terms(out: torch.Tensor, target: torch.Tensor, n_annotated: int, is_spe
     annotated rows: the "keep" term is keep_weight * the mean squared difference of mu to them over
     the rows `anchor_rows` marks (default: all); `ccc_groups` (n_annotated,) integer ids, if given,
     make the CCC term the mean of 1 - CCC within each group of >= 2 mean rows (each group's outputs
-    must then keep the targets' spread on their own). Without them the terms are exactly as before."""
+    must then keep the targets' spread on their own); `nonspeech_weight` weighs the non-speech rows'
+    cross-entropy (the speech term is then sum(w * loss) / B). Without them the terms are exactly as before."""
     mu, log_sigma, logit = split_outputs(out)
     mu_a, ls_a = mu[:n_annotated], log_sigma[:n_annotated]
     err2 = (target - mu_a.detach()) ** 2  # sigma learns the error; mu learns from the CCC term only
@@ -291,7 +300,9 @@ def loss_terms(out: torch.Tensor, target: torch.Tensor, n_annotated: int, is_spe
     terms = {
         "ccc": ccc_term,
         "nll": (ls_a + 0.5 * err2 * torch.exp(-2.0 * ls_a)).mean(),
-        "speech": F.binary_cross_entropy_with_logits(logit, is_speech.float()),
+        "speech": F.binary_cross_entropy_with_logits(
+            logit, is_speech.float(),
+            weight=None if nonspeech_weight == 1.0 else torch.where(is_speech, 1.0, nonspeech_weight)),
     }
     ood = ~is_speech
     terms["ood"] = ((log_sigma[ood] - ood_log_sigma) ** 2).mean() if ood.any() else out.new_zeros(())
@@ -585,13 +596,17 @@ def fit_familiar(cfg: UQConfig, student: Wav2Small, log) -> Familiar:
     return Familiar(student, distance, centre)
 
 
-def familiarity_spread(familiar: Familiar, x: torch.Tensor, weight: float) -> torch.Tensor:
-    """(weight * sqrt(d / mean d))^2 per row of x (B, L), repeated over the 3 dimensions: (B, 3)."""
+def familiarity_spread(familiar: Familiar, x: torch.Tensor, weight: float,
+                       rows: torch.Tensor | None = None) -> torch.Tensor:
+    """(weight * sqrt(d / mean d))^2 per row of x (B, L), repeated over the 3 dimensions: (B, 3);
+    zero on the rows that `rows` (B,) leaves unmarked, if given."""
     with torch.no_grad():
         v = familiar.student.vgg7
         feats = v.features(v.logmel(x)).double().numpy()
-    ratio = np.exp(familiar.distance.log_d(feats) - familiar.centre)
-    return (weight ** 2 * torch.from_numpy(ratio).float())[:, None].expand(-1, N_VALUES)
+    ratio = torch.from_numpy(np.exp(familiar.distance.log_d(feats) - familiar.centre)).float()
+    if rows is not None:
+        ratio = torch.where(rows, ratio, 0.0)
+    return (weight ** 2 * ratio)[:, None].expand(-1, N_VALUES)
 
 
 def _bn_from_first_rows(bn: torch.nn.BatchNorm2d, x: torch.Tensor, n: int) -> torch.Tensor:
@@ -675,6 +690,8 @@ def train(cfg: UQConfig) -> dict[str, Any]:
         if cfg.snap_to_grid:
             snap_to_grid(model)
         return finish(model, cfg, old.get("history", []), keep, log)
+    if cfg.familiarity_rows not in ("all", "clean"):
+        raise SystemExit(f"--familiarity_rows must be 'all' or 'clean', got {cfg.familiarity_rows!r}")
     base = load_safetensors(Path(cfg.init) / "model.safetensors")
     if base.cfg.uncertainty:
         raise SystemExit(f"{cfg.init} already has an uncertainty head")
@@ -719,7 +736,8 @@ def train(cfg: UQConfig) -> dict[str, Any]:
             gap = cfg.honest_weight * torch.from_numpy(pools.gap[annotated_picks(len(pools.annotated), cfg, it)[1]]).float()
             spread = gap if spread is None else spread + gap
         if familiar is not None:  # how unfamiliar each annotated row looks to the --init student
-            extra = familiarity_spread(familiar, x[: cfg.batch_speech], cfg.familiarity_weight)
+            extra = familiarity_spread(familiar, x[: cfg.batch_speech], cfg.familiarity_weight,
+                                       clean_rows if cfg.familiarity_rows == "clean" else None)
             spread = extra if spread is None else spread + extra
         heard = with_noise_floor(x, cfg.noise_floor, cfg.seed, it)
         out = forward_batch(model, heard, cfg.batch_speech + cfg.batch_real, cfg.ood_bn, cfg.ood_trunk)
@@ -732,7 +750,8 @@ def train(cfg: UQConfig) -> dict[str, Any]:
                            None if bool(mean_rows.all()) else mean_rows, spread,
                            anchor, clean_rows, cfg.keep_adv,
                            # voice-shifted rows are not mean rows, so "not clean" is "corrupted" here
-                           ccc_groups=(~clean_rows).long() if cfg.ccc_by_corruption else None)
+                           ccc_groups=(~clean_rows).long() if cfg.ccc_by_corruption else None,
+                           nonspeech_weight=cfg.nonspeech_weight)
         loss = sum(terms.values())
         opt.zero_grad(set_to_none=True)
         loss.backward()
