@@ -27,7 +27,7 @@ from training.speech import CORE_SPEECH_SOURCES, debian_speech_files
 from doc_tables import replace_section  # noqa: E402 (scripts/ is the script's own directory)
 from wav2small import Model, _engine
 from wav2small.audio import load
-from wav2small.model import to_int16
+from wav2small.model import OUTPUT_NAMES, to_int16
 
 MARK_BEGIN = "<!-- stream-ccc: begin (python scripts/stream_ccc.py --write) -->"
 MARK_END = "<!-- stream-ccc: end -->"
@@ -58,6 +58,9 @@ def pick_clips(n_clips: int) -> list[Path]:
     return other[:n_clips] + (ast[:: max(1, len(ast) // need)][:need] if need else [])
 
 
+N_ADV = len(OUTPUT_NAMES)
+
+
 def measure(n_clips: int) -> tuple[list[list[str]], dict]:
     model = Model()
     files = pick_clips(n_clips)
@@ -76,13 +79,15 @@ def measure(n_clips: int) -> tuple[list[list[str]], dict]:
     calib = [(0, int(np.median(np.delete(lv, i)))) for i in range(len(recorded))]
     conditions = []
     for clips in (recorded, quieter):
-        batch = np.array([model.predict_fixed(c) for c in clips], np.float64) / scale
+        # A/D/V only: a model with an uncertainty head has more outputs after them
+        batch = np.array([model.predict_fixed(c)[:N_ADV] for c in clips], np.float64) / scale
         conditions.append((clips, batch, [model.clip_stats(c) for c in clips], calib))
 
     def run(name: str, kw_of) -> list[str]:
         cells, bit_exact = [name], True
         for clips, batch, stats, calib in conditions:
-            out = np.array([stream(model, c, **kw_of(i, stats, calib)) for i, c in enumerate(clips)], np.float64) / scale
+            out = np.array([stream(model, c, **kw_of(i, stats, calib))[:N_ADV] for i, c in enumerate(clips)],
+                           np.float64) / scale
             cells += [" / ".join(f"{v:.3f}" for v in ccc(out, batch)), f"{np.abs(out - batch).mean():.4f}"]
             bit_exact &= bool(np.array_equal(out, batch))
         return cells, bit_exact
