@@ -274,3 +274,30 @@ def test_whoosh_envelope_is_finite_at_every_length():
         for n in (806, 819, 857, 1000, 4001):
             x = ood._fx_event("whoosh", np.random.default_rng(seed), n)
             assert np.isfinite(x).all(), (seed, n)
+
+
+def test_babble_talker_count_and_speed():
+    """make_babble's voices (a count or an inclusive range) and speed (training.uncertainty's
+    --babble_voices / --babble_speed); the defaults draw exactly what they drew before the options."""
+    pool = ood.babble_voices("train")
+    voice_of = {f: g for g, fs in pool.items() for f in fs}
+    n = 8000
+
+    def talkers(files):
+        return len({voice_of[f] for f in files})
+
+    for count in (1, 4):
+        _, files = ood.make_babble("train", n, np.random.default_rng(0), voices=count)
+        assert talkers(files) == count
+    drawn = {talkers(ood.make_babble("train", n, np.random.default_rng(s), voices=(4, 5))[1]) for s in range(12)}
+    assert drawn == {4, 5}
+    a, fa = ood.make_babble("train", n, np.random.default_rng(3))
+    b, fb = ood.make_babble("train", n, np.random.default_rng(3), voices=ood.BABBLE_VOICES["train"])
+    assert np.array_equal(a, b) and fa == fb
+    fast, ff = ood.make_babble("train", n, np.random.default_rng(3), speed=1.25)
+    assert 6 <= talkers(ff) <= 12 and not np.allclose(fast, a)
+    assert np.sqrt(np.mean(fast ** 2)) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="voices"):
+        ood.make_babble("train", n, np.random.default_rng(0), voices=(5, 4))
+    listed = ood.nonspeech("train", seed=0, max_per_kind=2, kinds=("babble",), babble_voices=(4, 4))
+    assert [talkers(c.files) for c in listed] == [4, 4]

@@ -595,14 +595,23 @@ def test_selection_measures_on_validation_clips(uq_bytes, tmp_path):
     from training.ood import corruption_grid
     from training.uq_select import build, engine_runner, measure
 
-    data = build(lambda m: None, n_val=4, real_per_group=1, per_kind=1, noisy=1, n_clips=120)
+    data = build(lambda m: None, n_val=4, real_per_group=1, per_kind=1, noisy=1, n_clips=120, per_probe=2)
     assert len(data["corrupted"]) == len(corruption_grid()) and data["targets"].shape == (4, 3)
+    assert [len(v) for v in data["babble_probe"].values()] == [2, 2]
     path = tmp_path / "uq.w2s"
     path.write_bytes(uq_bytes)
     run = engine_runner(path)
     r = measure(run, data)
     assert set(r) == {"auroc_sigma", "auroc_speech_prob", "spearman_sigma_minus_snr", "selective", "lsb_sensitivity",
-                      "ccc"}
+                      "ccc", "called_speech", "heard_as_speech", "babble_probe"}
+    # called speech: the speech probability at the classifier's boundary (0.5, logit 0)
+    for kind, clips in data["nonspeech"].items():
+        assert r["called_speech"][kind] == float((run(clips)[:, 6] >= 0).mean())
+    heard = run(data["speech"])[:, 6] >= 0
+    assert r["heard_as_speech"] == {"espeak": float(heard[:4].mean()), "real": float(heard[4:].mean())}
+    for name, probe in r["babble_probe"].items():
+        assert probe["called_speech"] == float((run(data["babble_probe"][name])[:, 6] >= 0).mean())
+        assert 0 <= probe["auroc_sigma"] <= 1 and 0 <= probe["auroc_speech_prob"] <= 1
     assert list(r["ccc"]) == ["arousal", "dominance", "valence"] and all(-1 <= v <= 1 for v in r["ccc"].values())
     assert all(0 <= v < 1 for v in r["lsb_sensitivity"].values())
     sel = r["selective"]
@@ -646,6 +655,7 @@ def test_selection_summary_over_seeds(tmp_path):
     res = {"r/A_s0": one(0.6), "r/A_s1": one(0.8), "r/B_s0": one(0.5)}
     table = summarize(res).splitlines()
     assert table[2].startswith("| A | 2 | 0.700 ± 0.141 |") and table[3].startswith("| B | 1 | 0.500 |")
+    assert table[3].endswith("| nan | nan | nan |")     # measures these runs' JSON predates
     f = tmp_path / "sel.json"
     f.write_text(json.dumps(res))
     assert main([str(f), "--summarize=1"]) == 0

@@ -212,6 +212,11 @@ def test_card_says_what_the_options_did():
     flat = " ".join(recipe_notes({**asdict(UQConfig()), "familiarity_weight": 0.06, "familiarity_rows": "clean",
                                   "nonspeech_weight": 3.0}).split())
     assert "clean clips only" in flat and "weighed 3 times a speech clip" in flat
+    flat = " ".join(recipe_notes({**asdict(UQConfig()), "speech_min_snr": 0.0, "babble_voices": "4-12",
+                                  "babble_speed": 1.25}).split())
+    assert "below 0 dB SNR had no speech/non-speech target" in flat
+    assert "4-12 training voices at once, each voice played up to 1.25 times" in flat
+    assert "played" not in recipe_notes({**asdict(UQConfig()), "babble_voices": "4-12"})
     assert all(len(line) <= 100 for line in text.splitlines())
 
 
@@ -273,3 +278,61 @@ def test_familiarity_rows_must_be_all_or_clean(tmp_path):
 
     with pytest.raises(SystemExit, match="familiarity_rows"):
         train(UQConfig(familiarity_rows="corrupted", out_dir=str(tmp_path)))
+
+
+@pytest.mark.parametrize("spec", ["4-", "x-9", "9-4", "0-3", ""])
+def test_babble_voices_must_be_a_range(tmp_path, spec):
+    from training.uncertainty import UQConfig, train, voice_range
+
+    with pytest.raises(SystemExit, match="babble_voices"):
+        train(UQConfig(babble_voices=spec, out_dir=str(tmp_path)))
+    assert voice_range("4-12") == (4, 12) and voice_range("6") == (6, 6)
+    with pytest.raises(SystemExit, match="babble_speed"):
+        train(UQConfig(babble_speed=0.8, out_dir=str(tmp_path)))
+
+
+def test_speech_labelled_leaves_rows_out_of_the_speech_term_only():
+    """speech_labelled (--speech_min_snr): unmarked rows weigh 0 in the speech cross-entropy, which
+    is still divided by the batch size; all rows marked is the old term bit for bit."""
+    from training.uncertainty import loss_terms
+
+    out, target, _, is_speech = _outputs(3)
+    old = loss_terms(out, target, 5, is_speech, -1.2)
+    every = loss_terms(out, target, 5, is_speech, -1.2, speech_labelled=torch.ones(7, dtype=torch.bool))
+    assert all(torch.equal(every[k], old[k]) for k in old)
+    marked = torch.tensor([True, False, True, False, True, True, True])
+    for w in (1.0, 3.0):
+        new = loss_terms(out, target, 5, is_speech, -1.2, nonspeech_weight=w, speech_labelled=marked)
+        assert all(torch.equal(new[k], old[k]) for k in old if k != "speech")
+        logit = out[:, 6].double()
+        ce = -torch.where(is_speech, torch.log(torch.sigmoid(logit)), torch.log(1 - torch.sigmoid(logit)))
+        want = (marked.double() * torch.where(is_speech, 1.0, w).double() * ce).sum() / len(ce)
+        assert torch.isclose(new["speech"].double(), want, rtol=1e-5)
+
+
+def test_batch_reports_the_snr_of_its_noisy_rows(monkeypatch, tmp_path):
+    """batch(..., with_snr=True) is the same batch plus each annotated row's SNR under additive
+    noise (inf for clean rows and other corruptions), and train() leaves the rows under
+    --speech_min_snr out of the speech term (every row in it by default)."""
+    from training import uncertainty
+    from training.ood import SNRS
+
+    small = {"init": str(REPO / "training" / "default"), "n_clips": 120, "ood_per_kind": 1, "real_per_group": 1,
+             "babble_bank": 1, "batch_speech": 16, "batch_real": 1, "batch_ood": 1, "max_iters": 1, "threads": 1}
+    cfg = uncertainty.UQConfig(**small)
+    pools = uncertainty.load_pools(cfg, lambda m: None)
+    plain = uncertainty.batch(pools, cfg, 0, with_clean=True)
+    *same, snr = uncertainty.batch(pools, cfg, 0, with_clean=True, with_snr=True)
+    assert len(same) == 5 and all(torch.equal(a, b) for a, b in zip(plain, same))
+    clean = same[4]
+    assert snr.shape == (16,) and torch.isinf(snr[clean]).all()
+    noisy = snr[~torch.isinf(snr)]
+    assert len(noisy) and set(noisy.tolist()) <= set(map(float, SNRS)), snr
+    calls = record_calls(monkeypatch, uncertainty, "loss_terms")
+    uncertainty.train(uncertainty.UQConfig(**small, out_dir=str(tmp_path / "off")))
+    uncertainty.train(uncertainty.UQConfig(**small, out_dir=str(tmp_path / "on"), speech_min_snr=100.0))
+    (_, off), (_, on) = calls
+    assert off["speech_labelled"] is None
+    want = torch.ones(18, dtype=torch.bool)
+    want[:16] = torch.isinf(snr)       # at 100 dB every noisy row is under the bar, the others are not
+    assert torch.equal(on["speech_labelled"], want)

@@ -463,13 +463,16 @@ def _voice_clip(path: str) -> np.ndarray:
     return x[nz[0]: nz[-1] + 1] if nz.size else x
 
 
-def _voice_stream(files: Sequence[str], n: int, rng: np.random.Generator) -> np.ndarray:
-    """One talker: random clips of one voice, back to back with short gaps, n samples, unit RMS."""
+def _voice_stream(files: Sequence[str], n: int, rng: np.random.Generator, factor: float = 1.0) -> np.ndarray:
+    """One talker: random clips of one voice, back to back with short gaps, n samples, unit RMS.
+    factor != 1: every clip played that many times faster (pitch and formants move together)."""
     out, parts = 0, []
     order = rng.permutation(len(files))
     k = 0
     while out < n:
         x = _voice_clip(files[order[k % len(order)]])
+        if factor != 1.0:
+            x = resample(x, round(SAMPLE_RATE * factor), SAMPLE_RATE)
         k += 1
         rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2))) or 1.0
         gap = np.zeros(int(rng.uniform(0.0, 0.25) * SAMPLE_RATE))
@@ -481,45 +484,56 @@ def _voice_stream(files: Sequence[str], n: int, rng: np.random.Generator) -> np.
     return s / (float(np.sqrt(np.mean(s ** 2))) or 1.0)
 
 
-def make_babble(split: str, n: int, rng: np.random.Generator,
-                voices: int | None = None) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Babble of n samples from `voices` distinct talkers of the split (train 6-12, eval 6-9 by default);
-    unit RMS. Returns (audio, files used)."""
+BABBLE_VOICES = {"train": (6, 12), "eval": (6, 9)}   # talkers per babble clip, by split (inclusive)
+
+
+def make_babble(split: str, n: int, rng: np.random.Generator, voices: int | tuple[int, int] | None = None,
+                speed: float = 1.0) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Babble of n samples from distinct talkers of the split, unit RMS. Returns (audio, files used).
+
+    voices: how many talkers, or an inclusive range to draw from (default BABBLE_VOICES[split]).
+    speed > 1: each talker is played faster or slower by its own factor, log-uniform in
+    [1/speed, speed], so that a voice can sound like one the split does not have (training only)."""
     pool = babble_voices(split)
     if len(pool) < 6:
         raise RuntimeError(f"babble ({split}) needs at least 6 voices, found {len(pool)}: "
                            "apt-get install -y ktuberling-data klettres-data")
-    if voices is None:
-        voices = int(rng.integers(6, 13)) if split == "train" else int(rng.integers(6, 10))
-    voices = min(voices, len(pool))
+    lo, hi = (voices, voices) if isinstance(voices, int) else voices or BABBLE_VOICES["train" if split == "train" else "eval"]
+    if not 1 <= lo <= hi:
+        raise ValueError(f"babble voices must be a range 1 <= lo <= hi, got {voices!r}")
+    count = lo if lo == hi else int(rng.integers(lo, hi + 1))
+    count = min(count, len(pool))
     names = sorted(pool)
-    chosen = [names[j] for j in rng.choice(len(names), voices, replace=False)]
+    chosen = [names[j] for j in rng.choice(len(names), count, replace=False)]
     mix = np.zeros(n)
     used: list[str] = []
     for g in chosen:
         files = pool[g]
         picks = [files[j] for j in rng.choice(len(files), min(len(files), 12), replace=False)]
         used += picks
-        mix += _voice_stream(picks, n, rng) * _db(float(rng.uniform(-3, 3)))
+        factor = float(np.exp(rng.uniform(-np.log(speed), np.log(speed)))) if speed > 1.0 else 1.0
+        mix += _voice_stream(picks, n, rng, factor) * _db(float(rng.uniform(-3, 3)))
     return mix / (float(np.sqrt(np.mean(mix ** 2))) or 1.0), tuple(sorted(set(used)))
 
 
-def _babble(split: str, seed: int) -> dict[str, list[_Item]]:
+def _babble(split: str, seed: int, voices: tuple[int, int] | None = None,
+            speed: float = 1.0) -> dict[str, list[_Item]]:
     babble_voices(split)  # fails early with the package names
 
     def item(i: int) -> _Item:
         n = int(_rng(split, seed, "babble", i).uniform(2.0, MAX_SECONDS) * SAMPLE_RATE)
         return _Item(f"babble/{i}", "babble", "+".join(PACKAGES["babble"]), (), n / SAMPLE_RATE,
-                     lambda: _babble_clip(split, seed, i))
+                     lambda: _babble_clip(split, seed, i, voices, speed))
 
     return {"babble": [item(i) for i in range(300)]}
 
 
-def _babble_clip(split: str, seed: int, i: int) -> tuple[np.ndarray, tuple[str, ...]]:
+def _babble_clip(split: str, seed: int, i: int, voices: tuple[int, int] | None,
+                 speed: float) -> tuple[np.ndarray, tuple[str, ...]]:
     """Babble clip i of a split: (audio, the voice files in it)."""
     rng = _rng(split, seed, "babble", i)
     n = int(rng.uniform(2.0, MAX_SECONDS) * SAMPLE_RATE)
-    audio, files = make_babble(split, n, rng)
+    audio, files = make_babble(split, n, rng, voices, speed)
     return _fit(audio * _db(float(rng.uniform(-35, -12)))), files
 
 
@@ -926,31 +940,40 @@ def _round_robin(by_source: dict[str, list[_Item]], rng: np.random.Generator, ca
 
 
 def items(split: Split, *, seed: int = 0, max_per_kind: int | None = 100,
-          kinds: Sequence[str] = KINDS, extended: bool = True) -> list[_Item]:
+          kinds: Sequence[str] = KINDS, extended: bool = True,
+          babble_voices: tuple[int, int] | None = None, babble_speed: float = 1.0) -> list[_Item]:
     """What `nonspeech` would render, without rendering it (cheap: lists files and durations).
     `extended=False` leaves out the train split's added tone and effects generators (the train
-    split as it was before them; the eval split is the same either way)."""
+    split as it was before them; the eval split is the same either way). `babble_voices` and
+    `babble_speed` are make_babble's `voices` and `speed` for the babble clips (default: the
+    split's talker count, voices as recorded)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     out = []
     for kind in kinds:
         if kind not in _KIND_SOURCES:
             raise ValueError(f"unknown OOD kind {kind!r}: {KINDS}")
-        by_source = (_KIND_SOURCES[kind](split, seed, extended) if kind in ("tone", "effects")
-                     else _KIND_SOURCES[kind](split, seed))
+        if kind in ("tone", "effects"):
+            by_source = _KIND_SOURCES[kind](split, seed, extended)
+        elif kind == "babble":
+            by_source = _babble(split, seed, babble_voices, babble_speed)
+        else:
+            by_source = _KIND_SOURCES[kind](split, seed)
         out += _round_robin(by_source, _rng(split, seed, "pick", kind), max_per_kind)
     return out
 
 
 def nonspeech(split: Split, *, seed: int = 0, max_per_kind: int | None = 100,
-              kinds: Sequence[str] = KINDS, extended: bool = True) -> list[Clip]:
+              kinds: Sequence[str] = KINDS, extended: bool = True,
+              babble_voices: tuple[int, int] | None = None, babble_speed: float = 1.0) -> list[Clip]:
     """Non-speech clips of one split: every kind in `kinds`, at most `max_per_kind` each (None: all).
 
     Deterministic given (split, seed, max_per_kind, installed packages). Audio is float32 mono at
     16 kHz, 1 to 8 s, peak at most 1.0; levels vary by clip (-46..-4 dBFS RMS for noise, real files
     as recorded), so callers that want loudness-invariance should normalise themselves."""
     clips = []
-    for it in items(split, seed=seed, max_per_kind=max_per_kind, kinds=kinds, extended=extended):
+    for it in items(split, seed=seed, max_per_kind=max_per_kind, kinds=kinds, extended=extended,
+                    babble_voices=babble_voices, babble_speed=babble_speed):
         out = it.render()
         audio, files = out if isinstance(out, tuple) else (out, it.files)
         clips.append(Clip(it.name, it.kind, it.source, audio, SAMPLE_RATE, files))

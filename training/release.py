@@ -64,6 +64,13 @@ def recipe_notes(cfg: dict) -> str:
     if cfg.get("nonspeech_weight", 1.0) != 1.0:
         notes.append(f"Each non-speech clip weighed {cfg['nonspeech_weight']:g} times a speech clip in the "
                      "speech/non-speech loss, which moves the speech output's boundary away from noise and babble.")
+    if cfg.get("speech_min_snr", -100.0) > -100.0:
+        notes.append(f"Speech under added noise below {cfg['speech_min_snr']:g} dB SNR had no speech/non-speech "
+                     "target (sigma still learned its error): such speech sounds like the noise itself.")
+    if cfg.get("babble_voices", "6-12") != "6-12" or cfg.get("babble_speed", 1.0) != 1.0:
+        speed = (f", each voice played up to {cfg['babble_speed']:g} times faster or slower"
+                 if cfg.get("babble_speed", 1.0) != 1.0 else "")
+        notes.append(f"The non-speech babble had {cfg.get('babble_voices', '6-12')} training voices at once{speed}.")
     if cfg.get("noise_floor", 0) > 0:
         notes.append(f"A share {cfg['noise_floor']:g} of the training rows was heard with a 0.5-4 LSB noise floor "
                      "added, so that digital silence and the lowest bits move A/D/V less.")

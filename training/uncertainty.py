@@ -126,8 +126,11 @@ class UQConfig:
     familiarity_rank: int = 32       # principal directions of that distance (training.familiarity)
     familiarity_rows: str = "all"    # annotated rows the distance is added on: "all" or "clean"
     nonspeech_weight: float = 1.0    # weight of the non-speech rows in the speech/non-speech loss
+    speech_min_snr: float = -100.0   # rows of speech under additive noise below this SNR (dB) have no speech target
     real_per_group: int = 40         # real speech files per speaker group
     babble_bank: int = 24            # babble noises made up front (6-12 training voices each)
+    babble_voices: str = "6-12"      # talkers in each non-speech babble clip (inclusive range)
+    babble_speed: float = 1.0        # > 1: each talker of those clips sped up or slowed down by up to this factor
     coverage: float = 0.95           # clean validation speech answered at the default threshold
     thresholds_only: bool = False    # load out_dir's trained model and only set its thresholds again
     threads: int = 2                 # the shipped model was trained with 2 (float results depend on it)
@@ -198,6 +201,16 @@ HELP = {
     "nonspeech_weight": "weight of each non-speech row in the speech/non-speech cross-entropy (speech rows "
                         "weigh 1; a batch holds fewer non-speech rows, and a weight above 1 moves the "
                         "classifier's boundary away from noise); 1 = the plain mean",
+    "speech_min_snr": "annotated rows corrupted by additive noise (white or babble) below this SNR in dB "
+                      "get no target in the speech/non-speech cross-entropy (weight 0; sigma still learns "
+                      "their error): speech 10 dB under babble sounds like babble, and labelling it speech "
+                      "teaches the classifier that babble is speech; -100 = every row labelled",
+    "babble_voices": "how many training voices talk at once in the non-speech babble clips, LO-HI "
+                     "(drawn per clip; the evaluation's babble has 6-9 voices it never heard); the "
+                     "babble that corrupts speech keeps 6-12",
+    "babble_speed": "each talker of the non-speech babble clips is played faster or slower by its own "
+                    "factor, log-uniform in [1/babble_speed, babble_speed] (pitch and formants move "
+                    "together: voices the training split does not have); 1 = as recorded",
     "ood_bn": "what BatchNorm normalises a training batch with: 'batch' (the statistics of all its rows, "
               "non-speech included), 'speech' (the statistics of its speech rows only, applied to every row; "
               "the running statistics move with them only), 'eval' (speech rows in train mode, then the "
@@ -274,7 +287,8 @@ def loss_terms(out: torch.Tensor, target: torch.Tensor, n_annotated: int, is_spe
                ood_log_sigma: float, clean: torch.Tensor | None = None,
                spread: torch.Tensor | None = None, anchor: torch.Tensor | None = None,
                anchor_rows: torch.Tensor | None = None, keep_weight: float = 0.0,
-               ccc_groups: torch.Tensor | None = None, nonspeech_weight: float = 1.0) -> dict[str, torch.Tensor]:
+               ccc_groups: torch.Tensor | None = None, nonspeech_weight: float = 1.0,
+               speech_labelled: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Rows [0, n_annotated) have targets; is_speech (B,) marks speech rows (annotated or not);
     `clean` (n_annotated,) marks the annotated rows the mean learns from (default: all);
     `spread` (n_annotated, 3), if given, is added to the squared error sigma learns (a second
@@ -284,7 +298,9 @@ def loss_terms(out: torch.Tensor, target: torch.Tensor, n_annotated: int, is_spe
     the rows `anchor_rows` marks (default: all); `ccc_groups` (n_annotated,) integer ids, if given,
     make the CCC term the mean of 1 - CCC within each group of >= 2 mean rows (each group's outputs
     must then keep the targets' spread on their own); `nonspeech_weight` weighs the non-speech rows'
-    cross-entropy (the speech term is then sum(w * loss) / B). Without them the terms are exactly as before."""
+    cross-entropy (the speech term is then sum(w * loss) / B); `speech_labelled` (B,) bool, if given,
+    leaves the unmarked rows out of that cross-entropy (weight 0, still / B). Without them the terms
+    are exactly as before."""
     mu, log_sigma, logit = split_outputs(out)
     mu_a, ls_a = mu[:n_annotated], log_sigma[:n_annotated]
     err2 = (target - mu_a.detach()) ** 2  # sigma learns the error; mu learns from the CCC term only
@@ -297,12 +313,13 @@ def loss_terms(out: torch.Tensor, target: torch.Tensor, n_annotated: int, is_spe
         parts = [keep & (ccc_groups == g) for g in torch.unique(ccc_groups)]
         parts = [rows for rows in parts if int(rows.sum()) >= 2] or [keep]
         ccc_term = torch.stack([1.0 - ccc_torch(mu_a[rows], target[rows]).mean() for rows in parts]).mean()
+    weight = None if nonspeech_weight == 1.0 else torch.where(is_speech, 1.0, nonspeech_weight)
+    if speech_labelled is not None:
+        weight = speech_labelled.float() if weight is None else weight * speech_labelled
     terms = {
         "ccc": ccc_term,
         "nll": (ls_a + 0.5 * err2 * torch.exp(-2.0 * ls_a)).mean(),
-        "speech": F.binary_cross_entropy_with_logits(
-            logit, is_speech.float(),
-            weight=None if nonspeech_weight == 1.0 else torch.where(is_speech, 1.0, nonspeech_weight)),
+        "speech": F.binary_cross_entropy_with_logits(logit, is_speech.float(), weight=weight),
     }
     ood = ~is_speech
     terms["ood"] = ((log_sigma[ood] - ood_log_sigma) ** 2).mean() if ood.any() else out.new_zeros(())
@@ -363,6 +380,18 @@ def real_speech(splits: tuple[str, ...], per_group: int, seed: int,
     return out
 
 
+def voice_range(spec: str) -> tuple[int, int]:
+    """--babble_voices "LO-HI" (or "N") as (LO, HI); SystemExit with the reason when it is not one."""
+    lo, dash, hi = spec.partition("-")
+    try:
+        r = (int(lo), int(hi if dash else lo))
+    except ValueError:
+        r = (0, 0)
+    if not 1 <= r[0] <= r[1]:
+        raise SystemExit(f"--babble_voices must be LO-HI with 1 <= LO <= HI (e.g. 4-12), got {spec!r}")
+    return r
+
+
 def load_pools(cfg: UQConfig, log) -> Pools:
     from .distill import TrainConfig, load_prosody_corpus
     from .ood import make_babble, nonspeech
@@ -372,7 +401,8 @@ def load_pools(cfg: UQConfig, log) -> Pools:
     to_f = lambda clips: [c.astype(np.float32) / 32768.0 for c in clips]
     real = [a for _, a in real_speech(("train",), cfg.real_per_group, cfg.seed)]
     ood = [c.audio for c in nonspeech("train", seed=cfg.seed, max_per_kind=cfg.ood_per_kind,
-                                      extended=cfg.extended_nonspeech)]
+                                      extended=cfg.extended_nonspeech,
+                                      babble_voices=voice_range(cfg.babble_voices), babble_speed=cfg.babble_speed)]
     rng = np.random.default_rng([cfg.seed, 0xBA])
     babble = [make_babble("train", int(cfg.crop_seconds * 16000), rng)[0].astype(np.float32)
               for _ in range(cfg.babble_bank)]
@@ -454,13 +484,14 @@ def voice_shift(x: np.ndarray, factor: float) -> np.ndarray:
     return fit_length(y.astype(np.float32), len(x), 0, "repeat")
 
 
-def random_corruption(x: np.ndarray, rng: np.random.Generator, babble: list[np.ndarray]) -> np.ndarray:
-    """One corruption of training.ood's grid, babble from training voices."""
+def random_corruption(x: np.ndarray, rng: np.random.Generator,
+                      babble: list[np.ndarray]) -> tuple[np.ndarray, str, float]:
+    """One corruption of training.ood's grid, babble from training voices: (audio, kind, level)."""
     from .ood import corruption_grid
 
     grid = corruption_grid()
     kind, level = grid[int(rng.integers(len(grid)))]
-    return corrupt_with_bank(x, kind, level, rng, babble, "train")
+    return corrupt_with_bank(x, kind, level, rng, babble, "train"), kind, level
 
 
 def annotated_picks(n_annotated: int, cfg: UQConfig, it: int) -> tuple[np.random.Generator, np.ndarray]:
@@ -470,14 +501,17 @@ def annotated_picks(n_annotated: int, cfg: UQConfig, it: int) -> tuple[np.random
     return rng, rng.integers(n_annotated, size=cfg.batch_speech)
 
 
-def batch(pools: Pools, cfg: UQConfig, it: int, with_clean: bool = False) -> tuple[torch.Tensor, ...]:
+def batch(pools: Pools, cfg: UQConfig, it: int, with_clean: bool = False,
+          with_snr: bool = False) -> tuple[torch.Tensor, ...]:
     """Step `it`'s batch, a pure function of (seed, it): annotated rows first, then real, then OOD.
     Returns audio, targets of the annotated rows, which rows are speech, which annotated rows the
     mean learns from (clean ones; with mean_on_corrupted, corrupted ones too; never voice-shifted),
-    and with `with_clean` also which annotated rows are clean and not voice-shifted (the same batch)."""
+    with `with_clean` also which annotated rows are clean and not voice-shifted, and with `with_snr`
+    then the SNR in dB of each annotated row under additive noise (white or babble; inf for the
+    others), all of the same batch."""
     rng, picks = annotated_picks(len(pools.annotated), cfg, it)
     n = int(cfg.crop_seconds * 16000)
-    rows, targets, clean, mean_rows = [], [], [], []
+    rows, targets, clean, mean_rows, snr = [], [], [], [], []
     for i in picks:
         x = crop(pools.annotated[i], n, rng)
         shifted = cfg.voice_shift_prob > 0 and rng.random() < cfg.voice_shift_prob  # no draw when off
@@ -485,7 +519,11 @@ def batch(pools: Pools, cfg: UQConfig, it: int, with_clean: bool = False) -> tup
             x = voice_shift(x, float(np.exp(rng.uniform(-1, 1) * np.log(cfg.voice_shift_max))))
         clean.append(not rng.random() < cfg.corrupt_prob)
         mean_rows.append((clean[-1] or cfg.mean_on_corrupted) and not shifted)
-        rows.append(x if clean[-1] else random_corruption(x, rng, pools.babble))
+        kind, level = "clean", math.inf
+        if not clean[-1]:
+            x, kind, level = random_corruption(x, rng, pools.babble)
+        rows.append(x)
+        snr.append(level if kind in ("white", "babble") else math.inf)
         clean[-1] = clean[-1] and not shifted  # as the init student heard them (with_clean)
         targets.append(pools.targets[i])
     rows += [crop(pools.real[i], n, rng) for i in rng.integers(len(pools.real), size=cfg.batch_real)]
@@ -494,7 +532,9 @@ def batch(pools: Pools, cfg: UQConfig, it: int, with_clean: bool = False) -> tup
     is_speech[: cfg.batch_speech + cfg.batch_real] = True
     out = (torch.from_numpy(np.stack(rows).astype(np.float32)), torch.from_numpy(np.stack(targets)).float(),
            is_speech, torch.tensor(mean_rows))
-    return (*out, torch.tensor(clean)) if with_clean else out
+    if with_clean:
+        out = (*out, torch.tensor(clean))
+    return (*out, torch.tensor(snr, dtype=torch.float64)) if with_snr else out
 
 
 # ------------------------------------------------------------------------------------------------
@@ -692,6 +732,9 @@ def train(cfg: UQConfig) -> dict[str, Any]:
         return finish(model, cfg, old.get("history", []), keep, log)
     if cfg.familiarity_rows not in ("all", "clean"):
         raise SystemExit(f"--familiarity_rows must be 'all' or 'clean', got {cfg.familiarity_rows!r}")
+    voice_range(cfg.babble_voices)
+    if cfg.babble_speed < 1.0:
+        raise SystemExit(f"--babble_speed is a factor >= 1 (1 = voices as recorded), got {cfg.babble_speed}")
     base = load_safetensors(Path(cfg.init) / "model.safetensors")
     if base.cfg.uncertainty:
         raise SystemExit(f"{cfg.init} already has an uncertainty head")
@@ -730,7 +773,11 @@ def train(cfg: UQConfig) -> dict[str, Any]:
             model.vgg7.l1.norm.eval()
         for g in opt.param_groups:
             g["lr"] = lr_at(it, cfg) * g["scale"]
-        x, y, is_speech, mean_rows, clean_rows = batch(pools, cfg, it, with_clean=True)
+        x, y, is_speech, mean_rows, clean_rows, snr = batch(pools, cfg, it, with_clean=True, with_snr=True)
+        labelled = None  # every row in the speech term, as before the option
+        if cfg.speech_min_snr > -100.0:
+            labelled = torch.ones(len(is_speech), dtype=torch.bool)
+            labelled[: cfg.batch_speech] = snr >= cfg.speech_min_snr
         spread = ensemble_spread(members, x[: cfg.batch_speech], cfg.ensemble_weight)
         if pools.gap is not None and cfg.honest_weight > 0:  # what an unseen voice adds, per clip
             gap = cfg.honest_weight * torch.from_numpy(pools.gap[annotated_picks(len(pools.annotated), cfg, it)[1]]).float()
@@ -751,7 +798,7 @@ def train(cfg: UQConfig) -> dict[str, Any]:
                            anchor, clean_rows, cfg.keep_adv,
                            # voice-shifted rows are not mean rows, so "not clean" is "corrupted" here
                            ccc_groups=(~clean_rows).long() if cfg.ccc_by_corruption else None,
-                           nonspeech_weight=cfg.nonspeech_weight)
+                           nonspeech_weight=cfg.nonspeech_weight, speech_labelled=labelled)
         loss = sum(terms.values())
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -15,7 +15,8 @@ For each run directory (model.safetensors + train.json of training.uncertainty) 
   * corruptions: the same 40 clips x every corruption of training.ood's grid (as the report does),
 
 the AUROC of the largest sigma (and of 1 - speech probability) for speech against each non-speech
-kind and their mean, Spearman(largest sigma, -SNR), selective prediction on the 200 annotated clips
+kind and their mean, the share of each kind (and of each babble probe) called speech (speech
+probability >= 0.5) and of the speech (espeak-ng and real apart) heard as speech, Spearman(largest sigma, -SNR), selective prediction on the 200 annotated clips
 clean plus the corrupted ones (area, whether the error falls monotonically, how often it rises,
 Spearman of error and sigma over the corruption cells; training.uq_report's measures), how far
 +-1 LSB of random noise moves A/D/V on the speech padded with 1 s of digital silence at each end
@@ -43,11 +44,13 @@ from .uq_report import auroc, selective_measures, spearman
 
 SECONDS = 4.0
 SNRS = tuple(range(-10, 31, 5))
-CACHE_VERSION = 4  # 2: + targets and the corrupted set (selective prediction); 3: real speech trimmed; 4: val clips
+CACHE_VERSION = 5  # 2: + targets and the corrupted set (selective prediction); 3: real speech trimmed; 4: val clips;
+                   # 5: + babble_probe (a version-4 cache is upgraded in place: its other sets stay as they were)
+PROBE_VOICES = 6   # talkers in the babble probes: the fewest the evaluation's babble has
 
 
 def build(log, n_val: int = 200, real_per_group: int = 40, skip: int = 150, per_kind: int = 40,
-          noisy: int = 40, seed: int = 0, n_clips: int = 3000) -> dict:
+          noisy: int = 40, seed: int = 0, n_clips: int = 3000, per_probe: int = 40) -> dict:
     from .distill import TrainConfig, load_prosody_corpus
     from .ood import add_noise, corrupt, corruption_grid, items, make_babble
     from .uncertainty import corrupt_with_bank, real_speech
@@ -83,13 +86,48 @@ def build(log, n_val: int = 200, real_per_group: int = 40, skip: int = 150, per_
         f"{len(corrupted)} corrupted")
     return {"version": CACHE_VERSION, "speech": annotated + real, "nonspeech": ns, "noisy": noisy_clips,
             "snr": np.array(snr, float), "targets": val.targets[:n_val].astype(np.float64), "corrupted": corrupted,
-            "val_clips": [c.astype(np.float32) / 32768.0 for c in val.clips], "val_targets": val.targets}
+            "val_clips": [c.astype(np.float32) / 32768.0 for c in val.clips], "val_targets": val.targets,
+            "n_annotated": len(annotated), "babble_probe": babble_probe(val, seed, per_probe)}
+
+
+def babble_probe(val, seed: int, per_set: int = 40) -> dict[str, list[np.ndarray]]:
+    """The babble probes (module doc): PROBE_VOICES talkers at once, of training voices and of the
+    annotator's validation voices (one clip per voice, tiled from a random offset), 4 s, -20 dBFS."""
+    from .distill import fit_length
+    from .ood import make_babble
+
+    n = int(SECONDS * 16000)
+    rng = np.random.default_rng([seed, 0x5E3])
+    train = [make_babble("train", n, rng, PROBE_VOICES)[0] for _ in range(per_set)]
+    by_voice: dict[str, list[int]] = {}
+    for i, v in enumerate(val.voices):
+        by_voice.setdefault(v, []).append(i)
+    names = sorted(by_voice)
+    espeak = []
+    for _ in range(per_set):
+        mix = np.zeros(n)
+        for v in rng.choice(len(names), min(PROBE_VOICES, len(names)), replace=False):
+            pick = by_voice[names[v]]
+            x = val.clips[pick[int(rng.integers(len(pick)))]].astype(np.float64)
+            x = fit_length(x, n, int(rng.integers(0, max(1, len(x) - n + 1))), "repeat")
+            mix += x / (float(np.sqrt(np.mean(x ** 2))) or 1.0) * 10 ** (float(rng.uniform(-3, 3)) / 20)
+        espeak.append(mix / (float(np.sqrt(np.mean(mix ** 2))) or 1.0))
+    return {name: [(0.1 * x).astype(np.float32) for x in clips]
+            for name, clips in ((f"train voices x{PROBE_VOICES}", train),
+                                (f"espeak-ng validation voices x{PROBE_VOICES}", espeak))}
 
 
 def load_clips(cache: Path, log) -> dict:
     """The validation clips of build(), from `cache` when it holds this version's, else built and
     written there."""
     data = pickle.loads(cache.read_bytes()) if cache.exists() else {}
+    if data.get("version") == 4:
+        from .distill import TrainConfig, load_prosody_corpus
+
+        log(f"{cache}: adding the babble probes (cache version 4 -> {CACHE_VERSION})")
+        val = load_prosody_corpus(TrainConfig(n_clips=3000, seed=0), 16000, log)["val"]
+        data.update(version=CACHE_VERSION, n_annotated=len(data["targets"]), babble_probe=babble_probe(val, 0))
+        cache.write_bytes(pickle.dumps(data))
     if data.get("version") != CACHE_VERSION:
         if data:
             log(f"{cache} is from an older version of this script: building the clips again")
@@ -108,13 +146,22 @@ def measure(run, data: dict) -> dict:
         ns = run(clips)
         res["auroc_sigma"][kind] = auroc(ns[:, N_VALUES:2 * N_VALUES].max(axis=1), u_sp)
         res["auroc_speech_prob"][kind] = auroc(-ns[:, 2 * N_VALUES], -sp[:, 2 * N_VALUES])
+        res.setdefault("called_speech", {})[kind] = float((ns[:, 2 * N_VALUES] >= 0).mean())
     for key in ("auroc_sigma", "auroc_speech_prob"):
         res[key]["all"] = float(np.mean(list(res[key].values())))
+    n_ann = data["n_annotated"]
+    heard = sp[:, 2 * N_VALUES] >= 0
+    res["heard_as_speech"] = {"espeak": float(heard[:n_ann].mean()), "real": float(heard[n_ann:].mean())}
+    res["babble_probe"] = {}
+    for name, clips in data["babble_probe"].items():
+        b = run(clips)
+        res["babble_probe"][name] = {"auroc_sigma": auroc(b[:, N_VALUES:2 * N_VALUES].max(axis=1), u_sp),
+                                     "auroc_speech_prob": auroc(-b[:, 2 * N_VALUES], -sp[:, 2 * N_VALUES]),
+                                     "called_speech": float((b[:, 2 * N_VALUES] >= 0).mean())}
     noisy = run(data["noisy"])
     res["spearman_sigma_minus_snr"] = spearman(noisy[:, N_VALUES:2 * N_VALUES].max(axis=1), -data["snr"])
     # CCC against the annotator on all validation clips of seed 0, whole (train.json's val CCC is on
     # the run's own draw of clips: another --seed synthesises other clips of the same voices)
-    n_ann = len(data["targets"])
     val = run(data["val_clips"])
     res["ccc"] = dict(zip(("arousal", "dominance", "valence"),
                           ccc_numpy(val[:, :N_VALUES], data["val_targets"]).tolist()))
@@ -150,7 +197,8 @@ def variant_of(run: str) -> str:
 
 
 def summarize(results: dict, kind: str = "int8") -> str:
-    """Mean and standard deviation over the seeds of each variant (runs named VARIANT_s<seed>), as Markdown."""
+    """Mean and standard deviation over the seeds of each variant (runs named VARIANT_s<seed>), as
+    Markdown; nan where a run's JSON predates a measure."""
     groups: dict[str, list[dict]] = {}
     for run, r in results.items():
         if kind in r:
@@ -163,6 +211,10 @@ def summarize(results: dict, kind: str = "int8") -> str:
         "Spearman(σ, −SNR)": lambda r: r["spearman_sigma_minus_snr"],
         "selective area": lambda r: r["selective"]["area"], "rises": lambda r: r["selective"]["rises"],
         "±1 LSB, padded real speech": lambda r: r["lsb_sensitivity"]["real"],
+        "real speech heard": lambda r: r.get("heard_as_speech", {}).get("real", np.nan),
+        **{f"babble: {name} called speech": (lambda r, name=name: r.get("babble_probe", {}).get(name, {})
+                                              .get("called_speech", np.nan))
+           for name in (f"train voices x{PROBE_VOICES}", f"espeak-ng validation voices x{PROBE_VOICES}")},
     }
     lines = ["| variant | seeds | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
     for name, rs in groups.items():
