@@ -24,6 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from training.speech import CORE_SPEECH_SOURCES, debian_speech_files
+from training.teachers import model_stamp
 from doc_tables import replace_section  # noqa: E402 (scripts/ is the script's own directory)
 from wav2small import Model, _engine
 from wav2small.audio import load
@@ -61,8 +62,11 @@ def pick_clips(n_clips: int) -> list[Path]:
 N_ADV = len(OUTPUT_NAMES)
 
 
+SHIPPED = REPO / "wav2small" / "models" / "default.w2s"
+
+
 def measure(n_clips: int) -> tuple[list[list[str]], dict]:
-    model = Model()
+    model = Model(SHIPPED)
     files = pick_clips(n_clips)
     recorded = [to_int16(load(f)) for f in files]
     rng = np.random.default_rng(0)
@@ -71,7 +75,7 @@ def measure(n_clips: int) -> tuple[list[list[str]], dict]:
     scale = float(1 << model.config["out_frac_bits"])
     speech_level = _engine.STREAM_DEFAULT_PRIOR
     info = {"clips": len(files), "seconds": sum(len(c) for c in recorded) / 16000,
-            "sources": sorted({f.parts[3] for f in files})}
+            "sources": sorted({f.parts[3] for f in files}), "model": model_stamp(SHIPPED)}
 
     # a level calibrated on the other clips as recorded (leave one out), as a device's known gain
     # would be; the same levels serve the quieter clips, whose gain the calibration did not see
@@ -119,7 +123,7 @@ def table(rows: list[list[str]], info: dict) -> str:
                  f"packages .ci/run installs; their levels as recorded span {info['level_spread_db']:.0f} dB), "
                  f"streamed in 10 ms chunks and read at the end; CCC and mean |diff| (output units, nominally "
                  f"0..1) against batch on the same clip. Two passes bit-identical with batch on every clip: "
-                 f"{'yes' if info['two_pass_bit_exact'] else 'NO'}.")
+                 f"{'yes' if info['two_pass_bit_exact'] else 'NO'}. Model: {info['model']}.")
     return "\n".join(lines)
 
 

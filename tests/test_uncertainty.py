@@ -538,9 +538,9 @@ def test_release_card_names_the_runs_non_default_options():
     from training.uncertainty import UQConfig
 
     shipped = json.loads((REPO / "training" / "default_uq" / "train.json").read_text())
-    # the shipped head's options (docs/uncertainty.md, eleventh round; out_dir and a thresholds-only rerun left out)
+    # the shipped head's options (docs/uncertainty.md, twelfth round; out_dir and a thresholds-only rerun left out)
     assert uq_flags(shipped) == (" --seed=1 --extended_nonspeech=True --keep_adv=30.0 --snap_to_grid=True"
-                                 " --familiarity_weight=0.06 --nonspeech_weight=3.0 --threads=1")
+                                 " --familiarity_weight=0.06 --nonspeech_weight=3.0 --speech_min_snr=5.0 --threads=1")
     assert uq_flags({"config": {**asdict(UQConfig()), "out_dir": "x", "thresholds_only": True}}) == ""
     changed = {"config": {**asdict(UQConfig()), "honest": "a,b", "honest_weight": 2.0, "threads": 1}}
     assert uq_flags(changed) == " --honest=a,b --honest_weight=2.0 --threads=1"

@@ -59,6 +59,12 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def model_stamp(path: str | Path) -> str:
+    """How a generated doc names the model it measured: file name and the first 16 hex digits of
+    its sha256 (tests/test_docs_models.py checks every stamp in docs/ against the shipped file)."""
+    return f"{Path(path).name} sha256 {file_sha256(path)[:16]}"
+
+
 def _check_waves(waves: Sequence[np.ndarray]) -> list[np.ndarray]:
     out = []
     for i, w in enumerate(waves):

@@ -24,7 +24,8 @@ Training starts from a distilled student (--init) and fine-tunes all of it on ba
     logit to 0. Non-speech is capped at a quarter of the speech in each batch, as in the paper.
 Measured options, all off by default (docs/uncertainty.md has the numbers; until the fifth round
 none kept A/D/V CCC and int8 fidelity where they were; the shipped head now uses
---extended_nonspeech --keep_adv=30 --snap_to_grid --seed=1 on a student distilled with --floor_db=-60): --extended_nonspeech adds training.ood's extended train
+--extended_nonspeech --keep_adv=30 --snap_to_grid --familiarity_weight=0.06 --nonspeech_weight=3
+--speech_min_snr=5 --seed=1 on a student distilled with --floor_db=-60): --extended_nonspeech adds training.ood's extended train
 generators (band-limited square/saw/triangle tones, random dual tones, beep trains, chirps and
 sirens, synthetic effects, pitch-shifted/reversed/chained UI sounds); --ensemble_weight
 adds (weight * the std of distilled students' A/D/V)^2 to the squared error sigma learns (a second
@@ -52,6 +53,10 @@ them without it), so that digital silence and the lowest bits stop moving A/D/V 
 --ccc_by_corruption takes the CCC term on the clean and on the corrupted annotated rows apart, so
 that the corrupted rows' outputs keep the targets' spread instead of hedging towards the middle
 (ninth round: it keeps the spread, but the error's order over corruptions does not change).
+--speech_min_snr=S takes speech under added noise below S dB SNR out of the speech/non-speech loss
+(speech 10 dB under babble sounds like babble; labelled speech, it taught the classifier that babble
+is speech: twelfth round, shipped with S = 5); --babble_voices and --babble_speed change the talkers
+of the non-speech babble clips (twelfth round: no effect on 6-talker babble).
 
 Loss = (1 - CCC of mu on the annotated clips, as in distillation) + Gaussian NLL of sigma given the (detached) error
 + squared distance of OOD log sigma to its target + binary cross-entropy of the speech logit

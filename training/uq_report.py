@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from .metrics import ccc_numpy
+from .teachers import model_stamp
 from .uncertainty import N_VALUES
 
 SNR_KINDS = ("white", "babble")
@@ -406,7 +407,7 @@ def markdown(res: dict, command: str, pngs: list[str], meta: dict) -> str:
         "",
         f"```bash\n{command}\n```",
         "",
-        f"Machine: {meta['machine']}. Data (none of it seen in training): {meta['data']}.",
+        f"Model: {meta['model']}. Machine: {meta['machine']}. Data (none of it seen in training): {meta['data']}.",
         "",
         "## AUROC: speech vs each kind of non-speech",
         "",
@@ -556,6 +557,7 @@ def main(argv: list[str] | None = None) -> int:
                  f"speech clips of held-out speaker groups, " + ", ".join(f"{len(v)} {k}" for k, v in es.nonspeech.items())
                  + f" (training.ood eval split), {len(es.corrupted)} corrupted copies, clips cut to {args.seconds:g} s"),
         "thresholds": str(Model(args.w2s).thresholds), "png_dir": out.name, "sizes": sizes,
+        "model": model_stamp(args.w2s),
     }
     command = "python -m training.uq_report " + " ".join(argv if argv is not None else sys.argv[1:])
     out.with_suffix(".md").write_text(markdown(res, command, pngs, meta))
