@@ -498,7 +498,9 @@ def make_babble(split: str, n: int, rng: np.random.Generator, voices: int | tupl
     if len(pool) < 6:
         raise RuntimeError(f"babble ({split}) needs at least 6 voices, found {len(pool)}: "
                            "apt-get install -y ktuberling-data klettres-data")
-    lo, hi = (voices, voices) if isinstance(voices, int) else voices or BABBLE_VOICES["train" if split == "train" else "eval"]
+    if voices is None:
+        voices = BABBLE_VOICES["train" if split == "train" else "eval"]
+    lo, hi = (voices, voices) if isinstance(voices, int) else voices
     if not 1 <= lo <= hi:
         raise ValueError(f"babble voices must be a range 1 <= lo <= hi, got {voices!r}")
     count = lo if lo == hi else int(rng.integers(lo, hi + 1))

@@ -25,8 +25,8 @@ Training starts from a distilled student (--init) and fine-tunes all of it on ba
 Measured options, all off by default (docs/uncertainty.md has the numbers; until the fifth round
 none kept A/D/V CCC and int8 fidelity where they were; the shipped head now uses
 --extended_nonspeech --keep_adv=30 --snap_to_grid --familiarity_weight=0.06 --nonspeech_weight=3
---speech_min_snr=5 --seed=1 on a student distilled with --floor_db=-60): --extended_nonspeech adds training.ood's extended train
-generators (band-limited square/saw/triangle tones, random dual tones, beep trains, chirps and
+--speech_min_snr=5 --seed=1 on a student distilled with --floor_db=-60): --extended_nonspeech adds
+training.ood's extended train generators (band-limited square/saw/triangle tones, random dual tones, beep trains, chirps and
 sirens, synthetic effects, pitch-shifted/reversed/chained UI sounds); --ensemble_weight
 adds (weight * the std of distilled students' A/D/V)^2 to the squared error sigma learns (a second
 opinion in the same pass); --voice_shift_prob resamples some annotated rows (pitch and formants: an
@@ -131,11 +131,11 @@ class UQConfig:
     familiarity_rank: int = 32       # principal directions of that distance (training.familiarity)
     familiarity_rows: str = "all"    # annotated rows the distance is added on: "all" or "clean"
     nonspeech_weight: float = 1.0    # weight of the non-speech rows in the speech/non-speech loss
-    speech_min_snr: float = -100.0   # rows of speech under additive noise below this SNR (dB) have no speech target
+    speech_min_snr: float = -100.0   # speech rows under added noise below this SNR (dB): no speech target
     real_per_group: int = 40         # real speech files per speaker group
     babble_bank: int = 24            # babble noises made up front (6-12 training voices each)
     babble_voices: str = "6-12"      # talkers in each non-speech babble clip (inclusive range)
-    babble_speed: float = 1.0        # > 1: each talker of those clips sped up or slowed down by up to this factor
+    babble_speed: float = 1.0        # > 1: each of those talkers sped up or slowed down by up to this
     coverage: float = 0.95           # clean validation speech answered at the default threshold
     thresholds_only: bool = False    # load out_dir's trained model and only set its thresholds again
     threads: int = 2                 # the shipped model was trained with 2 (float results depend on it)
@@ -406,8 +406,8 @@ def load_pools(cfg: UQConfig, log) -> Pools:
     to_f = lambda clips: [c.astype(np.float32) / 32768.0 for c in clips]
     real = [a for _, a in real_speech(("train",), cfg.real_per_group, cfg.seed)]
     ood = [c.audio for c in nonspeech("train", seed=cfg.seed, max_per_kind=cfg.ood_per_kind,
-                                      extended=cfg.extended_nonspeech,
-                                      babble_voices=voice_range(cfg.babble_voices), babble_speed=cfg.babble_speed)]
+                                      extended=cfg.extended_nonspeech, babble_voices=voice_range(cfg.babble_voices),
+                                      babble_speed=cfg.babble_speed)]
     rng = np.random.default_rng([cfg.seed, 0xBA])
     babble = [make_babble("train", int(cfg.crop_seconds * 16000), rng)[0].astype(np.float32)
               for _ in range(cfg.babble_bank)]

@@ -13,10 +13,15 @@ For each run directory (model.safetensors + train.json of training.uncertainty) 
     trained on the extended split over the shipped head; they rank the extended variants;
   * noise: the first 40 validation clips x white and babble noise (training voices) at -10..30 dB,
   * corruptions: the same 40 clips x every corruption of training.ood's grid (as the report does),
+  * babble probes, kept apart from the non-speech above: 40 clips each of 6 talkers at once, the
+    fewest the evaluation's babble has, (a) of training voices, (b) of the annotator's validation
+    voices, which no training run heard (espeak-ng: the evaluation's babble is of recorded voices
+    no run heard, and validation has no recorded voices to spare that the report does not use),
 
 the AUROC of the largest sigma (and of 1 - speech probability) for speech against each non-speech
 kind and their mean, the share of each kind (and of each babble probe) called speech (speech
-probability >= 0.5) and of the speech (espeak-ng and real apart) heard as speech, Spearman(largest sigma, -SNR), selective prediction on the 200 annotated clips
+probability >= 0.5) and of the speech (espeak-ng and real apart) heard as speech,
+Spearman(largest sigma, -SNR), selective prediction on the 200 annotated clips
 clean plus the corrupted ones (area, whether the error falls monotonically, how often it rises,
 Spearman of error and sigma over the corruption cells; training.uq_report's measures), how far
 +-1 LSB of random noise moves A/D/V on the speech padded with 1 s of digital silence at each end
@@ -44,8 +49,9 @@ from .uq_report import auroc, selective_measures, spearman
 
 SECONDS = 4.0
 SNRS = tuple(range(-10, 31, 5))
-CACHE_VERSION = 5  # 2: + targets and the corrupted set (selective prediction); 3: real speech trimmed; 4: val clips;
-                   # 5: + babble_probe (a version-4 cache is upgraded in place: its other sets stay as they were)
+# 2: + targets and the corrupted set (selective prediction); 3: real speech trimmed; 4: val clips;
+# 5: + babble_probe (a version-4 cache is upgraded in place: its other sets stay as they were)
+CACHE_VERSION = 5
 PROBE_VOICES = 6   # talkers in the babble probes: the fewest the evaluation's babble has
 
 
