@@ -148,6 +148,7 @@ def test_grid_covers_the_protocol():
     for kind in ("white", "babble"):
         assert [lvl for k, lvl in grid if k == kind] == list(range(-10, 31, 5))
     assert {k for k, _ in grid} == {"white", "babble", "clip", "telephone", "dropout", "quantize"}
+    assert ood.SNR_KINDS == ("white", "babble")
 
 
 @pytest.mark.parametrize("kind", ["white", "babble"])
@@ -301,3 +302,31 @@ def test_babble_talker_count_and_speed():
         ood.make_babble("train", n, np.random.default_rng(0), voices=(5, 4))
     listed = ood.nonspeech("train", seed=0, max_per_kind=2, kinds=("babble",), babble_voices=(4, 4))
     assert [talkers(c.files) for c in listed] == [4, 4]
+
+
+def test_mix_talkers_gains_and_draw_order():
+    """The babble rule: each unit-RMS talker at +-3 dB, the sum at unit RMS; a generator's draws and
+    the gains interleave (stream, its gain, next stream ...)."""
+    n = 4000
+    order = []
+
+    def streams(rng):
+        for k in range(3):
+            order.append(f"stream {k}")
+            x = rng.standard_normal(n)
+            yield x / np.sqrt(np.mean(x ** 2))
+
+    rng = np.random.default_rng(7)
+    mix = ood.mix_talkers(streams(rng), n, rng)
+    assert np.sqrt(np.mean(mix ** 2)) == pytest.approx(1.0)
+    # the same draws by hand, in the documented order
+    ref = np.random.default_rng(7)
+    by_hand = np.zeros(n)
+    for _ in range(3):
+        x = ref.standard_normal(n)
+        by_hand += x / np.sqrt(np.mean(x ** 2)) * 10 ** (ref.uniform(-3, 3) / 20)
+    assert np.allclose(mix, by_hand / np.sqrt(np.mean(by_hand ** 2)))
+    assert order == ["stream 0", "stream 1", "stream 2"]
+    one = ood.mix_talkers([np.ones(n)], n, np.random.default_rng(0))   # one talker: its gain cancels
+    assert np.allclose(one, 1.0)
+    assert np.array_equal(ood.mix_talkers([], n, rng), np.zeros(n))

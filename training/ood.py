@@ -72,7 +72,7 @@ import struct
 import subprocess
 import tempfile
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -507,15 +507,27 @@ def make_babble(split: str, n: int, rng: np.random.Generator, voices: int | tupl
     count = min(count, len(pool))
     names = sorted(pool)
     chosen = [names[j] for j in rng.choice(len(names), count, replace=False)]
-    mix = np.zeros(n)
     used: list[str] = []
-    for g in chosen:
-        files = pool[g]
-        picks = [files[j] for j in rng.choice(len(files), min(len(files), 12), replace=False)]
-        used += picks
-        factor = float(np.exp(rng.uniform(-np.log(speed), np.log(speed)))) if speed > 1.0 else 1.0
-        mix += _voice_stream(picks, n, rng, factor) * _db(float(rng.uniform(-3, 3)))
-    return mix / (float(np.sqrt(np.mean(mix ** 2))) or 1.0), tuple(sorted(set(used)))
+
+    def streams() -> Iterator[np.ndarray]:
+        for g in chosen:
+            files = pool[g]
+            picks = [files[j] for j in rng.choice(len(files), min(len(files), 12), replace=False)]
+            used.extend(picks)
+            factor = float(np.exp(rng.uniform(-np.log(speed), np.log(speed)))) if speed > 1.0 else 1.0
+            yield _voice_stream(picks, n, rng, factor)
+
+    return mix_talkers(streams(), n, rng), tuple(sorted(set(used)))
+
+
+def mix_talkers(streams: Iterable[np.ndarray], n: int, rng: np.random.Generator) -> np.ndarray:
+    """The babble rule: talkers of unit RMS (n samples each), each at a random gain of +-3 dB,
+    summed and brought back to unit RMS. `streams` may be a generator: each talker's gain is drawn
+    right after its stream, so a caller's draws and the gains interleave in a fixed order."""
+    mix = np.zeros(n)
+    for stream in streams:
+        mix += stream * _db(float(rng.uniform(-3, 3)))
+    return mix / (float(np.sqrt(np.mean(mix ** 2))) or 1.0)
 
 
 def _babble(split: str, seed: int, voices: tuple[int, int] | None = None,
@@ -994,6 +1006,7 @@ CORRUPTIONS: dict[str, tuple[float, ...]] = {
     "dropout": (0.1, 0.2, 0.3, 0.5),             # fraction of the clip zeroed
     "quantize": (8.0, 6.0, 5.0, 4.0),            # bits (mid-tread, full scale = the clip's peak)
 }
+SNR_KINDS = tuple(kind for kind, levels in CORRUPTIONS.items() if levels is SNRS)  # additive noises
 
 
 def corruption_grid() -> list[tuple[str, float]]:

@@ -86,6 +86,7 @@ import torch.nn.functional as F
 
 from .metrics import ccc_torch
 from .model import Wav2Small, Wav2SmallConfig, load_safetensors
+from .ood import SNR_KINDS
 
 N_VALUES = 3
 
@@ -528,7 +529,7 @@ def batch(pools: Pools, cfg: UQConfig, it: int, with_clean: bool = False,
         if not clean[-1]:
             x, kind, level = random_corruption(x, rng, pools.babble)
         rows.append(x)
-        snr.append(level if kind in ("white", "babble") else math.inf)
+        snr.append(level if kind in SNR_KINDS else math.inf)
         clean[-1] = clean[-1] and not shifted  # as the init student heard them (with_clean)
         targets.append(pools.targets[i])
     rows += [crop(pools.real[i], n, rng) for i in rng.integers(len(pools.real), size=cfg.batch_real)]

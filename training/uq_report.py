@@ -37,11 +37,9 @@ import numpy as np
 import torch
 
 from .metrics import ccc_numpy
+from .ood import SNR_KINDS
 from .teachers import model_stamp
 from .uncertainty import N_VALUES
-
-SNR_KINDS = ("white", "babble")
-
 
 # ------------------------------------------------------------------------------------------------
 # metrics (plain numpy, tested in tests/test_uncertainty.py)

@@ -38,19 +38,20 @@ import argparse
 import json
 import pickle
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .ood import SNRS
 from .uncertainty import N_VALUES, outputs
 from .metrics import ccc_numpy
 from .uq_report import auroc, selective_measures, spearman
 
 SECONDS = 4.0
-SNRS = tuple(range(-10, 31, 5))
 # 2: + targets and the corrupted set (selective prediction); 3: real speech trimmed; 4: val clips;
-# 5: + babble_probe (a version-4 cache is upgraded in place: its other sets stay as they were)
+# 5: + babble_probe
 CACHE_VERSION = 5
 PROBE_VOICES = 6   # talkers in the babble probes: the fewest the evaluation's babble has
 
@@ -93,14 +94,14 @@ def build(log, n_val: int = 200, real_per_group: int = 40, skip: int = 150, per_
     return {"version": CACHE_VERSION, "speech": annotated + real, "nonspeech": ns, "noisy": noisy_clips,
             "snr": np.array(snr, float), "targets": val.targets[:n_val].astype(np.float64), "corrupted": corrupted,
             "val_clips": [c.astype(np.float32) / 32768.0 for c in val.clips], "val_targets": val.targets,
-            "n_annotated": len(annotated), "babble_probe": babble_probe(val, seed, per_probe)}
+            "babble_probe": babble_probe(val, seed, per_probe)}
 
 
 def babble_probe(val, seed: int, per_set: int = 40) -> dict[str, list[np.ndarray]]:
     """The babble probes (module doc): PROBE_VOICES talkers at once, of training voices and of the
     annotator's validation voices (one clip per voice, tiled from a random offset), 4 s, -20 dBFS."""
     from .distill import fit_length
-    from .ood import make_babble
+    from .ood import make_babble, mix_talkers
 
     n = int(SECONDS * 16000)
     rng = np.random.default_rng([seed, 0x5E3])
@@ -109,15 +110,15 @@ def babble_probe(val, seed: int, per_set: int = 40) -> dict[str, list[np.ndarray
     for i, v in enumerate(val.voices):
         by_voice.setdefault(v, []).append(i)
     names = sorted(by_voice)
-    espeak = []
-    for _ in range(per_set):
-        mix = np.zeros(n)
+
+    def streams() -> Iterator[np.ndarray]:   # drawn lazily: mix_talkers draws each one's gain after it
         for v in rng.choice(len(names), min(PROBE_VOICES, len(names)), replace=False):
             pick = by_voice[names[v]]
             x = val.clips[pick[int(rng.integers(len(pick)))]].astype(np.float64)
             x = fit_length(x, n, int(rng.integers(0, max(1, len(x) - n + 1))), "repeat")
-            mix += x / (float(np.sqrt(np.mean(x ** 2))) or 1.0) * 10 ** (float(rng.uniform(-3, 3)) / 20)
-        espeak.append(mix / (float(np.sqrt(np.mean(mix ** 2))) or 1.0))
+            yield x / (float(np.sqrt(np.mean(x ** 2))) or 1.0)
+
+    espeak = [mix_talkers(streams(), n, rng) for _ in range(per_set)]
     return {name: [(0.1 * x).astype(np.float32) for x in clips]
             for name, clips in ((f"train voices x{PROBE_VOICES}", train),
                                 (f"espeak-ng validation voices x{PROBE_VOICES}", espeak))}
@@ -127,13 +128,6 @@ def load_clips(cache: Path, log) -> dict:
     """The validation clips of build(), from `cache` when it holds this version's, else built and
     written there."""
     data = pickle.loads(cache.read_bytes()) if cache.exists() else {}
-    if data.get("version") == 4:
-        from .distill import TrainConfig, load_prosody_corpus
-
-        log(f"{cache}: adding the babble probes (cache version 4 -> {CACHE_VERSION})")
-        val = load_prosody_corpus(TrainConfig(n_clips=3000, seed=0), 16000, log)["val"]
-        data.update(version=CACHE_VERSION, n_annotated=len(data["targets"]), babble_probe=babble_probe(val, 0))
-        cache.write_bytes(pickle.dumps(data))
     if data.get("version") != CACHE_VERSION:
         if data:
             log(f"{cache} is from an older version of this script: building the clips again")
@@ -155,7 +149,7 @@ def measure(run, data: dict) -> dict:
         res.setdefault("called_speech", {})[kind] = float((ns[:, 2 * N_VALUES] >= 0).mean())
     for key in ("auroc_sigma", "auroc_speech_prob"):
         res[key]["all"] = float(np.mean(list(res[key].values())))
-    n_ann = data["n_annotated"]
+    n_ann = len(data["targets"])   # speech = annotated clips (one target each), then real speech
     heard = sp[:, 2 * N_VALUES] >= 0
     res["heard_as_speech"] = {"espeak": float(heard[:n_ann].mean()), "real": float(heard[n_ann:].mean())}
     res["babble_probe"] = {}
