@@ -38,7 +38,7 @@ NAMES=("$@")
 
 command -v clang > /dev/null || { echo "fuzz.sh: clang is needed (apt-get install clang libclang-rt-14-dev)" >&2; exit 2; }
 OUT="$ROOT/csrc/fuzz/out"; [ "$FAST" = 1 ] && OUT="$OUT/fast"
-make -s -C "$ROOT/csrc/fuzz" OUT="$OUT" FAST="$FAST" fuzzers
+make -s -j"$(nproc)" -C "$ROOT/csrc/fuzz" OUT="$OUT" FAST="$FAST" fuzzers
 
 # per harness: input size cap (a model file, 3 STFT frames of PCM: T = 1, 2, 3 cover every edge
 # of the frame loops, a model plus PCM, an API call)

@@ -28,7 +28,7 @@ mkdir -p "$WORK"
 
 case "$MODE" in
 c)
-    make -s -C "$ROOT/csrc/fuzz" OUT="$WORK/c" check
+    make -s -j"$(nproc)" -C "$ROOT/csrc/fuzz" OUT="$WORK/c" check
     exit 0
     ;;
 python) SAN="-fsanitize=address,undefined -fno-sanitize-recover=all"; RUNTIME=libasan.so ;;

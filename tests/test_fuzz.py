@@ -16,7 +16,7 @@ import sys
 import pytest
 from conftest import REPO
 
-FUZZ_SECONDS = 20
+FUZZ_SECONDS = 10
 HARNESSES = ("model_init", "predict", "model_values", "api")
 CORPUS = REPO / "csrc" / "fuzz" / "corpus"
 
