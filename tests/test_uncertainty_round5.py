@@ -217,6 +217,8 @@ def test_card_says_what_the_options_did():
     assert "below 0 dB SNR had no speech/non-speech target" in flat
     assert "4-12 training voices at once, each voice played up to 1.25 times" in flat
     assert "played" not in recipe_notes({**asdict(UQConfig()), "babble_voices": "4-12"})
+    flat = " ".join(recipe_notes({**asdict(UQConfig()), "espeak_babble": 150}).split())
+    assert "150 more non-speech clips were babble of the annotator's espeak-ng training voices" in flat
     assert all(len(line) <= 100 for line in text.splitlines())
 
 
@@ -289,6 +291,42 @@ def test_babble_voices_must_be_a_range(tmp_path, spec):
     assert voice_range("4-12") == (4, 12) and voice_range("6") == (6, 6)
     with pytest.raises(SystemExit, match="babble_speed"):
         train(UQConfig(babble_speed=0.8, out_dir=str(tmp_path)))
+    with pytest.raises(SystemExit, match="espeak_babble"):
+        train(UQConfig(espeak_babble=-1, out_dir=str(tmp_path)))
+
+
+def test_espeak_babble_mixes_distinct_voices_into_the_pool():
+    """--espeak_babble: clips of several annotated voices at once (each at most once per clip), unit
+    RMS before a -35..-12 dBFS level, added to the non-speech pool only; 0 leaves the pool as it was."""
+    from training.ood import mix_talkers
+    from training.uncertainty import UQConfig, clip_babble, load_pools, talker_streams
+
+    rng = np.random.default_rng(0)
+    # eight voices, each a sine of its own frequency: what a mix holds is visible in its spectrum
+    freqs = [200.0 * (k + 1) for k in range(8)]
+    t = np.arange(8000) / 16000
+    clips = [np.sin(2 * np.pi * f * t) * (k % 3 + 1) for f in freqs for k in range(2)]
+    voices = [f"v{k}" for k in range(8) for _ in range(2)]
+    streams = list(talker_streams(clips, voices, 5, 16000, np.random.default_rng(1)))
+    assert len(streams) == 5 and all(np.sqrt(np.mean(x ** 2)) == pytest.approx(1.0) for x in streams)
+    peaks = {int(np.argmax(np.abs(np.fft.rfft(x)))) for x in streams}
+    assert len(peaks) == 5                                   # five different voices
+    assert len(list(talker_streams(clips, voices, 20, 16000, rng))) == 8   # never more than there are
+    out = clip_babble(clips, voices, 6, (3, 4), np.random.default_rng(2), seconds=1.0)
+    assert len(out) == 6 and all(x.dtype == np.float32 and len(x) == 16000 for x in out)
+    for x in out:
+        spectrum = np.abs(np.fft.rfft(x))
+        assert 3 <= int((spectrum > 0.1 * spectrum.max()).sum()) <= 4
+        assert -35.5 <= 20 * np.log10(np.sqrt(np.mean(x.astype(np.float64) ** 2))) <= -11.5
+    one = mix_talkers(talker_streams(clips, voices, 1, 16000, np.random.default_rng(3)), 16000, rng)
+    assert np.sqrt(np.mean(one ** 2)) == pytest.approx(1.0)
+
+    small = dict(n_clips=120, ood_per_kind=4, real_per_group=1, babble_bank=1)
+    plain = load_pools(UQConfig(**small), lambda m: None)
+    more = load_pools(UQConfig(**small, espeak_babble=5), lambda m: None)
+    assert len(more.ood) == len(plain.ood) + 5
+    assert all(np.array_equal(a, b) for a, b in zip(plain.ood, more.ood))
+    assert all(np.array_equal(a, b) for a, b in zip(plain.annotated, more.annotated))
 
 
 def test_speech_labelled_leaves_rows_out_of_the_speech_term_only():

@@ -71,6 +71,9 @@ def recipe_notes(cfg: dict) -> str:
         speed = (f", each voice played up to {cfg['babble_speed']:g} times faster or slower"
                  if cfg.get("babble_speed", 1.0) != 1.0 else "")
         notes.append(f"The non-speech babble had {cfg.get('babble_voices', '6-12')} training voices at once{speed}.")
+    if cfg.get("espeak_babble", 0) > 0:
+        notes.append(f"{cfg['espeak_babble']} more non-speech clips were babble of the annotator's espeak-ng "
+                     "training voices, several at once.")
     if cfg.get("noise_floor", 0) > 0:
         notes.append(f"A share {cfg['noise_floor']:g} of the training rows was heard with a 0.5-4 LSB noise floor "
                      "added, so that digital silence and the lowest bits move A/D/V less.")

@@ -76,6 +76,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -137,6 +138,7 @@ class UQConfig:
     babble_bank: int = 24            # babble noises made up front (6-12 training voices each)
     babble_voices: str = "6-12"      # talkers in each non-speech babble clip (inclusive range)
     babble_speed: float = 1.0        # > 1: each of those talkers sped up or slowed down by up to this
+    espeak_babble: int = 0           # non-speech clips of babble of the annotated (espeak-ng) training voices
     coverage: float = 0.95           # clean validation speech answered at the default threshold
     thresholds_only: bool = False    # load out_dir's trained model and only set its thresholds again
     threads: int = 2                 # the shipped model was trained with 2 (float results depend on it)
@@ -217,6 +219,10 @@ HELP = {
     "babble_speed": "each talker of the non-speech babble clips is played faster or slower by its own "
                     "factor, log-uniform in [1/babble_speed, babble_speed] (pitch and formants move "
                     "together: voices the training split does not have); 1 = as recorded",
+    "espeak_babble": "add this many non-speech clips to the pool: babble of the annotator's espeak-ng "
+                     "training clips, --babble_voices different voices at once (4 s each, -35 to -12 dBFS): "
+                     "the recorded babble has a few dozen voices of a few packages, and babble of voices "
+                     "no run heard is called speech more often (twelfth round); 0 = none",
     "ood_bn": "what BatchNorm normalises a training batch with: 'batch' (the statistics of all its rows, "
               "non-speech included), 'speech' (the statistics of its speech rows only, applied to every row; "
               "the running statistics move with them only), 'eval' (speech rows in train mode, then the "
@@ -398,6 +404,38 @@ def voice_range(spec: str) -> tuple[int, int]:
     return r
 
 
+def talker_streams(clips: Sequence[np.ndarray], voices: Sequence[str], count: int, n: int,
+                   rng: np.random.Generator) -> Iterator[np.ndarray]:
+    """`count` talkers of different voices (voices[i] is clip i's; one clip each, tiled from a random
+    offset to n samples, unit RMS), drawn lazily for training.ood.mix_talkers."""
+    from .distill import fit_length
+
+    by_voice: dict[str, list[int]] = {}
+    for i, v in enumerate(voices):
+        by_voice.setdefault(v, []).append(i)
+    names = sorted(by_voice)
+    for v in rng.choice(len(names), min(count, len(names)), replace=False):
+        pick = by_voice[names[v]]
+        x = np.asarray(clips[pick[int(rng.integers(len(pick)))]], np.float64)
+        x = fit_length(x, n, int(rng.integers(0, max(1, len(x) - n + 1))), "repeat")
+        yield x / (float(np.sqrt(np.mean(x ** 2))) or 1.0)
+
+
+def clip_babble(clips: Sequence[np.ndarray], voices: Sequence[str], count: int, talkers: tuple[int, int],
+                rng: np.random.Generator, seconds: float = 4.0) -> list[np.ndarray]:
+    """`count` babble clips of annotated clips (--espeak_babble): talkers[0]..talkers[1] voices at
+    once, float32 at -35 to -12 dBFS RMS like training.ood's recorded babble."""
+    from .ood import mix_talkers
+
+    n = int(seconds * 16000)
+    out = []
+    for _ in range(count):
+        k = int(rng.integers(talkers[0], talkers[1] + 1))
+        mix = mix_talkers(talker_streams(clips, voices, k, n, rng), n, rng)
+        out.append((mix * 10 ** (float(rng.uniform(-35, -12)) / 20)).astype(np.float32))
+    return out
+
+
 def load_pools(cfg: UQConfig, log) -> Pools:
     from .distill import TrainConfig, load_prosody_corpus
     from .ood import make_babble, nonspeech
@@ -412,6 +450,9 @@ def load_pools(cfg: UQConfig, log) -> Pools:
     rng = np.random.default_rng([cfg.seed, 0xBA])
     babble = [make_babble("train", int(cfg.crop_seconds * 16000), rng)[0].astype(np.float32)
               for _ in range(cfg.babble_bank)]
+    if cfg.espeak_babble:
+        ood += clip_babble(splits["train"].clips, list(splits["train"].voices), cfg.espeak_babble,
+                           voice_range(cfg.babble_voices), np.random.default_rng([cfg.seed, 0xEB]))
     log(f"pools: {len(splits['train'])} annotated, {len(real)} real speech, {len(ood)} non-speech "
         f"({time.time() - t0:.0f} s)")
     if not real or not ood:
@@ -741,6 +782,8 @@ def train(cfg: UQConfig) -> dict[str, Any]:
     voice_range(cfg.babble_voices)
     if cfg.babble_speed < 1.0:
         raise SystemExit(f"--babble_speed is a factor >= 1 (1 = voices as recorded), got {cfg.babble_speed}")
+    if cfg.espeak_babble < 0:
+        raise SystemExit(f"--espeak_babble is a number of clips >= 0, got {cfg.espeak_babble}")
     base = load_safetensors(Path(cfg.init) / "model.safetensors")
     if base.cfg.uncertainty:
         raise SystemExit(f"{cfg.init} already has an uncertainty head")

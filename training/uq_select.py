@@ -38,15 +38,14 @@ import argparse
 import json
 import pickle
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .metrics import ccc_numpy
 from .ood import SNRS
 from .uncertainty import N_VALUES, outputs
-from .metrics import ccc_numpy
 from .uq_report import auroc, selective_measures, spearman
 
 SECONDS = 4.0
@@ -100,25 +99,14 @@ def build(log, n_val: int = 200, real_per_group: int = 40, skip: int = 150, per_
 def babble_probe(val, seed: int, per_set: int = 40) -> dict[str, list[np.ndarray]]:
     """The babble probes (module doc): PROBE_VOICES talkers at once, of training voices and of the
     annotator's validation voices (one clip per voice, tiled from a random offset), 4 s, -20 dBFS."""
-    from .distill import fit_length
     from .ood import make_babble, mix_talkers
+    from .uncertainty import talker_streams
 
     n = int(SECONDS * 16000)
     rng = np.random.default_rng([seed, 0x5E3])
     train = [make_babble("train", n, rng, PROBE_VOICES)[0] for _ in range(per_set)]
-    by_voice: dict[str, list[int]] = {}
-    for i, v in enumerate(val.voices):
-        by_voice.setdefault(v, []).append(i)
-    names = sorted(by_voice)
-
-    def streams() -> Iterator[np.ndarray]:   # drawn lazily: mix_talkers draws each one's gain after it
-        for v in rng.choice(len(names), min(PROBE_VOICES, len(names)), replace=False):
-            pick = by_voice[names[v]]
-            x = val.clips[pick[int(rng.integers(len(pick)))]].astype(np.float64)
-            x = fit_length(x, n, int(rng.integers(0, max(1, len(x) - n + 1))), "repeat")
-            yield x / (float(np.sqrt(np.mean(x ** 2))) or 1.0)
-
-    espeak = [mix_talkers(streams(), n, rng) for _ in range(per_set)]
+    espeak = [mix_talkers(talker_streams(val.clips, val.voices, PROBE_VOICES, n, rng), n, rng)
+              for _ in range(per_set)]
     return {name: [(0.1 * x).astype(np.float32) for x in clips]
             for name, clips in ((f"train voices x{PROBE_VOICES}", train),
                                 (f"espeak-ng validation voices x{PROBE_VOICES}", espeak))}
