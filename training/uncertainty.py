@@ -56,7 +56,9 @@ that the corrupted rows' outputs keep the targets' spread instead of hedging tow
 --speech_min_snr=S takes speech under added noise below S dB SNR out of the speech/non-speech loss
 (speech 10 dB under babble sounds like babble; labelled speech, it taught the classifier that babble
 is speech: twelfth round, shipped with S = 5); --babble_voices and --babble_speed change the talkers
-of the non-speech babble clips (twelfth round: no effect on 6-talker babble).
+of the non-speech babble clips (twelfth round: no effect on 6-talker babble). --espeak_babble=N adds N
+non-speech clips of babble of the annotator's espeak-ng training voices (thirteenth round: it fixes
+babble of unheard espeak-ng voices, not the evaluation's babble of recorded ones; not shipped).
 
 Loss = (1 - CCC of mu on the annotated clips, as in distillation) + Gaussian NLL of sigma given the (detached) error
 + squared distance of OOD log sigma to its target + binary cross-entropy of the speech logit
