@@ -485,6 +485,7 @@ def _voice_stream(files: Sequence[str], n: int, rng: np.random.Generator, factor
 
 
 BABBLE_VOICES = {"train": (6, 12), "eval": (6, 9)}   # talkers per babble clip, by split (inclusive)
+BABBLE_DBFS = (-35.0, -12.0)                          # RMS level of a non-speech babble clip, drawn uniformly
 
 
 def make_babble(split: str, n: int, rng: np.random.Generator, voices: int | tuple[int, int] | None = None,
@@ -548,7 +549,7 @@ def _babble_clip(split: str, seed: int, i: int, voices: tuple[int, int] | None,
     rng = _rng(split, seed, "babble", i)
     n = int(rng.uniform(2.0, MAX_SECONDS) * SAMPLE_RATE)
     audio, files = make_babble(split, n, rng, voices, speed)
-    return _fit(audio * _db(float(rng.uniform(-35, -12)))), files
+    return _fit(audio * _db(float(rng.uniform(*BABBLE_DBFS)))), files
 
 
 # ------------------------------------------------------------------------------------------------

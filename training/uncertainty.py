@@ -224,7 +224,8 @@ HELP = {
     "espeak_babble": "add this many non-speech clips to the pool: babble of the annotator's espeak-ng "
                      "training clips, --babble_voices different voices at once (4 s each, -35 to -12 dBFS): "
                      "the recorded babble has a few dozen voices of a few packages, and babble of voices "
-                     "no run heard is called speech more often (twelfth round); 0 = none",
+                     "no run heard is called speech more often (thirteenth round: it fixes that for "
+                     "espeak-ng voices, not for the evaluation's recorded ones; not shipped); 0 = none",
     "ood_bn": "what BatchNorm normalises a training batch with: 'batch' (the statistics of all its rows, "
               "non-speech included), 'speech' (the statistics of its speech rows only, applied to every row; "
               "the running statistics move with them only), 'eval' (speech rows in train mode, then the "
@@ -426,15 +427,15 @@ def talker_streams(clips: Sequence[np.ndarray], voices: Sequence[str], count: in
 def clip_babble(clips: Sequence[np.ndarray], voices: Sequence[str], count: int, talkers: tuple[int, int],
                 rng: np.random.Generator, seconds: float = 4.0) -> list[np.ndarray]:
     """`count` babble clips of annotated clips (--espeak_babble): talkers[0]..talkers[1] voices at
-    once, float32 at -35 to -12 dBFS RMS like training.ood's recorded babble."""
-    from .ood import mix_talkers
+    once, float32 at the level of training.ood's recorded babble (BABBLE_DBFS)."""
+    from .ood import BABBLE_DBFS, mix_talkers
 
     n = int(seconds * 16000)
     out = []
     for _ in range(count):
         k = int(rng.integers(talkers[0], talkers[1] + 1))
         mix = mix_talkers(talker_streams(clips, voices, k, n, rng), n, rng)
-        out.append((mix * 10 ** (float(rng.uniform(-35, -12)) / 20)).astype(np.float32))
+        out.append((mix * 10 ** (float(rng.uniform(*BABBLE_DBFS)) / 20)).astype(np.float32))
     return out
 
 
