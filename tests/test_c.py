@@ -7,11 +7,9 @@ import subprocess
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import REPO, to_int16
+from conftest import DEFAULT_W2S, REPO, to_int16
 
 from wav2small import Model
-
-DEFAULT_W2S = REPO / "wav2small" / "models" / "default.w2s"
 
 
 @pytest.fixture(scope="module")

@@ -5,14 +5,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import DEFAULT_W2S
 
 from training import augment
 from training.cache import AnnotationCache, View, run_teacher
 from training.distill import render_view
 from training.teachers import LabelsTeacher, Wav2SmallTeacher, file_sha256
-
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_W2S = REPO / "wav2small" / "models" / "default.w2s"
 
 
 class Counting:

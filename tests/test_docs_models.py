@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import re
 
-from conftest import REPO
+from conftest import DEFAULT_W2S, REPO
 
 from training.teachers import model_stamp
 
-SHIPPED = REPO / "wav2small" / "models" / "default.w2s"
 # docs whose numbers are the shipped model's, and the command that regenerates each
 MEASURED = {
     "docs/engine.md": "python scripts/stream_ccc.py --write",
@@ -18,7 +17,7 @@ MEASURED = {
 
 
 def test_generated_docs_measured_the_shipped_model():
-    want = model_stamp(SHIPPED)
+    want = model_stamp(DEFAULT_W2S)
     for doc, command in MEASURED.items():
         stamps = re.findall(r"default\.w2s sha256 [0-9a-f]{16}", (REPO / doc).read_text())
         assert stamps, f"{doc} names no model: regenerate it ({command})"

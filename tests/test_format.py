@@ -7,12 +7,11 @@ import zlib
 
 import numpy as np
 import pytest
+from conftest import DEFAULT_W2S, REPO
 
-from conftest import REPO
 from wav2small import Model, _engine
 from wav2small.errors import ModelError, ModelFormatError
 
-DEFAULT_W2S = REPO / "wav2small" / "models" / "default.w2s"
 DTYPES = {"i8": "int8", "i16": "int16", "u16": "uint16", "i32": "int32", "u32": "uint32"}
 
 

@@ -11,6 +11,8 @@ import torch
 
 pytest.importorskip("transformers", reason="pip install transformers (the dawn teacher's dependency)")
 
+from conftest import DEFAULT_W2S
+
 from training.teachers import (
     DAWN_HEAD_KEYS,
     DawnTeacher,
@@ -25,9 +27,6 @@ from training.teachers import (
     make_random_dawn,
     normalize,
 )
-
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_W2S = REPO / "wav2small" / "models" / "default.w2s"
 
 
 @pytest.fixture(scope="module")
