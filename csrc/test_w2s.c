@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check/host_file.h"
 #include "requant.h"
 #include "w2s_internal.h"
 
@@ -292,24 +293,18 @@ static void test_stream(const w2s_model *m) {
 
 /* One clip file: batch, fixed-prenorm stream (160-sample chunks) and running stream outputs. */
 static void run_clip(const w2s_model *m, const char *path) {
-    FILE *f = fopen(path, "rb");
-    long bytes;
-    size_t n, k;
-    int16_t *pcm;
+    size_t bytes, n, k;
+    int16_t *pcm = (int16_t *)w2s_host_read_file(path, &bytes); /* little-endian host and file */
     uint8_t *arena;
     w2s_output b, s, r;
     w2s_stream_params p;
-    if (!f || fseek(f, 0, SEEK_END) || (bytes = ftell(f)) < 0 || fseek(f, 0, SEEK_SET)) {
+    if (!pcm) {
         printf("  FAIL cannot read %s\n", path);
         failures++;
-        if (f) fclose(f);
         return;
     }
-    n = (size_t)bytes / 2;
-    pcm = (int16_t *)malloc(n * sizeof(int16_t) + 2);
+    n = bytes / 2;
     arena = (uint8_t *)malloc(w2s_arena_size(m, n) + w2s_stream_arena_size(m) + 8);
-    CHECK(fread(pcm, sizeof(int16_t), n, f) == n); /* little-endian host and file */
-    fclose(f);
     CHECK(w2s_predict_s16(m, pcm, n, arena, w2s_arena_size(m, n), &b) == W2S_OK);
     p = fixed_params(m, pcm, n);
     CHECK(stream_clip(m, &p, pcm, n, 160, 0, arena, w2s_stream_arena_size(m), &s) == W2S_OK);
@@ -328,9 +323,8 @@ static void run_clip(const w2s_model *m, const char *path) {
 }
 
 int main(int argc, char **argv) {
-    FILE *f;
     uint32_t *buf;
-    long len;
+    size_t len;
     w2s_model m;
     w2s_status st;
     int i;
@@ -339,16 +333,13 @@ int main(int argc, char **argv) {
         return 2;
     }
     test_rounding();
-    f = fopen(argv[1], "rb");
-    if (!f || fseek(f, 0, SEEK_END) || (len = ftell(f)) <= 0 || fseek(f, 0, SEEK_SET)) {
+    buf = (uint32_t *)w2s_host_read_file(argv[1], &len);
+    if (!buf || len == 0) {
         printf("test_w2s: FAIL (cannot read %s)\n", argv[1]);
         return 1;
     }
-    buf = (uint32_t *)malloc((size_t)len + 4);
-    if (fread(buf, 1, (size_t)len, f) != (size_t)len) failures++;
-    fclose(f);
-    test_model_errors((const uint8_t *)buf, (size_t)len);
-    st = w2s_model_init(&m, buf, (size_t)len);
+    test_model_errors((const uint8_t *)buf, len);
+    st = w2s_model_init(&m, buf, len);
     CHECK(st == W2S_OK);
     if (st == W2S_OK) {
         test_predict(&m);

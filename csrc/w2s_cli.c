@@ -10,24 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check/host_file.h"
 #include "w2s.h"
-
-static void *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    void *buf = NULL;
-    long n;
-    if (!f) return NULL;
-    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0) {
-        buf = malloc((size_t)n + 4); /* malloc returns memory aligned for any type */
-        if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-            free(buf);
-            buf = NULL;
-        }
-        *len = (size_t)n;
-    }
-    fclose(f);
-    return buf;
-}
 
 static uint32_t le32(const uint8_t *p) {
     return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
@@ -73,7 +57,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: w2s_cli [-r] model.w2s audio.wav [...]\n");
         return 2;
     }
-    if (!(model_buf = read_file(argv[1], &model_len))) {
+    if (!(model_buf = w2s_host_read_file(argv[1], &model_len))) {
         fprintf(stderr, "w2s_cli: cannot read %s\n", argv[1]);
         return 2;
     }
@@ -87,7 +71,7 @@ int main(int argc, char **argv) {
     for (i = 2; i < argc; i++) {
         size_t len, n = 0, need;
         const char *err = NULL;
-        uint8_t *data = (uint8_t *)read_file(argv[i], &len);
+        uint8_t *data = (uint8_t *)w2s_host_read_file(argv[i], &len);
         const uint8_t *samples;
         int16_t *pcm;
         void *arena;

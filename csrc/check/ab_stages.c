@@ -9,6 +9,7 @@
  * scripts/ab_engine.sh builds the objects from two git revisions and runs this.
  */
 #define _POSIX_C_SOURCE 200809L
+#include "host_file.h"
 #include "w2s_internal.h"
 #include <dlfcn.h>
 #include <stdio.h>
@@ -48,22 +49,6 @@ static int by_value(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-static void *read_all(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    void *buf = NULL;
-    long n;
-    if (!f) return NULL;
-    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) > 0 && fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)n)) &&
-        fread(buf, 1, (size_t)n, f) == (size_t)n) {
-        *len = (size_t)n;
-    } else {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    return buf;
-}
-
 static double st[MAX_LIBS][MAX_STAGES + 1][MAX_RUNS];
 
 int main(int argc, char **argv) {
@@ -80,8 +65,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: ab_stages model.w2s clip.raw runs(1..%d) lib.so ... (up to %d)\n", MAX_RUNS, MAX_LIBS);
         return 2;
     }
-    model_buf = read_all(argv[1], &model_len);
-    clip = read_all(argv[2], &clip_len);
+    model_buf = w2s_host_read_file(argv[1], &model_len);
+    clip = w2s_host_read_file(argv[2], &clip_len);
     if (!model_buf || !clip) {
         fprintf(stderr, "ab_stages: cannot read %s\n", model_buf ? argv[2] : argv[1]);
         return 1;

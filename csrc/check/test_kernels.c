@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "host_file.h"
 #include "kernels.h"
 
 static uint32_t rng_state = 12345u;
@@ -31,23 +32,6 @@ static uint32_t rnd(void) { /* xorshift32: the same sequence on every target */
 static int32_t rnd_in(int32_t lo, int32_t hi) { /* lo <= hi, unsigned: the span may pass INT32_MAX */
     const uint32_t span = (uint32_t)hi - (uint32_t)lo + 1u; /* 0: all 2^32 values */
     return (int32_t)((uint32_t)lo + (span ? rnd() % span : rnd()));
-}
-
-static void *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    void *buf = NULL;
-    long n;
-    if (!f) return NULL;
-    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0) {
-        buf = malloc((size_t)n + 8);
-        if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-            free(buf);
-            buf = NULL;
-        }
-        *len = (size_t)n;
-    }
-    fclose(f);
-    return buf;
 }
 
 /* ---- conv rows ------------------------------------------------------------------------------------ */
@@ -483,7 +467,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: test_kernels model.w2s [clip.raw ...]\n");
         return 2;
     }
-    buf = read_file(argv[1], &len);
+    buf = w2s_host_read_file(argv[1], &len);
     if (!buf || w2s_model_init(&m, buf, len) != W2S_OK) {
         printf("test_kernels: cannot load %s\n", argv[1]);
         return 1;
@@ -513,7 +497,7 @@ int main(int argc, char **argv) {
         failures += vox_rows(&m, isa, 300);
         for (a = 2; a < argc; a++) {
             size_t n;
-            int16_t *pcm = (int16_t *)read_file(argv[a], &n);
+            int16_t *pcm = (int16_t *)w2s_host_read_file(argv[a], &n);
             if (!pcm) {
                 printf("cannot read %s\n", argv[a]);
                 return 1;

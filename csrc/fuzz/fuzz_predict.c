@@ -9,6 +9,7 @@
  * The model is wav2small/models/default.w2s (path compiled in by the Makefile), or the file
  * named by the environment variable W2S_FUZZ_MODEL.
  */
+#include "../check/host_file.h"
 #include "fuzz_util.h"
 
 #ifndef W2S_FUZZ_MODEL_PATH
@@ -20,19 +21,15 @@ static uint8_t *model_buf; /* kept for the whole run: the model points into it *
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     const char *path = getenv("W2S_FUZZ_MODEL") ? getenv("W2S_FUZZ_MODEL") : W2S_FUZZ_MODEL_PATH;
-    FILE *f = fopen(path, "rb");
-    long len;
+    size_t len;
     w2s_status st;
     (void)argc;
     (void)argv;
-    if (!f || fseek(f, 0, SEEK_END) || (len = ftell(f)) <= 0 || fseek(f, 0, SEEK_SET)) {
+    if (!(model_buf = (uint8_t *)w2s_host_read_file(path, &len))) {
         fprintf(stderr, "fuzz_predict: cannot read model %s\n", path);
         exit(2);
     }
-    model_buf = (uint8_t *)malloc((size_t)len);
-    FUZZ_CHECK(model_buf != NULL && fread(model_buf, 1, (size_t)len, f) == (size_t)len);
-    fclose(f);
-    st = w2s_model_init(&model, model_buf, (size_t)len);
+    st = w2s_model_init(&model, model_buf, len);
     if (st != W2S_OK) {
         fprintf(stderr, "fuzz_predict: %s: %s\n", path, w2s_status_str(st));
         exit(2);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../check/host_file.h"
 #include "../w2s.h"
 
 #define N_THREADS 8
@@ -65,8 +66,7 @@ static void *work(void *arg) {
 }
 
 int main(int argc, char **argv) {
-    FILE *f;
-    long len;
+    size_t len;
     void *buf;
     pthread_t th[N_THREADS];
     worker wk[N_THREADS];
@@ -75,17 +75,10 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: test_threads model.w2s\n");
         return 2;
     }
-    f = fopen(argv[1], "rb");
-    if (!f || fseek(f, 0, SEEK_END) || (len = ftell(f)) <= 0 || fseek(f, 0, SEEK_SET)) {
-        printf("test_threads: FAIL (cannot read %s)\n", argv[1]);
-        return 1;
-    }
-    buf = malloc((size_t)len);
-    if (fread(buf, 1, (size_t)len, f) != (size_t)len || w2s_model_init(&model, buf, (size_t)len) != W2S_OK) {
+    if (!(buf = w2s_host_read_file(argv[1], &len)) || w2s_model_init(&model, buf, len) != W2S_OK) {
         printf("test_threads: FAIL (cannot load %s)\n", argv[1]);
         return 1;
     }
-    fclose(f);
     for (i = 0; i < N_CLIPS; i++) {
         make_clip(i);
         if (run(i, &sequential[i]) != W2S_OK) failures++;
