@@ -271,6 +271,53 @@ def test_training_release_and_report_end_to_end(tmp_path, monkeypatch):
     assert "Spearman over cells" in out.with_suffix(".md").read_text()
     assert (out / "sigma_vs_snr.png").stat().st_size > 1000 and (out / "selective.png").stat().st_size > 1000
     assert "python -m training.uq_report" in out.with_suffix(".md").read_text()
+    # the operating points: the model's own thresholds first, agreeing with the decisions table
+    ops, dec = res["operating_points"]["engine"], res["decisions"]["engine"]
+    assert len(ops) == 8 and (ops[0]["max_sigma"], ops[0]["min_speech_prob"]) == pytest.approx(
+        (m.thresholds.max_sigma, m.thresholds.min_speech_prob))
+    assert all(ops[0]["reliable"][kind] == pytest.approx(d.get("reliable", 0.0)) for kind, d in dec.items())
+    assert {"0 dB", "5 dB", "10 dB", "clean"} <= set(ops[0]["error"])
+    assert "## Answering noisy speech" in out.with_suffix(".md").read_text()
+
+
+def test_from_fixed_decides_as_predict(default_model, speech_clips):
+    """Model.from_fixed re-decides kept engine outputs under any thresholds exactly as predict()
+    would decide the clip, and rejects what predict_fixed() cannot have returned."""
+    m = default_model
+    noise = np.random.default_rng(0).standard_normal(32000).astype(np.float32) * 0.1
+    grid = (None, Thresholds(1e-6, 0.0), Thresholds(1e6, 0.0), Thresholds(1e6, 1.0), Thresholds(0.25, 0.2))
+    for pcm in (*speech_clips[:3], noise):
+        q = m.predict_fixed(pcm)
+        for th in grid:
+            assert m.from_fixed(q, th) == m.predict(pcm, thresholds=th)
+    for bad in (q.astype(np.float64), q[:3], np.full(7, 2**40, np.int64)):
+        with pytest.raises(ValueError, match="int32 outputs of predict_fixed"):
+            m.from_fixed(bad)
+    with pytest.raises(TypeError, match="Thresholds"):
+        m.from_fixed(q, (0.1, 0.5))
+
+
+def test_operating_points_are_the_decisions_of_predict(default_model, speech_clips):
+    """The report's operating-points table: per thresholds, each group's share called reliable is
+    that of predict() under the same thresholds, and the error is the mean over the clips answered."""
+    from training.uq_report import operating_points
+
+    m = default_model
+    rng = np.random.default_rng(1)
+    clips = [*speech_clips[:4], *(rng.standard_normal(16000).astype(np.float32) * a for a in (0.01, 0.3))]
+    fixed = [m.predict_fixed(c) for c in clips]
+    is_speech = np.array([True] * 4 + [False] * 2)
+    err = np.linspace(0.05, 0.2, 4)
+    grid = [m.thresholds, Thresholds(0.25, 0.2), Thresholds(1e6, 0.0), Thresholds(1e-6, 0.0)]
+    rows = operating_points({"speech": (lambda th: [m.from_fixed(q, th).decision for q in fixed], is_speech, err),
+                             "noise": (lambda th: [m.from_fixed(q, th).decision for q in fixed], ~is_speech, None)},
+                            grid)
+    for th, row in zip(grid, rows):
+        ok = np.array([m.predict(c, thresholds=th).reliable for c in clips])
+        assert (row["max_sigma"], row["min_speech_prob"]) == (th.max_sigma, th.min_speech_prob)
+        assert row["reliable"] == {"speech": ok[:4].mean(), "noise": ok[4:].mean()}
+        assert row["error"] == {"speech": err[ok[:4]].mean() if ok[:4].any() else None}
+    assert rows[2]["reliable"] == {"speech": 1.0, "noise": 1.0} and rows[3]["error"] == {"speech": None}
 
 
 def test_extreme_outputs_convert_without_overflow(uq_bytes):

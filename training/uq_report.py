@@ -19,7 +19,8 @@ Methods compared on the same clips:
 Measurements: AUROC of each uncertainty for speech vs each non-speech kind; uncertainty vs SNR of
 corrupted speech (Spearman over clips); selective prediction (error against the annotator as the
 most uncertain clips are dropped, and its area) and, per corruption, mean error and uncertainty;
-how the engine's decision splits each kind.
+how the engine's decision splits each kind, and how it would at other thresholds (--max_sigmas,
+--min_speech_probs): how much noisy speech is answered for how much non-speech called speech.
 """
 from __future__ import annotations
 
@@ -36,10 +37,15 @@ from typing import Callable
 import numpy as np
 import torch
 
+from wav2small import Model, Thresholds
+
 from .metrics import ccc_numpy
 from .ood import SNR_KINDS
 from .teachers import model_stamp
 from .uncertainty import N_VALUES
+
+# the SNRs (white noise and babble) of the operating-points table: where a noisy place's speech lies
+OPERATING_SNRS = (0.0, 5.0, 10.0)
 
 # ------------------------------------------------------------------------------------------------
 # metrics (plain numpy, tested in tests/test_uncertainty.py)
@@ -163,6 +169,27 @@ def area(cover: np.ndarray, mean_err: np.ndarray) -> float:
     return float(np.trapezoid(mean_err[::-1], cover[::-1]) / (cover.max() - cover.min()))
 
 
+def operating_points(groups: dict[str, tuple[Callable[[Thresholds], list[str]], np.ndarray, np.ndarray | None]],
+                     grid: list[Thresholds]) -> list[dict]:
+    """The decision at other thresholds. `groups`: name -> (the decision of a set of clips under given
+    thresholds, a mask picking the group's clips from that set, the group's per-clip errors or None).
+    Per thresholds of `grid`: the share of each group called reliable and, where errors are given,
+    the mean error of the clips answered (None when none is)."""
+    rows = []
+    for th in grid:
+        row: dict = {"max_sigma": th.max_sigma, "min_speech_prob": th.min_speech_prob, "reliable": {}, "error": {}}
+        decided: dict[int, np.ndarray] = {}   # one decision run per set of clips, shared by its groups
+        for name, (redecide, mask, err) in groups.items():
+            if id(redecide) not in decided:
+                decided[id(redecide)] = np.array([d == "reliable" for d in redecide(th)])
+            ok = decided[id(redecide)][mask]
+            row["reliable"][name] = float(ok.mean())
+            if err is not None:
+                row["error"][name] = float(err[ok].mean()) if ok.any() else None
+        rows.append(row)
+    return rows
+
+
 # ------------------------------------------------------------------------------------------------
 # data
 
@@ -215,6 +242,8 @@ class Result:
     speech: np.ndarray | None = None   # higher = more speech-like
     decision: list[str] | None = None
     seconds: float = 0.0               # wall time of the whole call
+    # the decision of every clip under other thresholds, from the same outputs (the engine only)
+    redecide: Callable[[Thresholds], list[str]] | None = None
 
     @property
     def uncertainty(self) -> np.ndarray:
@@ -223,17 +252,18 @@ class Result:
 
 
 def run_engine(w2s_path: str) -> Callable[[list[np.ndarray]], Result]:
-    from wav2small import Model
-
     model = Model(w2s_path)
 
     def run(clips: list[np.ndarray]) -> Result:
         t0 = time.perf_counter()
-        preds = [model.predict(c) for c in clips]
+        fixed = [model.predict_fixed(c) for c in clips]
+        preds = [model.from_fixed(q) for q in fixed]
+        seconds = time.perf_counter() - t0
         return Result(np.array([p.as_array() for p in preds], np.float64),
                       np.array([p.sigma for p in preds], np.float64),
                       np.array([p.speech_prob for p in preds], np.float64),
-                      [p.decision for p in preds], time.perf_counter() - t0)
+                      [p.decision for p in preds], seconds,
+                      lambda th: [model.from_fixed(q, th).decision for q in fixed])
     return run
 
 
@@ -312,9 +342,13 @@ def run_ensemble(dirs: list[str]) -> Callable[[list[np.ndarray]], Result]:
 
 
 def evaluate(es: EvalSet, methods: dict[str, Callable[[list[np.ndarray]], Result]],
-             silero: Callable[[list[np.ndarray]], np.ndarray] | None, log: Callable[[str], None]) -> dict:
+             silero: Callable[[list[np.ndarray]], np.ndarray] | None, log: Callable[[str], None],
+             grid: list[Thresholds] = ()) -> dict:
+    """Every measure of the report for each method (and silero-vad); `grid`: the thresholds of the
+    operating-points table, for methods that decide (the engine)."""
     speech = [a for _, a in es.speech]
-    res: dict = {"auroc": {}, "snr": {}, "selective": {}, "corruptions": {}, "decisions": {}, "timing": {}}
+    res: dict = {"auroc": {}, "snr": {}, "selective": {}, "corruptions": {}, "decisions": {}, "timing": {},
+                 "operating_points": {}}
     seconds_speech = sum(len(a) for a in speech) / 16000
     for name, run in methods.items():
         log(f"running {name}")
@@ -323,8 +357,9 @@ def evaluate(es: EvalSet, methods: dict[str, Callable[[list[np.ndarray]], Result
         scores = {"sigma": (sp.uncertainty, {})}
         if sp.speech is not None:
             scores["1 - speech prob"] = (1 - sp.speech, {})
+        ns_runs = {}
         for kind, clips in es.nonspeech.items():
-            ns = run(clips)
+            ns = ns_runs[kind] = run(clips)
             scores["sigma"][1][kind] = auroc(ns.uncertainty, sp.uncertainty)
             if sp.speech is not None:
                 scores["1 - speech prob"][1][kind] = auroc(1 - ns.speech, 1 - sp.speech)
@@ -350,6 +385,17 @@ def evaluate(es: EvalSet, methods: dict[str, Callable[[list[np.ndarray]], Result
         if cor.decision is not None:
             res["snr"][name]["answered"] = [float(np.mean([cor.decision[j] == "reliable"
                                                            for j, lv in snr_rows if lv == level])) for level in levels]
+        if sp.redecide is not None and grid:
+            src = [i for i, *_ in es.corrupted]
+            err_cor = np.abs(cor.mean - es.targets[src]).mean(axis=1)
+            groups = {"speech": (sp.redecide, np.ones(len(speech), bool), None),
+                      "clean": (clean.redecide, np.ones(len(clean.mean), bool),
+                                np.abs(clean.mean - es.targets).mean(axis=1))}
+            for level in OPERATING_SNRS:
+                mask = np.array([kind in SNR_KINDS and lvl == level for _, kind, lvl, _ in es.corrupted])
+                groups[f"{level:g} dB"] = (cor.redecide, mask, err_cor[mask])
+            groups.update({kind: (r.redecide, np.ones(len(r.mean), bool), None) for kind, r in ns_runs.items()})
+            res["operating_points"][name] = operating_points(groups, grid)
         res["selective"][name], res["corruptions"][name] = selective_measures(
             np.concatenate([clean.mean, cor.mean]), np.concatenate([clean.uncertainty, cor.uncertainty]),
             es.targets, len(clean.mean), [(i, kind, lvl) for i, kind, lvl, _ in es.corrupted])
@@ -491,6 +537,24 @@ def markdown(res: dict, command: str, pngs: list[str], meta: dict) -> str:
         for kind, d in per.items():
             lines.append(f"| {name}: {kind} | " + " | ".join(f"{d.get(x, 0):.0%}" for x in
                                                               ("reliable", "no speech", "too uncertain")) + " |")
+    for name, rows in res.get("operating_points", {}).items():
+        levels = [g for g in rows[0]["error"] if g != "clean"]
+        kinds = [g for g in rows[0]["reliable"] if g not in ("speech", "clean", *levels)]
+        fmt = lambda e: "–" if e is None else f"{e:.4f}"  # noqa: E731
+        lines += ["", f"## Answering noisy speech: the {name}'s decision at other thresholds", "",
+                  "Share of clips called reliable under other thresholds (`wav2small.Thresholds`; the CLI's "
+                  "`--max-sigma`, `--min-speech-prob`), from the same outputs; the first row is the model "
+                  "file's default. Noisy speech: the held-out espeak-ng clips under white noise and babble "
+                  "at that SNR. Error: mean absolute error against the annotator of the clips answered.", "",
+                  "| max sigma | min speech prob | held-out speech | noisy speech " + " / ".join(levels)
+                  + " | error answered: clean / " + " / ".join(levels) + " | " + " | ".join(kinds) + " |",
+                  "|---" * (5 + len(kinds)) + "|"]
+        for r in rows:
+            rel, err = r["reliable"], r["error"]
+            lines.append(f"| {r['max_sigma']:.3f} | {r['min_speech_prob']:.2f} | {rel['speech']:.0%} | "
+                         + " / ".join(f"{rel[g]:.0%}" for g in levels) + " | "
+                         + " / ".join(fmt(err[g]) for g in ("clean", *levels)) + " | "
+                         + " | ".join(f"{rel[k]:.0%}" for k in kinds) + " |")
     lines += ["", "## Cost", "", "| method | ms per second of audio (this machine, wall) | model |", "|---|---|---|"]
     for name, t in res["timing"].items():
         lines.append(f"| {name} | {t['ms_per_audio_second']:.1f} | {meta['sizes'].get(name, '')} |")
@@ -514,6 +578,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mc_p", type=float, default=0.2, help="dropout probability of MC dropout")
     p.add_argument("--silero", type=int, default=1, help="1: compare with silero-vad")
     p.add_argument("--n_clips", type=int, default=3000, help="prosody corpus size (as the students were trained)")
+    p.add_argument("--max_sigmas", default="0.25,0.27,0.3",
+                   help="max_sigma values of the operating-points table, besides the model's own")
+    p.add_argument("--min_speech_probs", default="0.2",
+                   help="min_speech_prob values of the operating-points table, besides the model's own")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
@@ -542,10 +610,15 @@ def main(argv: list[str] | None = None) -> int:
         vad = SileroVAD()
         silero = vad.scores
         sizes["silero-vad"] = f"{vad.model_bytes:,} B (ONNX)"
-    res = evaluate(es, methods, silero, log)
+    default = Model(args.w2s).thresholds
+    grid = []
+    if default is not None:
+        sigmas = [default.max_sigma] + [float(x) for x in args.max_sigmas.split(",") if x]
+        probs = [default.min_speech_prob] + [float(x) for x in args.min_speech_probs.split(",") if x]
+        grid = [Thresholds(s, q) for q in probs for s in sigmas]
+    res = evaluate(es, methods, silero, log, grid)
     out = Path(args.out)
     pngs = plots(res, out)
-    from wav2small import Model
 
     lscpu = subprocess.run(["sh", "-c", "lscpu | sed -n 's/^Model name: *//p'"], capture_output=True, text=True)
     cpu = lscpu.stdout.strip()

@@ -98,6 +98,11 @@ class Thresholds:
         return cls(_exp(max_log_sigma / one), _sigmoid(min_speech_logit / one))
 
 
+def _check_thresholds(thresholds: object) -> None:
+    if thresholds is not None and not isinstance(thresholds, Thresholds):
+        raise TypeError(f"thresholds must be a wav2small.Thresholds, got {type(thresholds).__name__}")
+
+
 def prediction_from_fixed(engine: _engine.Model, q: np.ndarray, thresholds: Thresholds | None = None) -> Prediction:
     """A Prediction from the engine's int32 outputs; the decision is the engine's (w2s_decide)."""
     c = engine.config
@@ -240,8 +245,7 @@ class Model:
         threads: for a list, how many threads run the engine at once (the GIL is released while
         they do; default: one per CPU, at most one per clip). Results are the same for any count.
         """
-        if thresholds is not None and not isinstance(thresholds, Thresholds):
-            raise TypeError(f"thresholds must be a wav2small.Thresholds, got {type(thresholds).__name__}")
+        _check_thresholds(thresholds)
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise ValueError(f"threads must be a positive int or None, got {threads!r}")
         if _is_batch(pcm):
@@ -250,6 +254,18 @@ class Model:
             return [prediction_from_fixed(self._engine, q, thresholds)
                     for q in self._engine.predict_many(clips, n)]
         return self._predict_one(pcm, sample_rate, thresholds)
+
+    def from_fixed(self, fixed: np.ndarray, thresholds: Thresholds | None = None) -> Prediction:
+        """The Prediction of outputs kept from predict_fixed(), decided under `thresholds` (default:
+        the model's) by the engine's own rule: comparing thresholds over a data set needs one run of
+        the model, not one per candidate."""
+        _check_thresholds(thresholds)
+        q = np.asarray(fixed)
+        n = self._engine.config["n_outputs"]
+        if q.dtype.kind not in "iu" or q.shape != (n,) or q.size and (q.min() < -2**31 or q.max() >= 2**31):
+            raise ValueError(f"fixed must be the {n} int32 outputs of predict_fixed(), got dtype {q.dtype}, "
+                             f"shape {q.shape}")
+        return prediction_from_fixed(self._engine, q.astype(np.int32), thresholds)
 
     def clip_stats(self, pcm: AudioLike, sample_rate: int = 16000) -> tuple[int, int]:
         """The prenorm statistics (mean, log2_var) of a whole clip, as predict() computes them:
