@@ -74,6 +74,10 @@ def recipe_notes(cfg: dict) -> str:
     if cfg.get("espeak_babble", 0) > 0:
         notes.append(f"{cfg['espeak_babble']} more non-speech clips were babble of the annotator's espeak-ng "
                      "training voices, several at once.")
+    if cfg.get("head", "gaussian") == "evidential":
+        notes.append(f"Sigma was trained by deep evidential regression (normal-inverse-gamma likelihood, evidence "
+                     f"regulariser {cfg.get('evidential_reg', 0.01):g}); the file's sigma is its epistemic "
+                     "standard deviation, and the evidence rows that only training uses are not in it.")
     if cfg.get("noise_floor", 0) > 0:
         notes.append(f"A share {cfg['noise_floor']:g} of the training rows was heard with a 0.5-4 LSB noise floor "
                      "added, so that digital silence and the lowest bits move A/D/V less.")

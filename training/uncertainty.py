@@ -59,6 +59,10 @@ is speech: twelfth round, shipped with S = 5); --babble_voices and --babble_spee
 of the non-speech babble clips (twelfth round: no effect on 6-talker babble). --espeak_babble=N adds N
 non-speech clips of babble of the annotator's espeak-ng training voices (thirteenth round: it fixes
 babble of unheard espeak-ng voices, not the evaluation's babble of recorded ones; not shipped).
+--head=evidential trains sigma by deep evidential regression instead of the Gaussian NLL (two more
+rows per dimension during training only, log nu and log(alpha - 1); the row the engine runs is the
+epistemic log sigma, so the file is unchanged): the single-pass alternative the issue names,
+measured against the Gaussian head in the fourteenth round.
 
 Loss = (1 - CCC of mu on the annotated clips, as in distillation) + Gaussian NLL of sigma given the (detached) error
 + squared distance of OOD log sigma to its target + binary cross-entropy of the speech logit
@@ -141,6 +145,8 @@ class UQConfig:
     babble_voices: str = "6-12"      # talkers in each non-speech babble clip (inclusive range)
     babble_speed: float = 1.0        # > 1: each of those talkers sped up or slowed down by up to this
     espeak_babble: int = 0           # non-speech clips of babble of the annotated (espeak-ng) training voices
+    head: str = "gaussian"           # sigma's loss: "gaussian" (NLL) or "evidential" (NIG, deep evidential regression)
+    evidential_reg: float = 0.01     # --head=evidential: weight of the evidence regulariser
     coverage: float = 0.95           # clean validation speech answered at the default threshold
     thresholds_only: bool = False    # load out_dir's trained model and only set its thresholds again
     threads: int = 2                 # the shipped model was trained with 2 (float results depend on it)
@@ -234,6 +240,14 @@ HELP = {
                  "the head rows (log sigma, speech logit), never the trunk",
     "ood_per_kind": "training.ood clips per non-speech kind in the pool",
     "batch_ood": "non-speech clips per step (<= 1/4 of the speech, as in the paper)",
+    "head": "what sigma is trained with: 'gaussian' (the Gaussian NLL of the error: sigma is the error's "
+            "scale) or 'evidential' (deep evidential regression, Amini et al. 2020: the NIG NLL and "
+            "evidence regulariser, with two more rows per dimension, log nu and log(alpha - 1), that only "
+            "training has; the shipped row is the NIG's epistemic log sigma, 0.5 log(beta / (nu (alpha - "
+            "1))), so the engine runs it unchanged; non-speech is pulled to ood_log_sigma and to no "
+            "evidence). Fourteenth round, docs/uncertainty.md",
+    "evidential_reg": "--head=evidential: weight of the regulariser |error| * (2 nu + alpha) (evidence "
+                      "where the error is large costs; on non-speech the error counts as 1)",
     "coverage": "share of clean validation speech answered at the default sigma threshold",
     "thresholds_only": "load out_dir's trained model and only set its thresholds again",
     "threads": "torch CPU threads (results are deterministic for a given thread count)",
@@ -303,7 +317,8 @@ def loss_terms(out: torch.Tensor, target: torch.Tensor, n_annotated: int, is_spe
                spread: torch.Tensor | None = None, anchor: torch.Tensor | None = None,
                anchor_rows: torch.Tensor | None = None, keep_weight: float = 0.0,
                ccc_groups: torch.Tensor | None = None, nonspeech_weight: float = 1.0,
-               speech_labelled: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+               speech_labelled: torch.Tensor | None = None, evidence: torch.Tensor | None = None,
+               evidential_reg: float = 0.0) -> dict[str, torch.Tensor]:
     """Rows [0, n_annotated) have targets; is_speech (B,) marks speech rows (annotated or not);
     `clean` (n_annotated,) marks the annotated rows the mean learns from (default: all);
     `spread` (n_annotated, 3), if given, is added to the squared error sigma learns (a second
@@ -314,7 +329,10 @@ def loss_terms(out: torch.Tensor, target: torch.Tensor, n_annotated: int, is_spe
     make the CCC term the mean of 1 - CCC within each group of >= 2 mean rows (each group's outputs
     must then keep the targets' spread on their own); `nonspeech_weight` weighs the non-speech rows'
     cross-entropy (the speech term is then sum(w * loss) / B); `speech_labelled` (B,) bool, if given,
-    leaves the unmarked rows out of that cross-entropy (weight 0, still / B). Without them the terms
+    leaves the unmarked rows out of that cross-entropy (weight 0, still / B); `evidence` (B, 6), if
+    given, are the evidential head's log nu and log(alpha - 1) per dimension: the "nll" term is then
+    evidential_nll's, plus evidential_reg * |error| * (2 nu + alpha), and non-speech rows gain
+    evidential_reg * (2 nu + alpha) (an error of 1, the whole range). Without them the terms
     are exactly as before."""
     mu, log_sigma, logit = split_outputs(out)
     mu_a, ls_a = mu[:n_annotated], log_sigma[:n_annotated]
@@ -331,18 +349,46 @@ def loss_terms(out: torch.Tensor, target: torch.Tensor, n_annotated: int, is_spe
     weight = None if nonspeech_weight == 1.0 else torch.where(is_speech, 1.0, nonspeech_weight)
     if speech_labelled is not None:
         weight = speech_labelled.float() if weight is None else weight * speech_labelled
+    if evidence is None:
+        nll = (ls_a + 0.5 * err2 * torch.exp(-2.0 * ls_a)).mean()
+    else:
+        log_nu, log_am1 = evidence[:n_annotated, :N_VALUES], evidence[:n_annotated, N_VALUES:]
+        nll = (evidential_nll(err2, ls_a, log_nu, log_am1)
+               + evidential_reg * torch.sqrt(err2 + 1e-12) * evidence_total(log_nu, log_am1)).mean()
     terms = {
         "ccc": ccc_term,
-        "nll": (ls_a + 0.5 * err2 * torch.exp(-2.0 * ls_a)).mean(),
+        "nll": nll,
         "speech": F.binary_cross_entropy_with_logits(logit, is_speech.float(), weight=weight),
     }
     ood = ~is_speech
     terms["ood"] = ((log_sigma[ood] - ood_log_sigma) ** 2).mean() if ood.any() else out.new_zeros(())
+    if evidence is not None and ood.any():
+        terms["ood"] = terms["ood"] + evidential_reg * evidence_total(
+            evidence[ood, :N_VALUES], evidence[ood, N_VALUES:]).mean()
     if anchor is not None and keep_weight > 0:
         rows = anchor_rows if anchor_rows is not None else torch.ones(n_annotated, dtype=torch.bool)
         terms["keep"] = (keep_weight * ((mu_a[rows] - anchor[rows]) ** 2).mean() if rows.any()
                          else out.new_zeros(()))
     return terms
+
+
+def evidential_nll(err2: torch.Tensor, log_sigma: torch.Tensor, log_nu: torch.Tensor,
+                   log_am1: torch.Tensor) -> torch.Tensor:
+    """Negative log-likelihood of squared errors err2 under a normal-inverse-gamma prior (deep
+    evidential regression, Amini et al. 2020, eq. 8), parameterised so that the row the engine runs
+    is the epistemic log sigma: nu = e^log_nu, alpha = 1 + e^log_am1, and beta = sigma^2 nu (alpha - 1),
+    since Var[mu] = beta / (nu (alpha - 1)) = sigma^2. The log-evidence is clamped to [-8, 8]."""
+    log_nu, log_am1 = log_nu.clamp(-8.0, 8.0), log_am1.clamp(-8.0, 8.0)
+    nu, alpha = torch.exp(log_nu), 1.0 + torch.exp(log_am1)
+    log_omega = math.log(2.0) + 2.0 * log_sigma + log_nu + log_am1 + torch.log1p(nu)   # 2 beta (1 + nu)
+    return (0.5 * (math.log(math.pi) - log_nu) - alpha * log_omega
+            + (alpha + 0.5) * torch.logaddexp(torch.log(err2 * nu + 1e-30), log_omega)
+            + torch.lgamma(alpha) - torch.lgamma(alpha + 0.5))
+
+
+def evidence_total(log_nu: torch.Tensor, log_am1: torch.Tensor) -> torch.Tensor:
+    """2 nu + alpha: the evidence deep evidential regression's regulariser charges for."""
+    return 2.0 * torch.exp(log_nu.clamp(-8.0, 8.0)) + 1.0 + torch.exp(log_am1.clamp(-8.0, 8.0))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -787,6 +833,8 @@ def train(cfg: UQConfig) -> dict[str, Any]:
         raise SystemExit(f"--babble_speed is a factor >= 1 (1 = voices as recorded), got {cfg.babble_speed}")
     if cfg.espeak_babble < 0:
         raise SystemExit(f"--espeak_babble is a number of clips >= 0, got {cfg.espeak_babble}")
+    if cfg.head not in ("gaussian", "evidential"):
+        raise SystemExit(f"--head must be 'gaussian' or 'evidential', got {cfg.head!r}")
     base = load_safetensors(Path(cfg.init) / "model.safetensors")
     if base.cfg.uncertainty:
         raise SystemExit(f"{cfg.init} already has an uncertainty head")
@@ -803,6 +851,13 @@ def train(cfg: UQConfig) -> dict[str, Any]:
     # the trunk (and with it A/D/V) may learn slower than the new head rows, or not at all
     trunk = [p for n, p in model.named_parameters() if not n.startswith("adv.") and p.requires_grad]
     groups = [{"params": list(model.adv.parameters()), "scale": 1.0}]
+    evidence_rows, head_inputs = None, {}
+    if cfg.head == "evidential":  # log nu, log(alpha - 1) per dimension: training-only rows beside adv
+        evidence_rows = torch.nn.Linear(model.cfg.head_inputs, 2 * N_VALUES)
+        torch.nn.init.zeros_(evidence_rows.weight)
+        torch.nn.init.zeros_(evidence_rows.bias)  # nu = 1, alpha = 2
+        groups[0]["params"] += list(evidence_rows.parameters())
+        hook = model.adv.register_forward_hook(lambda mod, inp, out: head_inputs.__setitem__("x", inp[0]))
     if cfg.trunk_lr_scale > 0:
         groups.append({"params": trunk, "scale": cfg.trunk_lr_scale})
     else:  # frozen trunk: the A/D/V rows stay the distilled student's too
@@ -850,7 +905,9 @@ def train(cfg: UQConfig) -> dict[str, Any]:
                            anchor, clean_rows, cfg.keep_adv,
                            # voice-shifted rows are not mean rows, so "not clean" is "corrupted" here
                            ccc_groups=(~clean_rows).long() if cfg.ccc_by_corruption else None,
-                           nonspeech_weight=cfg.nonspeech_weight, speech_labelled=labelled)
+                           nonspeech_weight=cfg.nonspeech_weight, speech_labelled=labelled,
+                           evidence=None if evidence_rows is None else evidence_rows(head_inputs["x"]),
+                           evidential_reg=cfg.evidential_reg)
         loss = sum(terms.values())
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -860,6 +917,8 @@ def train(cfg: UQConfig) -> dict[str, Any]:
             log(f"step {it}/{cfg.max_iters}  loss {loss.item():.3f}  " +
                 "  ".join(f"{k} {v.item():.3f}" for k, v in terms.items()))
             history.append({"step": it, **{k: v.item() for k, v in terms.items()}})
+    if evidence_rows is not None:  # the engine runs mu, log sigma and the speech logit only
+        hook.remove()
     if cfg.snap_to_grid:
         snap_to_grid(model)
     pools_size = {"annotated": len(pools.annotated), "real_speech": len(pools.real), "non_speech": len(pools.ood)}
