@@ -30,9 +30,9 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -170,7 +170,7 @@ def area(cover: np.ndarray, mean_err: np.ndarray) -> float:
 
 
 def operating_points(groups: dict[str, tuple[Callable[[Thresholds], list[str]], np.ndarray, np.ndarray | None]],
-                     grid: list[Thresholds]) -> list[dict]:
+                     grid: Sequence[Thresholds]) -> list[dict]:
     """The decision at other thresholds. `groups`: name -> (the decision of a set of clips under given
     thresholds, a mask picking the group's clips from that set, the group's per-clip errors or None).
     Per thresholds of `grid`: the share of each group called reliable and, where errors are given,
@@ -343,7 +343,7 @@ def run_ensemble(dirs: list[str]) -> Callable[[list[np.ndarray]], Result]:
 
 def evaluate(es: EvalSet, methods: dict[str, Callable[[list[np.ndarray]], Result]],
              silero: Callable[[list[np.ndarray]], np.ndarray] | None, log: Callable[[str], None],
-             grid: list[Thresholds] = ()) -> dict:
+             grid: Sequence[Thresholds] = ()) -> dict:
     """Every measure of the report for each method (and silero-vad); `grid`: the thresholds of the
     operating-points table, for methods that decide (the engine)."""
     speech = [a for _, a in es.speech]
