@@ -372,13 +372,21 @@ def loss_terms(out: torch.Tensor, target: torch.Tensor, n_annotated: int, is_spe
     return terms
 
 
+# log nu and log(alpha - 1) are clamped to +-this in the evidential loss (exp must not overflow)
+LOG_EVIDENCE_MAX = 8.0
+
+
+def _clamp_evidence(log_nu: torch.Tensor, log_am1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return log_nu.clamp(-LOG_EVIDENCE_MAX, LOG_EVIDENCE_MAX), log_am1.clamp(-LOG_EVIDENCE_MAX, LOG_EVIDENCE_MAX)
+
+
 def evidential_nll(err2: torch.Tensor, log_sigma: torch.Tensor, log_nu: torch.Tensor,
                    log_am1: torch.Tensor) -> torch.Tensor:
     """Negative log-likelihood of squared errors err2 under a normal-inverse-gamma prior (deep
     evidential regression, Amini et al. 2020, eq. 8), parameterised so that the row the engine runs
     is the epistemic log sigma: nu = e^log_nu, alpha = 1 + e^log_am1, and beta = sigma^2 nu (alpha - 1),
-    since Var[mu] = beta / (nu (alpha - 1)) = sigma^2. The log-evidence is clamped to [-8, 8]."""
-    log_nu, log_am1 = log_nu.clamp(-8.0, 8.0), log_am1.clamp(-8.0, 8.0)
+    since Var[mu] = beta / (nu (alpha - 1)) = sigma^2. The log-evidence is clamped to +-LOG_EVIDENCE_MAX."""
+    log_nu, log_am1 = _clamp_evidence(log_nu, log_am1)
     nu, alpha = torch.exp(log_nu), 1.0 + torch.exp(log_am1)
     log_omega = math.log(2.0) + 2.0 * log_sigma + log_nu + log_am1 + torch.log1p(nu)   # 2 beta (1 + nu)
     return (0.5 * (math.log(math.pi) - log_nu) - alpha * log_omega
@@ -388,7 +396,8 @@ def evidential_nll(err2: torch.Tensor, log_sigma: torch.Tensor, log_nu: torch.Te
 
 def evidence_total(log_nu: torch.Tensor, log_am1: torch.Tensor) -> torch.Tensor:
     """2 nu + alpha: the evidence deep evidential regression's regulariser charges for."""
-    return 2.0 * torch.exp(log_nu.clamp(-8.0, 8.0)) + 1.0 + torch.exp(log_am1.clamp(-8.0, 8.0))
+    log_nu, log_am1 = _clamp_evidence(log_nu, log_am1)
+    return 2.0 * torch.exp(log_nu) + 1.0 + torch.exp(log_am1)
 
 
 # ------------------------------------------------------------------------------------------------
