@@ -521,6 +521,11 @@ def make_babble(split: str, n: int, rng: np.random.Generator, voices: int | tupl
     return mix_talkers(streams(), n, rng), tuple(sorted(set(used)))
 
 
+def at_babble_level(mix: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A unit-RMS babble mix at the level of a non-speech babble clip, drawn from BABBLE_DBFS."""
+    return mix * _db(float(rng.uniform(*BABBLE_DBFS)))
+
+
 def mix_talkers(streams: Iterable[np.ndarray], n: int, rng: np.random.Generator) -> np.ndarray:
     """The babble rule: talkers of unit RMS (n samples each), each at a random gain of +-3 dB,
     summed and brought back to unit RMS. `streams` may be a generator: each talker's gain is drawn
@@ -549,7 +554,7 @@ def _babble_clip(split: str, seed: int, i: int, voices: tuple[int, int] | None,
     rng = _rng(split, seed, "babble", i)
     n = int(rng.uniform(2.0, MAX_SECONDS) * SAMPLE_RATE)
     audio, files = make_babble(split, n, rng, voices, speed)
-    return _fit(audio * _db(float(rng.uniform(*BABBLE_DBFS)))), files
+    return _fit(at_babble_level(audio, rng)), files
 
 
 # ------------------------------------------------------------------------------------------------

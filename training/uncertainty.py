@@ -482,15 +482,15 @@ def talker_streams(clips: Sequence[np.ndarray], voices: Sequence[str], count: in
 def clip_babble(clips: Sequence[np.ndarray], voices: Sequence[str], count: int, talkers: tuple[int, int],
                 rng: np.random.Generator, seconds: float = 4.0) -> list[np.ndarray]:
     """`count` babble clips of annotated clips (--espeak_babble): talkers[0]..talkers[1] voices at
-    once, float32 at the level of training.ood's recorded babble (BABBLE_DBFS)."""
-    from .ood import BABBLE_DBFS, mix_talkers
+    once, float32 at the level of training.ood's recorded babble (at_babble_level)."""
+    from .ood import at_babble_level, mix_talkers
 
     n = int(seconds * 16000)
     out = []
     for _ in range(count):
         k = int(rng.integers(talkers[0], talkers[1] + 1))
         mix = mix_talkers(talker_streams(clips, voices, k, n, rng), n, rng)
-        out.append((mix * 10 ** (float(rng.uniform(*BABBLE_DBFS)) / 20)).astype(np.float32))
+        out.append(at_babble_level(mix, rng).astype(np.float32))
     return out
 
 
