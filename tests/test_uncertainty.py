@@ -309,9 +309,10 @@ def test_operating_points_are_the_decisions_of_predict(default_model, speech_cli
     is_speech = np.array([True] * 4 + [False] * 2)
     err = np.linspace(0.05, 0.2, 4)
     grid = [m.thresholds, Thresholds(0.25, 0.2), Thresholds(1e6, 0.0), Thresholds(1e-6, 0.0)]
-    rows = operating_points({"speech": (lambda th: [m.from_fixed(q, th).decision for q in fixed], is_speech, err),
-                             "noise": (lambda th: [m.from_fixed(q, th).decision for q in fixed], ~is_speech, None)},
-                            grid)
+    def redecide(th: Thresholds) -> list[str]:   # one set of clips, two groups of it
+        return [m.from_fixed(q, th).decision for q in fixed]
+
+    rows = operating_points({"speech": (redecide, is_speech, err), "noise": (redecide, ~is_speech, None)}, grid)
     for th, row in zip(grid, rows):
         ok = np.array([m.predict(c, thresholds=th).reliable for c in clips])
         assert (row["max_sigma"], row["min_speech_prob"]) == (th.max_sigma, th.min_speech_prob)
