@@ -321,6 +321,18 @@ def test_operating_points_are_the_decisions_of_predict(default_model, speech_cli
     assert rows[2]["reliable"] == {"speech": 1.0, "noise": 1.0} and rows[3]["error"] == {"speech": None}
 
 
+def test_threshold_grid_has_the_model_default_first_and_no_repeated_row():
+    """--max_sigmas / --min_speech_probs that repeat a value, or the model's own, add no second row."""
+    from training.uq_report import _floats, threshold_grid
+
+    d = Thresholds(0.2, 0.5)
+    grid = threshold_grid(d, [0.25, 0.2, 0.25], [0.5, 0.8])
+    assert grid == [d, Thresholds(0.25, 0.5), Thresholds(0.2, 0.8), Thresholds(0.25, 0.8)]
+    assert _floats(" 0.2, 0.8,", "--x") == [0.2, 0.8]
+    with pytest.raises(SystemExit, match="--x: expected comma-separated numbers"):
+        _floats("0.2;0.8", "--x")
+
+
 def test_extreme_outputs_convert_without_overflow(uq_bytes):
     """An odd model can put any int32 in the log-sigma and logit outputs (found by review of the
     atheris harness): the conversion saturates instead of raising OverflowError."""

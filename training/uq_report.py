@@ -169,6 +169,23 @@ def area(cover: np.ndarray, mean_err: np.ndarray) -> float:
     return float(np.trapezoid(mean_err[::-1], cover[::-1]) / (cover.max() - cover.min()))
 
 
+def _floats(text: str, flag: str) -> list[float]:
+    """A comma-separated list of numbers given on the command line."""
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise SystemExit(f"{flag}: expected comma-separated numbers, got {text!r}") from None
+
+
+def threshold_grid(default: Thresholds, max_sigmas: Sequence[float],
+                   min_speech_probs: Sequence[float]) -> list[Thresholds]:
+    """Every pair of the given values and the model's own, the model's own first; a value given twice
+    (or equal to the model's) makes one row, not two."""
+    sigmas = dict.fromkeys([default.max_sigma, *max_sigmas])
+    probs = dict.fromkeys([default.min_speech_prob, *min_speech_probs])
+    return [Thresholds(s, q) for q in probs for s in sigmas]
+
+
 def operating_points(groups: dict[str, tuple[Callable[[Thresholds], list[str]], np.ndarray, np.ndarray | None]],
                      grid: Sequence[Thresholds]) -> list[dict]:
     """The decision at other thresholds. `groups`: name -> (the decision of a set of clips under given
@@ -613,9 +630,8 @@ def main(argv: list[str] | None = None) -> int:
     default = Model(args.w2s).thresholds
     grid = []
     if default is not None:
-        sigmas = [default.max_sigma] + [float(x) for x in args.max_sigmas.split(",") if x]
-        probs = [default.min_speech_prob] + [float(x) for x in args.min_speech_probs.split(",") if x]
-        grid = [Thresholds(s, q) for q in probs for s in sigmas]
+        grid = threshold_grid(default, _floats(args.max_sigmas, "--max_sigmas"),
+                              _floats(args.min_speech_probs, "--min_speech_probs"))
     res = evaluate(es, methods, silero, log, grid)
     out = Path(args.out)
     pngs = plots(res, out)
