@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from wav2small import Model, Thresholds
+from wav2small import Model, Thresholds, _engine
 
 from .metrics import ccc_numpy
 from .ood import SNR_KINDS
@@ -639,7 +639,8 @@ def main(argv: list[str] | None = None) -> int:
     lscpu = subprocess.run(["sh", "-c", "lscpu | sed -n 's/^Model name: *//p'"], capture_output=True, text=True)
     cpu = lscpu.stdout.strip()
     meta = {
-        "machine": f"{cpu or platform.machine()}, {torch.get_num_threads()} threads",
+        # the engine's time depends most on which kernels it picked (docs/performance.md: AVX2 ~5x AVX-512 VNNI)
+        "machine": f"{cpu or platform.machine()}, {torch.get_num_threads()} threads, engine kernels {_engine.best_isa()}",
         "data": (f"{len(es.annotated)} espeak-ng clips of held-out voices, {len(es.speech) - len(es.annotated)} real "
                  f"speech clips of held-out speaker groups, " + ", ".join(f"{len(v)} {k}" for k, v in es.nonspeech.items())
                  + f" (training.ood eval split), {len(es.corrupted)} corrupted copies, clips cut to {args.seconds:g} s"),
