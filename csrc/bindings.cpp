@@ -415,6 +415,8 @@ PYBIND11_MODULE(_engine, m) {
 
     m.attr("PRENORM_RUNNING") = int(W2S_PRENORM_RUNNING);
     m.attr("PRENORM_FIXED") = int(W2S_PRENORM_FIXED);
+    m.attr("STATS_MAX_ABS_MEAN") = W2S_STATS_MAX_ABS_MEAN;
+    m.attr("STATS_MAX_LOG2_VAR") = W2S_STATS_MAX_LOG2_VAR;
     m.attr("STREAM_MIN_LOG2_WINDOW") = W2S_STREAM_MIN_LOG2_WINDOW;
     m.attr("STREAM_MAX_LOG2_WINDOW") = W2S_STREAM_MAX_LOG2_WINDOW;
     m.attr("STREAM_DEFAULT_LOG2_WINDOW") = w2s_stream_default_params().log2_window;

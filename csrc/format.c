@@ -312,7 +312,7 @@ w2s_status w2s_model_init(w2s_model *model, const void *buf, size_t len) {
 const char *w2s_status_str(w2s_status s) {
     switch (s) {
     case W2S_OK: return "ok";
-    case W2S_ERR_ARG: return "invalid argument (NULL pointer or misaligned buffer)";
+    case W2S_ERR_ARG: return "invalid argument (NULL pointer, misaligned buffer or parameter out of range)";
     case W2S_ERR_TRUNCATED: return "model data is truncated";
     case W2S_ERR_MAGIC: return "not a wav2small model (bad magic)";
     case W2S_ERR_VERSION: return "unsupported model format version";

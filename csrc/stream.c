@@ -488,9 +488,8 @@ w2s_status w2s_stream_init(w2s_stream **out, const w2s_model *m, const w2s_strea
     w2s_stream *s;
     if (!out || !m) return W2S_ERR_ARG;
     if (p.prenorm != W2S_PRENORM_FIXED && p.prenorm != W2S_PRENORM_RUNNING) return W2S_ERR_ARG;
-    /* |mean| <= 2^19 is every int16 clip's; log2_var <= 39 * 2^16 bounds the prior's sums */
-    if (p.stats.mean < -(1 << 19) || p.stats.mean > (1 << 19) || p.stats.log2_var < 0 ||
-        p.stats.log2_var > 39 * (1 << W2S_Q_LOG))
+    if (p.stats.mean < -W2S_STATS_MAX_ABS_MEAN || p.stats.mean > W2S_STATS_MAX_ABS_MEAN || p.stats.log2_var < 0 ||
+        p.stats.log2_var > W2S_STATS_MAX_LOG2_VAR)
         return W2S_ERR_ARG;
     if (p.prenorm == W2S_PRENORM_RUNNING &&
         (p.log2_window < W2S_STREAM_MIN_LOG2_WINDOW || p.log2_window > W2S_STREAM_MAX_LOG2_WINDOW ||

@@ -61,7 +61,7 @@ extern "C" {
 
 typedef enum {
     W2S_OK              =  0,  /**< success */
-    W2S_ERR_ARG         = -1,  /**< NULL pointer or misaligned buffer */
+    W2S_ERR_ARG         = -1,  /**< NULL pointer, misaligned buffer or parameter out of range */
     W2S_ERR_TRUNCATED   = -2,  /**< model buffer shorter than its header says */
     W2S_ERR_MAGIC       = -3,  /**< not a wav2small model (bad magic) */
     W2S_ERR_VERSION     = -4,  /**< model format version this engine does not read */
@@ -212,9 +212,14 @@ typedef enum {
 
 /* Prenorm statistics: what the batch engine computes from the whole clip. */
 typedef struct {
-    int32_t mean;     /* mean of pcm * 2^W2S_Q_PCM, rounded; |mean| <= 2^19 */
-    int32_t log2_var; /* log2(variance + eps) in Q_LOG, variance in (pcm * 2^Q_PCM)^2 units, 0..39 * 2^16 */
+    int32_t mean;     /* mean of pcm * 2^W2S_Q_PCM, rounded; |mean| <= W2S_STATS_MAX_ABS_MEAN */
+    int32_t log2_var; /* log2(variance + eps) in Q_LOG, variance in (pcm * 2^Q_PCM)^2 units,
+                         0..W2S_STATS_MAX_LOG2_VAR */
 } w2s_stats;
+/* The ranges w2s_stream_init accepts: every int16 clip's mean is within the first; the second
+   bounds the prior's running sums (prior_samples * variance) in 64 bits. */
+#define W2S_STATS_MAX_ABS_MEAN (1 << 19)
+#define W2S_STATS_MAX_LOG2_VAR (39 * (1 << W2S_Q_LOG))
 
 typedef struct {
     int32_t   prenorm;       /* w2s_prenorm_mode */

@@ -8,19 +8,26 @@ clips are synthetic, so the file also runs quickly against the sanitised engine
 """
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import struct
+import subprocess
+import sys
 import time
-import zlib
-from importlib import resources
-
 import warnings
+import zlib
+from fractions import Fraction
+from importlib import resources
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 import wav2small
-from wav2small import Model, _engine
+from wav2small import Model, Thresholds, _engine
 from wav2small.errors import (
+    ArgumentError,
     AudioError,
     AudioTooLongError,
     AudioTooShortError,
@@ -131,6 +138,7 @@ def test_huge_float_amplitude_is_scaled_not_overflowed(dtype, rate):
     np.array([0.1, -np.inf] * 100),
     [0.1, float("nan")] * 100,
     [0.1, None] * 100,  # None reads as NaN in a float array
+    [0.1, None] * 100 + [2**70],  # the same through an object array, without a warning (atheris)
     [np.float32("nan")] * 100,  # numpy warned while casting it; an error with warnings as errors (atheris)
 ])
 def test_non_finite_samples_are_refused(bad):
@@ -171,10 +179,28 @@ def test_scalars_and_other_objects_are_refused():
     ([0.1, 1j] * 100, "numbers only"),
     ([np.complex128(0.1 + 0.2j)] * 100, "real numbers only"),  # numpy complex scalars only warned (atheris)
     ([[0.1] * 100, 0.5], "numbers only"),  # ragged
+    (["0.5"] * 100, "found text"),          # numpy would read numeric strings as numbers
+    ([b"1"] * 100, "found bytes"),
+    ([True, False] * 50, "found bool"),
+    ([0.1, True] * 50 + [2**70], "found bool"),   # an int beyond int64 makes an object array
 ])
 def test_lists_that_are_not_samples_are_refused(bad, match):
     with pytest.raises(AudioError, match=match):
         wav2small.predict(bad)
+
+
+def test_a_list_with_an_int_beyond_int64_is_still_samples():
+    x = [0.1, -0.2] * 50 + [2**70]
+    assert wav2small.predict(x) == wav2small.predict(np.array(x, np.float64))
+
+
+def test_masked_arrays_are_refused():
+    """The engine would read the values under the mask (a NaN there became a garbage prediction)."""
+    x = np.ma.masked_array(_clip(4000), mask=np.zeros(4000, bool))
+    x[10] = np.ma.masked
+    with pytest.raises(AudioError, match=r"masked arrays.*filled\(0\)"):
+        wav2small.predict(x)
+    assert wav2small.predict(x.filled(0)) is not None
 
 
 def test_non_contiguous_views_give_the_contiguous_result():
@@ -297,7 +323,7 @@ def test_valid_model_with_other_than_three_outputs_is_refused():
 def test_every_error_is_a_wav2small_error_and_a_value_error():
     """Callers can catch everything with one class, or as ValueError."""
     for exc in (AudioError, AudioTooShortError, AudioTooLongError, ModelError, ModelTruncatedError,
-                NotAModelError, ModelVersionError, ModelChecksumError, ModelFormatError):
+                NotAModelError, ModelVersionError, ModelChecksumError, ModelFormatError, ArgumentError):
         assert issubclass(exc, Wav2SmallError) and issubclass(exc, ValueError)
 
 
@@ -342,3 +368,106 @@ def test_mel_bands_may_store_zeros():
     pcm = np.random.default_rng(3).standard_normal(16000).astype(np.float32) * 0.1
     assert wider.nbytes > Model().nbytes
     np.testing.assert_array_equal(wider.predict_fixed(pcm), Model().predict_fixed(pcm))
+
+
+# ---- thresholds and threads ----------------------------------------------------------------------
+
+
+def _with_decide_params(max_log_sigma: int, min_speech_logit: int) -> Model:
+    """The default model with other default thresholds in its file (CRC recomputed)."""
+    data = bytearray(_default_bytes())
+    off = {name: o for name, _, _, o in _engine.layout(Model().config)[0]}["decide.params"]
+    data[off:off + 8] = struct.pack("<ii", max_log_sigma, min_speech_logit)
+    data[-4:] = struct.pack("<I", zlib.crc32(bytes(data[:-4])))
+    return Model.from_bytes(bytes(data))
+
+
+def test_model_thresholds_give_back_the_engine_decision_exactly():
+    """Model.thresholds passed back to predict() decide as the engine's own defaults, even where
+    the float form rounds: a speech logit of 40 is a probability of 1.0 in float, and a log sigma
+    of INT32_MIN ("never reliable") a sigma of 0.0, which Thresholds refuses from a user."""
+    rng = np.random.default_rng(4)
+    q0 = Model().predict_fixed(_clip(4000))
+    for max_ls, min_logit in ((-2**31, 0), (0, 40 << 16), (2**31 - 1, -2**31)):
+        m = _with_decide_params(max_ls, min_logit)
+        t = m.thresholds
+        assert t.fixed(m.config["out_frac_bits"]) == (max_ls, min_logit)
+        for _ in range(20):   # raw outputs at and around both thresholds, decided both ways
+            q = q0.copy()
+            q[3:6] = np.clip(max_ls + rng.integers(-2, 3, 3), -2**31, 2**31 - 1)
+            q[6] = np.clip(min_logit + rng.integers(-2, 3), -2**31, 2**31 - 1)
+            assert m.from_fixed(q).decision == m.from_fixed(q, thresholds=t).decision
+    assert _with_decide_params(-2**31, -2**31).predict(_clip()).decision == "too uncertain"
+    # the same floats typed in by a user compare equal
+    m = Model()
+    assert Thresholds(m.thresholds.max_sigma, m.thresholds.min_speech_prob) == m.thresholds
+
+
+@pytest.mark.parametrize("max_sigma, min_prob", [(np.float32(0.25), 0.5), (0.25, np.float64(0.5)),
+                                                 (np.int64(1), 0), (Fraction(1, 4), Fraction(1, 2))])
+def test_thresholds_take_any_real_number(max_sigma, min_prob):
+    t = Thresholds(max_sigma, min_prob)
+    assert type(t.max_sigma) is float and type(t.min_speech_prob) is float
+    assert t == Thresholds(float(max_sigma), float(min_prob))
+
+
+@pytest.mark.parametrize("bad", [(True, 0.5), (0.25, False), (np.bool_(True), 0.5), ("0.25", 0.5),
+                                 (None, 0.5)])
+def test_thresholds_refuse_bools_and_non_numbers(bad):
+    with pytest.raises(ValueError, match="max_sigma|min_speech_prob"):
+        Thresholds(*bad)
+
+
+def test_thread_counts_beyond_the_clips_or_as_numpy_ints():
+    clips = [_clip(4000, seed=s) for s in range(3)]
+    one = [wav2small.predict(c) for c in clips]
+    for threads in (2**31, 2**80, np.int64(2)):
+        assert Model().predict(clips, threads=threads) == one
+    for bad in (0, -1, True, 2.0, "2"):
+        with pytest.raises(ValueError, match="threads"):
+            Model().predict(clips, threads=bad)
+
+
+# ---- the command line: files ---------------------------------------------------------------------
+
+
+def _cli(*args: str | bytes, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "wav2small", *args], capture_output=True, cwd=cwd)
+
+
+def test_cli_reads_names_that_are_not_utf8(tmp_path):
+    """A Latin-1 file name (old archives) is read and printed with an escape; it used to crash the
+    CLI with UnicodeEncodeError and lose every other file's row."""
+    good = tmp_path / "good.wav"
+    sf.write(good, _clip(), 16000)
+    latin1 = os.fsencode(tmp_path) + b"/caf\xe9.wav"
+    shutil.copy(good, latin1)
+    for fmt in ((), ("--csv",)):
+        r = _cli("predict", *fmt, str(good), latin1)
+        assert r.returncode == 0, r.stderr
+        out = r.stdout.decode("utf-8")   # valid UTF-8 whatever the names
+        assert "caf\\xe9.wav" in out and "good.wav" in out, out
+    rows = json.loads(_cli("predict", "--json", str(good), latin1).stdout)
+    assert rows[1]["file"].endswith("caf\\xe9.wav") and rows[0]["arousal"] == rows[1]["arousal"]
+
+
+def test_cli_names_missing_files_and_directories(tmp_path):
+    good = tmp_path / "good.wav"
+    sf.write(good, _clip(), 16000)
+    r = _cli("predict", str(tmp_path / "missing.wav"), str(tmp_path), str(good))
+    err = r.stderr.decode()
+    assert r.returncode == 1 and "good.wav" in r.stdout.decode()
+    assert "missing.wav: no such file" in err and "it is a directory" in err, err
+
+
+def test_cli_checks_a_file_length_before_resampling_it(tmp_path):
+    """A small file with an absurd rate in its header (1 Hz: 16,000 x more samples after
+    resampling, 12.8 GB for this one) fails at once on its length; the good file's row stays."""
+    good, low = tmp_path / "good.wav", tmp_path / "rate1.wav"
+    sf.write(good, _clip(), 16000)
+    sf.write(low, np.zeros(200_000, np.int16), 1)
+    start = time.perf_counter()
+    r = _cli("predict", str(low), str(good))
+    assert time.perf_counter() - start < 20
+    assert r.returncode == 1 and "good.wav" in r.stdout.decode()
+    assert "rate1.wav: clip has 3200000000 samples" in r.stderr.decode()

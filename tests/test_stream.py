@@ -6,6 +6,8 @@ from __future__ import annotations
 import shutil
 import subprocess
 import threading
+import time
+import warnings
 
 import numpy as np
 import pytest
@@ -18,7 +20,7 @@ from training.export import model_bytes
 from training.model import CONFIGS, Wav2Small
 from training.quantize import quantize
 from wav2small import _engine
-from wav2small.errors import AudioTooShortError, Wav2SmallError
+from wav2small.errors import ArgumentError, AudioTooShortError, Wav2SmallError
 
 
 def push_all(stream, pcm: np.ndarray, chunk: int, read_every: int = 0, n_fft: int = 64) -> None:
@@ -234,16 +236,53 @@ def test_float_chunks_and_resampling(default_model, speech_clips):
     assert np.abs(r.read().as_array() - default_model.predict(x44, 44100).as_array()).max() < 0.03
 
 
+def test_a_loud_float_chunk_is_clipped_before_resampling(default_model):
+    """A float64 chunk beyond float32's range reached soxr as inf, came out as NaN and left the
+    stream silent (and its filter poisoned) for the next ~1,200 samples; now it is clipped at full
+    scale first."""
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal(44100) * 0.1).astype(np.float32)
+    loud, clipped = default_model.stream(sample_rate=44100), default_model.stream(sample_rate=44100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loud.push(np.full(441, 1e300))
+        loud.push(x)
+    clipped.push(np.ones(441, np.float32))
+    clipped.push(x)
+    assert np.array_equal(loud.read_fixed(), clipped.read_fixed())
+
+
 def test_errors(default_model):
     s = default_model.stream()
     with pytest.raises(AudioTooShortError):
         s.read()
     with pytest.raises(wav2small.errors.AudioError):
         s.push(np.zeros((10, 2), np.int16))
-    with pytest.raises(Wav2SmallError):
-        default_model.stream(log2_window=_engine.STREAM_MAX_LOG2_WINDOW + 1)
-    with pytest.raises(Wav2SmallError):
-        default_model.stream(stats=(0, -5))
+    bad_params = {  # each used to escape as IndexError, TypeError, a pybind11 signature or "NULL pointer"
+        "log2_window must be within 8..20": dict(log2_window=_engine.STREAM_MAX_LOG2_WINDOW + 1),
+        r"stats\[1\] \(log2_var\) must be within": dict(stats=(0, -5)),
+        r"stats\[0\] \(mean\) must be within": dict(stats=(2**40, 0)),
+        "stats must be a pair": dict(stats=(1,)),
+        "prior must be a pair": dict(prior=5),
+        "prior_samples must be within 0..65536": dict(prior_samples=2**40),
+        "log2_window must be an int": dict(log2_window=12.5),
+        "prior_samples must be within 0..256": dict(log2_window=8, prior_samples=257),
+    }
+    for match, kw in bad_params.items():
+        with pytest.raises(ArgumentError, match=match):
+            default_model.stream(**kw)
+    assert issubclass(ArgumentError, Wav2SmallError) and issubclass(ArgumentError, ValueError)
+    # the edges are accepted
+    default_model.stream(log2_window=8, prior_samples=256, prior=(-_engine.STATS_MAX_ABS_MEAN, 0))
+    default_model.stream(stats=(_engine.STATS_MAX_ABS_MEAN, _engine.STATS_MAX_LOG2_VAR))
+    for rate in (True, "8000", float("nan"), float("inf"), 0):
+        with pytest.raises(wav2small.errors.AudioError, match="sample rate must be a positive number"):
+            default_model.stream(sample_rate=rate)
+    start = time.perf_counter()
+    for rate in (2**80, 1, 249.0):   # soxr hung on the first; the others make 16,000 and 64+ samples of one
+        with pytest.raises(ArgumentError, match="resamples by at most 64x"):
+            default_model.stream(sample_rate=rate)
+    assert time.perf_counter() - start < 2.0
     with pytest.raises(AudioTooShortError):
         default_model.clip_stats(np.zeros(10, np.int16))
 

@@ -12,7 +12,7 @@ import sys
 from importlib.metadata import entry_points
 
 from . import __version__
-from .audio import load
+from .audio import display_name, read
 from .errors import Wav2SmallError
 from .model import OUTPUT_NAMES, Model, Prediction, Thresholds
 
@@ -44,13 +44,20 @@ def _predict(args: argparse.Namespace) -> int:
         return 2
     rows, failed = [], 0
     for path in args.files:
+        name = display_name(path)
         try:
-            p = model.predict(load(path, model.sample_rate), sample_rate=model.sample_rate, thresholds=thresholds)
+            pcm, rate = read(path)                  # its messages name the file
         except Wav2SmallError as e:
-            print(f"wav2small: {path}: {e}", file=sys.stderr)
+            print(f"wav2small: {e}", file=sys.stderr)
             failed += 1
             continue
-        rows.append(_row(path, p))
+        try:  # at the file's own rate: predict checks the length before it resamples
+            p = model.predict(pcm, sample_rate=rate, thresholds=thresholds)
+        except Wav2SmallError as e:
+            print(f"wav2small: {name}: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        rows.append(_row(name, p))
     fields = ["file", *OUTPUT_NAMES] + (
         [*SIGMA_NAMES, "speech_prob", "decision"] if model.has_uncertainty else [])
     if args.format == "json":

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,16 +23,10 @@ def as_mono(pcm: AudioLike) -> np.ndarray:
     read as float. Anything else (2-D, bool, int32, complex, object, ...) raises AudioError.
     """
     if isinstance(pcm, (list, tuple)):
-        try:
-            # numpy only warns on complex numbers (dropping the imaginary part): an error here; its
-            # RuntimeWarning on NaN scalars is moot, the non-finite check below names them
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                warnings.simplefilter("error", np.exceptions.ComplexWarning)  # a RuntimeWarning: goes first
-                pcm = np.asarray(pcm, dtype=np.float64)
-        except (TypeError, ValueError, OverflowError, np.exceptions.ComplexWarning) as e:
-            # OverflowError: ints beyond float64
-            raise AudioError(f"a list of samples must hold real numbers only ({e})") from None
+        pcm = _list_samples(pcm)
+    if isinstance(pcm, np.ma.MaskedArray):
+        # the engine would read the hidden values under the mask as samples
+        raise AudioError("masked arrays are not read: fill the masked samples first, e.g. pcm.filled(0)")
     if not isinstance(pcm, np.ndarray):
         raise AudioError(f"expected a numpy array or a list of samples, got {type(pcm).__name__}")
     if pcm.ndim != 1:
@@ -46,6 +41,33 @@ def as_mono(pcm: AudioLike) -> np.ndarray:
         bad = int(np.count_nonzero(~np.isfinite(pcm)))
         raise AudioError(f"the clip holds {bad} NaN or infinite sample(s)")
     return pcm
+
+
+def _list_samples(pcm: list | tuple) -> np.ndarray:
+    """A list of numbers as float64 (None as NaN, which the finite check names); strings, bytes,
+    bools and complex numbers raise AudioError (numpy would turn "0.5" or True into a sample)."""
+    def refuse(why: str) -> AudioError:
+        return AudioError(f"a list of samples must hold real numbers only ({why})")
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)   # NaN scalars: named by the finite check
+            raw = np.asarray(pcm)
+    except (TypeError, ValueError) as e:                      # ragged nesting
+        raise refuse(str(e)) from None
+    if raw.dtype.kind == "O":                                 # None, ints beyond int64, or mixed types
+        for x in raw.flat:
+            if x is not None and (isinstance(x, bool) or not isinstance(x, numbers.Real)):
+                raise refuse(f"found {type(x).__name__} {x!r}")
+    elif raw.dtype.kind not in "iuf":
+        kinds = {"U": "text", "S": "bytes", "b": "bool", "c": "complex"}
+        raise refuse(f"found {kinds.get(raw.dtype.kind, raw.dtype.name)} values")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)   # None -> NaN
+            return raw.astype(np.float64)
+    except OverflowError as e:                                # ints beyond float64
+        raise refuse(str(e)) from None
 
 
 def check_rate(rate: object) -> float:
@@ -76,15 +98,33 @@ def resample(pcm: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
     return soxr.resample(pcm, rate_in, rate_out, quality="VHQ")
 
 
-def load(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
-    """Read any file soundfile can read, mix to mono, resample; returns float32 in [-1, 1]."""
+def read(path: str | Path) -> tuple[np.ndarray, int]:
+    """Read any file soundfile can read and mix it to mono: (float32 in [-1, 1], the file's rate)."""
     import soundfile as sf
 
-    try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    name = display_name(path)
+    if not os.path.exists(path):
+        raise AudioError(f"cannot read {name}: no such file")
+    if os.path.isdir(path):
+        raise AudioError(f"cannot read {name}: it is a directory")
+    try:  # as bytes: soundfile would encode a str strictly, and a name need not be valid UTF-8
+        data, rate = sf.read(os.fsencode(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError) as e:
-        raise AudioError(f"cannot read {path}: {e}") from None
+        why = getattr(e, "error_string", None) or str(e)   # libsndfile's reason, without the name as bytes
+        raise AudioError(f"cannot read {name}: {why}") from None
     if data.shape[0] == 0:
-        raise AudioError(f"{path} holds no samples")
+        raise AudioError(f"{name} holds no samples")
     mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+    return np.ascontiguousarray(mono), int(rate)
+
+
+def load(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
+    """read() and resample to `sample_rate`; returns float32 in [-1, 1]. (Model.predict(*read(path))
+    checks the clip's length before resampling it, which a file with an absurd rate needs.)"""
+    mono, rate = read(path)
     return np.ascontiguousarray(resample(mono, rate, sample_rate), dtype=np.float32)
+
+
+def display_name(path: str | Path) -> str:
+    """A file name fit to print: bytes that are not UTF-8 (a Latin-1 name) shown as \\xe9 escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")

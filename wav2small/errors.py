@@ -44,3 +44,9 @@ class AudioTooShortError(AudioError):
 
 class AudioTooLongError(AudioError):
     """More samples than the engine's limit."""
+
+
+# --- other arguments -----------------------------------------------------------------------------
+
+class ArgumentError(Wav2SmallError, ValueError):
+    """A setting out of its range or of the wrong type (a stream's parameters, its sample rate)."""

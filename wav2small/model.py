@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import math
+import numbers
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import overload
@@ -76,15 +77,25 @@ class Thresholds:
 
     max_sigma: float
     min_speech_prob: float
+    # (frac_bits, max_log_sigma, min_speech_logit) of thresholds read from a model file: fixed()
+    # gives those back exactly, where the floats alone can round (a logit of 40 is a probability of 1.0)
+    _exact: tuple[int, int, int] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.max_sigma, (int, float)) and self.max_sigma > 0 and math.isfinite(self.max_sigma)):
+        def real(v: object) -> bool:   # numpy scalars too; bool is not a threshold
+            return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
+
+        if not (real(self.max_sigma) and self.max_sigma > 0 and math.isfinite(self.max_sigma)):
             raise ValueError(f"max_sigma must be a positive number, got {self.max_sigma!r}")
-        if not (isinstance(self.min_speech_prob, (int, float)) and 0.0 <= self.min_speech_prob <= 1.0):
+        if not (real(self.min_speech_prob) and 0.0 <= self.min_speech_prob <= 1.0):
             raise ValueError(f"min_speech_prob must be within 0..1, got {self.min_speech_prob!r}")
+        object.__setattr__(self, "max_sigma", float(self.max_sigma))
+        object.__setattr__(self, "min_speech_prob", float(self.min_speech_prob))
 
     def fixed(self, frac_bits: int) -> tuple[int, int]:
         """(max_log_sigma, min_speech_logit) in the engine's output units."""
+        if self._exact is not None and self._exact[0] == frac_bits:
+            return self._exact[1], self._exact[2]
         limit = 2**31 - 1
         one = float(1 << frac_bits)
         p = self.min_speech_prob
@@ -95,7 +106,13 @@ class Thresholds:
     @classmethod
     def from_fixed(cls, max_log_sigma: int, min_speech_logit: int, frac_bits: int) -> Thresholds:
         one = float(1 << frac_bits)
-        return cls(_exp(max_log_sigma / one), _sigmoid(min_speech_logit / one))
+        # exp of a very negative log sigma underflows to 0.0, which no Thresholds takes
+        t = cls(max(_exp(max_log_sigma / one), _TINY), _sigmoid(min_speech_logit / one))
+        object.__setattr__(t, "_exact", (frac_bits, int(max_log_sigma), int(min_speech_logit)))
+        return t
+
+
+_TINY = math.ulp(0.0)   # the smallest positive float
 
 
 def _check_thresholds(thresholds: object) -> None:
@@ -246,11 +263,13 @@ class Model:
         they do; default: one per CPU, at most one per clip). Results are the same for any count.
         """
         _check_thresholds(thresholds)
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        if threads is not None and (isinstance(threads, (bool, np.bool_))
+                                    or not isinstance(threads, numbers.Integral) or threads < 1):
             raise ValueError(f"threads must be a positive int or None, got {threads!r}")
         if _is_batch(pcm):
             clips = [self.prepare(c, sample_rate) for c in pcm]
-            n = threads if threads is not None else min(len(clips), os.cpu_count() or 1)
+            # more threads than clips would idle
+            n = min(len(clips), int(threads) if threads is not None else os.cpu_count() or 1)
             return [prediction_from_fixed(self._engine, q, thresholds)
                     for q in self._engine.predict_many(clips, n)]
         return self._predict_one(pcm, sample_rate, thresholds)

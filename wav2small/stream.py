@@ -17,13 +17,14 @@ CCC against batch.
 """
 from __future__ import annotations
 
+import numbers
 import threading
 
 import numpy as np
 
 from . import _engine
-from .audio import AudioLike, as_mono
-from .errors import AudioError
+from .audio import AudioLike, as_mono, check_rate
+from .errors import ArgumentError
 
 __all__ = ["Stream"]
 
@@ -36,6 +37,28 @@ def chunk_to_int16(pcm: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(pcm * 32768.0), -32768, 32767).astype(np.int16)
 
 
+# Resampling in a stream, by at most this ratio either way (250 Hz .. 1.024 MHz for a 16 kHz model):
+# at absurd ratios soxr builds its filters for ever, and each pushed sample becomes this many.
+MAX_RATE_RATIO = 64
+
+
+def _integer(v: object, name: str, lo: int, hi: int) -> int:
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
+        raise ArgumentError(f"{name} must be an int, got {v!r}")
+    if not lo <= v <= hi:
+        raise ArgumentError(f"{name} must be within {lo}..{hi}, got {v}")
+    return int(v)
+
+
+def _stats(v: object, name: str) -> tuple[int, int]:
+    """Prenorm statistics (mean, log2_var) as Model.clip_stats gives them, within the engine's ranges."""
+    if not isinstance(v, (tuple, list)) or len(v) != 2:
+        raise ArgumentError(f"{name} must be a pair (mean, log2_var) as Model.clip_stats() returns, "
+                            f"got {v!r}")
+    return (_integer(v[0], f"{name}[0] (mean)", -_engine.STATS_MAX_ABS_MEAN, _engine.STATS_MAX_ABS_MEAN),
+            _integer(v[1], f"{name}[1] (log2_var)", 0, _engine.STATS_MAX_LOG2_VAR))
+
+
 class Stream:
     """A running Wav2Small: push audio chunks, read arousal, dominance and valence at any time.
 
@@ -46,15 +69,20 @@ class Stream:
 
     def __init__(self, model, stats: tuple[int, int] | None = None, prior: tuple[int, int] | None = None,
                  prior_samples: int | None = None, log2_window: int | None = None,
-                 sample_rate: int | None = None):
+                 sample_rate: float | None = None):
         self.model = model
-        self.stats = None if stats is None else (int(stats[0]), int(stats[1]))
-        self.prior = _engine.STREAM_DEFAULT_PRIOR if prior is None else (int(prior[0]), int(prior[1]))
-        self.prior_samples = _engine.STREAM_DEFAULT_PRIOR_SAMPLES if prior_samples is None else int(prior_samples)
-        self.log2_window = _engine.STREAM_DEFAULT_LOG2_WINDOW if log2_window is None else int(log2_window)
-        self.sample_rate = model.sample_rate if sample_rate is None else int(sample_rate)
-        if self.sample_rate <= 0:
-            raise AudioError(f"sample rate must be positive, got {self.sample_rate}")
+        self.stats = None if stats is None else _stats(stats, "stats")
+        self.prior = _engine.STREAM_DEFAULT_PRIOR if prior is None else _stats(prior, "prior")
+        self.log2_window = _engine.STREAM_DEFAULT_LOG2_WINDOW if log2_window is None else _integer(
+            log2_window, "log2_window", _engine.STREAM_MIN_LOG2_WINDOW, _engine.STREAM_MAX_LOG2_WINDOW)
+        self.prior_samples = _engine.STREAM_DEFAULT_PRIOR_SAMPLES if prior_samples is None else _integer(
+            prior_samples, "prior_samples", 0, 1 << self.log2_window)
+        self.sample_rate = model.sample_rate if sample_rate is None else check_rate(sample_rate)
+        ratio = self.sample_rate / model.sample_rate
+        if not 1 / MAX_RATE_RATIO <= ratio <= MAX_RATE_RATIO:
+            lo, hi = model.sample_rate / MAX_RATE_RATIO, model.sample_rate * MAX_RATE_RATIO
+            raise ArgumentError(f"a stream resamples by at most {MAX_RATE_RATIO}x: sample_rate must be "
+                                f"within {lo:g}..{hi:g} Hz, got {sample_rate!r}")
         if self.stats is None:
             self._engine = _engine.Stream(model._engine, _engine.PRENORM_RUNNING, *self.prior,
                                           log2_window=self.log2_window, prior_samples=self.prior_samples)
@@ -96,7 +124,13 @@ class Stream:
         x = as_mono(pcm)
         with self._lock:
             if self._resampler is not None:
-                x = self._resampler.resample_chunk(x.astype(np.float32) / (32768.0 if x.dtype == np.int16 else 1.0))
+                # floats clipped at full scale first, as chunk_to_int16 would: beyond float32's range a
+                # sample would reach the resampler as inf and come out as NaN (silence)
+                if x.dtype == np.int16:
+                    x = x.astype(np.float32) / 32768.0
+                else:
+                    x = np.clip(x, -1.0, 1.0).astype(np.float32)
+                x = self._resampler.resample_chunk(x)
             self._engine.push(chunk_to_int16(x))
 
     def read_fixed(self) -> np.ndarray:
