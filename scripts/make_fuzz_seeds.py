@@ -11,6 +11,7 @@ once crashed a harness (docs/reliability.md); they are kept, so every fuzz run r
 """
 from __future__ import annotations
 
+import argparse
 import struct
 from pathlib import Path
 
@@ -73,31 +74,37 @@ def values_seed(model: bytes, pcm: np.ndarray) -> bytes:
     return struct.pack("<10I", *config) + model[64:-4] + pcm.astype("<i2").tobytes()
 
 
-def main() -> None:
-    dirs = {name: CORPUS / name for name in ("model_init", "predict", "model_values")}
-    for d in dirs.values():  # regression-* inputs (crashes the fuzzers found, now fixed) stay
-        d.mkdir(parents=True, exist_ok=True)
-        for f in d.iterdir():
-            if not f.name.startswith("regression-"):
-                f.unlink()
+def seeds() -> dict[str, dict[str, bytes]]:
+    """Every seed file's bytes, by corpus directory."""
     pcm = pcm_seeds()
-    for name, x in pcm.items():
-        (dirs["predict"] / name).write_bytes(x.astype("<i2").tobytes())
-
+    out: dict[str, dict[str, bytes]] = {
+        "predict": {name: x.astype("<i2").tobytes() for name, x in pcm.items()}, "model_values": {}}
     models = {"default": DEFAULT_W2S.read_bytes()}
     for i, (name, shape) in enumerate(SHAPES.items()):
         models[name] = random_model(shape, seed=i)
     for name, data in models.items():
         n_fft = struct.unpack_from("<i", data, 20)[0]
-        (dirs["model_values"] / name).write_bytes(values_seed(data, chirp(4 * n_fft, 3)))
-    (dirs["model_values"] / "default_extremes").write_bytes(values_seed(models["default"], pcm["extremes_300"]))
+        out["model_values"][name] = values_seed(data, chirp(4 * n_fft, 3))
+    out["model_values"]["default_extremes"] = values_seed(models["default"], pcm["extremes_300"])
     # the parser gets whole files, and the header alone (truncated after it)
-    (dirs["model_init"] / "default.w2s").write_bytes(models["default"])
-    (dirs["model_init"] / "tiny.w2s").write_bytes(models["tiny"])
-    (dirs["model_init"] / "header_only").write_bytes(models["default"][:64])
-    for d in dirs.values():
-        files = sorted(d.iterdir())
-        print(f"{d.relative_to(REPO)}: {len(files)} seeds, {sum(f.stat().st_size for f in files)} bytes")
+    out["model_init"] = {"default.w2s": models["default"], "tiny.w2s": models["tiny"],
+                         "header_only": models["default"][:64]}
+    return out
+
+
+def main() -> None:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
+    new = seeds()   # all made before any file is touched: a failure leaves the corpus as it was
+    for name, files in new.items():
+        d = CORPUS / name
+        d.mkdir(parents=True, exist_ok=True)
+        for f in d.iterdir():   # regression-* inputs (crashes the fuzzers found, now fixed) stay
+            if not f.name.startswith("regression-"):
+                f.unlink()
+        for fname, data in files.items():
+            (d / fname).write_bytes(data)
+        kept = sorted(d.iterdir())
+        print(f"{d.relative_to(REPO)}: {len(kept)} seeds, {sum(f.stat().st_size for f in kept)} bytes")
 
 
 if __name__ == "__main__":
