@@ -2,7 +2,7 @@
 # Build the fuzz harnesses and run them from the seed corpora, each bounded in time or runs.
 #
 #   scripts/fuzz.sh                              every harness for 20 s, one after the other
-#   scripts/fuzz.sh -t 25 -j 4                   every harness for 25 s, all at once (tests/test_fuzz.py)
+#   scripts/fuzz.sh -t 10 -j 4                   every harness for 10 s, all at once (tests/test_fuzz.py)
 #   scripts/fuzz.sh -r 1000000 -f predict        10^6 executions of one harness, FAST build
 #
 # Harnesses (docs/reliability.md): model_init, predict, model_values (C, libFuzzer, ASan + UBSan,

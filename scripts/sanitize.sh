@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Sanitiser runs of the engine (docs/reliability.md); tests/test_sanitizers.py runs all three.
+# Sanitiser runs of the engine (docs/reliability.md); tests/test_sanitizers.py runs `c` and `python`,
+# `tsan-python` is run by hand (minutes).
 #
 #   scripts/sanitize.sh c                        C tests (csrc/test_w2s.c) under ASan + UBSan and the
 #                                                8-thread test (csrc/fuzz/test_threads.c) under TSan

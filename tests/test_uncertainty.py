@@ -475,6 +475,9 @@ def test_new_flags_parse_and_have_help():
     assert cfg.extended_nonspeech is True and cfg.ensemble == "" and cfg.ensemble_weight == 3.0
     default = UQConfig.parse([])   # the shipped head: none of the measured options
     assert not default.extended_nonspeech and default.ensemble_weight == 0 and default.voice_shift_prob == 0
+    assert UQConfig.parse(["--snap_to_grid=on", "--extended_nonspeech=0"]).snap_to_grid is True
+    with pytest.raises(SystemExit):   # a mistyped boolean used to mean False without a word
+        UQConfig.parse(["--extended_nonspeech=ture"])
     out = subprocess.run([sys.executable, "-m", "training.uncertainty", "--help"], capture_output=True, text=True,
                          cwd=REPO, check=True).stdout
     for flag in ("--extended_nonspeech", "--ensemble ", "--ensemble_weight"):

@@ -242,7 +242,8 @@ class TrainConfig:
 # ------------------------------------------------------------------------------------------------
 # command line
 
-def _parse_bool(text: str) -> bool:
+def parse_bool(text: str) -> bool:
+    """A command-line boolean: true/false, 1/0, yes/no or on/off; anything else is an error."""
     low = text.strip().lower()
     if low in ("1", "true", "yes", "on"):
         return True
@@ -259,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     for f in fields(TrainConfig):
-        kind = _parse_bool if f.type in (bool, "bool") else type(f.default)
+        kind = parse_bool if f.type in (bool, "bool") else type(f.default)
         # default=SUPPRESS: only options actually given appear, so --resume can tell them apart
         ap.add_argument(f"--{f.name}", type=kind, default=argparse.SUPPRESS, metavar=type(f.default).__name__.upper(),
                         help=f"{f.metadata['help']} (default: {f.default})")

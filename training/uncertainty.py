@@ -24,7 +24,7 @@ Training starts from a distilled student (--init) and fine-tunes all of it on ba
     logit to 0. Non-speech is capped at a quarter of the speech in each batch, as in the paper.
 Measured options, all off by default (docs/uncertainty.md has the numbers; until the fifth round
 none kept A/D/V CCC and int8 fidelity where they were; the shipped head now uses
---extended_nonspeech --keep_adv=30 --snap_to_grid --familiarity_weight=0.06 --nonspeech_weight=3
+--extended_nonspeech=true --keep_adv=30 --snap_to_grid=true --familiarity_weight=0.06 --nonspeech_weight=3
 --speech_min_snr=5 --seed=1 on a student distilled with --floor_db=-60): --extended_nonspeech adds
 training.ood's extended train generators (band-limited square/saw/triangle tones, random dual tones, beep trains, chirps and
 sirens, synthetic effects, pitch-shifted/reversed/chained UI sounds); --ensemble_weight
@@ -91,6 +91,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .distill import parse_bool
 from .metrics import ccc_torch
 from .model import Wav2Small, Wav2SmallConfig, load_safetensors
 from .ood import SNR_KINDS
@@ -156,7 +157,7 @@ class UQConfig:
         p = argparse.ArgumentParser(prog="python -m training.uncertainty", description=__doc__,
                                     formatter_class=argparse.RawDescriptionHelpFormatter)
         for f in fields(cls):
-            kind = (lambda v: v.lower() in ("1", "true", "yes")) if isinstance(f.default, bool) else type(f.default)
+            kind = parse_bool if isinstance(f.default, bool) else type(f.default)   # a typo is an error
             text = HELP.get(f.name, "")
             p.add_argument(f"--{f.name}", type=kind, default=f.default, help=f"{text} (default: {f.default})".strip())
         return cls(**vars(p.parse_args(argv)))
