@@ -18,18 +18,20 @@ typedef struct {
     int16_t *gram;    /* (C, C) */
 } arena_slices;
 
-static size_t align8(size_t n) { return (n + 7u) & ~(size_t)7u; }
+static uint64_t align8(uint64_t n) { return (n + 7u) & ~(uint64_t)7u; }
 
 static size_t n_frames(const w2s_config *c, size_t n) {
     return n < (size_t)c->n_fft ? 0 : (n - (size_t)c->n_fft) / (size_t)c->hop + 1;
 }
 
-/* One function sizes and places the slices (base NULL: size only), so the two can't drift. */
+/* One function sizes and places the slices (base NULL: size only), so the two can't drift.
+ * Sizes are summed in 64 bits: a long clip of a wide model (2^20 frames x 128 mels x 64 channels)
+ * needs more than a 32-bit size_t holds. Returns 0 when the arena would not fit in a size_t. */
 static size_t plan(const w2s_config *c, size_t n, uint8_t *base, arena_slices *s) {
-    const size_t T = n_frames(c, n), F = (size_t)c->n_mels, C = (size_t)c->channels;
-    const size_t F2 = (F + 1) / 2;
-    size_t off = 0, sizes[7], i;
-    void *p[7];
+    const uint64_t T = n_frames(c, n), F = (uint64_t)c->n_mels, C = (uint64_t)c->channels;
+    const uint64_t F2 = (F + 1) / 2;
+    uint64_t off = 0, sizes[7];
+    size_t at[7], i;
     sizes[0] = T * F * sizeof(int16_t);
     sizes[1] = sizes[2] = T * F * C;
     sizes[3] = w2s_logmel_scratch_bytes(c);
@@ -37,19 +39,20 @@ static size_t plan(const w2s_config *c, size_t n, uint8_t *base, arena_slices *s
     sizes[5] = C * F2 * sizeof(int16_t);
     sizes[6] = C * C * sizeof(int16_t);
     for (i = 0; i < 7; i++) {
-        p[i] = base ? base + off : NULL;
+        at[i] = (size_t)off;
         off += align8(sizes[i]);
     }
+    if (off > (uint64_t)SIZE_MAX) return 0;
     if (s) {
-        s->logmel = (int16_t *)p[0];
-        s->map[0] = (int8_t *)p[1];
-        s->map[1] = (int8_t *)p[2];
-        s->scratch = p[3];
-        s->vox = p[4];
-        s->pooled = (int16_t *)p[5];
-        s->gram = (int16_t *)p[6];
+        s->logmel = (int16_t *)(void *)(base + at[0]);
+        s->map[0] = (int8_t *)(base + at[1]);
+        s->map[1] = (int8_t *)(base + at[2]);
+        s->scratch = base + at[3];
+        s->vox = base + at[4];
+        s->pooled = (int16_t *)(void *)(base + at[5]);
+        s->gram = (int16_t *)(void *)(base + at[6]);
     }
-    return off;
+    return (size_t)off;
 }
 
 size_t w2s_arena_size(const w2s_model *m, size_t n) {
@@ -74,7 +77,9 @@ w2s_status w2s_forward(const w2s_model *m, const int16_t *pcm, size_t n, void *a
     c = &m->config;
     w = &m->w;
     if (n < (size_t)c->n_fft) return W2S_ERR_TOO_SHORT;
-    if (n > (size_t)W2S_MAX_SAMPLES || n_frames(c, n) > (size_t)W2S_MAX_FRAMES) return W2S_ERR_TOO_LONG;
+    /* plan 0: the arena would not fit in this target's address space */
+    if (n > (size_t)W2S_MAX_SAMPLES || n_frames(c, n) > (size_t)W2S_MAX_FRAMES || !plan(c, n, NULL, NULL))
+        return W2S_ERR_TOO_LONG;
     if (!arena || ((uintptr_t)arena & 7u) || arena_len < plan(c, n, NULL, NULL)) return W2S_ERR_ARENA;
     plan(c, n, (uint8_t *)arena, &a);
     T = (int32_t)n_frames(c, n);

@@ -271,7 +271,8 @@ w2s_status w2s_model_init(w2s_model *model, const void *buf, size_t len) {
     c.n_outputs = (int32_t)rd_u32(p + 44);
     c.out_frac_bits = (int32_t)rd_u32(p + 48);
     c.mel_weights = (int32_t)rd_u32(p + 52);
-    if (!config_ok(&c)) return W2S_ERR_FORMAT;
+    /* reserved bytes must be zero, so a later version can give them a meaning this one would ignore */
+    if (!config_ok(&c) || rd_u32(p + 56) != 0 || rd_u32(p + 60) != 0) return W2S_ERR_FORMAT;
 
     end = w2s_layout(&c, NULL, NULL);
     if (end + 4 != file_bytes) return W2S_ERR_FORMAT;

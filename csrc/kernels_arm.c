@@ -153,9 +153,10 @@ void w2s_conv3x3_row_s8_dsp(const w2s_conv_layer *l, int32_t f_len, int32_t c_in
             a[0] = a[1] = l->bias[co];
             a[2] = a[3] = l->bias[c1];
             for (ky = 0; ky < 3; ky++) {
-                const int8_t *x = rows[ky] + (f - 1) * c_in;
+                const int8_t *x;
                 int32_t s0, s1;
-                if (!rows[ky]) continue;
+                if (!rows[ky]) continue; /* a padding row (NULL): no pointer arithmetic on it */
+                x = rows[ky] + (f - 1) * c_in;
                 dot22(x, x + c_in, l->w + (size_t)((co * 3 + ky) * K), l->w + (size_t)((c1 * 3 + ky) * K), K, a);
                 s0 = corr * (wsum[(co * 3 + ky) * 3] + wsum[(co * 3 + ky) * 3 + 1] + wsum[(co * 3 + ky) * 3 + 2]);
                 s1 = corr * (wsum[(c1 * 3 + ky) * 3] + wsum[(c1 * 3 + ky) * 3 + 1] + wsum[(c1 * 3 + ky) * 3 + 2]);

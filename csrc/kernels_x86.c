@@ -383,11 +383,13 @@ W2S_AVX2_INLINE int32_t prepare_rows(const w2s_conv_layer *l, int32_t f_len, int
     return R;
 }
 
-/* Store eight results of column f from channel g: whole 8-byte stores spill into the next
- * column's first channels, which are written after (columns go in order), except at the end. */
-W2S_AVX2_INLINE void store8(const w2s_conv_layer *l, const epilogue *e, int32_t g, int32_t n,
-                            int32_t last, __m256i acc, int8_t *out) {
-    finish8(l, e, g, last ? n : 8, acc, out);
+/* Store the n results of column f from channel g as one 8-byte store where the row has room for it:
+ * the spill lands on later channels and columns, which are written after (columns go in order).
+ * Near the row's end (within 8 bytes: the last column, or the last few when C_out < 8) only n. */
+W2S_AVX2_INLINE void store8(const w2s_conv_layer *l, const epilogue *e, int32_t f, int32_t f_len,
+                            int32_t c_out, int32_t g, int32_t n, __m256i acc, int8_t *out) {
+    const int32_t room = (f_len - f) * c_out - g; /* bytes of the row from this store on */
+    finish8(l, e, g, room < 8 ? n : 8, acc, out + f * c_out + g);
 }
 
 /* AVX2: acc += madd(x, w), sixteen int16 products summed in pairs into eight int32 lanes. The
@@ -428,7 +430,7 @@ W2S_AVX2 void w2s_conv3x3_row_s8_avx2(const w2s_conv_layer *l, int32_t f_len, in
                                           _mm256_madd_epi16(c2, LD(w + 128)));
                     acc[j] = _mm256_add_epi32(_mm256_add_epi32(s0, s1), s2);
                 }
-                store8(l, &z.e, g, n, f == f_len - 1, hsum8(acc), out + f * c_out + g);
+                store8(l, &z.e, f, f_len, c_out, g, n, hsum8(acc), out);
             }
         }
         return;
@@ -465,7 +467,7 @@ W2S_AVX2 void w2s_conv3x3_row_s8_avx2(const w2s_conv_layer *l, int32_t f_len, in
                     a[j] = acc;
                 }
             }
-            store8(l, &z.e, g, n, f == f_len - 1, hsum8(a), out + f * c_out + g);
+            store8(l, &z.e, f, f_len, c_out, g, n, hsum8(a), out);
         }
     }
 }

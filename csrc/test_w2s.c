@@ -124,6 +124,31 @@ static void test_predict(const w2s_model *m) {
     free(pcm);
 }
 
+/* The arena of the widest shape the format allows (128 mels x 64 channels, hop 8) for a quarter of
+ * the longest clip: 2^19 frames, two maps of 4 GiB each. It must never come out smaller than that
+ * (size_t wrapped on 32-bit targets: an arena of 134 MB, and the run wrote far past it); where a
+ * size_t cannot hold it, the size is 0 and a run is W2S_ERR_TOO_LONG. Only the size is computed. */
+static void test_arena_of_a_huge_shape(const w2s_model *m) {
+    w2s_model wide = *m;
+    const size_t n = (size_t)W2S_MAX_SAMPLES / 4;
+    uint64_t maps;
+    size_t need;
+    w2s_output out;
+    uint64_t arena[1];
+    wide.config.n_mels = W2S_MAX_MELS;
+    wide.config.channels = W2S_MAX_CHANNELS;
+    wide.config.hop = 8;
+    maps = 2 * (uint64_t)((n - (size_t)wide.config.n_fft) / 8 + 1) * W2S_MAX_MELS * W2S_MAX_CHANNELS;
+    need = w2s_arena_size(&wide, n);
+    if (maps > (uint64_t)SIZE_MAX) {
+        CHECK(need == 0);
+        CHECK(w2s_predict_s16(&wide, (const int16_t *)(const void *)arena, n, arena, sizeof arena, &out) ==
+              W2S_ERR_TOO_LONG);
+    } else {
+        CHECK((uint64_t)need >= maps);
+    }
+}
+
 /* The decision of an uncertainty head: the one rule of w2s.h, for any thresholds. */
 static void test_decision(const w2s_model *m) {
     const size_t n = 8000, need = w2s_arena_size(m, n);
@@ -343,6 +368,7 @@ int main(int argc, char **argv) {
     CHECK(st == W2S_OK);
     if (st == W2S_OK) {
         test_predict(&m);
+        test_arena_of_a_huge_shape(&m);
         test_decision(&m);
         test_stream(&m);
         for (i = 2; i < argc; i++) run_clip(&m, argv[i]);

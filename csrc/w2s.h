@@ -171,7 +171,8 @@ w2s_status  w2s_model_init(w2s_model *model, const void *buf, size_t len);
 
 /**
  * Bytes of arena w2s_predict_s16 needs for a clip of n_samples; 0 if n_samples is out of range
- * (fewer than n_fft or more than W2S_MAX_SAMPLES).
+ * (fewer than n_fft or more than W2S_MAX_SAMPLES), or if the arena would not fit in a size_t (a
+ * long clip of a wide model on a 32-bit target; w2s_predict_s16 then returns W2S_ERR_TOO_LONG).
  */
 size_t      w2s_arena_size(const w2s_model *model, size_t n_samples);
 

@@ -63,6 +63,7 @@ int main(int argc, char **argv) {
     }
     if ((st = w2s_model_init(&model, model_buf, model_len)) != W2S_OK) {
         fprintf(stderr, "w2s_cli: %s: %s\n", argv[1], w2s_status_str(st));
+        free(model_buf);
         return 2;
     }
     /* an uncertainty head adds its raw outputs (natural-log sigmas, speech logit) and the decision */

@@ -90,6 +90,21 @@ def test_linux_build_runs_bit_exact_under_qemu_user(target, tmp_path, speech_cli
             assert np.array_equal(got, want), f"{target} {what} on {path}: {got} vs host {want}"
 
 
+@pytest.mark.parametrize("target, triple", [("aarch64", "aarch64-linux-gnu"), ("armhf", "arm-linux-gnueabihf")])
+def test_linux_build_has_no_undefined_behaviour(target, triple, tmp_path):
+    """The same C tests built by clang with UBSan in trap mode (no runtime library on the target:
+    any undefined behaviour is an illegal instruction). It found the DSP conv kernel offsetting a
+    NULL padding row before testing it (kernels_arm.c), which the host's sanitised builds never
+    run, as they use the x86 kernels."""
+    need(target)
+    if not shutil.which("clang"):
+        pytest.fail("clang is needed: apt-get install clang (.ci/run does)")
+    r = make(f"TARGET={target}", f"OUT={tmp_path / target}", f"CC=clang --target={triple}",
+             "CFLAGS=-O1 -fsanitize=undefined -fsanitize-trap=undefined", "check")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "test_w2s: PASS (0 failures)" in r.stdout and "test_kernels: PASS" in r.stdout
+
+
 def _gen_data():
     spec = importlib.util.spec_from_file_location("gen_data", CSRC / "firmware" / "gen_data.py")
     mod = importlib.util.module_from_spec(spec)

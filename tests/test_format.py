@@ -65,6 +65,7 @@ def _with_crc(body: bytes) -> bytes:
 @pytest.mark.parametrize("field, offset, value", [
     ("flags", 12, 2), ("n_fft", 20, 1000), ("hop", 24, 0), ("channels", 32, 65), ("n_layers", 36, 0),
     ("pool_after", 40, 8), ("n_outputs", 44, 17), ("out_frac_bits", 48, 31), ("file_bytes", 8, 100),
+    ("reserved", 56, 1), ("reserved", 60, 1 << 31),   # must stay zero for a later version's use
 ])
 def test_header_values_out_of_range_are_format_errors(field, offset, value):
     data = bytearray(DEFAULT_W2S.read_bytes()[:-4])
