@@ -1,0 +1,85 @@
+"""Does an A/D/V near the middle say the engine is unsure? (fifteenth round, docs/uncertainty.md)
+
+    python scripts/uq_closeness.py --cache=runs/uq_select_clips.pkl
+
+A student trained for CCC pulls what it cannot tell toward the middle, so a prediction near the
+centre of the targets could mark a clip whose error is large. This scores each clip of the shipped
+engine (wav2small/models/default.w2s, int8) by its largest sigma plus k times how close each
+dimension is to the centre, relu(1 - |A/D/V - centre| / sd), the centre and sd being those of the
+annotated validation targets, and prints, on validation (training.uq_select's clips; --cache as
+there) and on the report's evaluation clips (training.uq_report's set, 4 s):
+
+  * selective prediction over clean and corrupted annotated clips: area and rises (uq_report's measures);
+  * Spearman(score, -SNR) over white and babble noise copies;
+  * mean AUROC of the score for speech against each non-speech kind.
+
+k is to be chosen on validation; the evaluation columns are shown to say whether the choice holds.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from training.uq_report import area, auroc, build_eval_set, count_rises, selective_curve, spearman
+from training.uq_select import engine_runner, load_clips
+
+SHIPPED = Path(__file__).resolve().parent.parent / "wav2small" / "models" / "default.w2s"
+
+
+def score(out: np.ndarray, k: float, centre: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """out: (N, 7) engine outputs (A/D/V, log sigmas, speech logit) as floats."""
+    close = np.maximum(0.0, 1.0 - np.abs(out[:, :3] - centre) / sd)
+    return (np.exp(out[:, 3:6]) + k * close).max(axis=1)
+
+
+def measures(sets: dict, k: float, centre: np.ndarray, sd: np.ndarray) -> tuple[float, int, float, float]:
+    """(selective area, rises, Spearman(score, -SNR), mean AUROC) of one set of engine outputs."""
+    out = np.concatenate([sets["clean"], sets["corrupted"]])
+    t = np.concatenate([sets["targets"], sets["targets"][sets["corrupted_of"]]])
+    cover, err = selective_curve(np.abs(out[:, :3] - t).mean(axis=1), score(out, k, centre, sd))
+    sp = score(sets["speech"], k, centre, sd)
+    au = float(np.mean([auroc(score(v, k, centre, sd), sp) for v in sets["nonspeech"].values()]))
+    return area(cover, err), count_rises(err), spearman(score(sets["noisy"], k, centre, sd), -sets["snr"]), au
+
+
+def validation_sets(cache: Path, run) -> dict:
+    d = load_clips(cache, lambda m: print(m, file=sys.stderr))
+    n = len(d["targets"])
+    speech = run(d["speech"])
+    return {"targets": d["targets"], "clean": speech[:n], "speech": speech,
+            "corrupted": run([a for *_, a in d["corrupted"]]),
+            "corrupted_of": [i for i, *_ in d["corrupted"]],
+            "nonspeech": {k: run(v) for k, v in d["nonspeech"].items()},
+            "noisy": run(d["noisy"]), "snr": d["snr"]}
+
+
+def evaluation_sets(run) -> dict:
+    es = build_eval_set(150, 8, 60, 4.0, 30, 0, lambda m: print(m, file=sys.stderr))
+    snr_rows = [(a, lvl) for _, kind, lvl, a in es.corrupted if kind in ("white", "babble")]
+    return {"targets": es.targets, "clean": run(es.annotated), "speech": run([a for _, a in es.speech]),
+            "corrupted": run([a for *_, a in es.corrupted]), "corrupted_of": [i for i, *_ in es.corrupted],
+            "nonspeech": {k: run(v) for k, v in es.nonspeech.items()},
+            "noisy": run([a for a, _ in snr_rows]), "snr": np.array([lvl for _, lvl in snr_rows], float)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cache", default="runs/uq_select_clips.pkl", help="training.uq_select's clip cache")
+    p.add_argument("--weights", default="0,0.01,0.02,0.03,0.05,0.08", help="values of k")
+    args = p.parse_args(argv)
+    run = engine_runner(SHIPPED)
+    val, ev = validation_sets(Path(args.cache), run), evaluation_sets(run)
+    centre, sd = val["targets"].mean(axis=0), val["targets"].std(axis=0)
+    print("| k | val. area | rises | Spearman(score, −SNR) | AUROC | eval. area | rises | Spearman | AUROC |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for k in (float(x) for x in args.weights.split(",")):
+        (a, r, s, u), (ea, er, es_, eu) = measures(val, k, centre, sd), measures(ev, k, centre, sd)
+        print(f"| {k:g} | {a:.4f} | {r} | {s:.3f} | {u:.3f} | {ea:.4f} | {er} | {es_:.3f} | {eu:.3f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
