@@ -1,6 +1,7 @@
 """Shared fixtures: real speech from Debian packages, the default model and its float source."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,22 @@ DEFAULT_FLOAT = REPO / "training" / "default_uq" / "model.safetensors"    # + un
 DEFAULT_W2S = REPO / "wav2small" / "models" / "default.w2s"               # its int8 release: the package's model
 N_CLIPS = 24          # the fidelity tests want at least 20 real speech clips
 MAX_SECONDS = 6.0     # long clips are cut to keep the float model fast on CI
+
+
+def require_tool(name: str, package: str | None = None) -> None:
+    """A missing program fails the test that needs it, never skips it: .ci/run installs them all."""
+    if shutil.which(name) is None:
+        pytest.fail(f"{name} is needed: apt-get install {package or name} (.ci/run does)")
+
+
+@pytest.fixture
+def espeak_ng() -> None:
+    require_tool("espeak-ng")
+
+
+@pytest.fixture
+def flite() -> None:
+    require_tool("flite")
 
 
 @pytest.fixture(scope="session")

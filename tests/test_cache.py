@@ -107,6 +107,12 @@ def test_online_mode_checks_teacher_output(corpus):
         def __call__(self, waves, ids=None):
             return np.full((len(waves), 2), np.nan)
 
+    class NaN(Bad):
+        def __call__(self, waves, ids=None):
+            return np.full((len(waves), 3), np.nan)
+
     clip = next(iter(corpus))
     with pytest.raises(ValueError, match="shape"):
         run_teacher(Bad(), [View(clip, 0, 100)], lambda v: np.zeros(100, np.float32))
+    with pytest.raises(ValueError, match="non-finite"):   # the right shape, but NaN
+        run_teacher(NaN(), [View(clip, 0, 100)], lambda v: np.zeros(100, np.float32))

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 import subprocess
 import sys
 from collections import defaultdict
@@ -18,7 +17,7 @@ from training.corpus import build, debian_entries, group_split, read_manifest
 from training.teachers import file_sha256
 
 ROOT = Path(__file__).resolve().parents[1]
-needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+needs_espeak = pytest.mark.usefixtures("espeak_ng")   # a failure, not a skip, when it is missing
 
 
 def test_debian_entries_are_grouped_hashed_and_split_by_group(speech_files):
@@ -98,7 +97,7 @@ def test_read_manifest_rejects_a_group_in_two_splits(tmp_path: Path, speech_file
         read_manifest(tmp_path / "absent.csv")
 
 
-@pytest.mark.skipif(shutil.which("flite") is None, reason="flite not installed (apt-get install flite)")
+@pytest.mark.usefixtures("flite")
 def test_flite_clips_vary_rate_and_split_by_voice(tmp_path: Path):
     entries = corpus.flite_entries(6, seed=1, cache_dir=tmp_path)
     assert len(entries) == 6

@@ -1,10 +1,8 @@
 """training.distill: options, batches, schedule, a tiny end-to-end run, resume."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import shutil
 import subprocess
 import sys
 from dataclasses import fields
@@ -13,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import require_tool
 
 from training import distill
 from training.distill import Split, TrainConfig, fit_length, get_batch, lr_at, parse_args
@@ -20,7 +19,7 @@ from training.metrics import ccc_numpy
 from training.model import Wav2Small, load_safetensors
 
 ROOT = Path(__file__).resolve().parents[1]
-needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+needs_espeak = pytest.mark.usefixtures("espeak_ng")   # a failure, not a skip, when it is missing
 
 
 def test_help_documents_every_option():
@@ -125,15 +124,12 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path: Path):
 # ------------------------------------------------------------------------------------------------
 # teachers, students, augmentation, processes
 
-needs_transformers = pytest.mark.skipif(
-    importlib.util.find_spec("transformers") is None, reason="pip install transformers")
 
 
 @pytest.fixture(scope="module")
 def small_corpus(tmp_path_factory) -> Path:
     """Real Debian speech (2 clips per group) and 24 espeak-ng clips with prosody labels."""
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng not installed")
+    require_tool("espeak-ng")
     from training.corpus import build
 
     root = tmp_path_factory.mktemp("corpus")
@@ -156,7 +152,6 @@ def _teacher_run(out_dir: Path, corpus: Path, cache: Path, **over) -> TrainConfi
     return TrainConfig(**base)
 
 
-@needs_transformers
 def test_model_teacher_cached_views_resume_and_reuse(tmp_path: Path, small_corpus: Path, dawn_dir: Path):
     from training.cache import AnnotationCache
     from training.teachers import DawnTeacher
@@ -188,7 +183,6 @@ def test_model_teacher_cached_views_resume_and_reuse(tmp_path: Path, small_corpu
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-@needs_transformers
 def test_online_teacher_and_mobilenet_student(tmp_path: Path, small_corpus: Path, dawn_dir: Path):
     cfg = _teacher_run(tmp_path / "mnv3", small_corpus, tmp_path / "cache", teacher=f"dawn:{dawn_dir}",
                        annotate="online", augment="strong", student="mobilenet_v3_small", loss="mse", lr=1e-3)
@@ -260,7 +254,6 @@ def test_two_processes_give_the_one_process_gradient(tmp_path: Path):
     torch.testing.assert_close(two["grad"], one["grad"])
 
 
-@needs_transformers
 def test_torchrun_two_processes(tmp_path: Path, small_corpus: Path, dawn_dir: Path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,8 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("transformers", reason="pip install transformers (the dawn teacher's dependency)")
-pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+pytestmark = pytest.mark.usefixtures("espeak_ng")   # a failure, not a skip, when it is missing
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ from training.metrics import ccc_numpy
 from training.model import load_safetensors
 
 REPO = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+pytestmark = pytest.mark.usefixtures("espeak_ng")   # a failure, not a skip, when it is missing
 
 
 @pytest.fixture(scope="module")

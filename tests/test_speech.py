@@ -3,18 +3,18 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require_tool
 
 from training import prosody, speech
 from training.metrics import ccc_numpy, ccc_torch
 from training.prosody import VARIANTS, annotate, build_corpus, split_of
 from training.speech import SynthParams, debian_speech_files, read_clip, synthesize, synthesize_many
 
-needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+needs_espeak = pytest.mark.usefixtures("espeak_ng")   # a failure, not a skip, when it is missing
 
 
 # ------------------------------------------------------------------------------------------------
@@ -23,7 +23,8 @@ needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="esp
 def test_debian_speech_files_found_sorted_and_readable():
     files = debian_speech_files()
     if not files:
-        pytest.skip("no speech package installed (pocketsphinx-testdata, alsa-utils, asterisk-core-sounds-en-wav)")
+        pytest.fail("no speech package installed: apt-get install pocketsphinx-testdata alsa-utils "
+                    "asterisk-core-sounds-en-wav (.ci/run does)")
     assert files == sorted(files) == debian_speech_files()  # deterministic
     assert len(set(files)) == len(files)
     assert not any(f.name == "Noise.wav" or "/silence/" in f.as_posix() or f.name == "beep.wav" for f in files)
@@ -37,9 +38,8 @@ def test_debian_speech_files_found_sorted_and_readable():
 def test_debian_speech_files_min_seconds_filters():
     files = debian_speech_files(min_seconds=0.0)
     longer = debian_speech_files(min_seconds=3.0)
-    assert set(longer) <= set(files)
-    if files:
-        assert len(longer) < len(files)
+    assert files and set(longer) <= set(files)
+    assert len(longer) < len(files)
 
 
 def test_debian_speech_files_skips_noise_and_missing_roots(tmp_path: Path):
@@ -100,11 +100,11 @@ def test_bad_parameters_raise_clear_errors():
         SynthParams("   ")
     with pytest.raises(ValueError, match="voice"):
         SynthParams("hi", voice="-w out.wav")
-    if shutil.which("espeak-ng"):
-        with pytest.raises(ValueError, match="no variant"):
-            synthesize("hi", variant="nosuchvariant")
-        with pytest.raises(RuntimeError, match="espeak-ng failed"):
-            synthesize("hi", voice="xx-nosuch")
+    require_tool("espeak-ng")
+    with pytest.raises(ValueError, match="no variant"):
+        synthesize("hi", variant="nosuchvariant")
+    with pytest.raises(RuntimeError, match="espeak-ng failed"):
+        synthesize("hi", voice="xx-nosuch")
 
 
 def test_missing_espeak_is_a_clear_runtime_error(monkeypatch):
@@ -226,3 +226,9 @@ def test_ccc_numpy_and_torch_agree():
     np.testing.assert_allclose(ccc_numpy(-t + 1, t)[0], -1.0, atol=0.05)
     assert np.all(c < 1) and np.all(c > 0.8)
     assert np.isnan(ccc_numpy(np.ones(4), np.ones(4))[0])
+    # an offset and a scale are penalised as Lin (1989) has it: CCC(t + d, t) = 2 var / (2 var + d^2)
+    # and CCC(a t, t) = 2 a var / ((1 + a^2) var + ((a - 1) mean)^2); no case above had unequal means
+    var, mean = t.var(0), t.mean(0)
+    for shifted, want in ((t + 0.3, 2 * var / (2 * var + 0.09)), (2 * t, 4 * var / (5 * var + mean**2))):
+        np.testing.assert_allclose(ccc_numpy(shifted, t), want, rtol=1e-12)
+        np.testing.assert_allclose(ccc_torch(torch.tensor(shifted), torch.tensor(t)).numpy(), want, rtol=1e-6)

@@ -243,8 +243,10 @@ def test_float_chunks_and_resampling(default_model, speech_clips):
     s = default_model.stream(stats=default_model.clip_stats(pcm))
     push_all(s, pcm.astype(np.float32) / 32768.0, 500)  # floats are full scale 1.0, never rescaled
     assert np.array_equal(s.read_fixed(), default_model.predict_fixed(pcm))
-    loud = default_model.stream()
+    loud, full_scale = default_model.stream(), default_model.stream()
     loud.push(np.array([2.0, -3.0] * 100))  # clipped at full scale
+    full_scale.push(np.array([1.0, -1.0] * 100))
+    assert np.array_equal(loud.read_fixed(), full_scale.read_fixed())
     x44 = soxr.resample(pcm.astype(np.float32) / 32768.0, 16000, 44100)
     r = default_model.stream(stats=default_model.clip_stats(x44, 44100), sample_rate=44100)
     push_all(r, x44, 4410)

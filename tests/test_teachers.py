@@ -8,9 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-pytest.importorskip("transformers", reason="pip install transformers (the dawn teacher's dependency)")
-
 from conftest import DEFAULT_W2S
 
 from training.teachers import (
@@ -194,7 +191,7 @@ def test_normalize():
     assert abs(float(y.mean())) < 1e-6 and abs(float(y.std()) - 1) < 1e-4
 
 
-@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+@pytest.mark.usefixtures("espeak_ng")
 def test_standin_teacher_is_fitted_and_saved_in_the_dawn_layout(tmp_path: Path, clips):
     from training.corpus import build
     from training.teachers import fit_standin
