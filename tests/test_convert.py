@@ -84,3 +84,28 @@ def test_convert_rejects_foreign_weights(tmp_path):
     assert r.returncode == 2
     assert "not a Wav2Small state dict" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "x.w2s").exists()
+
+
+def test_convert_refuses_bad_paths_and_options_in_one_line(converted):
+    """The input weights are never overwritten (-o was the input: the float weights were lost), and
+    a file that is not safetensors, a directory, a non-audio calibration file and a headroom of 0 each
+    get one line, not a traceback."""
+    weights = converted / "model.safetensors"
+    before = weights.read_bytes()
+    text = converted / "notes.txt"
+    text.write_text("not audio, not weights")
+    cases = {
+        "is the input weights file": [str(weights), "-o", str(weights)],
+        "is the input weights file ": [str(weights), "-o", str(converted / "x.w2s"),
+                                       "--header", str(weights)],
+        "is a directory": [str(converted), "-o", str(converted / "x.w2s")],
+        "header": [str(text), "-o", str(converted / "x.w2s")],   # safetensors' own words for a bad header
+        "cannot read": [str(weights), "-o", str(converted / "x.w2s"), "--calib", str(text)],
+        "headroom must be > 0": [str(weights), "-o", str(converted / "x.w2s"), "--headroom=0"],
+    }
+    for match, args in cases.items():
+        r = subprocess.run([sys.executable, "-m", "wav2small", "convert", *args], capture_output=True,
+                           text=True)
+        assert r.returncode == 2 and match.strip() in r.stderr, (match, r.stderr)
+        assert "Traceback" not in r.stderr
+    assert weights.read_bytes() == before and not (converted / "x.w2s").exists()

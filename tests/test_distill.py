@@ -115,6 +115,51 @@ def test_tiny_run_writes_loadable_model_and_resume_continues(tmp_path: Path):
     assert resumed["ccc"] == full["ccc"]
     assert not [p for p in tmp_path.rglob(".*.tmp")]  # atomic writes left nothing behind
 
+    # a finished run is not overwritten, and a resumed one keeps its student and data
+    before = (out / "train.json").read_bytes()
+    with pytest.raises(ValueError, match="already holds a run .*--resume=true"):
+        distill.train(_tiny(out, cache, seed=9))
+    assert (out / "train.json").read_bytes() == before
+    cfg, given = parse_args([f"--out_dir={out}", "--resume=true", "--width=32", "--floor_db=-60"])
+    with pytest.raises(ValueError, match=r"start a new --out_dir to change --width=32 \(the run has 0\), "
+                                         r"--floor_db=-60.0 \(the run has 0.0\)"):
+        distill.train(cfg, given)
+
+
+@needs_espeak
+def test_a_non_finite_loss_stops_before_the_step(tmp_path: Path, monkeypatch):
+    """A NaN loss (non-finite targets, a learning rate far too high) would make every weight NaN and
+    then the checkpoint; the run stops instead, leaving the last checkpoint as it was."""
+    cache = tmp_path / "cache"
+    distill.train(_tiny(tmp_path / "run", cache, stop_at=3))
+    saved = torch.load(tmp_path / "run" / "ckpt.pt", weights_only=False)["model"]
+    monkeypatch.setattr(distill, "ccc_loss", lambda pred, target: (pred * float("nan")).sum())
+    cfg, given = parse_args([f"--out_dir={tmp_path / 'run'}", "--resume=true", "--stop_at=0"])
+    with pytest.raises(FloatingPointError, match="step 3: the loss is nan"):
+        distill.train(cfg, given)
+    after = torch.load(tmp_path / "run" / "ckpt.pt", weights_only=False)["model"]
+    assert all(torch.equal(saved[k], after[k]) for k in saved)
+
+
+def test_out_of_range_options_are_refused():
+    for bad, match in ((dict(max_iters=-5), "max_iters >= 1"), (dict(lr=0, min_lr=0), "lr > 0"),
+                       (dict(noise_floor=5), "noise_floor"), (dict(beta1=1.5), "beta1"),
+                       (dict(weight_decay=-1), "weight_decay")):
+        with pytest.raises(ValueError, match=match):
+            TrainConfig(**bad).validate()
+
+
+def test_manifest_targets_must_be_finite_numbers(tmp_path: Path):
+    from training.corpus import COLUMNS, read_manifest
+
+    for cell, match in (("nan", "line 3: targets must be finite"), ("inf", "must be finite"),
+                        ("abc", "line 3: .* must be numbers")):
+        path = tmp_path / "manifest.csv"
+        path.write_text(",".join(COLUMNS) + "\n" + "a.wav,x,1.0,s,g,en,train,0.5,0.5,0.5\n"
+                        + f"b.wav,y,1.0,s,h,en,val,{cell},0.5,0.5\n")
+        with pytest.raises(ValueError, match=match):
+            read_manifest(path)
+
 
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path: Path):
     with pytest.raises(FileNotFoundError, match="no checkpoint"):

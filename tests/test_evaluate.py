@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import REPO
 
 from training import distill, evaluate
 from training.metrics import ccc_numpy
@@ -163,3 +166,14 @@ def test_merged_report_takes_the_budget_story_from_the_note(tmp_path: Path):
     assert head.index("echo budgets") < head.index(note)
     assert "deliberately small" not in md and "a few hundred steps" not in md
     assert json.loads(out.with_suffix(".json").read_text())["note"] == note
+
+
+def test_bad_options_and_run_dirs_fail_before_any_work(tmp_path: Path, manifest: Path):
+    """A run directory without a model, or a cut of 0 s, fails at once (it used to after the teacher
+    annotated and the runs before it were evaluated, or deep inside conv1d)."""
+    for args, match in (([str(REPO / "training" / "default"), str(tmp_path)], "no model.safetensors in"),
+                        ([str(REPO / "training" / "default"), "--eval_seconds=0"], "eval_seconds > 0.1"),
+                        ([str(REPO / "training" / "default"), "--threads=0"], "threads >= 1")):
+        r = subprocess.run([sys.executable, "-m", "training.evaluate", f"--corpus={manifest}",
+                            f"--out={tmp_path / 'r'}", *args], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 and match in r.stderr and "evaluating" not in r.stdout, (args, r.stderr[-400:])

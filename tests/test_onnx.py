@@ -171,3 +171,8 @@ def test_cli_writes_both_models(tmp_path: Path, model: Wav2Small) -> None:
         assert out.shape == (len(pcm), 3) and np.all(np.isfinite(out))
     fp32 = session(tmp_path / "out" / "model.onnx").run(["adv"], {"pcm": pcm})[0]
     assert np.abs(fp32 - torch_out(model, pcm)).max() < 1e-4
+    # exported again without --calib: no int8 model of the earlier weights is left beside the new one
+    assert main([str(weights), "-o", str(tmp_path / "out")]) == 0
+    assert not (tmp_path / "out" / "model.int8.onnx").exists()
+    with pytest.raises(SystemExit):   # an opset the exporter fails on deep inside torch
+        main([str(weights), "-o", str(tmp_path / "out"), "--opset=3"])

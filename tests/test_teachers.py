@@ -180,6 +180,7 @@ def test_labels_teacher_by_hash_or_path(tmp_path: Path, speech_files):
 def test_specs(tmp_path: Path):
     assert isinstance(from_spec(f"w2s:{DEFAULT_W2S}"), Wav2SmallTeacher)
     for spec, msg in (("nope:x", "unknown teacher kind"), ("dawn:", "needs an argument"),
+                      ("prosdy", "unknown teacher kind 'prosdy'"),   # a typo, not a missing argument
                       (f"onnx:{tmp_path / 'missing.onnx'}", "no file"), ("ensemble:", "no members")):
         with pytest.raises(TeacherError, match=msg):
             from_spec(spec)

@@ -329,7 +329,7 @@ def test_threshold_grid_has_the_model_default_first_and_no_repeated_row():
     grid = threshold_grid(d, [0.25, 0.2, 0.25], [0.5, 0.8])
     assert grid == [d, Thresholds(0.25, 0.5), Thresholds(0.2, 0.8), Thresholds(0.25, 0.8)]
     assert _floats(" 0.2, 0.8,", "--x") == [0.2, 0.8]
-    with pytest.raises(SystemExit, match="--x: expected comma-separated numbers"):
+    with pytest.raises(ValueError, match="--x: expected comma-separated numbers"):
         _floats("0.2;0.8", "--x")
 
 
@@ -478,6 +478,13 @@ def test_new_flags_parse_and_have_help():
     assert UQConfig.parse(["--snap_to_grid=on", "--extended_nonspeech=0"]).snap_to_grid is True
     with pytest.raises(SystemExit):   # a mistyped boolean used to mean False without a word
         UQConfig.parse(["--extended_nonspeech=ture"])
+    from training import uncertainty
+
+    # checked before any data is built (a bad coverage used to fail at the end of a 15-minute run)
+    for bad, match in ((dict(coverage=1.5), "coverage"), (dict(ood_bn="foo"), "ood_bn"),
+                       (dict(max_iters=0), "max_iters"), (dict(threads=0), "threads")):
+        with pytest.raises(SystemExit, match=match):
+            uncertainty.train(UQConfig(**bad))
     out = subprocess.run([sys.executable, "-m", "training.uncertainty", "--help"], capture_output=True, text=True,
                          cwd=REPO, check=True).stdout
     for flag in ("--extended_nonspeech", "--ensemble ", "--ensemble_weight"):
@@ -722,3 +729,45 @@ def test_selection_summary_over_seeds(tmp_path):
     f = tmp_path / "sel.json"
     f.write_text(json.dumps(res))
     assert main([str(f), "--summarize=1"]) == 0
+
+
+def test_uq_select_rebuilds_an_unreadable_clip_cache(tmp_path, monkeypatch):
+    """A cache cut off mid-write (the clips take minutes to build) is rebuilt, not a crash in every
+    later run; it is written whole or not at all."""
+    from training import uq_select
+
+    cache = tmp_path / "clips.pkl"
+    cache.write_bytes(b"\x80\x04\x95\x10\x00")   # the first bytes of a pickle, cut off
+    built = {"version": uq_select.CACHE_VERSION, "speech": [np.zeros(4, np.float32)]}
+    monkeypatch.setattr(uq_select, "build", lambda log: built)   # the 4-minute clip builder
+    said = []
+    data = uq_select.load_clips(cache, said.append)
+    assert data["version"] == uq_select.CACHE_VERSION and "unreadable" in said[0]
+    assert uq_select.load_clips(cache, said.append)["speech"][0].shape == (4,) and len(said) == 1
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_uq_report_checks_its_inputs_before_building_anything(tmp_path):
+    def report(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "training.uq_report", f"--out={tmp_path / 'r'}", *args],
+                              capture_output=True, text=True, cwd=REPO, timeout=60)
+
+    for args, match in ((["--w2s=/nonexistent.w2s"], "no model file"),
+                        ([f"--base={tmp_path}"], "no model.safetensors"),
+                        (["--ensemble=training/default,nowhere"], "in nowhere"), (["--threads=0"], "threads"),
+                        (["--max_sigmas=0.2;0.3"], "comma-separated")):
+        r = report(*args)
+        assert r.returncode == 2 and match in r.stderr and "eval set" not in r.stderr, (args, r.stderr[-500:])
+
+
+def test_release_needs_the_runs_train_json(tmp_path):
+    """Without train.json the card would be '?' and 'nan' with a wrong rebuild command, written by
+    default over the package's model."""
+    from training import release
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "model.safetensors").write_bytes((REPO / "training" / "default_uq" / "model.safetensors")
+                                                        .read_bytes())
+    with pytest.raises(SystemExit, match="has no train.json"):
+        release.release(tmp_path / "run", tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -57,6 +57,13 @@ def convert(weights: str, out: str, header: str | None = None, calib: list[str] 
     from .model import load_safetensors
     from .quantize import quantize
 
+    if headroom <= 0:
+        raise ValueError(f"headroom must be > 0, got {headroom}")
+    if Path(weights).is_dir():
+        raise ValueError(f"{weights} is a directory: give its model.safetensors")
+    for target in (out, header):   # the float weights must survive the conversion
+        if target and Path(target).exists() and Path(target).resolve() == Path(weights).resolve():
+            raise ValueError(f"the output {target} is the input weights file: choose another path")
     model = load_safetensors(weights)
     qm = quantize(model, load_calibration(calib or []), headroom=headroom)
     data = write_model(qm, out)
@@ -79,12 +86,17 @@ def _run(args: argparse.Namespace) -> int:
     except ImportError:
         print("wav2small convert needs PyTorch: pip install 'wav2small[train]'", file=sys.stderr)
         return 2
+    from safetensors import SafetensorError
+
+    from wav2small.errors import Wav2SmallError
+
     from .model import PublishedWeightsError
     from .quantize import QuantizationError
 
     try:
         data = convert(args.weights, args.out, args.header, args.calib, args.headroom)
-    except (OSError, PublishedWeightsError, QuantizationError) as e:
+    except (OSError, ValueError, SafetensorError, PublishedWeightsError, QuantizationError,
+            Wav2SmallError) as e:
         print(f"wav2small convert: {e}", file=sys.stderr)
         return 2
     print(f"wrote {args.out} ({len(data)} bytes)" + (f" and {args.header}" if args.header else ""))

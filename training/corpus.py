@@ -36,6 +36,7 @@ import csv
 import hashlib
 import io
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -303,8 +304,18 @@ def read_manifest(path: str | Path) -> list[Entry]:
         labelled = [r[o] != "" for o in OUTPUTS]
         if any(labelled) and not all(labelled):
             raise ValueError(f"{path} line {n}: give all of {OUTPUTS} or none")
-        targets = tuple(float(r[o]) for o in OUTPUTS) if all(labelled) else None
-        out.append(Entry(r["path"], r["sha256"], float(r["seconds"]), r["source"], r["group"], r["language"],
+        try:
+            targets = tuple(float(r[o]) for o in OUTPUTS) if all(labelled) else None
+        except ValueError:
+            raise ValueError(f"{path} line {n}: {OUTPUTS} must be numbers, got "
+                             f"{[r[o] for o in OUTPUTS]}") from None
+        if targets is not None and not all(math.isfinite(t) for t in targets):
+            raise ValueError(f"{path} line {n}: targets must be finite, got {targets}")
+        try:
+            seconds = float(r["seconds"])
+        except ValueError:
+            raise ValueError(f"{path} line {n}: seconds must be a number, got {r['seconds']!r}") from None
+        out.append(Entry(r["path"], r["sha256"], seconds, r["source"], r["group"], r["language"],
                          r["split"], targets))
     groups: dict[str, set[str]] = defaultdict(set)
     for e in out:
@@ -377,6 +388,8 @@ def main(argv: list[str] | None = None) -> None:
                                                                 "or ~/.cache/wav2small)")
     ap.add_argument("--workers", type=int, default=2, help="parallel espeak-ng processes")
     args = ap.parse_args(argv)
+    if min(args.espeak, args.flite, args.max_per_group, args.min_seconds) < 0 or args.workers < 1:
+        ap.error("--espeak, --flite, --max_per_group and --min_seconds must be >= 0 and --workers >= 1")
     sources = {s.strip() for s in args.sources.split(",") if s.strip()}
     if "flite" in sources and shutil.which(FLITE) is None:
         print("flite is not installed (apt-get install flite): leaving it out")

@@ -38,7 +38,11 @@ Commands (run from the repository root):
     python -m training.distill --help            # every option, with its default
 
 Every option is `--key=value`; booleans take true/false. On --resume the checkpoint's config is
-loaded and only the options given on the command line override it.
+loaded and only the options given on the command line override it; the run's student and data
+(RUN_IDENTITY: student, model, width, width_mult, floor_db, corpus, n_clips, teacher,
+exclude_voices) cannot change. An out_dir that holds a run (ckpt.pt or train.json) is never
+overwritten: continue it with --resume=true or choose another out_dir. A non-finite loss stops the
+run before the step, with the last checkpoint as it was.
 
 Data. Training examples are random `crop_seconds` crops; clips shorter than that are padded (`pad`):
 "repeat" tiles the clip (every frame the model sees is speech-like, as at inference; a zero tail
@@ -235,8 +239,16 @@ class TrainConfig:
             raise ValueError(f"qat applies to wav2small students (the C engine runs only those), not {self.student}")
         if min(self.qat_iters, self.qat_eval_interval, self.qat_calib) < 1 or self.qat_lr <= 0:
             raise ValueError("qat_iters, qat_eval_interval and qat_calib must be >= 1 and qat_lr > 0")
-        if not 0 <= self.min_lr <= self.lr:
-            raise ValueError(f"need 0 <= min_lr <= lr, got {self.min_lr}, {self.lr}")
+        if not 0 <= self.min_lr <= self.lr or self.lr <= 0:
+            raise ValueError(f"need lr > 0 and 0 <= min_lr <= lr, got {self.lr}, {self.min_lr}")
+        if self.max_iters < 1 or self.warmup_iters < 0 or self.stop_at < 0:
+            raise ValueError(f"need max_iters >= 1, warmup_iters >= 0 and stop_at >= 0, got "
+                             f"{self.max_iters}, {self.warmup_iters}, {self.stop_at}")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1) or self.weight_decay < 0 or self.grad_clip < 0:
+            raise ValueError(f"need 0 <= beta1, beta2 < 1 and weight_decay, grad_clip >= 0, got "
+                             f"{self.beta1}, {self.beta2}, {self.weight_decay}, {self.grad_clip}")
+        if not 0 <= self.noise_floor <= 1:
+            raise ValueError(f"noise_floor is a share of each batch's rows, 0..1, got {self.noise_floor}")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -644,11 +656,22 @@ def save_json(path: Path, obj: dict[str, Any]) -> None:
 # ------------------------------------------------------------------------------------------------
 # main
 
+# What a run is: its student and its data. A resumed run keeps them (its best step was chosen on
+# that validation set); the schedule, intervals and QAT options may change.
+RUN_IDENTITY = ("student", "model", "width", "width_mult", "floor_db", "corpus", "n_clips", "teacher",
+                "exclude_voices")
+
+
 def load_resume(cfg: TrainConfig, given: dict[str, Any]) -> tuple[TrainConfig, dict[str, Any]]:
     path = Path(cfg.out_dir) / "ckpt.pt"
     if not path.is_file():
         raise FileNotFoundError(f"--resume: no checkpoint at {path}")
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    changed = [f"--{k}={given[k]} (the run has {ckpt['config'][k]!r})" for k in RUN_IDENTITY
+               if k in given and k in ckpt["config"] and given[k] != ckpt["config"][k]]
+    if changed:
+        raise ValueError(f"--resume keeps the run's student and data; start a new --out_dir to change "
+                         f"{', '.join(changed)}")
     merged = {**ckpt["config"], **given, "resume": True}
     return TrainConfig(**merged), ckpt
 
@@ -734,6 +757,13 @@ def train(cfg: TrainConfig, given: dict[str, Any] | None = None) -> dict[str, An
     if cfg.resume:
         cfg, ckpt = load_resume(cfg, given if given is not None else asdict(cfg))
     cfg.validate()
+    out_dir = Path(cfg.out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"out_dir {out_dir} is a file")
+    held = [f for f in ("ckpt.pt", "train.json") if (out_dir / f).exists()]
+    if held and not cfg.resume:   # a finished run is never overwritten silently
+        raise ValueError(f"out_dir {out_dir} already holds a run ({', '.join(held)}): continue it with "
+                         "--resume=true, or choose another --out_dir")
     dist = dist_setup()
     if cfg.batch_size % dist.world:
         raise ValueError(f"batch_size {cfg.batch_size} must be a multiple of the {dist.world} processes")
@@ -747,7 +777,6 @@ def train(cfg: TrainConfig, given: dict[str, Any] | None = None) -> dict[str, An
         tune_malloc()
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    out_dir = Path(cfg.out_dir)
 
     model, model_args = build_student(cfg, ckpt["model_args"] if ckpt else None)
     sample_rate = 16000
@@ -820,6 +849,9 @@ def train(cfg: TrainConfig, given: dict[str, Any] | None = None) -> dict[str, An
                                                          cfg.seed, iter_num)[rows])
         pred = gather_rows(net(x), dist, differentiable=True)
         loss = loss_fn(pred, gather_rows(y, dist, differentiable=False))
+        if not torch.isfinite(loss):   # a step on it would make every weight NaN, and the checkpoint too
+            raise FloatingPointError(f"step {iter_num}: the loss is {loss.item()}; the last checkpoint "
+                                     "is left as it was (non-finite targets or a learning rate too high?)")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip > 0:

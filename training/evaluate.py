@@ -355,6 +355,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.corpus:
         ap.error("--corpus is required")
+    if args.eval_seconds <= 0.1 or args.threads < 1 or args.calib < 0:
+        ap.error(f"need --eval_seconds > 0.1, --threads >= 1 and --calib >= 0, got {args.eval_seconds}, "
+                 f"{args.threads}, {args.calib}")
+    missing = [r for r in args.runs if not (Path(r) / "model.safetensors").is_file()]
+    if missing:   # before the teacher annotates and the runs before it are evaluated
+        ap.error(f"no model.safetensors in {', '.join(missing)}")
     result = run(args, argv)
     for r in result["students"]:
         fl = r["float"]["all"]

@@ -43,7 +43,8 @@ def model_bytes(qm: QuantizedModel) -> bytes:
     return bytes(buf)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write via a temp file and os.replace: an interrupted write never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     try:
@@ -58,7 +59,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 def write_model(qm: QuantizedModel, path: str | Path) -> bytes:
     data = model_bytes(qm)
-    _atomic_write(Path(path), data)
+    write_atomic(Path(path), data)
     return data
 
 
@@ -87,4 +88,4 @@ def c_header(data: bytes, name: str = "w2s_model_data", source: str = "") -> str
 
 
 def write_header(data: bytes, path: str | Path, name: str = "w2s_model_data") -> None:
-    _atomic_write(Path(path), c_header(data, name, source=Path(path).name).encode())
+    write_atomic(Path(path), c_header(data, name, source=Path(path).name).encode())

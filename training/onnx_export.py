@@ -147,18 +147,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="speech files for int8 calibration; without them only model.onnx is written")
     ap.add_argument("--opset", type=int, default=17)
     args = ap.parse_args(argv)
+    if args.opset < 17:   # what the tests and scripts/bench.py export; lower ones failed deep in torch
+        ap.error(f"--opset must be >= 17, got {args.opset}")
 
     from wav2small.audio import load
 
     model = load_safetensors(args.weights)
+    clips = [load(f, model.cfg.sample_rate) for f in args.calib]   # a bad file fails before anything is written
     args.out.mkdir(parents=True, exist_ok=True)
+    # an int8 model of earlier weights must not stay beside the new float one
+    (args.out / "model.int8.onnx").unlink(missing_ok=True)
     fp32 = export_onnx(model, args.out / "model.onnx", opset=args.opset)
     print(f"wrote {fp32}")
     if not args.calib:
         print("no --calib files: skipped model.int8.onnx (static quantization needs real audio)",
               file=sys.stderr)
         return 0
-    clips = [load(f, model.cfg.sample_rate) for f in args.calib]
     int8 = quantize_onnx_int8(fp32, args.out / "model.int8.onnx", clips)
     print(f"wrote {int8} (calibrated on {len(clips)} clips)")
     return 0

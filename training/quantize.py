@@ -297,3 +297,7 @@ def engine_fidelity(float_model: Wav2Small, engine, clips: list[np.ndarray]) -> 
         "max_abs_diff": dict(zip(names, np.abs(c - f).max(axis=0).tolist())),
         "float_std": dict(zip(names, f.std(axis=0).tolist())),
     }
+
+
+if __name__ == "__main__":
+    raise SystemExit("training.quantize has no command line: use `wav2small convert` (training/convert.py)")

@@ -25,7 +25,7 @@ import torch
 from wav2small import Model, _engine
 from wav2small.audio import load
 
-from .export import _atomic_write, write_model
+from .export import write_atomic, write_model
 from .model import OUTPUT_NAMES, load_safetensors
 from .quantize import engine_fidelity, quantize
 from .speech import CORE_SPEECH_SOURCES, debian_speech_files
@@ -197,8 +197,11 @@ The numbers above come from that release run ({datetime.date.today().isoformat()
 
 
 def release(src: Path, out_dir: Path = PACKAGE_MODELS, n_clips: int = 48) -> dict:
+    if not (src / "train.json").is_file():   # the card's numbers and its rebuild command come from it
+        raise SystemExit(f"{src} has no train.json: release a finished training.distill or "
+                         "training.uncertainty run")
     model = load_safetensors(src / "model.safetensors")
-    train = json.loads((src / "train.json").read_text()) if (src / "train.json").exists() else {}
+    train = json.loads((src / "train.json").read_text())
     _, clips = real_speech(n_clips)
     calib, held_out = clips[0::2], clips[1::2]
     extra = f"python -m training.release {src}                  # this card and default.w2s\n```\n"
@@ -218,7 +221,7 @@ def release(src: Path, out_dir: Path = PACKAGE_MODELS, n_clips: int = 48) -> dic
     data = write_model(quantize(model, calib), out_dir / "default.w2s")
     fid = engine_fidelity(model, Model(out_dir / "default.w2s"), held_out)
     shipped = uq["ccc"] if model.cfg.uncertainty else None
-    _atomic_write(out_dir / "default.md", card(train, fid, len(data), model.trainable_parameters(), extra,
+    write_atomic(out_dir / "default.md", card(train, fid, len(data), model.trainable_parameters(), extra,
                                                shipped).encode())
     return fid
 

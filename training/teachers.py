@@ -370,6 +370,9 @@ def from_spec(spec: str, allow_hub: bool = False, threads: int = 1) -> Teacher:
     """A teacher from a `kind:argument` string (see the module docstring). `prosody` is not a waveform
     teacher: training.distill maps it to the labels of the prosody corpus."""
     kind, _, arg = spec.partition(":")
+    if kind not in TEACHER_KINDS:   # before the argument: "prosdy" is a typo, not a missing argument
+        raise TeacherError(f"unknown teacher kind {kind!r} in {spec!r}: use {', '.join(TEACHER_KINDS)} "
+                           "(or prosody, training.distill's annotator)")
     if kind == "ensemble":
         parts = [p for p in arg.split(",") if p]
         return EnsembleTeacher([from_spec(p, allow_hub, threads) for p in parts])
@@ -383,9 +386,10 @@ def from_spec(spec: str, allow_hub: bool = False, threads: int = 1) -> Teacher:
         return OnnxTeacher(arg, normalize_input=True, threads=threads)
     if kind == "w2s":
         return Wav2SmallTeacher(arg)
-    if kind == "labels":
-        return LabelsTeacher(arg)
-    raise TeacherError(f"unknown teacher kind {kind!r} in {spec!r}: use dawn, onnx, onnx+norm, w2s, labels, ensemble")
+    return LabelsTeacher(arg)   # kind == "labels"
+
+
+TEACHER_KINDS = ("dawn", "onnx", "onnx+norm", "w2s", "labels", "ensemble")
 
 
 def make_random_dawn(path: str | Path, seed: int = 0, hidden: int = 64, layers: int = 2) -> Path:
@@ -497,6 +501,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
+    if args.steps < 1 or args.threads < 1:
+        ap.error(f"--steps and --threads must be >= 1, got {args.steps}, {args.threads}")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        ap.error(f"--out {args.out} is a file; the teacher is a directory (config.json + model.safetensors)")
     path = fit_standin(args.out, args.corpus, args.steps, args.seed, args.hidden, args.layers, threads=args.threads)
     print(f"wrote {path}: load it with --teacher=dawn:{path} ({DawnTeacher(path).id})")
 

@@ -822,6 +822,8 @@ def save(model: Wav2Small, out_dir: Path, report: dict[str, Any]) -> None:
 
 
 def train(cfg: UQConfig) -> dict[str, Any]:
+    if cfg.threads < 1:
+        raise SystemExit(f"--threads must be >= 1, got {cfg.threads}")
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     t_start = time.time()
@@ -838,6 +840,13 @@ def train(cfg: UQConfig) -> dict[str, Any]:
         return finish(model, cfg, old.get("history", []), keep, log)
     if cfg.familiarity_rows not in ("all", "clean"):
         raise SystemExit(f"--familiarity_rows must be 'all' or 'clean', got {cfg.familiarity_rows!r}")
+    # checked before the pools are built and the run starts (a bad coverage only failed at its end)
+    if not 0 < cfg.coverage < 1:
+        raise SystemExit(f"--coverage is the share of clean speech answered, within 0..1, got {cfg.coverage}")
+    if cfg.ood_bn not in ("batch", "speech", "eval"):
+        raise SystemExit(f"--ood_bn must be batch, speech or eval, got {cfg.ood_bn!r}")
+    if cfg.max_iters < 1 or cfg.lr <= 0:
+        raise SystemExit(f"need --max_iters >= 1 and --lr > 0, got {cfg.max_iters}, {cfg.lr}")
     voice_range(cfg.babble_voices)
     if cfg.babble_speed < 1.0:
         raise SystemExit(f"--babble_speed is a factor >= 1 (1 = voices as recorded), got {cfg.babble_speed}")

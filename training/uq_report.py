@@ -174,7 +174,7 @@ def _floats(text: str, flag: str) -> list[float]:
     try:
         return [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise SystemExit(f"{flag}: expected comma-separated numbers, got {text!r}") from None
+        raise ValueError(f"{flag}: expected comma-separated numbers, got {text!r}") from None
 
 
 def threshold_grid(default: Thresholds, max_sigmas: Sequence[float],
@@ -602,6 +602,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
+    # every input checked before the evaluation set is built and MC dropout trained (minutes)
+    if args.threads < 1:
+        p.error(f"--threads must be >= 1, got {args.threads}")
+    if not Path(args.w2s).is_file():
+        p.error(f"--w2s: no model file at {args.w2s}")
+    runs = ([args.base] if args.base else []) + (args.ensemble.split(",") if args.ensemble else [])
+    missing = [r for r in runs if not (Path(r) / "model.safetensors").is_file()]
+    if missing:
+        p.error(f"no model.safetensors in {', '.join(missing)} (--base / --ensemble)")
+    try:
+        sigmas = _floats(args.max_sigmas, "--max_sigmas")
+        probs = _floats(args.min_speech_probs, "--min_speech_probs")
+    except ValueError as e:
+        p.error(str(e))
     torch.set_num_threads(args.threads)
     t0 = time.time()
 
@@ -630,8 +644,7 @@ def main(argv: list[str] | None = None) -> int:
     default = Model(args.w2s).thresholds
     grid = []
     if default is not None:
-        grid = threshold_grid(default, _floats(args.max_sigmas, "--max_sigmas"),
-                              _floats(args.min_speech_probs, "--min_speech_probs"))
+        grid = threshold_grid(default, sigmas, probs)
     res = evaluate(es, methods, silero, log, grid)
     out = Path(args.out)
     pngs = plots(res, out)

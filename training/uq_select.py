@@ -115,13 +115,18 @@ def babble_probe(val, seed: int, per_set: int = 40) -> dict[str, list[np.ndarray
 def load_clips(cache: Path, log) -> dict:
     """The validation clips of build(), from `cache` when it holds this version's, else built and
     written there."""
-    data = pickle.loads(cache.read_bytes()) if cache.exists() else {}
+    from .export import write_atomic
+
+    try:
+        data = pickle.loads(cache.read_bytes()) if cache.exists() else {}
+    except (pickle.UnpicklingError, EOFError, ValueError) as e:   # a cut-off file of an older run
+        log(f"{cache} is unreadable ({e}): building the clips again")
+        data = {}
     if data.get("version") != CACHE_VERSION:
         if data:
             log(f"{cache} is from an older version of this script: building the clips again")
         data = build(log)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_bytes(pickle.dumps(data))
+        write_atomic(cache, pickle.dumps(data))
     return data
 
 
