@@ -71,9 +71,11 @@ def test_resampling(speech_clips):
     at_8k = soxr.resample(pcm, 16000, 8000)
     at_44k = soxr.resample(pcm, 16000, 44100)
     ref = wav2small.predict(pcm).as_array()
-    # 8 kHz loses the upper half of the spectrum: the model sees a different clip, but a valid one
-    assert np.all(np.isfinite(wav2small.predict(at_8k, sample_rate=8000).as_array()))
-    assert np.allclose(wav2small.predict(at_44k, sample_rate=44100).as_array(), ref, atol=0.02)
+    # 8 kHz loses the upper half of the spectrum: the model sees a different clip, but a near one
+    # (measured 0.001 here, at most 0.004 over the test clips; clips differ by 0.02-0.04)
+    assert np.allclose(wav2small.predict(at_8k, sample_rate=8000).as_array(), ref, atol=0.01)
+    at_44k_pred = wav2small.predict(at_44k, sample_rate=44100).as_array()
+    assert np.allclose(at_44k_pred, ref, atol=2e-3)   # measured 1e-4
 
 
 @pytest.mark.parametrize(

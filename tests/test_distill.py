@@ -197,7 +197,8 @@ def _teacher_run(out_dir: Path, corpus: Path, cache: Path, **over) -> TrainConfi
     return TrainConfig(**base)
 
 
-def test_model_teacher_cached_views_resume_and_reuse(tmp_path: Path, small_corpus: Path, dawn_dir: Path):
+def test_model_teacher_cached_views_resume_and_reuse(tmp_path: Path, small_corpus: Path, dawn_dir: Path,
+                                                     monkeypatch):
     from training.cache import AnnotationCache
     from training.teachers import DawnTeacher
 
@@ -205,7 +206,10 @@ def test_model_teacher_cached_views_resume_and_reuse(tmp_path: Path, small_corpu
     cfg = _teacher_run(tmp_path / "full", small_corpus, cache, teacher=f"dawn:{dawn_dir}", augment="default")
     full = distill.train(cfg)
     teacher = DawnTeacher(dawn_dir)
-    assert full["teacher"] == teacher.id and full["annotations"] > 0
+    assert full["teacher"] == teacher.id
+    # every validation and test clip once, whole, and `views` (crop, augmentation) views of each training clip
+    clips = full["clips"]
+    assert full["annotations"] == clips["val"] + clips["test"] + cfg.views * clips["train"]
     stored = AnnotationCache(cache, teacher)
     assert len(stored) == full["annotations"]
     # validation targets are the teacher's outputs on the whole (cut) clips: the report's CCC is
@@ -217,12 +221,29 @@ def test_model_teacher_cached_views_resume_and_reuse(tmp_path: Path, small_corpu
     got = distill.predict_exact(model, val, 8)
     np.testing.assert_allclose(ccc_numpy(got, want), [report["ccc"]["val"][k] for k in ("arousal", "dominance", "valence")],
                                atol=1e-4)
-    # stop and resume: the same result, and the cache answers every teacher query
+    # stop and resume: the same result, and the cache answers every teacher query (the real teacher,
+    # counted: it is never asked)
+    asked = []
+
+    def counted(spec, **kw):
+        inner = real_from_spec(spec, **kw)
+
+        class Counted:
+            id, clip_level = inner.id, inner.clip_level
+
+            def __call__(self, waves, ids=None):
+                asked.append(len(waves))
+                return inner(waves, ids)
+        return Counted()
+
+    real_from_spec = distill.from_spec
+    monkeypatch.setattr(distill, "from_spec", counted)
     split_dir = tmp_path / "split"
     assert distill.train(_teacher_run(split_dir, small_corpus, cache, teacher=f"dawn:{dawn_dir}", augment="default",
                                       stop_at=2)) == {"stopped_at": 2}
     resumed = distill.train(*parse_args([f"--out_dir={split_dir}", "--resume=true", "--stop_at=0"]))
     assert resumed["ccc"] == full["ccc"] and resumed["annotations"] == full["annotations"]
+    assert asked == [], f"the teacher was asked about {sum(asked)} clips the cache holds"
     a = torch.load(tmp_path / "full" / "ckpt.pt", weights_only=False)["model"]
     b = torch.load(split_dir / "ckpt.pt", weights_only=False)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)

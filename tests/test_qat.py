@@ -120,7 +120,13 @@ def test_qat_recovers_int8_ccc_and_resumes_bit_identically(tmp_path: Path):
     ckpt["model_args"] = {**ckpt["model_args"], "amin": _trained().cfg.amin}  # the shipped student's floor
     torch.save(ckpt, base / "ckpt.pt")
     shutil.copytree(base, tmp_path / "split")
+    shutil.copytree(base, tmp_path / "within")
     qat_args = ["--resume=true", "--qat=auto", "--qat_iters=40", "--qat_eval_interval=20", "--qat_calib=8"]
+
+    # within the threshold (1.0: any loss the coarse model has), auto only measures
+    within = distill.train(*parse_args([f"--out_dir={tmp_path / 'within'}", *qat_args,
+                                        "--qat_threshold=1.0"]))["qat"]
+    assert within["ran"] is False and within["steps"] == 0 and within["pre"]["max_loss"] > 0.1
 
     report = distill.train(*parse_args([f"--out_dir={base}", *qat_args]))
     q = report["qat"]
@@ -156,7 +162,7 @@ def test_qat_recovers_int8_ccc_and_resumes_bit_identically(tmp_path: Path):
     a, b = load_file(str(base / "model.safetensors")), load_file(str(split / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
 
-    # resuming the finished phase changes nothing; within the threshold, auto only measures
+    # resuming the finished phase changes nothing
     again = distill.train(*parse_args([f"--out_dir={base}", "--resume=true"]))
     assert again["qat"] == report["qat"]
     loose = distill.train(*parse_args([f"--out_dir={split}", "--resume=true", "--qat_threshold=1.0"]))

@@ -165,10 +165,23 @@ def test_memory_is_constant_and_within_target(default_model, speech_clips):
     assert sizes["total"] >= sizes["state"] + sizes["vox"] + sizes["lines"] + max(sizes["work_push"], sizes["work_read"])
     assert sizes["total"] <= 8192, sizes  # issue 5: streaming working RAM <= 8 KB for any length
     assert em.nbytes <= 16384  # issue 5: model <= 16 KB, uncertainty head included
-    s = default_model.stream()
-    for pcm in speech_clips[:3]:
-        s.push(pcm)
-    assert s.arena_bytes == sizes["total"]  # independent of how much was pushed
+    # Python keeps nothing per pushed chunk either: 10 minutes of audio (int16 and float chunks, some
+    # resampled) grow the traced heap by a few KB at most (the arena is fixed at creation)
+    import tracemalloc
+
+    s, r = default_model.stream(), default_model.stream(sample_rate=44100)
+    chunk, chunk44 = to_int16(speech_clips[0])[:16000], np.resize(speech_clips[1], 44100).astype(np.float32)
+    s.push(chunk)
+    r.push(chunk44)   # first pushes allocate once (the resampler's filters)
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for _ in range(300):   # 300 x (1 s + 1 s at 44.1 kHz)
+        s.push(chunk)
+        r.push(chunk44)
+    grown = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert grown < 16384, grown
+    assert s.arena_bytes == r.arena_bytes == sizes["total"] and s.seconds > 300
 
 
 # ---- running prenorm ------------------------------------------------------------------------------------
@@ -232,7 +245,18 @@ def test_running_stream_is_close_to_batch_and_chunking_free(default_model, speec
     push_all(a, pcm, 1000)
     push_all(b, pcm, 7, read_every=500)
     assert np.array_equal(a.read_fixed(), b.read_fixed())
-    assert np.abs(a.read().as_array() - default_model.predict(pcm).as_array()).max() < 0.1
+    assert np.abs(a.read().as_array() - default_model.predict(pcm).as_array()).max() < 0.05   # measured 0.024
+    # the running estimate follows its own clip: nearer its batch A/D/V than the other clips' are
+    # (measured: 0.011 against 0.020 on average; a stream that ignored its input would be as far)
+    clips = [to_int16(c) for c in speech_clips[:8]]
+    running = [default_model.stream() for _ in clips]
+    for s, c in zip(running, clips):
+        s.push(c)
+    r = np.array([s.read().as_array() for s in running])
+    batch = np.array([default_model.predict(c).as_array() for c in clips])
+    gap = np.abs(r[:, None, :] - batch[None, :, :]).mean(axis=2)   # gap[i, j]: stream i to batch j
+    own, other = np.diag(gap).mean(), gap[~np.eye(len(clips), dtype=bool)].mean()
+    assert own < 0.75 * other, (own, other)
 
 
 # ---- Python API ----------------------------------------------------------------------------------------
@@ -251,7 +275,8 @@ def test_float_chunks_and_resampling(default_model, speech_clips):
     r = default_model.stream(stats=default_model.clip_stats(x44, 44100), sample_rate=44100)
     push_all(r, x44, 4410)
     assert abs(r.seconds - len(pcm) / 16000) < 0.1  # the resampler holds back a few ms
-    assert np.abs(r.read().as_array() - default_model.predict(x44, 44100).as_array()).max() < 0.03
+    # measured 0.003 (the resampler's stream holds back its last few ms); the clips differ by 0.02-0.04
+    assert np.abs(r.read().as_array() - default_model.predict(x44, 44100).as_array()).max() < 0.01
 
 
 def test_a_loud_float_chunk_is_clipped_before_resampling(default_model):

@@ -456,6 +456,14 @@ def test_ensemble_spread_and_its_loss(speech_clips):
     assert torch.allclose(s, (3.0 * ys.std(0, unbiased=False)) ** 2)
     assert ensemble_spread(members[:1], x, 3.0) is None and ensemble_spread(members, x, 0.0) is None
     assert torch.count_nonzero(ensemble_spread([members[0], members[0]], x, 3.0)) == 0
+    # two members a constant c apart in every output: std c / 2, so (weight c / 2)^2 everywhere
+    import copy
+
+    shifted = copy.deepcopy(members[0])
+    with torch.no_grad():
+        shifted.adv.bias[:3] += torch.tensor([0.1, 0.2, 0.4])
+    want = (3.0 * torch.tensor([0.1, 0.2, 0.4]) / 2) ** 2
+    assert torch.allclose(ensemble_spread([members[0], shifted], x, 3.0), want.expand(4, 3), rtol=1e-4)
     # the NLL's optimum moves from the error to sqrt(error^2 + spread)
     target = torch.full((1, 3), 0.5)
     spread = torch.full((1, 3), 0.2 ** 2)
@@ -679,10 +687,20 @@ def test_selection_measures_on_validation_clips(uq_bytes, tmp_path):
         assert r["called_speech"][kind] == float((run(clips)[:, 6] >= 0).mean())
     heard = run(data["speech"])[:, 6] >= 0
     assert r["heard_as_speech"] == {"espeak": float(heard[:4].mean()), "real": float(heard[4:].mean())}
+    # the other measures recomputed from the engine's outputs with uq_report's tested metrics
+    from training.metrics import ccc_numpy
+    from training.uq_report import auroc, spearman
+
+    sp = run(data["speech"])
     for name, probe in r["babble_probe"].items():
-        assert probe["called_speech"] == float((run(data["babble_probe"][name])[:, 6] >= 0).mean())
-        assert 0 <= probe["auroc_sigma"] <= 1 and 0 <= probe["auroc_speech_prob"] <= 1
-    assert list(r["ccc"]) == ["arousal", "dominance", "valence"] and all(-1 <= v <= 1 for v in r["ccc"].values())
+        b = run(data["babble_probe"][name])
+        assert probe["called_speech"] == float((b[:, 6] >= 0).mean())
+        assert probe["auroc_sigma"] == auroc(b[:, 3:6].max(axis=1), sp[:, 3:6].max(axis=1))
+        assert probe["auroc_speech_prob"] == auroc(-b[:, 6], -sp[:, 6])
+    noisy = run(data["noisy"])
+    assert r["spearman_sigma_minus_snr"] == spearman(noisy[:, 3:6].max(axis=1), -data["snr"])
+    want = ccc_numpy(run(data["val_clips"])[:, :3], data["val_targets"])
+    assert list(r["ccc"]) == ["arousal", "dominance", "valence"] and np.allclose(list(r["ccc"].values()), want)
     assert all(0 <= v < 1 for v in r["lsb_sensitivity"].values())
     sel = r["selective"]
     # at full coverage the curve is the plain mean error over clean + corrupted clips
