@@ -222,7 +222,7 @@ def release(src: Path, out_dir: Path = PACKAGE_MODELS, n_clips: int = 48) -> dic
     fid = engine_fidelity(model, Model(out_dir / "default.w2s"), held_out)
     shipped = uq["ccc"] if model.cfg.uncertainty else None
     write_atomic(out_dir / "default.md", card(train, fid, len(data), model.trainable_parameters(), extra,
-                                               shipped).encode())
+                                              shipped).encode())
     return fid
 
 

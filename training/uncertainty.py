@@ -769,6 +769,9 @@ def _bn_from_first_rows(bn: torch.nn.BatchNorm2d, x: torch.Tensor, n: int) -> to
     return x * scale[None, :, None, None] + (bn.bias - mean * scale)[None, :, None, None]
 
 
+OOD_BN_MODES = ("batch", "speech", "eval")   # what forward_batch normalises a batch with
+
+
 def forward_batch(model: Wav2Small, x: torch.Tensor, n_speech: int, ood_bn: str,
                   ood_trunk: bool = True) -> torch.Tensor:
     """The training forward pass of a batch whose first n_speech rows are speech (model in train
@@ -796,7 +799,7 @@ def forward_batch(model: Wav2Small, x: torch.Tensor, n_speech: int, ood_bn: str,
             m.eval()
         f = torch.cat([f_speech, feats(x[n_speech:])])
     else:
-        raise ValueError(f"ood_bn must be batch, speech or eval, got {ood_bn!r}")
+        raise ValueError(f"ood_bn must be one of {', '.join(OOD_BN_MODES)}, got {ood_bn!r}")
     if not ood_trunk:
         f = torch.cat([f[:n_speech], f[n_speech:].detach()])
     return model.adv(f)
@@ -824,6 +827,8 @@ def save(model: Wav2Small, out_dir: Path, report: dict[str, Any]) -> None:
 def train(cfg: UQConfig) -> dict[str, Any]:
     if cfg.threads < 1:
         raise SystemExit(f"--threads must be >= 1, got {cfg.threads}")
+    if not 0 < cfg.coverage < 1:   # it only used to fail at the end of the run
+        raise SystemExit(f"--coverage is the share of clean speech answered, within 0..1, got {cfg.coverage}")
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     t_start = time.time()
@@ -840,11 +845,9 @@ def train(cfg: UQConfig) -> dict[str, Any]:
         return finish(model, cfg, old.get("history", []), keep, log)
     if cfg.familiarity_rows not in ("all", "clean"):
         raise SystemExit(f"--familiarity_rows must be 'all' or 'clean', got {cfg.familiarity_rows!r}")
-    # checked before the pools are built and the run starts (a bad coverage only failed at its end)
-    if not 0 < cfg.coverage < 1:
-        raise SystemExit(f"--coverage is the share of clean speech answered, within 0..1, got {cfg.coverage}")
-    if cfg.ood_bn not in ("batch", "speech", "eval"):
-        raise SystemExit(f"--ood_bn must be batch, speech or eval, got {cfg.ood_bn!r}")
+    # checked before the pools are built and the run starts
+    if cfg.ood_bn not in OOD_BN_MODES:
+        raise SystemExit(f"--ood_bn must be one of {', '.join(OOD_BN_MODES)}, got {cfg.ood_bn!r}")
     if cfg.max_iters < 1 or cfg.lr <= 0:
         raise SystemExit(f"need --max_iters >= 1 and --lr > 0, got {cfg.max_iters}, {cfg.lr}")
     voice_range(cfg.babble_voices)
