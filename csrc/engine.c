@@ -72,15 +72,16 @@ w2s_status w2s_forward(const w2s_model *m, const int16_t *pcm, size_t n, void *a
     w2s_prenorm pn;
     w2s_vox_state vox;
     int32_t T, F, C, l, cur = 0;
+    size_t need;
 
     if (!m || !pcm || !out) return W2S_ERR_ARG;
     c = &m->config;
     w = &m->w;
     if (n < (size_t)c->n_fft) return W2S_ERR_TOO_SHORT;
-    /* plan 0: the arena would not fit in this target's address space */
-    if (n > (size_t)W2S_MAX_SAMPLES || n_frames(c, n) > (size_t)W2S_MAX_FRAMES || !plan(c, n, NULL, NULL))
-        return W2S_ERR_TOO_LONG;
-    if (!arena || ((uintptr_t)arena & 7u) || arena_len < plan(c, n, NULL, NULL)) return W2S_ERR_ARENA;
+    if (n > (size_t)W2S_MAX_SAMPLES || n_frames(c, n) > (size_t)W2S_MAX_FRAMES) return W2S_ERR_TOO_LONG;
+    need = plan(c, n, NULL, NULL);
+    if (!need) return W2S_ERR_TOO_LONG; /* the arena would not fit in this target's address space */
+    if (!arena || ((uintptr_t)arena & 7u) || arena_len < need) return W2S_ERR_ARENA;
     plan(c, n, (uint8_t *)arena, &a);
     T = (int32_t)n_frames(c, n);
     F = c->n_mels;
