@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, to_int16
+from conftest import REPO, require_tool, to_int16
 
 from wav2small import Model
 
@@ -97,8 +97,7 @@ def test_linux_build_has_no_undefined_behaviour(target, triple, tmp_path):
     NULL padding row before testing it (kernels_arm.c), which the host's sanitised builds never
     run, as they use the x86 kernels."""
     need(target)
-    if not shutil.which("clang"):
-        pytest.fail("clang is needed: apt-get install clang (.ci/run does)")
+    require_tool("clang")
     r = make(f"TARGET={target}", f"OUT={tmp_path / target}", f"CC=clang --target={triple}",
              "CFLAGS=-O1 -fsanitize=undefined -fsanitize-trap=undefined", "check")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]

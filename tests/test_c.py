@@ -1,21 +1,19 @@
 """The C engine on its own: built with make (-Wall -Wextra -Werror), its C tests, its CLI."""
 from __future__ import annotations
 
-import shutil
 import subprocess
 
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import DEFAULT_W2S, REPO, to_int16
+from conftest import DEFAULT_W2S, REPO, require_tool, to_int16
 
 from wav2small import Model
 
 
 @pytest.fixture(scope="module")
 def build(tmp_path_factory):
-    if not shutil.which("make"):
-        pytest.fail("make is needed (apt-get install make)")
+    require_tool("make")
     out = tmp_path_factory.mktemp("cbuild")
     r = subprocess.run(["make", "-C", str(REPO / "csrc"), f"OUT={out}"], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 
 import pytest
-from conftest import REPO
+from conftest import REPO, require_tool
 
 FUZZ_SECONDS = 10
 HARNESSES = ("model_init", "predict", "model_values", "api")
@@ -57,8 +56,7 @@ def test_model_seeds_are_models_the_engine_accepts():
 
 
 def test_fuzz_harnesses_run_clean(tmp_path):
-    if not shutil.which("clang"):
-        pytest.fail("clang is needed for the libFuzzer harnesses: apt-get install clang libclang-rt-14-dev")
+    require_tool("clang", "clang libclang-rt-14-dev")   # the libFuzzer harnesses
     try:
         import atheris  # noqa: F401
     except ImportError:

@@ -7,12 +7,10 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 
-import pytest
-from conftest import REPO
+from conftest import REPO, require_tool
 
 SANITIZE = REPO / "scripts" / "sanitize.sh"
 FINDINGS = ("runtime error", "AddressSanitizer", "ThreadSanitizer", "LeakSanitizer", "UndefinedBehaviorSanitizer")
@@ -29,8 +27,7 @@ def _symbols(binary) -> str:
 
 
 def test_c_tests_under_asan_ubsan_and_threads_under_tsan(tmp_path):
-    if not shutil.which("clang"):
-        pytest.fail("clang is needed for the sanitiser builds: apt-get install clang libclang-rt-14-dev")
+    require_tool("clang", "clang libclang-rt-14-dev")   # the sanitiser builds
     r = _run("-w", str(tmp_path), "c")
     out = r.stdout + r.stderr
     print(out)
@@ -47,9 +44,8 @@ def test_c_tests_under_asan_ubsan_and_threads_under_tsan(tmp_path):
 
 
 def test_python_tests_against_sanitised_engine(tmp_path):
-    for tool in ("gcc", "g++"):
-        if not shutil.which(tool):
-            pytest.fail(f"{tool} is needed for the sanitised extension")
+    require_tool("gcc")   # the sanitised extension
+    require_tool("g++")
     # the round trip through the writer imports torch, which is slow under the preloaded runtime
     r = _run("-w", str(tmp_path), "python", "tests/test_format.py", "tests/test_bad_input.py",
              "-k", "not writer_round_trip")

@@ -3,7 +3,6 @@ whole clip when given the clip's prenorm statistics, for every chunking, on real
 other model shapes; the running prenorm estimate against a NumPy model of its integer arithmetic."""
 from __future__ import annotations
 
-import shutil
 import subprocess
 import threading
 import time
@@ -13,7 +12,7 @@ import numpy as np
 import pytest
 import soxr
 import torch
-from conftest import REPO, to_int16
+from conftest import REPO, require_tool, to_int16
 
 import wav2small
 from training.export import model_bytes
@@ -143,8 +142,7 @@ def test_other_shapes_stream_equals_batch_on_every_kernel_set(other_models, spee
 def test_other_shapes_c_tests_with_canaries(other_models, tmp_path):
     """The C tests (test_w2s) on every other shape: nothing written past the stream arena, every
     chunking and prefix bit-identical with batch."""
-    if not shutil.which("make"):
-        pytest.fail("make is needed (apt-get install make)")
+    require_tool("make")
     out = tmp_path / "build"
     r = subprocess.run(["make", "-C", str(REPO / "csrc"), f"OUT={out}", str(out / "test_w2s")], check=False, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
