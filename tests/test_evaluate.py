@@ -15,7 +15,6 @@ from training import distill, evaluate
 from training.metrics import ccc_numpy
 from training.model import load_safetensors
 
-REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.usefixtures("espeak_ng")   # a failure, not a skip, when it is missing
 
 
