@@ -79,6 +79,25 @@ def to_int16(pcm: np.ndarray) -> np.ndarray:
     return convert(pcm)
 
 
+class CountingTeacher:
+    """A real teacher (the default .w2s through the engine) that counts the clips it is asked about
+    and can be told to fail after a number of calls (a killed annotation run)."""
+
+    def __init__(self, fail_after: int | None = None):
+        from training.teachers import Wav2SmallTeacher
+
+        self.inner = Wav2SmallTeacher(DEFAULT_W2S)
+        self.id, self.clip_level = self.inner.id, False
+        self.clips, self.calls, self.fail_after = 0, 0, fail_after
+
+    def __call__(self, waves, ids=None):
+        if self.fail_after is not None and self.calls >= self.fail_after:
+            raise KeyboardInterrupt("killed")
+        self.calls += 1
+        self.clips += len(waves)
+        return self.inner(waves, ids)
+
+
 def record_calls(monkeypatch: pytest.MonkeyPatch, module: object, name: str) -> list[tuple[tuple, dict]]:
     """Replace module.name by a wrapper that records each call's (args, kwargs) and calls the real
     function; monkeypatch puts it back after the test."""

@@ -5,29 +5,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DEFAULT_W2S
+from conftest import CountingTeacher as Counting
 
 from training import augment
 from training.cache import AnnotationCache, View, run_teacher
 from training.distill import render_view
-from training.teachers import LabelsTeacher, Wav2SmallTeacher, file_sha256
-
-
-class Counting:
-    """A real teacher (the default .w2s through the engine) that counts the clips it is asked about
-    and can be told to fail after a number of calls (a killed annotation run)."""
-
-    def __init__(self, fail_after: int | None = None):
-        self.inner = Wav2SmallTeacher(DEFAULT_W2S)
-        self.id, self.clip_level = self.inner.id, False
-        self.clips, self.calls, self.fail_after = 0, 0, fail_after
-
-    def __call__(self, waves, ids=None):
-        if self.fail_after is not None and self.calls >= self.fail_after:
-            raise KeyboardInterrupt("killed")
-        self.calls += 1
-        self.clips += len(waves)
-        return self.inner(waves, ids)
+from training.teachers import LabelsTeacher, file_sha256
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import CountingTeacher
 
 from training import distill
 from training.audio_io import (
@@ -216,26 +217,21 @@ def test_a_failed_write_leaves_the_previous_checkpoint_whole(tmp_path: Path):
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
 
 
-def test_a_damaged_annotation_shard_is_recomputed_not_fatal(tmp_path: Path):
+def test_a_damaged_annotation_shard_is_recomputed_not_fatal(tmp_path: Path, speech_clips):
     from training.cache import AnnotationCache, View
 
-    class Teacher:
-        id, clip_level, calls = "t", False, 0
-
-        def __call__(self, waves, ids=None):
-            Teacher.calls += len(waves)
-            return np.array([[w.mean(), w.std(), len(w)] for w in waves], np.float32)
-
-    views = [View(f"c{i}", 0, 100 + i) for i in range(6)]
-    render = lambda v: np.linspace(0, 1, v.length, dtype=np.float32)
-    first = AnnotationCache(tmp_path, Teacher(), shard_size=3).annotate(views, render, progress=False)
+    speech = speech_clips[0][:16000].astype(np.float32)
+    views = [View(f"c{i}", 0, 8000 + 100 * i) for i in range(6)]
+    render = lambda v: speech[:v.length]
+    teacher = CountingTeacher()
+    first = AnnotationCache(tmp_path, teacher, shard_size=3).annotate(views, render, progress=False)
     shards = sorted(tmp_path.rglob("shard-*.npz"))
-    assert len(shards) == 2
+    assert len(shards) == 2 and teacher.clips == 6
     shards[0].write_bytes(shards[0].read_bytes()[:40])  # damaged on disk (not by the atomic writer)
-    Teacher.calls = 0
+    teacher = CountingTeacher()
     with pytest.warns(UserWarning, match="unreadable shard"):
-        again = AnnotationCache(tmp_path, Teacher(), shard_size=3).annotate(views, render, progress=False)
-    assert Teacher.calls == 3 and np.array_equal(again, first)
+        again = AnnotationCache(tmp_path, teacher, shard_size=3).annotate(views, render, progress=False)
+    assert teacher.clips == 3 and np.array_equal(again, first)
 
 
 # ------------------------------------------------------------------------------------------------
