@@ -217,6 +217,19 @@ def test_a_failed_write_leaves_the_previous_checkpoint_whole(tmp_path: Path):
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
 
 
+def test_atomic_writes_keep_text_exact_and_leave_the_old_file_on_failure(tmp_path: Path):
+    from training.files import atomic_path, write_atomic
+
+    path = tmp_path / "new" / "dir" / "report.md"
+    write_atomic(path, "a\r\nb\n")
+    assert path.read_bytes() == b"a\r\nb\n" and path.stat().st_mode & 0o777 == 0o644
+    with pytest.raises(OSError, match="disk full"):
+        with atomic_path(path) as tmp:
+            tmp.write_text("half")
+            raise OSError("disk full, say")
+    assert path.read_bytes() == b"a\r\nb\n" and sorted(p.name for p in path.parent.iterdir()) == ["report.md"]
+
+
 def test_a_damaged_annotation_shard_is_recomputed_not_fatal(tmp_path: Path, speech_clips):
     from training.cache import AnnotationCache, View
 

@@ -21,9 +21,7 @@ printed as views done, rate and time left.
 from __future__ import annotations
 
 import hashlib
-import os
 import sys
-import tempfile
 import time
 import warnings
 import zipfile
@@ -33,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .files import atomic_path, write_atomic
 from .teachers import Teacher
 
 
@@ -99,23 +98,10 @@ class AnnotationCache:
         self.dir.mkdir(parents=True, exist_ok=True)
         label = self.dir / "teacher.txt"
         if not label.is_file():
-            fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".teacher-", suffix=".txt.tmp")
-            with os.fdopen(fd, "w") as f:
-                f.write(self.teacher.id + "\n")
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, label)
+            write_atomic(label, self.teacher.id + "\n")
         name = hashlib.sha256("".join(keys).encode()).hexdigest()[:16]
-        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".shard-", suffix=".npz.tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, keys=np.array(keys), values=values.astype(np.float32))
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, self.dir / f"shard-{name}.npz")
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(self.dir / f"shard-{name}.npz") as tmp, open(tmp, "wb") as f:
+            np.savez(f, keys=np.array(keys), values=values.astype(np.float32))
 
     def __len__(self) -> int:
         return len(self.values)

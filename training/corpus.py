@@ -37,10 +37,8 @@ import hashlib
 import io
 import json
 import math
-import os
 import shutil
 import subprocess
-import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -51,6 +49,7 @@ import soundfile as sf
 
 from . import prosody
 from .audio_io import Skipped, UnreadableAudio, audio_seconds
+from .files import atomic_path, write_atomic
 from .speech import _NON_SPEECH, SENTENCES, default_cache_dir, synthesize_many
 from .teachers import OUTPUTS, file_sha256
 
@@ -218,20 +217,12 @@ def flite_clip(text: str, voice: str, stretch: float, f0: float, cache_dir: Path
     path = cache_dir / "flite" / key[:2] / f"{key}.wav"
     if path.is_file():
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".wav")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         cmd = [exe, "-voice", voice, "--setf", f"duration_stretch={stretch:.3f}",
-               "--setf", f"int_f0_target_mean={f0:.1f}", "-t", text, "-o", tmp]
+               "--setf", f"int_f0_target_mean={f0:.1f}", "-t", text, "-o", str(tmp)]
         proc = subprocess.run(cmd, capture_output=True, check=False)
-        if proc.returncode != 0 or sf.info(tmp).frames == 0:
+        if proc.returncode != 0 or sf.info(str(tmp)).frames == 0:
             raise RuntimeError(f"flite failed for {voice!r}: {proc.stderr.decode(errors='replace').strip()}")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 
@@ -257,21 +248,6 @@ def flite_entries(n: int, seed: int, cache_dir: Path, skipped: Skipped | None = 
 # ------------------------------------------------------------------------------------------------
 # manifest files
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Temp file in the same directory, fsync, rename: a reader sees the old file or the new one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_manifest(entries: list[Entry], out_dir: Path, skipped: Skipped | None = None) -> Path:
     """manifest.csv and summary.json (with the count of skipped unreadable files), each atomically."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -281,11 +257,11 @@ def write_manifest(entries: list[Entry], out_dir: Path, skipped: Skipped | None 
     w.writeheader()
     for e in entries:
         w.writerow(e.row())
-    _write_atomic(path, buf.getvalue())
+    write_atomic(path, buf.getvalue())
     info = summary(entries)
     if skipped is not None:
         info["skipped_audio"] = skipped.report()
-    _write_atomic(out_dir / "summary.json", json.dumps(info, indent=2) + "\n")
+    write_atomic(out_dir / "summary.json", json.dumps(info, indent=2) + "\n")
     return path
 
 

@@ -99,7 +99,6 @@ import argparse
 import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
@@ -112,6 +111,7 @@ import torch
 from training import augment
 from training.audio_io import Skipped, read_many
 from training.cache import AnnotationCache, View, run_teacher
+from training.files import atomic_path, write_atomic
 from training.metrics import ccc_numpy, ccc_torch
 from training.mobilenet import ARCHS as MOBILENETS
 from training.mobilenet import MobileNetConfig, MobileNetStudent
@@ -617,26 +617,9 @@ def mse_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 # ------------------------------------------------------------------------------------------------
 # files
 
-def _atomic(path: Path, write) -> None:
-    """Write via a temp file in the same directory and os.replace, so a crash never leaves half a file.
-    The data is fsync'ed before the rename: after a power cut the file is the old one or the new
-    one, never an empty one (what a rename of unsynced data can leave on some file systems)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; outputs are meant to be shared
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    _atomic(path, lambda tmp: torch.save(state, tmp))
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def save_model(path: Path, state_dict: dict[str, torch.Tensor], config: dict | None = None) -> None:
@@ -646,11 +629,12 @@ def save_model(path: Path, state_dict: dict[str, torch.Tensor], config: dict | N
 
     tensors = {k: v.detach().contiguous().clone() for k, v in state_dict.items()}
     meta = {"format": "pt", **({"wav2small_config": json.dumps(config)} if config else {})}
-    _atomic(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
 
 
 def save_json(path: Path, obj: dict[str, Any]) -> None:
-    _atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2) + "\n"))
+    write_atomic(path, json.dumps(obj, indent=2) + "\n")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from .audio_io import Skipped, read_many
 from .cache import AnnotationCache, View
 from .corpus import Entry, fingerprint, read_manifest
 from .distill import Split, load_student, predict_exact, render_view
+from .files import write_atomic
 from .metrics import ccc_numpy
 from .mobilenet import count_macs
 from .speech import default_cache_dir
@@ -296,8 +297,8 @@ def merge(paths: list[str], script: str | None, out: str | Path, note: str = "")
         lines += body + [""]
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(merged, indent=2, ensure_ascii=False) + "\n")
-    out.with_suffix(".md").write_text("\n".join(lines).rstrip() + "\n")
+    write_atomic(out.with_suffix(".json"), json.dumps(merged, indent=2, ensure_ascii=False) + "\n")
+    write_atomic(out.with_suffix(".md"), "\n".join(lines).rstrip() + "\n")
     return merged
 
 
@@ -325,8 +326,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    out.with_suffix(".md").write_text(markdown(result))
+    write_atomic(out.with_suffix(".json"), json.dumps(result, indent=2) + "\n")
+    write_atomic(out.with_suffix(".md"), markdown(result))
     return result
 
 

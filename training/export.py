@@ -5,16 +5,15 @@ so the writer and the C reader walk one definition.
 """
 from __future__ import annotations
 
-import os
 import re
 import struct
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from wav2small import _engine
 
+from .files import write_atomic
 from .quantize import QuantizedModel
 
 CONFIG_KEYS = ("sample_rate", "n_fft", "hop", "n_mels", "channels", "n_layers", "pool_after",
@@ -41,20 +40,6 @@ def model_bytes(qm: QuantizedModel) -> bytes:
     buf[end:] = struct.pack("<I", _engine.crc32(bytes(buf[:end])))
     _engine.Model(bytes(buf))  # raises a ModelError if the engine would reject it
     return bytes(buf)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temp file and os.replace: an interrupted write never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a shipped model must be readable by all
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def write_model(qm: QuantizedModel, path: str | Path) -> bytes:

@@ -16,7 +16,6 @@ these files are for checking ONNX Runtime's numerics, not for shipping.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 import tempfile
@@ -27,8 +26,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
+from training.files import atomic_path
 from training.model import Wav2Small, load_safetensors
-
 
 # ----------------------------------------------------------------------------------------------
 # float export
@@ -42,15 +41,13 @@ def export_onnx(model: Wav2Small, path: str | Path, opset: int = 17) -> Path:
     import onnx
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # written next to the target and renamed once checked: never half a model at `path`
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     # any values will do for tracing; two rows and one second so no dimension is a traced 1
     example = torch.randn(2, model.cfg.sample_rate, generator=torch.Generator().manual_seed(0))
     was_training = model.training
     model.eval()
     try:
-        with warnings.catch_warnings():
+        # written next to the target and renamed once checked: never half a model at `path`
+        with atomic_path(path) as tmp, warnings.catch_warnings():
             # known and harmless: the legacy exporter announces its own deprecation, and
             # LogMel reads the frozen amin buffer as a Python float, which the trace keeps as a constant
             warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
@@ -68,11 +65,9 @@ def export_onnx(model: Wav2Small, path: str | Path, opset: int = 17) -> Path:
                 do_constant_folding=True,
                 dynamo=False,
             )
-        onnx.checker.check_model(str(tmp))
-        os.replace(tmp, path)
+            onnx.checker.check_model(str(tmp))
     finally:
         model.train(was_training)
-        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -118,8 +113,7 @@ def quantize_onnx_int8(fp32_path: str | Path, int8_path: str | Path,
         except Exception as e:  # noqa: BLE001 - any failure here is recoverable
             warnings.warn(f"quant_pre_process failed ({type(e).__name__}: {e}); quantizing the raw export")
             model_in = Path(fp32_path)
-        out_tmp = int8_path.with_name(f".{int8_path.name}.{os.getpid()}.tmp")
-        try:
+        with atomic_path(int8_path) as out_tmp:  # never half a model at int8_path
             quantize_static(
                 str(model_in),
                 str(out_tmp),
@@ -130,9 +124,6 @@ def quantize_onnx_int8(fp32_path: str | Path, int8_path: str | Path,
                 weight_type=QuantType.QInt8,
                 calibrate_method=CalibrationMethod.MinMax,
             )
-            os.replace(out_tmp, int8_path)  # atomic: never half a model at int8_path
-        finally:
-            out_tmp.unlink(missing_ok=True)
     return int8_path
 
 

@@ -66,7 +66,6 @@ import functools
 import hashlib
 import io
 import math
-import os
 import shutil
 import struct
 import subprocess
@@ -83,6 +82,7 @@ import soundfile as sf
 from wav2small.audio import load, resample
 
 from .augment import colored_noise, fir
+from .files import atomic_path
 
 SAMPLE_RATE = 16000
 KINDS = ("music", "noise", "babble", "tone", "silence", "effects")
@@ -269,11 +269,8 @@ def render_midi(path: str) -> str:
                                "-o", str(wav), path], capture_output=True, check=False)
         if proc.returncode != 0 or not wav.is_file():
             raise RuntimeError(f"timidity failed on {path}: {proc.stderr.decode(errors='replace')[-300:]}")
-        fd, tmp_out = tempfile.mkstemp(dir=out.parent, prefix=".tmp-", suffix=".wav")
-        os.close(fd)
-        shutil.move(str(wav), tmp_out)
-        os.chmod(tmp_out, 0o644)
-        os.replace(tmp_out, out)
+        with atomic_path(out) as tmp_out:
+            shutil.move(str(wav), tmp_out)
     return str(out)
 
 

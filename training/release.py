@@ -25,7 +25,8 @@ import torch
 from wav2small import Model, _engine
 from wav2small.audio import load
 
-from .export import write_atomic, write_model
+from .export import write_model
+from .files import write_atomic
 from .model import OUTPUT_NAMES, load_safetensors
 from .quantize import engine_fidelity, quantize
 from .speech import CORE_SPEECH_SOURCES, debian_speech_files

@@ -23,7 +23,6 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,6 +33,8 @@ import numpy as np
 import soundfile as sf
 
 from wav2small.audio import AudioError, load, resample
+
+from .files import atomic_path
 
 ESPEAK = "espeak-ng"
 
@@ -231,25 +232,16 @@ def cache_path(params: SynthParams, cache_dir: Path | str | None = None) -> Path
     return root / "espeak" / key[:2] / f"{key}.wav"
 
 
-def _write_atomic(path: Path, pcm: np.ndarray, sample_rate: int) -> None:
-    """Write to a temp file in the same directory, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".wav")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            sf.write(f, pcm, sample_rate, subtype="PCM_16", format="WAV")
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; the cache may be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _write_wav(path: Path, pcm: np.ndarray, sample_rate: int) -> None:
+    with atomic_path(path) as tmp:
+        sf.write(tmp, pcm, sample_rate, subtype="PCM_16", format="WAV")
 
 
 def synthesize_cached(params: SynthParams, cache_dir: Path | str | None = None) -> Path:
     """Path of the cached clip for `params`, synthesising it first if needed."""
     path = cache_path(params, cache_dir)
     if not path.is_file():
-        _write_atomic(path, render(params), params.sample_rate)
+        _write_wav(path, render(params), params.sample_rate)
     return path
 
 

@@ -39,6 +39,7 @@ import torch
 
 from wav2small import Model, Thresholds, _engine
 
+from .files import atomic_path, write_atomic
 from .metrics import ccc_numpy
 from .ood import SNR_KINDS
 from .teachers import model_stamp
@@ -427,6 +428,11 @@ def evaluate(es: EvalSet, methods: dict[str, Callable[[list[np.ndarray]], Result
     return res
 
 
+def _save_png(fig, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+
+
 def plots(res: dict, out: Path) -> list[str]:
     import matplotlib
 
@@ -443,7 +449,7 @@ def plots(res: dict, out: Path) -> list[str]:
     ax.set_title("Uncertainty vs SNR (dotted: clean speech)")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out / "sigma_vs_snr.png", dpi=100)
+    _save_png(fig, out / "sigma_vs_snr.png")
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, r in res["selective"].items():
@@ -454,7 +460,7 @@ def plots(res: dict, out: Path) -> list[str]:
     ax.set_title("Selective prediction: drop the most uncertain first")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out / "selective.png", dpi=100)
+    _save_png(fig, out / "selective.png")
     plt.close(fig)
     return ["sigma_vs_snr.png", "selective.png"]
 
@@ -661,8 +667,8 @@ def main(argv: list[str] | None = None) -> int:
         "model": model_stamp(args.w2s),
     }
     command = "python -m training.uq_report " + " ".join(argv if argv is not None else sys.argv[1:])
-    out.with_suffix(".md").write_text(markdown(res, command, pngs, meta))
-    out.with_suffix(".json").write_text(json.dumps({"meta": meta, **res}, indent=1) + "\n")
+    write_atomic(out.with_suffix(".md"), markdown(res, command, pngs, meta))
+    write_atomic(out.with_suffix(".json"), json.dumps({"meta": meta, **res}, indent=1) + "\n")
     log(f"wrote {out.with_suffix('.md')}")
     return 0
 

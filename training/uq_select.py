@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .files import write_atomic
 from .metrics import ccc_numpy
 from .ood import SNRS
 from .uncertainty import N_VALUES, outputs
@@ -115,8 +116,6 @@ def babble_probe(val, seed: int, per_set: int = 40) -> dict[str, list[np.ndarray
 def load_clips(cache: Path, log) -> dict:
     """The validation clips of build(), from `cache` when it holds this version's, else built and
     written there."""
-    from .export import write_atomic
-
     try:
         data = pickle.loads(cache.read_bytes()) if cache.exists() else {}
     except (pickle.UnpicklingError, EOFError, ValueError) as e:   # a cut-off file of an older run
@@ -264,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         results[str(run)] = r
         log(f"{run}: {json.dumps(r)}")
         if args.out:  # after every run: a long selection keeps what it measured
-            args.out.write_text(json.dumps(results, indent=1))
+            write_atomic(args.out, json.dumps(results, indent=1))
     for run, r in results.items():
         c = r["val_ccc"]
         line = f"{run}: val CCC (train.json) {c['arousal']:.3f}/{c['dominance']:.3f}/{c['valence']:.3f}"

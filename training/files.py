@@ -1,0 +1,44 @@
+"""Atomic file writes. Everything training writes (checkpoints, annotation shards, manifests,
+synthesised and rendered audio, models, reports) goes through `atomic_path`, so a reader, or a run
+restarted after a kill or a power cut, finds the old file or the new one, never half of one."""
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+TEMP_SUFFIX = ".tmp"  # temp files are hidden and end in this: ".<name>.<random>.tmp" beside the target
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temp path in `path`'s directory for the caller to write. When the block ends normally
+    the data is fsync'ed (a rename of unsynced data can leave an empty file after a power cut on
+    some file systems), made readable by all (mkstemp makes 0600; outputs are meant to be shared)
+    and renamed over `path`. If the block raises, the temp file is removed and `path` is untouched.
+    Missing parent directories are created."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_atomic(path: str | Path, data: bytes | str) -> None:
+    """Write bytes, or text as UTF-8 with its newlines unchanged, through `atomic_path`."""
+    with atomic_path(path) as tmp:
+        if isinstance(data, str):
+            tmp.write_text(data, encoding="utf-8", newline="")
+        else:
+            tmp.write_bytes(data)
