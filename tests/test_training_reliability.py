@@ -302,3 +302,43 @@ def test_a_run_killed_with_sigkill_and_resumed_ends_as_an_uninterrupted_one(tmp_
     cb = torch.load(broken / "ckpt.pt", weights_only=False)
     assert ca["iter_num"] == cb["iter_num"] == 40
     assert all(torch.equal(ca["model"][k], cb["model"][k]) for k in ca["model"])
+
+
+# ------------------------------------------------------------------------------------------------
+# how a command ends on a user's mistake (training/cli.py)
+
+def test_a_user_error_is_one_line_and_status_1_a_bug_keeps_its_traceback(tmp_path: Path):
+    args = [sys.executable, "-m", "training.uncertainty", f"--init={tmp_path / 'no-run'}",
+            f"--out_dir={tmp_path / 'out'}"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("WAV2SMALL_TRACEBACK", None)
+    proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == ("python -m training.uncertainty: error: No such file or "
+                                                    f"directory: {tmp_path / 'no-run' / 'model.safetensors'}")
+    assert "Traceback" not in proc.stderr
+    proc = subprocess.run(args, cwd=ROOT, env={**env, "WAV2SMALL_TRACEBACK": "1"}, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 1 and "Traceback" in proc.stderr and "FileNotFoundError" in proc.stderr
+
+
+def test_run_maps_each_kind_of_ending_to_its_status(capsys, monkeypatch):
+    from training.cli import ToolError, run
+
+    monkeypatch.delenv("WAV2SMALL_TRACEBACK", raising=False)
+
+    def raising(e: BaseException):
+        def main():
+            raise e
+        return main
+
+    cases = [(lambda: None, 0, ""), (lambda: 3, 3, ""),
+             (raising(ToolError("sox is not installed")), 1, "prog: error: sox is not installed"),
+             (raising(PermissionError(13, "Permission denied", "/x/y")), 1, "prog: error: Permission denied: /x/y"),
+             (raising(KeyboardInterrupt()), 130, "prog: interrupted")]
+    for main, status, line in cases:
+        with pytest.raises(SystemExit) as e:
+            run(main, "prog")
+        assert e.value.code == status and capsys.readouterr().err.strip() == line
+    with pytest.raises(TypeError):   # a bug is not a user's mistake: its traceback stays
+        run(raising(TypeError("bug")), "prog")

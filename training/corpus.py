@@ -49,6 +49,7 @@ import soundfile as sf
 
 from . import prosody
 from .audio_io import Skipped, UnreadableAudio, audio_seconds
+from .cli import ToolError
 from .files import atomic_path, write_atomic
 from .speech import _NON_SPEECH, SENTENCES, default_cache_dir, synthesize_many
 from .teachers import OUTPUTS, file_sha256
@@ -212,7 +213,7 @@ def flite_clip(text: str, voice: str, stretch: float, f0: float, cache_dir: Path
     """One cached flite clip (16 kHz WAV as flite writes it)."""
     exe = shutil.which(FLITE)
     if exe is None:
-        raise RuntimeError("flite is not installed: apt-get install -y flite")
+        raise ToolError("flite is not installed: apt-get install -y flite")
     key = hashlib.sha256(json.dumps([1, voice, text, round(stretch, 3), round(f0, 1)]).encode()).hexdigest()
     path = cache_dir / "flite" / key[:2] / f"{key}.wav"
     if path.is_file():
@@ -222,7 +223,7 @@ def flite_clip(text: str, voice: str, stretch: float, f0: float, cache_dir: Path
                "--setf", f"int_f0_target_mean={f0:.1f}", "-t", text, "-o", str(tmp)]
         proc = subprocess.run(cmd, capture_output=True, check=False)
         if proc.returncode != 0 or sf.info(str(tmp)).frames == 0:
-            raise RuntimeError(f"flite failed for {voice!r}: {proc.stderr.decode(errors='replace').strip()}")
+            raise ToolError(f"flite failed for {voice!r}: {proc.stderr.decode(errors='replace').strip()}")
     return path
 
 
@@ -344,7 +345,7 @@ def build(out_dir: Path, sources: set[str], espeak: int, flite: int, max_per_gro
     if "flite" in sources:
         entries += flite_entries(flite, seed, cache_dir, skipped)
     if not entries:
-        raise RuntimeError("no audio found: install e.g. espeak-ng pocketsphinx-testdata alsa-utils "
+        raise ToolError("no audio found: install e.g. espeak-ng pocketsphinx-testdata alsa-utils "
                            "asterisk-core-sounds-en-wav, or choose other --sources")
     write_manifest(entries, out_dir, skipped)
     return entries
@@ -382,4 +383,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from training.cli import run
+
+    run(main, "python -m training.corpus")

@@ -160,4 +160,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from training.cli import run
+
+    run(main, "python -m training.onnx_export")

@@ -82,6 +82,7 @@ import soundfile as sf
 from wav2small.audio import load, resample
 
 from .augment import colored_noise, fir
+from .cli import ToolError
 from .files import atomic_path
 
 SAMPLE_RATE = 16000
@@ -225,7 +226,7 @@ def _files(root: str, pattern: str, exclude: Sequence[str] = ()) -> list[str]:
 
 def _need(files: Sequence, kind: str, what: str) -> None:
     if not files:
-        raise RuntimeError(f"no {what} found for OOD kind {kind!r}: apt-get install -y "
+        raise ToolError(f"no {what} found for OOD kind {kind!r}: apt-get install -y "
                            + " ".join(PACKAGES[kind]))
 
 
@@ -253,7 +254,7 @@ def _cache_dir() -> Path:
 def render_midi(path: str) -> str:
     """A MIDI file rendered by timidity with the TimGM6mb soundfont, 16 kHz mono, cached on disk."""
     if shutil.which("timidity") is None or not Path(SOUNDFONT).is_file():
-        raise RuntimeError("MIDI rendering needs timidity and the TimGM6mb soundfont: "
+        raise ToolError("MIDI rendering needs timidity and the TimGM6mb soundfont: "
                            "apt-get install -y timidity timgm6mb-soundfont")
     data = Path(path).read_bytes()
     key = hashlib.sha256(data + b"timgm6mb-16k-mono-v1").hexdigest()
@@ -268,7 +269,7 @@ def render_midi(path: str) -> str:
         proc = subprocess.run(["timidity", "-c", str(cfg), "-Ow", "-s", str(SAMPLE_RATE), "--output-mono",
                                "-o", str(wav), path], capture_output=True, check=False)
         if proc.returncode != 0 or not wav.is_file():
-            raise RuntimeError(f"timidity failed on {path}: {proc.stderr.decode(errors='replace')[-300:]}")
+            raise ToolError(f"timidity failed on {path}: {proc.stderr.decode(errors='replace')[-300:]}")
         with atomic_path(out) as tmp_out:
             shutil.move(str(wav), tmp_out)
     return str(out)
@@ -494,7 +495,7 @@ def make_babble(split: str, n: int, rng: np.random.Generator, voices: int | tupl
     [1/speed, speed], so that a voice can sound like one the split does not have (training only)."""
     pool = babble_voices(split)
     if len(pool) < 6:
-        raise RuntimeError(f"babble ({split}) needs at least 6 voices, found {len(pool)}: "
+        raise ToolError(f"babble ({split}) needs at least 6 voices, found {len(pool)}: "
                            "apt-get install -y ktuberling-data klettres-data")
     if voices is None:
         voices = BABBLE_VOICES["train" if split == "train" else "eval"]
@@ -657,12 +658,12 @@ _DTMF = [(lo, hi) for lo in (697, 770, 852, 941) for hi in (1209, 1336, 1477)]
 
 def _sox(args: list[str], n: int) -> np.ndarray:
     if shutil.which("sox") is None:
-        raise RuntimeError("sox is not installed: apt-get install -y sox")
+        raise ToolError("sox is not installed: apt-get install -y sox")
     cmd = ["sox", "-R", "-V1", "-n", "-r", str(SAMPLE_RATE), "-c", "1", "-b", "32", "-e", "floating-point",
            "-t", "raw", "-", "synth", f"{n / SAMPLE_RATE:.4f}", *args]
     proc = subprocess.run(cmd, capture_output=True, check=False)
     if proc.returncode != 0:
-        raise RuntimeError(f"sox failed: {' '.join(cmd)}: {proc.stderr.decode(errors='replace')}")
+        raise ToolError(f"sox failed: {' '.join(cmd)}: {proc.stderr.decode(errors='replace')}")
     x = np.frombuffer(proc.stdout, dtype="<f4").astype(np.float64)
     return _same_length(x, n)
 
@@ -1139,4 +1140,6 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from training.cli import run
+
+    run(main, "python -m training.ood")

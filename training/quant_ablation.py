@@ -11,7 +11,6 @@ end to end by training/release.py and tests/test_engine.py.
 from __future__ import annotations
 
 import argparse
-import sys
 
 import numpy as np
 import torch
@@ -106,4 +105,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from training.cli import run
+
+    run(main, "python -m training.quant_ablation")

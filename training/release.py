@@ -15,7 +15,6 @@ import argparse
 import datetime
 import json
 import math
-import sys
 import textwrap
 from pathlib import Path
 
@@ -240,4 +239,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from training.cli import run
+
+    run(main, "python -m training.release")

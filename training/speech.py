@@ -32,8 +32,9 @@ from xml.sax.saxutils import escape
 import numpy as np
 import soundfile as sf
 
-from wav2small.audio import AudioError, load, resample
+from wav2small.audio import load, resample
 
+from .cli import ToolError
 from .files import atomic_path
 
 ESPEAK = "espeak-ng"
@@ -156,7 +157,7 @@ class SynthParams:
 def _espeak_path() -> str:
     path = shutil.which(ESPEAK)
     if path is None:
-        raise RuntimeError(f"{ESPEAK} is not installed: apt-get install -y espeak-ng")
+        raise ToolError(f"{ESPEAK} is not installed: apt-get install -y espeak-ng")
     return path
 
 
@@ -188,10 +189,10 @@ def render(params: SynthParams) -> np.ndarray:
     proc = subprocess.run(cmd, input=params.ssml().encode("utf-8"), capture_output=True)
     if proc.returncode != 0 or not proc.stdout:
         msg = proc.stderr.decode("utf-8", "replace").strip()
-        raise RuntimeError(f"espeak-ng failed (exit {proc.returncode}) for {params}: {msg or 'no audio'}")
+        raise ToolError(f"espeak-ng failed (exit {proc.returncode}) for {params}: {msg or 'no audio'}")
     pcm, rate = sf.read(io.BytesIO(proc.stdout), dtype="float32")
     if pcm.ndim != 1 or pcm.size == 0 or not np.any(pcm):
-        raise RuntimeError(f"espeak-ng produced no audible samples for {params}")
+        raise ToolError(f"espeak-ng produced no audible samples for {params}")
     return np.ascontiguousarray(resample(pcm, rate, params.sample_rate), dtype=np.float32)
 
 
@@ -274,11 +275,8 @@ def synthesize_many(
 
 
 def read_clip(path: Path | str, sample_rate: int = 16000) -> np.ndarray:
-    """A cached (or any) clip as float32 mono at `sample_rate`."""
-    try:
-        return load(path, sample_rate)
-    except AudioError as e:
-        raise RuntimeError(str(e)) from None
+    """A cached (or any) clip as float32 mono at `sample_rate` (wav2small.AudioError if unreadable)."""
+    return load(path, sample_rate)
 
 
 # ------------------------------------------------------------------------------------------------

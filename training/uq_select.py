@@ -287,4 +287,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from training.cli import run
+
+    run(main, "python -m training.uq_select")

@@ -42,6 +42,8 @@ import numpy as np
 
 from wav2small.audio import resample
 
+from .cli import ToolError
+
 SAMPLE_RATE = 16000
 CHUNK = 512          # samples per frame at 16 kHz (32 ms)
 CONTEXT = 64         # samples of the previous chunk the model sees
@@ -53,11 +55,11 @@ def model_path(name: str = MODEL_FILE) -> Path:
     """The ONNX file inside the installed silero-vad package (found without importing it)."""
     spec = importlib.util.find_spec("silero_vad")
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("silero-vad is not installed: pip install silero-vad "
+        raise ToolError("silero-vad is not installed: pip install silero-vad "
                            "(or pip install '.[train]'); its wheel ships the ONNX model")
     path = Path(next(iter(spec.submodule_search_locations))) / "data" / name
     if not path.is_file():
-        raise RuntimeError(f"the installed silero-vad package has no {name} at {path}")
+        raise ToolError(f"the installed silero-vad package has no {name} at {path}")
     return path
 
 
@@ -68,7 +70,7 @@ class SileroVAD:
         try:
             import onnxruntime as ort
         except ImportError:
-            raise RuntimeError("onnxruntime is not installed: pip install onnxruntime") from None
+            raise ToolError("onnxruntime is not installed: pip install onnxruntime") from None
         self.path = Path(path) if path is not None else model_path()
         opts = ort.SessionOptions()
         opts.inter_op_num_threads = 1
@@ -170,4 +172,6 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from training.cli import run
+
+    run(main, "python -m training.vad_baseline")
