@@ -280,6 +280,35 @@ def test_training_release_and_report_end_to_end(tmp_path, monkeypatch):
     assert "## Answering noisy speech" in out.with_suffix(".md").read_text()
 
 
+def test_a_stopped_run_resumes_to_the_uninterrupted_result(tmp_path):
+    """--stop_at leaves a checkpoint; --resume=true with only --out_dir continues it (the options come
+    from the run) and ends with the weights and history of a run that never stopped, bit for bit.
+    A held out_dir is never overwritten, and a resume that changes the recipe is refused."""
+    from training import uncertainty
+    from training.uncertainty import UQConfig
+
+    small = dict(init=str(REPO / "training" / "default"), max_iters=4, checkpoint_interval=3, n_clips=120,
+                 batch_speech=4, batch_real=2, batch_ood=2, ood_per_kind=2, real_per_group=1, babble_bank=2,
+                 threads=1, seed=5)
+    whole = uncertainty.train(UQConfig(**small, out_dir=str(tmp_path / "whole")))
+    assert uncertainty.train(UQConfig(**small, out_dir=str(tmp_path / "parts"), stop_at=1)) == {"stopped_at": 1}
+    assert not (tmp_path / "parts" / "model.safetensors").exists()
+    with pytest.raises(SystemExit, match="holds a run"):
+        uncertainty.train(UQConfig(**small, out_dir=str(tmp_path / "parts")))
+    with pytest.raises(ValueError, match="--lr=0.5 \\(the run has 0.001\\)"):
+        uncertainty.train(UQConfig.parse([f"--out_dir={tmp_path / 'parts'}", "--resume=true", "--lr=0.5"]))
+    parts = uncertainty.train(UQConfig.parse([f"--out_dir={tmp_path / 'parts'}", "--resume=true"]))
+    assert parts["history"] == whole["history"] and parts["ccc"] == whole["ccc"]
+    assert parts["thresholds"] == whole["thresholds"]
+    from safetensors.torch import load_file
+
+    a, b = (load_file(tmp_path / d / "model.safetensors") for d in ("parts", "whole"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert torch.load(tmp_path / "parts" / "ckpt.pt", weights_only=False)["iter_num"] == 4
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        UQConfig.parse([f"--out_dir={tmp_path / 'none'}", "--resume=true"])
+
+
 def test_from_fixed_decides_as_predict(default_model, speech_clips):
     """Model.from_fixed re-decides kept engine outputs under any thresholds exactly as predict()
     would decide the clip, and rejects what predict_fixed() cannot have returned."""
@@ -619,7 +648,8 @@ def test_release_card_names_the_runs_non_default_options():
     # the shipped head's options (docs/uncertainty.md, twelfth round; out_dir and a thresholds-only rerun left out)
     assert uq_flags(shipped) == (" --seed=1 --extended_nonspeech=True --keep_adv=30.0 --snap_to_grid=True"
                                  " --familiarity_weight=0.06 --nonspeech_weight=3.0 --speech_min_snr=5.0 --threads=1")
-    assert uq_flags({"config": {**asdict(UQConfig()), "out_dir": "x", "thresholds_only": True}}) == ""
+    assert uq_flags({"config": {**asdict(UQConfig()), "out_dir": "x", "thresholds_only": True, "resume": True,
+                                "checkpoint_interval": 7, "stop_at": 3}}) == ""   # how it ran, not what
     changed = {"config": {**asdict(UQConfig()), "honest": "a,b", "honest_weight": 2.0, "threads": 1}}
     assert uq_flags(changed) == " --honest=a,b --honest_weight=2.0 --threads=1"
 

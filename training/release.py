@@ -120,7 +120,7 @@ def uq_flags(uq: dict) -> str:
 
     default = UQConfig()
     cfg = uq.get("config", {})
-    skip = {"init", "out_dir", "thresholds_only"}
+    skip = {"init", "out_dir", "thresholds_only", "resume", "checkpoint_interval", "stop_at"}
     return "".join(f" --{k}={cfg[k]}" for k in UQConfig.__dataclass_fields__
                    if k not in skip and k in cfg and cfg[k] != getattr(default, k))
 
@@ -215,7 +215,10 @@ def release(src: Path, out_dir: Path = PACKAGE_MODELS, n_clips: int = 48) -> dic
         calib = calib + [c.audio for c in nonspeech("train", max_per_kind=2, extended=extended)]
         uq, init = train, Path(train["config"]["init"])  # the card also shows the distilled student
         train = json.loads((init / "train.json").read_text())
-        extra = (f"python -m training.uncertainty --init={init} --out_dir={src}{uq_flags(uq)}\n"
+        # trained into runs/ and copied, as the student is: an out_dir that holds a run is never overwritten
+        run = Path("runs") / src.name
+        extra = (f"python -m training.uncertainty --init={init} --out_dir={run}{uq_flags(uq)}\n"
+                 f"cp {run}/model.safetensors {run}/train.json {src}/\n"
                  f"python -m training.release {src}                  # this card and default.w2s\n```\n"
                  + uncertainty_section(uq))
     data = write_model(quantize(model, calib), out_dir / "default.w2s")

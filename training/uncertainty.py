@@ -1,6 +1,7 @@
 """Uncertainty head: teach a trained student to say how sure it is, in the same int8 pass (issue 4).
 
     python -m training.uncertainty --init=training/default --out_dir=runs/uq
+    python -m training.uncertainty --out_dir=runs/uq --resume=true   # continue a killed run
     python -m training.release runs/uq          # default.w2s with the head, and its card
 
 The head is a mean-variance head plus a speech detector, i.e. four more rows of the student's last
@@ -91,7 +92,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .distill import parse_bool
+from .distill import parse_bool, save_checkpoint
 from .metrics import ccc_torch
 from .model import Wav2Small, Wav2SmallConfig, load_safetensors
 from .ood import SNR_KINDS
@@ -150,6 +151,9 @@ class UQConfig:
     evidential_reg: float = 0.01     # --head=evidential: weight of the evidence regulariser
     coverage: float = 0.95           # clean validation speech answered at the default threshold
     thresholds_only: bool = False    # load out_dir's trained model and only set its thresholds again
+    resume: bool = False             # continue the run in out_dir from its ckpt.pt
+    checkpoint_interval: int = 50    # write out_dir/ckpt.pt every N steps (and at the end)
+    stop_at: int = 0                 # stop (with a checkpoint) after this step; 0 = run to max_iters
     threads: int = 2                 # the shipped model was trained with 2 (float results depend on it)
 
     @classmethod
@@ -159,8 +163,15 @@ class UQConfig:
         for f in fields(cls):
             kind = parse_bool if isinstance(f.default, bool) else type(f.default)   # a typo is an error
             text = HELP.get(f.name, "")
-            p.add_argument(f"--{f.name}", type=kind, default=f.default, help=f"{text} (default: {f.default})".strip())
-        return cls(**vars(p.parse_args(argv)))
+            # SUPPRESS: only the options given appear, so that --resume can take the rest from the run
+            p.add_argument(f"--{f.name}", type=kind, default=argparse.SUPPRESS,
+                           help=f"{text} (default: {f.default})".strip())
+        given = vars(p.parse_args(argv))
+        if given.get("resume"):
+            saved = read_checkpoint(Path(given.get("out_dir", cls.out_dir)))["config"]
+            known = {f.name for f in fields(cls)} - {"stop_at"}   # a stop is not part of the run
+            given = {**{k: v for k, v in saved.items() if k in known}, **given}
+        return cls(**given)
 
 
 HELP = {
@@ -252,7 +263,44 @@ HELP = {
     "coverage": "share of clean validation speech answered at the default sigma threshold",
     "thresholds_only": "load out_dir's trained model and only set its thresholds again",
     "threads": "torch CPU threads (results are deterministic for a given thread count)",
+    "resume": "continue the run in out_dir from its ckpt.pt: the other options come from the run, and only "
+              f"{', '.join('--' + k for k in ('threads', 'checkpoint_interval', 'stop_at'))} may differ; the "
+              "result is the uninterrupted run's, bit for bit, at the same thread count. Without it, an "
+              "out_dir that holds a run (ckpt.pt or train.json) is never overwritten",
+    "checkpoint_interval": "write out_dir/ckpt.pt (model, optimiser, random state, history) every N steps "
+                           "and at the end: a killed run loses at most N steps",
+    "stop_at": "stop after this step with a checkpoint (continue with --resume=true); 0 = run to max_iters",
 }
+
+CHECKPOINT = "ckpt.pt"
+RESUME_MAY_CHANGE = ("resume", "threads", "checkpoint_interval", "stop_at")  # the rest is the run
+
+
+def read_checkpoint(out_dir: Path) -> dict[str, Any]:
+    path = out_dir / CHECKPOINT
+    if not path.is_file():
+        raise FileNotFoundError(f"--resume: no checkpoint at {path}")
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def open_run(cfg: UQConfig) -> dict[str, Any] | None:
+    """The checkpoint to continue from (--resume), after checking that it is this run's; None for a
+    new run, whose out_dir must not hold one already."""
+    out_dir = Path(cfg.out_dir)
+    if not cfg.resume:
+        held = [f for f in (CHECKPOINT, "train.json") if (out_dir / f).exists()]
+        if held:   # a finished (or half-finished) run is never overwritten silently
+            raise SystemExit(f"{out_dir} holds a run ({', '.join(held)}): continue it with --resume=true, "
+                             "or choose another --out_dir")
+        return None
+    ckpt = read_checkpoint(out_dir)
+    now = asdict(cfg)
+    changed = [f"--{k}={now[k]} (the run has {v!r})" for k, v in ckpt["config"].items()
+               if k in now and k not in RESUME_MAY_CHANGE and now[k] != v]
+    if changed:
+        raise ValueError("--resume continues the run as it was started; start a new --out_dir to change "
+                         + ", ".join(changed))
+    return ckpt
 
 
 def with_uncertainty_head(base: Wav2Small, init_log_sigma: float) -> Wav2Small:
@@ -850,6 +898,9 @@ def train(cfg: UQConfig) -> dict[str, Any]:
         raise SystemExit(f"--ood_bn must be one of {', '.join(OOD_BN_MODES)}, got {cfg.ood_bn!r}")
     if cfg.max_iters < 1 or cfg.lr <= 0:
         raise SystemExit(f"need --max_iters >= 1 and --lr > 0, got {cfg.max_iters}, {cfg.lr}")
+    if cfg.checkpoint_interval < 1 or cfg.stop_at < 0:
+        raise SystemExit(f"need --checkpoint_interval >= 1 and --stop_at >= 0, got {cfg.checkpoint_interval}, "
+                         f"{cfg.stop_at}")
     voice_range(cfg.babble_voices)
     if cfg.babble_speed < 1.0:
         raise SystemExit(f"--babble_speed is a factor >= 1 (1 = voices as recorded), got {cfg.babble_speed}")
@@ -857,6 +908,7 @@ def train(cfg: UQConfig) -> dict[str, Any]:
         raise SystemExit(f"--espeak_babble is a number of clips >= 0, got {cfg.espeak_babble}")
     if cfg.head not in ("gaussian", "evidential"):
         raise SystemExit(f"--head must be 'gaussian' or 'evidential', got {cfg.head!r}")
+    ckpt = open_run(cfg)
     base = load_safetensors(Path(cfg.init) / "model.safetensors")
     if base.cfg.uncertainty:
         raise SystemExit(f"{cfg.init} already has an uncertainty head")
@@ -891,8 +943,17 @@ def train(cfg: UQConfig) -> dict[str, Any]:
         model.adv.bias.register_hook(lambda g: g * keep_values[:, 0])
         groups[0]["weight_decay"] = 0.0  # decoupled decay would still shrink the frozen A/D/V rows
     opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    history = []
-    for it in range(cfg.max_iters):
+    history, first, seconds_before = [], 0, 0.0
+    if ckpt is not None:   # everything above is a pure function of the options; the rest is here
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        if evidence_rows is not None:
+            evidence_rows.load_state_dict(ckpt["evidence_rows"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        history, first, seconds_before = ckpt["history"], ckpt["iter_num"], ckpt["seconds"]
+        log(f"resumed {cfg.out_dir} at step {first}/{cfg.max_iters}")
+    last = min(cfg.max_iters, cfg.stop_at) if cfg.stop_at > 0 else cfg.max_iters
+    for it in range(first, last):
         model.train()
         if cfg.freeze_bn:  # batches mix in noise and music: their statistics must not move BN's
             for m in model.modules():
@@ -939,12 +1000,22 @@ def train(cfg: UQConfig) -> dict[str, Any]:
             log(f"step {it}/{cfg.max_iters}  loss {loss.item():.3f}  " +
                 "  ".join(f"{k} {v.item():.3f}" for k, v in terms.items()))
             history.append({"step": it, **{k: v.item() for k, v in terms.items()}})
+        if (it + 1) % cfg.checkpoint_interval == 0 or it + 1 == last:
+            save_checkpoint(Path(cfg.out_dir) / CHECKPOINT, {
+                "config": asdict(cfg), "iter_num": it + 1, "model": model.state_dict(),
+                "optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state(), "history": history,
+                "evidence_rows": None if evidence_rows is None else evidence_rows.state_dict(),
+                "seconds": seconds_before + time.time() - t_start})
+    if last < cfg.max_iters:
+        log(f"stopped after step {last}/{cfg.max_iters}: continue with --out_dir={cfg.out_dir} --resume=true")
+        return {"stopped_at": last}
     if evidence_rows is not None:  # the engine runs mu, log sigma and the speech logit only
         hook.remove()
     if cfg.snap_to_grid:
         snap_to_grid(model)
     pools_size = {"annotated": len(pools.annotated), "real_speech": len(pools.real), "non_speech": len(pools.ood)}
-    return finish(model, cfg, history, {"pools": pools_size, "wall_seconds": time.time() - t_start}, log)
+    return finish(model, cfg, history, {"pools": pools_size, "wall_seconds": seconds_before + time.time() - t_start},
+                  log)
 
 
 def main(argv: list[str] | None = None) -> None:
