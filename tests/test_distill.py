@@ -73,6 +73,16 @@ def test_padding_modes():
     assert fit_length(np.arange(10, dtype=np.int16), 3, 4, "repeat").tolist() == [4, 5, 6]
 
 
+def test_a_crop_over_twice_the_median_clip_is_warned_about():
+    from training.distill import crop_warning
+
+    lengths = [16000, 24000, 32000, 64000]                      # median 1.75 s
+    assert crop_warning(lengths, 56000, "repeat") is None      # 3.5 s: twice the median, no more
+    msg = crop_warning(lengths, 56001, "repeat")
+    assert msg is not None and "1.75 s" in msg and "75% of the clips are repeated" in msg
+    assert "zero-padded" in crop_warning(lengths, 10 * 16000, "zero") and crop_warning([], 16000, "zero") is None
+
+
 def _tiny(out_dir: Path, cache: Path, **over) -> TrainConfig:
     base = dict(out_dir=str(out_dir), cache_dir=str(cache), n_clips=40, seed=1, crop_seconds=0.5,
                 batch_size=4, max_iters=6, warmup_iters=2, eval_interval=3, log_interval=3,

@@ -47,7 +47,8 @@ run before the step, with the last checkpoint as it was.
 Data. Training examples are random `crop_seconds` crops; clips shorter than that are padded (`pad`):
 "repeat" tiles the clip (every frame the model sees is speech-like, as at inference; a zero tail
 would also lower the clip's RMS before the unit-variance normalisation and add a silence segment
-never seen at inference), "zero" appends silence. Splits come from the corpus (by voice or speaker,
+never seen at inference), "zero" appends silence. A crop over twice the median training clip is
+warned about (most of it would be padding). Splits come from the corpus (by voice or speaker,
 never by clip). Validation and test use (almost) whole clips: with a clip-level teacher (prosody,
 labels) clips are sorted by length and batched, each batch trimmed to its shortest clip; with a
 model teacher each clip (manifest corpora: its first `eval_seconds`) is scored whole, on exactly the
@@ -100,6 +101,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -432,6 +434,18 @@ def fit_length(pcm: np.ndarray, n: int, offset: int, pad: str) -> np.ndarray:
     if pad == "repeat":
         return np.tile(pcm, -(-n // len(pcm)))[:n]
     return np.concatenate([pcm, np.zeros(n - len(pcm), dtype=pcm.dtype)])
+
+
+def crop_warning(lengths: list[int], n: int, pad: str, sample_rate: int = 16000) -> str | None:
+    """A warning when the crop is more than twice the median training clip: most crops are then
+    mostly padding (repeats of the clip, or zeros), which a user rarely means."""
+    median = float(np.median(lengths)) if lengths else 0.0
+    if not lengths or n <= 2 * median:
+        return None
+    short = sum(length < n for length in lengths) / len(lengths)
+    how = "repeated" if pad == "repeat" else "zero-padded"
+    return (f"crop of {n / sample_rate:g} s is over twice the median training clip ({median / sample_rate:.2f} s): "
+            f"{short:.0%} of the clips are {how} to fill it; a shorter --crop_seconds trains on more real audio")
 
 
 def _epoch_picks(n: int, it: int, cfg: TrainConfig) -> np.ndarray:
@@ -797,6 +811,9 @@ def train(cfg: TrainConfig, given: dict[str, Any] | None = None) -> dict[str, An
         raise ValueError(f"the corpus gives {len(splits['train'])} training and {len(splits['val'])} validation "
                          "clips; need at least 1 and 2 (raise n_clips, or build a bigger corpus)")
     n_samples = int(round(cfg.crop_seconds * sample_rate))
+    too_long = crop_warning([len(c) for c in splits["train"].clips], n_samples, cfg.pad, sample_rate)
+    if too_long is not None and dist.main:
+        warnings.warn(too_long, stacklevel=2)
     targets = Targets(cfg, splits, teacher, n_samples, dist, log)
     exact = not targets.clip_level
     teacher_id = teacher.id if teacher is not None else "prosody-annotator"
