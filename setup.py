@@ -5,12 +5,13 @@ The C sources are compiled by build_clib with C flags only (Pybind11Extension wo
 """
 import re
 from glob import glob
+from pathlib import Path
 
 from pybind11.setup_helpers import Pybind11Extension, build_ext
 from setuptools import find_packages, setup
 
 # the version is written once, in wav2small/__init__.py
-__version__ = re.search(r'__version__ = "([^"]+)"', open("wav2small/__init__.py").read()).group(1)
+__version__ = re.search(r'__version__ = "([^"]+)"', Path("wav2small/__init__.py").read_text()).group(1)
 
 C_SOURCES = sorted(f for f in glob("csrc/*.c") if not f.endswith(("w2s_cli.c", "test_w2s.c")))
 C_FLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-fPIC"]
@@ -19,7 +20,7 @@ setup(
     name="wav2small",
     version=__version__,
     description="Wav2Small speech emotion recognition (arousal, dominance, valence) with an int8 C engine",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=Path("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.10",

@@ -142,7 +142,7 @@ def test_cache_dir_from_environment(tmp_path: Path, monkeypatch):
 
 def test_failed_cache_write_leaves_no_temp_file(tmp_path: Path):
     target = tmp_path / "a" / "clip.wav"
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError):
         speech._write_wav(target, np.zeros((2, 2, 2), np.float32), 16000)  # 3-D: soundfile refuses
     assert not target.exists() and list(target.parent.iterdir()) == []
 
