@@ -119,6 +119,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from training.cli import run
+    import training.cli
 
-    run(main, "python -m training.convert")
+    training.cli.run(main, "python -m training.convert")

@@ -160,6 +160,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from training.cli import run
+    import training.cli
 
-    run(main, "python -m training.onnx_export")
+    training.cli.run(main, "python -m training.onnx_export")

@@ -1140,6 +1140,6 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    from training.cli import run
+    import training.cli
 
-    run(main, "python -m training.ood")
+    training.cli.run(main, "python -m training.ood")

@@ -257,6 +257,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    from training.cli import run
+    import training.cli
 
-    run(main, "python -m training.prosody")
+    training.cli.run(main, "python -m training.prosody")

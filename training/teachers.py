@@ -510,6 +510,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    from training.cli import run
+    import training.cli
 
-    run(main, "python -m training.teachers")
+    training.cli.run(main, "python -m training.teachers")

@@ -1023,6 +1023,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    from training.cli import run
+    import training.cli
 
-    run(main, "python -m training.uncertainty")
+    training.cli.run(main, "python -m training.uncertainty")

@@ -287,6 +287,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from training.cli import run
+    import training.cli
 
-    run(main, "python -m training.uq_select")
+    training.cli.run(main, "python -m training.uq_select")

@@ -172,6 +172,6 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    from training.cli import run
+    import training.cli
 
-    run(main, "python -m training.vad_baseline")
+    training.cli.run(main, "python -m training.vad_baseline")
