@@ -8,6 +8,9 @@
     s = model.stream(stats=model.clip_stats(pcm))   # a finished clip: two passes,
     s.push(pcm); s.read() == model.predict(pcm)     # bit-identical with batch
 
+    s = model.stream(stats=model.clip_stats(pcm, sample_rate=48000), sample_rate=48000)
+    s.push(pcm); s.finish(); s.read() == model.predict(pcm, sample_rate=48000)   # float32 pcm
+
 Prenorm normalises a clip by its own mean and variance. A stream cannot see the future, so by
 default it estimates them as the audio comes, over the last ~2^log2_window samples. It can start
 from a prior level (prior, weighted as prior_samples samples; the default prior is speech at
@@ -132,6 +135,18 @@ class Stream:
                     x = np.clip(x, -1.0, 1.0).astype(np.float32)
                 x = self._resampler.resample_chunk(x)
             self._engine.push(chunk_to_int16(x))
+
+    def finish(self) -> None:
+        """The input has ended: push what the resampler still holds (its filter delay, about 50 ms
+        of audio when the stream's rate is not the model's), so that read() covers every sample
+        pushed; a finished clip then reads as Model.predict at that rate. Without it the last
+        samples of a resampled stream are never analysed. At the model's rate it does nothing.
+        Pushing after finish() goes on as new audio (the resampler starts again)."""
+        with self._lock:
+            if self._resampler is not None:
+                tail = self._resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+                self._engine.push(chunk_to_int16(tail))
+                self._new_resampler()
 
     def read_fixed(self) -> np.ndarray:
         """The engine's raw int32 outputs (value / 2^out_frac_bits) for all audio so far."""
