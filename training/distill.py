@@ -100,6 +100,7 @@ import argparse
 import json
 import math
 import os
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -929,11 +930,20 @@ def train(cfg: TrainConfig, given: dict[str, Any] | None = None) -> dict[str, An
 
 def main(argv: list[str] | None = None) -> None:
     cfg, given = parse_args(argv)
+    distributed = False
     try:
         train(cfg, given)
     finally:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
+            distributed = True
             torch.distributed.destroy_process_group()
+    if distributed:
+        # gloo's worker threads can abort the interpreter's finalisation after a finished run
+        # ("terminate called without an active exception", pytorch/pytorch#179291, seen in CI): every
+        # output is written and closed by now, so the process leaves without finalising
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 if __name__ == "__main__":
