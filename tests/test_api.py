@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import REPO
 
 import wav2small
 from wav2small import Model, Prediction
@@ -168,6 +170,50 @@ def test_cli_reports_bad_files_and_continues(tmp_path, speech_files):
     assert r.returncode == 1
     assert "cannot read " + str(bad) in r.stderr and str(short) + ": clip has 10 samples" in r.stderr
     assert str(speech_files[0]) in r.stdout
+
+
+def test_cli_table_columns_line_up_with_their_titles(speech_files):
+    lines = _cli("predict", str(speech_files[0]), str(speech_files[1])).stdout.splitlines()
+    # where each number column ends (file names and decisions are left-aligned, numbers right)
+    ends = lambda line: [m.end() for m in re.finditer(r"\S+", line)][1:-1]
+    assert len(ends(lines[0])) == 7 and ends(lines[0]) == ends(lines[1]) == ends(lines[2])
+
+
+def test_cli_reads_standard_input_and_warns_of_a_truncated_wav(tmp_path, speech_files):
+    wav = speech_files[0].read_bytes()
+    r = subprocess.run([sys.executable, "-m", "wav2small", "predict", "--json", "-"], input=wav,
+                       capture_output=True)
+    assert r.returncode == 0, r.stderr
+    row = json.loads(r.stdout)[0]
+    assert row["file"] == "-" and row["arousal"] == pytest.approx(wav2small.predict(*wav2small.audio.read(speech_files[0])).arousal)
+    r = subprocess.run([sys.executable, "-m", "wav2small", "predict", "-"], input=b"not audio", capture_output=True)
+    assert r.returncode == 1 and b"cannot read standard input" in r.stderr
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(wav[: len(wav) // 2])
+    r = _cli("predict", "--json", str(cut))
+    assert r.returncode == 0 and f"warning: {cut} is truncated" in r.stderr   # the samples there are used
+    data, rate = sf.read(cut, dtype="float32")
+    assert json.loads(r.stdout)[0]["arousal"] == pytest.approx(wav2small.predict(data, rate).arousal)
+    with pytest.warns(wav2small.errors.TruncatedAudioWarning, match="promises"):
+        wav2small.audio.read(cut)
+
+
+def test_cli_threshold_options_are_checked_by_the_parser():
+    for args, match in ((["--max-sigma", "-1"], "argument --max-sigma: must be a positive number"),
+                        (["--min-speech-prob", "1.5"], "argument --min-speech-prob: must be within 0..1")):
+        r = _cli("predict", *args, "x.wav")
+        assert r.returncode == 2 and match in r.stderr
+
+
+def test_a_model_error_says_what_to_do(tmp_path):
+    data = bytearray(_default_bytes())
+    data[4] = wav2small._engine.FORMAT_VERSION + 1
+    with pytest.raises(ModelVersionError, match=f"the file is version {data[4]}, this engine reads version "
+                                                f"{wav2small._engine.FORMAT_VERSION}"):
+        Model.from_bytes(bytes(data))
+    weights = REPO / "training" / "default" / "model.safetensors"
+    with pytest.raises(NotAModelError, match="float safetensors weights: convert them with `wav2small convert`"):
+        Model(weights)
 
 
 def test_cli_help_lists_convert():

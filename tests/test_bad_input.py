@@ -435,7 +435,7 @@ def test_thread_counts_beyond_the_clips_or_as_numpy_ints():
     for threads in (2**31, 2**80, np.int64(2)):
         assert Model().predict(clips, threads=threads) == one
     for bad in (0, -1, True, 2.0, "2"):
-        with pytest.raises(ValueError, match="threads"):
+        with pytest.raises(ArgumentError, match="threads"):
             Model().predict(clips, threads=bad)
 
 

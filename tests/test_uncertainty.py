@@ -19,7 +19,7 @@ from training.export import model_bytes
 from training.model import Wav2Small, Wav2SmallConfig
 from training.quantize import quantize
 from wav2small import Model, Thresholds, _engine
-from wav2small.errors import ModelFormatError
+from wav2small.errors import ArgumentError, ArgumentTypeError, ModelFormatError
 
 
 @pytest.fixture(scope="module")
@@ -92,9 +92,9 @@ def test_prediction_fields_and_user_thresholds(uq_bytes, speech_clips):
     # the thresholds change only the decision
     assert m.predict(pcm, thresholds=Thresholds(1e-6, 0.0)).sigma == p.sigma
     for bad in ((0.0, 0.5), (-1.0, 0.5), (float("nan"), 0.5), (0.1, 1.5), (0.1, -0.1)):
-        with pytest.raises(ValueError):
+        with pytest.raises(ArgumentError):
             Thresholds(*bad)
-    with pytest.raises(TypeError, match="Thresholds"):
+    with pytest.raises(ArgumentTypeError, match="Thresholds"):
         m.predict(pcm, thresholds=(0.1, 0.5))
 
 
@@ -112,6 +112,8 @@ def test_model_without_head_says_unknown(distilled_float, speech_clips):
     p = m.predict(speech_clips[0])
     assert not m.has_uncertainty and m.thresholds is None
     assert (p.sigma, p.speech_prob, p.decision, p.reliable) == (None, None, "unknown", False)
+    with pytest.raises(ArgumentError, match="no uncertainty head: thresholds need one"):   # not ignored
+        m.predict(speech_clips[0], thresholds=Thresholds(0.2, 0.5))
 
 
 # ---- the shipped default model --------------------------------------------------------------------
@@ -163,7 +165,7 @@ def test_cli_shows_uncertainty_and_takes_thresholds(tmp_path, speech_files):
     rows = json.loads(run("--json", "--min-speech-prob", "1", *files).stdout)
     assert [r["decision"] for r in rows] == ["no speech"] * 2
     bad = run("--max-sigma", "-1", *files)
-    assert bad.returncode == 2 and "max_sigma must be a positive number" in bad.stderr
+    assert bad.returncode == 2 and "argument --max-sigma: must be a positive number" in bad.stderr
 
 
 def test_top_level_predict_passes_thresholds(speech_clips):
@@ -320,9 +322,9 @@ def test_from_fixed_decides_as_predict(default_model, speech_clips):
         for th in grid:
             assert m.from_fixed(q, th) == m.predict(pcm, thresholds=th)
     for bad in (q.astype(np.float64), q[:3], np.full(7, 2**40, np.int64)):
-        with pytest.raises(ValueError, match="int32 outputs of predict_fixed"):
+        with pytest.raises(ArgumentError, match="int32 outputs of predict_fixed"):
             m.from_fixed(bad)
-    with pytest.raises(TypeError, match="Thresholds"):
+    with pytest.raises(ArgumentTypeError, match="Thresholds"):
         m.from_fixed(q, (0.1, 0.5))
 
 

@@ -21,12 +21,13 @@ instead.
 """
 from __future__ import annotations
 
-import struct
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from wav2small.audio import wav_shortfall
 
 # Shorter clips hold no speech, and the students cannot run on them (Wav2Small needs one 64-sample
 # frame, the MobileNets more); corpora keep clips of 0.5 s and longer anyway.
@@ -86,26 +87,6 @@ class Skipped:
                 "files": [{"path": p, "reason": r} for p, r in self.files[:LISTED]]}
 
 
-def _riff_shortfall(path: Path) -> int:
-    """Bytes of sample data a RIFF/WAVE header promises beyond the end of the file (0: none missing,
-    not a WAV, or a streamed WAV whose header leaves the size open)."""
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        head = f.read(12)
-        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-            return 0
-        pos = 12
-        while pos + 8 <= size:
-            f.seek(pos)
-            chunk, n = struct.unpack("<4sI", f.read(8))
-            if chunk == b"data":
-                if n in (0, 0xFFFFFFFF, 0x7FFFFFFF):
-                    return 0  # streamed: length not known when the header was written
-                return max(0, pos + 8 + n - size)
-            pos += 8 + n + (n & 1)
-    return 0
-
-
 def check_file(path: str | Path) -> Path:
     """The path, if it names a non-empty regular file and is not a WAV cut short; else UnreadableAudio."""
     p = Path(path)
@@ -116,7 +97,7 @@ def check_file(path: str | Path) -> Path:
             raise UnreadableAudio(path, "not a regular file: a directory or device")
         if p.stat().st_size == 0:
             raise UnreadableAudio(path, "empty: 0 bytes")
-        short = _riff_shortfall(p)
+        short = wav_shortfall(p)
     except OSError as e:
         raise UnreadableAudio(path, f"cannot read: {e.strerror or e}") from None
     if short:

@@ -8,11 +8,14 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
+import os
 import sys
+import warnings
 from importlib.metadata import entry_points
 
 from . import __version__
-from .audio import display_name, read
+from .audio import display_name, read, read_bytes
 from .errors import Wav2SmallError
 from .model import OUTPUT_NAMES, Model, Prediction, Thresholds
 
@@ -26,6 +29,33 @@ def _row(path: str, p: Prediction) -> dict:
         row.update(zip(SIGMA_NAMES, p.sigma))
         row.update(speech_prob=p.speech_prob, decision=p.decision)
     return row
+
+
+def _positive(text: str) -> float:
+    v = float(text)
+    if not (v > 0 and math.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return v
+
+
+def _probability(text: str) -> float:
+    v = float(text)
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be within 0..1, got {text}")
+    return v
+
+
+def _read(path: str) -> tuple[object, int]:
+    """read() of a file, or of standard input for "-"; warnings (a truncated WAV) go to stderr."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if path == "-":
+            pcm, rate = read_bytes(sys.stdin.buffer.read(), "standard input")
+        else:
+            pcm, rate = read(path)                  # its messages name the file
+    for w in caught:
+        print(f"wav2small: warning: {w.message}", file=sys.stderr)
+    return pcm, rate
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -46,7 +76,7 @@ def _predict(args: argparse.Namespace) -> int:
     for path in args.files:
         name = display_name(path)
         try:
-            pcm, rate = read(path)                  # its messages name the file
+            pcm, rate = _read(path)
         except Wav2SmallError as e:
             print(f"wav2small: {e}", file=sys.stderr)
             failed += 1
@@ -70,10 +100,12 @@ def _predict(args: argparse.Namespace) -> int:
     else:
         width = max([4] + [len(r["file"]) for r in rows])
         names = [f for f in fields[1:] if f != "decision"]
-        head = f"{'file':<{width}}  " + "  ".join(f"{n.replace('sigma_', 'σ_'):>9}" for n in names)
+        titles = [n.replace("sigma_", "σ_") for n in names]
+        cols = [max(9, len(t)) for t in titles]   # a value is 9 wide; a longer title widens its column
+        head = f"{'file':<{width}}  " + "  ".join(f"{t:>{c}}" for t, c in zip(titles, cols))
         print(head + ("  decision" if model.has_uncertainty else ""))
         for r in rows:
-            line = f"{r['file']:<{width}}  " + "  ".join(f"{r[n]:9.4f}" for n in names)
+            line = f"{r['file']:<{width}}  " + "  ".join(f"{r[n]:{c}.4f}" for n, c in zip(names, cols))
             print(line + (f"  {r['decision']}" if model.has_uncertainty else ""))
     return 1 if failed else 0
 
@@ -83,11 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"wav2small {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("predict", help="print arousal/dominance/valence of audio files")
-    p.add_argument("files", nargs="+", help="audio files (any format soundfile reads, any sample rate)")
+    p.add_argument("files", nargs="+", help="audio files (any format soundfile reads, any sample rate); "
+                                            "- reads one from standard input")
     p.add_argument("--model", default=None, help="a .w2s model file (default: the shipped model)")
-    p.add_argument("--max-sigma", type=float, default=None,
+    p.add_argument("--max-sigma", type=_positive, default=None,
                    help="call a result 'too uncertain' when any sigma exceeds this (default: the model's)")
-    p.add_argument("--min-speech-prob", type=float, default=None,
+    p.add_argument("--min-speech-prob", type=_probability, default=None,
                    help="call a clip 'no speech' below this speech probability (default: the model's)")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", dest="format", action="store_const", const="json", help="JSON output")
@@ -100,7 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except BrokenPipeError:   # the reader went away (`| head`): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # no second error at exit
+        return 1
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import stat
+import struct
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,7 +13,7 @@ from typing import Union
 
 import numpy as np
 
-from .errors import AudioError
+from .errors import AudioError, TruncatedAudioWarning
 
 AudioLike = Union[np.ndarray, Sequence[float], Sequence[int]]
 
@@ -100,15 +102,32 @@ def resample(pcm: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
 
 def read(path: str | Path) -> tuple[np.ndarray, int]:
     """Read any file soundfile can read and mix it to mono: (float32 in [-1, 1], the file's rate)."""
-    import soundfile as sf
-
     name = display_name(path)
     if not os.path.exists(path):
         raise AudioError(f"cannot read {name}: no such file")
     if os.path.isdir(path):
         raise AudioError(f"cannot read {name}: it is a directory")
-    try:  # as bytes: soundfile would encode a str strictly, and a name need not be valid UTF-8
-        data, rate = sf.read(os.fsencode(path), dtype="float32", always_2d=True)
+    # as bytes: soundfile would encode a str strictly, and a name need not be valid UTF-8
+    mono, rate = _decode(os.fsencode(path), name)
+    short = wav_shortfall(path)
+    if short:   # a recording cut off: what is there is still audio, so it is used, with a word
+        warnings.warn(f"{name} is truncated: its WAV header promises {short} more bytes of samples; "
+                      f"using the {len(mono)} samples present", TruncatedAudioWarning, stacklevel=2)
+    return mono, rate
+
+
+def read_bytes(data: bytes, name: str = "audio data") -> tuple[np.ndarray, int]:
+    """read() of a whole file held in memory (e.g. standard input); `name` is what errors call it."""
+    import io
+
+    return _decode(io.BytesIO(data), name)
+
+
+def _decode(source: object, name: str) -> tuple[np.ndarray, int]:
+    import soundfile as sf
+
+    try:
+        data, rate = sf.read(source, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError) as e:
         why = getattr(e, "error_string", None) or str(e)   # libsndfile's reason, without the name as bytes
         raise AudioError(f"cannot read {name}: {why}") from None
@@ -116,6 +135,29 @@ def read(path: str | Path) -> tuple[np.ndarray, int]:
         raise AudioError(f"{name} holds no samples")
     mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
     return np.ascontiguousarray(mono), int(rate)
+
+
+def wav_shortfall(path: str | Path) -> int:
+    """Bytes of sample data a RIFF/WAVE header promises beyond the end of the file (0: none missing,
+    not a WAV, or a streamed WAV whose header leaves the size open; 0 for a pipe or device too)."""
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        return 0
+    size = st.st_size
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return 0
+        pos = 12
+        while pos + 8 <= size:
+            f.seek(pos)
+            chunk, n = struct.unpack("<4sI", f.read(8))
+            if chunk == b"data":
+                if n in (0, 0xFFFFFFFF, 0x7FFFFFFF):
+                    return 0  # streamed: length not known when the header was written
+                return max(0, pos + 8 + n - size)
+            pos += 8 + n + (n & 1)
+    return 0
 
 
 def load(path: str | Path, sample_rate: int = 16000) -> np.ndarray:

@@ -49,4 +49,14 @@ class AudioTooLongError(AudioError):
 # --- other arguments -----------------------------------------------------------------------------
 
 class ArgumentError(Wav2SmallError, ValueError):
-    """A setting out of its range or of the wrong type (a stream's parameters, its sample rate)."""
+    """A setting out of its range: thresholds, threads, a stream's parameters or sample rate."""
+
+
+class ArgumentTypeError(ArgumentError, TypeError):
+    """A setting of the wrong type (thresholds that are not a Thresholds)."""
+
+
+# --- warnings ------------------------------------------------------------------------------------
+
+class TruncatedAudioWarning(UserWarning):
+    """A WAV file ends before its header says: the samples that are there are used."""

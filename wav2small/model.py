@@ -13,7 +13,15 @@ import numpy as np
 
 from . import _engine
 from .audio import AudioLike, as_mono, check_rate, resample
-from .errors import AudioTooLongError, AudioTooShortError, ModelError
+from .errors import (
+    ArgumentError,
+    ArgumentTypeError,
+    AudioTooLongError,
+    AudioTooShortError,
+    ModelError,
+    ModelVersionError,
+    NotAModelError,
+)
 
 OUTPUT_NAMES = ("arousal", "dominance", "valence")
 DEFAULT_MODEL = "default.w2s"
@@ -86,9 +94,9 @@ class Thresholds:
             return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
 
         if not (real(self.max_sigma) and self.max_sigma > 0 and math.isfinite(self.max_sigma)):
-            raise ValueError(f"max_sigma must be a positive number, got {self.max_sigma!r}")
+            raise ArgumentError(f"max_sigma must be a positive number, got {self.max_sigma!r}")
         if not (real(self.min_speech_prob) and 0.0 <= self.min_speech_prob <= 1.0):
-            raise ValueError(f"min_speech_prob must be within 0..1, got {self.min_speech_prob!r}")
+            raise ArgumentError(f"min_speech_prob must be within 0..1, got {self.min_speech_prob!r}")
         object.__setattr__(self, "max_sigma", float(self.max_sigma))
         object.__setattr__(self, "min_speech_prob", float(self.min_speech_prob))
 
@@ -115,9 +123,13 @@ class Thresholds:
 _TINY = math.ulp(0.0)   # the smallest positive float
 
 
-def _check_thresholds(thresholds: object) -> None:
-    if thresholds is not None and not isinstance(thresholds, Thresholds):
-        raise TypeError(f"thresholds must be a wav2small.Thresholds, got {type(thresholds).__name__}")
+def _check_thresholds(thresholds: object, has_uncertainty: bool) -> None:
+    if thresholds is None:
+        return
+    if not isinstance(thresholds, Thresholds):
+        raise ArgumentTypeError(f"thresholds must be a wav2small.Thresholds, got {type(thresholds).__name__}")
+    if not has_uncertainty:   # they would decide nothing: say so rather than ignore them
+        raise ArgumentError("this model has no uncertainty head: thresholds need one")
 
 
 def prediction_from_fixed(engine: _engine.Model, q: np.ndarray, thresholds: Thresholds | None = None) -> Prediction:
@@ -150,6 +162,16 @@ def _is_batch(pcm: object) -> bool:
     return isinstance(pcm, (list, tuple)) and len(pcm) > 0 and all(
         isinstance(c, (np.ndarray, list, tuple)) for c in pcm
     )
+
+
+def _model_hint(e: ModelError, data: bytes) -> str:
+    """What to do about a rejected model file, where the bytes tell."""
+    if isinstance(e, NotAModelError) and data[8:9] == b"{":   # a u64 header size, then JSON: safetensors
+        return "; it looks like float safetensors weights: convert them with `wav2small convert`"
+    if isinstance(e, ModelVersionError) and len(data) >= 6:
+        version = int.from_bytes(data[4:6], "little")   # docs/format.md: u16 at byte 4
+        return f"; the file is version {version}, this engine reads version {_engine.FORMAT_VERSION}"
+    return ""
 
 
 class Model:
@@ -186,7 +208,7 @@ class Model:
         try:
             self._engine = _engine.Model(data)
         except ModelError as e:
-            raise type(e)(f"{what}: {e}") from None
+            raise type(e)(f"{what}: {e}{_model_hint(e, data)}") from None
         self.config: dict = self._engine.config
         self.sample_rate: int = self.config["sample_rate"]
         n, want = self.config["n_outputs"], len(OUTPUT_NAMES)
@@ -262,10 +284,10 @@ class Model:
         threads: for a list, how many threads run the engine at once (the GIL is released while
         they do; default: one per CPU, at most one per clip). Results are the same for any count.
         """
-        _check_thresholds(thresholds)
+        _check_thresholds(thresholds, self.has_uncertainty)
         if threads is not None and (isinstance(threads, (bool, np.bool_))
                                     or not isinstance(threads, numbers.Integral) or threads < 1):
-            raise ValueError(f"threads must be a positive int or None, got {threads!r}")
+            raise ArgumentError(f"threads must be a positive int or None, got {threads!r}")
         if _is_batch(pcm):
             clips = [self.prepare(c, sample_rate) for c in pcm]
             # more threads than clips would idle
@@ -278,11 +300,11 @@ class Model:
         """The Prediction of outputs kept from predict_fixed(), decided under `thresholds` (default:
         the model's) by the engine's own rule: comparing thresholds over a data set needs one run of
         the model, not one per candidate."""
-        _check_thresholds(thresholds)
+        _check_thresholds(thresholds, self.has_uncertainty)
         q = np.asarray(fixed)
         n = self._engine.config["n_outputs"]
         if q.dtype.kind not in "iu" or q.shape != (n,) or q.size and (q.min() < -2**31 or q.max() >= 2**31):
-            raise ValueError(f"fixed must be the {n} int32 outputs of predict_fixed(), got dtype {q.dtype}, "
+            raise ArgumentError(f"fixed must be the {n} int32 outputs of predict_fixed(), got dtype {q.dtype}, "
                              f"shape {q.shape}")
         return prediction_from_fixed(self._engine, q.astype(np.int32), thresholds)
 
