@@ -116,9 +116,10 @@ def test_tiny_run_writes_loadable_model_and_resume_continues(tmp_path: Path):
     stopped = distill.train(_tiny(split_dir, cache, stop_at=3))
     assert stopped == {"stopped_at": 3} and not (split_dir / "model.safetensors").exists()
     assert torch.load(split_dir / "ckpt.pt", weights_only=False)["iter_num"] == 3
-    cfg, given = parse_args([f"--out_dir={split_dir}", "--resume=true", "--stop_at=0"])
+    cfg, given = parse_args([f"--out_dir={split_dir}", "--resume=true"])   # as the stop's log line says
     resumed = distill.train(cfg, given)
     assert resumed["config"]["n_clips"] == 40  # from the checkpoint, not the command-line default
+    assert resumed["config"]["stop_at"] == 0   # the stop is not inherited: the run goes on to the end
     a = torch.load(out / "ckpt.pt", weights_only=False)["model"]
     b = torch.load(split_dir / "ckpt.pt", weights_only=False)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -134,6 +135,14 @@ def test_tiny_run_writes_loadable_model_and_resume_continues(tmp_path: Path):
     with pytest.raises(ValueError, match=r"start a new --out_dir to change --width=32 \(the run has 0\), "
                                          r"--floor_db=-60.0 \(the run has 0.0\)"):
         distill.train(cfg, given)
+    # the same options over other content (a teacher or corpus rebuilt at the same path): refused
+    assert resumed["data"] == full["data"] and len(full["data"]) == 16
+    ckpt = torch.load(out / "ckpt.pt", weights_only=False)
+    for key in ("teacher", "data"):
+        torch.save({**ckpt, key: "0123456789abcdef"}, out / "ckpt.pt")
+        cfg, given = parse_args([f"--out_dir={out}", "--resume=true", "--max_iters=9"])
+        with pytest.raises(ValueError, match=f"the run's {key} has changed since it started \\(0123456789abcdef then"):
+            distill.train(cfg, given)
 
 
 @needs_espeak
@@ -435,3 +444,16 @@ def test_floor_db_puts_digital_silence_and_the_lowest_bits_on_one_floor(tmp_path
                                 - engine.predict_fixed(lsb).astype(np.int64)).max())
         spread[name] = max(moved)
     assert spread["-60"] <= 1 < spread["-100"], spread
+
+
+def test_the_data_fingerprint_follows_the_audio_voices_and_targets_not_the_paths():
+    from training.distill import data_fingerprint
+
+    def splits(clip=(1, 2, 3), voice="v1", target=0.5, ids=("a",)):
+        one = Split([np.array(clip, np.int16)], np.full((1, 3), target, np.float32), [voice], list(ids))
+        return {"train": one, "val": Split([], np.zeros((0, 3), np.float32))}
+
+    base = data_fingerprint(splits())
+    assert data_fingerprint(splits(ids=("moved/elsewhere",))) == base
+    for other in (splits(clip=(1, 2, 4)), splits(voice="v2"), splits(target=0.6), splits(clip=(1, 2, 3, 0))):
+        assert data_fingerprint(other) != base

@@ -193,7 +193,7 @@ def test_normalize():
 
 
 @pytest.mark.usefixtures("espeak_ng")
-def test_standin_teacher_is_fitted_and_saved_in_the_dawn_layout(tmp_path: Path, clips):
+def test_standin_teacher_is_fitted_and_saved_in_the_dawn_layout(tmp_path: Path, clips, capsys):
     from training.corpus import build
     from training.teachers import fit_standin
 
@@ -203,3 +203,13 @@ def test_standin_teacher_is_fitted_and_saved_in_the_dawn_layout(tmp_path: Path, 
     assert fitted.id != init.id and not np.allclose(fitted(clips), init(clips))
     again = fit_standin(tmp_path / "teacher2", tmp_path / "c" / "manifest.csv", steps=4, batch=8, log=lambda m: None)
     np.testing.assert_array_equal(DawnTeacher(again)(clips), fitted(clips))  # deterministic on one thread
+    # the command line never replaces a teacher silently: students and caches name it by its content
+    from training import teachers
+
+    args = [f"--out={out}", f"--corpus={tmp_path / 'c' / 'manifest.csv'}", "--steps=2"]
+    with pytest.raises(SystemExit) as e:
+        teachers.main(args)
+    assert e.value.code == 2 and "already holds a teacher" in capsys.readouterr().err
+    assert DawnTeacher(out).id == fitted.id
+    teachers.main([*args, "--overwrite"])
+    assert DawnTeacher(out).id != fitted.id

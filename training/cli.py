@@ -9,6 +9,7 @@ traceback. What a command wrote before the error stays: every file goes through 
 """
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from collections.abc import Callable
@@ -50,3 +51,15 @@ def run(main: Callable[[], int | None], prog: str) -> NoReturn:
         print(f"{prog}: error: {describe(e)}", file=sys.stderr)
         sys.exit(1)
     sys.exit(code or 0)
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """--help keeps the module docstring's layout and names each option's default (where it has one
+    worth naming: not None, False or an empty string)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        d = action.default
+        if "%(default)" in text or not action.option_strings or d is None or d is False or d in ("", argparse.SUPPRESS):
+            return text
+        return f"{text} (default: %(default)s)".strip()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,8 @@ def calibration_files(paths: list[str]) -> list[Path]:
     return files
 
 
-def load_calibration(paths: list[str], limit: int = 64, seconds: float = 8.0) -> list[np.ndarray]:
+def load_calibration(paths: list[str], limit: int = 64, seconds: float = 8.0,
+                     log: Callable[[str], None] = lambda msg: None) -> list[np.ndarray]:
     """Up to `limit` clips of at most `seconds`, mono float32 at 16 kHz."""
     from wav2small.audio import load
 
@@ -48,11 +50,13 @@ def load_calibration(paths: list[str], limit: int = 64, seconds: float = 8.0) ->
             "(apt-get install pocketsphinx-testdata alsa-utils)"
         )
     step = max(1, len(files) // limit)
-    return [load(f)[: int(seconds * 16000)] for f in files[::step][:limit]]
+    picked = files[::step][:limit]
+    log(f"calibrating on {len(picked)} clips of {'the given audio' if paths else 'Debian speech'}")
+    return [load(f)[: int(seconds * 16000)] for f in picked]
 
 
 def convert(weights: str, out: str, header: str | None = None, calib: list[str] | None = None,
-            headroom: float = 2.0) -> bytes:
+            headroom: float = 2.0, log: Callable[[str], None] = lambda msg: None) -> bytes:
     from .export import write_header, write_model
     from .model import load_safetensors
     from .quantize import quantize
@@ -65,10 +69,11 @@ def convert(weights: str, out: str, header: str | None = None, calib: list[str] 
         if target and Path(target).exists() and Path(target).resolve() == Path(weights).resolve():
             raise ValueError(f"the output {target} is the input weights file: choose another path")
     model = load_safetensors(weights)
-    qm = quantize(model, load_calibration(calib or []), headroom=headroom)
+    qm = quantize(model, load_calibration(calib or [], log=log), headroom=headroom)
     data = write_model(qm, out)
     if header:
-        write_header(data, header, name=Path(header).stem.replace("-", "_").replace(".", "_") + "_data")
+        write_header(data, header, name=Path(header).stem.replace("-", "_").replace(".", "_") + "_data",
+                     source=Path(weights).name)
     return data
 
 
@@ -94,7 +99,8 @@ def _run(args: argparse.Namespace) -> int:
     from .quantize import QuantizationError
 
     try:
-        data = convert(args.weights, args.out, args.header, args.calib, args.headroom)
+        data = convert(args.weights, args.out, args.header, args.calib, args.headroom,
+                       log=lambda msg: print(f"wav2small convert: {msg}", file=sys.stderr, flush=True))
     except (OSError, ValueError, SafetensorError, PublishedWeightsError, QuantizationError,
             Wav2SmallError) as e:
         print(f"wav2small convert: {e}", file=sys.stderr)

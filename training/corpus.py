@@ -49,7 +49,7 @@ import soundfile as sf
 
 from . import prosody
 from .audio_io import Skipped, UnreadableAudio, audio_seconds
-from .cli import ToolError
+from .cli import HelpFormatter, ToolError
 from .files import atomic_path, write_atomic
 from .speech import _NON_SPEECH, SENTENCES, default_cache_dir, synthesize_many
 from .teachers import OUTPUTS, file_sha256
@@ -353,14 +353,14 @@ def build(out_dir: Path, sources: set[str], espeak: int, flite: int, max_per_gro
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m training.corpus", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+                                 formatter_class=HelpFormatter)
     ap.add_argument("--out", type=Path, required=True, help="directory for manifest.csv and summary.json")
     ap.add_argument("--sources", default="debian,espeak,flite", help="comma-separated: debian, espeak, flite")
     ap.add_argument("--espeak", type=int, default=2000, help="espeak-ng clips (prosody annotator draws)")
     ap.add_argument("--flite", type=int, default=200, help="flite clips (skipped if flite is not installed)")
     ap.add_argument("--max_per_group", type=int, default=0, help="cap on real clips per group (0 = all)")
     ap.add_argument("--min_seconds", type=float, default=0.5, help="drop shorter real clips")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="seed of the synthesis draws")
     ap.add_argument("--cache_dir", type=Path, default=None, help="synthesis cache (default $WAV2SMALL_CACHE "
                                                                 "or ~/.cache/wav2small)")
     ap.add_argument("--workers", type=int, default=2, help="parallel espeak-ng processes")

@@ -40,7 +40,10 @@ Commands (run from the repository root):
 Every option is `--key=value`; booleans take true/false. On --resume the checkpoint's config is
 loaded and only the options given on the command line override it; the run's student and data
 (RUN_IDENTITY: student, model, width, width_mult, floor_db, corpus, n_clips, teacher,
-exclude_voices) cannot change. An out_dir that holds a run (ckpt.pt or train.json) is never
+exclude_voices) cannot change, and neither can what those options name: the teacher's id and a
+fingerprint of the training data (audio, voices, targets) are kept in the checkpoint and compared,
+so a teacher or corpus rebuilt at the same path is refused; --stop_at is not inherited. An out_dir
+that holds a run (ckpt.pt or train.json) is never
 overwritten: continue it with --resume=true or choose another out_dir. A non-finite loss stops the
 run before the step, with the last checkpoint as it was.
 
@@ -97,6 +100,7 @@ slower than with --threads=1 (OpenMP threads waiting on each other); use --threa
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -671,8 +675,31 @@ def load_resume(cfg: TrainConfig, given: dict[str, Any]) -> tuple[TrainConfig, d
     if changed:
         raise ValueError(f"--resume keeps the run's student and data; start a new --out_dir to change "
                          f"{', '.join(changed)}")
-    merged = {**ckpt["config"], **given, "resume": True}
-    return TrainConfig(**merged), ckpt
+    kept = {k: v for k, v in ckpt["config"].items() if k != "stop_at"}   # a stop is not part of the run
+    return TrainConfig(**{**kept, **given, "resume": True}), ckpt
+
+
+def data_fingerprint(splits: dict[str, Split]) -> str:
+    """16 hex digits of the audio, voices and clip-level targets of every split: what a run learns
+    from, whatever paths and options named it (a corpus rebuilt in place changes it)."""
+    h = hashlib.sha256()
+    for name in sorted(splits):
+        s = splits[name]
+        h.update(f"{name}:{len(s)}:{','.join(s.voices)}\n".encode())
+        for clip in s.clips:
+            h.update(len(clip).to_bytes(8, "little"))
+            h.update(np.ascontiguousarray(clip).tobytes())
+        h.update(np.ascontiguousarray(s.targets, dtype=np.float32).tobytes())
+    return h.hexdigest()[:16]
+
+
+def check_same_run(ckpt: dict[str, Any], teacher_id: str, data_id: str) -> None:
+    """A resume must see the teacher and the data the run started with, not only the same options:
+    a teacher or corpus rebuilt at the same path would mix two runs in one model."""
+    for what, was, now in (("teacher", ckpt.get("teacher"), teacher_id), ("data", ckpt.get("data"), data_id)):
+        if was is not None and was != now:   # checkpoints from before "data" was kept: not checked
+            raise ValueError(f"--resume: the run's {what} has changed since it started ({was} then, {now} now; "
+                             f"same options, other content): restore it, or start a new --out_dir")
 
 
 def tune_malloc() -> bool:
@@ -811,13 +838,16 @@ def train(cfg: TrainConfig, given: dict[str, Any] | None = None) -> dict[str, An
     if len(splits["train"]) < 1 or len(splits["val"]) < 2:
         raise ValueError(f"the corpus gives {len(splits['train'])} training and {len(splits['val'])} validation "
                          "clips; need at least 1 and 2 (raise n_clips, or build a bigger corpus)")
+    teacher_id = teacher.id if teacher is not None else "prosody-annotator"
+    data_id = data_fingerprint(splits)
+    if ckpt:
+        check_same_run(ckpt, teacher_id, data_id)
     n_samples = int(round(cfg.crop_seconds * sample_rate))
     too_long = crop_warning([len(c) for c in splits["train"].clips], n_samples, cfg.pad, sample_rate)
     if too_long is not None and dist.main:
         warnings.warn(too_long, stacklevel=2)
     targets = Targets(cfg, splits, teacher, n_samples, dist, log)
     exact = not targets.clip_level
-    teacher_id = teacher.id if teacher is not None else "prosody-annotator"
 
     net: torch.nn.Module = model
     if dist.world > 1:
@@ -831,7 +861,7 @@ def train(cfg: TrainConfig, given: dict[str, Any] | None = None) -> dict[str, An
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "config": asdict(cfg),
                 "model_args": model_args, "iter_num": iter_num, "best_ccc": best_ccc,
                 "best_iter": best_iter, "best_model": best_state, "history": history,
-                "rng_state": {"torch": torch.get_rng_state()}, "teacher": teacher_id,
+                "rng_state": {"torch": torch.get_rng_state()}, "teacher": teacher_id, "data": data_id,
                 **({"qat": qat_state} if qat_state is not None else {}),
             })
         dist.barrier()
@@ -906,6 +936,7 @@ def train(cfg: TrainConfig, given: dict[str, Any] | None = None) -> dict[str, An
         "model_args": model_args,
         "trainable_parameters": trainable(model),
         "teacher": teacher_id,
+        "data": data_id,
         "clips": {name: len(s) for name, s in splits.items()},
         "annotations": targets.annotated,
         "skipped_audio": skipped.report(),

@@ -34,6 +34,7 @@ import torch
 
 from .audio_io import Skipped, read_many
 from .cache import AnnotationCache, View
+from .cli import HelpFormatter
 from .corpus import Entry, fingerprint, read_manifest
 from .distill import Split, load_student, predict_exact, render_view
 from .files import write_atomic
@@ -334,17 +335,18 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+                                 formatter_class=HelpFormatter)
     ap.add_argument("runs", nargs="+", help="student run directories (training.distill out_dir); with --merge, "
                                             "JSON results of earlier evaluations")
     ap.add_argument("--corpus", help="manifest.csv from python -m training.corpus (required unless --merge)")
-    ap.add_argument("--teacher", default="prosody", help="teacher spec as in training.distill (default prosody)")
-    ap.add_argument("--split", default="test", choices=("val", "test"))
+    ap.add_argument("--teacher", default="prosody", help="teacher spec as in training.distill")
+    ap.add_argument("--split", default="test", choices=("val", "test"), help="held-out split to evaluate on")
     ap.add_argument("--eval_seconds", type=float, default=8.0, help="clips are cut to their first N seconds")
     ap.add_argument("--calib", type=int, default=24, help="training clips for int8 calibration (0 = float only)")
     ap.add_argument("--cache_dir", default="", help="annotation cache (default $WAV2SMALL_CACHE or ~/.cache/wav2small)")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", default="docs/students", help="writes OUT.md and OUT.json")
+    ap.add_argument("--threads", type=int, default=1, help="torch and engine threads")
+    ap.add_argument("--out", default="runs/students", help="writes OUT.md and OUT.json (the repository's report is "
+                    "docs/students: scripts/make_students_report.sh)")
     ap.add_argument("--merge", action="store_true", help="combine the JSON results given as RUNS (one per teacher) "
                     "into one report, with the issue's targets checked")
     ap.add_argument("--script", default="", help="--merge: the script that made everything, quoted at the top")

@@ -72,5 +72,6 @@ def c_header(data: bytes, name: str = "w2s_model_data", source: str = "") -> str
     return "\n".join(lines)
 
 
-def write_header(data: bytes, path: str | Path, name: str = "w2s_model_data") -> None:
-    write_atomic(Path(path), c_header(data, name, source=Path(path).name).encode())
+def write_header(data: bytes, path: str | Path, name: str = "w2s_model_data", source: str = "") -> None:
+    """The C header of c_header() at `path`; `source` names what the model was made from."""
+    write_atomic(Path(path), c_header(data, name, source=source).encode())

@@ -24,6 +24,7 @@ import torch
 from wav2small import Model, _engine
 from wav2small.audio import load
 
+from .cli import HelpFormatter
 from .export import write_model
 from .files import write_atomic
 from .model import OUTPUT_NAMES, load_safetensors
@@ -231,13 +232,18 @@ def release(src: Path, out_dir: Path = PACKAGE_MODELS, n_clips: int = 48) -> dic
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.release", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("src", type=Path, help="directory with model.safetensors (and train.json)")
-    p.add_argument("--out_dir", type=Path, default=PACKAGE_MODELS)
+    p.add_argument("--out_dir", type=Path, default=PACKAGE_MODELS,
+                   help="where default.w2s and its card default.md go; the default replaces the package's "
+                        "shipped model")
     args = p.parse_args(argv)
     torch.set_num_threads(2)
+    print("calibrating on real speech and measuring the engine "
+          "against the float model (about 20 s)", flush=True)
     fid = release(args.src, args.out_dir)
     print(json.dumps(fid, indent=2))
+    print(f"wrote {args.out_dir / 'default.w2s'} and {args.out_dir / 'default.md'}")
     return 0
 
 

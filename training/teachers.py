@@ -489,22 +489,29 @@ def fit_standin(out: str | Path, manifest: str | Path, steps: int = 800, seed: i
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
+    from .cli import HelpFormatter
+
     ap = argparse.ArgumentParser(prog="python -m training.teachers", description=(
         "Train the stand-in wav2vec2 teacher: a small Dawn-layout model fitted to the prosody annotator's "
         "targets of a corpus (see fit_standin). Usage: python -m training.teachers --out=runs/teacher "
-        "--corpus=runs/corpus/manifest.csv"))
+        "--corpus=runs/corpus/manifest.csv"), formatter_class=HelpFormatter)
     ap.add_argument("--out", required=True, help="directory for config.json + model.safetensors")
     ap.add_argument("--corpus", required=True, help="manifest.csv with labelled (espeak-ng) training clips")
-    ap.add_argument("--steps", type=int, default=800)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--hidden", type=int, default=64)
-    ap.add_argument("--layers", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=800, help="training steps")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the initial weights and the batches")
+    ap.add_argument("--hidden", type=int, default=64, help="wav2vec2 hidden size")
+    ap.add_argument("--layers", type=int, default=2, help="wav2vec2 transformer layers")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads")
+    ap.add_argument("--overwrite", action="store_true", help="replace a teacher already in --out")
     args = ap.parse_args(argv)
     if args.steps < 1 or args.threads < 1:
         ap.error(f"--steps and --threads must be >= 1, got {args.steps}, {args.threads}")
     if Path(args.out).exists() and not Path(args.out).is_dir():
         ap.error(f"--out {args.out} is a file; the teacher is a directory (config.json + model.safetensors)")
+    if (Path(args.out) / "config.json").exists() and not args.overwrite:
+        # students distilled from it (and their annotation caches) name it by its content: a new one
+        # in its place would silently mix two teachers in a resumed run
+        ap.error(f"--out {args.out} already holds a teacher: choose another --out, or --overwrite")
     path = fit_standin(args.out, args.corpus, args.steps, args.seed, args.hidden, args.layers, threads=args.threads)
     print(f"wrote {path}: load it with --teacher=dawn:{path} ({DawnTeacher(path).id})")
 
