@@ -56,7 +56,7 @@ static size_t plan(const w2s_config *c, size_t n, uint8_t *base, arena_slices *s
 }
 
 size_t w2s_arena_size(const w2s_model *m, size_t n) {
-    if (!m || n < (size_t)m->config.n_fft || n > (size_t)W2S_MAX_SAMPLES ||
+    if (!w2s_model_ready(m) || n < (size_t)m->config.n_fft || n > (size_t)W2S_MAX_SAMPLES ||
         n_frames(&m->config, n) > (size_t)W2S_MAX_FRAMES)
         return 0;
     return plan(&m->config, n, NULL, NULL);
@@ -74,7 +74,7 @@ w2s_status w2s_forward(const w2s_model *m, const int16_t *pcm, size_t n, void *a
     int32_t T, F, C, l, cur = 0;
     size_t need;
 
-    if (!m || !pcm || !out) return W2S_ERR_ARG;
+    if (!w2s_model_ready(m) || !pcm || !out) return W2S_ERR_ARG;
     c = &m->config;
     w = &m->w;
     if (n < (size_t)c->n_fft) return W2S_ERR_TOO_SHORT;

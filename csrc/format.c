@@ -242,6 +242,12 @@ static int little_endian_host(void) {
     return *(const uint8_t *)&one == 1;
 }
 
+int w2s_model_ready(const w2s_model *m) {
+    /* init checks every one of these against its range: none is 0 in a parsed model */
+    return m && m->config.n_fft > 0 && m->config.hop > 0 && m->config.n_mels > 0 && m->config.channels > 0 &&
+           m->config.n_layers > 0;
+}
+
 w2s_status w2s_model_init(w2s_model *model, const void *buf, size_t len) {
     const uint8_t *p = (const uint8_t *)buf;
     w2s_config c;

@@ -37,7 +37,7 @@ struct w2s_stream {
     int64_t           sq;      /* and of x^2 */
     int64_t           n_stat;  /* their weight in samples, <= 2^log2_window */
     uint64_t          samples; /* pushed since reset */
-    w2s_vox_state     vox;     /* pointers into the arena */
+    w2s_vox_state     vox;     /* pointers into the arena, bound again on each call */
     int32_t           n_pcm;   /* samples in the frame buffer, < n_fft between calls */
     int32_t           frames;  /* STFT frames so far (log-mel rows into layer 1) */
 };
@@ -120,7 +120,7 @@ static size_t plan(const w2s_config *c, uint8_t *base, slices *a) {
     return off + max_sz(push_bytes(c), read_bytes(c));
 }
 
-size_t w2s_stream_arena_size(const w2s_model *m) { return m ? plan(&m->config, NULL, NULL) : 0; }
+size_t w2s_stream_arena_size(const w2s_model *m) { return w2s_model_ready(m) ? plan(&m->config, NULL, NULL) : 0; }
 
 void w2s_stream_sizes_of(const w2s_config *c, w2s_stream_sizes *z) {
     const size_t C = (size_t)c->channels, F2 = (size_t)(c->n_mels + 1) / 2;
@@ -150,7 +150,7 @@ w2s_stream_params w2s_stream_default_params(void) {
 
 w2s_status w2s_clip_stats(const w2s_model *m, const int16_t *pcm, size_t n, w2s_stats *st) {
     w2s_prenorm pn;
-    if (!m || !pcm || !st) return W2S_ERR_ARG;
+    if (!w2s_model_ready(m) || !pcm || !st) return W2S_ERR_ARG;
     if (n < (size_t)m->config.n_fft) return W2S_ERR_TOO_SHORT;
     if (n > (size_t)W2S_MAX_SAMPLES) return W2S_ERR_TOO_LONG;
     pn = w2s_prenorm_s16(&m->w, pcm, n);
@@ -286,6 +286,7 @@ w2s_status w2s_stream_push_s16(w2s_stream *s, const int16_t *pcm, size_t n) {
     if ((size_t)s->frames + frames > (size_t)W2S_MAX_FRAMES) return W2S_ERR_TOO_LONG;
 
     plan(c, (uint8_t *)s, &a);
+    w2s_vox_bind(c, a.vox, &s->vox); /* the arena may have been moved since the last call */
     s->samples += n;
     while (n > 0) {
         size_t take = (size_t)(c->n_fft - s->n_pcm);
@@ -411,6 +412,7 @@ w2s_status w2s_stream_read(w2s_stream *s, w2s_output *out) {
     F2 = (c->n_mels + 1) / 2;
     R2 = (size_t)F2 * (size_t)C;
     plan(c, (uint8_t *)s, &a);
+    w2s_vox_bind(c, a.vox, &s->vox);
     work = a.work;
     K = flush(s, &a);
     tail = tail_rows(c) * R2; /* the region read_bytes() sized; K <= tail_rows */
@@ -486,7 +488,7 @@ w2s_status w2s_stream_init(w2s_stream **out, const w2s_model *m, const w2s_strea
                            void *arena, size_t arena_len) {
     w2s_stream_params p = params ? *params : w2s_stream_default_params();
     w2s_stream *s;
-    if (!out || !m) return W2S_ERR_ARG;
+    if (!out || !w2s_model_ready(m)) return W2S_ERR_ARG;
     if (p.prenorm != W2S_PRENORM_FIXED && p.prenorm != W2S_PRENORM_RUNNING) return W2S_ERR_ARG;
     if (p.stats.mean < -W2S_STATS_MAX_ABS_MEAN || p.stats.mean > W2S_STATS_MAX_ABS_MEAN || p.stats.log2_var < 0 ||
         p.stats.log2_var > W2S_STATS_MAX_LOG2_VAR)

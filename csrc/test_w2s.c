@@ -78,6 +78,23 @@ static void test_model_errors(const uint8_t *buf, size_t len) {
 }
 
 /* A deterministic test signal: two chirping tones and a little noise (LCG, fixed seed). */
+/* A w2s_model that w2s_model_init never filled (zeroed, as init leaves a static model it rejects):
+ * every entry point refuses it instead of dividing by its zero hop. */
+static void test_zeroed_model(void) {
+    w2s_model zero;
+    int16_t pcm[2000];
+    uint64_t arena[8];
+    w2s_output out;
+    w2s_stats st;
+    w2s_stream *s;
+    memset(&zero, 0, sizeof zero);
+    memset(pcm, 0, sizeof pcm);
+    CHECK(w2s_arena_size(&zero, 2000) == 0 && w2s_stream_arena_size(&zero) == 0);
+    CHECK(w2s_predict_s16(&zero, pcm, 2000, arena, sizeof arena, &out) == W2S_ERR_ARG);
+    CHECK(w2s_clip_stats(&zero, pcm, 2000, &st) == W2S_ERR_ARG);
+    CHECK(w2s_stream_init(&s, &zero, NULL, arena, sizeof arena) == W2S_ERR_ARG);
+}
+
 static void synth(int16_t *pcm, size_t n) {
     uint32_t seed = 12345u;
     int32_t phase1 = 0, phase2 = 0;
@@ -307,6 +324,19 @@ static void test_stream(const w2s_model *m) {
     CHECK(stream_clip(m, &p, pcm, n, 1, 0, arena, len, &out) == W2S_OK);
     CHECK(stream_clip(m, &p, pcm, n, 999, 3, arena, len, &out2) == W2S_OK);
     CHECK(same(&out, &out2));
+    /* the arena holds no pointer into itself: a stream copied to another buffer mid-clip (retention
+     * RAM across a deep sleep, say), with the old buffer wiped, goes on as if it had never moved */
+    {
+        uint8_t *moved = (uint8_t *)malloc(len);
+        CHECK(moved != NULL && w2s_stream_init(&s, m, &p, arena, len) == W2S_OK);
+        CHECK(w2s_stream_push_s16(s, pcm, 7777) == W2S_OK);
+        memcpy(moved, arena, len);
+        memset(arena, 0xA5, len);
+        s = (w2s_stream *)(void *)moved;
+        CHECK(w2s_stream_push_s16(s, pcm + 7777, n - 7777) == W2S_OK && w2s_stream_read(s, &out2) == W2S_OK);
+        CHECK(same(&out, &out2));
+        free(moved);
+    }
     printf("  stream 1 s: fixed = batch for %lu chunk sizes and %lu prefixes; running:",
            (unsigned long)(sizeof chunks / sizeof chunks[0]), (unsigned long)(sizeof prefixes / sizeof prefixes[0]));
     for (i = 0; i < (size_t)out.n_outputs; i++) printf(" %ld", (long)out.value[i]);
@@ -364,6 +394,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     test_model_errors((const uint8_t *)buf, len);
+    test_zeroed_model();
     st = w2s_model_init(&m, buf, len);
     CHECK(st == W2S_OK);
     if (st == W2S_OK) {

@@ -35,11 +35,15 @@ size_t w2s_vox_state_bytes(const w2s_config *c) {
     return cells * (2 * sizeof(int64_t) + sizeof(int32_t));
 }
 
-void w2s_vox_init(const w2s_config *c, void *mem, w2s_vox_state *s) {
+void w2s_vox_bind(const w2s_config *c, void *mem, w2s_vox_state *s) {
     const size_t cells = (size_t)c->channels * (size_t)((c->n_mels + 1) / 2);
     s->sum = (int64_t *)mem; /* 8-byte arrays first keep them aligned */
     s->acc = s->sum + cells;
     s->ref = (int32_t *)(s->acc + cells);
+}
+
+void w2s_vox_init(const w2s_config *c, void *mem, w2s_vox_state *s) {
+    w2s_vox_bind(c, mem, s);
     memset(mem, 0, w2s_vox_state_bytes(c)); /* all three arrays */
     s->n = 0;
 }

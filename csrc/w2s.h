@@ -22,6 +22,16 @@
  * of at least w2s_arena_size() bytes, 8-byte aligned. Every constant the engine needs (window,
  * DFT table, mel filterbank, exp table, scales, multipliers and shifts) comes from the model
  * buffer; docs/format.md specifies it and docs/numerics.md the integer arithmetic.
+ *
+ * Stack: under 5 KB per call with the Cortex-M (DSP) and portable kernels (docs/engine.md has the
+ * firmware's measured figure per call). The NEON and x86 kernels keep row buffers sized for the
+ * format's limits on the stack: about 30 KB (NEON), 76 KB (AVX-512), 130 KB (AVX2), fine for
+ * Linux threads; define W2S_NO_SIMD for the portable kernels on small thread stacks.
+ *
+ * Alignment: the Cortex-M (DSP) and ARM Linux kernels load 4 int8 values with one LDR that need
+ * not be word-aligned, which ARMv7E-M allows unless the firmware sets CCR.UNALIGN_TRP. If yours
+ * does, build with -mno-unaligned-access (the DSP kernels stay, ~150 B more code) or with
+ * -DW2S_NO_SIMD. Model and arena must be in Normal memory (not Device), as for any C data.
  */
 #ifndef W2S_H
 #define W2S_H
@@ -202,7 +212,10 @@ w2s_status  w2s_predict_s16(const w2s_model *model, const int16_t *pcm, size_t n
  * never changes what later pushes compute. With W2S_PRENORM_FIXED and the statistics of the whole
  * clip (w2s_clip_stats: a first pass), read after the last push is bit-identical with
  * w2s_predict_s16 on that clip. W2S_PRENORM_RUNNING needs no first pass (docs/engine.md has its
- * measured cost). A stream is used by one thread at a time; it lives entirely in its arena. */
+ * measured cost). A stream is used by one thread at a time; it lives entirely in its arena, which
+ * holds no pointer into itself: between calls the arena may be copied or moved (e.g. to retention
+ * RAM across a deep sleep) and the stream goes on at its new address, (w2s_stream *)new_arena, as
+ * long as the model stays where it was. */
 
 typedef struct w2s_stream w2s_stream; /* opaque; lives at the start of its arena */
 

@@ -19,27 +19,35 @@ static uint32_t le32(const uint8_t *p) {
 static uint16_t le16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
 
 /* Find the samples of a mono PCM16 WAV; returns NULL with a message if it is anything else. */
-static const uint8_t *wav_samples(const uint8_t *d, size_t len, int32_t rate, size_t *n, const char **err) {
+/* The samples of a mono 16-bit PCM WAV at `rate`; NULL and a message in err[0..err_len) if not. */
+static const uint8_t *wav_samples(const uint8_t *d, size_t len, int32_t rate, size_t *n, char *err,
+                                  size_t err_len) {
     size_t pos = 12;
     int fmt_ok = 0;
-    if (len < 12 || memcmp(d, "RIFF", 4) || memcmp(d + 8, "WAVE", 4)) return *err = "not a RIFF/WAVE file", NULL;
+    if (len < 12 || memcmp(d, "RIFF", 4) || memcmp(d + 8, "WAVE", 4))
+        return snprintf(err, err_len, "not a RIFF/WAVE file"), NULL;
     while (pos + 8 <= len) {
-        const uint32_t size = le32(d + pos + 4);
+        const int is_data = !memcmp(d + pos, "data", 4);
         const uint8_t *body = d + pos + 8;
-        if (size > len - pos - 8) return *err = "truncated WAV chunk", NULL;
+        uint32_t size = le32(d + pos + 4);
+        /* a WAV written to a pipe leaves its data size open (0 or 0xFFFFFFFF): samples to the end */
+        if (is_data && (size == 0u || size == 0xFFFFFFFFu)) size = (uint32_t)(len - pos - 8);
+        if (size > len - pos - 8) return snprintf(err, err_len, "truncated WAV chunk"), NULL;
         if (!memcmp(d + pos, "fmt ", 4) && size >= 16) {
             if (le16(body) != 1 || le16(body + 2) != 1 || le16(body + 14) != 16)
-                return *err = "only mono 16-bit PCM WAV is read (convert with sox)", NULL;
-            if ((int32_t)le32(body + 4) != rate) return *err = "sample rate differs from the model's", NULL;
+                return snprintf(err, err_len, "only mono 16-bit PCM WAV is read (convert with sox)"), NULL;
+            if ((int32_t)le32(body + 4) != rate)
+                return snprintf(err, err_len, "sample rate %lu Hz, the model's is %ld Hz (convert with sox)",
+                                (unsigned long)le32(body + 4), (long)rate), NULL;
             fmt_ok = 1;
-        } else if (!memcmp(d + pos, "data", 4)) {
-            if (!fmt_ok) return *err = "WAV data before its fmt chunk", NULL;
+        } else if (is_data) {
+            if (!fmt_ok) return snprintf(err, err_len, "WAV data before its fmt chunk"), NULL;
             *n = size / 2;
             return body;
         }
-        pos += 8 + size + (size & 1u);
+        pos += 8 + (size_t)size + (size & 1u);
     }
-    return *err = "no data chunk", NULL;
+    return snprintf(err, err_len, "no data chunk"), NULL;
 }
 
 int main(int argc, char **argv) {
@@ -71,7 +79,7 @@ int main(int argc, char **argv) {
            ? "\tlog_sigma_arousal\tlog_sigma_dominance\tlog_sigma_valence\tspeech_logit\tdecision" : "");
     for (i = 2; i < argc; i++) {
         size_t len, n = 0, need;
-        const char *err = NULL;
+        char err[160];
         uint8_t *data = (uint8_t *)w2s_host_read_file(argv[i], &len);
         const uint8_t *samples;
         int16_t *pcm;
@@ -82,7 +90,7 @@ int main(int argc, char **argv) {
             failed = 1;
             continue;
         }
-        samples = raw ? data : wav_samples(data, len, model.config.sample_rate, &n, &err);
+        samples = raw ? data : wav_samples(data, len, model.config.sample_rate, &n, err, sizeof err);
         if (raw) n = len / 2;
         if (!samples) {
             fprintf(stderr, "w2s_cli: %s: %s\n", argv[i], err);

@@ -40,6 +40,11 @@ size_t w2s_layout(const w2s_config *config, w2s_tensor_fn visit, void *user);
  * an uncertainty head are int8 (head.uw), since a ranking needs less precision than a value. */
 int32_t w2s_head_wide_rows(const w2s_config *config);
 
+/* 1 if m was filled by a successful w2s_model_init: a w2s_model left zeroed by a failed one (a
+ * static model after a bad flash image, say) is refused by every entry point instead of dividing by
+ * its zero hop. */
+int w2s_model_ready(const w2s_model *m);
+
 /* CRC-32 (IEEE 802.3, as zlib.crc32) of n bytes. */
 uint32_t w2s_crc32(const uint8_t *data, size_t n);
 
@@ -118,6 +123,8 @@ typedef struct {
 
 size_t w2s_vox_state_bytes(const w2s_config *c);
 void   w2s_vox_init(const w2s_config *c, void *mem, w2s_vox_state *s);
+/* Point s at the arrays in mem, keeping their contents (a stream's arena may have moved). */
+void   w2s_vox_bind(const w2s_config *c, void *mem, w2s_vox_state *s);
 void   w2s_vox_push_s8(const w2s_config *c, const w2s_weights *w, w2s_vox_state *s,
                        const int8_t *row);
 /* n_rows frames, frame t at rows + t * stride bytes: n_rows calls of w2s_vox_push_s8, or a kernel

@@ -45,6 +45,14 @@ def test_c_cli_matches_binding(build, tmp_path, speech_clips):
         assert vals[n:] == ([model.predict(pcm).decision] if model.has_uncertainty else []), name
     r_raw = subprocess.run([str(build / "w2s_cli"), "-r", str(DEFAULT_W2S), str(raw)], capture_output=True, text=True)
     assert r_raw.stdout.splitlines()[1].split("\t")[1:] == rows[0][1:]
+    # a WAV written to a pipe leaves its data size open (0xFFFFFFFF or 0): the samples run to the end
+    wav = bytearray(paths[0].read_bytes())
+    at = wav.index(b"data") + 4
+    for size in (b"\xff\xff\xff\xff", b"\0\0\0\0"):
+        streamed = tmp_path / "streamed.wav"
+        streamed.write_bytes(bytes(wav[:at] + size + wav[at + 4:]))
+        r = subprocess.run([str(build / "w2s_cli"), str(DEFAULT_W2S), str(streamed)], capture_output=True, text=True)
+        assert r.returncode == 0 and r.stdout.splitlines()[1].split("\t")[1:] == rows[0][1:], r.stderr
 
 
 def test_c_cli_rejects_bad_files(build, tmp_path):
@@ -52,6 +60,10 @@ def test_c_cli_rejects_bad_files(build, tmp_path):
     sf.write(stereo, np.zeros((1600, 2), np.int16), 16000, subtype="PCM_16")
     r = subprocess.run([str(build / "w2s_cli"), str(DEFAULT_W2S), str(stereo)], capture_output=True, text=True)
     assert r.returncode == 1 and "mono 16-bit" in r.stderr
+    fast = tmp_path / "48k.wav"
+    sf.write(fast, np.zeros(4800, np.int16), 48000, subtype="PCM_16")
+    r = subprocess.run([str(build / "w2s_cli"), str(DEFAULT_W2S), str(fast)], capture_output=True, text=True)
+    assert r.returncode == 1 and "sample rate 48000 Hz, the model's is 16000 Hz" in r.stderr
     bad_model = tmp_path / "bad.w2s"
     bad_model.write_bytes(DEFAULT_W2S.read_bytes()[:100])
     r = subprocess.run([str(build / "w2s_cli"), str(bad_model), str(stereo)], capture_output=True, text=True)
