@@ -100,7 +100,9 @@ def test_convert_refuses_bad_paths_and_options_in_one_line(converted):
         "is the input weights file ": [str(weights), "-o", str(converted / "x.w2s"),
                                        "--header", str(weights)],
         "is a directory": [str(converted), "-o", str(converted / "x.w2s")],
-        "header": [str(text), "-o", str(converted / "x.w2s")],   # safetensors' own words for a bad header
+        f"{text} is not a safetensors weights file: ": [str(text), "-o", str(converted / "x.w2s")],
+        "is not a safetensors weights file (it is already a .w2s model)": [str(converted / "m.w2s"), "-o",
+                                                                          str(converted / "x.w2s")],
         "cannot read": [str(weights), "-o", str(converted / "x.w2s"), "--calib", str(text)],
         "headroom must be > 0": [str(weights), "-o", str(converted / "x.w2s"), "--headroom=0"],
     }

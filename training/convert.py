@@ -68,7 +68,13 @@ def convert(weights: str, out: str, header: str | None = None, calib: list[str] 
     for target in (out, header):   # the float weights must survive the conversion
         if target and Path(target).exists() and Path(target).resolve() == Path(weights).resolve():
             raise ValueError(f"the output {target} is the input weights file: choose another path")
-    model = load_safetensors(weights)
+    from safetensors import SafetensorError
+
+    try:
+        model = load_safetensors(weights)
+    except SafetensorError as e:   # its own words ("header too large") do not name the file's problem
+        hint = " (it is already a .w2s model)" if Path(weights).read_bytes()[:4] == b"W2SM" else ""
+        raise ValueError(f"{weights} is not a safetensors weights file{hint}: {e}") from None
     qm = quantize(model, load_calibration(calib or [], log=log), headroom=headroom)
     data = write_model(qm, out)
     if header:
