@@ -216,6 +216,22 @@ def test_a_model_error_says_what_to_do(tmp_path):
         Model(weights)
 
 
+def test_a_broken_command_plugin_does_not_take_predict_with_it(monkeypatch, capsys, speech_files):
+    """A plugin that fails to load (a missing module; or `training` shadowed by a user's own folder
+    of that name, in a wheel install) costs only its own command: predict runs, the loss is named."""
+    from importlib.metadata import EntryPoint
+
+    import wav2small.__main__ as cli
+
+    broken = EntryPoint(name="broken", value="no_such_module_here:register", group="wav2small.commands")
+    real = cli.entry_points
+    monkeypatch.setattr(cli, "entry_points", lambda group: [*real(group=group), broken])
+    assert cli.main(["predict", "--csv", str(speech_files[0])]) == 0
+    out, err = capsys.readouterr()
+    assert str(speech_files[0]) in out
+    assert "the 'broken' command is unavailable (no_such_module_here:register: ModuleNotFoundError" in err
+
+
 def test_cli_help_lists_convert():
     r = _cli("--help")
     assert r.returncode == 0 and "predict" in r.stdout and "convert" in r.stdout
@@ -257,3 +273,10 @@ def test_shared_model_threads_match_sequential(speech_clips):
     with ThreadPoolExecutor(8) as pool:
         parallel = list(pool.map(lambda c: model.predict_fixed(c).tolist(), clips * 3))
     assert parallel == sequential * 3
+
+
+def test_the_runtime_package_type_checks(tmp_path):
+    """Its annotations are checked (wav2small ships py.typed, so a user's mypy reads them)."""
+    r = subprocess.run([sys.executable, "-m", "mypy", "--no-incremental", f"--cache-dir={tmp_path}", "wav2small"],
+                       cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-3000:]

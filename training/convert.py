@@ -92,10 +92,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    try:
+    try:   # everything convert imports beyond the runtime package
+        import safetensors  # noqa: F401
         import torch  # noqa: F401
-    except ImportError:
-        print("wav2small convert needs PyTorch: pip install 'wav2small[train]'", file=sys.stderr)
+    except ImportError as e:
+        print(f"wav2small convert needs the training extras ({e.name} is not installed): "
+              "pip install torch==2.13.0 'wav2small[train]' (in a checkout: pip install -e '.[train]')",
+              file=sys.stderr)
         return 2
     from safetensors import SafetensorError
 

@@ -14,6 +14,8 @@ import sys
 import warnings
 from importlib.metadata import entry_points
 
+import numpy as np
+
 from . import __version__
 from .audio import display_name, read, read_bytes
 from .errors import Wav2SmallError
@@ -45,7 +47,7 @@ def _probability(text: str) -> float:
     return v
 
 
-def _read(path: str) -> tuple[object, int]:
+def _read(path: str) -> tuple[np.ndarray, int]:
     """read() of a file, or of standard input for "-"; warnings (a truncated WAV) go to stderr."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -127,7 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--csv", dest="format", action="store_const", const="csv", help="CSV output")
     p.set_defaults(func=_predict, format="table")
     for ep in entry_points(group="wav2small.commands"):
-        ep.load()(sub)  # each registers its own subparser and sets func
+        try:
+            ep.load()(sub)  # each registers its own subparser and sets func
+        except Exception as e:  # noqa: BLE001 - a broken or shadowed plugin must not take predict with it
+            print(f"wav2small: the {ep.name!r} command is unavailable ({ep.value}: {type(e).__name__}: {e})",
+                  file=sys.stderr)
     return parser
 
 

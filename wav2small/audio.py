@@ -77,7 +77,7 @@ def check_rate(rate: object) -> float:
     on NaN, infinite or absurd rates instead of failing."""
     if not isinstance(rate, numbers.Real) or isinstance(rate, bool) or not math.isfinite(rate) or rate <= 0:
         raise AudioError(f"a sample rate must be a positive number of Hz, got {rate!r}")
-    return rate
+    return float(rate)
 
 
 def resample(pcm: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:

@@ -108,8 +108,10 @@ class Thresholds:
         one = float(1 << frac_bits)
         p = self.min_speech_prob
         logit = -math.inf if p == 0.0 else math.inf if p == 1.0 else math.log(p / (1.0 - p))
-        q = [math.log(self.max_sigma) * one, logit * one]
-        return tuple(int(max(-limit - 1, min(limit, round(v) if math.isfinite(v) else v))) for v in q)
+        def clamp(v: float) -> int:
+            return int(max(-limit - 1, min(limit, round(v) if math.isfinite(v) else v)))
+
+        return clamp(math.log(self.max_sigma) * one), clamp(logit * one)
 
     @classmethod
     def from_fixed(cls, max_log_sigma: int, min_speech_logit: int, frac_bits: int) -> Thresholds:
@@ -136,13 +138,15 @@ def prediction_from_fixed(engine: _engine.Model, q: np.ndarray, thresholds: Thre
     """A Prediction from the engine's int32 outputs; the decision is the engine's (w2s_decide)."""
     c = engine.config
     x = q.astype(np.float64) / float(1 << c["out_frac_bits"])
+    arousal, dominance, valence = (float(v) for v in x[:3])
     if not c["flags"] & _engine.FLAG_UNCERTAINTY:
-        return Prediction(*(float(v) for v in x))
-    n = len(OUTPUT_NAMES)
+        return Prediction(arousal, dominance, valence)
     fixed = thresholds.fixed(c["out_frac_bits"]) if thresholds is not None else engine.thresholds
+    n = len(OUTPUT_NAMES)
+    s_a, s_d, s_v = (_exp(float(v)) for v in x[n : 2 * n])
     return Prediction(
-        *(float(v) for v in x[:n]),
-        sigma=tuple(_exp(float(v)) for v in x[n : 2 * n]),
+        arousal, dominance, valence,
+        sigma=(s_a, s_d, s_v),
         speech_prob=_sigmoid(float(x[2 * n])),
         decision=_DECISIONS[engine.decide(q, *fixed)],
     )
@@ -227,7 +231,7 @@ class Model:
     def thresholds(self) -> Thresholds | None:
         """The model's default decision thresholds (None without an uncertainty head)."""
         t = self._engine.thresholds
-        return None if t is None else Thresholds.from_fixed(*t, self.config["out_frac_bits"])
+        return None if t is None else Thresholds.from_fixed(t[0], t[1], self.config["out_frac_bits"])
 
     def __repr__(self) -> str:
         c = self.config

@@ -48,7 +48,7 @@ MAX_RATE_RATIO = 64
 def _integer(v: object, name: str, lo: int, hi: int) -> int:
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
         raise ArgumentError(f"{name} must be an int, got {v!r}")
-    if not lo <= v <= hi:
+    if not lo <= int(v) <= hi:
         raise ArgumentError(f"{name} must be within {lo}..{hi}, got {v}")
     return int(v)
 
