@@ -336,8 +336,12 @@ def test_run_maps_each_kind_of_ending_to_its_status(capsys, monkeypatch):
              (raising(ToolError("sox is not installed")), 1, "prog: error: sox is not installed"),
              (raising(PermissionError(13, "Permission denied", "/x/y")), 1, "prog: error: Permission denied: /x/y"),
              (raising(KeyboardInterrupt()), 130, "prog: interrupted")]
+    def warns():
+        warnings.warn("crop of 30 s is over twice the median training clip")
+    cases.append((warns, 0, "prog: warning: crop of 30 s is over twice the median training clip"))
     for main, status, line in cases:
-        with pytest.raises(SystemExit) as e:
+        with pytest.raises(SystemExit) as e, warnings.catch_warnings():
+            warnings.simplefilter("always")
             run(main, "prog")
         assert e.value.code == status and capsys.readouterr().err.strip() == line
     with pytest.raises(TypeError):   # a bug is not a user's mistake: its traceback stays

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from typing import NoReturn
 
@@ -39,7 +40,10 @@ def describe(e: BaseException) -> str:
 
 
 def run(main: Callable[[], int | None], prog: str) -> NoReturn:
-    """Call `main` and exit with its status, turning USER_ERRORS and Ctrl-C into one line."""
+    """Call `main` and exit with its status, turning USER_ERRORS and Ctrl-C into one line; warnings
+    print as `<prog>: warning: <message>` (their source line is for developers: WAV2SMALL_TRACEBACK=1)."""
+    if not os.environ.get(TRACEBACK_ENV):
+        warnings.showwarning = lambda message, *rest, **kw: print(f"{prog}: warning: {message}", file=sys.stderr)
     try:
         code = main()
     except KeyboardInterrupt:
