@@ -639,6 +639,15 @@ def test_honest_voice_gap_and_the_batch_it_follows(tmp_path):
         honest_students(_fake_fold_students(tmp_path / "none", [[]]))
 
 
+def test_release_replaces_the_package_model_only_in_a_checkout(tmp_path):
+    from training.release import PACKAGE_MODELS, in_checkout
+
+    assert in_checkout()   # this repository: the release flow writes wav2small/models
+    installed = tmp_path / "site-packages" / "wav2small" / "models"
+    installed.mkdir(parents=True)
+    assert not in_checkout(installed) and PACKAGE_MODELS.is_dir()
+
+
 def test_release_card_names_the_runs_non_default_options():
     """The card's rebuild command carries every training.uncertainty option the run changed."""
     from dataclasses import asdict

@@ -34,6 +34,12 @@ from .speech import CORE_SPEECH_SOURCES, debian_speech_files
 PACKAGE_MODELS = Path(__file__).resolve().parent.parent / "wav2small" / "models"
 
 
+def in_checkout(models: Path = PACKAGE_MODELS) -> bool:
+    """True if `models` is the source tree's wav2small/models (setup.py beside the package): the
+    release flow replaces the shipped model there; in an installed package it must not."""
+    return (models.parent.parent / "setup.py").is_file()
+
+
 def real_speech(n: int, seconds: float = 6.0) -> tuple[list[str], list[np.ndarray]]:
     """n clips spread over the core Debian speech packages (the same set on every machine)."""
     files = debian_speech_files(roots=CORE_SPEECH_SOURCES)
@@ -238,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="where default.w2s and its card default.md go; the default replaces the package's "
                         "shipped model")
     args = p.parse_args(argv)
+    if args.out_dir == PACKAGE_MODELS and not in_checkout():
+        p.error(f"--out_dir is needed outside a source checkout: the default, {PACKAGE_MODELS}, is the "
+                "installed package's own model")
     torch.set_num_threads(2)
     print("calibrating on real speech and measuring the engine "
           "against the float model (about 20 s)", flush=True)
