@@ -26,7 +26,8 @@
  * Stack: under 5 KB per call with the Cortex-M (DSP) and portable kernels (docs/engine.md has the
  * firmware's measured figure per call). The NEON and x86 kernels keep row buffers sized for the
  * format's limits on the stack: about 30 KB (NEON), 76 KB (AVX-512), 130 KB (AVX2), fine for
- * Linux threads; define W2S_NO_SIMD for the portable kernels on small thread stacks.
+ * Linux threads; on small thread stacks lower W2S_MAX_CHANNELS and W2S_MAX_MELS to the model's
+ * (below), or define W2S_NO_SIMD for the portable kernels.
  *
  * Alignment: the Cortex-M (DSP) and ARM Linux kernels load 4 int8 values with one LDR that need
  * not be word-aligned, which ARMv7E-M allows unless the firmware sets CCR.UNALIGN_TRP. If yours
@@ -51,10 +52,24 @@ extern "C" {
 #define W2S_FLAG_UNCERTAINTY 1u /* outputs: n values, n log-sigmas, 1 speech logit; decide.params */
 #define W2S_KNOWN_FLAGS      W2S_FLAG_UNCERTAINTY
 
-/* Limits of this engine; a model beyond them is rejected with W2S_ERR_FORMAT. */
+/* Limits of this engine; a model beyond them is rejected with W2S_ERR_FORMAT. W2S_MAX_CHANNELS
+ * (16, 32, 48 or 64) and W2S_MAX_MELS (even, 2..128) may be lowered at build time for a known model
+ * (-DW2S_MAX_CHANNELS=16 -DW2S_MAX_MELS=32 for the default): the NEON and x86 kernels size their
+ * stack buffers by them (30 KB -> 3 KB on aarch64; docs/engine.md). No public struct depends on
+ * them, so an application built with the defaults links with such a library. */
 #define W2S_MAX_LAYERS      16
+#ifndef W2S_MAX_CHANNELS
 #define W2S_MAX_CHANNELS    64
+#endif
+#ifndef W2S_MAX_MELS
 #define W2S_MAX_MELS        128
+#endif
+#if W2S_MAX_CHANNELS < 16 || W2S_MAX_CHANNELS > 64 || W2S_MAX_CHANNELS % 16 != 0
+#error "W2S_MAX_CHANNELS must be 16, 32, 48 or 64"
+#endif
+#if W2S_MAX_MELS < 2 || W2S_MAX_MELS > 128 || W2S_MAX_MELS % 2 != 0
+#error "W2S_MAX_MELS must be even, 2..128"
+#endif
 #define W2S_MAX_FFT         256
 #define W2S_MAX_OUTPUTS     16
 #define W2S_MAX_SAMPLES     (1L << 24)  /* 17.5 min at 16 kHz: keeps the prenorm sums in 64 bits */

@@ -81,3 +81,28 @@ def test_ab_engine_script_times_two_builds_stage_by_stage():
                           "conv7", "vox", "gram", "head", "total"], r.stdout
     assert all(len(v) == 2 and all(float(x) >= 0 for x in v) for v in rows.values()), r.stdout
     assert all(float(x) > 0 for x in rows["total"]), r.stdout
+
+
+def test_lowered_limits_run_the_default_model_and_refuse_wider_ones(tmp_path, speech_clips):
+    """w2s.h: W2S_MAX_CHANNELS and W2S_MAX_MELS lowered at build time (the NEON and x86 kernels' stack
+    buffers shrink with them): the C tests pass, the default model gives the same outputs, and a model
+    beyond the limits is refused as malformed."""
+    from training.export import model_bytes
+    from training.model import CONFIGS, Wav2Small
+    from training.quantize import quantize
+
+    out, csrc = tmp_path / "small", str(REPO / "csrc")
+    flags = "CFLAGS=-O2 -DW2S_MAX_CHANNELS=16 -DW2S_MAX_MELS=32"
+    for goal in ("all", "check"):
+        r = subprocess.run(["make", "-C", csrc, f"OUT={out}", flags, goal], capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    wav = tmp_path / "clip.wav"
+    sf.write(wav, to_int16(speech_clips[0]), 16000, subtype="PCM_16")
+    small = subprocess.run([str(out / "w2s_cli"), str(DEFAULT_W2S), str(wav)], capture_output=True, text=True)
+    assert small.returncode == 0, small.stderr
+    assert small.stdout.splitlines()[1].split("\t")[1:8] == [
+        f"{v / 65536:.6f}" for v in Model().predict_fixed(to_int16(speech_clips[0]))]
+    wide = tmp_path / "wide.w2s"   # 34 channels, beyond 16
+    wide.write_bytes(model_bytes(quantize(Wav2Small(CONFIGS["wide"]).eval(), speech_clips[:2])))
+    r = subprocess.run([str(out / "w2s_cli"), str(wide), str(wav)], capture_output=True, text=True)
+    assert r.returncode == 2 and "malformed model" in r.stderr

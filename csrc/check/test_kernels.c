@@ -34,6 +34,13 @@ static int32_t rnd_in(int32_t lo, int32_t hi) { /* lo <= hi, unsigned: the span 
     return (int32_t)((uint32_t)lo + (span ? rnd() % span : rnd()));
 }
 
+/* Trial shapes stay within this build's limits (w2s.h: W2S_MAX_CHANNELS and W2S_MAX_MELS may be
+ * lowered at build time); with the defaults they are the shapes this file always drew. */
+#define TK_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define TK_C     TK_MIN(20, W2S_MAX_CHANNELS) /* upper end of a random small channel count */
+#define TK_F     TK_MIN(40, W2S_MAX_MELS)     /* mel bins of a conv row */
+#define TK_VOX_F TK_MIN(80, W2S_MAX_MELS)     /* mel bins before the pool, for vox pooling */
+
 /* ---- conv rows ------------------------------------------------------------------------------------ */
 
 #define MAXW (W2S_MAX_CHANNELS * 9 * W2S_MAX_CHANNELS)
@@ -59,11 +66,11 @@ static int conv_rows(int32_t isa, int trials) {
     for (t = 0; t < trials; t++) {
         w2s_conv_layer l;
         /* c_in 13: the released width has its own tile; shifts all in [-23, -1]: the fast epilogue */
-        const int32_t c_in = t % 7 == 0 ? 64 : (t % 6 == 1 ? 13 : rnd_in(1, 20));
+        const int32_t c_in = t % 7 == 0 ? W2S_MAX_CHANNELS : (t % 6 == 1 ? 13 : rnd_in(1, TK_C));
         /* the released width often takes the fast epilogue and whole layers (its four-row tile) */
-        const int32_t c_out = t % 5 == 0 ? 64 : rnd_in(1, 20), fast = t % 3 == 0 || (c_in == 13 && rnd() % 4 != 0);
+        const int32_t c_out = t % 5 == 0 ? W2S_MAX_CHANNELS : rnd_in(1, TK_C), fast = t % 3 == 0 || (c_in == 13 && rnd() % 4 != 0);
         const int whole = t % 5 == 3 || (c_in == 13 && rnd() % 2 == 0);
-        const int32_t f = t % 11 == 0 ? 1 : t % 13 == 0 ? 2 : rnd_in(1, 40), ends[] = {-128, 128, -127, 0};
+        const int32_t f = t % 11 == 0 ? 1 : t % 13 == 0 ? 2 : rnd_in(1, TK_F), ends[] = {-128, 128, -127, 0};
         const int first = t % 9 == 0; /* layer 1: one int16 channel */
         const int8_t *rows8[3];
         const int16_t *rows16[3];
@@ -157,7 +164,8 @@ static int vox_rows(const w2s_model *m, int32_t isa, int trials) {
         /* t % 5 == 2: the released shape (13-16 channels, score shifts all left, without saturation
          * in most such trials: the kernel's own path) */
         const int released = t % 5 == 2;
-        const int32_t C = released ? rnd_in(13, 16) : t % 6 == 0 ? 64 : rnd_in(1, 20), F = t % 7 == 0 ? 80 : rnd_in(1, 80);
+        const int32_t C = released ? rnd_in(13, 16) : t % 6 == 0 ? W2S_MAX_CHANNELS : rnd_in(1, TK_C);
+        const int32_t F = t % 7 == 0 ? TK_VOX_F : rnd_in(1, TK_VOX_F);
         const int32_t F2 = (F + 1) / 2, n_rows = rnd_in(1, VOX_ROWS), split = rnd_in(0, n_rows);
         const size_t stride = (size_t)(F2 * C) + (t % 3 == 0 ? (size_t)rnd_in(0, 40) : 0);
         const int32_t wmag = t % 4 == 0 ? 32768 : 1 << rnd_in(0, 15); /* |lin_w| <= wmag */
@@ -234,7 +242,7 @@ static int epilogue_avx512(int trials) {
     int t, i, j;
     for (t = 0; t < trials; t++) {
         w2s_conv_layer l;
-        const int32_t c_out = rnd_in(1, 64), n = 64, fast = t % 4 != 0;
+        const int32_t c_out = rnd_in(1, W2S_MAX_CHANNELS), n = 64, fast = t % 4 != 0;
         for (i = 0; i < c_out; i++) {
             const int32_t kind = (int32_t)(rnd() % 4);
             mult[i] = kind == 0 ? 0x7FFFFFFF : kind == 1 ? rnd_in(1 << 30, 0x7FFFFFFF) : (int32_t)1 << rnd_in(0, 30);
@@ -282,7 +290,7 @@ static int frontend_simd(int trials) {
     for (t = 0; t < trials; t++) {
         uint64_t v[W2S_MAX_MELS];
         int32_t lg[W2S_MAX_MELS];
-        const int32_t n = t % 5 == 0 ? W2S_MAX_MELS : rnd_in(1, 40);
+        const int32_t n = t % 5 == 0 ? W2S_MAX_MELS : rnd_in(1, TK_F);
         for (i = 0; i < n; i++) {
             const int bits = rnd_in(1, 64);
             uint64_t u = ((uint64_t)rnd() << 32 | rnd()) >> (64 - bits);
