@@ -174,6 +174,8 @@ class UQConfig:
         return cls(**given)
 
 
+RESUME_MAY_CHANGE = ("resume", "threads", "checkpoint_interval", "stop_at")  # the rest is the run
+
 HELP = {
     "extended_nonspeech": "train on training.ood's extended train split: band-limited square/saw/triangle "
                           "tones, random dual tones, beep trains, chirps and sirens, synthetic effects (bells, "
@@ -264,7 +266,7 @@ HELP = {
     "thresholds_only": "load out_dir's trained model and only set its thresholds again",
     "threads": "torch CPU threads (results are deterministic for a given thread count)",
     "resume": "continue the run in out_dir from its ckpt.pt: the other options come from the run, and only "
-              f"{', '.join('--' + k for k in ('threads', 'checkpoint_interval', 'stop_at'))} may differ; the "
+              f"{', '.join('--' + k for k in RESUME_MAY_CHANGE[1:])} may differ; the "
               "result is the uninterrupted run's, bit for bit, at the same thread count. Without it, an "
               "out_dir that holds a run (ckpt.pt or train.json) is never overwritten",
     "checkpoint_interval": "write out_dir/ckpt.pt (model, optimiser, random state, history) every N steps "
@@ -273,7 +275,6 @@ HELP = {
 }
 
 CHECKPOINT = "ckpt.pt"
-RESUME_MAY_CHANGE = ("resume", "threads", "checkpoint_interval", "stop_at")  # the rest is the run
 
 
 def read_checkpoint(out_dir: Path) -> dict[str, Any]:
