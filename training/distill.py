@@ -970,7 +970,7 @@ def main(argv: list[str] | None = None) -> None:
             torch.distributed.destroy_process_group()
     if distributed:
         # gloo's worker threads can abort the interpreter's finalisation after a finished run
-        # ("terminate called without an active exception", pytorch/pytorch#179291, seen in CI): every
+        # ("terminate called without an active exception", pytorch/pytorch#179291, seen in the tests): every
         # output is written and closed by now, so the process leaves without finalising
         sys.stdout.flush()
         sys.stderr.flush()
