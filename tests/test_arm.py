@@ -133,6 +133,11 @@ def test_cortex_m_firmware_bit_exact_under_qemu_system(target, tmp_path):
         for got, want, what in zip(rows[f.name], host_outputs(model, pcm), ("batch", "stream", "running")):
             assert np.array_equal(got, want), f"{target} {what} on {f.name}: {got} vs host {want}"
     assert re.search(r"^stack init \d+ predict \d+ push \d+ read \d+$", text, re.MULTILINE)
+    if target == "cortex-m4":   # docs/engine.md shows this run's output: it must not go stale again
+        doc = (REPO / "docs" / "engine.md").read_text()
+        shown = re.search(r"<!-- firmware-output: begin[^\n]*\n```\n(.*?)\n```\n<!-- firmware-output: end", doc, re.DOTALL)
+        assert shown and shown.group(1) == text[text.index("w2s_fw: wav2small engine"):].strip(), \
+            "docs/engine.md's firmware output differs from this run: python scripts/footprint.py --write"
     # the image runs the DSP-extension conv kernel (compile-time choice): linked, with SMLAD in it
     elf = out / "w2s_fw.elf"
     syms = subprocess.run(["arm-none-eabi-nm", str(elf)], capture_output=True, text=True, check=True).stdout
