@@ -11,6 +11,7 @@ Needs PyTorch (pip install 'wav2small[train]').
 from __future__ import annotations
 
 import argparse
+import struct
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -70,10 +71,14 @@ def convert(weights: str, out: str, header: str | None = None, calib: list[str] 
             raise ValueError(f"the output {target} is the input weights file: choose another path")
     from safetensors import SafetensorError
 
+    from wav2small import _engine
+
     try:
         model = load_safetensors(weights)
     except SafetensorError as e:   # its own words ("header too large") do not name the file's problem
-        hint = " (it is already a .w2s model)" if Path(weights).read_bytes()[:4] == b"W2SM" else ""
+        with open(weights, "rb") as f:   # the magic the exporter writes (training/export.py)
+            is_w2s = f.read(4) == struct.pack("<I", _engine.FORMAT_MAGIC)
+        hint = " (it is already a .w2s model)" if is_w2s else ""
         raise ValueError(f"{weights} is not a safetensors weights file{hint}: {e}") from None
     qm = quantize(model, load_calibration(calib or [], log=log), headroom=headroom)
     data = write_model(qm, out)
