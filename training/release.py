@@ -115,7 +115,7 @@ Every prediction carries a decision: **no speech** when the speech probability i
 Pass `thresholds=wav2small.Thresholds(max_sigma, min_speech_prob)` to `predict`, or
 `--max-sigma` / `--min-speech-prob` to the CLI, to change them.
 
-Training the head took {uq.get('wall_seconds', 0) / 60:.0f} min with {cfg.get('threads', 2)} CPU thread(s) (commands above). The int8
+Training the head took {uq.get('wall_seconds', 0) / 60:.0f} min with {cfg.get('threads', 2)} CPU thread(s) (step 2 above). The int8
 calibration also saw two non-speech clips of each kind (training split).
 """
 
@@ -132,18 +132,26 @@ def uq_flags(uq: dict) -> str:
                    if k not in skip and k in cfg and cfg[k] != getattr(default, k))
 
 
-def card(train: dict, fid: dict, nbytes: int, params: int, extra: str = "", shipped_ccc: dict | None = None) -> str:
+def student_rebuild(train: dict, src: Path) -> str:
+    """The card's rebuild commands for a model without an uncertainty head: the student's run."""
+    overrides = train.get("overrides", {})
+    distill_args = " ".join(f"--{k}={v}" for k, v in overrides.items())
+    out = overrides.get("out_dir", "runs/default")
+    wall = f"{train['wall_seconds_this_invocation'] / 60:.0f} min" if "wall_seconds_this_invocation" in train else "minutes"
+    return (f"```bash\npython -m training.distill {distill_args}   # {wall} on 2 cores, deterministic\n"
+            f"cp {out}/model.safetensors {out}/train.json training/default/\n"
+            f"python -m training.release {src}                  # this card and default.w2s\n```\n")
+
+
+def card(train: dict, fid: dict, nbytes: int, params: int, rebuild: str, extra: str = "",
+         shipped_ccc: dict | None = None) -> str:
     ccc = train.get("ccc", {})
     t = ccc.get("test", {})
     v = ccc.get("val", {})
     cfg = train.get("config", {})
-    overrides = train.get("overrides", {})
-    distill_args = " ".join(f"--{k}={v}" for k, v in overrides.items())
-    out = overrides.get("out_dir", "runs/default")
     names = list(fid["ccc"])
     # the floor against the clip's unit variance (training.distill --floor_db; the model's amin)
     floor_db = 10 * math.log10(train.get("model_args", {}).get("amin", 1e-10))
-    wall = f"{train['wall_seconds_this_invocation'] / 60:.0f} min" if "wall_seconds_this_invocation" in train else "minutes"
 
     def row(d: dict, fmt: str = ".3f", keys=OUTPUT_NAMES) -> str:
         return " | ".join(f"{d.get(k, float('nan')):{fmt}}" for k in keys)
@@ -195,10 +203,7 @@ asterisk-core-sounds-en-wav); docs/numerics.md describes the integer arithmetic.
 
 ## Rebuild from nothing
 
-```bash
-python -m training.distill {distill_args}   # {wall} on 2 cores, deterministic
-cp {out}/model.safetensors {out}/train.json training/default/
-{extra}
+{rebuild}{extra}
 The numbers above come from that release run ({datetime.date.today().isoformat()}).
 """
 
@@ -211,9 +216,10 @@ def release(src: Path, out_dir: Path = PACKAGE_MODELS, n_clips: int = 48) -> dic
     train = json.loads((src / "train.json").read_text())
     _, clips = real_speech(n_clips)
     calib, held_out = clips[0::2], clips[1::2]
-    extra = f"python -m training.release {src}                  # this card and default.w2s\n```\n"
+    rebuild, extra = student_rebuild(train, src), ""
     if model.cfg.uncertainty:
         from .ood import nonspeech
+        from .rebuild import rebuild_section
 
         # non-speech too, so the activation ranges cover what the speech output must reject
         # (measured: engine-vs-float CCC within 0.0001 of speech-only calibration either way)
@@ -222,16 +228,11 @@ def release(src: Path, out_dir: Path = PACKAGE_MODELS, n_clips: int = 48) -> dic
         calib = calib + [c.audio for c in nonspeech("train", max_per_kind=2, extended=extended)]
         uq, init = train, Path(train["config"]["init"])  # the card also shows the distilled student
         train = json.loads((init / "train.json").read_text())
-        # trained into runs/ and copied, as the student is: an out_dir that holds a run is never overwritten
-        run = Path("runs") / src.name
-        extra = (f"python -m training.uncertainty --init={init} --out_dir={run}{uq_flags(uq)}\n"
-                 f"cp {run}/model.safetensors {run}/train.json {src}/\n"
-                 f"python -m training.release {src}                  # this card and default.w2s\n```\n"
-                 + uncertainty_section(uq))
+        rebuild, extra = rebuild_section(train, uq), uncertainty_section(uq)
     data = write_model(quantize(model, calib), out_dir / "default.w2s")
     fid = engine_fidelity(model, Model(out_dir / "default.w2s"), held_out)
     shipped = uq["ccc"] if model.cfg.uncertainty else None
-    write_atomic(out_dir / "default.md", card(train, fid, len(data), model.trainable_parameters(), extra,
+    write_atomic(out_dir / "default.md", card(train, fid, len(data), model.trainable_parameters(), rebuild, extra,
                                               shipped).encode())
     return fid
 

@@ -1,0 +1,72 @@
+"""python -m training.rebuild: the default model's recipe, rerun from the shipped runs' train.json."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from training import rebuild
+from wav2small import Model
+
+REPO = Path(__file__).resolve().parent.parent
+STUDENT = json.loads((REPO / "training" / "default" / "train.json").read_text())
+HEAD = json.loads((REPO / "training" / "default_uq" / "train.json").read_text())
+
+# a few steps of each: every piece of the real path, small (tests/test_distill.py, test_uncertainty.py)
+TINY_STUDENT = ["--n_clips=40", "--crop_seconds=0.5", "--batch_size=4", "--max_iters=2", "--warmup_iters=1",
+                "--eval_interval=2", "--log_interval=2", "--eval_batch=8", "--eval_seconds=1"]
+TINY_HEAD = ["--max_iters=2", "--n_clips=120", "--batch_speech=4", "--batch_real=2", "--batch_ood=2",
+             "--ood_per_kind=2", "--real_per_group=1", "--babble_bank=2"]
+
+
+def test_the_plan_is_the_shipped_runs_recipe():
+    out = Path("/tmp/r")
+    student, head, release = rebuild.plan(out, False, STUDENT, HEAD)
+    # the student: the options it was given (not where it was written), at its thread count
+    assert student.argv == ["-m", "training.distill", "--out_dir=/tmp/r/student", "--crop_seconds=2.0",
+                            "--floor_db=-60.0", "--threads=2"]
+    assert head.argv[:4] == ["-m", "training.uncertainty", "--init=/tmp/r/student", "--out_dir=/tmp/r/head"]
+    assert "--speech_min_snr=5.0" in head.argv and head.argv[-1] == "--threads=1"
+    assert release.argv == ["-m", "training.release", "/tmp/r/head", "--out_dir=/tmp/r/release"]
+    assert not student.install and rebuild.model_path(out, False) == out / "release" / "default.w2s"
+    # --install: the head learns from the committed student, as the shipped head did
+    student, head, release = rebuild.plan(out, True, STUDENT, HEAD)
+    assert head.argv[2] == "--init=training/default" and HEAD["config"]["init"] == "training/default"
+    assert [d for _, d in student.install] == [Path("training/default/model.safetensors"),
+                                              Path("training/default/train.json")]
+    assert release.argv == ["-m", "training.release", "training/default_uq"]
+    # options given after the recipe's win (argparse keeps the last)
+    assert rebuild.plan(out, False, STUDENT, HEAD, ["--max_iters=3"])[0].argv[-1] == "--max_iters=3"
+
+
+def test_the_model_card_shows_the_command_and_its_steps():
+    card = (REPO / "wav2small" / "models" / "default.md").read_text()
+    assert rebuild.rebuild_section(STUDENT, HEAD) in card
+    assert "python -m training.rebuild --install" in card
+
+
+def test_a_small_rebuild_continues_a_killed_step_and_compares_with_the_shipped_model(tmp_path, capsys):
+    out = tmp_path / "rebuild"
+    # the head stops after its first step, as a killed run would: the release then finds no model
+    with pytest.raises(SystemExit, match="step release failed"):
+        rebuild.rebuild(out, False, TINY_STUDENT + [f"--cache_dir={tmp_path / 'cache'}"],
+                        TINY_HEAD + ["--stop_at=1"], n_clips=6)
+    assert (out / "head" / "ckpt.pt").is_file() and not (out / "head" / "train.json").exists()
+    # the same command again: the finished student is kept, the head continues from its checkpoint
+    report = rebuild.rebuild(out, False, TINY_STUDENT, TINY_HEAD + ["--stop_at=1"], n_clips=6)
+    ran = {s["name"]: s for s in report["steps"]}
+    assert not ran["student"]["ran"] and ran["head"]["ran"] and ran["release"]["ran"]
+    assert ran["head"]["command"].endswith("--resume=true")
+    head = json.loads((out / "head" / "train.json").read_text())
+    assert head["config"]["max_iters"] == 2 and head["history"][-1]["step"] == 1   # steps count from 0
+    # a few steps do not make the shipped model: the comparison says how far it is
+    c = report["compare"]
+    assert not c["identical"] and 0 < c["bytes"]["differing"] <= c["bytes"]["rebuilt"]
+    assert c["bytes"]["rebuilt"] == Model(out / "release" / "default.w2s").nbytes
+    assert c["clips"] == 3 and len(c["max_abs_output_diff"]) == 7
+    assert all(v > 0 for v in c["max_abs_output_diff"].values())
+    assert json.loads((out / "rebuild.json").read_text()) == report
+    assert "python -m training.rebuild --install" in (out / "release" / "default.md").read_text()
+    text = rebuild.summary(report, out)
+    assert "differs from the shipped one" in text and "speech_logit" in text

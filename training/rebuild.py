@@ -1,0 +1,257 @@
+"""Rebuild the shipped default model from nothing, with one command.
+
+    python -m training.rebuild                  # into runs/rebuild; the checkout is left alone
+    python -m training.rebuild --install        # and put the result where the package ships it
+
+The recipe is not written here: the shipped runs recorded it in their train.json
+(training/default: the distilled student; training/default_uq: its uncertainty head), and this
+command reruns those options exactly, with the same thread counts (the weights depend on them):
+
+    1. python -m training.distill     the student, into OUT/student
+    2. python -m training.uncertainty the head, from that student, into OUT/head
+    3. python -m training.release     the int8 model file and its card
+
+--install copies the student to training/default before the head is trained from it (so the
+head's train.json names the committed student, as the shipped one does), the head to
+training/default_uq, and releases into wav2small/models; without it everything stays in OUT.
+
+A step whose train.json exists is skipped; a step killed half-way continues from its checkpoint
+(--resume=true): run the same command again. Last, the new model file is compared with the one
+the package shipped when the command started: the same bytes, or how many bytes differ and how
+far the outputs move on held-out real speech. The training is deterministic on one machine with
+the same thread counts; another CPU family rounds float32 sums differently and gives a close,
+not identical, model (docs/uncertainty.md, "Commands"). Times, commands and the comparison are
+written to OUT/rebuild.json.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .cli import HelpFormatter
+from .files import write_atomic
+from .model import OUTPUT_NAMES
+from .release import PACKAGE_MODELS, in_checkout, real_speech, uq_flags
+
+REPO = Path(__file__).resolve().parent.parent
+SHIPPED_STUDENT = REPO / "training" / "default"
+SHIPPED_HEAD = REPO / "training" / "default_uq"
+DEFAULT_OUT = Path("runs/rebuild")
+RUN_FILES = ("model.safetensors", "train.json")
+# how a distill run was started, not what it trains (rebuild sets out_dir itself)
+NOT_RECIPE = {"out_dir", "resume", "stop_at", "threads"}
+
+
+@dataclass
+class Step:
+    name: str
+    argv: list[str]                      # after `python`
+    run_dir: Path | None = None          # a training run: skipped when finished, resumed when killed
+    install: list[tuple[Path, Path]] = field(default_factory=list)  # copies after the step (--install)
+
+    def finished(self) -> bool:
+        return self.run_dir is not None and (self.run_dir / "train.json").is_file()
+
+    def killed(self) -> bool:
+        return self.run_dir is not None and not self.finished() and (self.run_dir / "ckpt.pt").is_file()
+
+
+def student_options(student: dict) -> list[str]:
+    """training.distill's options of the shipped student: the ones it was given, and its threads."""
+    given = student.get("overrides", {})
+    opts = [f"--{k}={v}" for k, v in given.items() if k not in NOT_RECIPE]
+    return opts + [f"--threads={student.get('config', {}).get('threads', 2)}"]
+
+
+def head_options(head: dict) -> list[str]:
+    """training.uncertainty's options of the shipped head (those that differ from the defaults) and
+    its threads."""
+    opts = [o for o in uq_flags(head).split() if not o.startswith("--threads=")]
+    return opts + [f"--threads={head.get('config', {}).get('threads', 2)}"]
+
+
+def plan(out: Path, install: bool, student: dict, head: dict, student_extra: list[str] = (),
+         head_extra: list[str] = ()) -> list[Step]:
+    """The steps, in order; `student`, `head`: the shipped runs' train.json. The model card prints
+    them too (release.rebuild_section), so what it says and what runs are one list."""
+    s_dir, h_dir = out / "student", out / "head"
+    init = Path("training/default") if install else s_dir
+    steps = [Step("student", ["-m", "training.distill", f"--out_dir={s_dir}", *student_options(student),
+                              *student_extra], s_dir,
+                  [(s_dir / f, Path("training/default") / f) for f in RUN_FILES] if install else []),
+             Step("head", ["-m", "training.uncertainty", f"--init={init}", f"--out_dir={h_dir}",
+                           *head_options(head), *head_extra], h_dir,
+                  [(h_dir / f, Path("training/default_uq") / f) for f in RUN_FILES] if install else [])]
+    release = (["-m", "training.release", "training/default_uq"] if install else
+               ["-m", "training.release", str(h_dir), f"--out_dir={out / 'release'}"])
+    return steps + [Step("release", release)]
+
+
+def rebuild_section(student: dict, head: dict) -> str:
+    """The model card's "Rebuild from nothing" for a model with an uncertainty head: the one command
+    and the steps it runs, with the shipped runs' times (`student`, `head`: their train.json)."""
+    minutes = {"student": student.get("wall_seconds_this_invocation"), "head": head.get("wall_seconds")}
+    lines = []
+    for k, step in enumerate(plan(DEFAULT_OUT, True, student, head), 1):
+        t = minutes.get(step.name)
+        note = f"{t / 60:.0f} min" if t else "this card and default.w2s"
+        lines.append(f"{shown(step.argv)}   # {k}. {note}")
+        if step.install:
+            lines.append(f"cp {' '.join(str(a) for a, _ in step.install)} {step.install[0][1].parent}/")
+    total = sum(t for t in minutes.values() if t) / 60
+    return f"""```bash
+python -m training.rebuild --install   # about {total:.0f} min on 2 cores
+```
+
+runs these steps, with the options the shipped runs recorded in training/default/train.json and
+training/default_uq/train.json; a step that was killed continues where it stopped when the command
+is run again. The result is the same on a rerun on one machine with the same thread counts; another
+CPU family rounds float32 sums differently and gives a close, not identical, model (the command
+compares the new model file with this one and says by how much).
+
+```bash
+{chr(10).join(lines)}
+```
+"""
+
+
+def model_path(out: Path, install: bool) -> Path:
+    return PACKAGE_MODELS / "default.w2s" if install else out / "release" / "default.w2s"
+
+
+def output_names(n: int) -> list[str]:
+    names = list(OUTPUT_NAMES)
+    return names if n == len(names) else names + [f"log_sigma_{k}" for k in names] + ["speech_logit"]
+
+
+def compare(shipped: bytes, rebuilt: Path, n_clips: int = 48) -> dict:
+    """How the rebuilt model file differs from the shipped one: bytes, and outputs (in their units:
+    A/D/V, natural-log sigmas, the speech logit) on the real speech calibration did not see."""
+    from wav2small import Model
+
+    new = rebuilt.read_bytes()
+    res: dict = {"shipped_sha256": hashlib.sha256(shipped).hexdigest(),
+                 "rebuilt_sha256": hashlib.sha256(new).hexdigest(), "identical": new == shipped}
+    if res["identical"]:
+        return res
+    res["bytes"] = {"shipped": len(shipped), "rebuilt": len(new),
+                    "differing": sum(a != b for a, b in zip(shipped, new)) + abs(len(new) - len(shipped))}
+    a, b = Model.from_bytes(shipped), Model(rebuilt)
+    if a.config != b.config:
+        res["config"] = {"shipped": a.config, "rebuilt": b.config}
+        return res
+    held_out = real_speech(n_clips)[1][1::2]   # release calibrates on the others
+    diff = np.max([np.abs(a.predict_fixed(x) - b.predict_fixed(x)) for x in held_out], axis=0) / 65536
+    res["max_abs_output_diff"] = dict(zip(output_names(len(diff)), map(float, diff)))
+    res["clips"] = len(held_out)
+    return res
+
+
+def rel(path: Path | str) -> str:
+    """A path as the user would type it: relative to the working directory when under it."""
+    p = Path(path)
+    return str(p.relative_to(Path.cwd())) if p.is_absolute() and p.is_relative_to(Path.cwd()) else str(p)
+
+
+def shown(argv: list[str]) -> str:
+    """A command as the user would type it."""
+    def arg(a: str) -> str:
+        key, eq, val = a.partition("=")
+        return f"{key}={rel(val)}" if eq and val.startswith("/") else rel(a) if a.startswith("/") else a
+    return "python " + " ".join(shlex.quote(arg(a)) for a in argv)
+
+
+def rebuild(out: Path, install: bool, student_extra: list[str] = (), head_extra: list[str] = (),
+            n_clips: int = 48, log=print) -> dict:
+    student = json.loads((SHIPPED_STUDENT / "train.json").read_text())
+    head = json.loads((SHIPPED_HEAD / "train.json").read_text())
+    shipped = (PACKAGE_MODELS / "default.w2s").read_bytes()   # before --install replaces it
+    out.mkdir(parents=True, exist_ok=True)
+    steps = plan(out, install, student, head, student_extra, head_extra)
+    report: dict = {"install": install, "machine": machine(), "steps": []}
+    t0 = time.monotonic()
+    for k, step in enumerate(steps, 1):
+        argv = step.argv
+        if step.finished():
+            log(f"[{k}/{len(steps)}] {step.name}: finished run in {step.run_dir}, skipped")
+            seconds, ran = 0.0, False
+        else:
+            if step.killed():   # a killed run continues with the options it started with
+                argv = argv[:2] + [f"--out_dir={step.run_dir}", "--resume=true"]
+            log(f"[{k}/{len(steps)}] {step.name}: {shown(argv)}")
+            t = time.monotonic()
+            rc = subprocess.run([sys.executable, *argv], cwd=REPO).returncode
+            if rc:
+                raise SystemExit(f"python -m training.rebuild: step {step.name} failed (exit status {rc}); "
+                                 "the same command continues from where it stopped")
+            seconds, ran = time.monotonic() - t, True
+            log(f"[{k}/{len(steps)}] {step.name}: {seconds / 60:.1f} min")
+        for src, dst in step.install:
+            shutil.copyfile(src, REPO / dst)
+            log(f"    copied {rel(src)} -> {dst}")
+        report["steps"].append({"name": step.name, "command": shown(argv), "ran": ran, "seconds": round(seconds, 1)})
+    report["seconds"] = round(time.monotonic() - t0, 1)
+    report["compare"] = compare(shipped, model_path(out, install), n_clips)
+    write_atomic(out / "rebuild.json", (json.dumps(report, indent=2) + "\n").encode())
+    return report
+
+
+def machine() -> dict:
+    import torch
+
+    cpu = platform.processor()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "python": platform.python_version(), "torch": torch.__version__}
+
+
+def summary(report: dict, out: Path) -> str:
+    c = report["compare"]
+    lines = [f"rebuilt in {report['seconds'] / 60:.1f} min (steps run this time); report: {out / 'rebuild.json'}"]
+    if c["identical"]:
+        lines.append(f"the model file is identical to the shipped one (sha256 {c['rebuilt_sha256'][:16]})")
+    else:
+        lines.append(f"the model file differs from the shipped one in {c['bytes']['differing']:,} of "
+                     f"{c['bytes']['shipped']:,} bytes")
+        if "max_abs_output_diff" in c:
+            worst = ", ".join(f"{k} {v:.2g}" for k, v in c["max_abs_output_diff"].items())
+            lines.append(f"largest output difference over {c['clips']} held-out real clips: {worst}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.rebuild", description=__doc__, formatter_class=HelpFormatter)
+    p.add_argument("--out_dir", type=Path, default=DEFAULT_OUT, help="where the runs, the release and rebuild.json go")
+    p.add_argument("--install", action="store_true",
+                   help="copy the runs to training/default and training/default_uq and release into wav2small/models")
+    p.add_argument("--student_args", default="", help="more training.distill options, after the recipe's "
+                   "(a quick trial: the result is then not the shipped recipe's)")
+    p.add_argument("--head_args", default="", help="more training.uncertainty options, likewise")
+    args = p.parse_args(argv)
+    if not in_checkout() or not (SHIPPED_HEAD / "train.json").is_file():
+        p.error("run it in a source checkout: the recipe is training/default*/train.json and --install "
+                "writes into the checkout")
+    report = rebuild(args.out_dir.resolve(), args.install, shlex.split(args.student_args),
+                     shlex.split(args.head_args))
+    print(summary(report, args.out_dir))
+    return 0
+
+
+if __name__ == "__main__":
+    import training.cli
+
+    training.cli.run(main, "python -m training.rebuild")
