@@ -33,14 +33,15 @@ def flite() -> None:
 
 @pytest.fixture(scope="session")
 def speech_files() -> list[Path]:
-    """A deterministic spread of real speech files over the installed Debian packages."""
-    from training.speech import CORE_SPEECH_SOURCES, debian_speech_files
+    """Real speech files taken in turn from each core Debian package (training.speech.spread_speech):
+    full-band speech of several speakers (pocketsphinx, alsa-utils) and telephone prompts (asterisk)."""
+    from training.speech import spread_speech
 
-    files = debian_speech_files(roots=CORE_SPEECH_SOURCES)
+    files = spread_speech(N_CLIPS)
     if len(files) < N_CLIPS:
         pytest.fail(f"only {len(files)} real speech files found; .ci/run installs pocketsphinx-testdata, "
                     "alsa-utils and asterisk-core-sounds-en-wav")
-    return files[:: len(files) // N_CLIPS][:N_CLIPS]
+    return files
 
 
 @pytest.fixture(scope="session")

@@ -73,11 +73,14 @@ def test_resampling(speech_clips):
     at_8k = soxr.resample(pcm, 16000, 8000)
     at_44k = soxr.resample(pcm, 16000, 44100)
     ref = wav2small.predict(pcm).as_array()
-    # 8 kHz loses the upper half of the spectrum: the model sees a different clip, but a near one
-    # (measured 0.001 here, at most 0.004 over the test clips; clips differ by 0.02-0.04)
-    assert np.allclose(wav2small.predict(at_8k, sample_rate=8000).as_array(), ref, atol=0.01)
+    # 8 kHz loses the upper half of the spectrum: for full-band speech the model hears another clip
+    # (0.03-0.09 away over the test clips' pocketsphinx and alsa speech, 0.001 for asterisk's
+    # telephone prompts), the one a 16 kHz clip band-limited the same way is (measured <= 6e-4)
+    at_8k_pred = wav2small.predict(at_8k, sample_rate=8000).as_array()
+    assert np.allclose(at_8k_pred, wav2small.predict(soxr.resample(at_8k, 8000, 16000)).as_array(), atol=2e-3)
+    assert np.abs(at_8k_pred - ref).max() > 0.01   # this clip is full-band speech
     at_44k_pred = wav2small.predict(at_44k, sample_rate=44100).as_array()
-    assert np.allclose(at_44k_pred, ref, atol=2e-3)   # measured 1e-4
+    assert np.allclose(at_44k_pred, ref, atol=3e-3)   # measured 1.1e-3 here, at most 1.7e-3 over the test clips
 
 
 @pytest.mark.parametrize(

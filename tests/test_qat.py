@@ -24,13 +24,13 @@ needs_espeak = pytest.mark.usefixtures("espeak_ng")   # a failure, not a skip, w
 
 def _speech(n: int, seconds: float = 4.0) -> list[np.ndarray]:
     """n clips of real Debian speech (float, 16 kHz, tiled to `seconds`), spread over the core packages."""
-    from training.speech import CORE_SPEECH_SOURCES, debian_speech_files
+    from training.speech import spread_speech
     from wav2small.audio import load
 
-    files = debian_speech_files(roots=CORE_SPEECH_SOURCES)
+    files = spread_speech(n)
     if len(files) < n:
         pytest.fail("apt-get install pocketsphinx-testdata alsa-utils asterisk-core-sounds-en-wav (.ci/run does)")
-    return [np.resize(load(f), int(seconds * 16000)) for f in files[:: len(files) // n][:n]]
+    return [np.resize(load(f), int(seconds * 16000)) for f in files]
 
 
 def _trained() -> torch.nn.Module:

@@ -57,6 +57,22 @@ def test_debian_speech_files_skips_noise_and_missing_roots(tmp_path: Path):
 # synthesis
 
 @needs_espeak
+def test_spread_speech_takes_every_core_package_in_turn():
+    """Not every n-th file of the sorted list, which is all asterisk prompts of one speaker: the
+    tests' clips, convert's calibration and the VAD timing hear every core package's speakers."""
+    from training.speech import CORE_SPEECH_SOURCES, packages_of, spread_speech
+
+    picked = spread_speech(24)
+    assert packages_of(picked) == "8 pocketsphinx-testdata, 8 alsa-utils, 8 asterisk-core-sounds-en-wav"
+    assert len(set(picked)) == 24 and picked == spread_speech(24)
+    every = debian_speech_files(roots=CORE_SPEECH_SOURCES)
+    assert packages_of(every[:: len(every) // 24][:24]) == "24 asterisk-core-sounds-en-wav"   # why
+    # a package with fewer files than its turn gives all it has; the rest come from the others
+    more = spread_speech(48)
+    assert packages_of(more).startswith("10 pocketsphinx-testdata, 8 alsa-utils, 30 ")
+    assert sorted(spread_speech(10**6)) == every and spread_speech(0) == []
+
+
 def test_synthesize_gives_audible_16k_float_audio():
     pcm = synthesize("The train leaves at seven.", variant="f3", pitch=70, rate=200)
     assert pcm.dtype == np.float32 and pcm.ndim == 1

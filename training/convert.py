@@ -4,7 +4,7 @@
     wav2small convert model.safetensors -o model.w2s          # the same, through the wav2small CLI
 
 Quantization is calibrated on speech: the files given with --calib (audio files or directories),
-or else the real speech of the Debian packages pocketsphinx-testdata, alsa-utils and
+or else real speech taken in turn from the Debian packages pocketsphinx-testdata, alsa-utils and
 asterisk-core-sounds-en-wav (training.speech.CORE_SPEECH_SOURCES).
 Needs PyTorch (pip install 'wav2small[train]').
 """
@@ -41,17 +41,16 @@ def load_calibration(paths: list[str], limit: int = 64, seconds: float = 8.0,
 
     if paths:
         files = calibration_files(paths)
+        picked = files[:: max(1, len(files) // limit)][:limit]
     else:
-        from .speech import CORE_SPEECH_SOURCES, debian_speech_files
+        from .speech import spread_speech
 
-        files = debian_speech_files(roots=CORE_SPEECH_SOURCES)
+        picked = files = spread_speech(limit)   # every package's speakers, not one package's
     if not files:
         raise SystemExit(
             "no calibration speech: pass --calib FILES_OR_DIRS, or install Debian speech packages "
             "(apt-get install pocketsphinx-testdata alsa-utils)"
         )
-    step = max(1, len(files) // limit)
-    picked = files[::step][:limit]
     log(f"calibrating on {len(picked)} clips of {'the given audio' if paths else 'Debian speech'}")
     return [load(f)[: int(seconds * 16000)] for f in picked]
 

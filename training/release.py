@@ -29,7 +29,7 @@ from .export import write_model
 from .files import write_atomic
 from .model import OUTPUT_NAMES, load_safetensors
 from .quantize import engine_fidelity, quantize
-from .speech import CORE_SPEECH_SOURCES, debian_speech_files
+from .speech import CORE_SPEECH_SOURCES, debian_speech_files, packages_of
 
 PACKAGE_MODELS = Path(__file__).resolve().parent.parent / "wav2small" / "models"
 
@@ -41,7 +41,11 @@ def in_checkout(models: Path = PACKAGE_MODELS) -> bool:
 
 
 def real_speech(n: int, seconds: float = 6.0) -> tuple[list[str], list[np.ndarray]]:
-    """n clips spread over the core Debian speech packages (the same set on every machine)."""
+    """n clips: every (len / n)-th file of the core Debian speech packages' sorted list (the same set on
+    every machine). That puts them all in asterisk's prompts (one speaker, telephone band; the
+    card says so); kept for the shipped model's calibration to be rebuilt as it was made. The
+    engine's fidelity on the other packages' full-band speech is tested (tests/test_engine.py, on
+    training.speech.spread_speech, which a new release should calibrate on)."""
     files = debian_speech_files(roots=CORE_SPEECH_SOURCES)
     if len(files) < n:
         raise SystemExit(f"need {n} real speech files, found {len(files)}: apt-get install "
@@ -144,7 +148,7 @@ def student_rebuild(train: dict, src: Path) -> str:
 
 
 def card(train: dict, fid: dict, nbytes: int, params: int, rebuild: str, extra: str = "",
-         shipped_ccc: dict | None = None) -> str:
+         shipped_ccc: dict | None = None, calib_from: str = "", held_out_from: str = "") -> str:
     ccc = train.get("ccc", {})
     t = ccc.get("test", {})
     v = ccc.get("val", {})
@@ -189,7 +193,7 @@ published audEERING weights or distil from a real teacher (README).
 {shipped_rows}
 ## int8 engine vs float model
 
-Over {fid['clips']} real speech clips from Debian packages that calibration did not see
+Over {fid['clips']} real speech clips from Debian packages that calibration did not see ({held_out_from})
 (raw outputs: log-sigmas are natural logs, the speech output a logit):
 
 | | {" | ".join(names)} |
@@ -198,8 +202,8 @@ Over {fid['clips']} real speech clips from Debian packages that calibration did 
 | max abs difference | {row(fid['max_abs_diff'], '.4f', names)} |
 | float output std | {row(fid['float_std'], '.4f', names)} |
 
-Quantization: calibrated on real speech from Debian packages (pocketsphinx-testdata, alsa-utils,
-asterisk-core-sounds-en-wav); docs/numerics.md describes the integer arithmetic.
+Quantization: calibrated on real speech from Debian packages ({calib_from}); docs/numerics.md
+describes the integer arithmetic.
 
 ## Rebuild from nothing
 
@@ -214,7 +218,7 @@ def release(src: Path, out_dir: Path = PACKAGE_MODELS, n_clips: int = 48) -> dic
                          "training.uncertainty run")
     model = load_safetensors(src / "model.safetensors")
     train = json.loads((src / "train.json").read_text())
-    _, clips = real_speech(n_clips)
+    names, clips = real_speech(n_clips)
     calib, held_out = clips[0::2], clips[1::2]
     rebuild, extra = student_rebuild(train, src), ""
     if model.cfg.uncertainty:
@@ -233,7 +237,7 @@ def release(src: Path, out_dir: Path = PACKAGE_MODELS, n_clips: int = 48) -> dic
     fid = engine_fidelity(model, Model(out_dir / "default.w2s"), held_out)
     shipped = uq["ccc"] if model.cfg.uncertainty else None
     write_atomic(out_dir / "default.md", card(train, fid, len(data), model.trainable_parameters(), rebuild, extra,
-                                              shipped).encode())
+                                              shipped, packages_of(names[0::2]), packages_of(names[1::2])).encode())
     return fid
 
 

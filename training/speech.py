@@ -65,6 +65,24 @@ CORE_SPEECH_SOURCES: tuple[tuple[str, str], ...] = (
     ("/usr/share/asterisk/sounds/en_US_f_Allison", "*.wav"),     # asterisk-core-sounds-en-wav
 )
 
+# the Debian package of each core source, for reports that say what they measured on
+CORE_SPEECH_PACKAGES: dict[str, str] = {
+    "/usr/share/pocketsphinx/test/data": "pocketsphinx-testdata",
+    "/usr/share/sounds/alsa": "alsa-utils",
+    "/usr/share/asterisk/sounds/en_US_f_Allison": "asterisk-core-sounds-en-wav",
+}
+
+
+def packages_of(files: Sequence[str | Path]) -> str:
+    """Which core packages the files come from, with counts: "8 pocketsphinx-testdata, 8 alsa-utils"."""
+    counts: dict[str, int] = {}
+    for f in files:
+        name = next((pkg for root, pkg in CORE_SPEECH_PACKAGES.items()
+                     if Path(f).resolve().is_relative_to(Path(root).resolve())), "other")
+        counts[name] = counts.get(name, 0) + 1
+    return ", ".join(f"{n} {pkg}" for pkg, n in counts.items())
+
+
 # Files inside those directories that are not speech: test noise, IVR tones and silence.
 _NON_SPEECH = re.compile(
     r"(^|/)(Noise\.wav|beep\.wav|beeperr\.wav|ascending-2tone\.wav|descending-2tone\.wav)$"
@@ -91,6 +109,22 @@ def debian_speech_files(min_seconds: float = 0.5, roots: Sequence[tuple[str, str
             if _duration(real) >= min_seconds:
                 found.add(real)
     return sorted(found)
+
+
+def spread_speech(n: int, roots: Sequence[tuple[str, str]] = CORE_SPEECH_SOURCES,
+                  min_seconds: float = 0.5) -> list[Path]:
+    """n real speech files taken in turn from each source of `roots` (each package), evenly spaced
+    within it, in that order; deterministic. Every n-th file of the sorted list would take all of
+    them from asterisk's hundreds of prompts of one speaker in telephone band (pocketsphinx and
+    alsa-utils hold the full-band speech and the other speakers). Fewer than n if fewer exist."""
+    files = debian_speech_files(min_seconds, roots)
+    groups = [[f for f in files if f.is_relative_to(Path(root).resolve())] for root, _ in roots]
+    groups = [g for g in groups if g]
+    take = [0] * len(groups)
+    for k in range(min(n, len(files))):   # round robin over the sources that still have files
+        open_ = [i for i, g in enumerate(groups) if take[i] < len(g)]
+        take[open_[k % len(open_)]] += 1
+    return [f for g, m in zip(groups, take) for f in (g[round(j * len(g) / m)] for j in range(m))]
 
 
 def _duration(path: Path) -> float:

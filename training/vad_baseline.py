@@ -156,11 +156,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = ap.parse_args(argv)
     from wav2small.audio import load
 
-    from .speech import CORE_SPEECH_SOURCES, debian_speech_files
+    from .speech import spread_speech
 
     vad = SileroVAD()
-    files = debian_speech_files(roots=CORE_SPEECH_SOURCES)
-    files = files[:: max(1, len(files) // args.clips)][: args.clips]
+    files = spread_speech(args.clips)
     clips = [load(f)[: 8 * SAMPLE_RATE] for f in files]
     t = vad.timing(clips, repeat=2)
     print(f"model        {vad.path}")
