@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import REPO
+from conftest import REPO, to_int16
 
 import wav2small
 from wav2small import Model, Prediction
@@ -244,27 +244,39 @@ def test_cli_help_lists_convert():
 
 
 def test_gil_is_released_while_the_engine_runs(speech_clips):
-    """Another Python thread keeps running during one long predict call."""
+    """Another Python thread runs during one long engine call. Deterministic: with the switch
+    interval at 10 s the interpreter never takes the GIL from a thread, so the counter can only
+    advance while the engine has let go of it; the counter hands it back at every tick (sleep(0)),
+    so the main thread reads the count as soon as the engine returns. A call that kept the GIL
+    would count 0 (checked with a stand-in that sleeps with the GIL held)."""
+    import sys
     import threading
-
-    long_clip = np.tile(speech_clips[0], 8)  # about half a minute of audio: the call lasts a while
-    ticks, stop = [0], threading.Event()
-
-    def count():
-        while not stop.is_set():
-            ticks[0] += 1
+    import time
 
     model = Model()
+    pcm = to_int16(np.resize(speech_clips[0], 5 * 60 * 16000))   # 5 min of audio: a call of ~0.2 s
+    ticks, started, stop = [0], threading.Event(), threading.Event()
+
+    def count():
+        started.set()
+        while not stop.is_set():
+            ticks[0] += 1
+            time.sleep(0)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(10.0)
     t = threading.Thread(target=count)
     t.start()
+    started.wait()
     try:
         before = ticks[0]
-        model.predict(long_clip)
+        model._engine.predict(pcm)   # the binding itself: numpy's own GIL releases play no part
         during = ticks[0] - before
     finally:
         stop.set()
         t.join()
-    assert during > 1000, f"the counter thread advanced only {during} times: GIL held?"
+        sys.setswitchinterval(interval)
+    assert during > 0, "the counter thread never ran during the engine call: the GIL was held"
 
 
 def test_shared_model_threads_match_sequential(speech_clips):
