@@ -289,6 +289,25 @@ def test_float_chunks_and_resampling(default_model, speech_clips):
     assert np.array_equal(same_rate.read_fixed(), default_model.predict_fixed(pcm))
 
 
+@pytest.mark.parametrize("rate", [16000, 48000])
+def test_ready_says_when_read_can_answer(default_model, speech_clips, rate):
+    """README's loop: push 10 ms chunks and read once ready. Before that read() raises; a resampling
+    stream holds back the resampler's delay first (the audit's case: 48 kHz, 8 chunks)."""
+    x = soxr.resample(speech_clips[0][:16000], 16000, rate) if rate != 16000 else speech_clips[0][:16000]
+    s = default_model.stream(sample_rate=rate)
+    first = None
+    for k, i in enumerate(range(0, len(x), rate // 100)):
+        s.push(x[i : i + rate // 100])
+        if not s.ready:
+            with pytest.raises(AudioTooShortError):
+                s.read()
+        elif first is None:
+            first = k
+        if s.ready:
+            assert np.isfinite(s.read().as_array()).all()
+    assert first == (0 if rate == 16000 else 7)   # 64 samples; at 48 kHz about 80 ms
+
+
 def test_a_loud_float_chunk_is_clipped_before_resampling(default_model):
     """A float64 chunk beyond float32's range reached soxr as inf, came out as NaN and left the
     stream silent (and its filter poisoned) for the next ~1,200 samples; now it is clipped at full

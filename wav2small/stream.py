@@ -114,6 +114,13 @@ class Stream:
         return self._engine.samples
 
     @property
+    def ready(self) -> bool:
+        """Whether read() has something to analyse: one frame (n_fft samples at the model's rate)
+        has reached the engine. A resampling stream holds back its filter delay first, so that
+        takes about 80 ms of input instead of 4 ms."""
+        return self.samples >= self.model.config["n_fft"]
+
+    @property
     def seconds(self) -> float:
         return self.samples / self.model.sample_rate
 
@@ -156,7 +163,7 @@ class Stream:
     def read(self):
         """Arousal, dominance and valence of all audio pushed so far; the stream goes on.
 
-        Raises AudioTooShortError before the first analysis frame (n_fft samples)."""
+        Raises AudioTooShortError before the first analysis frame (n_fft samples): see ready."""
         from .model import prediction_from_fixed
 
         return prediction_from_fixed(self.model._engine, self.read_fixed())
