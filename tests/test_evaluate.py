@@ -145,6 +145,12 @@ def test_merged_report_names_the_stand_ins_and_checks_the_targets(tmp_path: Path
     assert s_row["int8_within"] is False and "0.0200 ✗" in md
     assert "| w2s | 0.0200 | yes | 300 | 0.0010 | 0.500 → 0.600 |" in md  # the QAT table
     assert len(merged["reports"]) == 2
+    assert merged["date"] == "2026-01-01"   # when the measurements were made, however late the merge
+    # the int8 loss of the targets table comes from the clips its CCC columns do (the real ones)
+    mixed = _row("s/w2s", "wav2small", 0.97, 0.02)
+    mixed["int8"]["real"] = {"clips": 9, **{k: v - 0.001 for k, v in mixed["float"]["real"].items() if k != "clips"}}
+    (row,) = evaluate.targets_table([{**standin, "students": [mixed]}])
+    assert row["subset"] == "real" and row["int8_loss"] == pytest.approx(0.001) and row["int8_within"]
 
 
 def test_merged_report_takes_the_budget_story_from_the_note(tmp_path: Path):

@@ -244,7 +244,7 @@ def describe_teacher(teacher_id: str) -> str:
 
 def targets_table(results: list[dict]) -> list[dict]:
     """Each Wav2Small student against the issue's targets: CCC on held-out real speech where the split has
-    some (else all clips), int8 loss over all clips."""
+    some (else all clips), and the int8 loss (float CCC - int8 CCC, largest of A/D/V) on the same clips."""
     rows = []
     for res in results:
         for r in res["students"]:
@@ -252,7 +252,7 @@ def targets_table(results: list[dict]) -> list[dict]:
                 continue
             subset = "real" if "real" in r["float"] else "all"
             fl = r["float"][subset]
-            loss = max(r["int8_loss"].values()) if "int8_loss" in r else None
+            loss = max(fl[o] - r["int8"][subset][o] for o in OUTPUTS) if r.get("int8") else None
             rows.append({"teacher": res["teacher"], "run": r["run"], "subset": subset, "clips": fl["clips"],
                          "float": {o: fl[o] for o in OUTPUTS},
                          "meets": {o: bool(np.isfinite(fl[o]) and fl[o] >= t) for o, t in TARGETS.items()},
@@ -264,12 +264,15 @@ def merge(paths: list[str], script: str | None, out: str | Path, note: str = "")
     """One Markdown + JSON report from several training.evaluate JSON results (one per teacher)."""
     results = [json.loads(Path(p).read_text()) for p in paths]
     rows = targets_table(results)
-    merged = {"script": script, "date": datetime.date.today().isoformat(), "note": note, "reports": results,
+    # the date the measurements were made (a page merged again later keeps it)
+    date = max((r["date"] for r in results if "date" in r), default=datetime.date.today().isoformat())
+    merged = {"script": script, "date": date, "note": note, "reports": results,
               "targets": rows}
     lines = ["# Students against the teachers (stand-ins)", ""]
     if script:
         lines += [f"Made by `{script}` ({merged['date']}); every command it ran is below and in the sections, and "
-                  "running it again reproduces this page (finished steps are skipped):", "", "```bash",
+                  "running it again on the same machine, with the same corpus and teacher, reproduces this page (finished "
+                  "steps are skipped; docs/distillation.md, \"The corpus\", says how close another machine comes):", "", "```bash",
                   Path(script).read_text().rstrip("\n"), "```", ""]
     if note:
         lines += [note, ""]
