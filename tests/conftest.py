@@ -1,6 +1,7 @@
 """Shared fixtures: real speech from Debian packages, the default model and its float source."""
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -13,6 +14,11 @@ DEFAULT_FLOAT = REPO / "training" / "default_uq" / "model.safetensors"    # + un
 DEFAULT_W2S = REPO / "wav2small" / "models" / "default.w2s"               # its int8 release: the package's model
 N_CLIPS = 24          # the fidelity tests want at least 20 real speech clips
 MAX_SECONDS = 6.0     # long clips are cut to keep the float model fast on CI
+
+# No test may reach a model hub: an accidental hub name then fails at once instead of downloading
+# (subprocesses inherit it)
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 
 def require_tool(name: str, package: str | None = None) -> None:

@@ -258,7 +258,7 @@ def test_silero_runs_the_packaged_model_like_the_package(vad, speech):
 
     assert abs(vad.score(soxr.resample(speech, 16000, 8000), rate=8000) - vad.score(speech)) < 0.2
     t = vad.timing([speech])
-    assert t["wall_seconds"] > 0 and t["audio_seconds"] == pytest.approx(3.0) and t["model_bytes"] == vad.model_bytes
+    assert t["audio_seconds"] == pytest.approx(3.0) and t["model_bytes"] == vad.model_bytes
     assert reduce_probs(np.array([0.0, 0.5, 1.0]), "max") == 1.0
     assert reduce_probs(np.array([0.0, 0.5, 1.0]), "mean") == 0.5
     with pytest.raises(ValueError, match="reduce"):

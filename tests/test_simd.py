@@ -27,6 +27,7 @@ SIMD = [s for s in _engine.available_isas() if s != "portable"]
 def _model(data: bytes, isa: str) -> _engine.Model:
     m = _engine.Model(data)
     m.set_isa(isa)
+    assert m.isa == isa   # else every comparison below would compare a kernel set with itself
     return m
 
 
@@ -181,6 +182,7 @@ def test_stream_uses_the_same_kernels(speech_clips):
     for isa in ["portable"] + SIMD:
         m = Model()
         m._engine.set_isa(isa)
+        assert m._engine.isa == isa
         stats = m._engine.clip_stats(pcm)
         s = _engine.Stream(m._engine, _engine.PRENORM_FIXED, *stats)
         for i in range(0, len(pcm), 777):

@@ -74,6 +74,7 @@ def test_training_passes_the_corrupted_rows_as_the_second_group(tmp_path, monkey
     """One step with the flag: loss_terms gets the batch's corrupted annotated rows as group 1, the
     clean ones as group 0; without it, no groups (the loss of every earlier run)."""
     from conftest import REPO, record_calls
+
     from training import uncertainty
 
     small = {"init": str(REPO / "training" / "default"), "max_iters": 1, "n_clips": 120, "batch_speech": 6,

@@ -113,9 +113,9 @@ def babble_probe(val, seed: int, per_set: int = 40) -> dict[str, list[np.ndarray
                                 (f"espeak-ng validation voices x{PROBE_VOICES}", espeak))}
 
 
-def load_clips(cache: Path, log) -> dict:
-    """The validation clips of build(), from `cache` when it holds this version's, else built and
-    written there."""
+def load_clips(cache: Path, log, **build_kw) -> dict:
+    """The validation clips of build(**build_kw), from `cache` when it holds this version's, else
+    built and written there."""
     try:
         data = pickle.loads(cache.read_bytes()) if cache.exists() else {}
     except (pickle.UnpicklingError, EOFError, ValueError) as e:   # a cut-off file of an older run
@@ -124,7 +124,7 @@ def load_clips(cache: Path, log) -> dict:
     if data.get("version") != CACHE_VERSION:
         if data:
             log(f"{cache} is from an older version of this script: building the clips again")
-        data = build(log)
+        data = build(log, **build_kw)
         write_atomic(cache, pickle.dumps(data))
     return data
 
