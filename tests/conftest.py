@@ -116,3 +116,12 @@ def record_calls(monkeypatch: pytest.MonkeyPatch, module: object, name: str) -> 
         return real(*args, **kwargs)
     monkeypatch.setattr(module, name, spy)
     return calls
+
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Say which kernel sets this CPU let the bit-exact tests compare (test_simd, test_stream): the
+    others were not tested on this machine (the ARM sets run under qemu in test_arm)."""
+    from wav2small import _engine
+
+    terminalreporter.write_line(f"wav2small kernel sets tested on this CPU: {', '.join(_engine.available_isas())}")
