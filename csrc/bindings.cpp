@@ -351,6 +351,7 @@ py::dict stream_sizes(const Model &model) {
     d["lines"] = z.lines;
     d["work_push"] = z.work_push;
     d["work_read"] = z.work_read;
+    d["kernel"] = z.kernel;
     d["total"] = z.total;
     return d;
 }

@@ -67,43 +67,69 @@ const char *w2s_isa_name(int32_t isa) {
     }
 }
 
+/* ---- kernel scratch ------------------------------------------------------------------------------ */
+
+/* One scratch region serves every kernel of a forward pass: the stages run one after another
+ * (front end, conv layers, max-pool, vox pooling), so its size is the largest need of any. */
+size_t w2s_kernel_scratch_bytes(const w2s_config *c, int32_t what) {
+#if defined(W2S_KERNEL_SCRATCH)
+    size_t n = 0;
+    (void)what;
+#if defined(W2S_HAVE_X86)
+    n = w2s_x86_scratch_bytes(c, what == W2S_SCRATCH_CLIP);
+    if (what == W2S_SCRATCH_CLIP) n = w2s_max_size(n, w2s_logmel_kernel_scratch_bytes(c));
+#endif
+#if defined(W2S_HAVE_NEON)
+    n = w2s_max_size(n, w2s_neon_scratch_bytes(c));
+#endif
+#if defined(W2S_POOL_SIMD)
+    n = w2s_max_size(n, w2s_maxpool_scratch_bytes(c));
+#endif
+    return n;
+#else
+    (void)c;
+    (void)what;
+    return 0;
+#endif
+}
+
 /* ---- dispatch ------------------------------------------------------------------------------------ */
 
 void w2s_conv3x3_row_s16(const w2s_conv_layer *l, int32_t isa, int32_t f, int32_t c_out,
-                         const int16_t *const rows[3], int8_t *out) {
+                         const int16_t *const rows[3], int8_t *out, void *scratch) {
     switch (w2s_isa_resolve(isa)) {
 #if defined(W2S_HAVE_X86)
-    case W2S_ISA_AVX512: w2s_conv3x3_row_s16_avx512(l, f, c_out, rows, out); return;
+    case W2S_ISA_AVX512: w2s_conv3x3_row_s16_avx512(l, f, c_out, rows, out, scratch); return;
     case W2S_ISA_AVX2: w2s_conv3x3_row_s16_avx2(l, f, c_out, rows, out); return;
 #endif
-    default: w2s_conv3x3_row_s16_portable(l, f, c_out, rows, out); return;
+    default: (void)scratch; w2s_conv3x3_row_s16_portable(l, f, c_out, rows, out); return;
     }
 }
 
 void w2s_conv3x3_row_s8(const w2s_conv_layer *l, int32_t isa, int32_t f, int32_t c_in,
-                        int32_t c_out, const int8_t *const rows[3], int8_t *out) {
+                        int32_t c_out, const int8_t *const rows[3], int8_t *out, void *scratch) {
     switch (w2s_isa_resolve(isa)) {
 #if defined(W2S_HAVE_X86)
-    case W2S_ISA_AVX512: w2s_conv3x3_row_s8_avx512(l, f, c_in, c_out, rows, out); return;
-    case W2S_ISA_AVX2: w2s_conv3x3_row_s8_avx2(l, f, c_in, c_out, rows, out); return;
-    case W2S_ISA_SSE41: w2s_conv3x3_row_s8_sse41(l, f, c_in, c_out, rows, out); return;
+    case W2S_ISA_AVX512: w2s_conv3x3_row_s8_avx512(l, f, c_in, c_out, rows, out, scratch); return;
+    case W2S_ISA_AVX2: w2s_conv3x3_row_s8_avx2(l, f, c_in, c_out, rows, out, scratch); return;
+    case W2S_ISA_SSE41: w2s_conv3x3_row_s8_sse41(l, f, c_in, c_out, rows, out, scratch); return;
 #endif
 #if defined(W2S_HAVE_NEON)
-    case W2S_ISA_NEON: w2s_conv3x3_row_s8_neon(l, f, c_in, c_out, rows, out); return;
+    case W2S_ISA_NEON: w2s_conv3x3_row_s8_neon(l, f, c_in, c_out, rows, out, scratch); return;
 #endif
 #if defined(W2S_HAVE_DSP)
     case W2S_ISA_DSP: w2s_conv3x3_row_s8_dsp(l, f, c_in, c_out, rows, out); return;
 #endif
-    default: w2s_conv3x3_row_s8_portable(l, f, c_in, c_out, rows, out); return;
+    default: (void)scratch; w2s_conv3x3_row_s8_portable(l, f, c_in, c_out, rows, out); return;
     }
 }
 
 void w2s_conv3x3_layer_s16(const w2s_conv_layer *l, int32_t isa, int32_t t_len, int32_t f, int32_t c_out,
-                           const int16_t *src, int8_t *dst) {
+                           const int16_t *src, int8_t *dst, void *scratch) {
     int32_t t;
 #if defined(W2S_HAVE_X86)
     if (w2s_isa_resolve(isa) == W2S_ISA_AVX512) {
-        w2s_conv3x3_layer_s16_avx512(l, t_len, f, c_out, src, dst);
+        w2s_conv3x3_layer_s16_avx512(l, t_len, f, c_out, src, dst, scratch);
         return;
     }
 #endif
@@ -112,17 +138,17 @@ void w2s_conv3x3_layer_s16(const w2s_conv_layer *l, int32_t isa, int32_t t_len, 
         rows[0] = t > 0 ? src + (size_t)(t - 1) * (size_t)f : NULL;
         rows[1] = src + (size_t)t * (size_t)f;
         rows[2] = t + 1 < t_len ? src + (size_t)(t + 1) * (size_t)f : NULL;
-        w2s_conv3x3_row_s16(l, isa, f, c_out, rows, dst + (size_t)t * (size_t)(f * c_out));
+        w2s_conv3x3_row_s16(l, isa, f, c_out, rows, dst + (size_t)t * (size_t)(f * c_out), scratch);
     }
 }
 
 void w2s_conv3x3_layer_s8(const w2s_conv_layer *l, int32_t isa, int32_t t_len, int32_t f, int32_t c_in,
-                          int32_t c_out, const int8_t *src, int8_t *dst) {
+                          int32_t c_out, const int8_t *src, int8_t *dst, void *scratch) {
     const size_t in = (size_t)(f * c_in), o = (size_t)(f * c_out);
     int32_t t;
 #if defined(W2S_HAVE_X86)
     if (w2s_isa_resolve(isa) == W2S_ISA_AVX512) {
-        w2s_conv3x3_layer_s8_avx512(l, t_len, f, c_in, c_out, src, dst);
+        w2s_conv3x3_layer_s8_avx512(l, t_len, f, c_in, c_out, src, dst, scratch);
         return;
     }
 #endif
@@ -131,7 +157,7 @@ void w2s_conv3x3_layer_s8(const w2s_conv_layer *l, int32_t isa, int32_t t_len, i
         rows[0] = t > 0 ? src + (size_t)(t - 1) * in : NULL;
         rows[1] = src + (size_t)t * in;
         rows[2] = t + 1 < t_len ? src + (size_t)(t + 1) * in : NULL;
-        w2s_conv3x3_row_s8(l, isa, f, c_in, c_out, rows, dst + (size_t)t * o);
+        w2s_conv3x3_row_s8(l, isa, f, c_in, c_out, rows, dst + (size_t)t * o, scratch);
     }
 }
 

@@ -16,6 +16,7 @@ typedef struct {
     void    *vox;     /* online softmax state */
     int16_t *pooled;  /* (C, F') */
     int16_t *gram;    /* (C, C) */
+    void    *kernel;  /* kernel scratch, shared by the stages in turn (empty in builds without) */
 } arena_slices;
 
 static uint64_t align8(uint64_t n) { return (n + 7u) & ~(uint64_t)7u; }
@@ -30,15 +31,16 @@ static size_t n_frames(const w2s_config *c, size_t n) {
 static size_t plan(const w2s_config *c, size_t n, uint8_t *base, arena_slices *s) {
     const uint64_t T = n_frames(c, n), F = (uint64_t)c->n_mels, C = (uint64_t)c->channels;
     const uint64_t F2 = (F + 1) / 2;
-    uint64_t off = 0, sizes[7];
-    size_t at[7], i;
+    uint64_t off = 0, sizes[8];
+    size_t at[8], i;
     sizes[0] = T * F * sizeof(int16_t);
     sizes[1] = sizes[2] = T * F * C;
     sizes[3] = w2s_logmel_scratch_bytes(c);
     sizes[4] = w2s_vox_state_bytes(c);
     sizes[5] = C * F2 * sizeof(int16_t);
     sizes[6] = C * C * sizeof(int16_t);
-    for (i = 0; i < 7; i++) {
+    sizes[7] = w2s_kernel_scratch_bytes(c, W2S_SCRATCH_CLIP);
+    for (i = 0; i < 8; i++) {
         at[i] = (size_t)off;
         off += align8(sizes[i]);
     }
@@ -51,6 +53,7 @@ static size_t plan(const w2s_config *c, size_t n, uint8_t *base, arena_slices *s
         s->vox = base + at[4];
         s->pooled = (int16_t *)(void *)(base + at[5]);
         s->gram = (int16_t *)(void *)(base + at[6]);
+        s->kernel = base + at[7]; /* one past the arena's end where it is empty: never read then */
     }
     return (size_t)off;
 }
@@ -92,7 +95,7 @@ w2s_status w2s_forward(const w2s_model *m, const int16_t *pcm, size_t n, void *a
     if (trace) trace(user, W2S_TRACE_PRENORM, 0, &pn, 2, 0, 0);
 
     /* log-mel = 10 log10(max(melW . |STFT|^2, amin)), one frame per hop */
-    w2s_logmel_frames_s16(c, w, &pn, pcm, T, a.scratch, a.logmel);
+    w2s_logmel_frames_s16(c, w, &pn, pcm, T, a.scratch, a.kernel, a.logmel);
     if (trace) trace(user, W2S_TRACE_LOGMEL, 0, a.logmel, T, F, 0);
 
     for (l = 1; l <= c->n_layers; l++) {
@@ -100,16 +103,16 @@ w2s_status w2s_forward(const w2s_model *m, const int16_t *pcm, size_t n, void *a
         int8_t *dst = a.map[cur];
         /* = F.relu(bn(conv(x))) with BatchNorm folded into the weights */
         if (l == 1) {
-            w2s_conv3x3_layer_s16(L, w->isa, T, F, C, a.logmel, dst);
+            w2s_conv3x3_layer_s16(L, w->isa, T, F, C, a.logmel, dst, a.kernel);
         } else {
-            w2s_conv3x3_layer_s8(L, w->isa, T, F, C, C, a.map[1 - cur], dst);
+            w2s_conv3x3_layer_s8(L, w->isa, T, F, C, C, a.map[1 - cur], dst, a.kernel);
         }
         if (trace) trace(user, W2S_TRACE_CONV, l, dst, T, F, C);
         cur = 1 - cur;
 
         if (l == c->pool_after) { /* = F.max_pool2d(x, 3, 2, 1) */
             dst = a.map[cur];
-            w2s_maxpool_s8(w->isa, T, F, C, a.map[1 - cur], dst);
+            w2s_maxpool_s8(w->isa, T, F, C, a.map[1 - cur], dst, a.kernel);
             T = (T + 1) / 2;
             F = (F + 1) / 2;
             if (trace) trace(user, W2S_TRACE_POOL, l, dst, T, F, C);
@@ -119,7 +122,7 @@ w2s_status w2s_forward(const w2s_model *m, const int16_t *pcm, size_t n, void *a
 
     /* vox pooling: P = sum_t lin(x) * softmax_t(sof(x)); then G = P P^T */
     w2s_vox_init(c, a.vox, &vox);
-    w2s_vox_push_rows_s8(c, w, &vox, a.map[1 - cur], T, (size_t)(F * C));
+    w2s_vox_push_rows_s8(c, w, &vox, a.map[1 - cur], T, (size_t)(F * C), a.kernel);
     w2s_vox_finish(c, w, &vox, a.pooled, a.gram);
     if (trace) trace(user, W2S_TRACE_POOLED, 0, a.pooled, C, F, 0);
     if (trace) trace(user, W2S_TRACE_GRAM, 0, a.gram, C, C, 0);

@@ -234,26 +234,49 @@ void w2s_logmel_frame_s16(const w2s_config *c, const w2s_weights *w, const w2s_p
     frame_s16(c, w, pn, &p, frame, scratch, out);
 }
 
+#if defined(W2S_DFT_SIMD)
+/* kernel scratch: the DFT matrix of this n_fft, then w2s_logmel8_avx512's buffers */
+static size_t fe_layout(const w2s_config *c, void *scratch, int64_t **mat, void **rest) {
+    w2s_carve k;
+    w2s_carve_init(&k, scratch);
+    *mat = (int64_t *)w2s_carve_take(&k, W2S_DFT_MAT_WORDS_OF(c->n_fft / 2) * sizeof(int64_t));
+    *rest = w2s_carve_take(&k, w2s_logmel8_scratch_bytes(c));
+    return w2s_carve_bytes(&k);
+}
+
+size_t w2s_logmel_kernel_scratch_bytes(const w2s_config *c) {
+    int64_t *mat;
+    void *rest;
+    return c->n_fft <= W2S_DFT_MAT_MAX_N ? fe_layout(c, NULL, &mat, &rest) : 0; /* larger: scalar DFT */
+}
+#endif
+
 void w2s_logmel_frames_s16(const w2s_config *c, const w2s_weights *w, const w2s_prenorm *pn,
-                           const int16_t *pcm, int32_t n_frames, void *scratch, int16_t *out) {
+                           const int16_t *pcm, int32_t n_frames, void *scratch, void *kernel,
+                           int16_t *out) {
     fe_plan p;
     int32_t t;
 #if defined(W2S_DFT_SIMD)
-    int64_t mat[W2S_DFT_MAT_WORDS];
+    int64_t *mat = NULL;
+    void *rest = NULL;
 #endif
     plan_init(c, w, &p);
 #if defined(W2S_DFT_SIMD)
     if (p.sym && c->n_fft <= W2S_DFT_MAT_MAX_N && w2s_dft_simd_ok(w->isa)) {
+        fe_layout(c, kernel, &mat, &rest);
         w2s_dft_matrix(w->cosine, c->n_fft, mat);
         p.mat = mat;
         p.avx512 = w2s_frame_avx512_ok(w->isa);
     }
+#else
+    (void)kernel;
 #endif
     t = 0;
 #if defined(W2S_DFT_SIMD)
-    if (p.avx512 && mat[W2S_DFT_MAT_WORDS - 1]) /* eight frames in the lanes, the rest one by one */
+    if (p.avx512 && mat[W2S_DFT_MAT_WORDS_OF(c->n_fft / 2) - 1]) /* eight frames in the lanes, the rest one by one */
         for (; t + 8 <= n_frames; t += 8)
-            w2s_logmel8_avx512(c, w, pn, mat, pcm + (size_t)t * (size_t)c->hop, out + (size_t)t * (size_t)c->n_mels);
+            w2s_logmel8_avx512(c, w, pn, mat, pcm + (size_t)t * (size_t)c->hop, out + (size_t)t * (size_t)c->n_mels,
+                               rest);
 #endif
     for (; t < n_frames; t++)
         frame_s16(c, w, pn, &p, pcm + (size_t)t * (size_t)c->hop, scratch, out + (size_t)t * (size_t)c->n_mels);

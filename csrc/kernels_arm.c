@@ -12,17 +12,29 @@
 #include <arm_neon.h>
 #include <string.h>
 
-#define ROW8 ((W2S_MAX_MELS + 2) * W2S_MAX_CHANNELS + 32) /* a padded int8 row, with slack */
-#define KMAX ((3 * W2S_MAX_CHANNELS + 15) / 16 * 16)
-
 /* int8 rows padded with the input zero point zp = -input_offset on each side, so a padding tap
  * adds zp * w + off * w = 0 and every kernel row is 3 * C_in contiguous values; the offset is
  * folded out: sum (x + off) * w = sum x * w + off * sum w. x * w fits int16 (SMULL), SADALP adds
- * pairs into int32 lanes. Weights of eight channels are zero-filled to a multiple of 16. */
+ * pairs into int32 lanes. Weights of eight channels are zero-filled to a multiple of 16. The
+ * padded rows (R bytes each: a kernel row reads at most 3 C_in + 15 from its start) and the weights
+ * are in kernel scratch (neon_layout). */
+static size_t neon_layout(int32_t f_len, int32_t c_in, void *scratch, int8_t **xp, int8_t **wv) {
+    const int32_t R = (f_len + 2) * c_in + 16, KP = (3 * c_in + 15) / 16 * 16;
+    w2s_carve k;
+    w2s_carve_init(&k, scratch);
+    *xp = (int8_t *)w2s_carve_take(&k, (size_t)(3 * R));
+    *wv = (int8_t *)w2s_carve_take(&k, (size_t)(8 * 3 * KP));
+    return w2s_carve_bytes(&k);
+}
+
+size_t w2s_neon_scratch_bytes(const w2s_config *c) { /* int8 layers: C_in = channels, <= n_mels wide */
+    int8_t *xp, *wv;
+    return neon_layout(c->n_mels, c->channels, NULL, &xp, &wv);
+}
+
 void w2s_conv3x3_row_s8_neon(const w2s_conv_layer *l, int32_t f_len, int32_t c_in, int32_t c_out,
-                             const int8_t *const rows[3], int8_t *out) {
-    int8_t xp[3 * ROW8];
-    int8_t wv[8 * 3 * KMAX];
+                             const int8_t *const rows[3], int8_t *out, void *scratch) {
+    int8_t *xp, *wv;
     int32_t wsum[8 * 3];
     const int32_t off = l->input_offset, K = 3 * c_in, KP = (K + 15) / 16 * 16;
     const int32_t R = (f_len + 2) * c_in + 16;
@@ -31,6 +43,7 @@ void w2s_conv3x3_row_s8_neon(const w2s_conv_layer *l, int32_t f_len, int32_t c_i
         w2s_conv3x3_row_s8_portable(l, f_len, c_in, c_out, rows, out);
         return;
     }
+    neon_layout(f_len, c_in, scratch, &xp, &wv);
     for (ky = 0; ky < 3; ky++) {
         int8_t *d = xp + ky * R;
         if (!rows[ky]) continue;

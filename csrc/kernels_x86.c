@@ -32,9 +32,6 @@
 #define W2S_AVX512_ISA "avx2,avx512f,avx512cd,avx512bw,avx512vl,avx512vnni" /* the avx512vnni kernel set */
 #define W2S_AVX512 __attribute__((target(W2S_AVX512_ISA)))
 
-#define ROW16 ((W2S_MAX_MELS + 2) * W2S_MAX_CHANNELS + 32) /* a padded int16 row, with slack */
-#define KMAX  (3 * W2S_MAX_CHANNELS + 15) / 16 * 16       /* one kernel row, zero-filled to 16 */
-
 int w2s_x86_has_sse41(void) { return __builtin_cpu_supports("sse4.1"); }
 int w2s_x86_has_avx2(void) { return __builtin_cpu_supports("avx2"); }
 int w2s_x86_has_avx512(void) {
@@ -362,24 +359,35 @@ W2S_AVX2_INLINE void gather_patch(const int16_t *xo, int32_t R, int32_t f, int32
     }
 }
 
-/* padded rows, patch and the widened weights of all channels: the stack of one row */
+/* The row kernel's buffers in kernel scratch: the three padded rows (R int16 each: the patch of
+ * the last column reads at most 3 C_in + 15 values from its start, inside R), the widened weights
+ * of every channel (C_in 11..16: 3 x 48 int16 per channel, read in place; else P, with the patch,
+ * P + 16). */
 typedef struct {
-    int16_t xo[3 * ROW16];
-    int16_t patch[9 * W2S_MAX_CHANNELS + 32];
-    int16_t wv[W2S_MAX_CHANNELS * (9 * W2S_MAX_CHANNELS + 16)];
-    epilogue e;
-} conv_scratch;
+    int16_t *xo, *patch, *wv;
+} conv_bufs;
+
+static size_t conv_layout(int32_t f_len, int32_t c_in, int32_t c_out, void *scratch, conv_bufs *z) {
+    const int32_t K = 3 * c_in, R = (f_len + 2) * c_in + 16, P = (9 * c_in + 15) / 16 * 16;
+    const int in_place = K > 32 && K <= 48;
+    w2s_carve k;
+    w2s_carve_init(&k, scratch);
+    z->xo = (int16_t *)w2s_carve_take(&k, (size_t)(3 * R) * sizeof(int16_t));
+    z->wv = (int16_t *)w2s_carve_take(&k, (size_t)c_out * (size_t)(in_place ? 144 : P) * sizeof(int16_t));
+    z->patch = in_place ? NULL : (int16_t *)w2s_carve_take(&k, (size_t)(P + 16) * sizeof(int16_t));
+    return w2s_carve_bytes(&k);
+}
 
 /* Pads the rows, clears the patch, widens the weights of every channel to P lanes each. */
 W2S_AVX2_INLINE int32_t prepare_rows(const w2s_conv_layer *l, int32_t f_len, int32_t c_in,
                                      int32_t c_out, int32_t P, const int8_t *const rows[3],
-                                     conv_scratch *z) {
+                                     const conv_bufs *z, epilogue *e) {
     const int32_t R = (f_len + 2) * c_in + 16, K9 = 9 * c_in;
     int32_t ky, i, co;
     for (ky = 0; ky < 3; ky++) pad_row16_avx2(rows[ky], f_len * c_in, c_in, l->input_offset, z->xo + ky * R, R);
     for (i = 0; i < P + 16; i += 16) _mm256_storeu_si256((__m256i *)(z->patch + i), _mm256_setzero_si256());
     for (co = 0; co < c_out; co++) widen16(l->w + (size_t)co * (size_t)K9, K9, P, z->wv + co * P);
-    epilogue_init(l, c_out, &z->e);
+    epilogue_init(l, c_out, e);
     return R;
 }
 
@@ -395,10 +403,12 @@ W2S_AVX2_INLINE void store8(const w2s_conv_layer *l, const epilogue *e, int32_t 
 /* AVX2: acc += madd(x, w), sixteen int16 products summed in pairs into eight int32 lanes. The
  * eight patch vectors of 9 C_in <= 128 (C_in 8..14; 13 in the default model) stay in registers. */
 W2S_AVX2 void w2s_conv3x3_row_s8_avx2(const w2s_conv_layer *l, int32_t f_len, int32_t c_in,
-                                      int32_t c_out, const int8_t *const rows[3], int8_t *out) {
-    conv_scratch z;
+                                      int32_t c_out, const int8_t *const rows[3], int8_t *out, void *scratch) {
+    conv_bufs z;
+    epilogue e;
     const int32_t K = 3 * c_in;
     int32_t P, R, g, f, j, v;
+    conv_layout(f_len, c_in, c_out, scratch, &z);
     if (K > 32 && K <= 48) { /* C_in 11..16: each kernel row is three vectors of its padded row,
                               * read in place (a patch written just before would stall loads) */
         int32_t ky, co;
@@ -406,7 +416,7 @@ W2S_AVX2 void w2s_conv3x3_row_s8_avx2(const w2s_conv_layer *l, int32_t f_len, in
         for (ky = 0; ky < 3; ky++) pad_row16_avx2(rows[ky], f_len * c_in, c_in, l->input_offset, z.xo + ky * R, R);
         for (co = 0; co < c_out; co++) /* [co][ky][48] */
             for (ky = 0; ky < 3; ky++) widen16(l->w + (size_t)(co * 3 + ky) * (size_t)K, K, 48, z.wv + (co * 3 + ky) * 48);
-        epilogue_init(l, c_out, &z.e);
+        epilogue_init(l, c_out, &e);
         for (f = 0; f < f_len; f++) {
             const int16_t *x = z.xo + f * c_in;
             const __m256i a0 = LD(x), a1 = LD(x + 16), a2 = LD(x + 32);
@@ -430,13 +440,13 @@ W2S_AVX2 void w2s_conv3x3_row_s8_avx2(const w2s_conv_layer *l, int32_t f_len, in
                                           _mm256_madd_epi16(c2, LD(w + 128)));
                     acc[j] = _mm256_add_epi32(_mm256_add_epi32(s0, s1), s2);
                 }
-                store8(l, &z.e, f, f_len, c_out, g, n, hsum8(acc), out);
+                store8(l, &e, f, f_len, c_out, g, n, hsum8(acc), out);
             }
         }
         return;
     }
     P = (9 * c_in + 15) / 16 * 16;
-    R = prepare_rows(l, f_len, c_in, c_out, P, rows, &z);
+    R = prepare_rows(l, f_len, c_in, c_out, P, rows, &z, &e);
     for (f = 0; f < f_len; f++) {
         gather_patch(z.xo, R, f, c_in, z.patch);
         for (g = 0; g < c_out; g += 8) {
@@ -467,7 +477,7 @@ W2S_AVX2 void w2s_conv3x3_row_s8_avx2(const w2s_conv_layer *l, int32_t f_len, in
                     a[j] = acc;
                 }
             }
-            store8(l, &z.e, f, f_len, c_out, g, n, hsum8(a), out);
+            store8(l, &e, f, f_len, c_out, g, n, hsum8(a), out);
         }
     }
 }
@@ -486,28 +496,41 @@ W2S_AVX2 void w2s_conv3x3_row_s8_avx2(const w2s_conv_layer *l, int32_t f_len, in
  * needs off >= -127 (the format allows -128: that layer takes the AVX2 kernel). sum w is over all
  * 9 C_in taps of the channel, missing rows (t = -1, T) being all padding; weights past 3 C_in in
  * a kernel row are zero, so what the group reads past them does not count. */
-#define VG ((3 * W2S_MAX_CHANNELS + 3) / 4) /* groups of four taps in one kernel row */
-#define VROW ((W2S_MAX_MELS + 2) * W2S_MAX_CHANNELS + 64) /* a padded uint8 row, with slack */
-
 typedef struct {
-    int8_t  w[W2S_MAX_CHANNELS / 16][3][VG][64]; /* [block][ky][group][co][4] */
-    epilogue e;                                   /* bias with the offset folded in */
-    int32_t G, any_left;                          /* any_left: some channel's shift is > 0 */
+    int8_t  *w;        /* [block][ky][group][co][4], G groups: in kernel scratch (vnni_layout) */
+    epilogue e;        /* bias with the offset folded in */
+    int32_t G, any_left; /* any_left: some channel's shift is > 0 */
 } vnni_weights;
 
+/* the 64 bytes of weights of channel block cb, kernel row ky, group of taps g */
+#define VNNI_W(z, cb, ky, g) ((z)->w + ((size_t)((cb) * 3 + (ky)) * (size_t)(z)->G + (size_t)(g)) * 64u)
+
+/* Kernel scratch of the VNNI conv kernels: the rearranged weights, then `slots` padded input rows
+ * of S bytes (R = (f + 2) C_in + 64 rounded up to 64: a tile reads at most 3 C_in + 3 bytes from
+ * its first tap, inside R). */
+static size_t vnni_layout(int32_t f_len, int32_t c_in, int32_t c_out, int32_t slots, void *scratch,
+                          vnni_weights *z, uint8_t **rows) {
+    const int32_t S = ((f_len + 2) * c_in + 64 + 63) / 64 * 64;
+    w2s_carve k;
+    w2s_carve_init(&k, scratch);
+    z->G = (3 * c_in + 3) / 4;
+    z->w = (int8_t *)w2s_carve_take(&k, (size_t)((c_out + 15) / 16) * 3u * (size_t)z->G * 64u);
+    *rows = (uint8_t *)w2s_carve_take(&k, (size_t)slots * (size_t)S);
+    return w2s_carve_bytes(&k);
+}
+
+/* z->w and z->G set by vnni_layout */
 W2S_AVX512 static void vnni_prepare(const w2s_conv_layer *l, int32_t c_in, int32_t c_out, vnni_weights *z) {
-    const int32_t K = 3 * c_in, G = (K + 3) / 4, off = l->input_offset;
+    const int32_t K = 3 * c_in, G = z->G, off = l->input_offset;
     int32_t co, ky, g, cb;
-    z->G = G;
     z->any_left = 0;
-    for (cb = 0; cb < (c_out + 15) / 16; cb++) /* only the groups used */
-        for (ky = 0; ky < 3; ky++) memset(z->w[cb][ky], 0, (size_t)G * 64);
+    memset(z->w, 0, (size_t)((c_out + 15) / 16) * 3u * (size_t)G * 64u);
     epilogue_init(l, c_out, &z->e);
     for (co = 0; co < c_out; co++) {
         z->any_left |= z->e.left[co] != 0;
         for (ky = 0; ky < 3; ky++) { /* four taps at a time: the row calls of a stream redo this */
             const int8_t *s = l->w + (size_t)(co * 3 + ky) * (size_t)K;
-            int8_t *d = &z->w[co / 16][ky][0][(co % 16) * 4];
+            int8_t *d = VNNI_W(z, co / 16, ky, 0) + (co % 16) * 4;
             int32_t k;
             for (g = 0; 4 * g + 4 <= K; g++) memcpy(d + 64 * g, s + 4 * g, 4);
             for (k = 4 * g; k < K; k++) d[64 * g + k % 4] = s[k];
@@ -516,7 +539,7 @@ W2S_AVX512 static void vnni_prepare(const w2s_conv_layer *l, int32_t c_in, int32
     for (cb = 0; cb < (c_out + 15) / 16; cb++) { /* sum w of each channel: |.| <= 576 * 128 */
         __m512i sum = _mm512_setzero_si512();
         for (ky = 0; ky < 3; ky++)
-            for (g = 0; g < G; g++) sum = _mm512_dpbusd_epi32(sum, _mm512_set1_epi8(1), _mm512_loadu_si512(z->w[cb][ky][g]));
+            for (g = 0; g < G; g++) sum = _mm512_dpbusd_epi32(sum, _mm512_set1_epi8(1), _mm512_loadu_si512(VNNI_W(z, cb, ky, g)));
         /* |(off - 128) sum| <= 256 * 576 * 128 < 2^25 */
         _mm512_storeu_si512(z->e.bias + 16 * cb, _mm512_add_epi32(_mm512_loadu_si512(z->e.bias + 16 * cb),
                                                                   _mm512_mullo_epi32(_mm512_set1_epi32(off - 128), sum)));
@@ -583,8 +606,8 @@ W2S_UNROLL(4)
 W2S_UNROLL(13)
         for (j = 0; j < NB; j++) acc[r][j] = bias;
     for (g = 0; g < z->G; g++) {
-        const __m512i w0 = _mm512_loadu_si512(z->w[cb][0][g]), w1 = _mm512_loadu_si512(z->w[cb][1][g]);
-        const __m512i w2 = _mm512_loadu_si512(z->w[cb][2][g]);
+        const __m512i w0 = _mm512_loadu_si512(VNNI_W(z, cb, 0, g)), w1 = _mm512_loadu_si512(VNNI_W(z, cb, 1, g));
+        const __m512i w2 = _mm512_loadu_si512(VNNI_W(z, cb, 2, g));
 W2S_UNROLL(6)
         for (i = 0; i < R + 2; i++) {
             const uint8_t *x = xr[i] + f * c_in + 4 * g;
@@ -658,53 +681,55 @@ W2S_AVX512_INLINE void vnni_rows(const vnni_weights *z, const out16 *o, int32_t 
 }
 
 W2S_AVX512 W2S_NO_TREE_PRE __attribute__((noinline)) static void vnni_row_kernel(const w2s_conv_layer *l, int32_t f_len, int32_t c_in,
-                                                                 int32_t c_out, const int8_t *const rows[3], int8_t *out) {
+                                                                 int32_t c_out, const int8_t *const rows[3], int8_t *out,
+                                                                 void *scratch) {
     vnni_weights z;
     out16 o;
-    uint8_t xu[3][VROW];
+    uint8_t *xu;
     const uint8_t *xr[3];
-    const int32_t R = (f_len + 2) * c_in + 64;
+    const int32_t R = (f_len + 2) * c_in + 64, S = (R + 63) / 64 * 64;
     int8_t *const dst[1] = {out};
     int32_t ky;
+    vnni_layout(f_len, c_in, c_out, 3, scratch, &z, &xu);
     vnni_prepare(l, c_in, c_out, &z);
     out16_init(l, &z.e, c_out, z.any_left, &o);
     for (ky = 0; ky < 3; ky++) {
-        vnni_pad_row(rows[ky], f_len * c_in, c_in, (uint8_t)(128 - l->input_offset), xu[ky], R);
-        xr[ky] = xu[ky];
+        vnni_pad_row(rows[ky], f_len * c_in, c_in, (uint8_t)(128 - l->input_offset), xu + (size_t)ky * (size_t)S, R);
+        xr[ky] = xu + (size_t)ky * (size_t)S;
     }
     vnni_rows(&z, &o, f_len, c_in, xr, 1, dst);
 }
 
 W2S_AVX512 void w2s_conv3x3_row_s8_avx512(const w2s_conv_layer *l, int32_t f_len, int32_t c_in,
-                                          int32_t c_out, const int8_t *const rows[3], int8_t *out) {
+                                          int32_t c_out, const int8_t *const rows[3], int8_t *out, void *scratch) {
     if (l->input_offset < -127) {
-        w2s_conv3x3_row_s8_avx2(l, f_len, c_in, c_out, rows, out);
+        w2s_conv3x3_row_s8_avx2(l, f_len, c_in, c_out, rows, out, scratch);
         return;
     }
-    vnni_row_kernel(l, f_len, c_in, c_out, rows, out);
+    vnni_row_kernel(l, f_len, c_in, c_out, rows, out, scratch);
 }
 
-/* A whole layer: the weights prepared once, each input row padded once into a ring of slots,
- * output rows four at a time (two or one for the last rows; two throughout when the rows are too
- * long for eight slots in the ring). */
+/* A whole layer: the weights prepared once, each input row padded once into a ring of eight slots,
+ * output rows four at a time (two or one for the last rows). */
 W2S_AVX512 W2S_NO_TREE_PRE __attribute__((noinline)) static void vnni_layer_kernel(const w2s_conv_layer *l, int32_t T, int32_t f_len,
                                                                    int32_t c_in, int32_t c_out, const int8_t *src,
-                                                                   int8_t *dst) {
+                                                                   int8_t *dst, void *scratch) {
+    enum { slots = 8 }; /* four rows at a time need six */
     vnni_weights z;
     out16 o;
-    uint8_t ring[4 * VROW];
+    uint8_t *ring;
     const int32_t R = (f_len + 2) * c_in + 64, n = f_len * c_in, S = (R + 63) / 64 * 64;
-    const int32_t slots = 8 * S <= (int32_t)sizeof ring ? 8 : 4; /* four rows at a time need six */
     const size_t rowb = (size_t)(f_len * c_out);
     const uint8_t upad = (uint8_t)(128 - l->input_offset);
     int32_t t = 0, padded = 0, r; /* input rows -1 .. padded are in the ring */
 #define W2S_SLOT(r) (ring + (size_t)(((r) + slots) & (slots - 1)) * (size_t)S)
+    vnni_layout(f_len, c_in, c_out, slots, scratch, &z, &ring);
     vnni_prepare(l, c_in, c_out, &z);
     out16_init(l, &z.e, c_out, z.any_left, &o);
     vnni_pad_row(NULL, n, c_in, upad, W2S_SLOT(-1), R);
     vnni_pad_row(src, n, c_in, upad, W2S_SLOT(0), R);
     while (t < T) {
-        const int32_t step = slots == 8 && t + 4 <= T ? 4 : (t + 2 <= T ? 2 : 1);
+        const int32_t step = t + 4 <= T ? 4 : (t + 2 <= T ? 2 : 1);
         const uint8_t *xr[6];
         int8_t *out[4];
         for (r = padded + 1; r <= t + step; r++) /* over rows no longer needed */
@@ -724,10 +749,10 @@ W2S_AVX512 W2S_NO_TREE_PRE __attribute__((noinline)) static void vnni_layer_kern
 }
 
 W2S_AVX512 void w2s_conv3x3_layer_s8_avx512(const w2s_conv_layer *l, int32_t T, int32_t f_len, int32_t c_in,
-                                            int32_t c_out, const int8_t *src, int8_t *dst) {
+                                            int32_t c_out, const int8_t *src, int8_t *dst, void *scratch) {
     int32_t t;
     if (l->input_offset >= -127) {
-        vnni_layer_kernel(l, T, f_len, c_in, c_out, src, dst);
+        vnni_layer_kernel(l, T, f_len, c_in, c_out, src, dst, scratch);
         return;
     }
     for (t = 0; t < T; t++) {
@@ -735,18 +760,28 @@ W2S_AVX512 void w2s_conv3x3_layer_s8_avx512(const w2s_conv_layer *l, int32_t T, 
         rows[0] = t > 0 ? src + (size_t)(t - 1) * (size_t)(f_len * c_in) : NULL;
         rows[1] = src + (size_t)t * (size_t)(f_len * c_in);
         rows[2] = t + 1 < T ? src + (size_t)(t + 1) * (size_t)(f_len * c_in) : NULL;
-        w2s_conv3x3_row_s8_avx2(l, f_len, c_in, c_out, rows, dst + (size_t)t * (size_t)(f_len * c_out));
+        w2s_conv3x3_row_s8_avx2(l, f_len, c_in, c_out, rows, dst + (size_t)t * (size_t)(f_len * c_out), scratch);
     }
 }
 
 /* ---- max-pool (pool.c) ---------------------------------------------------------------------------- */
 
+/* v: whole vectors up to 16 bytes past the row, in kernel scratch */
+static size_t pool512_layout(int32_t f_in, int32_t c, void *scratch, int8_t **v) {
+    w2s_carve k;
+    w2s_carve_init(&k, scratch);
+    *v = (int8_t *)w2s_carve_take(&k, (size_t)(f_in * c + 16 + 63) / 64 * 64);
+    return w2s_carve_bytes(&k);
+}
+
 /* the vertical max of the three rows in 64-byte vectors into v (zeros past the row), then each
  * output column as the max of three columns of v, stored straight to out (c bytes each) */
-W2S_AVX512 void w2s_maxpool_row_s8_avx512(int32_t f_in, int32_t c, const int8_t *const rows[3], int8_t *out) {
-    int8_t v[W2S_MAX_MELS * W2S_MAX_CHANNELS + 128];
+W2S_AVX512 void w2s_maxpool_row_s8_avx512(int32_t f_in, int32_t c, const int8_t *const rows[3], int8_t *out,
+                                          void *scratch) {
+    int8_t *v;
     const int32_t n = f_in * c, f_out = (f_in + 1) / 2;
     int32_t i, fo, ch;
+    pool512_layout(f_in, c, scratch, &v);
     for (i = 0; i < n + 16; i += 64) { /* the columns below read up to 15 bytes past the row */
         const __mmask64 k = n - i >= 64 ? ~(__mmask64)0 : n > i ? ((__mmask64)1 << (n - i)) - 1 : 0;
         __m512i m = _mm512_maskz_loadu_epi8(k, rows[1] + i);
@@ -892,27 +927,44 @@ W2S_UNROLL(4)
  * the wrapped sum is exact. Then vox.c's arithmetic lane by lane: z = requantize(score),
  * r = ceil(z / 2^16), the rescale of sum and acc when r passes ref (rounding shifts of int64
  * lanes), e = exp2_neg(ref 2^16 - z) in int32 (the table and its differences by permutes), then
- * sum += e and acc += e value in int64 lanes. Stack: 20 KB (rearranged weights, a copy of the
- * last row). */
+ * sum += e and acc += e value in int64 lanes. Kernel scratch: the rearranged weights and a copy
+ * of the last row (vox512_layout). */
+typedef struct {
+    int8_t  *ws, *hi; /* [block of 16 channels][J groups of 4 inputs][64] each */
+    uint8_t *lo;
+    int8_t  *last;    /* (F' C + 4): the last row, whole words past it */
+} vox512_bufs;
+
+static size_t vox512_layout(int32_t C, int32_t F2, void *scratch, vox512_bufs *b) {
+    const size_t weights = (size_t)((C + 15) / 16) * (size_t)((C + 3) / 4) * 64u;
+    w2s_carve k;
+    w2s_carve_init(&k, scratch);
+    b->ws = (int8_t *)w2s_carve_take(&k, weights);
+    b->hi = (int8_t *)w2s_carve_take(&k, weights);
+    b->lo = (uint8_t *)w2s_carve_take(&k, weights);
+    b->last = (int8_t *)w2s_carve_take(&k, (size_t)(F2 * C) + 4);
+    return w2s_carve_bytes(&k);
+}
+
 W2S_AVX512 void w2s_vox_push_rows_avx512(const w2s_config *c, const w2s_weights *w, w2s_vox_state *s,
-                                         const int8_t *rows, int32_t n_rows, size_t stride) {
-    enum { G = W2S_MAX_CHANNELS / 4 }; /* groups of four input channels */
-    int8_t ws[W2S_MAX_CHANNELS / 16][G][64], hi[W2S_MAX_CHANNELS / 16][G][64];
-    uint8_t lo[W2S_MAX_CHANNELS / 16][G][64];
+                                         const int8_t *rows, int32_t n_rows, size_t stride, void *scratch) {
     int32_t sb[W2S_MAX_CHANNELS + 16], vb[W2S_MAX_CHANNELS + 16], mult[W2S_MAX_CHANNELS + 16];
     int32_t left[W2S_MAX_CHANNELS + 16], right[W2S_MAX_CHANNELS + 16];
-    int8_t last[(W2S_MAX_MELS / 2) * W2S_MAX_CHANNELS + 4];
     const int32_t C = c->channels, F2 = (c->n_mels + 1) / 2, off = w->vox_input_offset;
     const int32_t J = (C + 3) / 4;
+    const size_t block = (size_t)J * 64u; /* bytes of one block of the weights */
     int32_t dtab[64];
     int32_t ch, ci, f, g, j, i, released = J == 4;
+    vox512_bufs z;
+    int8_t *ws, *hi, *last;
+    uint8_t *lo;
     vox_group k;
     if (n_rows <= 0) return;
-    for (g = 0; g < (C + 15) / 16; g++) { /* the groups used */
-        memset(ws[g], 0, (size_t)J * 64);
-        memset(hi[g], 0, (size_t)J * 64);
-        memset(lo[g], 0, (size_t)J * 64);
-    }
+    vox512_layout(C, F2, scratch, &z);
+    ws = z.ws, hi = z.hi, lo = z.lo, last = z.last;
+    memset(ws, 0, (size_t)((C + 15) / 16) * block);
+    memset(hi, 0, (size_t)((C + 15) / 16) * block);
+    memset(lo, 0, (size_t)((C + 15) / 16) * block);
     for (ch = 0; ch < C + 16; ch++) {
         int32_t sw = 0, sl = 0, sh = 0;
         int64_t bound = 0; /* of |score| before the requantization */
@@ -920,9 +972,10 @@ W2S_AVX512 void w2s_vox_push_rows_avx512(const w2s_config *c, const w2s_weights 
         for (ci = 0; ch < C && ci < C; ci++) {
             const int32_t a = w->sof_w[ch * C + ci], b = w->lin_w[ch * C + ci];
             const int32_t h = (b - (b & 255)) / 256; /* b = 256 h + (b & 255) */
-            ws[ch / 16][ci / 4][(ch % 16) * 4 + ci % 4] = (int8_t)a;
-            hi[ch / 16][ci / 4][(ch % 16) * 4 + ci % 4] = (int8_t)h;
-            lo[ch / 16][ci / 4][(ch % 16) * 4 + ci % 4] = (uint8_t)(b & 255);
+            const size_t at = (size_t)(ch / 16) * block + (size_t)(ci / 4) * 64u + (size_t)((ch % 16) * 4 + ci % 4);
+            ws[at] = (int8_t)a;
+            hi[at] = (int8_t)h;
+            lo[at] = (uint8_t)(b & 255);
             sw += a;
             sl += b;
             sh += h;
@@ -949,9 +1002,9 @@ W2S_AVX512 void w2s_vox_push_rows_avx512(const w2s_config *c, const w2s_weights 
     k.J = J;
     for (g = 0; g < C; g += 16) {
         const int32_t n = C - g < 16 ? C - g : 16;
-        k.ws = (const int8_t(*)[64])ws[g / 16];
-        k.hi = (const int8_t(*)[64])hi[g / 16];
-        k.lo = (const uint8_t(*)[64])lo[g / 16];
+        k.ws = (const int8_t(*)[64])(ws + (size_t)(g / 16) * block);
+        k.hi = (const int8_t(*)[64])(hi + (size_t)(g / 16) * block);
+        k.lo = (const uint8_t(*)[64])(lo + (size_t)(g / 16) * block);
         k.sb = _mm512_loadu_si512(sb + g), k.vb = _mm512_loadu_si512(vb + g);
         k.mult = _mm512_loadu_si512(mult + g), k.mult_odd = _mm512_srli_epi64(k.mult, 32);
         k.left = _mm512_loadu_si512(left + g), k.right = _mm512_loadu_si512(right + g);
@@ -1021,7 +1074,8 @@ W2S_AVX2 void w2s_conv3x3_row_s16_avx2(const w2s_conv_layer *l, int32_t f_len, i
 /* w2s_vox_push_rows_avx512 on eight lanes with AVX2 (no VNNI): the sums with VPMADDWD on int16
  * pairs (x + off, |.| <= 256, against int16 weights: |pair sum| < 2^24, exact), the offset not
  * folded; int64 lanes four to a vector; arithmetic 64-bit shifts from logical ones around the
- * sign; the table entries by VPGATHERDD. Stack: 17 KB. */
+ * sign; the table entries by VPGATHERDD. Kernel scratch: the weights as int16 pairs, a copy of
+ * the last row (vox2_layout). */
 W2S_AVX2_INLINE __m256i rshift_round4x64(__m256i x, __m256i s) {
     const __m256i one = _mm256_set1_epi64x(1);
     const __m256i sign = _mm256_cmpgt_epi64(_mm256_setzero_si256(), x);
@@ -1032,24 +1086,40 @@ W2S_AVX2_INLINE __m256i rshift_round4x64(__m256i x, __m256i s) {
     return _mm256_and_si256(r, _mm256_cmpgt_epi64(_mm256_set1_epi64x(63), s)); /* s >= 63: 0 */
 }
 
+typedef struct {
+    int32_t *ws, *wl; /* [block of 8 channels][J pairs of inputs][8]: two int16 each */
+    int8_t  *last;    /* (F' C + 16): the last row, a whole vector past it */
+} vox2_bufs;
+
+static size_t vox2_layout(int32_t C, int32_t F2, void *scratch, vox2_bufs *b) {
+    const size_t weights = (size_t)((C + 7) / 8) * (size_t)((C + 1) / 2) * 8u * sizeof(int32_t);
+    w2s_carve k;
+    w2s_carve_init(&k, scratch);
+    b->ws = (int32_t *)w2s_carve_take(&k, weights);
+    b->wl = (int32_t *)w2s_carve_take(&k, weights);
+    b->last = (int8_t *)w2s_carve_take(&k, (size_t)(F2 * C) + 16);
+    return w2s_carve_bytes(&k);
+}
+
 W2S_AVX2 void w2s_vox_push_rows_avx2(const w2s_config *c, const w2s_weights *w, w2s_vox_state *s,
-                                     const int8_t *rows, int32_t n_rows, size_t stride) {
-    enum { P = W2S_MAX_CHANNELS / 2 }; /* pairs of input channels */
-    int32_t ws[W2S_MAX_CHANNELS / 8][P][8], wl[W2S_MAX_CHANNELS / 8][P][8]; /* two int16 each */
+                                     const int8_t *rows, int32_t n_rows, size_t stride, void *scratch) {
     int32_t mult[W2S_MAX_CHANNELS + 8], left[W2S_MAX_CHANNELS + 8], right[W2S_MAX_CHANNELS + 8];
     int32_t sb[W2S_MAX_CHANNELS + 8], vb[W2S_MAX_CHANNELS + 8];
-    int8_t last[(W2S_MAX_MELS / 2) * W2S_MAX_CHANNELS + 16];
     const int32_t C = c->channels, F2 = (c->n_mels + 1) / 2, J = (C + 1) / 2, n0 = s->n;
     const __m256i off16 = _mm256_set1_epi16((int16_t)w->vox_input_offset);
     int32_t ch, ci, f, g, t, j;
+    vox2_bufs z;
+    int32_t *ws, *wl;
+    int8_t *last;
     if (n_rows <= 0) return;
-    for (g = 0; g < (C + 7) / 8; g++) { /* the pairs used */
-        memset(ws[g], 0, (size_t)J * 32);
-        memset(wl[g], 0, (size_t)J * 32);
-    }
+    vox2_layout(C, F2, scratch, &z);
+    ws = z.ws, wl = z.wl, last = z.last;
+    memset(ws, 0, (size_t)((C + 7) / 8) * (size_t)J * 32u);
+    memset(wl, 0, (size_t)((C + 7) / 8) * (size_t)J * 32u);
     for (ch = 0; ch < C; ch++)
         for (ci = 0; ci < C; ci++) {
-            int16_t *ps = (int16_t *)(void *)&ws[ch / 8][ci / 2][ch % 8], *pl = (int16_t *)(void *)&wl[ch / 8][ci / 2][ch % 8];
+            const size_t at = ((size_t)(ch / 8) * (size_t)J + (size_t)(ci / 2)) * 8u + (size_t)(ch % 8);
+            int16_t *ps = (int16_t *)(void *)(ws + at), *pl = (int16_t *)(void *)(wl + at);
             ps[ci % 2] = w->sof_w[ch * C + ci];
             pl[ci % 2] = w->lin_w[ch * C + ci];
         }
@@ -1091,8 +1161,8 @@ W2S_AVX2 void w2s_vox_push_rows_avx2(const w2s_config *c, const w2s_weights *w, 
                     __m256i xb;
                     memcpy(&p, xs + 2 * j, 4);
                     xb = _mm256_set1_epi32(p);
-                    sc = _mm256_add_epi32(sc, _mm256_madd_epi16(xb, LD(ws[cg][j])));
-                    value = _mm256_add_epi32(value, _mm256_madd_epi16(xb, LD(wl[cg][j])));
+                    sc = _mm256_add_epi32(sc, _mm256_madd_epi16(xb, LD(ws + ((size_t)cg * (size_t)J + (size_t)j) * 8u)));
+                    value = _mm256_add_epi32(value, _mm256_madd_epi16(xb, LD(wl + ((size_t)cg * (size_t)J + (size_t)j) * 8u)));
                 }
                 { /* w2s_rshift_round(value, value_shift), 0 <= shift <= 31 */
                     const __m256i mk = _mm256_sub_epi32(_mm256_sllv_epi32(one, vsh), one);
@@ -1169,11 +1239,21 @@ W2S_AVX2 void w2s_vox_push_rows_avx2(const w2s_config *c, const w2s_weights *w, 
  * (x'[f - 1], x'[f]) against (w0, w1) and the pair (x'[f + 1], x'[f + 2]) against (w2, 0): two
  * VPDPWSSD per row, products <= 2^15 * 2^7, every partial sum exact in int32. */
 typedef struct {
-    int32_t wp[W2S_MAX_CHANNELS / 16][3][2][16]; /* [block][ky][pair][co]: two int16 in each */
+    int32_t (*wp)[3][2][16]; /* [block][ky][pair][co]: two int16 in each, in kernel scratch */
     epilogue e;
     int32_t any_left; /* some channel's shift is > 0 */
 } l1_weights;
 
+/* Kernel scratch of layer 1: the weight pairs, then three padded rows (f + 4 int16 each, l1_pad) */
+static size_t l1_layout(int32_t f_len, int32_t c_out, void *scratch, l1_weights *z, int16_t **xs) {
+    w2s_carve k;
+    w2s_carve_init(&k, scratch);
+    z->wp = (int32_t(*)[3][2][16])w2s_carve_take(&k, (size_t)((c_out + 15) / 16) * sizeof z->wp[0]);
+    *xs = (int16_t *)w2s_carve_take(&k, (size_t)(3 * (f_len + 4)) * sizeof(int16_t));
+    return w2s_carve_bytes(&k);
+}
+
+/* z->wp set by l1_layout */
 W2S_AVX512 static void l1_prepare(const w2s_conv_layer *l, int32_t c_out, l1_weights *z) {
     int32_t co, ky;
     memset(z->wp, 0, (size_t)(c_out + 15) / 16 * sizeof z->wp[0]);
@@ -1286,51 +1366,66 @@ W2S_AVX512_INLINE void l1_row(const w2s_conv_layer *l, const l1_weights *z, cons
 }
 
 W2S_AVX512 void w2s_conv3x3_row_s16_avx512(const w2s_conv_layer *l, int32_t f_len, int32_t c_out,
-                                           const int16_t *const rows[3], int8_t *out) {
+                                           const int16_t *const rows[3], int8_t *out, void *scratch) {
     l1_weights z;
     out16 o;
-    int16_t xs[3][W2S_MAX_MELS + 4];
+    int16_t *xs;
     const int16_t *xr[3];
     int32_t ky;
+    l1_layout(f_len, c_out, scratch, &z, &xs);
     l1_prepare(l, c_out, &z);
     out16_init(l, &z.e, c_out, z.any_left, &o);
     for (ky = 0; ky < 3; ky++) {
-        if (rows[ky]) l1_pad(rows[ky], f_len, xs[ky]);
-        xr[ky] = rows[ky] ? xs[ky] : NULL;
+        if (rows[ky]) l1_pad(rows[ky], f_len, xs + ky * (f_len + 4));
+        xr[ky] = rows[ky] ? xs + ky * (f_len + 4) : NULL;
     }
     l1_row(l, &z, &o, f_len, c_out, xr, out);
 }
 
 /* w2s_conv3x3_layer_s16: the weights prepared once, each input row padded once (ring of three) */
 W2S_AVX512 void w2s_conv3x3_layer_s16_avx512(const w2s_conv_layer *l, int32_t T, int32_t f_len, int32_t c_out,
-                                             const int16_t *src, int8_t *dst) {
+                                             const int16_t *src, int8_t *dst, void *scratch) {
     l1_weights z;
     out16 o;
-    int16_t xs[3][W2S_MAX_MELS + 4];
+    int16_t *xs;
     int32_t t;
+#define W2S_XS(r) (xs + ((r) % 3) * (f_len + 4))
+    l1_layout(f_len, c_out, scratch, &z, &xs);
     l1_prepare(l, c_out, &z);
     out16_init(l, &z.e, c_out, z.any_left, &o);
-    l1_pad(src, f_len, xs[0]);
+    l1_pad(src, f_len, W2S_XS(0));
     for (t = 0; t < T; t++) {
         const int16_t *xr[3];
-        if (t + 1 < T) l1_pad(src + (size_t)(t + 1) * (size_t)f_len, f_len, xs[(t + 1) % 3]);
-        xr[0] = t > 0 ? xs[(t + 2) % 3] : NULL;
-        xr[1] = xs[t % 3];
-        xr[2] = t + 1 < T ? xs[(t + 1) % 3] : NULL;
+        if (t + 1 < T) l1_pad(src + (size_t)(t + 1) * (size_t)f_len, f_len, W2S_XS(t + 1));
+        xr[0] = t > 0 ? W2S_XS(t + 2) : NULL;
+        xr[1] = W2S_XS(t);
+        xr[2] = t + 1 < T ? W2S_XS(t + 1) : NULL;
         l1_row(l, &z, &o, f_len, c_out, xr, dst + (size_t)t * (size_t)(f_len * c_out));
     }
 }
+#undef W2S_XS
 
 /* ---- SSE4.1 ------------------------------------------------------------------------------------------ */
+
+/* Kernel scratch: the three padded rows (R int16: each kernel row reads at most 3 C_in + 7 values
+ * from its start), the weights of four channels (3 KP int16 each) */
+static size_t sse41_layout(int32_t f_len, int32_t c_in, void *scratch, int16_t **xo, int16_t **wv) {
+    const int32_t R = (f_len + 2) * c_in + 16, KP = (3 * c_in + 7) / 8 * 8;
+    w2s_carve k;
+    w2s_carve_init(&k, scratch);
+    *xo = (int16_t *)w2s_carve_take(&k, (size_t)(3 * R) * sizeof(int16_t));
+    *wv = (int16_t *)w2s_carve_take(&k, (size_t)(4 * 3 * KP) * sizeof(int16_t));
+    return w2s_carve_bytes(&k);
+}
 
 /* As the AVX2 int8 kernel with 8-lane int16 vectors and four channels at a time; the epilogue is
  * the scalar one (SSE4.1 has no per-lane shifts). */
 W2S_SSE41 void w2s_conv3x3_row_s8_sse41(const w2s_conv_layer *l, int32_t f_len, int32_t c_in,
-                                        int32_t c_out, const int8_t *const rows[3], int8_t *out) {
-    int16_t xo[3 * ROW16];
-    int16_t wv[4 * 3 * KMAX];
+                                        int32_t c_out, const int8_t *const rows[3], int8_t *out, void *scratch) {
+    int16_t *xo, *wv;
     const int32_t R = (f_len + 2) * c_in + 16, K = 3 * c_in, kv = (K + 7) / 8, KP = 8 * kv;
     int32_t ky, g, f, j, v, i;
+    sse41_layout(f_len, c_in, scratch, &xo, &wv);
     for (ky = 0; ky < 3; ky++) pad_row16(rows[ky], f_len * c_in, c_in, l->input_offset, xo + ky * R, R);
     for (g = 0; g < c_out; g += 4) {
         const int32_t n = c_out - g < 4 ? c_out - g : 4;
@@ -1384,12 +1479,12 @@ void w2s_dft_matrix(const int32_t *cosine, int32_t N, int64_t *mat) {
     }
     /* cos((h - k) n) = (-1)^n cos(k n) and sin((h - k) n) = -(-1)^n sin(k n) (h = N/2): checked on
      * the table values, so w2s_dft_simd may compute rows k <= h/2 only, exactly */
-    mat[W2S_DFT_MAT_WORDS - 1] = h % 2 == 0;
+    mat[W2S_DFT_MAT_WORDS_OF(h) - 1] = h % 2 == 0;
     for (k = 0; k <= h; k++) {
         const int64_t *mr = mat + (size_t)(2 * k) * (size_t)L, *mi = mr + L;
         const int64_t *nr = mat + (size_t)(2 * (h - k)) * (size_t)L, *ni = nr + L;
         for (n = 0; n <= h; n++)
-            if (nr[n] != (n % 2 ? -mr[n] : mr[n]) || ni[n] != (n % 2 ? mi[n] : -mi[n])) mat[W2S_DFT_MAT_WORDS - 1] = 0;
+            if (nr[n] != (n % 2 ? -mr[n] : mr[n]) || ni[n] != (n % 2 ? mi[n] : -mi[n])) mat[W2S_DFT_MAT_WORDS_OF(h) - 1] = 0;
     }
 }
 
@@ -1409,7 +1504,7 @@ W2S_AVX2 void w2s_dft_simd(const int64_t *mat, int32_t h, const int64_t *a, cons
                            int64_t *re, int64_t *im) {
     const int32_t L = W2S_DFT_MAT_L(h);
     int32_t k, n, q;
-    if (mat[W2S_DFT_MAT_WORDS - 1]) { /* rows k <= h/2: sums over even n (E) and odd n (O) */
+    if (mat[W2S_DFT_MAT_WORDS_OF(h) - 1]) { /* rows k <= h/2: sums over even n (E) and odd n (O) */
         for (k = 0; k <= h / 2; k += 4) {
             const int64_t *m[4];
             __m256i r0 = _mm256_setzero_si256(), r1 = r0, r2 = r0, r3 = r0, i0 = r0, i1 = r0, i2 = r0, i3 = r0;
@@ -1674,18 +1769,54 @@ W2S_AVX512 void w2s_sums_s16_avx512(const int16_t *pcm, size_t n, int64_t *sum, 
  * |a|, |b| <= 2^25 by the table, VPMULUDQ for a 16-bit mel weight by the 32-bit halves of the power
  * (m = sum w lo + 2^32 sum w hi in uint64: the true sum is below 2^63, checked at load, so the
  * wrap-around of the parts cancels). Needs the DFT matrix of a symmetric table
- * (w2s_dft_matrix's last word) and n_fft <= 64. */
+ * (w2s_dft_matrix's last word) and n_fft <= 64. Its arrays, one vector of eight frames per value,
+ * are in kernel scratch (logmel8_layout). */
+typedef struct {
+    __m512i *xw;                /* (N) windowed samples */
+    __m512i *a, *b;             /* (h + 1) the first fold */
+    __m512i *ap, *am, *bp, *bm; /* (h/2 + 1) the second fold */
+    __m512i *pw;                /* (h + 1) power */
+    __m512i *m, *lg;            /* mel sums and their log2, padded to whole groups of chains */
+    int16_t (*res)[8];          /* [mel][frame] dB, padded to whole groups of 32 mels */
+} logmel8_bufs;
+
+static size_t logmel8_layout(const w2s_config *c, void *scratch, logmel8_bufs *z) {
+    const size_t N = (size_t)c->n_fft, h = N / 2, v = sizeof(__m512i);
+    const size_t F9 = (size_t)(c->n_mels + W2S_LOG2_CHAINS - 1) / W2S_LOG2_CHAINS * W2S_LOG2_CHAINS;
+    const size_t F32 = (size_t)(c->n_mels + 31) / 32 * 32;
+    w2s_carve k;
+    w2s_carve_init(&k, scratch);
+    z->xw = (__m512i *)w2s_carve_take(&k, N * v);
+    z->a = (__m512i *)w2s_carve_take(&k, (h + 1) * v);
+    z->b = (__m512i *)w2s_carve_take(&k, (h + 1) * v);
+    z->ap = (__m512i *)w2s_carve_take(&k, (h / 2 + 1) * v);
+    z->am = (__m512i *)w2s_carve_take(&k, (h / 2 + 1) * v);
+    z->bp = (__m512i *)w2s_carve_take(&k, (h / 2 + 1) * v);
+    z->bm = (__m512i *)w2s_carve_take(&k, (h / 2 + 1) * v);
+    z->pw = (__m512i *)w2s_carve_take(&k, (h + 1) * v);
+    z->m = (__m512i *)w2s_carve_take(&k, F9 * v);
+    z->lg = (__m512i *)w2s_carve_take(&k, F9 * v);
+    z->res = (int16_t(*)[8])w2s_carve_take(&k, F32 * 8 * sizeof(int16_t));
+    return w2s_carve_bytes(&k);
+}
+
+size_t w2s_logmel8_scratch_bytes(const w2s_config *c) {
+    logmel8_bufs z;
+    return logmel8_layout(c, NULL, &z);
+}
+
 W2S_AVX512 void w2s_logmel8_avx512(const w2s_config *c, const w2s_weights *w, const w2s_prenorm *pn,
-                                   const int64_t *mat, const int16_t *pcm, int16_t *out) {
+                                   const int64_t *mat, const int16_t *pcm, int16_t *out, void *scratch) {
     const int32_t N = c->n_fft, h = N / 2, L = W2S_DFT_MAT_L(h), F = c->n_mels;
     const __m512i one = _mm512_set1_epi64(1), mean = _mm512_set1_epi64(pn->mean);
     const __m256i frame0 = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(c->hop));
-    __m512i xw[W2S_DFT_MAT_MAX_N], ap[W2S_DFT_MAT_MAX_N / 4 + 1], am[W2S_DFT_MAT_MAX_N / 4 + 1];
-    __m512i bp[W2S_DFT_MAT_MAX_N / 4 + 1], bm[W2S_DFT_MAT_MAX_N / 4 + 1];
-    __m512i pw[W2S_DFT_MAT_MAX_N / 2 + 1], m[W2S_MAX_MELS + W2S_LOG2_CHAINS], lg[W2S_MAX_MELS + W2S_LOG2_CHAINS];
+    logmel8_bufs z;
+    __m512i *xw, *ap, *am, *bp, *bm, *pw, *m, *lg;
     __m512i pmax = _mm512_setzero_si512(), e;
     int32_t n, k, j, q;
-    memset(xw, 0, sizeof xw); /* every n < N is written below (N even); the compiler cannot tell */
+    logmel8_layout(c, scratch, &z);
+    xw = z.xw, ap = z.ap, am = z.am, bp = z.bp, bm = z.bm, pw = z.pw, m = z.m, lg = z.lg;
+    memset(xw, 0, (size_t)N * sizeof *xw); /* every n < N is written below (N even); the compiler cannot tell */
     /* windowing: samples n and n + 1 of the eight frames with one gather of int16 pairs */
     for (n = 0; n < N; n += 2) {
         const __m256i pair = _mm256_i32gather_epi32((const int *)(const void *)pcm,
@@ -1703,7 +1834,7 @@ W2S_AVX512 void w2s_logmel8_avx512(const w2s_config *c, const w2s_weights *w, co
      * am = a_n - a_(h-n) by the parity of k (b likewise, the other way round); the middle n = h/2
      * enters once (ap = am = a_(h/2)). Then the DFT rows k <= h/2: even n (E) and odd n (O) apart. */
     {
-        __m512i a[W2S_DFT_MAT_MAX_N / 2 + 1], b[W2S_DFT_MAT_MAX_N / 2 + 1];
+        __m512i *a = z.a, *b = z.b;
         a[0] = b[0] = xw[0];
         a[h] = b[h] = xw[h];
         for (n = 1; n < h; n++) {
@@ -1777,7 +1908,7 @@ W2S_AVX512 void w2s_logmel8_avx512(const w2s_config *c, const w2s_weights *w, co
         const __m512i fl = _mm512_set1_epi64(w->log_floor);
         const __m512i mu = _mm512_set1_epi32(w->db_mult), left = _mm512_set1_epi32(w->db_shift > 0 ? w->db_shift : 0);
         const __m512i right = _mm512_set1_epi32(w->db_shift > 0 ? 0 : -w->db_shift);
-        int16_t res[W2S_MAX_MELS + 32][8]; /* [mel][frame], padded to whole groups of 32 mels */
+        int16_t(*res)[8] = z.res; /* [mel][frame], padded to whole groups of 32 mels */
         for (j = 0; j < F; j += 2) { /* two mels (sixteen int32 lanes) per requantization */
             __m256i l2[2];
             for (q = 0; q < 2; q++) {
@@ -1810,6 +1941,31 @@ W2S_AVX512 void w2s_logmel8_avx512(const w2s_config *c, const w2s_weights *w, co
             }
         }
     }
+}
+
+/* ---- kernel scratch of a model ----------------------------------------------------------------------- */
+
+/* The largest layout of any kernel above for this model's calls: int8 conv layers have C_in = C_out
+ * = channels and at most n_mels columns (fewer after the pool), layer 1 n_mels, the max-pool
+ * n_mels columns, vox pooling (n_mels + 1) / 2. Each layout grows with its arguments. */
+size_t w2s_x86_scratch_bytes(const w2s_config *c, int clip) {
+    const int32_t F = c->n_mels, C = c->channels, F2 = (F + 1) / 2;
+    conv_bufs cb;
+    vnni_weights vw;
+    l1_weights lw;
+    vox512_bufs v5;
+    vox2_bufs v2;
+    uint8_t *u8;
+    int16_t *i16, *j16;
+    int8_t *i8;
+    size_t n = conv_layout(F, C, C, NULL, &cb);
+    n = w2s_max_size(n, sse41_layout(F, C, NULL, &i16, &j16));
+    n = w2s_max_size(n, vnni_layout(F, C, C, clip ? 8 : 3, NULL, &vw, &u8)); /* a layer: eight slots */
+    n = w2s_max_size(n, l1_layout(F, C, NULL, &lw, &i16));
+    n = w2s_max_size(n, vox512_layout(C, F2, NULL, &v5));
+    n = w2s_max_size(n, vox2_layout(C, F2, NULL, &v2));
+    if (clip) n = w2s_max_size(n, pool512_layout(F, C, NULL, &i8)); /* whole maps only */
+    return n;
 }
 
 #else

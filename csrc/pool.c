@@ -5,15 +5,15 @@
  * Max is exact in any order. Portable: each output column starts as a copy of its first tap and
  * takes the elementwise max of the others, channels innermost. With SSE2 (every x86-64) or NEON
  * (aarch64): the vertical max of the rows over the whole row in 16-byte vectors, then each output
- * column as the max of three columns of that, through two row buffers on the stack (<= 16 KB).
+ * column as the max of three columns of that, through two row buffers in kernel scratch
+ * (w2s_maxpool_scratch_bytes).
  * The AVX-512 set has its own row kernel (kernels_x86.c), chosen per map by w2s_maxpool_s8.
  */
 #include <string.h>
 
 #include "kernels.h"
 
-#if !defined(W2S_NO_SIMD) && (defined(__SSE2__) || (defined(__aarch64__) && defined(__ARM_NEON)))
-#define POOL_SIMD 1
+#if defined(W2S_POOL_SIMD)
 #if defined(__SSE2__)
 #include <emmintrin.h>
 typedef __m128i v16;
@@ -32,14 +32,32 @@ typedef int8x16_t v16;
 #endif
 #endif
 
-void w2s_maxpool_row_s8(int32_t f_in, int32_t c, const int8_t *const rows[3], int8_t *out) {
+#if defined(W2S_POOL_SIMD)
+/* v: the vertical max (the vectors below read up to 16 bytes past it); o: the output row (the
+ * last vector of a column may store 15 bytes past it) */
+static size_t pool_layout(int32_t f_in, int32_t c, void *scratch, int8_t **v, int8_t **o) {
+    w2s_carve k;
+    w2s_carve_init(&k, scratch);
+    *v = (int8_t *)w2s_carve_take(&k, (size_t)(f_in * c) + 16);
+    *o = (int8_t *)w2s_carve_take(&k, (size_t)((f_in + 1) / 2 * c) + 16);
+    return w2s_carve_bytes(&k);
+}
+
+size_t w2s_maxpool_scratch_bytes(const w2s_config *c) {
+    int8_t *v, *o;
+    return pool_layout(c->n_mels, c->channels, NULL, &v, &o); /* the pool's input is n_mels wide */
+}
+#endif
+
+void w2s_maxpool_row_s8(int32_t f_in, int32_t c, const int8_t *const rows[3], int8_t *out, void *scratch) {
     const int32_t f_out = (f_in + 1) / 2;
     int32_t fo, ky, fi, ch;
-#if defined(POOL_SIMD)
+#if defined(W2S_POOL_SIMD)
     if (f_in >= 2) {
-        int8_t v[W2S_MAX_MELS * W2S_MAX_CHANNELS + 16], o[W2S_MAX_MELS * W2S_MAX_CHANNELS / 2 + W2S_MAX_CHANNELS + 16];
+        int8_t *v, *o;
         const int32_t n = f_in * c;
         int32_t i, first = 1;
+        pool_layout(f_in, c, scratch, &v, &o);
         for (ky = 0; ky < 3; ky++) { /* v = max of the rows present (row t always is) */
             const int8_t *x = rows[ky];
             if (!x) continue;
@@ -61,6 +79,8 @@ void w2s_maxpool_row_s8(int32_t f_in, int32_t c, const int8_t *const rows[3], in
         memcpy(out, o, (size_t)(f_out * c));
         return;
     }
+#else
+    (void)scratch;
 #endif
     for (fo = 0; fo < f_out; fo++) {
         const int32_t f0 = fo > 0 ? 2 * fo - 1 : 0, f1 = 2 * fo + 1 < f_in ? 2 * fo + 1 : f_in - 1;
@@ -81,7 +101,8 @@ void w2s_maxpool_row_s8(int32_t f_in, int32_t c, const int8_t *const rows[3], in
     }
 }
 
-void w2s_maxpool_s8(int32_t isa, int32_t t, int32_t f_in, int32_t c, const int8_t *src, int8_t *dst) {
+void w2s_maxpool_s8(int32_t isa, int32_t t, int32_t f_in, int32_t c, const int8_t *src, int8_t *dst,
+                    void *scratch) {
     const size_t row = (size_t)(f_in * c), row_out = (size_t)((f_in + 1) / 2 * c);
     int32_t to;
 #if defined(W2S_HAVE_X86)
@@ -96,10 +117,10 @@ void w2s_maxpool_s8(int32_t isa, int32_t t, int32_t f_in, int32_t c, const int8_
         rows[2] = 2 * to + 1 < t ? src + (size_t)(2 * to + 1) * row : NULL;
 #if defined(W2S_HAVE_X86)
         if (avx512) {
-            w2s_maxpool_row_s8_avx512(f_in, c, rows, dst + (size_t)to * row_out);
+            w2s_maxpool_row_s8_avx512(f_in, c, rows, dst + (size_t)to * row_out, scratch);
             continue;
         }
 #endif
-        w2s_maxpool_row_s8(f_in, c, rows, dst + (size_t)to * row_out);
+        w2s_maxpool_row_s8(f_in, c, rows, dst + (size_t)to * row_out, scratch);
     }
 }

@@ -20,14 +20,25 @@
  * engine's, in the same order, so reading after the whole clip gives the batch outputs bit for bit
  * whenever the prenorm statistics are the same (W2S_PRENORM_FIXED with w2s_clip_stats).
  *
- * Arena: [stream | vox state | pcm | mel line | conv lines | pool row | work], work being the
- * scratch of one push (log-mel, two ping-pong rows) or of one read (pending rows, one softmax
+ * Arena: [stream | vox state | pcm | mel line | conv lines | pool row | work | kernel], work being
+ * the scratch of one push (log-mel, two ping-pong rows) or of one read (pending rows, one softmax
  * column, pooled values, Gram). One function sizes and places it (base NULL: size only).
+ *
+ * Kernel scratch (w2s_kernel_scratch_bytes(c, W2S_SCRATCH_ROWS): the SIMD row kernels' padded
+ * rows and weights, per call) comes from a buffer of W2S_STREAM_STACK_SCRATCH bytes on the stack
+ * of the push or read when the model's rows fit in it, as the default model's do on every kernel
+ * set (6,111 B at most, the AVX2 int8 row): its arena then stays within issue 5's 8 KB on 64-bit
+ * hosts too. A wider model's row scratch is the arena's `kernel` slice instead; build with
+ * -DW2S_STREAM_STACK_SCRATCH=0 to put every model's there. Builds whose kernels need none (DSP,
+ * W2S_NO_SIMD) have neither.
  */
 #include <string.h>
 
-#include "requant.h"
-#include "w2s_internal.h"
+#include "kernels.h"
+
+#if defined(W2S_KERNEL_SCRATCH) && !defined(W2S_STREAM_STACK_SCRATCH)
+#define W2S_STREAM_STACK_SCRATCH 6144
+#endif
 
 struct w2s_stream {
     const w2s_model  *model;
@@ -51,6 +62,7 @@ typedef struct {
     int8_t  *pool;                /* (F' * C) running max of the pool's next output row */
     void    *vox;                 /* online softmax state (8-byte aligned) */
     uint8_t *work;                /* scratch of one push or one read (8-byte aligned) */
+    void    *kernel;              /* kernel scratch: the arena's slice, or the caller's stack */
 } slices;
 
 static size_t align8(size_t n) { return (n + 7u) & ~(size_t)7u; }
@@ -99,9 +111,23 @@ static size_t read_bytes(const w2s_config *c) {
     return max_sz(need, tail + max_sz(w2s_vox_state_bytes(&col), fin));
 }
 
+/* The arena's kernel slice: the row kernels' scratch when the stack buffer is too small for it. */
+static size_t kernel_bytes(const w2s_config *c) {
+#if defined(W2S_KERNEL_SCRATCH)
+    const size_t n = w2s_kernel_scratch_bytes(c, W2S_SCRATCH_ROWS);
+    return n <= (size_t)W2S_STREAM_STACK_SCRATCH / 8 * 8 ? 0 : n; /* whole words on the stack */
+#else
+    (void)c;
+    return 0;
+#endif
+}
+
 static size_t plan(const w2s_config *c, uint8_t *base, slices *a) {
     const size_t C = (size_t)c->channels, F = (size_t)c->n_mels, F2 = (F + 1) / 2;
     size_t off = align8(sizeof(w2s_stream));
+#if defined(W2S_KERNEL_SCRATCH)
+    const size_t K = kernel_bytes(c);
+#endif
     int32_t l;
     if (a) a->vox = base + off;
     off += align8(w2s_vox_state_bytes(c));
@@ -117,7 +143,15 @@ static size_t plan(const w2s_config *c, uint8_t *base, slices *a) {
     off += F2 * C;
     off = align8(off);
     if (a) a->work = base + off;
+#if defined(W2S_KERNEL_SCRATCH)
+    off += max_sz(push_bytes(c), read_bytes(c));
+    if (K) off = align8(off);
+    if (a) a->kernel = K ? base + off : NULL;
+    return off + K;
+#else
+    if (a) a->kernel = NULL; /* no kernel of this build takes scratch */
     return off + max_sz(push_bytes(c), read_bytes(c));
+#endif
 }
 
 size_t w2s_stream_arena_size(const w2s_model *m) { return w2s_model_ready(m) ? plan(&m->config, NULL, NULL) : 0; }
@@ -131,6 +165,7 @@ void w2s_stream_sizes_of(const w2s_config *c, w2s_stream_sizes *z) {
     for (l = 2; l <= c->n_layers; l++) z->lines += 2 * (size_t)width(c, l) * C;
     z->work_push = push_bytes(c);
     z->work_read = read_bytes(c);
+    z->kernel = kernel_bytes(c);
     z->total = plan(c, NULL, NULL);
 }
 
@@ -191,12 +226,12 @@ static void running_update(const w2s_weights *w, w2s_stream *s, const int16_t *p
 
 /* Horizontal part of max-pool 3x3/2/1: the pool kernel on one row (max is associative, so the
  * vertical part is an elementwise max of these, in any order). */
-static void pool_h(int32_t f_in, int32_t c, const int8_t *row, int8_t *out) {
+static void pool_h(int32_t f_in, int32_t c, const int8_t *row, int8_t *out, void *kernel) {
     const int8_t *rows[3];
     rows[0] = row;
     rows[1] = NULL;
     rows[2] = NULL;
-    w2s_maxpool_row_s8(f_in, c, rows, out);
+    w2s_maxpool_row_s8(f_in, c, rows, out, kernel);
 }
 
 static void max_into(int8_t *acc, const int8_t *x, size_t n) {
@@ -232,7 +267,7 @@ static void run_frame(w2s_stream *s, const slices *a) {
             rows[0] = r >= 2 ? a->mel + (size_t)(r % 2) * (size_t)F : NULL;
             rows[1] = r >= 1 ? a->mel + (size_t)((r - 1) % 2) * (size_t)F : NULL;
             rows[2] = mel;
-            if (r >= 1) w2s_conv3x3_row_s16(&w->layer[0], w->isa, F, C, rows, buf[cur]);
+            if (r >= 1) w2s_conv3x3_row_s16(&w->layer[0], w->isa, F, C, rows, buf[cur], a->kernel);
             memcpy(a->mel + (size_t)(r % 2) * (size_t)F, mel, (size_t)F * sizeof(int16_t));
         } else {
             const int8_t *rows[3];
@@ -240,7 +275,7 @@ static void run_frame(w2s_stream *s, const slices *a) {
             rows[0] = r >= 2 ? line + (size_t)(r % 2) * row : NULL;
             rows[1] = r >= 1 ? line + (size_t)((r - 1) % 2) * row : NULL;
             rows[2] = in;
-            if (r >= 1) w2s_conv3x3_row_s8(&w->layer[l - 1], w->isa, f, C, C, rows, buf[cur]);
+            if (r >= 1) w2s_conv3x3_row_s8(&w->layer[l - 1], w->isa, f, C, C, rows, buf[cur], a->kernel);
             memcpy(line + (size_t)(r % 2) * row, in, row);
         }
         if (r < 1) return;
@@ -252,7 +287,7 @@ static void run_frame(w2s_stream *s, const slices *a) {
             const size_t row2 = (size_t)F2 * (size_t)C;
             int8_t *h = buf[cur];
             size_t i;
-            pool_h(f, C, in, h);
+            pool_h(f, C, in, h, a->kernel);
             if (r % 2 == 0) {
                 if (r == 0) memcpy(a->pool, h, row2);
                 else max_into(a->pool, h, row2);
@@ -270,13 +305,16 @@ static void run_frame(w2s_stream *s, const slices *a) {
         }
     }
     /* vox pooling: P = sum_t lin(x) * softmax_t(sof(x)), one frame at a time */
-    w2s_vox_push_s8(c, w, &s->vox, in);
+    w2s_vox_push_s8(c, w, &s->vox, in, a->kernel);
 }
 
 w2s_status w2s_stream_push_s16(w2s_stream *s, const int16_t *pcm, size_t n) {
     const w2s_config *c;
     size_t total, frames;
     slices a;
+#if W2S_STREAM_STACK_SCRATCH > 0
+    uint64_t stack_scratch[W2S_STREAM_STACK_SCRATCH / 8]; /* the row kernels', unless in the arena */
+#endif
     if (!s || (!pcm && n)) return W2S_ERR_ARG;
     c = &s->model->config;
     /* check the frame limit before anything is consumed */
@@ -286,6 +324,9 @@ w2s_status w2s_stream_push_s16(w2s_stream *s, const int16_t *pcm, size_t n) {
     if ((size_t)s->frames + frames > (size_t)W2S_MAX_FRAMES) return W2S_ERR_TOO_LONG;
 
     plan(c, (uint8_t *)s, &a);
+#if W2S_STREAM_STACK_SCRATCH > 0
+    if (!a.kernel) a.kernel = stack_scratch;
+#endif
     w2s_vox_bind(c, a.vox, &s->vox); /* the arena may have been moved since the last call */
     s->samples += n;
     while (n > 0) {
@@ -330,7 +371,7 @@ static int32_t flush(const w2s_stream *s, const slices *a) {
                 rows[0] = g >= 1 ? a->mel + (size_t)((g - 1) % 2) * (size_t)F : NULL;
                 rows[1] = a->mel + (size_t)(g % 2) * (size_t)F;
                 rows[2] = NULL;
-                w2s_conv3x3_row_s16(&w->layer[0], w->isa, F, C, rows, tmp);
+                w2s_conv3x3_row_s16(&w->layer[0], w->isa, F, C, rows, tmp, a->kernel);
             } else {
                 const int8_t *rows[3];
                 int32_t k;
@@ -340,7 +381,7 @@ static int32_t flush(const w2s_stream *s, const slices *a) {
                     else if (i < n_in) rows[k] = a->line[l - 1] + (size_t)(i % 2) * row;
                     else rows[k] = (const int8_t *)work + (size_t)(i - n_in) * row;
                 }
-                w2s_conv3x3_row_s8(&w->layer[l - 1], w->isa, f, C, C, rows, tmp);
+                w2s_conv3x3_row_s8(&w->layer[l - 1], w->isa, f, C, C, rows, tmp, a->kernel);
             }
             memcpy(work + (size_t)(g + 1 - n_in) * row, tmp, row);
         }
@@ -354,7 +395,7 @@ static int32_t flush(const w2s_stream *s, const slices *a) {
             int32_t k = 0, j;
             if (n_in > 0) memcpy(run, a->pool, row2);
             for (j = n_in; j < n_in + m; j++) {
-                pool_h(f, C, (const int8_t *)work + (size_t)(j - n_in) * row, h);
+                pool_h(f, C, (const int8_t *)work + (size_t)(j - n_in) * row, h, a->kernel);
                 if (j == 0) {
                     memcpy(run, h, row2);
                 } else {
@@ -403,6 +444,9 @@ w2s_status w2s_stream_read(w2s_stream *s, w2s_output *out) {
     size_t R2, tail;
     int32_t C, F2, K, f, ch, k;
     uint8_t *work;
+#if W2S_STREAM_STACK_SCRATCH > 0
+    uint64_t stack_scratch[W2S_STREAM_STACK_SCRATCH / 8]; /* the row kernels', unless in the arena */
+#endif
 
     if (!s || !out) return W2S_ERR_ARG;
     if (s->frames == 0) return W2S_ERR_TOO_SHORT;
@@ -412,6 +456,9 @@ w2s_status w2s_stream_read(w2s_stream *s, w2s_output *out) {
     F2 = (c->n_mels + 1) / 2;
     R2 = (size_t)F2 * (size_t)C;
     plan(c, (uint8_t *)s, &a);
+#if W2S_STREAM_STACK_SCRATCH > 0
+    if (!a.kernel) a.kernel = stack_scratch;
+#endif
     w2s_vox_bind(c, a.vox, &s->vox);
     work = a.work;
     K = flush(s, &a);
@@ -429,7 +476,8 @@ w2s_status w2s_stream_read(w2s_stream *s, w2s_output *out) {
             cs.ref[ch] = s->vox.ref[i];
         }
         cs.n = s->vox.n;
-        for (k = 0; k < K; k++) w2s_vox_push_s8(&col, w, &cs, (const int8_t *)work + (size_t)k * R2 + (size_t)f * (size_t)C);
+        for (k = 0; k < K; k++)
+            w2s_vox_push_s8(&col, w, &cs, (const int8_t *)work + (size_t)k * R2 + (size_t)f * (size_t)C, a.kernel);
         for (ch = 0; ch < C; ch++) p[ch] = pooled_value(w, cs.acc[ch], cs.sum[ch], ch);
         /* column f of pending rows 0 and 1 is read no more: park the C values there */
         memcpy(work + (size_t)f * (size_t)C, p, (size_t)C);

@@ -49,15 +49,17 @@ void w2s_vox_init(const w2s_config *c, void *mem, w2s_vox_state *s) {
 }
 
 void w2s_vox_push_s8(const w2s_config *c, const w2s_weights *w, w2s_vox_state *s,
-                     const int8_t *row) {
+                     const int8_t *row, void *scratch) {
     const int32_t C = c->channels, F2 = (c->n_mels + 1) / 2, off = w->vox_input_offset;
     int32_t f, ch, ci;
 #if defined(W2S_HAVE_X86)
     const int32_t isa = w2s_isa_resolve(w->isa);
     if (isa == W2S_ISA_AVX512 || isa == W2S_ISA_AVX2) {
-        (isa == W2S_ISA_AVX512 ? w2s_vox_push_rows_avx512 : w2s_vox_push_rows_avx2)(c, w, s, row, 1, 0);
+        (isa == W2S_ISA_AVX512 ? w2s_vox_push_rows_avx512 : w2s_vox_push_rows_avx2)(c, w, s, row, 1, 0, scratch);
         return;
     }
+#else
+    (void)scratch;
 #endif
     for (f = 0; f < F2; f++) {
         const int8_t *x = row + f * C;
@@ -95,16 +97,17 @@ void w2s_vox_push_s8(const w2s_config *c, const w2s_weights *w, w2s_vox_state *s
  * (kernels_x86.c: one mel bin and sixteen (AVX-512) or eight (AVX2) channels at a time, through
  * all the frames). */
 void w2s_vox_push_rows_s8(const w2s_config *c, const w2s_weights *w, w2s_vox_state *s,
-                          const int8_t *rows, int32_t n_rows, size_t stride) {
+                          const int8_t *rows, int32_t n_rows, size_t stride, void *scratch) {
     int32_t t;
 #if defined(W2S_HAVE_X86)
     const int32_t isa = w2s_isa_resolve(w->isa);
     if (isa == W2S_ISA_AVX512 || isa == W2S_ISA_AVX2) {
-        (isa == W2S_ISA_AVX512 ? w2s_vox_push_rows_avx512 : w2s_vox_push_rows_avx2)(c, w, s, rows, n_rows, stride);
+        (isa == W2S_ISA_AVX512 ? w2s_vox_push_rows_avx512 : w2s_vox_push_rows_avx2)(c, w, s, rows, n_rows, stride,
+                                                                                    scratch);
         return;
     }
 #endif
-    for (t = 0; t < n_rows; t++) w2s_vox_push_s8(c, w, s, rows + (size_t)t * stride);
+    for (t = 0; t < n_rows; t++) w2s_vox_push_s8(c, w, s, rows + (size_t)t * stride, scratch);
 }
 
 void w2s_vox_finish(const w2s_config *c, const w2s_weights *w, const w2s_vox_state *s,

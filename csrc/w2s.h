@@ -23,11 +23,12 @@
  * DFT table, mel filterbank, exp table, scales, multipliers and shifts) comes from the model
  * buffer; docs/format.md specifies it and docs/numerics.md the integer arithmetic.
  *
- * Stack: under 5 KB per call with the Cortex-M (DSP) and portable kernels (docs/engine.md has the
- * firmware's measured figure per call). The NEON and x86 kernels keep row buffers sized for the
- * format's limits on the stack: about 30 KB (NEON), 76 KB (AVX-512), 130 KB (AVX2), fine for
- * Linux threads; on small thread stacks lower W2S_MAX_CHANNELS and W2S_MAX_MELS to the model's
- * (below), or define W2S_NO_SIMD for the portable kernels.
+ * Stack: no engine function needs more than 8 KB of it on any kernel set (gcc -fstack-usage;
+ * tests/test_stack.py): the SIMD kernels' buffers (padded rows, rearranged weights, the DFT
+ * matrix) are sized for the model and taken from the arena. A whole call, measured: under 5 KB
+ * on Cortex-M (DSP or portable kernels; docs/engine.md has the firmware's figure per call); on
+ * x86-64 and aarch64 Linux about 11 KB per w2s_predict_s16 and 17 KB per stream push or read (a
+ * 6 KB stack buffer of the stream's row kernels included, stream.c), so 64 KB threads suffice.
  *
  * Alignment: the Cortex-M (DSP) and ARM Linux kernels load 4 int8 values with one LDR that need
  * not be word-aligned, which ARMv7E-M allows unless the firmware sets CCR.UNALIGN_TRP. If yours
@@ -54,9 +55,10 @@ extern "C" {
 
 /* Limits of this engine; a model beyond them is rejected with W2S_ERR_FORMAT. W2S_MAX_CHANNELS
  * (16, 32, 48 or 64) and W2S_MAX_MELS (even, 2..128) may be lowered at build time for a known model
- * (-DW2S_MAX_CHANNELS=16 -DW2S_MAX_MELS=32 for the default): the NEON and x86 kernels size their
- * stack buffers by them (30 KB -> 3 KB on aarch64; docs/engine.md). No public struct depends on
- * them, so an application built with the defaults links with such a library. */
+ * (-DW2S_MAX_CHANNELS=16 -DW2S_MAX_MELS=32 for the default): wider models are then refused, and
+ * the few fixed per-channel arrays left on the stack shrink (the DSP and portable conv rows' by
+ * 1.7 KB). The arena does not change: it is sized for the model's own shape. No public struct
+ * depends on them, so an application built with the defaults links with such a library. */
 #define W2S_MAX_LAYERS      16
 #ifndef W2S_MAX_CHANNELS
 #define W2S_MAX_CHANNELS    64
@@ -198,6 +200,8 @@ w2s_status  w2s_model_init(w2s_model *model, const void *buf, size_t len);
  * Bytes of arena w2s_predict_s16 needs for a clip of n_samples; 0 if n_samples is out of range
  * (fewer than n_fft or more than W2S_MAX_SAMPLES), or if the arena would not fit in a size_t (a
  * long clip of a wide model on a 32-bit target; w2s_predict_s16 then returns W2S_ERR_TOO_LONG).
+ * It includes the SIMD kernels' scratch for every kernel set of the build (38 KB for the default
+ * model on x86-64, 2.4 KB on aarch64, none on Cortex-M), so it depends on the build, not the CPU.
  */
 size_t      w2s_arena_size(const w2s_model *model, size_t n_samples);
 
@@ -272,7 +276,8 @@ w2s_stream_params w2s_stream_default_params(void);
 w2s_status  w2s_clip_stats(const w2s_model *model, const int16_t *pcm, size_t n_samples,
                            w2s_stats *stats);
 
-/** Bytes of arena one stream needs (state, line buffers and read scratch); 0 if model is NULL. */
+/** Bytes of arena one stream needs (state, line buffers and read scratch, and the SIMD row kernels'
+ *  scratch for models wider than the default); 0 if model is NULL. */
 size_t      w2s_stream_arena_size(const w2s_model *model);
 
 /**

@@ -67,9 +67,11 @@ void w2s_logmel_frame_s16(const w2s_config *c, const w2s_weights *w, const w2s_p
                           const int16_t *frame, void *scratch, int16_t *out);
 size_t w2s_logmel_scratch_bytes(const w2s_config *c);
 /* n_frames frames of a clip, frame t from pcm + t * hop, into out (n_frames, n_mels): the same
- * values as w2s_logmel_frame_s16 frame by frame, with the tables prepared once (w->isa). */
+ * values as w2s_logmel_frame_s16 frame by frame, with the tables prepared once (w->isa) in kernel
+ * scratch (w2s_kernel_scratch_bytes(c, W2S_SCRATCH_CLIP)). */
 void w2s_logmel_frames_s16(const w2s_config *c, const w2s_weights *w, const w2s_prenorm *pn,
-                           const int16_t *pcm, int32_t n_frames, void *scratch, int16_t *out);
+                           const int16_t *pcm, int32_t n_frames, void *scratch, void *kernel,
+                           int16_t *out);
 
 /* ---- kernel sets (conv.c; csrc/kernels.h has the per-ISA inner loops) ------------------------- */
 
@@ -90,26 +92,38 @@ typedef enum {
 int32_t     w2s_isa_resolve(int32_t isa);
 const char *w2s_isa_name(int32_t isa);
 
+/* Kernel scratch: the working buffers of the SIMD kernels (kernels.h), caller memory like the
+ * rest of the arena, so that no kernel keeps large buffers on the stack. Bytes for a model, the
+ * maximum over every kernel set compiled into this build (w2s_weights.isa may change after sizing,
+ * as the binding's set_isa does); 0 in builds whose kernels need none (the DSP and portable sets).
+ * W2S_SCRATCH_ROWS: the row kernels a stream calls (conv rows, a max-pool row, a vox row);
+ * W2S_SCRATCH_CLIP: also the whole-clip kernels (the front end's DFT matrix and eight-frame
+ * kernel, whole conv layers and max-pool maps). Any 8-byte aligned address (kernels align
+ * inside). Every `scratch` argument below needs this much (any pointer where it is 0). */
+enum { W2S_SCRATCH_ROWS = 0, W2S_SCRATCH_CLIP = 1 };
+size_t      w2s_kernel_scratch_bytes(const w2s_config *c, int32_t what);
+
 /* ---- conv stack (conv.c, pool.c) -------------------------------------------------------------- */
 
 /* One output row of conv3x3 (stride 1, pad 1) + requantize + clamp. rows[0..2] are input rows
  * t-1, t, t+1, NULL where the row is padding. Layer 1 reads int16 log-mel, later layers int8.
  * isa: a w2s_isa (w2s_weights.isa). */
 void w2s_conv3x3_row_s16(const w2s_conv_layer *l, int32_t isa, int32_t f, int32_t c_out,
-                         const int16_t *const rows[3], int8_t *out);
+                         const int16_t *const rows[3], int8_t *out, void *scratch);
 void w2s_conv3x3_row_s8(const w2s_conv_layer *l, int32_t isa, int32_t f, int32_t c_in, int32_t c_out,
-                        const int8_t *const rows[3], int8_t *out);
+                        const int8_t *const rows[3], int8_t *out, void *scratch);
 /* A whole layer: t rows of (f, c_in) (layer 1: (f)) at src to t rows of (f, c_out) at dst, rows -1 and t being
  * padding; the same values as w2s_conv3x3_row_s8 row by row. */
 void w2s_conv3x3_layer_s16(const w2s_conv_layer *l, int32_t isa, int32_t t, int32_t f, int32_t c_out,
-                           const int16_t *src, int8_t *dst);
+                           const int16_t *src, int8_t *dst, void *scratch);
 void w2s_conv3x3_layer_s8(const w2s_conv_layer *l, int32_t isa, int32_t t, int32_t f, int32_t c_in,
-                          int32_t c_out, const int8_t *src, int8_t *dst);
+                          int32_t c_out, const int8_t *src, int8_t *dst, void *scratch);
 
 /* One output row of max-pool 3x3, stride 2, pad 1 (padding never wins). rows as above. */
-void w2s_maxpool_row_s8(int32_t f_in, int32_t c, const int8_t *const rows[3], int8_t *out);
+void w2s_maxpool_row_s8(int32_t f_in, int32_t c, const int8_t *const rows[3], int8_t *out, void *scratch);
 /* The whole map: t rows of (f_in, c) at src to (t + 1) / 2 rows of ((f_in + 1) / 2, c) at dst. */
-void w2s_maxpool_s8(int32_t isa, int32_t t, int32_t f_in, int32_t c, const int8_t *src, int8_t *dst);
+void w2s_maxpool_s8(int32_t isa, int32_t t, int32_t f_in, int32_t c, const int8_t *src, int8_t *dst,
+                    void *scratch);
 
 /* ---- vox pooling, Gram, head (vox.c, head.c) ---------------------------------------------------- */
 
@@ -126,11 +140,11 @@ void   w2s_vox_init(const w2s_config *c, void *mem, w2s_vox_state *s);
 /* Point s at the arrays in mem, keeping their contents (a stream's arena may have moved). */
 void   w2s_vox_bind(const w2s_config *c, void *mem, w2s_vox_state *s);
 void   w2s_vox_push_s8(const w2s_config *c, const w2s_weights *w, w2s_vox_state *s,
-                       const int8_t *row);
+                       const int8_t *row, void *scratch);
 /* n_rows frames, frame t at rows + t * stride bytes: n_rows calls of w2s_vox_push_s8, or a kernel
  * that gives the same state (kernels.h) */
 void   w2s_vox_push_rows_s8(const w2s_config *c, const w2s_weights *w, w2s_vox_state *s,
-                            const int8_t *rows, int32_t n_rows, size_t stride);
+                            const int8_t *rows, int32_t n_rows, size_t stride, void *scratch);
 /* Pooled values P (C, F') and Gram G (C, C), both int16. */
 void   w2s_vox_finish(const w2s_config *c, const w2s_weights *w, const w2s_vox_state *s,
                       int16_t *pooled, int16_t *gram);
@@ -165,6 +179,7 @@ typedef struct {
     size_t lines;     /* frame buffer, line buffers of every layer, running max-pool row */
     size_t work_push; /* scratch of one push: log-mel row and scratch, two ping-pong rows */
     size_t work_read; /* scratch of one read: pending rows, one softmax column, pooled values, Gram */
+    size_t kernel;    /* the row kernels' scratch, when it does not fit the stack buffer (stream.c) */
     size_t total;     /* = w2s_stream_arena_size() */
 } w2s_stream_sizes;
 

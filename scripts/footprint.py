@@ -8,9 +8,11 @@ of the Cortex-M4 firmware.
 Needs the cross toolchains and qemu (docs/engine.md: Debian packages). Every target is built
 with `make -C csrc TARGET=...` into a temporary directory; sizes are `size -A` of the engine's
 objects (libw2s.a: every csrc/*.c the library holds, stream.c included), summed per section
-kind. The stream arena is what each target reports at run time (its struct holds pointers, so
-32-bit targets need a little less), the stack is measured by the firmware: it paints the stack
-before each call and finds the deepest word the call overwrote.
+kind. The stream arena and a 1 s clip's batch arena are what each target reports at run time (the
+stream's struct holds pointers, so 32-bit targets need a little less; the batch arena holds the
+SIMD kernels' scratch of the build: x86-64 and aarch64 carry some, the DSP builds none), the stack
+is measured by the firmware: it paints the stack before each call and finds the deepest word the
+call overwrote.
 """
 from __future__ import annotations
 
@@ -92,7 +94,8 @@ def measure() -> list[dict]:
                 text = make(target, out, extra, "check")
                 if "w2s_fw: PASS" not in text:
                     sys.exit(f"footprint: firmware for {label} did not pass:\n{text[-2000:]}")
-                row["stream_arena"] = int(re.search(r"^arena batch \d+ stream (\d+)", text, re.MULTILINE).group(1))
+                row["batch_arena"], row["stream_arena"] = map(int, re.search(
+                    r"^arena batch (\d+) stream (\d+)", text, re.MULTILINE).groups())
                 row["stack"] = dict(zip(("init", "predict", "push", "read"), map(int, re.search(
                     r"^stack init (\d+) predict (\d+) push (\d+) read (\d+)", text, re.MULTILINE).groups())))
                 row["helpers"] = runtime_helpers(out / "w2s_fw.map")
@@ -100,6 +103,7 @@ def measure() -> list[dict]:
             else:
                 text = make(target, out, extra, "check")
                 row["stream_arena"] = int(re.search(r"stream 1 s: .* arena (\d+) bytes", text).group(1))
+                row["batch_arena"] = int(re.search(r"synth 1 s: .* arena (\d+) bytes", text).group(1))
             rows.append(row)
     return rows
 
@@ -119,8 +123,15 @@ def tables(rows: list[dict]) -> str:
     lines += ["", "Memory (bytes; the model stays where it is, in flash or in the file buffer):", "",
               "| what | bytes |", "|---|---|",
               f"| model (default.w2s, weights + tables + header + CRC) | {em.nbytes:,} |"]
+    batch = {r["target"]: r["batch_arena"] for r in rows}
+    assert batch["host"] == em.arena_size(16000), batch   # the binding is the host build
+    assert batch["armhf"] == batch["cortex-m4"], batch   # DSP builds: no kernel scratch
     for sec in (1, 3, 10):
-        lines.append(f"| batch arena, {sec} s clip (`w2s_arena_size`) | {em.arena_size(16000 * sec):,} |")
+        lines.append(f"| batch arena, {sec} s clip (`w2s_arena_size`), x86-64 | {em.arena_size(16000 * sec):,} |")
+    lines.append(f"| batch arena, 1 s clip, aarch64 | {batch['aarch64']:,} |")
+    lines.append(f"| batch arena, 1 s clip, Cortex-M and armhf | {batch['cortex-m4']:,} |")
+    lines.append(f"| of which: SIMD kernel scratch, x86-64 / aarch64 / Cortex-M and armhf | "
+                 f"{batch['host'] - batch['cortex-m4']:,} / {batch['aarch64'] - batch['cortex-m4']:,} / 0 |")
     per_target = sorted({(r["stream_arena"], r["label"]) for r in rows})
     m32 = min(a for a, _ in per_target)
     m64 = max(a for a, _ in per_target)

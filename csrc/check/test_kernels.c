@@ -13,6 +13,8 @@
  *    (ties of its roundings) against plain C;
  * 4. whole clips (the given raw int16 files, or synthetic signals): every stage of the forward
  *    pass (trace) hashed under each set and compared with the portable one.
+ * The kernels of 1 and 2 get exactly the kernel scratch w2s_kernel_scratch_bytes plans for the
+ * trial's shape, at an address that is 8 mod 16, with canaries past it.
  * Prints "test_kernels: <sets> PASS" or the first difference, exit status 0 or 1.
  */
 #include <stdio.h>
@@ -61,6 +63,35 @@ static int wrote_past(const int8_t *buf, size_t n, size_t len) {
     return 0;
 }
 
+/* Kernel scratch for a trial: the bytes w2s_kernel_scratch_bytes gives a model of that shape (the
+ * engine's plan), 8 bytes past malloc's 16-byte alignment (the arena promises 8, the kernels align
+ * inside), then 64 canary bytes: a kernel must stay inside what is planned for its shape. */
+static uint8_t *scratch_mem;
+static size_t scratch_need;
+
+static void *scratch_for(int32_t channels, int32_t n_mels) {
+    w2s_config c;
+    memset(&c, 0, sizeof c);
+    c.channels = channels;
+    c.n_mels = n_mels;
+    c.n_fft = 8;
+    scratch_need = w2s_kernel_scratch_bytes(&c, W2S_SCRATCH_CLIP);
+    free(scratch_mem);
+    scratch_mem = (uint8_t *)malloc(scratch_need + 8 + 64);
+    if (!scratch_mem) {
+        printf("test_kernels: out of memory\n");
+        exit(1);
+    }
+    memset(scratch_mem, CANARY, scratch_need + 8 + 64);
+    return scratch_mem + 8;
+}
+
+static int scratch_overrun(const char *what, int t, int32_t isa) {
+    if (!wrote_past((const int8_t *)scratch_mem + 8, scratch_need, scratch_need + 64)) return 0;
+    printf("%s %d: %s wrote past its kernel scratch (%lu bytes)\n", what, t, w2s_isa_name(isa), (unsigned long)scratch_need);
+    return 1;
+}
+
 static int conv_rows(int32_t isa, int trials) {
     int t, i;
     for (t = 0; t < trials; t++) {
@@ -74,6 +105,7 @@ static int conv_rows(int32_t isa, int trials) {
         const int first = t % 9 == 0; /* layer 1: one int16 channel */
         const int8_t *rows8[3];
         const int16_t *rows16[3];
+        void *ks = scratch_for(c_in > c_out ? c_in : c_out, f);
         int32_t ky;
         for (i = 0; i < c_out * 9 * (first ? 1 : c_in); i++) w8[i] = (int8_t)rnd_in(-128, 127);
         for (ky = 0; ky < 3; ky++) {
@@ -103,12 +135,13 @@ static int conv_rows(int32_t isa, int trials) {
             for (i = 0; i < T * f; i++) map16[i] = (int16_t)rnd_in(-32768, 32767);
             memset(map_got, CANARY, sizeof map_got);
             if (first) {
-                w2s_conv3x3_layer_s16(&l, W2S_ISA_PORTABLE, T, f, c_out, map16, map_ref);
-                w2s_conv3x3_layer_s16(&l, isa, T, f, c_out, map16, map_got);
+                w2s_conv3x3_layer_s16(&l, W2S_ISA_PORTABLE, T, f, c_out, map16, map_ref, ks);
+                w2s_conv3x3_layer_s16(&l, isa, T, f, c_out, map16, map_got, ks);
             } else {
-                w2s_conv3x3_layer_s8(&l, W2S_ISA_PORTABLE, T, f, c_in, c_out, map8, map_ref);
-                w2s_conv3x3_layer_s8(&l, isa, T, f, c_in, c_out, map8, map_got);
+                w2s_conv3x3_layer_s8(&l, W2S_ISA_PORTABLE, T, f, c_in, c_out, map8, map_ref, ks);
+                w2s_conv3x3_layer_s8(&l, isa, T, f, c_in, c_out, map8, map_got, ks);
             }
+            if (scratch_overrun("conv layer", t, isa)) return 1;
             if (wrote_past(map_got, (size_t)(T * f * c_out), sizeof map_got)) {
                 printf("conv layer %d (c_in %d, c_out %d, f %d): %s wrote past the layer's output\n", t, (int)c_in,
                        (int)c_out, (int)f, w2s_isa_name(isa));
@@ -122,12 +155,13 @@ static int conv_rows(int32_t isa, int trials) {
         }
         memset(o_got, CANARY, sizeof o_got);
         if (first) {
-            w2s_conv3x3_row_s16(&l, W2S_ISA_PORTABLE, f, c_out, rows16, o_ref);
-            w2s_conv3x3_row_s16(&l, isa, f, c_out, rows16, o_got);
+            w2s_conv3x3_row_s16(&l, W2S_ISA_PORTABLE, f, c_out, rows16, o_ref, ks);
+            w2s_conv3x3_row_s16(&l, isa, f, c_out, rows16, o_got, ks);
         } else {
-            w2s_conv3x3_row_s8(&l, W2S_ISA_PORTABLE, f, c_in, c_out, rows8, o_ref);
-            w2s_conv3x3_row_s8(&l, isa, f, c_in, c_out, rows8, o_got);
+            w2s_conv3x3_row_s8(&l, W2S_ISA_PORTABLE, f, c_in, c_out, rows8, o_ref, ks);
+            w2s_conv3x3_row_s8(&l, isa, f, c_in, c_out, rows8, o_got, ks);
         }
+        if (scratch_overrun("conv row", t, isa)) return 1;
         if (wrote_past(o_got, (size_t)(f * c_out), sizeof o_got)) {
             printf("conv row %d (c_in %d, c_out %d, f %d): %s wrote past the row\n", t, (int)c_in, (int)c_out,
                    (int)f, w2s_isa_name(isa));
@@ -215,10 +249,12 @@ static int vox_rows(const w2s_model *m, int32_t isa, int trials) {
         for (i = 0; i < (int)(stride * (size_t)n_rows); i++)
             vrows[i] = (int8_t)(t % 8 == 4 ? (i % 3 ? 127 : -128) : rnd_in(-128, 127));
         for (k = 0; k < 2; k++) {
+            void *ks = scratch_for(C, F);
             w.isa = k == 0 ? W2S_ISA_PORTABLE : isa;
             w2s_vox_init(&c, vox_mem[k], &st[k]);
-            w2s_vox_push_rows_s8(&c, &w, &st[k], vrows, split, stride);
-            w2s_vox_push_rows_s8(&c, &w, &st[k], vrows + (size_t)split * stride, n_rows - split, stride);
+            w2s_vox_push_rows_s8(&c, &w, &st[k], vrows, split, stride, ks);
+            w2s_vox_push_rows_s8(&c, &w, &st[k], vrows + (size_t)split * stride, n_rows - split, stride, ks);
+            if (scratch_overrun("vox", t, w.isa)) return 1;
         }
         if (st[0].n != st[1].n || memcmp(vox_mem[0], vox_mem[1], w2s_vox_state_bytes(&c)) != 0) {
             printf("vox %d (C %d, F' %d, rows %d + %d, offset %d, value_shift %d): %s differs from portable\n", t,
@@ -550,6 +586,7 @@ int main(int argc, char **argv) {
     }
     printf("test_kernels: %s (%d kernel sets besides portable, %d failures)\n", failures ? "FAIL" : "PASS",
            (int)tested, (int)failures);
+    free(scratch_mem);
     free(buf);
     return failures ? 1 : 0;
 }
