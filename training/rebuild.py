@@ -19,9 +19,9 @@ A step whose train.json exists is skipped; a step killed half-way continues from
 (--resume=true): run the same command again. Last, the new model file is compared with the one
 the package shipped when the command started: the same bytes, or how many bytes differ and how
 far the outputs move on held-out real speech. The training is deterministic on one machine with
-the same thread counts; another CPU family rounds float32 sums differently and gives a close,
-not identical, model (docs/uncertainty.md, "Commands"). Times, commands and the comparison are
-written to OUT/rebuild.json.
+the same thread counts; another CPU rounds float32 sums differently, and training amplifies
+that into a different model of about the same quality (docs/uncertainty.md, "Commands"). Times,
+commands and the comparison are written to OUT/rebuild.json.
 """
 from __future__ import annotations
 
@@ -105,20 +105,20 @@ def rebuild_section(student: dict, head: dict) -> str:
     lines = []
     for k, step in enumerate(plan(DEFAULT_OUT, True, student, head), 1):
         t = minutes.get(step.name)
-        note = f"{t / 60:.0f} min" if t else "this card and default.w2s"
+        note = f"the shipped run took {t / 60:.0f} min" if t else "this card and default.w2s"
         lines.append(f"{shown(step.argv)}   # {k}. {note}")
         if step.install:
             lines.append(f"cp {' '.join(str(a) for a, _ in step.install)} {step.install[0][1].parent}/")
-    total = sum(t for t in minutes.values() if t) / 60
     return f"""```bash
-python -m training.rebuild --install   # about {total:.0f} min on 2 cores
+python -m training.rebuild --install   # 17 min on a 2-core machine (docs/uncertainty.md, "Commands")
 ```
 
 runs these steps, with the options the shipped runs recorded in training/default/train.json and
 training/default_uq/train.json; a step that was killed continues where it stopped when the command
 is run again. The result is the same on a rerun on one machine with the same thread counts; another
-CPU family rounds float32 sums differently and gives a close, not identical, model (the command
-compares the new model file with this one and says by how much).
+CPU rounds float32 sums differently, and training amplifies that into a different model of about
+the same quality (docs/uncertainty.md, "Commands", has a measured case). The command compares the
+new model file with this one and says how far apart they are.
 
 ```bash
 {chr(10).join(lines)}
