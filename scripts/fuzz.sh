@@ -2,8 +2,10 @@
 # Build the fuzz harnesses and run them from the seed corpora, each bounded in time or runs.
 #
 #   scripts/fuzz.sh                              every harness for 20 s, one after the other
-#   scripts/fuzz.sh -t 10 -j 4                   every harness for 10 s, all at once (tests/test_fuzz.py)
+#   scripts/fuzz.sh -t 10 -j 4                   every harness for 10 s, all at once
 #   scripts/fuzz.sh -r 1000000 -f predict        10^6 executions of one harness, FAST build
+#   scripts/fuzz.sh -r 300 -s 1 -j 4             300 executions of each, seeded: the same inputs
+#                                                every run (tests/test_fuzz.py)
 #
 # Harnesses (docs/reliability.md): model_init, predict, model_values (C, libFuzzer, ASan + UBSan,
 # csrc/fuzz/) and api (the Python API under atheris, scripts/fuzz_api.py).
@@ -11,6 +13,7 @@
 #   -r RUNS      stop each harness after this many executions
 #   -f           FAST build: without -fsanitize=pointer-overflow (see csrc/fuzz/Makefile)
 #   -j JOBS      run this many harnesses at once (default 1)
+#   -s SEED      libFuzzer's random seed (default: a new one each run)
 #   -l BYTES     input size cap instead of each harness's default (MAX_LEN below)
 #   -w DIR       work directory: new corpus entries, logs, crash inputs (default csrc/fuzz/corpus-run)
 # The seeds in csrc/fuzz/corpus/<name>/ are only read; what the fuzzer adds goes to DIR/<name>/.
@@ -19,16 +22,17 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 PY="${PYTHON:-python3}"
-SECONDS_LIMIT=""; RUNS=""; LEN=""; FAST=0; JOBS=1; WORK="$ROOT/csrc/fuzz/corpus-run"
-while getopts "t:r:l:fj:w:" opt; do
+SECONDS_LIMIT=""; RUNS=""; LEN=""; SEED=""; FAST=0; JOBS=1; WORK="$ROOT/csrc/fuzz/corpus-run"
+while getopts "t:r:l:s:fj:w:" opt; do
     case "$opt" in
         t) SECONDS_LIMIT="$OPTARG" ;;
         r) RUNS="$OPTARG" ;;
         l) LEN="$OPTARG" ;;
         f) FAST=1 ;;
         j) JOBS="$OPTARG" ;;
+        s) SEED="$OPTARG" ;;
         w) WORK="$OPTARG" ;;
-        *) sed -n '2,21p' "$0"; exit 2 ;;
+        *) sed -n '2,24p' "$0"; exit 2 ;;
     esac
 done
 shift $((OPTIND - 1))
@@ -58,6 +62,7 @@ run_one() {
           -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$WORK/$name-")
     [ -n "$SECONDS_LIMIT" ] && cmd+=(-max_total_time="$SECONDS_LIMIT")
     [ -n "$RUNS" ] && cmd+=(-runs="$RUNS")
+    [ -n "$SEED" ] && cmd+=(-seed="$SEED")
     local start=$SECONDS rc=0
     echo "+ ${cmd[*]}" > "$log"
     "${cmd[@]}" >> "$log" 2>&1 || rc=$?
