@@ -64,6 +64,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         d = action.default
-        if "%(default)" in text or not action.option_strings or d is None or d is False or d in ("", argparse.SUPPRESS):
+        if ("%(default)" in text or not action.option_strings or d is None or d is False or d in ("", argparse.SUPPRESS)
+                or (isinstance(d, (list, tuple)) and not d)):
             return text
         return f"{text} (default: %(default)s)".strip()

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .cli import HelpFormatter
+
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".au"}
 
 
@@ -132,7 +134,7 @@ def register(subparsers) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.convert", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=HelpFormatter)
     add_arguments(p)
     return _run(p.parse_args(argv))
 

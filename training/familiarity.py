@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .cli import HelpFormatter
 from .model import Wav2Small, load_safetensors
 from .uncertainty import N_VALUES, UQConfig, finish, real_speech, snap_to_grid
 
@@ -137,7 +138,7 @@ def fold(model: Wav2Small, w: np.ndarray, b: float, weight: float) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.familiarity", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("run", help="a training.uncertainty run directory (model.safetensors + train.json)")
     p.add_argument("--out_dir", required=True, help="where the folded run is written")
     p.add_argument("--weight", type=float, default=1.0, help="multiplier of the familiarity row in log sigma")

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .cli import HelpFormatter
 from .metrics import ccc_numpy
 from .model import OUTPUT_NAMES, Wav2Small, load_safetensors
 from .quantize import calibrate, fold_batchnorm
@@ -91,7 +92,7 @@ def ablation(model: Wav2Small, clips: list[np.ndarray]) -> dict[str, np.ndarray]
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.quant_ablation", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("weights", help="float model.safetensors")
     p.add_argument("--clips", type=int, default=60, help="real speech clips (half calibrate, half measure)")
     args = p.parse_args(argv)

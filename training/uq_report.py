@@ -39,6 +39,7 @@ import torch
 
 from wav2small import Model, Thresholds, _engine
 
+from .cli import HelpFormatter
 from .files import atomic_path, write_atomic
 from .metrics import ccc_numpy
 from .ood import SNR_KINDS
@@ -587,7 +588,7 @@ def markdown(res: dict, command: str, pngs: list[str], meta: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.uq_report", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--w2s", default="wav2small/models/default.w2s", help="model with an uncertainty head")
     p.add_argument("--base", default="training/default", help="float student for MC dropout ('' to skip)")
     p.add_argument("--ensemble", default="", help="comma-separated run dirs of a deep ensemble ('' to skip)")

@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .cli import HelpFormatter
 from .files import write_atomic
 from .metrics import ccc_numpy
 from .ood import SNRS
@@ -220,7 +221,7 @@ def summarize(results: dict, kind: str = "int8") -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.uq_select", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("runs", nargs="+", type=Path, help="training.uncertainty output dirs (with --summarize: "
                    "JSON files written by --out)")
     p.add_argument("--summarize", type=int, default=0, help="1: print the mean and sd over seeds of every "
