@@ -292,7 +292,7 @@ w2s_status  w2s_stream_init(w2s_stream **stream, const w2s_model *model,
 
 /**
  * Feed n_samples of mono int16 PCM (any n, 0 included). Runs every frame the chunk completes.
- * @return W2S_OK, W2S_ERR_ARG, or W2S_ERR_TOO_LONG when the stream would pass W2S_MAX_FRAMES
+ * @return W2S_OK, W2S_ERR_ARG, or W2S_ERR_TOO_LONG when the stream would pass 2^20
  *         STFT frames (35 min at 16 kHz); then nothing of the chunk is consumed: read, then reset
  */
 w2s_status  w2s_stream_push_s16(w2s_stream *stream, const int16_t *pcm, size_t n_samples);

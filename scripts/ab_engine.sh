@@ -6,7 +6,8 @@
 # Builds csrc of each revision as a shared object (-O2, as setup.py builds the extension), writes a 3 s
 # clip of the benchmark's real speech (scripts/bench.py) as raw int16 and prints the median thread CPU
 # time of every stage for both builds, the builds taking turns call by call. The default model of the
-# working tree runs in both (the weight format must be one both revisions read).
+# working tree runs in both (the weight format must be one both revisions read). PYTHON (default
+# python3) writes the clip from scripts/bench.py, so it needs wav2small installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OLD=${1:?usage: scripts/ab_engine.sh OLD_REV [NEW_REV] [RUNS]}
@@ -23,7 +24,7 @@ build() {  # build NAME REV (REV empty: the working tree)
 build old "$OLD"
 build new "$NEW"
 ${CC:-cc} -O2 -std=c99 -Wall -Wextra -Werror -pedantic -Icsrc csrc/check/ab_stages.c csrc/check/host_file.c -o "$T/ab_stages" -ldl
-python - "$T/clip.raw" <<'PY'
+"${PYTHON:-python3}" - "$T/clip.raw" <<'PY'
 import sys
 import numpy as np
 sys.path.insert(0, "scripts")

@@ -44,6 +44,7 @@ TARGETS = [
     ("cortex-m4", {"CFLAGS": "-Os"}, "Cortex-M4F"),
     ("cortex-m7", {}, "Cortex-M7 (FPv5-D16)"),
     ("cortex-m55", {}, "Cortex-M55 (MVE)"),
+    ("cortex-m3", {}, "Cortex-M3 (soft float, no DSP)"),
 ]
 KINDS = ("text", "rodata", "data", "bss")
 CROSS = {"host": "", "aarch64": "aarch64-linux-gnu-", "armhf": "arm-linux-gnueabihf-"}

@@ -111,7 +111,7 @@ def _gen_data():
     return mod
 
 
-@pytest.mark.parametrize("target", ["cortex-m4", "cortex-m7", "cortex-m55"])
+@pytest.mark.parametrize("target", ["cortex-m3", "cortex-m4", "cortex-m7", "cortex-m55"])
 def test_cortex_m_firmware_bit_exact_under_qemu_system(target, tmp_path):
     need("cortex-m")
     out = tmp_path / target
@@ -138,12 +138,21 @@ def test_cortex_m_firmware_bit_exact_under_qemu_system(target, tmp_path):
         shown = re.search(r"<!-- firmware-output: begin[^\n]*\n```\n(.*?)\n```\n<!-- firmware-output: end", doc, re.DOTALL)
         assert shown and shown.group(1) == text[text.index("w2s_fw: wav2small engine"):].strip(), \
             "docs/engine.md's firmware output differs from this run: python scripts/footprint.py --write"
-    # the image runs the DSP-extension conv kernel (compile-time choice): linked, with SMLAD in it
     elf = out / "w2s_fw.elf"
     syms = subprocess.run(["arm-none-eabi-nm", str(elf)], capture_output=True, text=True, check=True).stdout
-    assert re.search(r" T w2s_conv3x3_row_s8_dsp$", syms, re.MULTILINE), "DSP kernel not linked"
     dis = subprocess.run(["arm-none-eabi-objdump", "-d", str(elf)], capture_output=True, text=True, check=True).stdout
-    assert "smlad" in dis
+    if target == "cortex-m3":
+        # "no FPU needed": the soft-float image has no FPU instruction and calls no float helper
+        # of libgcc (__aeabi_fadd, __aeabi_d2iz, ...); only the 64-bit integer division ones
+        vfp = re.findall(r"^\s+[0-9a-f]+:\s+(?:[0-9a-f]{4} ?){1,2}\s+(v[a-z0-9.]+)", dis, re.MULTILINE)
+        assert not vfp, f"FPU instructions in the soft-float image: {sorted(set(vfp))}"
+        helpers = set(re.findall(r"\b(__aeabi_\w+)$", syms, re.MULTILINE))
+        assert helpers and helpers <= {"__aeabi_ldivmod", "__aeabi_uldivmod", "__aeabi_idiv0", "__aeabi_ldiv0"}, helpers
+        assert not re.search(r" T w2s_conv3x3_row_s8_dsp$", syms, re.MULTILINE), "DSP kernel on a core without DSP"
+    else:
+        # the image runs the DSP-extension conv kernel (compile-time choice): linked, with SMLAD in it
+        assert re.search(r" T w2s_conv3x3_row_s8_dsp$", syms, re.MULTILINE), "DSP kernel not linked"
+        assert "smlad" in dis
 
 
 def test_cortex_m4_instruction_count(tmp_path):

@@ -1,7 +1,9 @@
 """The C engine on its own: built with make (-Wall -Wextra -Werror), its C tests, its CLI."""
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -74,7 +76,7 @@ def test_ab_engine_script_times_two_builds_stage_by_stage():
     """scripts/ab_engine.sh (the A/B behind docs/performance.md's stage table): two builds, every
     stage of the forward pass timed for each, in one process."""
     r = subprocess.run(["bash", str(REPO / "scripts" / "ab_engine.sh"), "HEAD", "", "3"], capture_output=True,
-                       text=True, cwd=REPO)
+                       text=True, cwd=REPO, env={**os.environ, "PYTHON": sys.executable})
     assert r.returncode == 0, r.stdout + r.stderr
     rows = {line.split()[0]: line.split()[1:] for line in r.stdout.splitlines()[2:] if line.strip()}
     assert list(rows) == ["prenorm", "log-mel", "conv1", "conv2", "conv3", "max-pool", "conv4", "conv5", "conv6",

@@ -2,9 +2,10 @@
  * startup.c - reset and fault handling for the Cortex-M firmware (MPS2/MPS3 boards under qemu).
  *
  * The vector table holds the initial stack pointer and the handlers; Reset_Handler copies .data
- * from its load address, zeroes .bss, turns the FPU on (the hard-float ABI may use its registers
- * even in integer code), runs main and reports its result through semihosting. A fault prints
- * FAIL instead of hanging, so a broken build fails the test run quickly.
+ * from its load address, zeroes .bss, turns the FPU on in hard-float builds (the compiler may
+ * move 64-bit data through FPU registers even in integer code), runs main and reports its
+ * result through semihosting. A fault prints FAIL instead of hanging, so a broken build fails
+ * the test run quickly.
  */
 #include <stdint.h>
 
@@ -17,13 +18,17 @@ void Reset_Handler(void);
 void Fault_Handler(void);
 
 void Reset_Handler(void) {
+#if defined(__ARM_FP)
     volatile uint32_t *cpacr = (volatile uint32_t *)0xE000ED88u;
+#endif
     const uint32_t *src = &__data_load__;
     uint32_t *dst;
     for (dst = &__data_start__; dst < &__data_end__;) *dst++ = *src++;
     for (dst = &__bss_start__; dst < &__bss_end__;) *dst++ = 0;
+#if defined(__ARM_FP) /* a soft-float build (cortex-m3) has no FPU to turn on */
     *cpacr |= 0xFu << 20; /* CP10, CP11: full access */
     __asm__ volatile("dsb\n\tisb" ::: "memory");
+#endif
     semihost_exit(main() == 0);
 }
 
