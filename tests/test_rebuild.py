@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -40,6 +44,31 @@ def test_the_plan_is_the_shipped_runs_recipe():
     assert rebuild.plan(out, False, STUDENT, HEAD, ["--max_iters=3"])[0].argv[-1] == "--max_iters=3"
 
 
+def test_the_steps_run_with_torch_float_kernels_pinned_at_avx2():
+    """Across machines the bytes depend on which kernels torch picks (training.rebuild's docstring):
+    on a CPU with AVX2 and FMA, torch in the steps' environment reports AVX2 in all three places."""
+    assert rebuild.pinned_kernels({"sse4_1", "sse4_2"}, []) == {}         # AVX2 code would not run there
+    assert rebuild.pinned_kernels({"avx2", "fma"}, []) == rebuild.PINNED_X86
+    assert rebuild.pinned_kernels({"avx2", "fma", "avx512f"}, ["X86_V4"])["NPY_DISABLE_CPU_FEATURES"] == "X86_V4"
+    flags = rebuild.cpu_flags()
+    pinned = rebuild.pinned_kernels(flags, rebuild.numpy_beyond_avx2())
+    if not pinned:
+        assert not {"avx2", "fma"} <= flags   # nothing to pin on this CPU; the rebuild says so
+        return
+    code = ("import json, numpy, torch; print('aten', torch.backends.cpu.get_cpu_capability()); "
+            "x = torch.randn(8, 13, 26, 100, requires_grad=True); w = torch.randn(13, 13, 3, 3); "
+            "torch.nn.functional.conv2d(x, w, padding=1).sum().backward(); a = torch.randn(64, 64); (a @ a).sum(); "
+            "from numpy._core._multiarray_umath import __cpu_features__ as f; "
+            "print('numpy', json.dumps(sorted(k for k, v in f.items() if v)))")
+    env = {**os.environ, **pinned, "ONEDNN_VERBOSE": "1", "MKL_VERBOSE": "1"}
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, timeout=120)
+    assert "aten AVX2" in r.stdout                                             # ATen's vectorised operators
+    assert re.search(r"^onednn_verbose,.*isa:Intel AVX2$", r.stdout, re.MULTILINE), r.stdout[:500]  # oneDNN
+    assert "CNR:AVX2" in r.stdout and "CNR:OFF" not in r.stdout                # MKL's conditional reproducibility
+    numpy_on = set(json.loads(re.search(r"^numpy (.*)$", r.stdout, re.MULTILINE).group(1)))
+    assert "AVX2" in numpy_on and not numpy_on & set(rebuild.numpy_beyond_avx2())   # numpy's dispatch
+
+
 def test_the_model_card_shows_the_command_and_its_steps():
     card = (REPO / "wav2small" / "models" / "default.md").read_text()
     assert rebuild.rebuild_section(STUDENT, HEAD) in card
@@ -67,6 +96,7 @@ def test_a_small_rebuild_continues_a_killed_step_and_compares_with_the_shipped_m
     assert c["clips"] == 3 and len(c["max_abs_output_diff"]) == 7
     assert all(v > 0 for v in c["max_abs_output_diff"].values())
     assert json.loads((out / "rebuild.json").read_text()) == report
+    assert report["pinned_kernels"] == rebuild.pinned_kernels(rebuild.cpu_flags(), rebuild.numpy_beyond_avx2())
     assert "python -m training.rebuild --install" in (out / "release" / "default.md").read_text()
     text = rebuild.summary(report, out)
     assert "differs from the shipped one" in text and "speech_logit" in text

@@ -18,16 +18,24 @@ training/default_uq, and releases into wav2small/models; without it everything s
 A step whose train.json exists is skipped; a step killed half-way continues from its checkpoint
 (--resume=true): run the same command again. Last, the new model file is compared with the one
 the package shipped when the command started: the same bytes, or how many bytes differ and how
-far the outputs move on held-out real speech. The training is deterministic on one machine with
-the same thread counts; another CPU rounds float32 sums differently, and training amplifies
-that into a different model of about the same quality (docs/uncertainty.md, "Commands"). Times,
-commands and the comparison are written to OUT/rebuild.json.
+far the outputs move on held-out real speech. Times, commands and the comparison are written to
+OUT/rebuild.json.
+
+Determinism: the training is deterministic on one machine with the same thread counts. Across
+machines, the libraries take the widest instruction set the CPU has, and each rounds in its own
+way: torch in ATen's vectorised operators, oneDNN's convolutions and MKL's matrix products (any one
+alone changes a 100-step student), numpy in its AVX-512 sin/exp (the head's synthetic non-speech)
+and OpenBLAS. Training amplifies that into a different model of about the same quality
+(docs/uncertainty.md, "Commands"). So the steps run with all of them capped at AVX2
+(pinned_kernels), which every x86-64 CPU with AVX2 and FMA runs the same way; on other CPUs they
+run unpinned and the command says the result cannot be the shipped bytes.
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
 import json
+import os
 import platform
 import shlex
 import shutil
@@ -51,6 +59,10 @@ DEFAULT_OUT = Path("runs/rebuild")
 RUN_FILES = ("model.safetensors", "train.json")
 # how a distill run was started, not what it trains (rebuild sets out_dir itself)
 NOT_RECIPE = {"out_dir", "resume", "stop_at", "threads"}
+# the float kernels of every step, capped at AVX2 (the module docstring says why); read when the
+# libraries load, so they are set in the steps' environment, never in this process
+PINNED_X86 = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2",
+              "OPENBLAS_CORETYPE": "Haswell"}
 
 
 @dataclass
@@ -115,15 +127,46 @@ python -m training.rebuild --install   # 17 min on a 2-core machine (docs/uncert
 
 runs these steps, with the options the shipped runs recorded in training/default/train.json and
 training/default_uq/train.json; a step that was killed continues where it stopped when the command
-is run again. The result is the same on a rerun on one machine with the same thread counts; another
-CPU rounds float32 sums differently, and training amplifies that into a different model of about
-the same quality (docs/uncertainty.md, "Commands", has a measured case). The command compares the
-new model file with this one and says how far apart they are.
+is run again. On an x86-64 CPU with AVX2 and FMA it caps the float kernels of torch and numpy at
+AVX2, so that such CPUs compute the same thing (two capped rebuilds on one machine gave the same
+bytes). This model predates the cap: it was trained uncapped on another CPU, so a rebuild gives a
+different model of about the same quality, not these bytes (docs/uncertainty.md, "Commands", has
+measured cases). The command compares the new model file with this one and says how far apart they
+are.
 
 ```bash
 {chr(10).join(lines)}
 ```
 """
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as Linux lists them; empty elsewhere."""
+    try:
+        line = next(x for x in Path("/proc/cpuinfo").read_text().splitlines() if x.startswith("flags"))
+    except (OSError, StopIteration):
+        return set()
+    return set(line.split(":", 1)[1].split())
+
+
+def numpy_beyond_avx2() -> list[str]:
+    """numpy's dispatched kernel sets above AVX2 that this CPU has (numpy 2: X86_V4, AVX512_ICL, ...;
+    numpy 1: AVX512F, AVX512_SKX, ...): what NPY_DISABLE_CPU_FEATURES must name (numpy refuses names
+    it does not dispatch)."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    except ImportError:   # numpy 1
+        from numpy.core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    return [f for f in __cpu_dispatch__ if (f == "X86_V4" or f.startswith("AVX512")) and __cpu_features__.get(f)]
+
+
+def pinned_kernels(flags: set[str], numpy_features: list[str]) -> dict[str, str]:
+    """The environment that pins the float kernels on a CPU with these flags, numpy's features above
+    AVX2 switched off (empty: no pinning; torch would run AVX2 code on a CPU without it and stop
+    with an illegal instruction)."""
+    if not {"avx2", "fma"} <= flags:
+        return {}
+    return {**PINNED_X86, **({"NPY_DISABLE_CPU_FEATURES": " ".join(numpy_features)} if numpy_features else {})}
 
 
 def model_path(out: Path, install: bool) -> Path:
@@ -179,7 +222,15 @@ def rebuild(out: Path, install: bool, student_extra: list[str] = (), head_extra:
     shipped = (PACKAGE_MODELS / "default.w2s").read_bytes()   # before --install replaces it
     out.mkdir(parents=True, exist_ok=True)
     steps = plan(out, install, student, head, student_extra, head_extra)
-    report: dict = {"install": install, "machine": machine(), "steps": []}
+    pinned = pinned_kernels(cpu_flags(), numpy_beyond_avx2())
+    env = {**os.environ, **pinned}
+    report: dict = {"install": install, "machine": machine(), "pinned_kernels": pinned, "steps": []}
+    if pinned:
+        log("float kernels pinned to AVX2 (" + " ".join(f"{k}={v}" for k, v in pinned.items()) +
+            "), so that x86-64 CPUs with AVX2 and FMA compute the same thing")
+    else:
+        log("this CPU has no AVX2 and FMA (or is not x86-64): torch's float kernels are not pinned, so the "
+            "result will be a model of about the same quality, not the shipped bytes")
     t0 = time.monotonic()
     for k, step in enumerate(steps, 1):
         argv = step.argv
@@ -191,7 +242,7 @@ def rebuild(out: Path, install: bool, student_extra: list[str] = (), head_extra:
                 argv = argv[:2] + [f"--out_dir={step.run_dir}", "--resume=true"]
             log(f"[{k}/{len(steps)}] {step.name}: {shown(argv)}")
             t = time.monotonic()
-            rc = subprocess.run([sys.executable, *argv], cwd=REPO).returncode
+            rc = subprocess.run([sys.executable, *argv], cwd=REPO, env=env).returncode
             if rc:
                 raise SystemExit(f"python -m training.rebuild: step {step.name} failed (exit status {rc}); "
                                  "the same command continues from where it stopped")
