@@ -44,9 +44,10 @@ def test_the_plan_is_the_shipped_runs_recipe():
     assert rebuild.plan(out, False, STUDENT, HEAD, ["--max_iters=3"])[0].argv[-1] == "--max_iters=3"
 
 
-def test_the_steps_run_with_torch_float_kernels_pinned_at_avx2():
-    """Across machines the bytes depend on which kernels torch picks (training.rebuild's docstring):
-    on a CPU with AVX2 and FMA, torch in the steps' environment reports AVX2 in all three places."""
+def test_the_steps_run_with_float_kernels_capped_at_avx2():
+    """Across machines the bytes depend on which kernels torch and numpy pick (training.rebuild's
+    docstring): on a CPU with AVX2 and FMA, ATen, oneDNN, MKL and numpy in the steps' environment
+    report AVX2."""
     assert rebuild.pinned_kernels({"sse4_1", "sse4_2"}, []) == {}         # AVX2 code would not run there
     assert rebuild.pinned_kernels({"avx2", "fma"}, []) == rebuild.PINNED_X86
     assert rebuild.pinned_kernels({"avx2", "fma", "avx512f"}, ["X86_V4"])["NPY_DISABLE_CPU_FEATURES"] == "X86_V4"

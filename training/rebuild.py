@@ -27,8 +27,9 @@ way: torch in ATen's vectorised operators, oneDNN's convolutions and MKL's matri
 alone changes a 100-step student), numpy in its AVX-512 sin/exp (the head's synthetic non-speech)
 and OpenBLAS. Training amplifies that into a different model of about the same quality
 (docs/uncertainty.md, "Commands"). So the steps run with all of them capped at AVX2
-(pinned_kernels), which every x86-64 CPU with AVX2 and FMA runs the same way; on other CPUs they
-run unpinned and the command says the result cannot be the shipped bytes.
+(pinned_kernels), so that x86-64 CPUs with AVX2 and FMA run the same code (checked on one kind of
+CPU only); on other CPUs they run unpinned and the command says the result cannot be the shipped
+bytes.
 """
 from __future__ import annotations
 
