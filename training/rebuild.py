@@ -141,13 +141,18 @@ are.
 """
 
 
+def cpuinfo(field: str) -> str | None:
+    """The first CPU's `field` in Linux's /proc/cpuinfo ("model name", "flags"); None elsewhere."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return None
+    return next((x.split(":", 1)[1].strip() for x in lines if x.startswith(field)), None)
+
+
 def cpu_flags() -> set[str]:
     """The CPU's feature flags as Linux lists them; empty elsewhere."""
-    try:
-        line = next(x for x in Path("/proc/cpuinfo").read_text().splitlines() if x.startswith("flags"))
-    except (OSError, StopIteration):
-        return set()
-    return set(line.split(":", 1)[1].split())
+    return set((cpuinfo("flags") or "").split())
 
 
 def numpy_beyond_avx2() -> list[str]:
@@ -262,12 +267,7 @@ def rebuild(out: Path, install: bool, student_extra: list[str] = (), head_extra:
 def machine() -> dict:
     import torch
 
-    cpu = platform.processor()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpuinfo("model name") or platform.processor()
     return {"cpu": cpu, "python": platform.python_version(), "torch": torch.__version__}
 
 
