@@ -18,14 +18,12 @@ void Reset_Handler(void);
 void Fault_Handler(void);
 
 void Reset_Handler(void) {
-#if defined(__ARM_FP)
-    volatile uint32_t *cpacr = (volatile uint32_t *)0xE000ED88u;
-#endif
     const uint32_t *src = &__data_load__;
     uint32_t *dst;
     for (dst = &__data_start__; dst < &__data_end__;) *dst++ = *src++;
     for (dst = &__bss_start__; dst < &__bss_end__;) *dst++ = 0;
 #if defined(__ARM_FP) /* a soft-float build (cortex-m3) has no FPU to turn on */
+    volatile uint32_t *cpacr = (volatile uint32_t *)0xE000ED88u;
     *cpacr |= 0xFu << 20; /* CP10, CP11: full access */
     __asm__ volatile("dsb\n\tisb" ::: "memory");
 #endif
