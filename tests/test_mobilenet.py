@@ -14,7 +14,11 @@ from training.model import Wav2Small
     # (1024*1000 + 1000 = 1,025,000) and 3-channel stem (2*16*9 = 288 more): 1,517,568 + our 64-mel bn0 (128)
     # and 3-output head (3,075)
     ("mobilenet_v3_small", 1_520_771),
-    # timm's mobilenetv4_conv_small: 3,774,024 with its 1000-class head (1,281,000) and 3-channel stem
+    # timm 1.0.31's mobilenetv4_conv_small has 3,774,024: less its 1000-class classifier (1,281,000) and
+    # 3-channel stem (2*32*9 = 576 more) leaves 2,492,448, and its body matches ours block for block
+    # (checked once: its two 'cn' blocks per FusedIB sum to ours); + our 64-mel bn0 (128), - 1,280 because
+    # timm's 960->1280 head conv has no bias but a BatchNorm (2,560) where ours is a Linear with bias
+    # (1,280), + the 3-output layer (3,843)
     ("mobilenet_v4_conv_small", 2_495_139),
 ])
 def test_parameter_counts(arch: str, params: int):

@@ -18,6 +18,9 @@ trained on teacher outputs with augmentation and no classification head to regul
   576, pool, 1024 h-swish, 3 outputs.
 - MobileNetV4-Conv-Small (Qin et al. 2024, Table 11 / Appendix): conv 3x3/2 32, two FusedIB, Universal
   Inverted Bottlenecks (ExtraDW, IB, ConvNext variants), conv 1x1 960, pool, 1280, 3 outputs.
+
+Both bodies have the parameter counts of torchvision's and timm's implementations; tests/test_mobilenet.py
+shows the arithmetic from their counts to ours.
 """
 from __future__ import annotations
 
