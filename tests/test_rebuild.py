@@ -70,6 +70,41 @@ def test_the_steps_run_with_float_kernels_capped_at_avx2():
     assert "AVX2" in numpy_on and not numpy_on & set(rebuild.numpy_beyond_avx2())   # numpy's dispatch
 
 
+def test_the_note_says_what_the_cap_does_on_this_cpu():
+    pinned = rebuild.PINNED_X86
+    assert "not pinned" in rebuild.cap_note({}, "GenuineIntel")
+    intel = rebuild.cap_note(pinned, "GenuineIntel")
+    assert "MKL_CBWR=AVX2" in intel and "differ" not in intel
+    # measured under qemu -cpu EPYC-Rome: MKL reports CNR:AUTO there and the kernel probe differs
+    amd = rebuild.cap_note(pinned, "AuthenticAMD")
+    assert "AuthenticAMD" in amd and "will differ from an Intel CPU's" in amd
+
+
+def test_probe_prints_this_machines_kernel_probe(capsys):
+    assert rebuild.main(["--probe"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^kernel probe: [0-9a-f]{64}$", out, re.MULTILINE), out
+
+
+def test_the_capped_kernels_compute_alike_on_an_emulated_avx2_only_cpu():
+    """The cap's claim, checked on a second kind of CPU: qemu-x86_64 -cpu Haswell-v4 (AVX2 and FMA,
+    no AVX-512; its vector instructions emulated exactly) computes the kernel probe, a few training
+    steps of a Wav2Small, bit for bit as this CPU does under the cap. On a CPU with AVX-512 the
+    probe without the cap differs, so the probe sees which kernels ran."""
+    flags = rebuild.cpu_flags()
+    pinned = rebuild.pinned_kernels(flags, rebuild.numpy_beyond_avx2())
+    assert pinned, "this test needs an x86-64 CPU with AVX2 and FMA"
+    here = rebuild.probe_here({**os.environ, **pinned})
+    if "avx512f" in flags:
+        assert rebuild.probe_here(dict(os.environ)) != here
+    haswell = rebuild.pinned_kernels({"avx2", "fma"}, [])   # numpy there has nothing above AVX2 to switch off
+    code = "from training.rebuild import kernel_probe; print(kernel_probe())"
+    r = subprocess.run(["qemu-x86_64", "-cpu", "Haswell-v4", sys.executable, "-c", code], cwd=REPO,
+                       env={**os.environ, **haswell}, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split()[-1] == here
+
+
 def test_the_model_card_shows_the_command_and_its_steps():
     card = (REPO / "wav2small" / "models" / "default.md").read_text()
     assert rebuild.rebuild_section(STUDENT, HEAD) in card
@@ -98,6 +133,7 @@ def test_a_small_rebuild_continues_a_killed_step_and_compares_with_the_shipped_m
     assert all(v > 0 for v in c["max_abs_output_diff"].values())
     assert json.loads((out / "rebuild.json").read_text()) == report
     assert report["pinned_kernels"] == rebuild.pinned_kernels(rebuild.cpu_flags(), rebuild.numpy_beyond_avx2())
+    assert report["kernel_probe"] == rebuild.probe_here({**os.environ, **report["pinned_kernels"]})
     assert "python -m training.rebuild --install" in (out / "release" / "default.md").read_text()
     text = rebuild.summary(report, out)
     assert "differs from the shipped one" in text and "speech_logit" in text

@@ -27,9 +27,12 @@ way: torch in ATen's vectorised operators, oneDNN's convolutions and MKL's matri
 alone changes a 100-step student), numpy in its AVX-512 sin/exp (the head's synthetic non-speech)
 and OpenBLAS. Training amplifies that into a different model of about the same quality
 (docs/uncertainty.md, "Commands"). So the steps run with all of them capped at AVX2
-(pinned_kernels), so that x86-64 CPUs with AVX2 and FMA run the same code (checked on one kind of
-CPU only); on other CPUs they run unpinned and the command says the result cannot be the shipped
-bytes.
+(pinned_kernels), so that x86-64 CPUs with AVX2 and FMA run the same code; on other CPUs they run
+unpinned and the command says the result cannot be the shipped bytes. Checked on this CPU and on an
+AVX2-only Intel CPU emulated by qemu; on AMD CPUs MKL does not honour its AVX2 setting (measured
+under emulation), and the command says so. `--probe` prints in seconds a hash of the float kernels a
+training step runs (kernel_probe); machines whose hashes differ cannot rebuild the same bytes
+(agreeing, they also need the same speech packages), and rebuild.json records it.
 """
 from __future__ import annotations
 
@@ -129,11 +132,13 @@ python -m training.rebuild --install   # 17 min on a 2-core machine (docs/uncert
 runs these steps, with the options the shipped runs recorded in training/default/train.json and
 training/default_uq/train.json; a step that was killed continues where it stopped when the command
 is run again. On an x86-64 CPU with AVX2 and FMA it caps the float kernels of torch and numpy at
-AVX2, so that such CPUs compute the same thing (two capped rebuilds on one machine gave the same
-bytes). This model predates the cap: it was trained uncapped on another CPU, so a rebuild gives a
-different model of about the same quality, not these bytes (docs/uncertainty.md, "Commands", has
-measured cases). The command compares the new model file with this one and says how far apart they
-are.
+AVX2, so that such Intel CPUs compute the same thing (two capped rebuilds on one machine gave the
+same bytes; a training step computes alike on an AVX2-only Intel CPU emulated by qemu); on AMD CPUs
+MKL ignores the cap, and the command says so. `python -m training.rebuild --probe` prints in seconds
+a hash of those kernels: machines whose hashes differ cannot rebuild the same bytes. This model
+predates the cap: it was trained uncapped on another CPU, so a rebuild gives a different model of
+about the same quality, not these bytes (docs/uncertainty.md, "Commands", has measured cases). The
+command compares the new model file with this one and says how far apart they are.
 
 ```bash
 {chr(10).join(lines)}
@@ -173,6 +178,59 @@ def pinned_kernels(flags: set[str], numpy_features: list[str]) -> dict[str, str]
     if not {"avx2", "fma"} <= flags:
         return {}
     return {**PINNED_X86, **({"NPY_DISABLE_CPU_FEATURES": " ".join(numpy_features)} if numpy_features else {})}
+
+
+def kernel_probe(steps: int = 2, threads: int = 2, seconds: float = 0.25) -> str:
+    """sha256 of a Wav2Small (seed 0) after a few AdamW steps on audio numpy synthesises: numpy's sin
+    and exp, the log-mel front end, the convolutions and BatchNorm forward and backward and the
+    matrix products of a training step, in one hash. Two machines whose hashes differ compute training
+    differently. Under a second natively; the tests run it under qemu as other CPUs."""
+    import torch
+
+    from .metrics import ccc_torch
+    from .model import Wav2Small
+
+    torch.manual_seed(0)
+    torch.set_num_threads(threads)
+    t = np.arange(int(seconds * 16000)) / 16000
+    rng = np.random.default_rng(0)
+    pcm = np.stack([np.sin(2 * np.pi * f * t * (1 + t)) * np.exp(-d * t) + 0.05 * rng.standard_normal(t.size)
+                    for f, d in zip((110, 190, 230, 310), (0.5, 1, 2, 3))]).astype(np.float32)
+    target = torch.from_numpy(rng.uniform(0, 1, (len(pcm), 3)).astype(np.float32))
+    model = Wav2Small()
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(steps):
+        loss = 1 - ccc_torch(model(torch.from_numpy(pcm)), target).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    h = hashlib.sha256()
+    for v in model.state_dict().values():
+        h.update(v.detach().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def cap_note(pinned: dict[str, str], vendor: str | None) -> str:
+    """What the kernel cap does on this CPU, for the user."""
+    if not pinned:
+        return ("this CPU has no AVX2 and FMA (or is not x86-64): torch's float kernels are not pinned, so the "
+                "result will be a model of about the same quality, not the shipped bytes")
+    note = ("float kernels pinned to AVX2 (" + " ".join(f"{k}={v}" for k, v in pinned.items()) +
+            "), so that x86-64 CPUs with AVX2 and FMA compute the same thing")
+    if vendor != "GenuineIntel":
+        note += (f"; but this CPU is {vendor or 'not an Intel CPU'}, and MKL honours MKL_CBWR=AVX2 on Intel CPUs "
+                 "only: its matrix products, and so the bytes, will differ from an Intel CPU's")
+    return note
+
+
+def probe_here(env: dict[str, str], timeout: float = 300) -> str:
+    """kernel_probe() in a fresh interpreter with `env` (the caps act when the libraries load)."""
+    code = "from training.rebuild import kernel_probe; print(kernel_probe())"
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+                       timeout=timeout)
+    if r.returncode:
+        raise SystemExit(f"the kernel probe failed (exit status {r.returncode}):\n{r.stderr[-2000:]}")
+    return r.stdout.split()[-1]
 
 
 def model_path(out: Path, install: bool) -> Path:
@@ -230,13 +288,11 @@ def rebuild(out: Path, install: bool, student_extra: list[str] = (), head_extra:
     steps = plan(out, install, student, head, student_extra, head_extra)
     pinned = pinned_kernels(cpu_flags(), numpy_beyond_avx2())
     env = {**os.environ, **pinned}
-    report: dict = {"install": install, "machine": machine(), "pinned_kernels": pinned, "steps": []}
-    if pinned:
-        log("float kernels pinned to AVX2 (" + " ".join(f"{k}={v}" for k, v in pinned.items()) +
-            "), so that x86-64 CPUs with AVX2 and FMA compute the same thing")
-    else:
-        log("this CPU has no AVX2 and FMA (or is not x86-64): torch's float kernels are not pinned, so the "
-            "result will be a model of about the same quality, not the shipped bytes")
+    log(cap_note(pinned, cpuinfo("vendor_id")))
+    probe = probe_here(env)
+    log(f"kernel probe {probe[:16]} (a machine with another probe rebuilds other bytes)")
+    report: dict = {"install": install, "machine": machine(), "pinned_kernels": pinned, "kernel_probe": probe,
+                    "steps": []}
     t0 = time.monotonic()
     for k, step in enumerate(steps, 1):
         argv = step.argv
@@ -268,7 +324,8 @@ def machine() -> dict:
     import torch
 
     cpu = cpuinfo("model name") or platform.processor()
-    return {"cpu": cpu, "python": platform.python_version(), "torch": torch.__version__}
+    return {"cpu": cpu, "vendor": cpuinfo("vendor_id"), "python": platform.python_version(),
+            "torch": torch.__version__}
 
 
 def summary(report: dict, out: Path) -> str:
@@ -293,7 +350,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--student_args", default="", help="more training.distill options, after the recipe's "
                    "(a quick trial: the result is then not the shipped recipe's)")
     p.add_argument("--head_args", default="", help="more training.uncertainty options, likewise")
+    p.add_argument("--probe", action="store_true", help="only print the kernel probe of this machine, with the "
+                   "rebuild's kernel settings (seconds), and exit: a machine with another probe rebuilds other bytes")
     args = p.parse_args(argv)
+    if args.probe:
+        pinned = pinned_kernels(cpu_flags(), numpy_beyond_avx2())
+        print(cap_note(pinned, cpuinfo("vendor_id")))
+        print(f"kernel probe: {probe_here({**os.environ, **pinned})}")
+        return 0
     if not in_checkout() or not (SHIPPED_HEAD / "train.json").is_file():
         p.error("run it in a source checkout: the recipe is training/default*/train.json and --install "
                 "writes into the checkout")
