@@ -28,8 +28,9 @@ alone changes a 100-step student), numpy in its AVX-512 sin/exp (the head's synt
 and OpenBLAS. Training amplifies that into a different model of about the same quality
 (docs/uncertainty.md, "Commands"). So the steps run with all of them capped at AVX2
 (pinned_kernels), so that x86-64 CPUs with AVX2 and FMA run the same code; on other CPUs they run
-unpinned and the command says the result cannot be the shipped bytes. Checked on this CPU and on an
-AVX2-only Intel CPU emulated by qemu; on AMD CPUs MKL does not honour its AVX2 setting (measured
+unpinned and the command says the result cannot be the shipped bytes. Checked on this CPU and, for
+a small training step, on an AVX2-only Intel CPU emulated by qemu (MKL's log10 over a full batch
+differs there: docs/uncertainty.md); on AMD CPUs MKL does not honour its AVX2 setting (measured
 under emulation), and the command says so. `--probe` prints in seconds a hash of the float kernels a
 training step runs (kernel_probe); machines whose hashes differ cannot rebuild the same bytes
 (agreeing, they also need the same speech packages), and rebuild.json records it.
@@ -133,8 +134,8 @@ runs these steps, with the options the shipped runs recorded in training/default
 training/default_uq/train.json; a step that was killed continues where it stopped when the command
 is run again. On an x86-64 CPU with AVX2 and FMA it caps the float kernels of torch and numpy at
 AVX2, so that such Intel CPUs compute the same thing (two capped rebuilds on one machine gave the
-same bytes; a training step computes alike on an AVX2-only Intel CPU emulated by qemu); on AMD CPUs
-MKL ignores the cap, and the command says so. `python -m training.rebuild --probe` prints in seconds
+same bytes; a small training step computes alike on an AVX2-only Intel CPU emulated by qemu, a
+full-size one not yet shown); on AMD CPUs MKL ignores the cap, and the command says so. `python -m training.rebuild --probe` prints in seconds
 a hash of those kernels: machines whose hashes differ cannot rebuild the same bytes. This model
 predates the cap: it was trained uncapped on another CPU, so a rebuild gives a different model of
 about the same quality, not these bytes (docs/uncertainty.md, "Commands", has measured cases). The
