@@ -224,10 +224,11 @@ def cap_note(pinned: dict[str, str], vendor: str | None) -> str:
     return note
 
 
-def probe_here(env: dict[str, str], timeout: float = 300) -> str:
-    """kernel_probe() in a fresh interpreter with `env` (the caps act when the libraries load)."""
+def probe_here(env: dict[str, str], runner: list[str] = (), timeout: float = 300) -> str:
+    """kernel_probe() in a fresh interpreter with `env` (the caps act when the libraries load), run
+    by `runner` if given (e.g. qemu-x86_64 -cpu MODEL: another CPU)."""
     code = "from training.rebuild import kernel_probe; print(kernel_probe())"
-    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+    r = subprocess.run([*runner, sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
                        timeout=timeout)
     if r.returncode:
         raise SystemExit(f"the kernel probe failed (exit status {r.returncode}):\n{r.stderr[-2000:]}")
