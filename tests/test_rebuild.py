@@ -129,7 +129,7 @@ def test_a_small_rebuild_continues_a_killed_step_and_compares_with_the_shipped_m
     assert c["clips"] == 3 and len(c["max_abs_output_diff"]) == 7
     assert all(v > 0 for v in c["max_abs_output_diff"].values())
     assert json.loads((out / "rebuild.json").read_text()) == report
-    assert report["pinned_kernels"] == rebuild.pinned_kernels(rebuild.cpu_flags(), rebuild.numpy_beyond_avx2())
+    assert report["pinned_kernels"] == rebuild.pinned_here()
     assert report["kernel_probe"] == rebuild.probe_here({**os.environ, **report["pinned_kernels"]})
     assert "python -m training.rebuild --install" in (out / "release" / "default.md").read_text()
     text = rebuild.summary(report, out)

@@ -135,11 +135,12 @@ training/default_uq/train.json; a step that was killed continues where it stoppe
 is run again. On an x86-64 CPU with AVX2 and FMA it caps the float kernels of torch and numpy at
 AVX2, so that such Intel CPUs compute the same thing (two capped rebuilds on one machine gave the
 same bytes; a small training step computes alike on an AVX2-only Intel CPU emulated by qemu, a
-full-size one not yet shown); on AMD CPUs MKL ignores the cap, and the command says so. `python -m training.rebuild --probe` prints in seconds
-a hash of those kernels: machines whose hashes differ cannot rebuild the same bytes. This model
-predates the cap: it was trained uncapped on another CPU, so a rebuild gives a different model of
-about the same quality, not these bytes (docs/uncertainty.md, "Commands", has measured cases). The
-command compares the new model file with this one and says how far apart they are.
+full-size one not yet shown); on AMD CPUs MKL ignores the cap, and the command says so.
+`python -m training.rebuild --probe` prints in seconds a hash of those kernels: machines whose
+hashes differ cannot rebuild the same bytes. This model predates the cap: it was trained uncapped
+on another CPU, so a rebuild gives a different model of about the same quality, not these bytes
+(docs/uncertainty.md, "Commands", has measured cases). The command compares the new model file
+with this one and says how far apart they are.
 
 ```bash
 {chr(10).join(lines)}
@@ -209,6 +210,11 @@ def kernel_probe(steps: int = 2, threads: int = 2, seconds: float = 0.25) -> str
     for v in model.state_dict().values():
         h.update(v.detach().contiguous().numpy().tobytes())
     return h.hexdigest()
+
+
+def pinned_here() -> dict[str, str]:
+    """pinned_kernels for this machine's CPU and numpy."""
+    return pinned_kernels(cpu_flags(), numpy_beyond_avx2())
 
 
 def cap_note(pinned: dict[str, str], vendor: str | None) -> str:
@@ -288,7 +294,7 @@ def rebuild(out: Path, install: bool, student_extra: list[str] = (), head_extra:
     shipped = (PACKAGE_MODELS / "default.w2s").read_bytes()   # before --install replaces it
     out.mkdir(parents=True, exist_ok=True)
     steps = plan(out, install, student, head, student_extra, head_extra)
-    pinned = pinned_kernels(cpu_flags(), numpy_beyond_avx2())
+    pinned = pinned_here()
     env = {**os.environ, **pinned}
     log(cap_note(pinned, cpuinfo("vendor_id")))
     probe = probe_here(env)
@@ -356,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
                    "rebuild's kernel settings (seconds), and exit: a machine with another probe rebuilds other bytes")
     args = p.parse_args(argv)
     if args.probe:
-        pinned = pinned_kernels(cpu_flags(), numpy_beyond_avx2())
+        pinned = pinned_here()
         print(cap_note(pinned, cpuinfo("vendor_id")))
         print(f"kernel probe: {probe_here({**os.environ, **pinned})}")
         return 0
