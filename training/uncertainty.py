@@ -142,6 +142,8 @@ class UQConfig:
     familiarity_rows: str = "all"    # annotated rows the distance is added on: "all" or "clean"
     nonspeech_weight: float = 1.0    # weight of the non-speech rows in the speech/non-speech loss
     speech_min_snr: float = -100.0   # speech rows under added noise below this SNR (dB): no speech target
+    sigma_rank_weight: float = 0.0   # weight of a term that ranks sigma by SNR across a batch's annotated rows
+    sigma_rank_margin: float = 0.05  # log sigma by which a noisier row must exceed a cleaner one
     real_per_group: int = 40         # real speech files per speaker group
     babble_bank: int = 24            # babble noises made up front (6-12 training voices each)
     babble_voices: str = "6-12"      # talkers in each non-speech babble clip (inclusive range)
@@ -235,6 +237,16 @@ HELP = {
                       "get no target in the speech/non-speech cross-entropy (weight 0; sigma still learns "
                       "their error): speech 10 dB under babble sounds like babble, and labelling it speech "
                       "teaches the classifier that babble is speech; -100 = every row labelled",
+    "sigma_rank_weight": "weight of a pairwise ranking term on the largest log sigma of the annotated rows: "
+                         "for every two rows of a batch where one is clean, or under additive noise "
+                         "(white or babble) at a higher SNR, than the other, the noisier row's log sigma "
+                         "must exceed the cleaner row's by --sigma_rank_margin (hinge, mean over such "
+                         "pairs; rows under other corruptions or voice-shifted take no part). The NLL "
+                         "alone lets sigma follow noise only as far as the error grows with it, which for "
+                         "a noise-robust mean is little and differs between seeds (session 20, "
+                         "docs/uncertainty.md); 0 = off (the loss is exactly the one without it)",
+    "sigma_rank_margin": "with --sigma_rank_weight: the log sigma by which the noisier row of a pair must "
+                         "exceed the cleaner one",
     "babble_voices": "how many training voices talk at once in the non-speech babble clips, LO-HI "
                      "(drawn per clip; the evaluation's babble has 6-9 voices it never heard); the "
                      "babble that corrupts speech keeps 6-12",
@@ -368,7 +380,8 @@ def loss_terms(out: torch.Tensor, target: torch.Tensor, n_annotated: int, is_spe
                anchor_rows: torch.Tensor | None = None, keep_weight: float = 0.0,
                ccc_groups: torch.Tensor | None = None, nonspeech_weight: float = 1.0,
                speech_labelled: torch.Tensor | None = None, evidence: torch.Tensor | None = None,
-               evidential_reg: float = 0.0) -> dict[str, torch.Tensor]:
+               evidential_reg: float = 0.0, rank_snr: torch.Tensor | None = None,
+               rank_weight: float = 0.0, rank_margin: float = 0.0) -> dict[str, torch.Tensor]:
     """Rows [0, n_annotated) have targets; is_speech (B,) marks speech rows (annotated or not);
     `clean` (n_annotated,) marks the annotated rows the mean learns from (default: all);
     `spread` (n_annotated, 3), if given, is added to the squared error sigma learns (a second
@@ -382,7 +395,10 @@ def loss_terms(out: torch.Tensor, target: torch.Tensor, n_annotated: int, is_spe
     leaves the unmarked rows out of that cross-entropy (weight 0, still / B); `evidence` (B, 6), if
     given, are the evidential head's log nu and log(alpha - 1) per dimension: the "nll" term is then
     evidential_nll's, plus evidential_reg * |error| * (2 nu + alpha), and non-speech rows gain
-    evidential_reg * (2 nu + alpha) (an error of 1, the whole range). Without them the terms
+    evidential_reg * (2 nu + alpha) (an error of 1, the whole range); `rank_snr` (n_annotated,), if
+    given with rank_weight > 0, is each annotated row's SNR in dB (inf: clean; nan: not ranked), and
+    the "rank" term is rank_weight * the mean over pairs of rows with different SNR of
+    relu(rank_margin - (u_noisier - u_cleaner)), u the row's largest log sigma. Without them the terms
     are exactly as before."""
     mu, log_sigma, logit = split_outputs(out)
     mu_a, ls_a = mu[:n_annotated], log_sigma[:n_annotated]
@@ -415,11 +431,31 @@ def loss_terms(out: torch.Tensor, target: torch.Tensor, n_annotated: int, is_spe
     if evidence is not None and ood.any():
         terms["ood"] = terms["ood"] + evidential_reg * evidence_total(
             evidence[ood, :N_VALUES], evidence[ood, N_VALUES:]).mean()
+    if rank_snr is not None and rank_weight > 0:
+        terms["rank"] = rank_weight * sigma_rank_loss(ls_a.max(dim=1).values, rank_snr, rank_margin)
     if anchor is not None and keep_weight > 0:
         rows = anchor_rows if anchor_rows is not None else torch.ones(n_annotated, dtype=torch.bool)
         terms["keep"] = (keep_weight * ((mu_a[rows] - anchor[rows]) ** 2).mean() if rows.any()
                          else out.new_zeros(()))
     return terms
+
+
+def rank_snr(clean_rows: torch.Tensor, snr: torch.Tensor) -> torch.Tensor:
+    """What the rank term orders the annotated rows of a batch by (batch(..., with_clean=True,
+    with_snr=True)'s last two): inf for clean rows, the SNR for rows under additive noise, nan for the
+    rest (other corruptions, voice shifts: their severity is not on the SNR scale)."""
+    return torch.where(clean_rows, math.inf, torch.where(torch.isinf(snr), math.nan, snr))
+
+
+def sigma_rank_loss(u: torch.Tensor, snr: torch.Tensor, margin: float) -> torch.Tensor:
+    """Mean hinge over the ordered pairs (i, j) with snr[i] < snr[j] (nan rows left out, inf is the
+    cleanest): relu(margin - (u[i] - u[j])). Zero when no such pair exists."""
+    ok = ~torch.isnan(snr)
+    u, snr = u[ok], snr[ok]
+    noisier = snr[:, None] < snr[None, :]
+    if not bool(noisier.any()):
+        return u.new_zeros(())
+    return F.relu(margin - (u[:, None] - u[None, :]))[noisier].mean()
 
 
 # log nu and log(alpha - 1) are clamped to +-this in the evidential loss (exp must not overflow)
@@ -991,7 +1027,9 @@ def train(cfg: UQConfig) -> dict[str, Any]:
                            ccc_groups=(~clean_rows).long() if cfg.ccc_by_corruption else None,
                            nonspeech_weight=cfg.nonspeech_weight, speech_labelled=labelled,
                            evidence=None if evidence_rows is None else evidence_rows(head_inputs["x"]),
-                           evidential_reg=cfg.evidential_reg)
+                           evidential_reg=cfg.evidential_reg,
+                           rank_snr=rank_snr(clean_rows, snr),
+                           rank_weight=cfg.sigma_rank_weight, rank_margin=cfg.sigma_rank_margin)
         loss = sum(terms.values())
         opt.zero_grad(set_to_none=True)
         loss.backward()
