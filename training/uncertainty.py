@@ -152,6 +152,7 @@ class UQConfig:
     head: str = "gaussian"           # sigma's loss: "gaussian" (NLL) or "evidential" (NIG, deep evidential regression)
     evidential_reg: float = 0.01     # --head=evidential: weight of the evidence regulariser
     coverage: float = 0.95           # clean validation speech answered at the default threshold
+    speech_coverage: float = 0.0     # clean validation speech heard as speech at the default speech threshold; 0: logit 0
     thresholds_only: bool = False    # load out_dir's trained model and only set its thresholds again
     resume: bool = False             # continue the run in out_dir from its ckpt.pt
     checkpoint_interval: int = 50    # write out_dir/ckpt.pt every N steps (and at the end)
@@ -275,6 +276,12 @@ HELP = {
     "evidential_reg": "--head=evidential: weight of the regulariser |error| * (2 nu + alpha) (evidence "
                       "where the error is large costs; on non-speech the error counts as 1)",
     "coverage": "share of clean validation speech answered at the default sigma threshold",
+    "speech_coverage": "share of clean validation speech (each set: the annotator's voices, real speech of the "
+                       "validation groups) taken for speech at the default speech threshold, which is then "
+                       "the largest speech logit that hears that share of every set: stricter than the "
+                       "classifier's own boundary when the classifier is sure of speech, laxer when it is "
+                       "not, so that seeds that put the boundary elsewhere answer alike; 0 = the boundary "
+                       "itself (logit 0, probability 0.5)",
     "thresholds_only": "load out_dir's trained model and only set its thresholds again",
     "threads": "torch CPU threads (results are deterministic for a given thread count)",
     "resume": "continue the run in out_dir from its ckpt.pt: the other options come from the run, and only "
@@ -740,11 +747,19 @@ def outputs(model: torch.nn.Module, clips: list[np.ndarray]) -> np.ndarray:
     return np.array(res, np.float64)
 
 
-def default_thresholds(val_outs: list[np.ndarray], coverage: float) -> tuple[float, float]:
+def default_thresholds(val_outs: list[np.ndarray], coverage: float,
+                       speech_coverage: float = 0.0) -> tuple[float, float]:
     """(max_log_sigma, min_speech_logit): the largest log sigma that answers `coverage` of each set
-    of clean validation speech (so of every one of them), and the classifier's own boundary (0)."""
-    q = [np.quantile(v[:, N_VALUES:2 * N_VALUES].max(axis=1), coverage) for v in val_outs if len(v)]
-    return float(max(q)), 0.0
+    of clean validation speech (so of every one of them), and the speech logit that hears
+    `speech_coverage` of each set (the classifier's own boundary, 0, when speech_coverage is 0)."""
+    sets = [v for v in val_outs if len(v)]
+    q = [np.quantile(v[:, N_VALUES:2 * N_VALUES].max(axis=1), coverage) for v in sets]
+    if speech_coverage <= 0:
+        return float(max(q)), 0.0
+    # the k-th smallest logit (from 0) hears n - k clips: the largest k with n - k >= coverage * n
+    heard = [np.sort(v[:, 2 * N_VALUES])[min(len(v) - 1, int(math.floor(len(v) * (1.0 - speech_coverage) + 1e-9)))]
+             for v in sets]
+    return float(max(q)), float(min(heard))
 
 
 def held_out_speech(cfg: UQConfig, log) -> tuple[dict, list[np.ndarray]]:
@@ -763,7 +778,7 @@ def finish(model: Wav2Small, cfg: UQConfig, history: list, extra: dict, log) -> 
     annotated, real = held_out_speech(cfg, log)
     out = {k: outputs(model, clips) for k, (clips, _) in annotated.items()}
     val_real = outputs(model, real)
-    max_log_sigma, min_logit = default_thresholds([out["val"], val_real], cfg.coverage)
+    max_log_sigma, min_logit = default_thresholds([out["val"], val_real], cfg.coverage, cfg.speech_coverage)
     model.cfg.max_log_sigma, model.cfg.min_speech_logit = max_log_sigma, min_logit
     ccc = {k: dict(zip(("arousal", "dominance", "valence"),
                        ccc_torch(torch.from_numpy(out[k][:, :N_VALUES]), torch.from_numpy(t).double()).tolist()))
@@ -774,7 +789,7 @@ def finish(model: Wav2Small, cfg: UQConfig, history: list, extra: dict, log) -> 
         "trainable_parameters": model.trainable_parameters(),
         **extra,
         "thresholds": {"max_log_sigma": max_log_sigma, "max_sigma": math.exp(max_log_sigma),
-                       "min_speech_logit": min_logit, "min_speech_prob": 0.5,
+                       "min_speech_logit": min_logit, "min_speech_prob": 1.0 / (1.0 + math.exp(-min_logit)),
                        "from": f"{len(annotated['val'][0])} espeak-ng validation clips + {len(real)} real "
                                "speech clips of the validation speaker groups"},
         "ccc": ccc,
@@ -914,6 +929,9 @@ def train(cfg: UQConfig) -> dict[str, Any]:
         raise SystemExit(f"--threads must be >= 1, got {cfg.threads}")
     if not 0 < cfg.coverage < 1:   # it only used to fail at the end of the run
         raise SystemExit(f"--coverage is the share of clean speech answered, within 0..1, got {cfg.coverage}")
+    if not 0 <= cfg.speech_coverage < 1:
+        raise SystemExit(f"--speech_coverage is the share of clean speech heard, within 0..1 (0: the "
+                         f"classifier's boundary), got {cfg.speech_coverage}")
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     t_start = time.time()

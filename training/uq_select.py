@@ -20,7 +20,7 @@ For each run directory (model.safetensors + train.json of training.uncertainty) 
 
 the AUROC of the largest sigma (and of 1 - speech probability) for speech against each non-speech
 kind and their mean, the share of each kind (and of each babble probe) called speech (speech
-probability >= 0.5) and of the speech (espeak-ng and real apart) heard as speech,
+logit >= the model's threshold: 0, probability 0.5, unless trained with --speech_coverage) and of the speech (espeak-ng and real apart) heard as speech,
 Spearman(largest sigma, -SNR), selective prediction on the 200 annotated clips
 clean plus the corrupted ones (area, whether the error falls monotonically, how often it rises,
 Spearman of error and sigma over the corruption cells; training.uq_report's measures), how far
@@ -130,8 +130,9 @@ def load_clips(cache: Path, log, **build_kw) -> dict:
     return data
 
 
-def measure(run, data: dict) -> dict:
-    """run(clips) -> (N, 7) raw outputs (log sigma, speech logit)."""
+def measure(run, data: dict, min_speech_logit: float = 0.0) -> dict:
+    """run(clips) -> (N, 7) raw outputs (log sigma, speech logit); a clip is called speech when its
+    logit is >= min_speech_logit (the model's own threshold: train.json's --speech_coverage)."""
     sp = run(data["speech"])
     u_sp = sp[:, N_VALUES:2 * N_VALUES].max(axis=1)
     res: dict = {"auroc_sigma": {}, "auroc_speech_prob": {}}
@@ -139,18 +140,18 @@ def measure(run, data: dict) -> dict:
         ns = run(clips)
         res["auroc_sigma"][kind] = auroc(ns[:, N_VALUES:2 * N_VALUES].max(axis=1), u_sp)
         res["auroc_speech_prob"][kind] = auroc(-ns[:, 2 * N_VALUES], -sp[:, 2 * N_VALUES])
-        res.setdefault("called_speech", {})[kind] = float((ns[:, 2 * N_VALUES] >= 0).mean())
+        res.setdefault("called_speech", {})[kind] = float((ns[:, 2 * N_VALUES] >= min_speech_logit).mean())
     for key in ("auroc_sigma", "auroc_speech_prob"):
         res[key]["all"] = float(np.mean(list(res[key].values())))
     n_ann = len(data["targets"])   # speech = annotated clips (one target each), then real speech
-    heard = sp[:, 2 * N_VALUES] >= 0
+    heard = sp[:, 2 * N_VALUES] >= min_speech_logit
     res["heard_as_speech"] = {"espeak": float(heard[:n_ann].mean()), "real": float(heard[n_ann:].mean())}
     res["babble_probe"] = {}
     for name, clips in data["babble_probe"].items():
         b = run(clips)
         res["babble_probe"][name] = {"auroc_sigma": auroc(b[:, N_VALUES:2 * N_VALUES].max(axis=1), u_sp),
                                      "auroc_speech_prob": auroc(-b[:, 2 * N_VALUES], -sp[:, 2 * N_VALUES]),
-                                     "called_speech": float((b[:, 2 * N_VALUES] >= 0).mean())}
+                                     "called_speech": float((b[:, 2 * N_VALUES] >= min_speech_logit).mean())}
     noisy = run(data["noisy"])
     res["spearman_sigma_minus_snr"] = spearman(noisy[:, N_VALUES:2 * N_VALUES].max(axis=1), -data["snr"])
     # CCC against the annotator on all validation clips of seed 0, whole (train.json's val CCC is on
@@ -253,13 +254,14 @@ def main(argv: list[str] | None = None) -> int:
         train = json.loads((run / "train.json").read_text())
         model = load_safetensors(run / "model.safetensors")
         r = {"val_ccc": train["ccc"]["val"]}
+        bar = model.cfg.min_speech_logit
         if args.float or not args.engine:
-            r["float"] = measure(lambda c, m=model: outputs(m, c), data)
+            r["float"] = measure(lambda c, m=model: outputs(m, c), data, bar)
         if args.engine:
             from .release import release
 
             fid = release(run, args.rel / run.name)
-            r["int8"] = measure(engine_runner(args.rel / run.name / "default.w2s"), data)
+            r["int8"] = measure(engine_runner(args.rel / run.name / "default.w2s"), data, bar)
             r["fidelity_ccc"] = fid["ccc"]
         results[str(run)] = r
         log(f"{run}: {json.dumps(r)}")

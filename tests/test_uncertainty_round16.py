@@ -1,10 +1,13 @@
-"""Session 20's option of training.uncertainty (docs/uncertainty.md): --sigma_rank_weight, a pairwise
-hinge that makes the largest log sigma of an annotated row rank above that of every cleaner row in the
-same batch (clean, or under additive noise at a higher SNR)."""
+"""The sixteenth round's options of training.uncertainty (docs/uncertainty.md): --sigma_rank_weight, a
+pairwise hinge that makes the largest log sigma of an annotated row rank above that of every cleaner
+row in the same batch (clean, or under additive noise at a higher SNR), and --speech_coverage, a
+speech threshold set, like sigma's, from the share of clean validation speech it hears."""
 from __future__ import annotations
 
 import math
 
+import numpy as np
+import pytest
 import torch
 from conftest import REPO, record_calls
 
@@ -93,3 +96,62 @@ def test_the_trainer_ranks_clean_and_noisy_rows_and_leaves_other_corruptions_out
     assert clean.any() and noisy.any() and (~clean & ~noisy).any()   # step 0 of seed 0 has all three
     assert torch.equal(got[noisy], snr[noisy]) and torch.isnan(got[~clean & ~noisy]).all()
     assert "rank" in report["history"][0]
+
+
+def _outs(logits: list[float], log_sigma: float = -2.0) -> np.ndarray:
+    out = np.full((len(logits), 7), log_sigma)
+    out[:, 6] = logits
+    return out
+
+
+def test_the_speech_threshold_hears_the_asked_share_of_every_set():
+    from training.uncertainty import default_thresholds
+
+    sure = _outs(list(np.linspace(1.0, 10.0, 100)))        # every clip well above the boundary
+    unsure = _outs(list(np.linspace(-2.0, 7.9, 100)))      # 20 of 100 below it
+    assert default_thresholds([sure, unsure], 0.95)[1] == 0.0   # off: the classifier's boundary
+    for cov in (0.9, 0.97):
+        _, bar = default_thresholds([sure, unsure], 0.95, cov)
+        for v in (sure, unsure):
+            assert (v[:, 6] >= bar).mean() >= cov
+        # the largest such logit: one step higher loses the share in the set that decided it
+        assert min((v[:, 6] >= np.nextafter(bar, np.inf)).mean() for v in (sure, unsure)) < cov
+    _, bar = default_thresholds([sure], 0.95, 0.97)
+    assert bar > 1.0                                          # a sure classifier gets a stricter bar
+    assert default_thresholds([sure, unsure], 0.95, 0.97)[0] == default_thresholds([sure, unsure], 0.95)[0]
+
+
+def test_speech_coverage_out_of_range_is_refused_before_the_run(tmp_path):
+    from training import uncertainty
+
+    for bad in (-0.1, 1.0):
+        with pytest.raises(SystemExit, match="--speech_coverage"):
+            uncertainty.train(uncertainty.UQConfig(speech_coverage=bad, out_dir=str(tmp_path / "x")))
+    assert not (tmp_path / "x").exists()
+
+
+# the selective measures' cells of corruptions this tiny set lacks are empty means (nan), not tested here
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_selection_counts_speech_at_the_models_own_threshold():
+    """training.uq_select calls a clip speech at the model's min_speech_logit, not at logit 0."""
+    from training.uq_select import measure
+
+    rng = np.random.default_rng(0)
+    clip = lambda: rng.standard_normal(400).astype(np.float32)   # noqa: E731 (content is irrelevant here)
+    data = {"speech": [clip() for _ in range(4)], "targets": np.full((2, 3), 0.5),
+            "nonspeech": {"music": [clip() for _ in range(4)]}, "babble_probe": {"p": [clip() for _ in range(2)]},
+            "noisy": [clip() for _ in range(2)], "snr": np.array([0.0, 10.0]), "val_clips": [clip() for _ in range(3)],
+            "val_targets": rng.random((3, 3)), "corrupted": [(0, "white", 0.0, clip())]}
+    logit = {id(c): v for c, v in zip(data["speech"], (-1.0, 0.5, 2.0, 3.0))}
+    logit.update({id(c): v for c, v in zip(data["nonspeech"]["music"], (-3.0, 0.2, 0.8, 1.5))})
+
+    def run(clips):
+        out = np.tile(np.linspace(0.1, 0.9, len(clips))[:, None], (1, 7))   # any A/D/V, sigma
+        out[:, 3:6] = -2.0
+        out[:, 6] = [logit.get(id(c), 0.0) for c in clips]
+        return out
+
+    at0, at1 = measure(run, data), measure(run, data, 1.0)
+    assert at0["heard_as_speech"] == {"espeak": 0.5, "real": 1.0}    # 2 annotated clips: -1.0, 0.5
+    assert at1["heard_as_speech"] == {"espeak": 0.0, "real": 1.0}
+    assert at0["called_speech"]["music"] == 0.75 and at1["called_speech"]["music"] == 0.25
