@@ -155,3 +155,37 @@ def test_selection_counts_speech_at_the_models_own_threshold():
     assert at0["heard_as_speech"] == {"espeak": 0.5, "real": 1.0}    # 2 annotated clips: -1.0, 0.5
     assert at1["heard_as_speech"] == {"espeak": 0.0, "real": 1.0}
     assert at0["called_speech"]["music"] == 0.75 and at1["called_speech"]["music"] == 0.25
+
+
+def _leaves(t: torch.Tensor) -> list[torch.Tensor]:
+    """The tensors whose gradient a backward pass from t would accumulate (walks grad_fn only)."""
+    seen, todo, found = set(), [t.grad_fn], []
+    while todo:
+        fn = todo.pop()
+        if fn is None or id(fn) in seen:
+            continue
+        seen.add(id(fn))
+        if hasattr(fn, "variable"):
+            found.append(fn.variable)
+        todo += [f for f, _ in fn.next_functions]
+    return found
+
+
+def test_the_head_only_rank_term_reaches_only_the_log_sigma_rows(monkeypatch, tmp_path):
+    """--sigma_rank_trunk=false: the trainer ranks log sigma computed from detached head inputs, equal
+    in value to the model's own, whose gradient can reach only the head's weight and bias."""
+    from training import uncertainty
+
+    small = {"init": str(REPO / "training" / "default"), "n_clips": 120, "ood_per_kind": 1, "real_per_group": 1,
+             "babble_bank": 1, "batch_speech": 16, "batch_real": 1, "batch_ood": 1, "max_iters": 1, "threads": 1,
+             "sigma_rank_weight": 1.0}
+    calls = record_calls(monkeypatch, uncertainty, "loss_terms")
+    uncertainty.train(uncertainty.UQConfig(**small, out_dir=str(tmp_path / "trunk")))
+    uncertainty.train(uncertainty.UQConfig(**small, sigma_rank_trunk=False, out_dir=str(tmp_path / "head")))
+    (_, trunk), (args, head) = calls
+    assert trunk["rank_log_sigma"] is None
+    ranked = head["rank_log_sigma"]
+    assert torch.allclose(ranked, args[0][:16, 3:6], atol=1e-6)
+    shapes = sorted(tuple(t.shape) for t in _leaves(ranked))
+    assert len(shapes) == 2 and shapes[0] == (7,) and shapes[1][0] == 7     # the head's bias and weight
+    assert len(_leaves(args[0])) > 2                        # while the model's outputs reach the trunk

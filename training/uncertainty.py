@@ -144,6 +144,7 @@ class UQConfig:
     speech_min_snr: float = -100.0   # speech rows under added noise below this SNR (dB): no speech target
     sigma_rank_weight: float = 0.0   # weight of a term that ranks sigma by SNR across a batch's annotated rows
     sigma_rank_margin: float = 0.05  # log sigma by which a noisier row must exceed a cleaner one
+    sigma_rank_trunk: bool = True    # the rank term trains the trunk too (false: only the log sigma rows)
     real_per_group: int = 40         # real speech files per speaker group
     babble_bank: int = 24            # babble noises made up front (6-12 training voices each)
     babble_voices: str = "6-12"      # talkers in each non-speech babble clip (inclusive range)
@@ -248,6 +249,8 @@ HELP = {
                          "docs/uncertainty.md); 0 = off (the loss is exactly the one without it)",
     "sigma_rank_margin": "with --sigma_rank_weight: the log sigma by which the noisier row of a pair must "
                          "exceed the cleaner one",
+    "sigma_rank_trunk": "false: the rank term sees log sigma computed from detached head inputs, so it "
+                        "trains only the log sigma rows and never the features A/D/V are read from",
     "babble_voices": "how many training voices talk at once in the non-speech babble clips, LO-HI "
                      "(drawn per clip; the evaluation's babble has 6-9 voices it never heard); the "
                      "babble that corrupts speech keeps 6-12",
@@ -388,7 +391,8 @@ def loss_terms(out: torch.Tensor, target: torch.Tensor, n_annotated: int, is_spe
                ccc_groups: torch.Tensor | None = None, nonspeech_weight: float = 1.0,
                speech_labelled: torch.Tensor | None = None, evidence: torch.Tensor | None = None,
                evidential_reg: float = 0.0, rank_snr: torch.Tensor | None = None,
-               rank_weight: float = 0.0, rank_margin: float = 0.0) -> dict[str, torch.Tensor]:
+               rank_weight: float = 0.0, rank_margin: float = 0.0,
+               rank_log_sigma: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Rows [0, n_annotated) have targets; is_speech (B,) marks speech rows (annotated or not);
     `clean` (n_annotated,) marks the annotated rows the mean learns from (default: all);
     `spread` (n_annotated, 3), if given, is added to the squared error sigma learns (a second
@@ -405,8 +409,9 @@ def loss_terms(out: torch.Tensor, target: torch.Tensor, n_annotated: int, is_spe
     evidential_reg * (2 nu + alpha) (an error of 1, the whole range); `rank_snr` (n_annotated,), if
     given with rank_weight > 0, is each annotated row's SNR in dB (inf: clean; nan: not ranked), and
     the "rank" term is rank_weight * the mean over pairs of rows with different SNR of
-    relu(rank_margin - (u_noisier - u_cleaner)), u the row's largest log sigma. Without them the terms
-    are exactly as before."""
+    relu(rank_margin - (u_noisier - u_cleaner)), u the row's largest log sigma (of `rank_log_sigma`
+    (n_annotated, 3) if given, e.g. computed from detached features). Without them the terms are
+    exactly as before."""
     mu, log_sigma, logit = split_outputs(out)
     mu_a, ls_a = mu[:n_annotated], log_sigma[:n_annotated]
     err2 = (target - mu_a.detach()) ** 2  # sigma learns the error; mu learns from the CCC term only
@@ -439,7 +444,8 @@ def loss_terms(out: torch.Tensor, target: torch.Tensor, n_annotated: int, is_spe
         terms["ood"] = terms["ood"] + evidential_reg * evidence_total(
             evidence[ood, :N_VALUES], evidence[ood, N_VALUES:]).mean()
     if rank_snr is not None and rank_weight > 0:
-        terms["rank"] = rank_weight * sigma_rank_loss(ls_a.max(dim=1).values, rank_snr, rank_margin)
+        ranked = ls_a if rank_log_sigma is None else rank_log_sigma
+        terms["rank"] = rank_weight * sigma_rank_loss(ranked.max(dim=1).values, rank_snr, rank_margin)
     if anchor is not None and keep_weight > 0:
         rows = anchor_rows if anchor_rows is not None else torch.ones(n_annotated, dtype=torch.bool)
         terms["keep"] = (keep_weight * ((mu_a[rows] - anchor[rows]) ** 2).mean() if rows.any()
@@ -980,12 +986,13 @@ def train(cfg: UQConfig) -> dict[str, Any]:
     # the trunk (and with it A/D/V) may learn slower than the new head rows, or not at all
     trunk = [p for n, p in model.named_parameters() if not n.startswith("adv.") and p.requires_grad]
     groups = [{"params": list(model.adv.parameters()), "scale": 1.0}]
-    evidence_rows, head_inputs = None, {}
+    evidence_rows, head_inputs, hook = None, {}, None
     if cfg.head == "evidential":  # log nu, log(alpha - 1) per dimension: training-only rows beside adv
         evidence_rows = torch.nn.Linear(model.cfg.head_inputs, 2 * N_VALUES)
         torch.nn.init.zeros_(evidence_rows.weight)
         torch.nn.init.zeros_(evidence_rows.bias)  # nu = 1, alpha = 2
         groups[0]["params"] += list(evidence_rows.parameters())
+    if cfg.head == "evidential" or not cfg.sigma_rank_trunk:
         hook = model.adv.register_forward_hook(lambda mod, inp, out: head_inputs.__setitem__("x", inp[0]))
     if cfg.trunk_lr_scale > 0:
         groups.append({"params": trunk, "scale": cfg.trunk_lr_scale})
@@ -1047,7 +1054,10 @@ def train(cfg: UQConfig) -> dict[str, Any]:
                            evidence=None if evidence_rows is None else evidence_rows(head_inputs["x"]),
                            evidential_reg=cfg.evidential_reg,
                            rank_snr=rank_snr(clean_rows, snr),
-                           rank_weight=cfg.sigma_rank_weight, rank_margin=cfg.sigma_rank_margin)
+                           rank_weight=cfg.sigma_rank_weight, rank_margin=cfg.sigma_rank_margin,
+                           rank_log_sigma=None if cfg.sigma_rank_trunk else F.linear(
+                               head_inputs["x"][: cfg.batch_speech].detach(), model.adv.weight[N_VALUES:2 * N_VALUES],
+                               model.adv.bias[N_VALUES:2 * N_VALUES]))
         loss = sum(terms.values())
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -1066,7 +1076,7 @@ def train(cfg: UQConfig) -> dict[str, Any]:
     if last < cfg.max_iters:
         log(f"stopped after step {last}/{cfg.max_iters}: continue with --out_dir={cfg.out_dir} --resume=true")
         return {"stopped_at": last}
-    if evidence_rows is not None:  # the engine runs mu, log sigma and the speech logit only
+    if hook is not None:  # the engine runs mu, log sigma and the speech logit only
         hook.remove()
     if cfg.snap_to_grid:
         snap_to_grid(model)
