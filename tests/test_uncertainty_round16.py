@@ -189,3 +189,19 @@ def test_the_head_only_rank_term_reaches_only_the_log_sigma_rows(monkeypatch, tm
     shapes = sorted(tuple(t.shape) for t in _leaves(ranked))
     assert len(shapes) == 2 and shapes[0] == (7,) and shapes[1][0] == 7     # the head's bias and weight
     assert len(_leaves(args[0])) > 2                        # while the model's outputs reach the trunk
+
+
+def test_real_shift_changes_only_some_real_rows_and_off_is_the_old_batch():
+    from training import uncertainty
+
+    small = {"init": str(REPO / "training" / "default"), "n_clips": 120, "ood_per_kind": 1, "real_per_group": 2,
+             "babble_bank": 1, "batch_speech": 4, "batch_real": 8, "batch_ood": 1}
+    cfg = uncertainty.UQConfig(**small)
+    pools = uncertainty.load_pools(cfg, lambda m: None)
+    old = uncertainty.batch(pools, cfg, 3)
+    off = uncertainty.batch(pools, uncertainty.UQConfig(**small, real_shift_prob=0.0), 3)
+    assert all(torch.equal(a, b) for a, b in zip(old, off))
+    on = uncertainty.batch(pools, uncertainty.UQConfig(**small, real_shift_prob=0.5), 3)
+    assert torch.equal(on[0][:4], old[0][:4]) and all(torch.equal(a, b) for a, b in zip(on[1:], old[1:]))
+    changed = [not torch.equal(on[0][i], old[0][i]) for i in range(4, 12)]
+    assert 0 < sum(changed) < 8 and on[0].shape == old[0].shape

@@ -130,6 +130,7 @@ class UQConfig:
     ensemble_weight: float = 0.0     # sigma^2 target = error^2 + (weight * std of the ensemble's means)^2
     voice_shift_prob: float = 0.0    # share of annotated rows pitch/formant-shifted (an unseen voice); sigma learns from them, mu not
     voice_shift_max: float = 1.3     # largest resampling factor of a voice shift (and 1/it the smallest)
+    real_shift_prob: float = 0.0     # share of the real speech rows voice-shifted likewise (new voices for the speech output)
     honest: str = ""                 # leave-voices-out students (training.distill --exclude_voices); '' = off
     honest_weight: float = 1.0       # sigma^2 target += weight * the voice gap those students measure
     keep_adv: float = 0.0            # weight of the squared distance of A/D/V to the frozen --init student's on clean annotated rows
@@ -194,6 +195,10 @@ HELP = {
                         "heard) with the clean clip's target; sigma learns their error, the CCC term of mu "
                         "leaves them out",
     "voice_shift_max": "largest factor of a voice shift (1.3: about 4.5 semitones)",
+    "real_shift_prob": "share of the real speech rows (speech output only) resampled by a random factor in "
+                       "[1/voice_shift_max, voice_shift_max]: the real pool holds the voices of a few "
+                       "packages, and the speech output hears some unseen groups poorly (klettres' Tswana "
+                       "letters, sixteenth round); 0 = off (batches exactly as without it)",
     "honest": "comma-separated dirs of leave-voices-out students (python -m training.distill "
               "--exclude_voices=...; together they must leave out every training voice once): each "
               "training clip's squared error under the student that never heard its voice, minus that "
@@ -730,7 +735,11 @@ def batch(pools: Pools, cfg: UQConfig, it: int, with_clean: bool = False,
         snr.append(level if kind in SNR_KINDS else math.inf)
         clean[-1] = clean[-1] and not shifted  # as the init student heard them (with_clean)
         targets.append(pools.targets[i])
-    rows += [crop(pools.real[i], n, rng) for i in rng.integers(len(pools.real), size=cfg.batch_real)]
+    real = [crop(pools.real[i], n, rng) for i in rng.integers(len(pools.real), size=cfg.batch_real)]
+    if cfg.real_shift_prob > 0:   # no draw when off
+        real = [voice_shift(x, float(np.exp(rng.uniform(-1, 1) * np.log(cfg.voice_shift_max))))
+                if rng.random() < cfg.real_shift_prob else x for x in real]
+    rows += real
     rows += [crop(pools.ood[i], n, rng) for i in rng.integers(len(pools.ood), size=cfg.batch_ood)]
     is_speech = torch.zeros(len(rows), dtype=torch.bool)
     is_speech[: cfg.batch_speech + cfg.batch_real] = True
