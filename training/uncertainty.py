@@ -63,14 +63,20 @@ babble of unheard espeak-ng voices, not the evaluation's babble of recorded ones
 --head=evidential trains sigma by deep evidential regression instead of the Gaussian NLL (two more
 rows per dimension during training only, log nu and log(alpha - 1); the row the engine runs is the
 epistemic log sigma, so the file is unchanged): the single-pass alternative the issue names,
-measured against the Gaussian head in the fourteenth round.
+measured against the Gaussian head in the fourteenth round. --sigma_rank_weight adds a pairwise
+hinge that makes each annotated row's largest log sigma exceed, by --sigma_rank_margin, that of every
+cleaner row of its batch (clean, or under white noise or babble at a higher SNR); with
+--sigma_rank_trunk=false it reaches the log sigma rows only. --speech_coverage sets the speech
+threshold, like sigma's, from the share of clean validation speech it hears; --real_shift_prob
+voice-shifts some real speech rows (sixteenth round).
 
 Loss = (1 - CCC of mu on the annotated clips, as in distillation) + Gaussian NLL of sigma given the (detached) error
 + squared distance of OOD log sigma to its target + binary cross-entropy of the speech logit
-(+ keep_adv * squared distance of mu to the --init student's on the clean annotated rows, when > 0).
+(+ keep_adv * squared distance of mu to the --init student's on the clean annotated rows, when > 0)
+(+ sigma_rank_weight * the rank hinge, when > 0).
 
 The decision thresholds written into the model: speech when the speech probability is >= 0.5
-(logit >= 0: the classifier's own boundary); "too uncertain" when any sigma exceeds the
+(logit >= 0: the classifier's own boundary; --speech_coverage sets another); "too uncertain" when any sigma exceeds the
 `coverage` quantile (default 0.95) of the largest sigma over clean validation speech, taken for the
 annotator's validation voices and for real speech of the validation speaker groups apart, the
 larger of the two: 95 % of either kind of clean speech is answered, noisier speech less. docs/uncertainty.md has the
@@ -250,7 +256,7 @@ HELP = {
                          "must exceed the cleaner row's by --sigma_rank_margin (hinge, mean over such "
                          "pairs; rows under other corruptions or voice-shifted take no part). The NLL "
                          "alone lets sigma follow noise only as far as the error grows with it, which for "
-                         "a noise-robust mean is little and differs between seeds (session 20, "
+                         "a noise-robust mean is little and differs between seeds (sixteenth round, "
                          "docs/uncertainty.md); 0 = off (the loss is exactly the one without it)",
     "sigma_rank_margin": "with --sigma_rank_weight: the log sigma by which the noisier row of a pair must "
                          "exceed the cleaner one",
