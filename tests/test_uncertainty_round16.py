@@ -11,6 +11,10 @@ import pytest
 import torch
 from conftest import REPO, record_calls
 
+# a run small enough for a test: pools of a few clips, one step
+SMALL = {"init": str(REPO / "training" / "default"), "n_clips": 120, "ood_per_kind": 1, "real_per_group": 1,
+         "babble_bank": 1, "batch_speech": 16, "batch_real": 1, "batch_ood": 1, "max_iters": 1, "threads": 1}
+
 
 def test_the_rank_hinge_counts_only_pairs_in_the_wrong_order_or_too_close():
     from training.uncertainty import sigma_rank_loss
@@ -80,9 +84,7 @@ def test_the_trainer_ranks_clean_and_noisy_rows_and_leaves_other_corruptions_out
     SNR for rows under white noise or babble, nan for the others, and the run records a rank term."""
     from training import uncertainty
 
-    small = {"init": str(REPO / "training" / "default"), "n_clips": 120, "ood_per_kind": 1, "real_per_group": 1,
-             "babble_bank": 1, "batch_speech": 16, "batch_real": 1, "batch_ood": 1, "max_iters": 1, "threads": 1,
-             "sigma_rank_weight": 1.0, "out_dir": str(tmp_path / "run")}
+    small = {**SMALL, "sigma_rank_weight": 1.0, "out_dir": str(tmp_path / "run")}
     cfg = uncertainty.UQConfig(**small)
     pools = uncertainty.load_pools(cfg, lambda m: None)
     *_, clean, snr = uncertainty.batch(pools, cfg, 0, with_clean=True, with_snr=True)
@@ -176,9 +178,7 @@ def test_the_head_only_rank_term_reaches_only_the_log_sigma_rows(monkeypatch, tm
     in value to the model's own, whose gradient can reach only the head's weight and bias."""
     from training import uncertainty
 
-    small = {"init": str(REPO / "training" / "default"), "n_clips": 120, "ood_per_kind": 1, "real_per_group": 1,
-             "babble_bank": 1, "batch_speech": 16, "batch_real": 1, "batch_ood": 1, "max_iters": 1, "threads": 1,
-             "sigma_rank_weight": 1.0}
+    small = {**SMALL, "sigma_rank_weight": 1.0}
     calls = record_calls(monkeypatch, uncertainty, "loss_terms")
     uncertainty.train(uncertainty.UQConfig(**small, out_dir=str(tmp_path / "trunk")))
     uncertainty.train(uncertainty.UQConfig(**small, sigma_rank_trunk=False, out_dir=str(tmp_path / "head")))
@@ -194,8 +194,7 @@ def test_the_head_only_rank_term_reaches_only_the_log_sigma_rows(monkeypatch, tm
 def test_real_shift_changes_only_some_real_rows_and_off_is_the_old_batch():
     from training import uncertainty
 
-    small = {"init": str(REPO / "training" / "default"), "n_clips": 120, "ood_per_kind": 1, "real_per_group": 2,
-             "babble_bank": 1, "batch_speech": 4, "batch_real": 8, "batch_ood": 1}
+    small = {**SMALL, "real_per_group": 2, "batch_speech": 4, "batch_real": 8}
     cfg = uncertainty.UQConfig(**small)
     pools = uncertainty.load_pools(cfg, lambda m: None)
     old = uncertainty.batch(pools, cfg, 3)

@@ -1007,7 +1007,8 @@ def train(cfg: UQConfig) -> dict[str, Any]:
         torch.nn.init.zeros_(evidence_rows.weight)
         torch.nn.init.zeros_(evidence_rows.bias)  # nu = 1, alpha = 2
         groups[0]["params"] += list(evidence_rows.parameters())
-    if cfg.head == "evidential" or not cfg.sigma_rank_trunk:
+    head_only_rank = cfg.sigma_rank_weight > 0 and not cfg.sigma_rank_trunk  # needs the head's inputs
+    if cfg.head == "evidential" or head_only_rank:
         hook = model.adv.register_forward_hook(lambda mod, inp, out: head_inputs.__setitem__("x", inp[0]))
     if cfg.trunk_lr_scale > 0:
         groups.append({"params": trunk, "scale": cfg.trunk_lr_scale})
@@ -1070,7 +1071,7 @@ def train(cfg: UQConfig) -> dict[str, Any]:
                            evidential_reg=cfg.evidential_reg,
                            rank_snr=rank_snr(clean_rows, snr),
                            rank_weight=cfg.sigma_rank_weight, rank_margin=cfg.sigma_rank_margin,
-                           rank_log_sigma=None if cfg.sigma_rank_trunk else F.linear(
+                           rank_log_sigma=None if not head_only_rank else F.linear(
                                head_inputs["x"][: cfg.batch_speech].detach(), model.adv.weight[N_VALUES:2 * N_VALUES],
                                model.adv.bias[N_VALUES:2 * N_VALUES]))
         loss = sum(terms.values())
