@@ -699,6 +699,11 @@ def voice_shift(x: np.ndarray, factor: float) -> np.ndarray:
     return fit_length(y.astype(np.float32), len(x), 0, "repeat")
 
 
+def random_voice_shift(x: np.ndarray, rng: np.random.Generator, largest: float) -> np.ndarray:
+    """voice_shift by a factor drawn log-uniformly from [1/largest, largest]."""
+    return voice_shift(x, float(np.exp(rng.uniform(-1, 1) * np.log(largest))))
+
+
 def random_corruption(x: np.ndarray, rng: np.random.Generator,
                       babble: list[np.ndarray]) -> tuple[np.ndarray, str, float]:
     """One corruption of training.ood's grid, babble from training voices: (audio, kind, level)."""
@@ -731,7 +736,7 @@ def batch(pools: Pools, cfg: UQConfig, it: int, with_clean: bool = False,
         x = crop(pools.annotated[i], n, rng)
         shifted = cfg.voice_shift_prob > 0 and rng.random() < cfg.voice_shift_prob  # no draw when off
         if shifted:
-            x = voice_shift(x, float(np.exp(rng.uniform(-1, 1) * np.log(cfg.voice_shift_max))))
+            x = random_voice_shift(x, rng, cfg.voice_shift_max)
         clean.append(not rng.random() < cfg.corrupt_prob)
         mean_rows.append((clean[-1] or cfg.mean_on_corrupted) and not shifted)
         kind, level = "clean", math.inf
@@ -743,8 +748,8 @@ def batch(pools: Pools, cfg: UQConfig, it: int, with_clean: bool = False,
         targets.append(pools.targets[i])
     real = [crop(pools.real[i], n, rng) for i in rng.integers(len(pools.real), size=cfg.batch_real)]
     if cfg.real_shift_prob > 0:   # no draw when off
-        real = [voice_shift(x, float(np.exp(rng.uniform(-1, 1) * np.log(cfg.voice_shift_max))))
-                if rng.random() < cfg.real_shift_prob else x for x in real]
+        real = [random_voice_shift(x, rng, cfg.voice_shift_max) if rng.random() < cfg.real_shift_prob else x
+                for x in real]
     rows += real
     rows += [crop(pools.ood[i], n, rng) for i in rng.integers(len(pools.ood), size=cfg.batch_ood)]
     is_speech = torch.zeros(len(rows), dtype=torch.bool)
