@@ -8,9 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 from training import rebuild
+from training.corpus import DebianSource, group_split
+from training.uncertainty import real_speech_record
 from wav2small import Model
 
 REPO = Path(__file__).resolve().parent.parent
@@ -42,6 +46,42 @@ def test_the_plan_is_the_shipped_runs_recipe():
     assert release.argv == ["-m", "training.release", "training/default_uq"]
     # options given after the recipe's win (argparse keeps the last)
     assert rebuild.plan(out, False, STUDENT, HEAD, ["--max_iters=3"])[0].argv[-1] == "--max_iters=3"
+
+
+def speech_packages(root: Path, groups: dict[str, int]) -> tuple:
+    """A Debian-like source under root: `groups` {name: files}, one second of distinct noise each."""
+    for g, n in groups.items():
+        rng = np.random.default_rng(list(g.encode()))   # the corpus keeps one copy of equal files
+        (root / g).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            sf.write(root / g / f"{i}.wav", (0.1 * rng.standard_normal(16000)).astype(np.float32), 16000)
+    return (DebianSource("test-speech", str(root), "*/*.wav", lambda parts: parts[0]),)
+
+
+def test_the_real_speech_a_head_draws_is_recorded_with_its_groups(tmp_path):
+    # group names the corpus hash puts in train, val and test
+    names = {split: next(f"g{k}" for k in range(1000) if group_split(f"g{k}") == split)
+             for split in ("train", "val", "test")}
+    src = speech_packages(tmp_path, {names["train"]: 3, names["val"]: 2, names["test"]: 2})
+    rec = real_speech_record(2, 0, src)
+    assert rec["train"] == {"files": 2, "groups": [names["train"]]}       # at most per_group files a group
+    assert rec["val"] == {"files": 2, "groups": [names["val"]]}           # test groups are not drawn
+    assert rec == real_speech_record(2, 0, src)
+    # another package installed: another record, and the rebuild names the group it adds
+    extra = next(f"h{k}" for k in range(1000) if group_split(f"h{k}") == "train")
+    speech_packages(tmp_path, {extra: 1})
+    more = real_speech_record(2, 0, src)
+    assert more["fingerprint"] != rec["fingerprint"] and more["train"]["groups"] == sorted([names["train"], extra])
+    check = rebuild.real_speech_check({"real_speech": rec}, more)
+    assert not check["same"] and check["groups"]["train"] == {"missing": [], "extra": [extra]}
+    assert f"train groups extra here: {extra}" in check["note"]
+    assert rebuild.real_speech_check({"real_speech": rec}, rec) == {
+        "same": True, "here": rec, "shipped_fingerprint": rec["fingerprint"],
+        "groups": {"train": {"missing": [], "extra": []}, "val": {"missing": [], "extra": []}}, "note": ""}
+    # a train.json of before the record: the size of its speech pool is all there is to compare
+    old = {"pools": {"real_speech": 2}}
+    assert rebuild.real_speech_check(old, rec)["same"] and not rebuild.real_speech_check(old, more)["same"]
+    assert "gives 3 training files in 2 groups; the shipped head's pool had 2" in rebuild.real_speech_check(old, more)["note"]
 
 
 def test_the_steps_run_with_float_kernels_capped_at_avx2():
@@ -130,6 +170,10 @@ def test_a_small_rebuild_continues_a_killed_step_and_compares_with_the_shipped_m
     assert all(v > 0 for v in c["max_abs_output_diff"].values())
     assert json.loads((out / "rebuild.json").read_text()) == report
     assert report["pinned_kernels"] == rebuild.pinned_here()
+    # what real speech the machine has, against the shipped head's; the head records its own
+    cfg = HEAD["config"]
+    assert report["real_speech"] == rebuild.real_speech_check(HEAD, real_speech_record(cfg["real_per_group"], cfg["seed"]))
+    assert head["real_speech"] == real_speech_record(1, head["config"]["seed"])
     assert report["kernel_probe"] == rebuild.probe_here({**os.environ, **report["pinned_kernels"]})
     assert "python -m training.rebuild --install" in (out / "release" / "default.md").read_text()
     text = rebuild.summary(report, out)

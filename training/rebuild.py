@@ -33,7 +33,8 @@ a small training step, on an AVX2-only Intel CPU emulated by qemu (MKL's log10 o
 differs there: docs/uncertainty.md); on AMD CPUs MKL does not honour its AVX2 setting (measured
 under emulation), and the command says so. `--probe` prints in seconds a hash of the float kernels a
 training step runs (kernel_probe); machines whose hashes differ cannot rebuild the same bytes
-(agreeing, they also need the same speech packages), and rebuild.json records it.
+(agreeing, they also need the same Debian speech packages: the command compares them with the shipped
+head's record and says which speaker groups differ), and rebuild.json records both.
 """
 from __future__ import annotations
 
@@ -273,6 +274,28 @@ def compare(shipped: bytes, rebuilt: Path, n_clips: int = 48) -> dict:
     return res
 
 
+def real_speech_check(head: dict, here: dict) -> dict:
+    """Whether the Debian real speech installed here (`here`: uncertainty.real_speech_record with the
+    shipped head's options) is what the shipped head (`head`: its train.json) trained on. A train.json
+    written before the record existed has only the size of the speech pool to compare."""
+    shipped = head.get("real_speech")
+    if shipped:
+        same = shipped["fingerprint"] == here["fingerprint"]
+        diff = {split: {"missing": sorted(set(shipped[split]["groups"]) - set(here[split]["groups"])),
+                        "extra": sorted(set(here[split]["groups"]) - set(shipped[split]["groups"]))}
+                for split in ("train", "val")}
+        said = "; ".join(f"{split} groups {kind} here: {', '.join(groups)}"
+                         for split, d in diff.items() for kind, groups in d.items() if groups)
+        note = said or "the same groups, but other files in them"
+        return {"same": same, "here": here, "shipped_fingerprint": shipped["fingerprint"], "groups": diff,
+                "note": "" if same else f"the real speech installed here is not the shipped head's ({note})"}
+    pool = head.get("pools", {}).get("real_speech")
+    same = pool == here["train"]["files"]
+    return {"same": same, "here": here, "shipped_pool_files": pool,
+            "note": "" if same else f"the real speech installed here gives {here['train']['files']} training files "
+                                    f"in {len(here['train']['groups'])} groups; the shipped head's pool had {pool}"}
+
+
 def rel(path: Path | str) -> str:
     """A path as the user would type it: relative to the working directory when under it."""
     p = Path(path)
@@ -299,8 +322,15 @@ def rebuild(out: Path, install: bool, student_extra: list[str] = (), head_extra:
     log(cap_note(pinned, cpuinfo("vendor_id")))
     probe = probe_here(env)
     log(f"kernel probe {probe[:16]} (a machine with another probe rebuilds other bytes)")
+    from .uncertainty import real_speech_record
+
+    cfg = head.get("config", {})
+    speech = real_speech_check(head, real_speech_record(cfg.get("real_per_group", 40), cfg.get("seed", 0)))
+    if not speech["same"]:
+        log(f"{speech['note']}: the head learns from it, so the result will not be the shipped bytes (install "
+            "the Debian speech packages .ci/run installs, and no others: docs/uncertainty.md, \"Capped kernels\")")
     report: dict = {"install": install, "machine": machine(), "pinned_kernels": pinned, "kernel_probe": probe,
-                    "steps": []}
+                    "real_speech": speech, "steps": []}
     t0 = time.monotonic()
     for k, step in enumerate(steps, 1):
         argv = step.argv

@@ -560,6 +560,22 @@ def real_speech(splits: tuple[str, ...], per_group: int, seed: int,
     return out
 
 
+def real_speech_record(per_group: int, seed: int, sources: Sequence | None = None) -> dict:
+    """Which Debian real speech a run with these options draws: files and speaker groups of the
+    "train" split (the speech pool, the familiarity reference) and of "val" (the thresholds), and
+    training.corpus.fingerprint of both. The installed packages decide it, so it goes into
+    train.json, and training.rebuild compares the machine's with the shipped head's."""
+    from .corpus import DEBIAN_SOURCES, debian_entries, fingerprint
+
+    entries = [e for e in debian_entries(max_per_group=per_group, seed=seed, sources=sources or DEBIAN_SOURCES)
+               if e.split in ("train", "val")]
+    record: dict = {split: {"files": sum(e.split == split for e in entries),
+                            "groups": sorted({e.group for e in entries if e.split == split})}
+                    for split in ("train", "val")}
+    record["fingerprint"] = fingerprint(entries)
+    return record
+
+
 def voice_range(spec: str) -> tuple[int, int]:
     """--babble_voices "LO-HI" (or "N") as (LO, HI); SystemExit with the reason when it is not one."""
     lo, dash, hi = spec.partition("-")
@@ -818,6 +834,7 @@ def finish(model: Wav2Small, cfg: UQConfig, history: list, extra: dict, log) -> 
                        "min_speech_logit": min_logit, "min_speech_prob": 1.0 / (1.0 + math.exp(-min_logit)),
                        "from": f"{len(annotated['val'][0])} espeak-ng validation clips + {len(real)} real "
                                "speech clips of the validation speaker groups"},
+        "real_speech": real_speech_record(cfg.real_per_group, cfg.seed),
         "ccc": ccc,
         "history": history,
     }
