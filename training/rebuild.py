@@ -134,11 +134,13 @@ python -m training.rebuild --install   # 17 min on a 2-core machine (docs/uncert
 runs these steps, with the options the shipped runs recorded in training/default/train.json and
 training/default_uq/train.json; a step that was killed continues where it stopped when the command
 is run again. On an x86-64 CPU with AVX2 and FMA it caps the float kernels of torch and numpy at
-AVX2, so that such Intel CPUs compute the same thing (two capped rebuilds on one machine gave the
-same bytes; a small training step computes alike on an AVX2-only Intel CPU emulated by qemu, a
-full-size one not yet shown); on AMD CPUs MKL ignores the cap, and the command says so.
+AVX2, so that such Intel CPUs compute the same thing (four capped rebuilds, on two machines of one
+kind, gave the same bytes; a small training step computes alike on an AVX2-only Intel CPU emulated
+by qemu, a full-size one not yet shown); on AMD CPUs MKL ignores the cap, and the command says so.
 `python -m training.rebuild --probe` prints in seconds a hash of those kernels: machines whose
-hashes differ cannot rebuild the same bytes. This model predates the cap: it was trained uncapped
+hashes differ cannot rebuild the same bytes. The head also learns from the Debian speech packages
+installed (those .ci/run installs, and no others, for these bytes): the command says which speaker
+groups differ from the shipped head's. This model predates the cap: it was trained uncapped
 on another CPU, so a rebuild gives a different model of about the same quality, not these bytes
 (docs/uncertainty.md, "Commands", has measured cases). The command compares the new model file
 with this one and says how far apart they are.

@@ -19,18 +19,19 @@ For each run directory (model.safetensors + train.json of training.uncertainty) 
     no run heard, and validation has no recorded voices to spare that the report does not use),
 
 the AUROC of the largest sigma (and of 1 - speech probability) for speech against each non-speech
-kind and their mean, the share of each kind (and of each babble probe) called speech (speech
-logit >= the model's threshold: 0, probability 0.5, unless trained with --speech_coverage) and of the speech (espeak-ng and real apart) heard as speech,
-Spearman(largest sigma, -SNR), selective prediction on the 200 annotated clips
-clean plus the corrupted ones (area, whether the error falls monotonically, how often it rises,
-Spearman of error and sigma over the corruption cells; training.uq_report's measures), how far
-+-1 LSB of random noise moves A/D/V on the speech padded with 1 s of digital silence at each end
-(mean absolute change, espeak-ng and real speech apart; scripts/uq_lowbits.py says why), and
-CCC against the annotator on every validation clip of seed 0's draw, whole (the same clips for every
-run; the validation CCC of its train.json is on the clips its --seed drew). With
---engine=1 the run is also released into REL/<run's name> (training.release --out_dir, int8
-calibration as for the package; REL is --rel, runs/rel by default) and the same numbers are measured through the int8 engine, with the release's
-engine-vs-float fidelity. The clips are made once and cached (--cache).
+kind and their mean, the share of each kind (and of each babble probe) called speech (speech logit
+>= the model's threshold: 0, probability 0.5, unless trained with --speech_coverage) and of the
+speech (espeak-ng and real apart) heard as speech, Spearman(largest sigma, -SNR), selective
+prediction on the 200 annotated clips clean plus the corrupted ones (area, whether the error falls
+monotonically, how often it rises, Spearman of error and sigma over the corruption cells;
+training.uq_report's measures), how far +-1 LSB of random noise moves A/D/V on the speech padded
+with 1 s of digital silence at each end (mean absolute change, espeak-ng and real speech apart;
+scripts/uq_lowbits.py says why), and CCC against the annotator on every validation clip of seed 0's
+draw, whole (the same clips for every run; the validation CCC of its train.json is on the clips its
+--seed drew). With --engine=1 the run is also released into REL/<run's name> (training.release
+--out_dir, int8 calibration as for the package; REL is --rel, runs/rel by default) and the same
+numbers are measured through the int8 engine, with the release's engine-vs-float fidelity. The
+clips are made once and cached (--cache).
 """
 from __future__ import annotations
 
