@@ -75,6 +75,9 @@ def test_the_real_speech_a_head_draws_is_recorded_with_its_groups(tmp_path):
     check = rebuild.real_speech_check({"real_speech": rec}, more)
     assert not check["same"] and check["groups"]["train"] == {"missing": [], "extra": [extra]}
     assert f"train groups extra here: {extra}" in check["note"]
+    assert check["note"] in rebuild.speech_note(check) and "will not be the shipped bytes" in rebuild.speech_note(check)
+    assert rebuild.speech_note(rebuild.real_speech_check({"real_speech": rec}, rec)) == (
+        "real speech: as the shipped head's (2 training files in 1 speaker groups)")
     assert rebuild.real_speech_check({"real_speech": rec}, rec) == {
         "same": True, "here": rec, "shipped_fingerprint": rec["fingerprint"],
         "groups": {"train": {"missing": [], "extra": []}, "val": {"missing": [], "extra": []}}, "note": ""}
@@ -124,6 +127,8 @@ def test_probe_prints_this_machines_kernel_probe(capsys):
     assert rebuild.main(["--probe"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"^kernel probe: [0-9a-f]{64}$", out, re.MULTILINE), out
+    # and whether the installed speech is the shipped head's
+    assert rebuild.speech_note(rebuild.speech_here(HEAD)) in out
 
 
 def test_the_capped_kernels_compute_alike_on_an_emulated_avx2_only_cpu():

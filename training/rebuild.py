@@ -33,8 +33,8 @@ a small training step, on an AVX2-only Intel CPU emulated by qemu (MKL's log10 o
 differs there: docs/uncertainty.md); on AMD CPUs MKL does not honour its AVX2 setting (measured
 under emulation), and the command says so. `--probe` prints in seconds a hash of the float kernels a
 training step runs (kernel_probe); machines whose hashes differ cannot rebuild the same bytes
-(agreeing, they also need the same Debian speech packages: the command compares them with the shipped
-head's record and says which speaker groups differ), and rebuild.json records both.
+(agreeing, they also need the same Debian speech packages: the command, and --probe, compare them
+with the shipped head's record and say which speaker groups differ), and rebuild.json records both.
 """
 from __future__ import annotations
 
@@ -298,6 +298,24 @@ def real_speech_check(head: dict, here: dict) -> dict:
                                     f"in {len(here['train']['groups'])} groups; the shipped head's pool had {pool}"}
 
 
+def speech_here(head: dict) -> dict:
+    """real_speech_check of this machine's installed speech against `head` (a train.json)."""
+    from .uncertainty import real_speech_record
+
+    cfg = head.get("config", {})
+    return real_speech_check(head, real_speech_record(cfg.get("real_per_group", 40), cfg.get("seed", 0)))
+
+
+def speech_note(speech: dict) -> str:
+    """What a real_speech_check means for the user."""
+    if speech["same"]:
+        here = speech["here"]["train"]
+        return (f"real speech: as the shipped head's ({here['files']} training files in {len(here['groups'])} "
+                "speaker groups)")
+    return (f"{speech['note']}: the head learns from it, so the result will not be the shipped bytes (install the "
+            "Debian speech packages .ci/run installs, and no others: docs/uncertainty.md, \"The installed speech\")")
+
+
 def rel(path: Path | str) -> str:
     """A path as the user would type it: relative to the working directory when under it."""
     p = Path(path)
@@ -324,13 +342,9 @@ def rebuild(out: Path, install: bool, student_extra: list[str] = (), head_extra:
     log(cap_note(pinned, cpuinfo("vendor_id")))
     probe = probe_here(env)
     log(f"kernel probe {probe[:16]} (a machine with another probe rebuilds other bytes)")
-    from .uncertainty import real_speech_record
-
-    cfg = head.get("config", {})
-    speech = real_speech_check(head, real_speech_record(cfg.get("real_per_group", 40), cfg.get("seed", 0)))
+    speech = speech_here(head)
     if not speech["same"]:
-        log(f"{speech['note']}: the head learns from it, so the result will not be the shipped bytes (install "
-            "the Debian speech packages .ci/run installs, and no others: docs/uncertainty.md, \"Capped kernels\")")
+        log(speech_note(speech))
     report: dict = {"install": install, "machine": machine(), "pinned_kernels": pinned, "kernel_probe": probe,
                     "real_speech": speech, "steps": []}
     t0 = time.monotonic()
@@ -391,12 +405,14 @@ def main(argv: list[str] | None = None) -> int:
                    "(a quick trial: the result is then not the shipped recipe's)")
     p.add_argument("--head_args", default="", help="more training.uncertainty options, likewise")
     p.add_argument("--probe", action="store_true", help="only print the kernel probe of this machine, with the "
-                   "rebuild's kernel settings (seconds), and exit: a machine with another probe rebuilds other bytes")
+                   "rebuild's kernel settings, and whether its Debian real speech is the shipped head's (seconds), "
+                   "and exit: a machine with another probe or other speech rebuilds other bytes")
     args = p.parse_args(argv)
     if args.probe:
         pinned = pinned_here()
         print(cap_note(pinned, cpuinfo("vendor_id")))
         print(f"kernel probe: {probe_here({**os.environ, **pinned})}")
+        print(speech_note(speech_here(json.loads((SHIPPED_HEAD / "train.json").read_text()))))
         return 0
     if not in_checkout() or not (SHIPPED_HEAD / "train.json").is_file():
         p.error("run it in a source checkout: the recipe is training/default*/train.json and --install "
