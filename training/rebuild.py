@@ -300,10 +300,11 @@ def real_speech_check(head: dict, here: dict) -> dict:
 
 def speech_here(head: dict) -> dict:
     """real_speech_check of this machine's installed speech against `head` (a train.json)."""
-    from .uncertainty import real_speech_record
+    from .uncertainty import UQConfig, real_speech_record
 
     cfg = head.get("config", {})
-    return real_speech_check(head, real_speech_record(cfg.get("real_per_group", 40), cfg.get("seed", 0)))
+    return real_speech_check(head, real_speech_record(cfg.get("real_per_group", UQConfig.real_per_group),
+                                                      cfg.get("seed", UQConfig.seed)))
 
 
 def speech_note(speech: dict) -> str:
@@ -412,7 +413,8 @@ def main(argv: list[str] | None = None) -> int:
         pinned = pinned_here()
         print(cap_note(pinned, cpuinfo("vendor_id")))
         print(f"kernel probe: {probe_here({**os.environ, **pinned})}")
-        print(speech_note(speech_here(json.loads((SHIPPED_HEAD / "train.json").read_text()))))
+        if (SHIPPED_HEAD / "train.json").is_file():   # a source checkout: the shipped head's record is here
+            print(speech_note(speech_here(json.loads((SHIPPED_HEAD / "train.json").read_text()))))
         return 0
     if not in_checkout() or not (SHIPPED_HEAD / "train.json").is_file():
         p.error("run it in a source checkout: the recipe is training/default*/train.json and --install "
