@@ -77,7 +77,7 @@ def test_the_real_speech_a_head_draws_is_recorded_with_its_groups(tmp_path):
     assert f"train groups extra here: {extra}" in check["note"]
     assert check["note"] in rebuild.speech_note(check) and "will not be the shipped bytes" in rebuild.speech_note(check)
     assert rebuild.speech_note(rebuild.real_speech_check({"real_speech": rec}, rec)) == (
-        "real speech: as the shipped head's (2 training files in 1 speaker groups)")
+        "real speech: as the shipped head's (2 training files in 1 speaker group)")
     assert rebuild.real_speech_check({"real_speech": rec}, rec) == {
         "same": True, "here": rec, "shipped_fingerprint": rec["fingerprint"],
         "groups": {"train": {"missing": [], "extra": []}, "val": {"missing": [], "extra": []}}, "note": ""}

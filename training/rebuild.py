@@ -310,9 +310,9 @@ def speech_here(head: dict) -> dict:
 def speech_note(speech: dict) -> str:
     """What a real_speech_check means for the user."""
     if speech["same"]:
-        here = speech["here"]["train"]
-        return (f"real speech: as the shipped head's ({here['files']} training files in {len(here['groups'])} "
-                "speaker groups)")
+        files, groups = speech["here"]["train"]["files"], len(speech["here"]["train"]["groups"])
+        return (f"real speech: as the shipped head's ({files} training file{'s' * (files != 1)} in {groups} "
+                f"speaker group{'s' * (groups != 1)})")
     return (f"{speech['note']}: the head learns from it, so the result will not be the shipped bytes (install the "
             "Debian speech packages .ci/run installs, and no others: docs/uncertainty.md, \"The installed speech\")")
 
