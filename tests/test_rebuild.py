@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 
 from training import rebuild
-from training.corpus import DebianSource, group_split
+from training.corpus import DebianSource, debian_entries, group_split
 from training.uncertainty import real_speech_record
 from wav2small import Model
 
@@ -63,14 +63,17 @@ def test_the_real_speech_a_head_draws_is_recorded_with_its_groups(tmp_path):
     names = {split: next(f"g{k}" for k in range(1000) if group_split(f"g{k}") == split)
              for split in ("train", "val", "test")}
     src = speech_packages(tmp_path, {names["train"]: 3, names["val"]: 2, names["test"]: 2})
-    rec = real_speech_record(2, 0, src)
+    def record(sources):
+        return real_speech_record(debian_entries(max_per_group=2, seed=0, sources=sources))
+
+    rec = record(src)
     assert rec["train"] == {"files": 2, "groups": [names["train"]]}       # at most per_group files a group
     assert rec["val"] == {"files": 2, "groups": [names["val"]]}           # test groups are not drawn
-    assert rec == real_speech_record(2, 0, src)
+    assert rec == record(src)
     # another package installed: another record, and the rebuild names the group it adds
     extra = next(f"h{k}" for k in range(1000) if group_split(f"h{k}") == "train")
     speech_packages(tmp_path, {extra: 1})
-    more = real_speech_record(2, 0, src)
+    more = record(src)
     assert more["fingerprint"] != rec["fingerprint"] and more["train"]["groups"] == sorted([names["train"], extra])
     check = rebuild.real_speech_check({"real_speech": rec}, more)
     assert not check["same"] and check["groups"]["train"] == {"missing": [], "extra": [extra]}
@@ -177,8 +180,9 @@ def test_a_small_rebuild_continues_a_killed_step_and_compares_with_the_shipped_m
     assert report["pinned_kernels"] == rebuild.pinned_here()
     # what real speech the machine has, against the shipped head's; the head records its own
     cfg = HEAD["config"]
-    assert report["real_speech"] == rebuild.real_speech_check(HEAD, real_speech_record(cfg["real_per_group"], cfg["seed"]))
-    assert head["real_speech"] == real_speech_record(1, head["config"]["seed"])
+    assert report["real_speech"] == rebuild.real_speech_check(HEAD, real_speech_record(debian_entries(
+        max_per_group=cfg["real_per_group"], seed=cfg["seed"])))
+    assert head["real_speech"] == real_speech_record(debian_entries(max_per_group=1, seed=head["config"]["seed"]))
     assert report["kernel_probe"] == rebuild.probe_here({**os.environ, **report["pinned_kernels"]})
     assert "python -m training.rebuild --install" in (out / "release" / "default.md").read_text()
     text = rebuild.summary(report, out)

@@ -300,11 +300,12 @@ def real_speech_check(head: dict, here: dict) -> dict:
 
 def speech_here(head: dict) -> dict:
     """real_speech_check of this machine's installed speech against `head` (a train.json)."""
+    from .corpus import debian_entries
     from .uncertainty import UQConfig, real_speech_record
 
     cfg = head.get("config", {})
-    return real_speech_check(head, real_speech_record(cfg.get("real_per_group", UQConfig.real_per_group),
-                                                      cfg.get("seed", UQConfig.seed)))
+    return real_speech_check(head, real_speech_record(debian_entries(
+        max_per_group=cfg.get("real_per_group", UQConfig.real_per_group), seed=cfg.get("seed", UQConfig.seed))))
 
 
 def speech_note(speech: dict) -> str:

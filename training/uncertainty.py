@@ -542,12 +542,18 @@ def real_speech(splits: tuple[str, ...], per_group: int, seed: int,
     """Real speech of training.corpus's speaker groups in `splits` (train: train; eval: val+test).
     trim: without leading and trailing digital silence, files with almost nothing else left out
     (the evaluations; the training pools and thresholds take the files as they are)."""
-    from wav2small.audio import load
-
     from .corpus import debian_entries
 
+    return load_real_speech(debian_entries(max_per_group=per_group, seed=seed), splits, trim)
+
+
+def load_real_speech(entries: Sequence, splits: tuple[str, ...],
+                     trim: bool = False) -> list[tuple[str, np.ndarray]]:
+    """(group, float32 audio at 16 kHz) of the corpus entries in `splits` (real_speech)."""
+    from wav2small.audio import load
+
     out = []
-    for e in debian_entries(max_per_group=per_group, seed=seed):
+    for e in entries:
         if e.split in splits:
             try:
                 audio = load(e.path, 16000).astype(np.float32)
@@ -560,19 +566,19 @@ def real_speech(splits: tuple[str, ...], per_group: int, seed: int,
     return out
 
 
-def real_speech_record(per_group: int, seed: int, sources: Sequence | None = None) -> dict:
-    """Which Debian real speech a run with these options draws: files and speaker groups of the
-    "train" split (the speech pool, the familiarity reference) and of "val" (the thresholds), and
-    training.corpus.fingerprint of both. The installed packages decide it, so it goes into
-    train.json, and training.rebuild compares the machine's with the shipped head's."""
-    from .corpus import DEBIAN_SOURCES, debian_entries, fingerprint
+def real_speech_record(entries: Sequence) -> dict:
+    """Which Debian real speech a run draws (`entries`: training.corpus.debian_entries with its
+    real_per_group and seed): files and speaker groups of the "train" split (the speech pool, the
+    familiarity reference) and of "val" (the thresholds), and training.corpus.fingerprint of both.
+    The installed packages decide it, so it goes into train.json, and training.rebuild compares the
+    machine's with the shipped head's."""
+    from .corpus import fingerprint
 
-    entries = [e for e in debian_entries(max_per_group=per_group, seed=seed, sources=sources or DEBIAN_SOURCES)
-               if e.split in ("train", "val")]
-    record: dict = {split: {"files": sum(e.split == split for e in entries),
-                            "groups": sorted({e.group for e in entries if e.split == split})}
+    drawn = [e for e in entries if e.split in ("train", "val")]
+    record: dict = {split: {"files": sum(e.split == split for e in drawn),
+                            "groups": sorted({e.group for e in drawn if e.split == split})}
                     for split in ("train", "val")}
-    record["fingerprint"] = fingerprint(entries)
+    record["fingerprint"] = fingerprint(drawn)
     return record
 
 
@@ -804,20 +810,23 @@ def default_thresholds(val_outs: list[np.ndarray], coverage: float,
     return float(max(q)), float(min(heard))
 
 
-def held_out_speech(cfg: UQConfig, log) -> tuple[dict, list[np.ndarray]]:
-    """The annotator's validation and test voices ({split: (clips, targets)}) and real speech of
-    training.corpus's "val" speaker groups (the report evaluates on the "test" groups)."""
+def held_out_speech(cfg: UQConfig, log) -> tuple[dict, list[np.ndarray], dict]:
+    """The annotator's validation and test voices ({split: (clips, targets)}), real speech of
+    training.corpus's "val" speaker groups (the report evaluates on the "test" groups), and the
+    real_speech_record of the run's draw (one listing of the installed speech for both)."""
+    from .corpus import debian_entries
     from .distill import TrainConfig, load_prosody_corpus
 
     splits = load_prosody_corpus(TrainConfig(n_clips=cfg.n_clips, seed=cfg.seed), 16000, log)
     annotated = {k: ([c.astype(np.float32) / 32768.0 for c in splits[k].clips], splits[k].targets)
                  for k in ("val", "test")}
-    return annotated, [a for _, a in real_speech(("val",), cfg.real_per_group, cfg.seed)]
+    entries = debian_entries(max_per_group=cfg.real_per_group, seed=cfg.seed)
+    return annotated, [a for _, a in load_real_speech(entries, ("val",))], real_speech_record(entries)
 
 
 def finish(model: Wav2Small, cfg: UQConfig, history: list, extra: dict, log) -> dict[str, Any]:
     """Set the decision thresholds from clean validation speech, measure, save model + train.json."""
-    annotated, real = held_out_speech(cfg, log)
+    annotated, real, real_record = held_out_speech(cfg, log)
     out = {k: outputs(model, clips) for k, (clips, _) in annotated.items()}
     val_real = outputs(model, real)
     max_log_sigma, min_logit = default_thresholds([out["val"], val_real], cfg.coverage, cfg.speech_coverage)
@@ -834,7 +843,7 @@ def finish(model: Wav2Small, cfg: UQConfig, history: list, extra: dict, log) -> 
                        "min_speech_logit": min_logit, "min_speech_prob": 1.0 / (1.0 + math.exp(-min_logit)),
                        "from": f"{len(annotated['val'][0])} espeak-ng validation clips + {len(real)} real "
                                "speech clips of the validation speaker groups"},
-        "real_speech": real_speech_record(cfg.real_per_group, cfg.seed),
+        "real_speech": real_record,
         "ccc": ccc,
         "history": history,
     }
