@@ -533,7 +533,7 @@ def test_new_flags_parse_and_have_help():
             uncertainty.train(UQConfig(**bad))
     out = subprocess.run([sys.executable, "-m", "training.uncertainty", "--help"], capture_output=True, text=True,
                          cwd=REPO, check=True).stdout
-    for flag in ("--extended_nonspeech", "--ensemble ", "--ensemble_weight"):
+    for flag in ("--extended_nonspeech", "--ensemble ", "--ensemble_weight", "--trim_real"):
         assert flag in out
     assert "second-opinion" in out and "synthetic effects" in out
 
@@ -777,6 +777,21 @@ def test_trim_digital_silence():
     assert np.array_equal(trim_digital_silence(x), x[16000:24000])
     assert trim_digital_silence(np.zeros(16000, np.float32)) is None
     assert trim_digital_silence(x, min_seconds=0.6) is None  # 0.5 s of sound left: too little
+
+
+def test_trim_real_takes_the_digital_silence_off_the_real_speech_pool():
+    """--trim_real: the pool's real speech starts and ends with sound (klettres' files carry up to
+    seconds of zeros); without it the files are as packaged."""
+    from training.uncertainty import UQConfig, load_pools
+
+    small = dict(n_clips=120, ood_per_kind=1, real_per_group=1, babble_bank=1)
+    plain = load_pools(UQConfig(**small), lambda m: None)
+    trimmed = load_pools(UQConfig(**small, trim_real=True), lambda m: None)
+    sound_at_both_ends = lambda x: min(abs(x[0]), abs(x[-1])) * 32768.0 > 2
+    assert trimmed.real and all(sound_at_both_ends(x) for x in trimmed.real)
+    assert not all(sound_at_both_ends(x) for x in plain.real)   # some packaged files start or end in zeros
+    assert len(trimmed.real) <= len(plain.real) and sum(map(len, trimmed.real)) < sum(map(len, plain.real))
+    assert [len(x) for x in plain.ood] == [len(x) for x in trimmed.ood]   # nothing else changes
 
 
 def test_selection_summary_over_seeds(tmp_path):
