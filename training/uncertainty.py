@@ -264,12 +264,12 @@ HELP = {
                          "exceed the cleaner one",
     "sigma_rank_trunk": "false: the rank term sees log sigma computed from detached head inputs, so it "
                         "trains only the log sigma rows and never the features A/D/V are read from",
-    "trim_real": "take the leading and trailing digital silence off the real speech pool's files (as the "
-                 "evaluations do; the thresholds' validation speech is not trimmed; files with less than 0.25 s "
-                 "left are left out): "
-                 "some packages' files are mostly zeros (klettres' Low German letters: 73 %%), and a crop of "
-                 "them labelled speech is mostly silence (eighteenth round, docs/uncertainty.md: the "
-                 "validation speech was heard less, not more); false = the files as they are",
+    "trim_real": "take the leading and trailing digital silence off the real speech pool's files, as the "
+                 "evaluations do (the thresholds' validation speech stays as packaged; files with less "
+                 "than 0.25 s left are left out): some packages' files are mostly zeros (klettres' Low "
+                 "German letters: 73 %%), and a crop of them labelled speech is mostly silence (eighteenth "
+                 "round, docs/uncertainty.md: the validation speech was heard less, not more); false = the "
+                 "files as they are",
     "babble_voices": "how many training voices talk at once in the non-speech babble clips, LO-HI "
                      "(drawn per clip; the evaluation's babble has 6-9 voices it never heard); the "
                      "babble that corrupts speech keeps 6-12",
