@@ -549,7 +549,7 @@ def real_speech(splits: tuple[str, ...], per_group: int, seed: int,
                 trim: bool = False) -> list[tuple[str, np.ndarray]]:
     """Real speech of training.corpus's speaker groups in `splits` (train: train; eval: val+test).
     trim: without leading and trailing digital silence, files with almost nothing else left out
-    (the evaluations; the training pools and thresholds take the files as they are)."""
+    (the evaluations, and the training pool with --trim_real; the thresholds take the files as they are)."""
     from .corpus import debian_entries
 
     return load_real_speech(debian_entries(max_per_group=per_group, seed=seed), splits, trim)
