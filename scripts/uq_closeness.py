@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache", default="runs/uq_select_clips.pkl", help="training.uq_select's clip cache")
     p.add_argument("--weights", default="0,0.01,0.02,0.03,0.05,0.08", help="values of k")
     args = p.parse_args(argv)
-    run = engine_runner(SHIPPED)
+    run, _ = engine_runner(SHIPPED)
     val, ev = validation_sets(Path(args.cache), run), evaluation_sets(run)
     centre, sd = val["targets"].mean(axis=0), val["targets"].std(axis=0)
     print("| k | val. area | rises | Spearman(score, −SNR) | AUROC | eval. area | rises | Spearman | AUROC |")

@@ -726,14 +726,30 @@ def test_selection_measures_on_validation_clips(uq_bytes, tmp_path):
     assert [len(v) for v in data["babble_probe"].values()] == [2, 2]
     path = tmp_path / "uq.w2s"
     path.write_bytes(uq_bytes)
-    run = engine_runner(path)
-    r = measure(run, data)
+    run, thresholds = engine_runner(path)
+    r = measure(run, data, *thresholds)
     assert set(r) == {"auroc_sigma", "auroc_speech_prob", "spearman_sigma_minus_snr", "selective", "lsb_sensitivity",
-                      "ccc", "called_speech", "heard_as_speech", "babble_probe"}
-    # called speech: the speech probability at the classifier's boundary (0.5, logit 0)
+                      "ccc", "called_speech", "heard_as_speech", "babble_probe", "answered"}
+    # answered: the engine's own decision (w2s_decide) at the model file's thresholds, and at thresholds
+    # in the middle of the noisy clips' outputs (this random head answers nothing at its own)
+    model = wav2small.Model(path)
+    noisy_out = run(data["noisy"])
+    mid = (float(np.median(noisy_out[:, 6])), float(np.median(noisy_out[:, 3:6].max(axis=1))))
+    at_mid = Thresholds(math.exp(mid[1]), 1 / (1 + math.exp(-mid[0])))
+    for th, got in ((None, r["answered"]), (at_mid, measure(run, data, *mid)["answered"])):
+        def reliable(clips):
+            return np.array([model.from_fixed(model.predict_fixed(c), th).reliable for c in clips])
+        ok, ok_noisy, levels = reliable(data["speech"]), reliable(data["noisy"]), sorted(set(data["snr"].tolist()))
+        assert got["espeak"] == float(ok[:4].mean()) and got["real"] == float(ok[4:].mean())
+        assert got["snr_levels"] == levels
+        assert got["noisy"] == [float(ok_noisy[data["snr"] == lv].mean()) for lv in levels]
+    assert 0 < np.mean(got["noisy"]) < 1
+    # called speech: the speech logit at the model file's threshold (the fixture's 0.5)
+    bar = thresholds[0]
+    assert bar == 0.5
     for kind, clips in data["nonspeech"].items():
-        assert r["called_speech"][kind] == float((run(clips)[:, 6] >= 0).mean())
-    heard = run(data["speech"])[:, 6] >= 0
+        assert r["called_speech"][kind] == float((run(clips)[:, 6] >= bar).mean())
+    heard = run(data["speech"])[:, 6] >= bar
     assert r["heard_as_speech"] == {"espeak": float(heard[:4].mean()), "real": float(heard[4:].mean())}
     # the other measures recomputed from the engine's outputs with uq_report's tested metrics
     from training.metrics import ccc_numpy
@@ -742,7 +758,7 @@ def test_selection_measures_on_validation_clips(uq_bytes, tmp_path):
     sp = run(data["speech"])
     for name, probe in r["babble_probe"].items():
         b = run(data["babble_probe"][name])
-        assert probe["called_speech"] == float((b[:, 6] >= 0).mean())
+        assert probe["called_speech"] == float((b[:, 6] >= bar).mean())
         assert probe["auroc_sigma"] == auroc(b[:, 3:6].max(axis=1), sp[:, 3:6].max(axis=1))
         assert probe["auroc_speech_prob"] == auroc(-b[:, 6], -sp[:, 6])
     noisy = run(data["noisy"])

@@ -157,6 +157,11 @@ def test_selection_counts_speech_at_the_models_own_threshold():
     assert at0["heard_as_speech"] == {"espeak": 0.5, "real": 1.0}    # 2 annotated clips: -1.0, 0.5
     assert at1["heard_as_speech"] == {"espeak": 0.0, "real": 1.0}
     assert at0["called_speech"]["music"] == 0.75 and at1["called_speech"]["music"] == 0.25
+    # answered: called speech and the largest log sigma (-2.0 here) within max_log_sigma
+    assert at0["answered"]["espeak"] == 0.5 and at0["answered"]["real"] == 1.0      # no sigma limit
+    assert measure(run, data, 0.0, -2.0)["answered"]["real"] == 1.0                 # at the limit: answered
+    assert measure(run, data, 0.0, -2.5)["answered"] == {"espeak": 0.0, "real": 0.0, "snr_levels": [0.0, 10.0],
+                                                          "noisy": [0.0, 0.0]}
 
 
 def _leaves(t: torch.Tensor) -> list[torch.Tensor]:

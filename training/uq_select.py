@@ -21,7 +21,10 @@ For each run directory (model.safetensors + train.json of training.uncertainty) 
 the AUROC of the largest sigma (and of 1 - speech probability) for speech against each non-speech
 kind and their mean, the share of each kind (and of each babble probe) called speech (speech logit
 >= the model's threshold: 0, probability 0.5, unless trained with --speech_coverage) and of the
-speech (espeak-ng and real apart) heard as speech, Spearman(largest sigma, -SNR), selective
+speech (espeak-ng and real apart) heard as speech, Spearman(largest sigma, -SNR), the share of the
+speech answered at the model's default thresholds (decision "reliable": clean, espeak-ng and real
+apart, and the noisy clips per SNR; a sigma that rises with noise past its threshold rejects speech
+at 20-30 dB SNR that the mean predicts as well as clean speech, which the other measures miss), selective
 prediction on the 200 annotated clips clean plus the corrupted ones (area, whether the error falls
 monotonically, how often it rises, Spearman of error and sigma over the corruption cells;
 training.uq_report's measures), how far +-1 LSB of random noise moves A/D/V on the speech padded
@@ -37,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import pickle
 import time
 from pathlib import Path
@@ -131,9 +135,10 @@ def load_clips(cache: Path, log, **build_kw) -> dict:
     return data
 
 
-def measure(run, data: dict, min_speech_logit: float = 0.0) -> dict:
+def measure(run, data: dict, min_speech_logit: float = 0.0, max_log_sigma: float = math.inf) -> dict:
     """run(clips) -> (N, 7) raw outputs (log sigma, speech logit); a clip is called speech when its
-    logit is >= min_speech_logit (the model's own threshold: train.json's --speech_coverage)."""
+    logit is >= min_speech_logit (the model's own threshold: train.json's --speech_coverage), and
+    answered (the decision "reliable") when its largest log sigma is <= max_log_sigma as well."""
     sp = run(data["speech"])
     u_sp = sp[:, N_VALUES:2 * N_VALUES].max(axis=1)
     res: dict = {"auroc_sigma": {}, "auroc_speech_prob": {}}
@@ -155,6 +160,13 @@ def measure(run, data: dict, min_speech_logit: float = 0.0) -> dict:
                                      "called_speech": float((b[:, 2 * N_VALUES] >= min_speech_logit).mean())}
     noisy = run(data["noisy"])
     res["spearman_sigma_minus_snr"] = spearman(noisy[:, N_VALUES:2 * N_VALUES].max(axis=1), -data["snr"])
+    # how much speech the default decision answers, clean and per SNR: a sigma that rises with noise
+    # can reject speech at 20-30 dB that the mean predicts as well as clean speech
+    answered = lambda out: ((out[:, 2 * N_VALUES] >= min_speech_logit)   # noqa: E731
+                            & (out[:, N_VALUES:2 * N_VALUES].max(axis=1) <= max_log_sigma))
+    ok, ok_noisy, levels = answered(sp), answered(noisy), sorted(set(data["snr"].tolist()))
+    res["answered"] = {"espeak": float(ok[:n_ann].mean()), "real": float(ok[n_ann:].mean()), "snr_levels": levels,
+                       "noisy": [float(ok_noisy[data["snr"] == lv].mean()) for lv in levels]}
     # CCC against the annotator on all validation clips of seed 0, whole (train.json's val CCC is on
     # the run's own draw of clips: another --seed synthesises other clips of the same voices)
     val = run(data["val_clips"])
@@ -178,10 +190,15 @@ def measure(run, data: dict, min_speech_logit: float = 0.0) -> dict:
 
 
 def engine_runner(w2s: Path):
+    """(run, (min_speech_logit, max_log_sigma)): the engine's raw outputs and its default thresholds,
+    both in the units of its output (value / 2^out_frac_bits), so that comparing them is exact."""
     from wav2small import Model
 
     m = Model(w2s)
-    return lambda clips: np.array([m.predict_fixed(c) / 65536.0 for c in clips], np.float64)
+    one = float(1 << m.config["out_frac_bits"])
+    max_log_sigma, min_logit = m.thresholds.fixed(m.config["out_frac_bits"])
+    return (lambda clips: np.array([m.predict_fixed(c) / one for c in clips], np.float64),
+            (min_logit / one, max_log_sigma / one))
 
 
 def variant_of(run: str) -> str:
@@ -189,6 +206,13 @@ def variant_of(run: str) -> str:
     name = Path(run).name
     head, _, tail = name.rpartition("_s")
     return head if head and tail.isdigit() else name
+
+
+def answered_at(r: dict, snr: float) -> float:
+    """The share of the noisy speech at `snr` dB that a measure() result answered; nan where its JSON
+    predates the measure."""
+    a = r.get("answered", {})
+    return a["noisy"][a["snr_levels"].index(snr)] if snr in a.get("snr_levels", ()) else np.nan
 
 
 def summarize(results: dict, kind: str = "int8") -> str:
@@ -207,6 +231,7 @@ def summarize(results: dict, kind: str = "int8") -> str:
         "selective area": lambda r: r["selective"]["area"], "rises": lambda r: r["selective"]["rises"],
         "±1 LSB, padded real speech": lambda r: r["lsb_sensitivity"]["real"],
         "real speech heard": lambda r: r.get("heard_as_speech", {}).get("real", np.nan),
+        "speech answered at 20 dB SNR": lambda r: answered_at(r, 20.0),
         **{f"babble: {name} called speech": (lambda r, name=name: r.get("babble_probe", {}).get(name, {})
                                               .get("called_speech", np.nan))
            for name in (f"train voices x{PROBE_VOICES}", f"espeak-ng validation voices x{PROBE_VOICES}")},
@@ -255,14 +280,15 @@ def main(argv: list[str] | None = None) -> int:
         train = json.loads((run / "train.json").read_text())
         model = load_safetensors(run / "model.safetensors")
         r = {"val_ccc": train["ccc"]["val"]}
-        bar = model.cfg.min_speech_logit
         if args.float or not args.engine:
-            r["float"] = measure(lambda c, m=model: outputs(m, c), data, bar)
+            r["float"] = measure(lambda c, m=model: outputs(m, c), data, model.cfg.min_speech_logit,
+                                 model.cfg.max_log_sigma)
         if args.engine:
             from .release import release
 
             fid = release(run, args.rel / run.name)
-            r["int8"] = measure(engine_runner(args.rel / run.name / "default.w2s"), data, bar)
+            engine, (min_logit, max_log_sigma) = engine_runner(args.rel / run.name / "default.w2s")
+            r["int8"] = measure(engine, data, min_logit, max_log_sigma)
             r["fidelity_ccc"] = fid["ccc"]
         results[str(run)] = r
         log(f"{run}: {json.dumps(r)}")
@@ -279,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                           if k != "all")
                          + f") speech-prob {r[kind]['auroc_speech_prob']['all']:.3f}"
                          f" Spearman {r[kind]['spearman_sigma_minus_snr']:.3f}"
+                         f" answered at 20 dB SNR {answered_at(r[kind], 20.0):.2f}"
                          f" selective area {r[kind]['selective']['area']:.4f}"
                          f" ({r[kind]['selective']['rises']} rises)"
                          f" LSB sensitivity {r[kind]['lsb_sensitivity']['espeak']:.4f}/"
