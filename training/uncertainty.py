@@ -70,6 +70,8 @@ cleaner row of its batch (clean, or under white noise or babble at a higher SNR)
 threshold, like sigma's, from the share of clean validation speech it hears; --real_shift_prob
 voice-shifts some real speech rows (sixteenth round). --trim_real takes the digital silence off the
 ends of the real speech pool's files (eighteenth round: it hears less of the validation speech).
+--coverage_snr=S sets sigma's threshold to answer noisy validation speech at S dB SNR as well as
+clean (nineteenth round).
 
 Loss = (1 - CCC of mu on the annotated clips, as in distillation) + Gaussian NLL of sigma given the (detached) error
 + squared distance of OOD log sigma to its target + binary cross-entropy of the speech logit
@@ -163,6 +165,7 @@ class UQConfig:
     evidential_reg: float = 0.01     # --head=evidential: weight of the evidence regulariser
     coverage: float = 0.95           # clean validation speech answered at the default threshold
     speech_coverage: float = 0.0     # clean validation speech heard as speech at the default speech threshold; 0: logit 0
+    coverage_snr: float = 0.0        # > 0: the sigma threshold answers `coverage` of noisy validation speech at this SNR too
     thresholds_only: bool = False    # load out_dir's trained model and only set its thresholds again
     resume: bool = False             # continue the run in out_dir from its ckpt.pt
     checkpoint_interval: int = 50    # write out_dir/ckpt.pt every N steps (and at the end)
@@ -304,6 +307,10 @@ HELP = {
                        "classifier's own boundary when the classifier is sure of speech, laxer when it is "
                        "not, so that seeds that put the boundary elsewhere answer alike; 0 = the boundary "
                        "itself (logit 0, probability 0.5)",
+    "coverage_snr": "SNR in dB (5..40): the sigma threshold also answers `coverage` of the annotator's validation "
+                    "clips under white noise and under babble of training voices at this SNR, each kind apart "
+                    "(nineteenth round: heads whose sigma rises with the first dB of noise reject speech at "
+                    "20 dB that they predict about as well as clean); 0 = clean speech only",
     "thresholds_only": "load out_dir's trained model and only set its thresholds again",
     "threads": "torch CPU threads (results are deterministic for a given thread count)",
     "resume": "continue the run in out_dir from its ckpt.pt: the other options come from the run, and only "
@@ -832,12 +839,29 @@ def held_out_speech(cfg: UQConfig, log) -> tuple[dict, list[np.ndarray], dict]:
     return annotated, [a for _, a in load_real_speech(entries, ("val",))], real_speech_record(entries)
 
 
+def noisy_copies(clips: list[np.ndarray], snr: float, seed: int) -> list[list[np.ndarray]]:
+    """--coverage_snr's sets: every clip under white noise, and every clip under babble of training
+    voices, at `snr` dB (deterministic given seed)."""
+    from .ood import make_babble
+
+    rng = np.random.default_rng([seed, 0xC0F])
+    n = max(len(c) for c in clips)
+    bank = [make_babble("train", n, rng)[0] for _ in range(8)]
+    return [[corrupt_with_bank(c, kind, snr, rng, bank, "train") for c in clips] for kind in ("white", "babble")]
+
+
 def finish(model: Wav2Small, cfg: UQConfig, history: list, extra: dict, log) -> dict[str, Any]:
     """Set the decision thresholds from clean validation speech, measure, save model + train.json."""
     annotated, real, real_record = held_out_speech(cfg, log)
     out = {k: outputs(model, clips) for k, (clips, _) in annotated.items()}
     val_real = outputs(model, real)
     max_log_sigma, min_logit = default_thresholds([out["val"], val_real], cfg.coverage, cfg.speech_coverage)
+    source = f"{len(annotated['val'][0])} espeak-ng validation clips + {len(real)} real speech clips of the " \
+             "validation speaker groups"
+    if cfg.coverage_snr:   # sigma only: the speech threshold stays one of clean speech
+        noisy = [outputs(model, clips) for clips in noisy_copies(annotated["val"][0], cfg.coverage_snr, cfg.seed)]
+        max_log_sigma = max(max_log_sigma, default_thresholds(noisy, cfg.coverage)[0])
+        source += f"; sigma also: those espeak-ng clips under white noise and babble at {cfg.coverage_snr:g} dB SNR"
     model.cfg.max_log_sigma, model.cfg.min_speech_logit = max_log_sigma, min_logit
     ccc = {k: dict(zip(("arousal", "dominance", "valence"),
                        ccc_torch(torch.from_numpy(out[k][:, :N_VALUES]), torch.from_numpy(t).double()).tolist()))
@@ -849,8 +873,7 @@ def finish(model: Wav2Small, cfg: UQConfig, history: list, extra: dict, log) -> 
         **extra,
         "thresholds": {"max_log_sigma": max_log_sigma, "max_sigma": math.exp(max_log_sigma),
                        "min_speech_logit": min_logit, "min_speech_prob": 1.0 / (1.0 + math.exp(-min_logit)),
-                       "from": f"{len(annotated['val'][0])} espeak-ng validation clips + {len(real)} real "
-                               "speech clips of the validation speaker groups"},
+                       "from": source},
         "real_speech": real_record,
         "ccc": ccc,
         "history": history,
@@ -989,6 +1012,8 @@ def train(cfg: UQConfig) -> dict[str, Any]:
         raise SystemExit(f"--threads must be >= 1, got {cfg.threads}")
     if not 0 < cfg.coverage < 1:   # it only used to fail at the end of the run
         raise SystemExit(f"--coverage is the share of clean speech answered, within 0..1, got {cfg.coverage}")
+    if cfg.coverage_snr and not 5 <= cfg.coverage_snr <= 40:
+        raise SystemExit(f"--coverage_snr is an SNR in dB within 5..40 (0 = off), got {cfg.coverage_snr}")
     if not 0 <= cfg.speech_coverage < 1:
         raise SystemExit(f"--speech_coverage is the share of clean speech heard, within 0..1 (0: the "
                          f"classifier's boundary), got {cfg.speech_coverage}")
