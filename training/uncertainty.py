@@ -82,7 +82,8 @@ The decision thresholds written into the model: speech when the speech probabili
 (logit >= 0: the classifier's own boundary; --speech_coverage sets another); "too uncertain" when any sigma exceeds the
 `coverage` quantile (default 0.95) of the largest sigma over clean validation speech, taken for the
 annotator's validation voices and for real speech of the validation speaker groups apart, the
-larger of the two: 95 % of either kind of clean speech is answered, noisier speech less. docs/uncertainty.md has the
+larger of the two: 95 % of either kind of clean speech is answered, noisier speech less (with
+--coverage_snr, 95 % of that speech under white noise and under babble at that SNR too). docs/uncertainty.md has the
 measurements and why this method was chosen over MC dropout and deep ensembles.
 """
 from __future__ import annotations
