@@ -162,8 +162,9 @@ def measure(run, data: dict, min_speech_logit: float = 0.0, max_log_sigma: float
     res["spearman_sigma_minus_snr"] = spearman(noisy[:, N_VALUES:2 * N_VALUES].max(axis=1), -data["snr"])
     # how much speech the default decision answers, clean and per SNR: a sigma that rises with noise
     # can reject speech at 20-30 dB that the mean predicts as well as clean speech
-    answered = lambda out: ((out[:, 2 * N_VALUES] >= min_speech_logit)   # noqa: E731
-                            & (out[:, N_VALUES:2 * N_VALUES].max(axis=1) <= max_log_sigma))
+    def answered(out: np.ndarray) -> np.ndarray:
+        return (out[:, 2 * N_VALUES] >= min_speech_logit) & (out[:, N_VALUES:2 * N_VALUES].max(axis=1) <= max_log_sigma)
+
     ok, ok_noisy, levels = answered(sp), answered(noisy), sorted(set(data["snr"].tolist()))
     res["answered"] = {"espeak": float(ok[:n_ann].mean()), "real": float(ok[n_ann:].mean()), "snr_levels": levels,
                        "noisy": [float(ok_noisy[data["snr"] == lv].mean()) for lv in levels]}
