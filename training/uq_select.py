@@ -159,13 +159,13 @@ def measure(run, data: dict, min_speech_logit: float = 0.0, max_log_sigma: float
                                      "auroc_speech_prob": auroc(-b[:, 2 * N_VALUES], -sp[:, 2 * N_VALUES]),
                                      "called_speech": float((b[:, 2 * N_VALUES] >= min_speech_logit).mean())}
     noisy = run(data["noisy"])
-    res["spearman_sigma_minus_snr"] = spearman(noisy[:, N_VALUES:2 * N_VALUES].max(axis=1), -data["snr"])
+    u_noisy = noisy[:, N_VALUES:2 * N_VALUES].max(axis=1)
+    res["spearman_sigma_minus_snr"] = spearman(u_noisy, -data["snr"])
     # how much speech the default decision answers, clean and per SNR: a sigma that rises with noise
     # can reject speech at 20-30 dB that the mean predicts as well as clean speech
-    def answered(out: np.ndarray) -> np.ndarray:
-        return (out[:, 2 * N_VALUES] >= min_speech_logit) & (out[:, N_VALUES:2 * N_VALUES].max(axis=1) <= max_log_sigma)
-
-    ok, ok_noisy, levels = answered(sp), answered(noisy), sorted(set(data["snr"].tolist()))
+    ok = heard & (u_sp <= max_log_sigma)
+    ok_noisy = (noisy[:, 2 * N_VALUES] >= min_speech_logit) & (u_noisy <= max_log_sigma)
+    levels = sorted(set(data["snr"].tolist()))
     res["answered"] = {"espeak": float(ok[:n_ann].mean()), "real": float(ok[n_ann:].mean()), "snr_levels": levels,
                        "noisy": [float(ok_noisy[data["snr"] == lv].mean()) for lv in levels]}
     # CCC against the annotator on all validation clips of seed 0, whole (train.json's val CCC is on
