@@ -640,7 +640,7 @@ def test_honest_voice_gap_and_the_batch_it_follows(tmp_path):
     x0, y0, *_ = batch(plain, UQConfig(**small), 5)
     x1, y1, *_ = batch(pools, cfg, 5)
     assert torch.equal(x0, x1) and torch.equal(y0, y1)
-    assert np.allclose(pools.targets[annotated_picks(len(pools.annotated), cfg, 5)[1]], y1.numpy())
+    assert np.allclose(pools.targets[annotated_picks(pools, cfg, 5)[1]], y1.numpy())
     (tmp_path / "none").mkdir()
     with pytest.raises(SystemExit, match="left out no voices"):  # a student that heard every voice
         honest_students(_fake_fold_students(tmp_path / "none", [[]]))

@@ -71,7 +71,8 @@ threshold, like sigma's, from the share of clean validation speech it hears; --r
 voice-shifts some real speech rows (sixteenth round). --trim_real takes the digital silence off the
 ends of the real speech pool's files (eighteenth round: it hears less of the validation speech).
 --coverage_snr=S sets sigma's threshold to answer noisy validation speech at S dB SNR as well as
-clean (nineteenth round).
+clean (nineteenth round). --voice_weight=whisper:W draws the whispered training voice's clips W times
+as often in the annotated rows (twentieth round).
 
 Loss = (1 - CCC of mu on the annotated clips, as in distillation) + Gaussian NLL of sigma given the (detached) error
 + squared distance of OOD log sigma to its target + binary cross-entropy of the speech logit
@@ -162,6 +163,7 @@ class UQConfig:
     babble_voices: str = "6-12"      # talkers in each non-speech babble clip (inclusive range)
     babble_speed: float = 1.0        # > 1: each of those talkers sped up or slowed down by up to this
     espeak_babble: int = 0           # non-speech clips of babble of the annotated (espeak-ng) training voices
+    voice_weight: str = ""           # "VOICE:W,...": annotated clips of these training voices drawn W times as often
     head: str = "gaussian"           # sigma's loss: "gaussian" (NLL) or "evidential" (NIG, deep evidential regression)
     evidential_reg: float = 0.01     # --head=evidential: weight of the evidence regulariser
     coverage: float = 0.95           # clean validation speech answered at the default threshold
@@ -285,6 +287,10 @@ HELP = {
                      "the recorded babble has a few dozen voices of a few packages, and babble of voices "
                      "no run heard is called speech more often (thirteenth round: it fixes that for "
                      "espeak-ng voices, not for the evaluation's recorded ones; not shipped); 0 = none",
+    "voice_weight": "VOICE:W[,VOICE:W...]: the annotated rows draw each clip of these training voices W "
+                    "times as often as the others (W > 0); the whispered voice is 2 %% of the training clips, "
+                    "and whispered speech under white noise is what the capped heads call non-speech "
+                    "(twentieth round, docs/uncertainty.md); '' = every clip alike",
     "ood_bn": "what BatchNorm normalises a training batch with: 'batch' (the statistics of all its rows, "
               "non-speech included), 'speech' (the statistics of its speech rows only, applied to every row; "
               "the running statistics move with them only), 'eval' (speech rows in train mode, then the "
@@ -539,6 +545,7 @@ class Pools:
     ood: list[np.ndarray]           # training.ood non-speech, train split
     babble: list[np.ndarray]        # babble noise of training voices (made once: it reads many files)
     voices: list[str] | None = None  # voice of each annotated clip
+    pick_p: np.ndarray | None = None  # probability of each annotated clip per draw (--voice_weight), else uniform
     gap: np.ndarray | None = None    # (N, 3) voice gap of each annotated clip (--honest), else None
 
 
@@ -664,6 +671,11 @@ def load_pools(cfg: UQConfig, log) -> Pools:
     if not real or not ood:
         raise SystemExit("no real speech or no non-speech found: see .ci/run for the Debian packages")
     pools = Pools(to_f(splits["train"].clips), splits["train"].targets, real, ood, babble, list(splits["train"].voices))
+    pools.pick_p = pick_probabilities(pools.voices, parse_voice_weight(cfg.voice_weight))
+    if pools.pick_p is not None:
+        boosted = np.isin(pools.voices, list(parse_voice_weight(cfg.voice_weight)))
+        log(f"--voice_weight: {int(boosted.sum())} clips of {cfg.voice_weight}, "
+            f"{float(pools.pick_p[boosted].sum()):.1%} of the draws")
     if cfg.honest:
         pools.gap = voice_gap(pools, cfg.honest, cfg.init)
         log(f"voice gap from {cfg.honest}: mean {pools.gap.mean(axis=0).round(5).tolist()}, "
@@ -752,11 +764,41 @@ def random_corruption(x: np.ndarray, rng: np.random.Generator,
     return corrupt_with_bank(x, kind, level, rng, babble, "train"), kind, level
 
 
-def annotated_picks(n_annotated: int, cfg: UQConfig, it: int) -> tuple[np.random.Generator, np.ndarray]:
+def annotated_picks(pools: Pools, cfg: UQConfig, it: int) -> tuple[np.random.Generator, np.ndarray]:
     """Step `it`'s generator and the annotated clips its batch draws (its first draw), so that a
     caller can tell which clips a batch holds without changing what the batch is."""
     rng = np.random.default_rng([cfg.seed, 0x5A, it])
-    return rng, rng.integers(n_annotated, size=cfg.batch_speech)
+    if pools.pick_p is None:   # the recorded runs' draw, unchanged
+        return rng, rng.integers(len(pools.annotated), size=cfg.batch_speech)
+    return rng, rng.choice(len(pools.annotated), size=cfg.batch_speech, p=pools.pick_p)
+
+
+def parse_voice_weight(spec: str) -> dict[str, float]:
+    """--voice_weight "VOICE:W,..." as {voice: W}; SystemExit with the reason when it is not one."""
+    out: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        voice, _, w = part.rpartition(":")
+        try:
+            weight = float(w)
+        except ValueError:
+            weight = math.nan
+        if not voice or not weight > 0 or math.isinf(weight):
+            raise SystemExit(f"--voice_weight must be VOICE:W[,VOICE:W...] with W > 0 (e.g. whisper:4), got {spec!r}")
+        out[voice] = weight
+    return out
+
+
+def pick_probabilities(voices: Sequence[str], weights: dict[str, float]) -> np.ndarray | None:
+    """Per-clip draw probabilities for --voice_weight (None when it is off); SystemExit naming the
+    voices the training split does not have."""
+    if not weights:
+        return None
+    unknown = sorted(set(weights) - set(voices))
+    if unknown:
+        raise SystemExit(f"--voice_weight names voices the training split does not have: {', '.join(unknown)} "
+                         f"(it has {', '.join(sorted(set(voices)))})")
+    w = np.array([weights.get(v, 1.0) for v in voices], np.float64)
+    return w / w.sum()
 
 
 def batch(pools: Pools, cfg: UQConfig, it: int, with_clean: bool = False,
@@ -767,7 +809,7 @@ def batch(pools: Pools, cfg: UQConfig, it: int, with_clean: bool = False,
     with `with_clean` also which annotated rows are clean and not voice-shifted, and with `with_snr`
     then the SNR in dB of each annotated row under additive noise (white or babble; inf for the
     others), all of the same batch."""
-    rng, picks = annotated_picks(len(pools.annotated), cfg, it)
+    rng, picks = annotated_picks(pools, cfg, it)
     n = int(cfg.crop_seconds * 16000)
     rows, targets, clean, mean_rows, snr = [], [], [], [], []
     for i in picks:
@@ -1032,6 +1074,7 @@ def train(cfg: UQConfig) -> dict[str, Any]:
         if cfg.snap_to_grid:
             snap_to_grid(model)
         return finish(model, cfg, old.get("history", []), keep, log)
+    parse_voice_weight(cfg.voice_weight)   # malformed: refused before the pools are built
     if cfg.familiarity_rows not in ("all", "clean"):
         raise SystemExit(f"--familiarity_rows must be 'all' or 'clean', got {cfg.familiarity_rows!r}")
     # checked before the pools are built and the run starts
@@ -1113,7 +1156,7 @@ def train(cfg: UQConfig) -> dict[str, Any]:
             labelled[: cfg.batch_speech] = snr >= cfg.speech_min_snr
         spread = ensemble_spread(members, x[: cfg.batch_speech], cfg.ensemble_weight)
         if pools.gap is not None and cfg.honest_weight > 0:  # what an unseen voice adds, per clip
-            gap = cfg.honest_weight * torch.from_numpy(pools.gap[annotated_picks(len(pools.annotated), cfg, it)[1]]).float()
+            gap = cfg.honest_weight * torch.from_numpy(pools.gap[annotated_picks(pools, cfg, it)[1]]).float()
             spread = gap if spread is None else spread + gap
         if familiar is not None:  # how unfamiliar each annotated row looks to the --init student
             extra = familiarity_spread(familiar, x[: cfg.batch_speech], cfg.familiarity_weight,
