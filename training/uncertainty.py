@@ -287,10 +287,11 @@ HELP = {
                      "the recorded babble has a few dozen voices of a few packages, and babble of voices "
                      "no run heard is called speech more often (thirteenth round: it fixes that for "
                      "espeak-ng voices, not for the evaluation's recorded ones; not shipped); 0 = none",
-    "voice_weight": "VOICE:W[,VOICE:W...]: the annotated rows draw each clip of these training voices W "
-                    "times as often as the others (W > 0); the whispered voice is 2 %% of the training clips, "
-                    "and whispered speech under white noise is what the capped heads call non-speech "
-                    "(twentieth round, docs/uncertainty.md); '' = every clip alike",
+    "voice_weight": "VOICE:W[,VOICE:W...]: the annotated rows draw each clip of these training voices "
+                    "W times as often as the others (W > 0); the whispered voice is about 2 %% of the "
+                    "training clips, and whispered speech under white noise is what the capped heads "
+                    "call non-speech (twentieth round, docs/uncertainty.md: the heads that hear it call "
+                    "babble speech too); '' = every clip alike",
     "ood_bn": "what BatchNorm normalises a training batch with: 'batch' (the statistics of all its rows, "
               "non-speech included), 'speech' (the statistics of its speech rows only, applied to every row; "
               "the running statistics move with them only), 'eval' (speech rows in train mode, then the "
