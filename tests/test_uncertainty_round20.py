@@ -43,3 +43,22 @@ def test_unknown_voice_is_named_and_refused_before_the_run(tmp_path):
         train(UQConfig(out_dir=str(tmp_path / "run"), voice_weight="whisper:0"))
     assert not (tmp_path / "run").exists()
     assert parse_voice_weight(" whisper:4 , croak:2 ") == {"whisper": 4.0, "croak": 2.0}
+
+
+def test_load_pools_weights_the_named_voice_and_refuses_one_it_lacks():
+    from training.uncertainty import load_pools
+
+    small = dict(n_clips=120, ood_per_kind=1, real_per_group=1, babble_bank=1, batch_speech=6, batch_real=1,
+                 batch_ood=1)
+    plain = load_pools(UQConfig(**small), lambda m: None)
+    assert plain.pick_p is None
+    voice = plain.voices[0]
+    k = sum(v == voice for v in plain.voices)
+    lines: list[str] = []
+    pools = load_pools(UQConfig(**small, voice_weight=f"{voice}:5"), lines.append)
+    assert len(pools.pick_p) == len(pools.annotated)
+    share = float(pools.pick_p[np.array(pools.voices) == voice].sum())
+    assert np.isclose(share, 5 * k / (5 * k + len(pools.voices) - k))
+    assert any(f"{k} clips of {voice}:5" in line for line in lines)
+    with pytest.raises(SystemExit, match="does not have: nobody"):
+        load_pools(UQConfig(**small, voice_weight="nobody:2"), lambda m: None)

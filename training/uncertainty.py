@@ -672,9 +672,10 @@ def load_pools(cfg: UQConfig, log) -> Pools:
     if not real or not ood:
         raise SystemExit("no real speech or no non-speech found: see .ci/run for the Debian packages")
     pools = Pools(to_f(splits["train"].clips), splits["train"].targets, real, ood, babble, list(splits["train"].voices))
-    pools.pick_p = pick_probabilities(pools.voices, parse_voice_weight(cfg.voice_weight))
+    weights = parse_voice_weight(cfg.voice_weight)
+    pools.pick_p = pick_probabilities(pools.voices, weights)
     if pools.pick_p is not None:
-        boosted = np.isin(pools.voices, list(parse_voice_weight(cfg.voice_weight)))
+        boosted = np.isin(pools.voices, list(weights))
         log(f"--voice_weight: {int(boosted.sum())} clips of {cfg.voice_weight}, "
             f"{float(pools.pick_p[boosted].sum()):.1%} of the draws")
     if cfg.honest:
