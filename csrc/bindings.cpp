@@ -98,6 +98,20 @@ py::dict config_to_dict(const w2s_config &c) {
 using pcm_array = py::array_t<int16_t, py::array::c_style | py::array::forcecast>;
 
 // A parsed model that owns a 4-byte-aligned copy of its file.
+// The outputs Python sees of one run: the n_outputs values, and with an uncertainty head the
+// modulation after them (dB Q_DB), which the decision reads too; decide() takes them back.
+py::ssize_t fixed_count(const w2s_model &m) {
+    return m.config.n_outputs + ((m.config.flags & W2S_FLAG_UNCERTAINTY) ? 1 : 0);
+}
+
+py::array_t<int32_t> fixed_outputs(const w2s_model &m, const w2s_output &out) {
+    const py::ssize_t n = fixed_count(m);
+    py::array_t<int32_t> r(n);
+    std::memcpy(r.mutable_data(), out.value, sizeof(int32_t) * size_t(out.n_outputs));
+    if (n > out.n_outputs) r.mutable_data()[n - 1] = out.modulation;
+    return r;
+}
+
 class Model {
   public:
     explicit Model(py::bytes data) {
@@ -161,9 +175,7 @@ class Model {
         py::list result;
         for (size_t i = 0; i < n; i++) {
             if (st[i] != W2S_OK) raise_status(st[i], "cannot run clip " + std::to_string(i) + " (" + std::to_string(len[i]) + " samples)");
-            py::array_t<int32_t> r(out[i].n_outputs);
-            std::memcpy(r.mutable_data(), out[i].value, sizeof(int32_t) * size_t(out[i].n_outputs));
-            result.append(r);
+            result.append(fixed_outputs(m_, out[i]));
         }
         return result;
     }
@@ -179,29 +191,28 @@ class Model {
 
     // int16 PCM -> int32 outputs (fixed point); the GIL is released while the engine runs.
     py::array_t<int32_t> predict(const pcm_array &pcm) const {
-        w2s_output out = run(pcm, nullptr, nullptr);
-        py::array_t<int32_t> r(out.n_outputs);
-        std::memcpy(r.mutable_data(), out.value, sizeof(int32_t) * size_t(out.n_outputs));
-        return r;
+        return fixed_outputs(m_, run(pcm, nullptr, nullptr));
     }
 
     // The model's own decision thresholds, or None without an uncertainty head.
     py::object thresholds() const {
         w2s_thresholds t;
         if (w2s_default_thresholds(&m_, &t) != W2S_OK) return py::none();
-        return py::make_tuple(t.max_log_sigma, t.min_speech_logit);
+        return py::make_tuple(t.max_log_sigma, t.min_speech_logit, t.min_modulation);
     }
 
     // w2s_decide on outputs of this model (as predict returns them) with the given thresholds.
     int decide(const py::array_t<int32_t, py::array::c_style | py::array::forcecast> &values,
-               int32_t max_log_sigma, int32_t min_speech_logit) const {
-        if (values.ndim() != 1 || values.shape(0) != m_.config.n_outputs)
-            throw py::value_error("decide: expected " + std::to_string(m_.config.n_outputs) + " outputs");
+               int32_t max_log_sigma, int32_t min_speech_logit, int32_t min_modulation) const {
+        const py::ssize_t n = fixed_count(m_);
+        if (values.ndim() != 1 || values.shape(0) != n)
+            throw py::value_error("decide: expected " + std::to_string(n) + " outputs");
         w2s_output out{};
         std::memcpy(out.value, values.data(), sizeof(int32_t) * size_t(m_.config.n_outputs));
         out.n_outputs = m_.config.n_outputs;
         out.frac_bits = m_.config.out_frac_bits;
-        w2s_thresholds t{max_log_sigma, min_speech_logit};
+        if (n > m_.config.n_outputs) out.modulation = values.data()[n - 1];
+        w2s_thresholds t{max_log_sigma, min_speech_logit, min_modulation};
         return int(w2s_decide(&m_, &out, &t));
     }
 
@@ -255,7 +266,7 @@ class Model {
 
     static void collect(void *user, w2s_trace_stage stage, int32_t layer, const void *data,
                         int32_t d0, int32_t d1, int32_t d2) {
-        static const char *names[] = {"prenorm", "logmel", "conv", "pool", "pooled", "gram", "output"};
+        static const char *names[] = {"prenorm", "logmel", "conv", "pool", "pooled", "gram", "modulation", "output"};
         auto *stages = static_cast<py::list *>(user);
         std::vector<py::ssize_t> shape;
         for (int32_t d : {d0, d1, d2})
@@ -288,6 +299,7 @@ class Stream {
         const size_t need = w2s_stream_arena_size(model.raw());
         arena_.resize(need / 8 + 1);
         arena_bytes_ = need;
+        model_ = model.raw();
         w2s_status st = w2s_stream_init(&s_, model.raw(), &p, arena_.data(), need);
         if (st != W2S_OK) raise_status(st, "cannot start a stream");
     }
@@ -312,9 +324,7 @@ class Stream {
             st = w2s_stream_read(s_, &out);
         }
         if (st != W2S_OK) raise_status(st, "cannot read the stream after " + std::to_string(samples()) + " samples");
-        py::array_t<int32_t> r(out.n_outputs);
-        std::memcpy(r.mutable_data(), out.value, sizeof(int32_t) * size_t(out.n_outputs));
-        return r;
+        return fixed_outputs(*model_, out);
     }
 
     void reset() {
@@ -338,6 +348,7 @@ class Stream {
   private:
     std::vector<uint64_t> arena_;
     size_t arena_bytes_ = 0;
+    const w2s_model *model_ = nullptr;  // kept alive by the Python object (keep_alive)
     w2s_stream *s_ = nullptr;
     std::mutex mu_;
 };
@@ -401,8 +412,9 @@ PYBIND11_MODULE(_engine, m) {
         .def("predict", &Model::predict, py::arg("pcm"), "int16 PCM -> int32 outputs in fixed point (GIL released).")
         .def("trace", &Model::trace, py::arg("pcm"), "Run and return every stage output: [(stage, layer, array)].")
         .def_property_readonly("thresholds", &Model::thresholds,
-                               "(max_log_sigma, min_speech_logit) of the model's decision, or None without an uncertainty head.")
+                               "(max_log_sigma, min_speech_logit, min_modulation) of the model's decision, or None without an uncertainty head.")
         .def("decide", &Model::decide, py::arg("values"), py::arg("max_log_sigma"), py::arg("min_speech_logit"),
+             py::arg("min_modulation"),
              "w2s_decide: the decision code for outputs of this model under the given thresholds.")
         .def("tensors", &Model::tensors, "Copies of every tensor of the file, by name.")
         .def_property_readonly("stream_arena_size", &Model::stream_arena_size, "Arena bytes of one stream (any length).")

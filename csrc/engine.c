@@ -2,8 +2,9 @@
  * engine.c - the forward pass of a whole clip, and its arena.
  *
  * Reads like Wav2Small.forward: prenorm -> log-mel -> conv layers (max-pool after one of them)
- * -> vox pooling -> Gram -> head. Activations live in two ping-pong maps of the arena; every
- * kernel works on rows, so a streaming engine can feed the same kernels from line buffers.
+ * -> vox pooling -> Gram -> head; with an uncertainty head, the log-mel's modulation as well.
+ * Activations live in two ping-pong maps of the arena; every kernel works on rows, so a streaming
+ * engine can feed the same kernels from line buffers.
  */
 #include "w2s_internal.h"
 
@@ -74,7 +75,8 @@ w2s_status w2s_forward(const w2s_model *m, const int16_t *pcm, size_t n, void *a
     arena_slices a;
     w2s_prenorm pn;
     w2s_vox_state vox;
-    int32_t T, F, C, l, cur = 0;
+    w2s_modulation mod;
+    int32_t T, F, C, l, t, modulation = 0, cur = 0;
     size_t need;
 
     if (!w2s_model_ready(m) || !pcm || !out) return W2S_ERR_ARG;
@@ -97,6 +99,11 @@ w2s_status w2s_forward(const w2s_model *m, const int16_t *pcm, size_t n, void *a
     /* log-mel = 10 log10(max(melW . |STFT|^2, amin)), one frame per hop */
     w2s_logmel_frames_s16(c, w, &pn, pcm, T, a.scratch, a.kernel, a.logmel);
     if (trace) trace(user, W2S_TRACE_LOGMEL, 0, a.logmel, T, F, 0);
+    if (c->flags & W2S_FLAG_UNCERTAINTY) { /* the level's rise and fall, for the decision */
+        w2s_modulation_init(&mod);
+        for (t = 0; t < T; t++) w2s_modulation_push(&mod, a.logmel + (size_t)t * (size_t)F, F, w->mod_block);
+        modulation = w2s_modulation_db(&mod);
+    }
 
     for (l = 1; l <= c->n_layers; l++) {
         const w2s_conv_layer *L = &w->layer[l - 1];
@@ -126,9 +133,10 @@ w2s_status w2s_forward(const w2s_model *m, const int16_t *pcm, size_t n, void *a
     w2s_vox_finish(c, w, &vox, a.pooled, a.gram);
     if (trace) trace(user, W2S_TRACE_POOLED, 0, a.pooled, C, F, 0);
     if (trace) trace(user, W2S_TRACE_GRAM, 0, a.gram, C, C, 0);
+    if (trace && (c->flags & W2S_FLAG_UNCERTAINTY)) trace(user, W2S_TRACE_MODULATION, 0, &modulation, 1, 0, 0);
 
     /* = adv(cat([P, G]).flatten()) */
-    w2s_head(c, w, a.pooled, a.gram, out);
+    w2s_head(c, w, a.pooled, a.gram, modulation, out);
     if (trace) trace(user, W2S_TRACE_OUTPUT, 0, out->value, c->n_outputs, 0, 0);
     return W2S_OK;
 }

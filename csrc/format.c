@@ -100,7 +100,7 @@ size_t w2s_layout(const w2s_config *c, w2s_tensor_fn visit, void *user) {
     put(&cur, "head.shift_p", 0, W2S_DT_I32, 1, c->n_outputs, 0, 0, 0);
     put(&cur, "head.mult_g", 0, W2S_DT_I32, 1, c->n_outputs, 0, 0, 0);
     put(&cur, "head.shift_g", 0, W2S_DT_I32, 1, c->n_outputs, 0, 0, 0);
-    if (c->flags & W2S_FLAG_UNCERTAINTY) put(&cur, "decide.params", 0, W2S_DT_I32, 1, 2, 0, 0, 0);
+    if (c->flags & W2S_FLAG_UNCERTAINTY) put(&cur, "decide.params", 0, W2S_DT_I32, 1, 4, 0, 0, 0);
     return cur.offset;
 }
 
@@ -234,6 +234,11 @@ static int values_ok(const w2s_config *c, const w2s_weights *w) {
         !quant_ok(w->head_mult_p, w->head_shift_p, c->n_outputs) ||
         !quant_ok(w->head_mult_g, w->head_shift_g, c->n_outputs))
         return 0;
+    /* the modulation's block bounds its sums (modulation.c); a threshold above any int16 level
+     * range would only ever say "no speech" */
+    if ((c->flags & W2S_FLAG_UNCERTAINTY) &&
+        (!in_range(w->mod_block, 1, W2S_MAX_MOD_BLOCK) || !in_range(w->thresholds.min_modulation, 0, 32767)))
+        return 0;
     return 1;
 }
 
@@ -308,6 +313,8 @@ w2s_status w2s_model_init(w2s_model *model, const void *buf, size_t len) {
     if (b.decide) {
         w.thresholds.max_log_sigma = b.decide[0];
         w.thresholds.min_speech_logit = b.decide[1];
+        w.thresholds.min_modulation = b.decide[2];
+        w.mod_block = b.decide[3];
     }
     if (!values_ok(&c, &w)) return W2S_ERR_FORMAT;
 

@@ -15,51 +15,59 @@
 #include "requant.h"
 #include "w2s_internal.h"
 
-/* The decision rule, once (w2s.h): speech first, then the largest log-sigma. */
-static w2s_decision decide(const w2s_config *c, const int32_t *value, const w2s_thresholds *t) {
+/* The decision rule, once (w2s.h): speech first (the speech logit and the modulation), then the
+ * largest log-sigma. */
+static w2s_decision decide(const w2s_config *c, const int32_t *value, int32_t modulation,
+                           const w2s_thresholds *t) {
     const int32_t n = (c->n_outputs - 1) / 2;
     int32_t d;
     if (!(c->flags & W2S_FLAG_UNCERTAINTY)) return W2S_NO_DECISION;
-    if (value[2 * n] < t->min_speech_logit) return W2S_NO_SPEECH;
+    if (value[2 * n] < t->min_speech_logit || modulation < t->min_modulation) return W2S_NO_SPEECH;
     for (d = 0; d < n; d++)
         if (value[n + d] > t->max_log_sigma) return W2S_TOO_UNCERTAIN;
     return W2S_RELIABLE;
 }
 
-/* The two sums of one output over [P, G]; one body for both weight widths. */
-#define HEAD_SUMS(wk)                                                                           \
-    for (ch = 0; ch < C; ch++) {                                                                \
-        for (j = 0; j < F2; j++) ap += (int64_t)(wk)[ch * row + j] * pooled[ch * F2 + j];       \
-        for (j = 0; j < C; j++) ag += (int64_t)(wk)[ch * row + F2 + j] * gram[ch * C + j];      \
+/* The two sums of one output over [P, G], for either weight width (w16 or w8, the other NULL):
+ * one plain loop, as the head is 7 x 338 products, and its code counts on a Cortex-M4 (docs/engine.md). */
+static void head_sums(const int16_t *w16, const int8_t *w8, int32_t C, int32_t F2, const int16_t *pooled,
+                      const int16_t *gram, int64_t *ap, int64_t *ag) {
+    const int32_t row = F2 + C;
+    int32_t ch, j;
+    for (ch = 0; ch < C; ch++) {
+        for (j = 0; j < row; j++) {
+            const int32_t i = ch * row + j, wt = w16 ? w16[i] : w8[i];
+            if (j < F2) *ap += (int64_t)wt * pooled[ch * F2 + j];
+            else *ag += (int64_t)wt * gram[ch * C + j - F2];
+        }
     }
+}
 
 void w2s_head(const w2s_config *c, const w2s_weights *w, const int16_t *pooled,
-              const int16_t *gram, w2s_output *out) {
+              const int16_t *gram, int32_t modulation, w2s_output *out) {
     const int32_t C = c->channels, F2 = (c->n_mels + 1) / 2, row = F2 + C, wide = w2s_head_wide_rows(c);
-    int32_t k, ch, j;
+    int32_t k, part;
     for (k = 0; k < c->n_outputs; k++) {
-        int64_t ap = 0, ag = 0, y;
-        int32_t p32, g32;
-        if (k < wide) {
-            HEAD_SUMS(w->head_w + (size_t)k * C * row)
-        } else {
-            HEAD_SUMS(w->head_uw + (size_t)(k - wide) * C * row)
+        int64_t a[2] = {0, 0}, y = w->head_b[k];
+        head_sums(k < wide ? w->head_w + (size_t)k * C * row : NULL,
+                  k < wide ? NULL : w->head_uw + (size_t)(k - wide) * C * row, C, F2, pooled, gram, &a[0], &a[1]);
+        for (part = 0; part < 2; part++) { /* the pooled part, then the Gram part: one copy of the code */
+            const int32_t *mult = part ? w->head_mult_g : w->head_mult_p, *shift = part ? w->head_shift_g : w->head_shift_p;
+            const int32_t x = w2s_sat32(w2s_rshift_round(a[part], part ? w->head_pre_shift_g : w->head_pre_shift_p));
+            y += w2s_requantize(x, mult[k], shift[k]);
         }
-        p32 = w2s_sat32(w2s_rshift_round(ap, w->head_pre_shift_p));
-        g32 = w2s_sat32(w2s_rshift_round(ag, w->head_pre_shift_g));
-        y = (int64_t)w2s_requantize(p32, w->head_mult_p[k], w->head_shift_p[k]) +
-            w2s_requantize(g32, w->head_mult_g[k], w->head_shift_g[k]) + w->head_b[k];
         out->value[k] = w2s_sat32(y);
     }
     for (; k < W2S_MAX_OUTPUTS; k++) out->value[k] = 0; /* the whole struct is defined */
     out->n_outputs = c->n_outputs;
     out->frac_bits = c->out_frac_bits;
-    out->decision = (int32_t)decide(c, out->value, &w->thresholds);
+    out->modulation = c->flags & W2S_FLAG_UNCERTAINTY ? modulation : 0;
+    out->decision = (int32_t)decide(c, out->value, out->modulation, &w->thresholds);
 }
 
 w2s_status w2s_default_thresholds(const w2s_model *model, w2s_thresholds *thresholds) {
     if (!thresholds) return W2S_ERR_ARG;
-    thresholds->max_log_sigma = thresholds->min_speech_logit = 0;
+    thresholds->max_log_sigma = thresholds->min_speech_logit = thresholds->min_modulation = 0;
     if (!model || !(model->config.flags & W2S_FLAG_UNCERTAINTY)) return W2S_ERR_ARG;
     *thresholds = model->w.thresholds;
     return W2S_OK;
@@ -69,5 +77,5 @@ w2s_decision w2s_decide(const w2s_model *model, const w2s_output *out, const w2s
     if (!model || !out || !thresholds || out->n_outputs != model->config.n_outputs ||
         out->frac_bits != model->config.out_frac_bits)
         return W2S_NO_DECISION;
-    return decide(&model->config, out->value, thresholds);
+    return decide(&model->config, out->value, out->modulation, thresholds);
 }

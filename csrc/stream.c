@@ -51,6 +51,7 @@ struct w2s_stream {
     w2s_vox_state     vox;     /* pointers into the arena, bound again on each call */
     int32_t           n_pcm;   /* samples in the frame buffer, < n_fft between calls */
     int32_t           frames;  /* STFT frames so far (log-mel rows into layer 1) */
+    w2s_modulation    mod;     /* of the log-mel rows so far (an uncertainty head's decision) */
 };
 
 /* ---- arena ------------------------------------------------------------------------------------ */
@@ -258,6 +259,7 @@ static void run_frame(w2s_stream *s, const slices *a) {
         running_update(w, s, a->pcm + (c->n_fft - fresh), fresh);
     }
     w2s_logmel_frame_s16(c, w, &s->pn, a->pcm, rest, mel);
+    if (c->flags & W2S_FLAG_UNCERTAINTY) w2s_modulation_push(&s->mod, mel, F, w->mod_block);
 
     for (l = 1; l <= c->n_layers; l++) {
         const size_t row = (size_t)f * (size_t)C;
@@ -493,7 +495,7 @@ w2s_status w2s_stream_read(w2s_stream *s, w2s_output *out) {
     gram_of(c, w, pooled, gram);
 
     /* = adv(cat([P, G]).flatten()) */
-    w2s_head(c, w, pooled, gram, out);
+    w2s_head(c, w, pooled, gram, w2s_modulation_db(&s->mod), out);
     return W2S_OK;
 }
 
@@ -529,6 +531,7 @@ w2s_status w2s_stream_reset(w2s_stream *s) {
     s->samples = 0;
     s->n_pcm = 0;
     s->frames = 0;
+    w2s_modulation_init(&s->mod);
     return W2S_OK;
 }
 

@@ -30,6 +30,20 @@ static int failures = 0;
         }                                                                 \
     } while (0)
 
+static int same(const w2s_output *a, const w2s_output *b) {
+    return a->n_outputs == b->n_outputs && a->frac_bits == b->frac_bits &&
+           memcmp(a->value, b->value, sizeof a->value) == 0 && a->modulation == b->modulation &&
+           a->decision == b->decision;
+}
+
+/* An output as the Python binding returns it: the values, then an uncertainty head's modulation. */
+static void print_fixed(const char *label, const w2s_model *m, const w2s_output *o) {
+    int32_t k;
+    printf(" %s", label);
+    for (k = 0; k < o->n_outputs; k++) printf(" %ld", (long)o->value[k]);
+    if (m->config.flags & W2S_FLAG_UNCERTAINTY) printf(" %ld", (long)o->modulation);
+}
+
 static void test_rounding(void) {
     CHECK(w2s_requantize(12345, 1 << 30, 1) == 12345);     /* M = 1 */
     CHECK(w2s_requantize(3, 1 << 30, 0) == 2);             /* 1.5 -> 2: the high multiply rounds */
@@ -133,7 +147,7 @@ static void test_predict(const w2s_model *m) {
     CHECK(canary_ok);
     memset(arena, 0x5A, need); /* stale arena contents must not matter */
     CHECK(w2s_predict_s16(m, pcm, n, arena, need, &b) == W2S_OK);
-    CHECK(a.n_outputs == m->config.n_outputs && memcmp(a.value, b.value, sizeof a.value) == 0);
+    CHECK(a.n_outputs == m->config.n_outputs && same(&a, &b));
     printf("  synth 1 s:");
     for (i = 0; i < (size_t)a.n_outputs; i++) printf(" %ld", (long)a.value[i]);
     printf(" (/2^%d), arena %lu bytes\n", (int)a.frac_bits, (unsigned long)need);
@@ -188,16 +202,20 @@ static void test_decision(const w2s_model *m) {
         for (top = out.value[nv], d = 1; d < nv; d++) top = out.value[nv + d] > top ? out.value[nv + d] : top;
         t.max_log_sigma = top;
         t.min_speech_logit = out.value[2 * nv];
-        CHECK(w2s_decide(m, &out, &t) == W2S_RELIABLE); /* both at their limits */
+        t.min_modulation = out.modulation;
+        CHECK(w2s_decide(m, &out, &t) == W2S_RELIABLE); /* all three at their limits */
         t.max_log_sigma = top - 1;
         CHECK(w2s_decide(m, &out, &t) == W2S_TOO_UNCERTAIN);
+        t.min_modulation = out.modulation + 1;
+        CHECK(w2s_decide(m, &out, &t) == W2S_NO_SPEECH); /* a level too steady is no speech */
+        t.min_modulation = out.modulation;
         t.min_speech_logit = out.value[2 * nv] + 1;
         CHECK(w2s_decide(m, &out, &t) == W2S_NO_SPEECH); /* speech is checked first */
         other = out;
         other.n_outputs = 3;
         CHECK(w2s_decide(m, &other, &t) == W2S_NO_DECISION); /* an output of another shape */
-        printf("  decision of synth 0.5 s: %d (thresholds %ld, %ld)\n", (int)out.decision,
-               (long)def.max_log_sigma, (long)def.min_speech_logit);
+        printf("  decision of synth 0.5 s: %d, modulation %ld (thresholds %ld, %ld, %ld)\n", (int)out.decision,
+               (long)out.modulation, (long)def.max_log_sigma, (long)def.min_speech_logit, (long)def.min_modulation);
     }
     free(arena);
     free(pcm);
@@ -228,11 +246,6 @@ static w2s_stream_params fixed_params(const w2s_model *m, const int16_t *pcm, si
     p.prenorm = W2S_PRENORM_FIXED;
     CHECK(w2s_clip_stats(m, pcm, n, &p.stats) == W2S_OK);
     return p;
-}
-
-static int same(const w2s_output *a, const w2s_output *b) {
-    return a->n_outputs == b->n_outputs && a->frac_bits == b->frac_bits &&
-           memcmp(a->value, b->value, sizeof a->value) == 0;
 }
 
 static void test_stream(const w2s_model *m) {
@@ -348,7 +361,7 @@ static void test_stream(const w2s_model *m) {
 
 /* One clip file: batch, fixed-prenorm stream (160-sample chunks) and running stream outputs. */
 static void run_clip(const w2s_model *m, const char *path) {
-    size_t bytes, n, k;
+    size_t bytes, n;
     int16_t *pcm = (int16_t *)w2s_host_read_file(path, &bytes); /* little-endian host and file */
     uint8_t *arena;
     w2s_output b, s, r;
@@ -366,12 +379,10 @@ static void run_clip(const w2s_model *m, const char *path) {
     CHECK(same(&s, &b));
     p = w2s_stream_default_params();
     CHECK(stream_clip(m, &p, pcm, n, 160, 0, arena, w2s_stream_arena_size(m), &r) == W2S_OK);
-    printf("clip %s: batch", path);
-    for (k = 0; k < (size_t)b.n_outputs; k++) printf(" %ld", (long)b.value[k]);
-    printf(" stream");
-    for (k = 0; k < (size_t)s.n_outputs; k++) printf(" %ld", (long)s.value[k]);
-    printf(" running");
-    for (k = 0; k < (size_t)r.n_outputs; k++) printf(" %ld", (long)r.value[k]);
+    printf("clip %s:", path);
+    print_fixed("batch", m, &b);
+    print_fixed("stream", m, &s);
+    print_fixed("running", m, &r);
     printf("\n");
     free(arena);
     free(pcm);

@@ -46,7 +46,7 @@ extern "C" {
 #endif
 
 #define W2S_FORMAT_MAGIC    0x4D533257u /* "W2SM" read as a little-endian uint32 */
-#define W2S_FORMAT_VERSION  2           /* the format version this engine reads */
+#define W2S_FORMAT_VERSION  3           /* the format version this engine reads */
 #define W2S_HEADER_BYTES    64          /* fixed header size */
 
 /* Header flags (docs/format.md). An engine rejects a flag it does not know (W2S_ERR_FORMAT). */
@@ -117,15 +117,17 @@ typedef struct {
 /* What a model with an uncertainty head says about one clip (w2s_output.decision). */
 typedef enum {
     W2S_RELIABLE       = 0, /**< speech, and every dimension's sigma within the threshold */
-    W2S_NO_SPEECH      = 1, /**< the speech logit is below its threshold */
+    W2S_NO_SPEECH      = 1, /**< the speech logit, or the modulation, is below its threshold */
     W2S_TOO_UNCERTAIN  = 2, /**< speech, but some dimension's log-sigma is above its threshold */
     W2S_NO_DECISION    = 3  /**< the model has no uncertainty head */
 } w2s_decision;
 
-/* Thresholds of the decision, in output units (value / 2^out_frac_bits). */
+/* Thresholds of the decision: the first two in output units (value / 2^out_frac_bits). */
 typedef struct {
     int32_t max_log_sigma;    /* natural log of the largest acceptable sigma */
     int32_t min_speech_logit; /* smallest speech logit (log-odds) still taken for speech */
+    int32_t min_modulation;   /* smallest modulation (w2s_output.modulation, dB Q_DB) still taken
+                                 for speech; 0 lets every clip through */
 } w2s_thresholds;
 
 typedef struct {
@@ -133,6 +135,8 @@ typedef struct {
     int32_t n_outputs;
     int32_t frac_bits;              /* value[i] / 2^frac_bits is the real output */
     int32_t decision;               /* w2s_decision, by the model's own thresholds */
+    int32_t modulation;             /* with W2S_FLAG_UNCERTAINTY: how much the clip's level rises and
+                                       falls over time, dB in Q_DB (docs/numerics.md); else 0 */
 } w2s_output;
 
 /* ---- private: views into the model buffer, filled by w2s_model_init (do not touch) -------- */
@@ -176,8 +180,10 @@ typedef struct {
     const int32_t *head_b;  /* (n_outputs) in output units */
     const int32_t *head_mult_p, *head_shift_p; /* (n_outputs) */
     const int32_t *head_mult_g, *head_shift_g; /* (n_outputs) */
-    /* uncertainty (W2S_FLAG_UNCERTAINTY): the default thresholds of the decision */
+    /* uncertainty (W2S_FLAG_UNCERTAINTY): the default thresholds of the decision, and the frames
+     * per block of the modulation measure */
     w2s_thresholds thresholds;
+    int32_t mod_block;
 } w2s_weights;
 /* ------------------------------------------------------------------------------------------- */
 
@@ -313,14 +319,16 @@ uint64_t    w2s_stream_samples(const w2s_stream *stream);
  *
  * A model with W2S_FLAG_UNCERTAINTY has n_outputs = 2 n + 1: value[0..n-1] the predictions
  * (A/D/V), value[n..2n-1] the natural log of each one's sigma, value[2n] a speech logit, all in
- * output units. Every prediction sets out.decision by the model's thresholds; w2s_decide applies
- * other thresholds to an output without running the model again. */
+ * output units, and out.modulation the level's modulation (dB Q_DB). Every prediction sets
+ * out.decision by the model's thresholds; w2s_decide applies other thresholds to an output without
+ * running the model again. */
 
 /** The model's own thresholds (zeros and W2S_ERR_ARG without an uncertainty head). */
 w2s_status  w2s_default_thresholds(const w2s_model *model, w2s_thresholds *thresholds);
 
 /**
- * The decision for an output of this model: W2S_NO_SPEECH if value[2n] < min_speech_logit, else
+ * The decision for an output of this model: W2S_NO_SPEECH if value[2n] < min_speech_logit or
+ * modulation < min_modulation, else
  * W2S_TOO_UNCERTAIN if any value[n + d] > max_log_sigma, else W2S_RELIABLE; W2S_NO_DECISION for a
  * model without an uncertainty head, or NULL arguments, or an output of another model shape.
  */

@@ -74,9 +74,10 @@ int main(int argc, char **argv) {
         free(model_buf);
         return 2;
     }
-    /* an uncertainty head adds its raw outputs (natural-log sigmas, speech logit) and the decision */
+    /* an uncertainty head adds its raw outputs (natural-log sigmas, speech logit), the modulation
+     * (dB) and the decision */
     printf("file\tarousal\tdominance\tvalence%s\n", (model.config.flags & W2S_FLAG_UNCERTAINTY)
-           ? "\tlog_sigma_arousal\tlog_sigma_dominance\tlog_sigma_valence\tspeech_logit\tdecision" : "");
+           ? "\tlog_sigma_arousal\tlog_sigma_dominance\tlog_sigma_valence\tspeech_logit\tmodulation_db\tdecision" : "");
     for (i = 2; i < argc; i++) {
         size_t len, n = 0, need;
         char err[160];
@@ -110,7 +111,8 @@ int main(int argc, char **argv) {
                 int32_t k2;
                 printf("%s", argv[i]);
                 for (k2 = 0; k2 < out.n_outputs; k2++) printf("\t%.6f", out.value[k2] / (double)(1L << out.frac_bits));
-                if (model.config.flags & W2S_FLAG_UNCERTAINTY) printf("\t%s", decisions[out.decision & 3]);
+                if (model.config.flags & W2S_FLAG_UNCERTAINTY)
+                    printf("\t%.6f\t%s", out.modulation / (double)(1L << W2S_Q_DB), decisions[out.decision & 3]);
                 printf("\n");
             } else {
                 fprintf(stderr, "w2s_cli: %s: %s\n", argv[i], w2s_status_str(st));

@@ -73,6 +73,23 @@ void w2s_logmel_frames_s16(const w2s_config *c, const w2s_weights *w, const w2s_
                            const int16_t *pcm, int32_t n_frames, void *scratch, void *kernel,
                            int16_t *out);
 
+/* ---- modulation (modulation.c): the level's rise and fall over time, for the decision ---------- */
+
+#define W2S_MAX_MOD_BLOCK 64 /* frames per block; bounds the sums (modulation.c) */
+
+typedef struct {
+    int64_t sum, sum_sq;  /* of the complete blocks' sums */
+    int32_t block;        /* sum of the current block's frame maxima so far */
+    int32_t in_block;     /* frames in the current block */
+    int32_t blocks;       /* complete blocks */
+} w2s_modulation;
+
+void    w2s_modulation_init(w2s_modulation *m);
+/* One log-mel frame (n_mels values, dB Q_DB). */
+void    w2s_modulation_push(w2s_modulation *m, const int16_t *logmel, int32_t n_mels, int32_t mod_block);
+/* The standard deviation over blocks of the block means of the frames' loudest band: dB Q_DB. */
+int32_t w2s_modulation_db(const w2s_modulation *m);
+
 /* ---- kernel sets (conv.c; csrc/kernels.h has the per-ISA inner loops) ------------------------- */
 
 /* Which inner loops run. Every set gives the portable C results bit for bit (tests/test_simd.py).
@@ -148,8 +165,9 @@ void   w2s_vox_push_rows_s8(const w2s_config *c, const w2s_weights *w, w2s_vox_s
 /* Pooled values P (C, F') and Gram G (C, C), both int16. */
 void   w2s_vox_finish(const w2s_config *c, const w2s_weights *w, const w2s_vox_state *s,
                       int16_t *pooled, int16_t *gram);
+/* The outputs from P and G; `modulation` (dB Q_DB) goes into out and into the decision. */
 void   w2s_head(const w2s_config *c, const w2s_weights *w, const int16_t *pooled,
-                const int16_t *gram, w2s_output *out);
+                const int16_t *gram, int32_t modulation, w2s_output *out);
 
 /* ---- forward pass with a trace hook (engine.c) ------------------------------------------------ */
 
@@ -161,6 +179,7 @@ typedef enum {
     W2S_TRACE_POOL,     /* int8 (T', F', C) */
     W2S_TRACE_POOLED,   /* int16 (C, F') */
     W2S_TRACE_GRAM,     /* int16 (C, C) */
+    W2S_TRACE_MODULATION, /* int32 (1): dB Q_DB, with W2S_FLAG_UNCERTAINTY */
     W2S_TRACE_OUTPUT    /* int32 (n_outputs) */
 } w2s_trace_stage;
 

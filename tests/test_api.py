@@ -44,7 +44,8 @@ def test_predict_forms_agree(speech_clips):
     as_int16 = np.clip(np.rint(pcm * 32768), -32768, 32767).astype(np.int16)
     assert p == wav2small.predict(as_int16)
     assert np.allclose(p.as_array(), [p.arousal, p.dominance, p.valence])
-    assert list(p.as_dict()) == ["arousal", "dominance", "valence", "sigma", "speech_prob", "decision"]
+    assert list(p.as_dict()) == ["arousal", "dominance", "valence", "sigma", "speech_prob", "decision",
+                                 "modulation_db"]
     print("\n", p)
 
 
@@ -179,7 +180,7 @@ def test_cli_table_columns_line_up_with_their_titles(speech_files):
     lines = _cli("predict", str(speech_files[0]), str(speech_files[1])).stdout.splitlines()
     # where each number column ends (file names and decisions are left-aligned, numbers right)
     ends = lambda line: [m.end() for m in re.finditer(r"\S+", line)][1:-1]
-    assert len(ends(lines[0])) == 7 and ends(lines[0]) == ends(lines[1]) == ends(lines[2])
+    assert len(ends(lines[0])) == 8 and ends(lines[0]) == ends(lines[1]) == ends(lines[2])
 
 
 def test_cli_reads_standard_input_and_warns_of_a_truncated_wav(tmp_path, speech_files):

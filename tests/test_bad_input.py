@@ -409,11 +409,14 @@ def test_model_thresholds_give_back_the_engine_decision_exactly():
             q = q0.copy()
             q[3:6] = np.clip(max_ls + rng.integers(-2, 3, 3), -2**31, 2**31 - 1)
             q[6] = np.clip(min_logit + rng.integers(-2, 3), -2**31, 2**31 - 1)
+            q[7] = t.modulation_fixed() + rng.integers(-2, 3)   # around the modulation threshold too
             assert m.from_fixed(q).decision == m.from_fixed(q, thresholds=t).decision
     assert _with_decide_params(-2**31, -2**31).predict(_clip()).decision == "too uncertain"
     # the same floats typed in by a user compare equal
     m = Model()
-    assert Thresholds(m.thresholds.max_sigma, m.thresholds.min_speech_prob) == m.thresholds
+    t = m.thresholds
+    assert Thresholds(t.max_sigma, t.min_speech_prob, t.min_modulation_db) == t
+    assert Thresholds(t.max_sigma, t.min_speech_prob).min_modulation_db is None   # None: the model's own
 
 
 @pytest.mark.parametrize("max_sigma, min_prob", [(np.float32(0.25), 0.5), (0.25, np.float64(0.5)),

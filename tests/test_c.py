@@ -40,9 +40,9 @@ def test_c_cli_matches_binding(build, tmp_path, speech_clips):
     assert r.returncode == 0, r.stderr
     rows = [line.split("\t") for line in r.stdout.strip().splitlines()[1:]]
     model = Model()
-    n = model.config["n_outputs"]
+    n = model.config["n_outputs"] + 1   # with the modulation, in dB
     for (name, *vals), pcm in zip(rows, speech_clips[:3]):
-        expected = model.predict_fixed(to_int16(pcm)) / 65536
+        expected = model.predict_fixed(to_int16(pcm)) / np.array([65536.0] * (n - 1) + [256.0])
         assert np.allclose([float(v) for v in vals[:n]], expected, atol=1e-6), name
         assert vals[n:] == ([model.predict(pcm).decision] if model.has_uncertainty else []), name
     r_raw = subprocess.run([str(build / "w2s_cli"), "-r", str(DEFAULT_W2S), str(raw)], capture_output=True, text=True)
@@ -102,8 +102,8 @@ def test_lowered_limits_run_the_default_model_and_refuse_wider_ones(tmp_path, sp
     sf.write(wav, to_int16(speech_clips[0]), 16000, subtype="PCM_16")
     small = subprocess.run([str(out / "w2s_cli"), str(DEFAULT_W2S), str(wav)], capture_output=True, text=True)
     assert small.returncode == 0, small.stderr
-    assert small.stdout.splitlines()[1].split("\t")[1:8] == [
-        f"{v / 65536:.6f}" for v in Model().predict_fixed(to_int16(speech_clips[0]))]
+    q = Model().predict_fixed(to_int16(speech_clips[0]))   # 7 outputs and the modulation (dB Q8)
+    assert small.stdout.splitlines()[1].split("\t")[1:9] == [f"{v / 65536:.6f}" for v in q[:7]] + [f"{q[7] / 256:.6f}"]
     wide = tmp_path / "wide.w2s"   # 34 channels, beyond 16
     wide.write_bytes(model_bytes(quantize(Wav2Small(CONFIGS["wide"]).eval(), speech_clips[:2])))
     r = subprocess.run([str(out / "w2s_cli"), str(wide), str(wav)], capture_output=True, text=True)

@@ -48,7 +48,8 @@ def test_head_is_in_the_file_and_bit_exact(uq_bytes, speech_clips):
     t = m.thresholds
     assert t.max_sigma == pytest.approx(0.2, rel=1e-4)
     assert t.min_speech_prob == pytest.approx(1 / (1 + math.exp(-0.5)), rel=1e-4)
-    assert m._engine.tensors()["decide.params"].tolist() == [round(math.log(0.2) * 65536), 32768]
+    # the modulation threshold (off: the config's default) and its block length follow
+    assert m._engine.tensors()["decide.params"].tolist() == [round(math.log(0.2) * 65536), 32768, 0, 8]
     for pcm in (speech_clips[0][:64], speech_clips[1][:16001]):
         _compare_trace(m._engine, to_int16(pcm))  # all 7 outputs equal the NumPy reference
 
@@ -63,17 +64,20 @@ def test_unknown_flags_and_a_missing_head_are_format_errors(uq_bytes):
 def test_decision_rule_of_the_engine(uq_bytes, speech_clips):
     m = Model.from_bytes(uq_bytes)
     q = m.predict_fixed(speech_clips[2])
-    log_sigma, logit = q[3:6], int(q[6])
+    log_sigma, logit, mod = q[3:6], int(q[6]), int(q[7])
+    top = int(log_sigma.max())
     cases = {  # thresholds -> what the rule in csrc/w2s.h says
-        (int(log_sigma.max()), logit): _engine.RELIABLE,             # both at their limit: still reliable
-        (int(log_sigma.max()) - 1, logit): _engine.TOO_UNCERTAIN,    # one sigma above
-        (int(log_sigma.max()), logit + 1): _engine.NO_SPEECH,        # logit below
-        (int(log_sigma.max()) - 1, logit + 1): _engine.NO_SPEECH,    # speech is checked first
+        (top, logit, mod): _engine.RELIABLE,               # all at their limit: still reliable
+        (top - 1, logit, mod): _engine.TOO_UNCERTAIN,      # one sigma above
+        (top, logit + 1, mod): _engine.NO_SPEECH,          # logit below
+        (top, logit, mod + 1): _engine.NO_SPEECH,          # modulation below
+        (top - 1, logit + 1, mod): _engine.NO_SPEECH,      # speech is checked first
+        (top - 1, logit, mod + 1): _engine.NO_SPEECH,      # the modulation too
     }
-    for (max_ls, min_logit), want in cases.items():
-        assert m._engine.decide(q, max_ls, min_logit) == want
-    with pytest.raises(ValueError, match="7 outputs"):
-        m._engine.decide(q[:3], 0, 0)
+    for (max_ls, min_logit, min_mod), want in cases.items():
+        assert m._engine.decide(q, max_ls, min_logit, min_mod) == want
+    with pytest.raises(ValueError, match="8 outputs"):
+        m._engine.decide(q[:3], 0, 0, 0)
 
 
 def test_prediction_fields_and_user_thresholds(uq_bytes, speech_clips):
@@ -157,15 +161,24 @@ def test_cli_shows_uncertainty_and_takes_thresholds(tmp_path, speech_files):
     table = run(*files)
     assert table.returncode == 0, table.stderr
     head = table.stdout.splitlines()[0].split()
-    assert head[:4] == ["file", "arousal", "dominance", "valence"] and head[-2:] == ["speech_prob", "decision"]
+    assert head[:4] == ["file", "arousal", "dominance", "valence"] and head[-3:] == ["speech_prob", "mod_dB", "decision"]
     rows = json.loads(run("--json", "--max-sigma", "1e-9", *files).stdout)
     assert all(r["decision"] in ("too uncertain", "no speech") for r in rows)
     assert set(rows[0]) == {"file", "arousal", "dominance", "valence", "sigma_arousal", "sigma_dominance",
-                            "sigma_valence", "speech_prob", "decision"}
+                            "sigma_valence", "speech_prob", "modulation_db", "decision"}
     rows = json.loads(run("--json", "--min-speech-prob", "1", *files).stdout)
     assert [r["decision"] for r in rows] == ["no speech"] * 2
+    # a modulation threshold above the clips' own says "no speech" as well; 0 leaves the rest to decide
+    top = max(r["modulation_db"] for r in rows)
+    assert [r["decision"] for r in json.loads(run("--json", "--min-modulation-db", f"{top + 0.1}", *files).stdout)] \
+        == ["no speech"] * 2
+    open_ = json.loads(run("--json", "--min-modulation-db", "0", "--min-speech-prob", "0", "--max-sigma", "1e6",
+                           *files).stdout)
+    assert [r["decision"] for r in open_] == ["reliable"] * 2
     bad = run("--max-sigma", "-1", *files)
     assert bad.returncode == 2 and "argument --max-sigma: must be a positive number" in bad.stderr
+    bad = run("--min-modulation-db", "-1", *files)
+    assert bad.returncode == 2 and "argument --min-modulation-db: must be within 0.." in bad.stderr
 
 
 def test_top_level_predict_passes_thresholds(speech_clips):
@@ -328,7 +341,7 @@ def test_from_fixed_decides_as_predict(default_model, speech_clips):
         q = m.predict_fixed(pcm)
         for th in grid:
             assert m.from_fixed(q, th) == m.predict(pcm, thresholds=th)
-    for bad in (q.astype(np.float64), q[:3], np.full(7, 2**40, np.int64)):
+    for bad in (q.astype(np.float64), q[:3], q[:7], np.full(8, 2**40, np.int64)):
         with pytest.raises(ArgumentError, match="int32 outputs of predict_fixed"):
             m.from_fixed(bad)
     with pytest.raises(ArgumentTypeError, match="Thresholds"):
@@ -346,7 +359,7 @@ def test_operating_points_are_the_decisions_of_predict(default_model, speech_cli
     fixed = [m.predict_fixed(c) for c in clips]
     is_speech = np.array([True] * 4 + [False] * 2)
     err = np.linspace(0.05, 0.2, 4)
-    grid = [m.thresholds, Thresholds(0.25, 0.2), Thresholds(1e6, 0.0), Thresholds(1e-6, 0.0)]
+    grid = [m.thresholds, Thresholds(0.25, 0.2), Thresholds(1e6, 0.0), Thresholds(1e-6, 0.0), Thresholds(1e6, 0.0, 0.0)]
     def redecide(th: Thresholds) -> list[str]:   # one set of clips, two groups of it
         return [m.from_fixed(q, th).decision for q in fixed]
 
@@ -356,7 +369,9 @@ def test_operating_points_are_the_decisions_of_predict(default_model, speech_cli
         assert (row["max_sigma"], row["min_speech_prob"]) == (th.max_sigma, th.min_speech_prob)
         assert row["reliable"] == {"speech": ok[:4].mean(), "noise": ok[4:].mean()}
         assert row["error"] == {"speech": err[ok[:4]].mean() if ok[:4].any() else None}
-    assert rows[2]["reliable"] == {"speech": 1.0, "noise": 1.0} and rows[3]["error"] == {"speech": None}
+    # steady noise is "no speech" by the model's modulation threshold even where every other test is open
+    assert rows[2]["reliable"] == {"speech": 1.0, "noise": 0.0} and rows[3]["error"] == {"speech": None}
+    assert rows[4]["reliable"] == {"speech": 1.0, "noise": 1.0}
 
 
 def test_threshold_grid_has_the_model_default_first_and_no_repeated_row():
@@ -378,7 +393,7 @@ def test_extreme_outputs_convert_without_overflow(uq_bytes):
 
     m = Model.from_bytes(uq_bytes)
     for v in (2**31 - 1, -2**31):
-        p = prediction_from_fixed(m._engine, np.full(7, v, np.int32))
+        p = prediction_from_fixed(m._engine, np.full(8, v, np.int32))
         assert all(math.isfinite(s) and s >= 0 for s in p.sigma) and 0.0 <= p.speech_prob <= 1.0
     t = Thresholds.from_fixed(2**31 - 1, -2**31, 16)
     assert math.isfinite(t.max_sigma) and t.min_speech_prob == 0.0
@@ -589,10 +604,11 @@ def test_release_reproduces_the_shipped_model(tmp_path):
     release.release(REPO / "training" / "default_uq", tmp_path)
     again, shipped = Model(tmp_path / "default.w2s"), Model()
     assert again.config == shipped.config and again.nbytes == shipped.nbytes
+    assert again._engine.thresholds == shipped._engine.thresholds   # the modulation's too (5 dB)
     _, clips = release.real_speech(48)
     clips = clips[1::2] + [c.audio for c in nonspeech("eval", max_per_kind=2)]  # not calibration's
     diff = np.max([np.abs(again.predict_fixed(x) - shipped.predict_fixed(x)) for x in clips], axis=0) / 65536
-    assert np.all(diff[:-1] <= 5e-4) and diff[-1] <= 2e-3, diff
+    assert np.all(diff[:6] <= 5e-4) and diff[6] <= 2e-3 and diff[7] == 0, diff   # the modulation: no weights
 
 
 def _fake_fold_students(tmp_path, voices: list[list[str]]) -> str:

@@ -147,10 +147,13 @@ def test_selection_counts_speech_at_the_models_own_threshold():
     logit = {id(c): v for c, v in zip(data["speech"], (-1.0, 0.5, 2.0, 3.0))}
     logit.update({id(c): v for c, v in zip(data["nonspeech"]["music"], (-3.0, 0.2, 0.8, 1.5))})
 
+    mod = {id(data["speech"][3]): 2.0, id(data["nonspeech"]["music"][3]): 2.0}   # a steady level
+
     def run(clips):
-        out = np.tile(np.linspace(0.1, 0.9, len(clips))[:, None], (1, 7))   # any A/D/V, sigma
+        out = np.tile(np.linspace(0.1, 0.9, len(clips))[:, None], (1, 8))   # any A/D/V, sigma
         out[:, 3:6] = -2.0
         out[:, 6] = [logit.get(id(c), 0.0) for c in clips]
+        out[:, 7] = [mod.get(id(c), 10.0) for c in clips]   # the modulation, dB
         return out
 
     at0, at1 = measure(run, data), measure(run, data, 1.0)
@@ -162,6 +165,9 @@ def test_selection_counts_speech_at_the_models_own_threshold():
     assert measure(run, data, 0.0, -2.0)["answered"]["real"] == 1.0                 # at the limit: answered
     assert measure(run, data, 0.0, -2.5)["answered"] == {"espeak": 0.0, "real": 0.0, "snr_levels": [0.0, 10.0],
                                                           "noisy": [0.0, 0.0]}
+    # and at the model's modulation threshold: the steady clips are no speech, whatever their logit
+    at5 = measure(run, data, 0.0, math.inf, 5.0)
+    assert at5["heard_as_speech"] == {"espeak": 0.5, "real": 0.5} and at5["called_speech"]["music"] == 0.5
 
 
 def _leaves(t: torch.Tensor) -> list[torch.Tensor]:

@@ -44,6 +44,10 @@ class Wav2SmallConfig:
     uncertainty: bool = False
     max_log_sigma: float = 0.0
     min_speech_logit: float = 0.0
+    # ... and the log-mel's modulation (dB; the engine's modulation.c): a level that rises and falls
+    # less than this over blocks of mod_block frames is no speech (0: off)
+    min_modulation_db: float = 0.0
+    mod_block: int = 8
 
     def __post_init__(self) -> None:
         if self.uncertainty and (self.n_outputs < 3 or self.n_outputs % 2 == 0):
@@ -208,6 +212,17 @@ class Vgg7(nn.Module):
         if taps is not None:
             taps.update(scores=scores, pooled=pooled, gram=gram)
         return torch.cat([pooled, gram], dim=2).flatten(1)
+
+
+def modulation_db(logmel: torch.Tensor, block: int) -> torch.Tensor:
+    """How much the level rises and falls, (B, 1, T, F) -> (B,): the standard deviation over blocks
+    of `block` frames of the mean of each frame's loudest mel band (dB), a last partial block left
+    out, 0 with fewer than two blocks. The float form of the engine's csrc/modulation.c."""
+    top = logmel[:, 0].max(dim=2).values                                 # (B, T)
+    n = top.shape[1] // block
+    if n < 2:
+        return torch.zeros(top.shape[0], dtype=top.dtype)
+    return top[:, : n * block].reshape(top.shape[0], n, block).mean(dim=2).std(dim=1, unbiased=False)
 
 
 class Wav2Small(nn.Module):

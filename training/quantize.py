@@ -224,7 +224,8 @@ def quantize(model: Wav2Small, clips: list[np.ndarray], headroom: float = 2.0) -
     out = 2.0**OUT_FRAC_BITS
     config = engine_config(cfg, len(t["mel"]))
     if cfg.uncertainty:  # the decision thresholds, in output units like the outputs they compare with
-        t["decide.params"] = np.rint(np.array([cfg.max_log_sigma, cfg.min_speech_logit]) * out).astype(np.int32)
+        t["decide.params"] = np.array([round(cfg.max_log_sigma * out), round(cfg.min_speech_logit * out),
+                                       round(cfg.min_modulation_db * 2**Q_DB), cfg.mod_block], np.int32)
 
     # conv stack: activations int8 with zero point -128 (ReLU output is >= 0)
     s_in = 2.0**-Q_DB
@@ -286,7 +287,7 @@ def engine_fidelity(float_model: Wav2Small, engine, clips: list[np.ndarray]) -> 
     for pcm in clips:
         q = to_int16(pcm)
         f_out.append(float_model(torch.from_numpy(q.astype(np.float32) / 32768)[None])[0].numpy())
-        c_out.append(engine.predict_fixed(q) / one)
+        c_out.append(engine.predict_fixed(q)[: engine.config["n_outputs"]] / one)   # not the modulation
     f, c = np.array(f_out, np.float64), np.array(c_out, np.float64)
     names = list(OUTPUT_NAMES)
     if float_model.cfg.uncertainty:

@@ -114,10 +114,12 @@ tones, silence, sound effects) whose target is maximal uncertainty (training/unc
 The evaluation on other files and generators is docs/uncertainty.md.
 {recipe_notes(cfg)}
 Every prediction carries a decision: **no speech** when the speech probability is below
-{th['min_speech_prob']:.2f}; **too uncertain** when any sigma is above {th['max_sigma']:.4f} (the
+{th['min_speech_prob']:.2f} or the level's modulation (how much the loudest mel band rises and falls
+over 16 ms blocks, a standard deviation in dB, computed by the engine in the same pass) is below
+{modulation_threshold(uq):g} dB; **too uncertain** when any sigma is above {th['max_sigma']:.4f} (the
 {cfg['coverage']:.0%} quantile of the largest sigma over clean validation speech); else **reliable**.
-Pass `thresholds=wav2small.Thresholds(max_sigma, min_speech_prob)` to `predict`, or
-`--max-sigma` / `--min-speech-prob` to the CLI, to change them.
+Pass `thresholds=wav2small.Thresholds(max_sigma, min_speech_prob, min_modulation_db)` to `predict`,
+or `--max-sigma` / `--min-speech-prob` / `--min-modulation-db` to the CLI, to change them.
 
 Training the head took {uq.get('wall_seconds', 0) / 60:.0f} min with {cfg.get('threads', 2)} CPU thread(s) (step 2 above). The int8
 calibration also saw two non-speech clips of each kind (training split).
@@ -212,6 +214,14 @@ The numbers above come from that release run ({datetime.date.today().isoformat()
 """
 
 
+def modulation_threshold(uq: dict) -> float:
+    """The decision's modulation threshold (dB) of an uncertainty run's train.json; a run from
+    before the threshold existed (format version 2) gets training.uncertainty's default."""
+    from .uncertainty import UQConfig
+
+    return float(uq["thresholds"].get("min_modulation_db", UQConfig.min_modulation_db))
+
+
 def release(src: Path, out_dir: Path = PACKAGE_MODELS, n_clips: int = 48) -> dict:
     if not (src / "train.json").is_file():   # the card's numbers and its rebuild command come from it
         raise SystemExit(f"{src} has no train.json: release a finished training.distill or "
@@ -230,6 +240,8 @@ def release(src: Path, out_dir: Path = PACKAGE_MODELS, n_clips: int = 48) -> dic
         # the train split the head was trained with (train.json; heads from before the option: the original)
         extended = bool(train.get("config", {}).get("extended_nonspeech", False))
         calib = calib + [c.audio for c in nonspeech("train", max_per_kind=2, extended=extended)]
+        # the modulation threshold of the run; runs from before it was one get the current default
+        model.cfg.min_modulation_db = modulation_threshold(train)
         uq, init = train, Path(train["config"]["init"])  # the card also shows the distilled student
         train = json.loads((init / "train.json").read_text())
         rebuild, extra = rebuild_section(train, uq), uncertainty_section(uq)

@@ -84,7 +84,8 @@ The decision thresholds written into the model: speech when the speech probabili
 `coverage` quantile (default 0.95) of the largest sigma over clean validation speech, taken for the
 annotator's validation voices and for real speech of the validation speaker groups apart, the
 larger of the two: 95 % of either kind of clean speech is answered, noisier speech less (with
---coverage_snr, 95 % of that speech under white noise and under babble at that SNR too). docs/uncertainty.md has the
+--coverage_snr, 95 % of that speech under white noise and under babble at that SNR too); "no speech"
+also when the level's modulation is below --min_modulation_db (5 dB). docs/uncertainty.md has the
 measurements and why this method was chosen over MC dropout and deep ensembles.
 """
 from __future__ import annotations
@@ -169,6 +170,7 @@ class UQConfig:
     coverage: float = 0.95           # clean validation speech answered at the default threshold
     speech_coverage: float = 0.0     # clean validation speech heard as speech at the default speech threshold; 0: logit 0
     coverage_snr: float = 0.0        # > 0: the sigma threshold answers `coverage` of noisy validation speech at this SNR too
+    min_modulation_db: float = 5.0   # the decision's modulation threshold written into the model (dB); 0 = off
     thresholds_only: bool = False    # load out_dir's trained model and only set its thresholds again
     resume: bool = False             # continue the run in out_dir from its ckpt.pt
     checkpoint_interval: int = 50    # write out_dir/ckpt.pt every N steps (and at the end)
@@ -319,6 +321,10 @@ HELP = {
                     "clips under white noise and under babble of training voices at this SNR, each kind apart "
                     "(nineteenth round: heads whose sigma rises with the first dB of noise reject speech at "
                     "20 dB that they predict about as well as clean); 0 = clean speech only",
+    "min_modulation_db": "dB (0..40): the model file's default modulation threshold: a clip whose level (the loudest "
+                         "mel band, over 16 ms blocks) rises and falls less than this, as a standard deviation "
+                         "over time, is \"no speech\" (babble of many talkers, noise, hum; twenty-first round); "
+                         "0 = off",
     "thresholds_only": "load out_dir's trained model and only set its thresholds again",
     "threads": "torch CPU threads (results are deterministic for a given thread count)",
     "resume": "continue the run in out_dir from its ckpt.pt: the other options come from the run, and only "
@@ -908,6 +914,7 @@ def finish(model: Wav2Small, cfg: UQConfig, history: list, extra: dict, log) -> 
         max_log_sigma = max(max_log_sigma, default_thresholds(noisy, cfg.coverage)[0])
         source += f"; sigma also: those espeak-ng clips under white noise and babble at {cfg.coverage_snr:g} dB SNR"
     model.cfg.max_log_sigma, model.cfg.min_speech_logit = max_log_sigma, min_logit
+    model.cfg.min_modulation_db = cfg.min_modulation_db
     ccc = {k: dict(zip(("arousal", "dominance", "valence"),
                        ccc_torch(torch.from_numpy(out[k][:, :N_VALUES]), torch.from_numpy(t).double()).tolist()))
            for k, (_, t) in annotated.items()}
@@ -918,7 +925,7 @@ def finish(model: Wav2Small, cfg: UQConfig, history: list, extra: dict, log) -> 
         **extra,
         "thresholds": {"max_log_sigma": max_log_sigma, "max_sigma": math.exp(max_log_sigma),
                        "min_speech_logit": min_logit, "min_speech_prob": 1.0 / (1.0 + math.exp(-min_logit)),
-                       "from": source},
+                       "min_modulation_db": cfg.min_modulation_db, "from": source},
         "real_speech": real_record,
         "ccc": ccc,
         "history": history,
@@ -1057,6 +1064,8 @@ def train(cfg: UQConfig) -> dict[str, Any]:
         raise SystemExit(f"--threads must be >= 1, got {cfg.threads}")
     if not 0 < cfg.coverage < 1:   # it only used to fail at the end of the run
         raise SystemExit(f"--coverage is the share of clean speech answered, within 0..1, got {cfg.coverage}")
+    if not 0 <= cfg.min_modulation_db <= 40:
+        raise SystemExit(f"--min_modulation_db is in dB within 0..40 (0 = off), got {cfg.min_modulation_db}")
     if cfg.coverage_snr and not 5 <= cfg.coverage_snr <= 40:
         raise SystemExit(f"--coverage_snr is an SNR in dB within 5..40 (0 = off), got {cfg.coverage_snr}")
     if not 0 <= cfg.speech_coverage < 1:

@@ -52,7 +52,7 @@ from .cli import HelpFormatter
 from .files import write_atomic
 from .metrics import ccc_numpy
 from .ood import SNRS
-from .uncertainty import N_VALUES, outputs
+from .uncertainty import N_VALUES
 from .uq_report import auroc, selective_measures, spearman
 
 SECONDS = 4.0
@@ -135,10 +135,15 @@ def load_clips(cache: Path, log, **build_kw) -> dict:
     return data
 
 
-def measure(run, data: dict, min_speech_logit: float = 0.0, max_log_sigma: float = math.inf) -> dict:
-    """run(clips) -> (N, 7) raw outputs (log sigma, speech logit); a clip is called speech when its
-    logit is >= min_speech_logit (the model's own threshold: train.json's --speech_coverage), and
-    answered (the decision "reliable") when its largest log sigma is <= max_log_sigma as well."""
+def measure(run, data: dict, min_speech_logit: float = 0.0, max_log_sigma: float = math.inf,
+            min_modulation: float = 0.0) -> dict:
+    """run(clips) -> (N, 8) raw outputs (log sigma, speech logit, the modulation in dB); a clip is
+    called speech when its logit is >= min_speech_logit (the model's own threshold: train.json's
+    --speech_coverage) and its modulation >= min_modulation, and answered (the decision "reliable")
+    when its largest log sigma is <= max_log_sigma as well."""
+    def speech(o: np.ndarray) -> np.ndarray:
+        return (o[:, 2 * N_VALUES] >= min_speech_logit) & (o[:, 2 * N_VALUES + 1] >= min_modulation)
+
     sp = run(data["speech"])
     u_sp = sp[:, N_VALUES:2 * N_VALUES].max(axis=1)
     res: dict = {"auroc_sigma": {}, "auroc_speech_prob": {}}
@@ -146,25 +151,25 @@ def measure(run, data: dict, min_speech_logit: float = 0.0, max_log_sigma: float
         ns = run(clips)
         res["auroc_sigma"][kind] = auroc(ns[:, N_VALUES:2 * N_VALUES].max(axis=1), u_sp)
         res["auroc_speech_prob"][kind] = auroc(-ns[:, 2 * N_VALUES], -sp[:, 2 * N_VALUES])
-        res.setdefault("called_speech", {})[kind] = float((ns[:, 2 * N_VALUES] >= min_speech_logit).mean())
+        res.setdefault("called_speech", {})[kind] = float(speech(ns).mean())
     for key in ("auroc_sigma", "auroc_speech_prob"):
         res[key]["all"] = float(np.mean(list(res[key].values())))
     n_ann = len(data["targets"])   # speech = annotated clips (one target each), then real speech
-    heard = sp[:, 2 * N_VALUES] >= min_speech_logit
+    heard = speech(sp)
     res["heard_as_speech"] = {"espeak": float(heard[:n_ann].mean()), "real": float(heard[n_ann:].mean())}
     res["babble_probe"] = {}
     for name, clips in data["babble_probe"].items():
         b = run(clips)
         res["babble_probe"][name] = {"auroc_sigma": auroc(b[:, N_VALUES:2 * N_VALUES].max(axis=1), u_sp),
                                      "auroc_speech_prob": auroc(-b[:, 2 * N_VALUES], -sp[:, 2 * N_VALUES]),
-                                     "called_speech": float((b[:, 2 * N_VALUES] >= min_speech_logit).mean())}
+                                     "called_speech": float(speech(b).mean())}
     noisy = run(data["noisy"])
     u_noisy = noisy[:, N_VALUES:2 * N_VALUES].max(axis=1)
     res["spearman_sigma_minus_snr"] = spearman(u_noisy, -data["snr"])
     # how much speech the default decision answers, clean and per SNR: a sigma that rises with noise
     # can reject speech at 20-30 dB that the mean predicts as well as clean speech
     ok = heard & (u_sp <= max_log_sigma)
-    ok_noisy = (noisy[:, 2 * N_VALUES] >= min_speech_logit) & (u_noisy <= max_log_sigma)
+    ok_noisy = speech(noisy) & (u_noisy <= max_log_sigma)
     levels = sorted(set(data["snr"].tolist()))
     res["answered"] = {"espeak": float(ok[:n_ann].mean()), "real": float(ok[n_ann:].mean()), "snr_levels": levels,
                        "noisy": [float(ok_noisy[data["snr"] == lv].mean()) for lv in levels]}
@@ -191,15 +196,32 @@ def measure(run, data: dict, min_speech_logit: float = 0.0, max_log_sigma: float
 
 
 def engine_runner(w2s: Path):
-    """(run, (min_speech_logit, max_log_sigma)): the engine's raw outputs and its default thresholds,
-    both in the units of its output (value / 2^out_frac_bits), so that comparing them is exact."""
-    from wav2small import Model
+    """(run, (min_speech_logit, max_log_sigma, min_modulation)): the engine's raw outputs and its
+    default thresholds, both in the units of its output (value / 2^out_frac_bits; the modulation
+    in dB, / 2^Q_DB), so that comparing them is exact."""
+    from wav2small import Model, _engine
 
     m = Model(w2s)
     one = float(1 << m.config["out_frac_bits"])
-    max_log_sigma, min_logit = m.thresholds.fixed(m.config["out_frac_bits"])
-    return (lambda clips: np.array([m.predict_fixed(c) / one for c in clips], np.float64),
-            (min_logit / one, max_log_sigma / one))
+    scale = np.full(2 * N_VALUES + 2, one)
+    scale[-1] = float(1 << _engine.Q_DB)
+    max_log_sigma, min_logit, min_mod = m._engine.thresholds
+    return (lambda clips: np.array([m.predict_fixed(c) / scale for c in clips], np.float64),
+            (min_logit / one, max_log_sigma / one, min_mod / scale[-1]))
+
+
+@torch.no_grad()
+def float_outputs(model, clips: list[np.ndarray]) -> np.ndarray:
+    """The float model's outputs of whole clips with the modulation after them, as the engine's."""
+    from .model import modulation_db
+
+    model.eval()
+    res = []
+    for c in clips:
+        x = torch.from_numpy(np.asarray(c, np.float32))[None]
+        mod = modulation_db(model.vgg7.logmel(x), model.cfg.mod_block)
+        res.append(np.concatenate([model(x)[0].numpy(), mod.numpy()]))
+    return np.array(res, np.float64)
 
 
 def variant_of(run: str) -> str:
@@ -282,14 +304,14 @@ def main(argv: list[str] | None = None) -> int:
         model = load_safetensors(run / "model.safetensors")
         r = {"val_ccc": train["ccc"]["val"]}
         if args.float or not args.engine:
-            r["float"] = measure(lambda c, m=model: outputs(m, c), data, model.cfg.min_speech_logit,
-                                 model.cfg.max_log_sigma)
+            r["float"] = measure(lambda c, m=model: float_outputs(m, c), data, model.cfg.min_speech_logit,
+                                 model.cfg.max_log_sigma, model.cfg.min_modulation_db)
         if args.engine:
             from .release import release
 
             fid = release(run, args.rel / run.name)
-            engine, (min_logit, max_log_sigma) = engine_runner(args.rel / run.name / "default.w2s")
-            r["int8"] = measure(engine, data, min_logit, max_log_sigma)
+            engine, thresholds = engine_runner(args.rel / run.name / "default.w2s")
+            r["int8"] = measure(engine, data, *thresholds)
             r["fidelity_ccc"] = fid["ccc"]
         results[str(run)] = r
         log(f"{run}: {json.dumps(r)}")

@@ -19,17 +19,18 @@ import numpy as np
 from . import __version__
 from .audio import display_name, read, read_bytes
 from .errors import Wav2SmallError
-from .model import OUTPUT_NAMES, Model, Prediction, Thresholds
+from .model import MAX_MODULATION_DB, OUTPUT_NAMES, Model, Prediction, Thresholds
 
 SIGMA_NAMES = tuple(f"sigma_{n}" for n in OUTPUT_NAMES)
 
 
 def _row(path: str, p: Prediction) -> dict:
-    """One flat row per file: A/D/V, then (with an uncertainty head) sigmas, speech_prob, decision."""
+    """One flat row per file: A/D/V, then (with an uncertainty head) sigmas, speech_prob,
+    modulation_db, decision."""
     row: dict = {"file": path, **{n: getattr(p, n) for n in OUTPUT_NAMES}}
     if p.sigma is not None:
         row.update(zip(SIGMA_NAMES, p.sigma))
-        row.update(speech_prob=p.speech_prob, decision=p.decision)
+        row.update(speech_prob=p.speech_prob, modulation_db=p.modulation_db, decision=p.decision)
     return row
 
 
@@ -44,6 +45,13 @@ def _probability(text: str) -> float:
     v = float(text)
     if not 0.0 <= v <= 1.0:
         raise argparse.ArgumentTypeError(f"must be within 0..1, got {text}")
+    return v
+
+
+def _modulation(text: str) -> float:
+    v = float(text)
+    if not 0.0 <= v <= MAX_MODULATION_DB:
+        raise argparse.ArgumentTypeError(f"must be within 0..{MAX_MODULATION_DB:g} dB, got {text}")
     return v
 
 
@@ -64,13 +72,15 @@ def _predict(args: argparse.Namespace) -> int:
     try:
         model = Model(args.model)
         thresholds = model.thresholds
-        if args.max_sigma is not None or args.min_speech_prob is not None:
+        given = (args.max_sigma, args.min_speech_prob, args.min_modulation_db)
+        if any(v is not None for v in given):
             if thresholds is None:
                 raise Wav2SmallError(f"{args.model}: this model has no uncertainty head; "
-                                     "--max-sigma and --min-speech-prob need one")
+                                     "--max-sigma, --min-speech-prob and --min-modulation-db need one")
             thresholds = Thresholds(
                 args.max_sigma if args.max_sigma is not None else thresholds.max_sigma,
-                args.min_speech_prob if args.min_speech_prob is not None else thresholds.min_speech_prob)
+                args.min_speech_prob if args.min_speech_prob is not None else thresholds.min_speech_prob,
+                args.min_modulation_db if args.min_modulation_db is not None else thresholds.min_modulation_db)
     except (Wav2SmallError, ValueError) as e:
         print(f"wav2small: {e}", file=sys.stderr)
         return 2
@@ -91,7 +101,7 @@ def _predict(args: argparse.Namespace) -> int:
             continue
         rows.append(_row(name, p))
     fields = ["file", *OUTPUT_NAMES] + (
-        [*SIGMA_NAMES, "speech_prob", "decision"] if model.has_uncertainty else [])
+        [*SIGMA_NAMES, "speech_prob", "modulation_db", "decision"] if model.has_uncertainty else [])
     if args.format == "json":
         json.dump(rows, sys.stdout, indent=2)
         print()
@@ -102,7 +112,7 @@ def _predict(args: argparse.Namespace) -> int:
     else:
         width = max([4] + [len(r["file"]) for r in rows])
         names = [f for f in fields[1:] if f != "decision"]
-        titles = [n.replace("sigma_", "σ_") for n in names]
+        titles = [n.replace("sigma_", "σ_").replace("modulation_db", "mod_dB") for n in names]
         cols = [max(9, len(t)) for t in titles]   # a value is 9 wide; a longer title widens its column
         head = f"{'file':<{width}}  " + "  ".join(f"{t:>{c}}" for t, c in zip(titles, cols))
         print(head + ("  decision" if model.has_uncertainty else ""))
@@ -124,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="call a result 'too uncertain' when any sigma exceeds this (default: the model's)")
     p.add_argument("--min-speech-prob", type=_probability, default=None,
                    help="call a clip 'no speech' below this speech probability (default: the model's)")
+    p.add_argument("--min-modulation-db", type=_modulation, default=None,
+                   help="call a clip 'no speech' when its level rises and falls less than this over time "
+                        "(dB; babble of many talkers, steady noise; 0 = off; default: the model's)")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", dest="format", action="store_const", const="json", help="JSON output")
     fmt.add_argument("--csv", dest="format", action="store_const", const="csv", help="CSV output")

@@ -8,6 +8,8 @@ C header (`_engine.Q_*`), so no constant is written twice.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import _engine
@@ -233,6 +235,23 @@ def head(t: dict, pooled: np.ndarray, gram: np.ndarray) -> np.ndarray:
     return np.clip(y, INT32_MIN, INT32_MAX).astype(np.int32)
 
 
+# ---- modulation (modulation.c) ----------------------------------------------------------------------
+
+
+def modulation(t: dict, logmel: np.ndarray) -> int:
+    """The standard deviation over blocks of mod_block frames of the block means (rounded to dB
+    Q_DB) of each frame's loudest mel band, dB in Q_DB: a last partial block left out, 0 with fewer
+    than two blocks."""
+    block = int(t["decide.params"][3])
+    n = logmel.shape[0] // block
+    if n < 2:
+        return 0
+    v = div_round(logmel[: n * block].astype(np.int64).max(axis=1).reshape(n, block).sum(axis=1), block)
+    s1, s2 = int(v.sum()), int((v * v).sum())
+    mu = int(div_round(s1, n))
+    return math.isqrt(int(div_round(s2 - 2 * mu * s1 + n * mu * mu, n)))
+
+
 # ---- whole forward pass (engine.c) ----------------------------------------------------------------
 
 
@@ -250,5 +269,8 @@ def forward(t: dict, cfg: dict, pcm: np.ndarray) -> list[tuple[str, int, np.ndar
             x = maxpool(x)
             stages.append(("pool", layer, x))
     pooled, gram = vox(t, x)
-    stages += [("pooled", 0, pooled), ("gram", 0, gram), ("output", 0, head(t, pooled, gram))]
+    stages += [("pooled", 0, pooled), ("gram", 0, gram)]
+    if "decide.params" in t:  # an uncertainty head's decision reads the log-mel's modulation too
+        stages.append(("modulation", 0, np.array([modulation(t, stages[1][2])], dtype=np.int32)))
+    stages.append(("output", 0, head(t, pooled, gram)))
     return stages

@@ -39,8 +39,10 @@ class Prediction:
     With a model that has an uncertainty head (the default model has one):
     sigma: the predicted standard deviation of each of A/D/V, in the same units;
     speech_prob: how sure the model is that the clip is speech at all (0..1);
+    modulation_db: how much the clip's level rises and falls over time (dB; one talker's syllables
+    and pauses give 8-20, babble of many talkers and steady noise 0-5);
     decision: "reliable", "no speech" or "too uncertain" (by Thresholds); "unknown" for a model
-    without the head, whose sigma and speech_prob are None.
+    without the head, whose sigma, speech_prob and modulation_db are None.
     """
 
     arousal: float
@@ -49,6 +51,7 @@ class Prediction:
     sigma: tuple[float, float, float] | None = None
     speech_prob: float | None = None
     decision: str = UNKNOWN
+    modulation_db: float | None = None
 
     @property
     def reliable(self) -> bool:
@@ -77,14 +80,18 @@ def _exp(x: float) -> float:
 
 @dataclass(frozen=True)
 class Thresholds:
-    """When a prediction is "reliable": speech_prob >= min_speech_prob and every sigma <= max_sigma.
+    """When a prediction is "reliable": speech_prob >= min_speech_prob, modulation_db >=
+    min_modulation_db, and every sigma <= max_sigma.
 
     Each model file carries its defaults (Model.thresholds); pass your own to predict() to trade
     coverage for accuracy (a smaller max_sigma answers less often and is wrong less often).
+    min_modulation_db None keeps the model's own; 0 lets every clip through that test (speech in
+    heavy noise, at the price of babble taken for speech).
     """
 
     max_sigma: float
     min_speech_prob: float
+    min_modulation_db: float | None = None
     # (frac_bits, max_log_sigma, min_speech_logit) of thresholds read from a model file: fixed()
     # gives those back exactly, where the floats alone can round (a logit of 40 is a probability of 1.0)
     _exact: tuple[int, int, int] | None = field(default=None, init=False, repr=False, compare=False)
@@ -97,8 +104,18 @@ class Thresholds:
             raise ArgumentError(f"max_sigma must be a positive number, got {self.max_sigma!r}")
         if not (real(self.min_speech_prob) and 0.0 <= self.min_speech_prob <= 1.0):
             raise ArgumentError(f"min_speech_prob must be within 0..1, got {self.min_speech_prob!r}")
+        m = self.min_modulation_db
+        if m is not None and not (real(m) and 0.0 <= m <= MAX_MODULATION_DB):
+            raise ArgumentError(f"min_modulation_db must be None or within 0..{MAX_MODULATION_DB:g} dB, got {m!r}")
         object.__setattr__(self, "max_sigma", float(self.max_sigma))
         object.__setattr__(self, "min_speech_prob", float(self.min_speech_prob))
+        if m is not None:
+            object.__setattr__(self, "min_modulation_db", float(m))
+
+    def modulation_fixed(self) -> int | None:
+        """min_modulation_db in the engine's units (dB Q_DB), None for the model's own."""
+        m = self.min_modulation_db
+        return None if m is None else round(m * (1 << _engine.Q_DB))
 
     def fixed(self, frac_bits: int) -> tuple[int, int]:
         """(max_log_sigma, min_speech_logit) in the engine's output units."""
@@ -114,15 +131,18 @@ class Thresholds:
         return clamp(math.log(self.max_sigma) * one), clamp(logit * one)
 
     @classmethod
-    def from_fixed(cls, max_log_sigma: int, min_speech_logit: int, frac_bits: int) -> Thresholds:
+    def from_fixed(cls, max_log_sigma: int, min_speech_logit: int, frac_bits: int,
+                   min_modulation: int = 0) -> Thresholds:
         one = float(1 << frac_bits)
         # exp of a very negative log sigma underflows to 0.0, which no Thresholds takes
-        t = cls(max(_exp(max_log_sigma / one), _TINY), _sigmoid(min_speech_logit / one))
+        t = cls(max(_exp(max_log_sigma / one), _TINY), _sigmoid(min_speech_logit / one),
+                min_modulation / float(1 << _engine.Q_DB))
         object.__setattr__(t, "_exact", (frac_bits, int(max_log_sigma), int(min_speech_logit)))
         return t
 
 
 _TINY = math.ulp(0.0)   # the smallest positive float
+MAX_MODULATION_DB = 32767 / (1 << _engine.Q_DB)   # the largest threshold a model file holds
 
 
 def _check_thresholds(thresholds: object, has_uncertainty: bool) -> None:
@@ -141,7 +161,12 @@ def prediction_from_fixed(engine: _engine.Model, q: np.ndarray, thresholds: Thre
     arousal, dominance, valence = (float(v) for v in x[:3])
     if not c["flags"] & _engine.FLAG_UNCERTAINTY:
         return Prediction(arousal, dominance, valence)
-    fixed = thresholds.fixed(c["out_frac_bits"]) if thresholds is not None else engine.thresholds
+    own = engine.thresholds
+    if thresholds is None:
+        fixed = own
+    else:
+        mod = thresholds.modulation_fixed()
+        fixed = (*thresholds.fixed(c["out_frac_bits"]), own[2] if mod is None else mod)
     n = len(OUTPUT_NAMES)
     s_a, s_d, s_v = (_exp(float(v)) for v in x[n : 2 * n])
     return Prediction(
@@ -149,6 +174,7 @@ def prediction_from_fixed(engine: _engine.Model, q: np.ndarray, thresholds: Thre
         sigma=(s_a, s_d, s_v),
         speech_prob=_sigmoid(float(x[2 * n])),
         decision=_DECISIONS[engine.decide(q, *fixed)],
+        modulation_db=float(q[2 * n + 1]) / float(1 << _engine.Q_DB),
     )
 
 
@@ -231,7 +257,7 @@ class Model:
     def thresholds(self) -> Thresholds | None:
         """The model's default decision thresholds (None without an uncertainty head)."""
         t = self._engine.thresholds
-        return None if t is None else Thresholds.from_fixed(t[0], t[1], self.config["out_frac_bits"])
+        return None if t is None else Thresholds.from_fixed(t[0], t[1], self.config["out_frac_bits"], t[2])
 
     def __repr__(self) -> str:
         c = self.config
@@ -268,7 +294,8 @@ class Model:
             )
 
     def predict_fixed(self, pcm: AudioLike, sample_rate: int = 16000) -> np.ndarray:
-        """The engine's raw int32 outputs (value / 2^out_frac_bits), for bit-exact comparisons."""
+        """The engine's raw int32 outputs (value / 2^out_frac_bits), for bit-exact comparisons; with
+        an uncertainty head one more after them, the modulation (dB / 2^Q_DB) the decision reads."""
         return self._engine.predict(self.prepare(pcm, sample_rate))
 
     @overload
@@ -306,7 +333,7 @@ class Model:
         the model, not one per candidate."""
         _check_thresholds(thresholds, self.has_uncertainty)
         q = np.asarray(fixed)
-        n = self._engine.config["n_outputs"]
+        n = self._engine.config["n_outputs"] + (1 if self.has_uncertainty else 0)   # + the modulation
         if q.dtype.kind not in "iu" or q.shape != (n,) or q.size and (q.min() < -2**31 or q.max() >= 2**31):
             raise ArgumentError(f"fixed must be the {n} int32 outputs of predict_fixed(), got dtype {q.dtype}, "
                              f"shape {q.shape}")
