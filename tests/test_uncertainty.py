@@ -295,8 +295,9 @@ def test_training_release_and_report_end_to_end(tmp_path, monkeypatch):
     assert "python -m training.uq_report" in out.with_suffix(".md").read_text()
     # the operating points: the model's own thresholds first, agreeing with the decisions table
     ops, dec = res["operating_points"]["engine"], res["decisions"]["engine"]
-    assert len(ops) == 8 and (ops[0]["max_sigma"], ops[0]["min_speech_prob"]) == pytest.approx(
-        (m.thresholds.max_sigma, m.thresholds.min_speech_prob))
+    assert len(ops) == 16 and (ops[0]["max_sigma"], ops[0]["min_speech_prob"], ops[0]["min_modulation_db"]) == \
+        pytest.approx((m.thresholds.max_sigma, m.thresholds.min_speech_prob, m.thresholds.min_modulation_db))
+    assert [r["min_modulation_db"] for r in ops[8:]] == [0.0] * 8   # the gate off: --min_modulations' default
     assert all(ops[0]["reliable"][kind] == pytest.approx(d.get("reliable", 0.0)) for kind, d in dec.items())
     assert {"0 dB", "5 dB", "10 dB", "clean"} <= set(ops[0]["error"])
     assert "## Answering noisy speech" in out.with_suffix(".md").read_text()
@@ -375,12 +376,16 @@ def test_operating_points_are_the_decisions_of_predict(default_model, speech_cli
 
 
 def test_threshold_grid_has_the_model_default_first_and_no_repeated_row():
-    """--max_sigmas / --min_speech_probs that repeat a value, or the model's own, add no second row."""
+    """--max_sigmas / --min_speech_probs / --min_modulations that repeat a value, or the model's own,
+    add no second row."""
     from training.uq_report import _floats, threshold_grid
 
     d = Thresholds(0.2, 0.5)
     grid = threshold_grid(d, [0.25, 0.2, 0.25], [0.5, 0.8])
     assert grid == [d, Thresholds(0.25, 0.5), Thresholds(0.2, 0.8), Thresholds(0.25, 0.8)]
+    d = Thresholds(0.2, 0.5, 5.0)
+    grid = threshold_grid(d, [0.25], [], [0.0, 5.0, 0.0])
+    assert grid == [d, Thresholds(0.25, 0.5, 5.0), Thresholds(0.2, 0.5, 0.0), Thresholds(0.25, 0.5, 0.0)]
     assert _floats(" 0.2, 0.8,", "--x") == [0.2, 0.8]
     with pytest.raises(ValueError, match="--x: expected comma-separated numbers"):
         _floats("0.2;0.8", "--x")

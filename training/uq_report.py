@@ -20,7 +20,8 @@ Measurements: AUROC of each uncertainty for speech vs each non-speech kind; unce
 corrupted speech (Spearman over clips); selective prediction (error against the annotator as the
 most uncertain clips are dropped, and its area) and, per corruption, mean error and uncertainty;
 how the engine's decision splits each kind, and how it would at other thresholds (--max_sigmas,
---min_speech_probs): how much noisy speech is answered for how much non-speech called speech.
+--min_speech_probs, --min_modulations): how much noisy speech is answered for how much non-speech
+called speech.
 """
 from __future__ import annotations
 
@@ -179,13 +180,15 @@ def _floats(text: str, flag: str) -> list[float]:
         raise ValueError(f"{flag}: expected comma-separated numbers, got {text!r}") from None
 
 
-def threshold_grid(default: Thresholds, max_sigmas: Sequence[float],
-                   min_speech_probs: Sequence[float]) -> list[Thresholds]:
-    """Every pair of the given values and the model's own, the model's own first; a value given twice
-    (or equal to the model's) makes one row, not two."""
+def threshold_grid(default: Thresholds, max_sigmas: Sequence[float], min_speech_probs: Sequence[float],
+                   min_modulations: Sequence[float] = ()) -> list[Thresholds]:
+    """Every combination of the given values and the model's own, the model's own first (modulation
+    outermost, then speech probability, then sigma); a value given twice (or equal to the model's)
+    makes one row, not two."""
     sigmas = dict.fromkeys([default.max_sigma, *max_sigmas])
     probs = dict.fromkeys([default.min_speech_prob, *min_speech_probs])
-    return [Thresholds(s, q) for q in probs for s in sigmas]
+    mods = dict.fromkeys([default.min_modulation_db, *min_modulations])
+    return [Thresholds(s, q, m) for m in mods for q in probs for s in sigmas]
 
 
 def operating_points(groups: dict[str, tuple[Callable[[Thresholds], list[str]], np.ndarray, np.ndarray | None]],
@@ -196,7 +199,8 @@ def operating_points(groups: dict[str, tuple[Callable[[Thresholds], list[str]], 
     the mean error of the clips answered (None when none is)."""
     rows = []
     for th in grid:
-        row: dict = {"max_sigma": th.max_sigma, "min_speech_prob": th.min_speech_prob, "reliable": {}, "error": {}}
+        row: dict = {"max_sigma": th.max_sigma, "min_speech_prob": th.min_speech_prob,
+                     "min_modulation_db": th.min_modulation_db, "reliable": {}, "error": {}}
         decided: dict[int, np.ndarray] = {}   # one decision run per set of clips, shared by its groups
         for name, (redecide, mask, err) in groups.items():
             if id(redecide) not in decided:
@@ -567,15 +571,17 @@ def markdown(res: dict, command: str, pngs: list[str], meta: dict) -> str:
         fmt = lambda e: "–" if e is None else f"{e:.4f}"  # noqa: E731
         lines += ["", f"## Answering noisy speech: the {name}'s decision at other thresholds", "",
                   "Share of clips called reliable under other thresholds (`wav2small.Thresholds`; the CLI's "
-                  "`--max-sigma`, `--min-speech-prob`), from the same outputs; the first row is the model "
-                  "file's default. Noisy speech: the held-out espeak-ng clips under white noise and babble "
+                  "`--max-sigma`, `--min-speech-prob`, `--min-modulation-db`), from the same outputs; the "
+                  "first row is the model file's default; a min modulation of 0 turns that test off. Noisy speech: the held-out espeak-ng clips under white noise and babble "
                   "at that SNR. Error: mean absolute error against the annotator of the clips answered.", "",
-                  "| max sigma | min speech prob | held-out speech | noisy speech " + " / ".join(levels)
+                  "| max sigma | min speech prob | min modulation dB | held-out speech | noisy speech " + " / ".join(levels)
                   + " | error answered: clean / " + " / ".join(levels) + " | " + " | ".join(kinds) + " |",
-                  "|---" * (5 + len(kinds)) + "|"]
+                  "|---" * (6 + len(kinds)) + "|"]
         for r in rows:
             rel, err = r["reliable"], r["error"]
-            lines.append(f"| {r['max_sigma']:.3f} | {r['min_speech_prob']:.2f} | {rel['speech']:.0%} | "
+            mod = r.get("min_modulation_db")
+            lines.append(f"| {r['max_sigma']:.3f} | {r['min_speech_prob']:.2f} | "
+                         + ("model's" if mod is None else f"{mod:g}") + f" | {rel['speech']:.0%} | "
                          + " / ".join(f"{rel[g]:.0%}" for g in levels) + " | "
                          + " / ".join(fmt(err[g]) for g in ("clean", *levels)) + " | "
                          + " | ".join(f"{rel[k]:.0%}" for k in kinds) + " |")
@@ -606,6 +612,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="max_sigma values of the operating-points table, besides the model's own")
     p.add_argument("--min_speech_probs", default="0.2",
                    help="min_speech_prob values of the operating-points table, besides the model's own")
+    p.add_argument("--min_modulations", default="0",
+                   help="min_modulation_db values of the operating-points table, besides the model's own (0: off)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
@@ -621,6 +629,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sigmas = _floats(args.max_sigmas, "--max_sigmas")
         probs = _floats(args.min_speech_probs, "--min_speech_probs")
+        mods = _floats(args.min_modulations, "--min_modulations")
     except ValueError as e:
         p.error(str(e))
     torch.set_num_threads(args.threads)
@@ -651,7 +660,7 @@ def main(argv: list[str] | None = None) -> int:
     default = Model(args.w2s).thresholds
     grid = []
     if default is not None:
-        grid = threshold_grid(default, sigmas, probs)
+        grid = threshold_grid(default, sigmas, probs, mods)
     res = evaluate(es, methods, silero, log, grid)
     out = Path(args.out)
     pngs = plots(res, out)

@@ -20,7 +20,8 @@ For each run directory (model.safetensors + train.json of training.uncertainty) 
 
 the AUROC of the largest sigma (and of 1 - speech probability) for speech against each non-speech
 kind and their mean, the share of each kind (and of each babble probe) called speech (speech logit
->= the model's threshold: 0, probability 0.5, unless trained with --speech_coverage) and of the
+>= the model's threshold: 0, probability 0.5, unless trained with --speech_coverage, and the level's
+modulation >= the release's threshold, 5 dB, or --min_modulation_db) and of the
 speech (espeak-ng and real apart) heard as speech, Spearman(largest sigma, -SNR), the share of the
 speech answered at the model's default thresholds (decision "reliable": clean, espeak-ng and real
 apart, and the noisy clips per SNR; a sigma that rises with noise past its threshold rejects speech
@@ -52,6 +53,7 @@ from .cli import HelpFormatter
 from .files import write_atomic
 from .metrics import ccc_numpy
 from .ood import SNRS
+from .release import modulation_threshold
 from .uncertainty import N_VALUES
 from .uq_report import auroc, selective_measures, spearman
 
@@ -282,7 +284,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     p.add_argument("--float", type=int, default=1, help="0: measure the int8 engine only (with --engine=1)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--min_modulation_db", type=float, default=None,
+                   help="measure the decision with this modulation threshold (dB; 0: off) instead of the "
+                        "one each run's release writes")
     args = p.parse_args(argv)
+    if args.min_modulation_db is not None and not 0.0 <= args.min_modulation_db <= 40.0:
+        p.error(f"--min_modulation_db must be within 0..40 dB, got {args.min_modulation_db:g}")
     if args.summarize:
         merged: dict = {}
         for f in args.runs:
@@ -303,15 +310,19 @@ def main(argv: list[str] | None = None) -> int:
         train = json.loads((run / "train.json").read_text())
         model = load_safetensors(run / "model.safetensors")
         r = {"val_ccc": train["ccc"]["val"]}
+        # the modulation threshold the release writes (a run from before it existed: the default)
+        mod = modulation_threshold(train) if args.min_modulation_db is None else args.min_modulation_db
+        r["min_modulation_db"] = mod
         if args.float or not args.engine:
             r["float"] = measure(lambda c, m=model: float_outputs(m, c), data, model.cfg.min_speech_logit,
-                                 model.cfg.max_log_sigma, model.cfg.min_modulation_db)
+                                 model.cfg.max_log_sigma, mod)
         if args.engine:
             from .release import release
 
             fid = release(run, args.rel / run.name)
-            engine, thresholds = engine_runner(args.rel / run.name / "default.w2s")
-            r["int8"] = measure(engine, data, *thresholds)
+            engine, (min_logit, max_log_sigma, file_mod) = engine_runner(args.rel / run.name / "default.w2s")
+            r["int8"] = measure(engine, data, min_logit, max_log_sigma,
+                                file_mod if args.min_modulation_db is None else mod)
             r["fidelity_ccc"] = fid["ccc"]
         results[str(run)] = r
         log(f"{run}: {json.dumps(r)}")
