@@ -31,8 +31,8 @@ and OpenBLAS. Training amplifies that into a different model of about the same q
 unpinned and the command says the result cannot be the shipped bytes. Checked on this CPU and, for
 a small training step, on an AVX2-only Intel CPU emulated by qemu (MKL's log10 over a full batch
 differs there: docs/uncertainty.md); on AMD CPUs MKL does not honour its AVX2 setting (measured
-under emulation and on a real AMD EPYC), and the command says so. `--probe` prints in seconds a hash of the float kernels a
-training step runs (kernel_probe); machines whose hashes differ cannot rebuild the same bytes
+under emulation and on a real AMD EPYC), and the command says so. `--probe` prints in seconds a
+hash of the float kernels a training step runs (kernel_probe); machines whose hashes differ cannot rebuild the same bytes
 (agreeing, they also need the same Debian speech packages: the command, and --probe, compare them
 with the shipped head's record and say which speaker groups differ), and rebuild.json records both.
 """
