@@ -103,6 +103,7 @@ w2s_status w2s_forward(const w2s_model *m, const int16_t *pcm, size_t n, void *a
         w2s_modulation_init(&mod);
         for (t = 0; t < T; t++) w2s_modulation_push(&mod, a.logmel + (size_t)t * (size_t)F, F, w->mod_block);
         modulation = w2s_modulation_db(&mod);
+        if (trace) trace(user, W2S_TRACE_MODULATION, 0, &modulation, 1, 0, 0);
     }
 
     for (l = 1; l <= c->n_layers; l++) {
@@ -133,7 +134,6 @@ w2s_status w2s_forward(const w2s_model *m, const int16_t *pcm, size_t n, void *a
     w2s_vox_finish(c, w, &vox, a.pooled, a.gram);
     if (trace) trace(user, W2S_TRACE_POOLED, 0, a.pooled, C, F, 0);
     if (trace) trace(user, W2S_TRACE_GRAM, 0, a.gram, C, C, 0);
-    if (trace && (c->flags & W2S_FLAG_UNCERTAINTY)) trace(user, W2S_TRACE_MODULATION, 0, &modulation, 1, 0, 0);
 
     /* = adv(cat([P, G]).flatten()) */
     w2s_head(c, w, a.pooled, a.gram, modulation, out);

@@ -262,6 +262,8 @@ def forward(t: dict, cfg: dict, pcm: np.ndarray) -> list[tuple[str, int, np.ndar
     stages.append(("prenorm", 0, np.array([mean, log2_var], dtype=np.int32)))
     x = logmel_s16(t, cfg, pcm, mean, log2_var)
     stages.append(("logmel", 0, x))
+    if "decide.params" in t:  # an uncertainty head's decision reads the log-mel's modulation too
+        stages.append(("modulation", 0, np.array([modulation(t, x)], dtype=np.int32)))
     for layer in range(1, cfg["n_layers"] + 1):
         x = conv3x3(t, layer, x)
         stages.append(("conv", layer, x))
@@ -270,7 +272,5 @@ def forward(t: dict, cfg: dict, pcm: np.ndarray) -> list[tuple[str, int, np.ndar
             stages.append(("pool", layer, x))
     pooled, gram = vox(t, x)
     stages += [("pooled", 0, pooled), ("gram", 0, gram)]
-    if "decide.params" in t:  # an uncertainty head's decision reads the log-mel's modulation too
-        stages.append(("modulation", 0, np.array([modulation(t, stages[1][2])], dtype=np.int32)))
     stages.append(("output", 0, head(t, pooled, gram)))
     return stages

@@ -34,14 +34,34 @@ static double now_us(void) {
 
 typedef struct {
     double t0, d[MAX_STAGES];
+    int stage[MAX_STAGES], layer[MAX_STAGES]; /* which trace point ended each interval */
     int k;
 } stage_clock;
 
 static void on_stage(void *user, w2s_trace_stage s, int32_t l, const void *data, int32_t a, int32_t b, int32_t c) {
     stage_clock *x = (stage_clock *)user;
-    (void)s, (void)l, (void)data, (void)a, (void)b, (void)c;
-    if (x->k < MAX_STAGES) x->d[x->k++] = now_us() - x->t0;
+    (void)data, (void)a, (void)b, (void)c;
+    if (x->k < MAX_STAGES) {
+        x->stage[x->k] = (int)s;
+        x->layer[x->k] = (int)l;
+        x->d[x->k++] = now_us() - x->t0;
+    }
     x->t0 = now_us(); /* the callback's own time is not counted */
+}
+
+/* A row's name: the work between the previous trace point and this one. */
+static const char *stage_name(int s, int l, char *buf, size_t len) {
+    switch (s) {
+    case W2S_TRACE_PRENORM: return "prenorm";
+    case W2S_TRACE_LOGMEL: return "log-mel";
+    case W2S_TRACE_MODULATION: return "modulation";
+    case W2S_TRACE_CONV: snprintf(buf, len, "conv%d", l); return buf;
+    case W2S_TRACE_POOL: return "max-pool";
+    case W2S_TRACE_POOLED: return "vox";
+    case W2S_TRACE_GRAM: return "gram";
+    case W2S_TRACE_OUTPUT: return "head";
+    default: return "?";
+    }
 }
 
 static int by_value(const void *a, const void *b) {
@@ -52,8 +72,6 @@ static int by_value(const void *a, const void *b) {
 static double st[MAX_LIBS][MAX_STAGES + 1][MAX_RUNS];
 
 int main(int argc, char **argv) {
-    static const char *names[] = {"prenorm", "log-mel", "conv1", "conv2", "conv3", "max-pool", "conv4",
-                                  "conv5",  "conv6",  "conv7", "vox",    "gram",   "head"};
     size_t model_len, clip_len;
     void *model_buf, *clip;
     w2s_model m[MAX_LIBS];
@@ -61,6 +79,8 @@ int main(int argc, char **argv) {
     void *arena[MAX_LIBS];
     size_t arena_len[MAX_LIBS];
     int runs, nl, i, r, s, k = 0;
+    stage_clock seen = {0}; /* the trace points of the first build's first timed call */
+    char name[16];
     if (argc < 5 || argc > 4 + MAX_LIBS || (runs = atoi(argv[3])) < 1 || runs > MAX_RUNS) {
         fprintf(stderr, "usage: ab_stages model.w2s clip.raw runs(1..%d) lib.so ... (up to %d)\n", MAX_RUNS, MAX_LIBS);
         return 2;
@@ -102,16 +122,23 @@ int main(int argc, char **argv) {
             if (fw[i](&m[i], (const int16_t *)clip, clip_len / 2, arena[i], arena_len[i], &out, on_stage, &x) != W2S_OK)
                 return 1;
             if (r < 0) continue;
+            if (i == 0 && r == 0) seen = x;
+            if (x.k != seen.k || memcmp(x.stage, seen.stage, sizeof(int) * (size_t)x.k) != 0 ||
+                memcmp(x.layer, seen.layer, sizeof(int) * (size_t)x.k) != 0) {
+                fprintf(stderr, "ab_stages: %s traces other stages than %s: no row-by-row comparison\n", argv[4 + i],
+                        argv[4]);
+                return 1;
+            }
             k = x.k;
             for (s = 0; s < k; s++) st[i][s][r] = x.d[s];
             st[i][MAX_STAGES][r] = now_us() - t0;
         }
-    printf("%-9s", "stage");
+    printf("%-10s", "stage");
     for (i = 0; i < nl; i++) printf(" %12s", argv[4 + i] + (strlen(argv[4 + i]) > 12 ? strlen(argv[4 + i]) - 12 : 0));
     printf("   (median of %d calls, microseconds of thread CPU time)\n", runs);
     for (s = 0; s <= k; s++) {
         const int row = s == k ? MAX_STAGES : s;
-        printf("%-9s", s == k ? "total" : (s < (int)(sizeof names / sizeof names[0]) ? names[s] : "?"));
+        printf("%-10s", s == k ? "total" : stage_name(seen.stage[s], seen.layer[s], name, sizeof name));
         for (i = 0; i < nl; i++) {
             qsort(st[i][row], (size_t)runs, sizeof(double), by_value);
             printf(" %12.1f", st[i][row][runs / 2]);
