@@ -97,7 +97,6 @@ py::dict config_to_dict(const w2s_config &c) {
 
 using pcm_array = py::array_t<int16_t, py::array::c_style | py::array::forcecast>;
 
-// A parsed model that owns a 4-byte-aligned copy of its file.
 // The outputs Python sees of one run: the n_outputs values, and with an uncertainty head the
 // modulation after them (dB Q_DB), which the decision reads too; decide() takes them back.
 py::ssize_t fixed_count(const w2s_model &m) {
@@ -112,6 +111,7 @@ py::array_t<int32_t> fixed_outputs(const w2s_model &m, const w2s_output &out) {
     return r;
 }
 
+// A parsed model that owns a 4-byte-aligned copy of its file.
 class Model {
   public:
     explicit Model(py::bytes data) {

@@ -39,8 +39,8 @@ class Prediction:
     With a model that has an uncertainty head (the default model has one):
     sigma: the predicted standard deviation of each of A/D/V, in the same units;
     speech_prob: how sure the model is that the clip is speech at all (0..1);
-    modulation_db: how much the clip's level rises and falls over time (dB; one talker's syllables
-    and pauses give 8-20, babble of many talkers and steady noise 0-5);
+    modulation_db: how much the clip's level rises and falls over time (dB; clean speech of one
+    talker mostly 10-25, babble of several talkers 3-8, steady noise and silence 0-3);
     decision: "reliable", "no speech" or "too uncertain" (by Thresholds); "unknown" for a model
     without the head, whose sigma, speech_prob and modulation_db are None.
     """
