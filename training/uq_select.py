@@ -207,7 +207,8 @@ def engine_runner(w2s: Path):
     one = float(1 << m.config["out_frac_bits"])
     scale = np.full(2 * N_VALUES + 2, one)
     scale[-1] = float(1 << _engine.Q_DB)
-    max_log_sigma, min_logit, min_mod = m._engine.thresholds
+    max_log_sigma, min_logit = m.thresholds.fixed(m.config["out_frac_bits"])
+    min_mod = m.thresholds.modulation_fixed()
     return (lambda clips: np.array([m.predict_fixed(c) / scale for c in clips], np.float64),
             (min_logit / one, max_log_sigma / one, min_mod / scale[-1]))
 

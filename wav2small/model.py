@@ -115,7 +115,7 @@ class Thresholds:
     def modulation_fixed(self) -> int | None:
         """min_modulation_db in the engine's units (dB Q_DB), None for the model's own."""
         m = self.min_modulation_db
-        return None if m is None else round(m * (1 << _engine.Q_DB))
+        return None if m is None else round(m * _DB_ONE)
 
     def fixed(self, frac_bits: int) -> tuple[int, int]:
         """(max_log_sigma, min_speech_logit) in the engine's output units."""
@@ -136,13 +136,14 @@ class Thresholds:
         one = float(1 << frac_bits)
         # exp of a very negative log sigma underflows to 0.0, which no Thresholds takes
         t = cls(max(_exp(max_log_sigma / one), _TINY), _sigmoid(min_speech_logit / one),
-                min_modulation / float(1 << _engine.Q_DB))
+                min_modulation / _DB_ONE)
         object.__setattr__(t, "_exact", (frac_bits, int(max_log_sigma), int(min_speech_logit)))
         return t
 
 
 _TINY = math.ulp(0.0)   # the smallest positive float
-MAX_MODULATION_DB = 32767 / (1 << _engine.Q_DB)   # the largest threshold a model file holds
+_DB_ONE = float(1 << _engine.Q_DB)   # 1 dB in the engine's log-mel and modulation units
+MAX_MODULATION_DB = 32767 / _DB_ONE   # the largest threshold a model file holds
 
 
 def _check_thresholds(thresholds: object, has_uncertainty: bool) -> None:
@@ -174,7 +175,7 @@ def prediction_from_fixed(engine: _engine.Model, q: np.ndarray, thresholds: Thre
         sigma=(s_a, s_d, s_v),
         speech_prob=_sigmoid(float(x[2 * n])),
         decision=_DECISIONS[engine.decide(q, *fixed)],
-        modulation_db=float(q[2 * n + 1]) / float(1 << _engine.Q_DB),
+        modulation_db=float(q[2 * n + 1]) / _DB_ONE,
     )
 
 
