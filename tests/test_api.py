@@ -200,11 +200,17 @@ def test_cli_reads_standard_input_and_warns_of_a_truncated_wav(tmp_path, speech_
     assert json.loads(r.stdout)[0]["arousal"] == pytest.approx(wav2small.predict(data, rate).arousal)
     with pytest.warns(wav2small.errors.TruncatedAudioWarning, match="promises"):
         wav2small.audio.read(cut)
+    # the same cut file through standard input: the same samples and the same warning (it was silent)
+    r = subprocess.run([sys.executable, "-m", "wav2small", "predict", "--json", "-"], input=cut.read_bytes(),
+                       capture_output=True, text=False)
+    assert r.returncode == 0 and b"warning: standard input is truncated: its WAV header promises" in r.stderr
+    assert json.loads(r.stdout)[0]["arousal"] == pytest.approx(wav2small.predict(data, rate).arousal)
 
 
 def test_cli_threshold_options_are_checked_by_the_parser():
     for args, match in ((["--max-sigma", "-1"], "argument --max-sigma: must be a positive number"),
-                        (["--min-speech-prob", "1.5"], "argument --min-speech-prob: must be within 0..1")):
+                        (["--min-speech-prob", "1.5"], "argument --min-speech-prob: must be within 0..1"),
+                        (["--max-sigma", "abc"], "argument --max-sigma: must be a number, got 'abc'")):
         r = _cli("predict", *args, "x.wav")
         assert r.returncode == 2 and match in r.stderr
 
@@ -296,3 +302,22 @@ def test_the_runtime_package_type_checks(tmp_path):
     r = subprocess.run([sys.executable, "-m", "mypy", "--no-incremental", f"--cache-dir={tmp_path}", "wav2small"],
                        cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-3000:]
+
+
+def test_a_users_code_sees_the_types_it_gets(tmp_path):
+    """What a user's mypy infers from the README's calls: a Prediction for a clip, a list for a list or a
+    tuple of clips, a Stream whose read() is a Prediction, float sample rates (they were Any, or refused)."""
+    user = tmp_path / "user.py"
+    user.write_text(
+        "import numpy as np\nimport wav2small\n"
+        "x = np.zeros(16000, np.float32)\nm = wav2small.Model()\n"
+        "reveal_type(wav2small.predict(x))\nreveal_type(wav2small.predict([x, x], threads=2))\n"
+        "reveal_type(m.predict((x, x), sample_rate=44100.0))\n"
+        "s = m.stream(sample_rate=44100.0)\nreveal_type(s)\nreveal_type(s.read())\n")
+    r = subprocess.run([sys.executable, "-m", "mypy", "--no-incremental", f"--cache-dir={tmp_path / 'cache'}", str(user)],
+                       cwd=REPO, capture_output=True, text=True)
+    revealed = [t.removeprefix("builtins.") for t in re.findall(r'Revealed type is "([^"]+)"', r.stdout)]
+    assert revealed == ["wav2small.model.Prediction", "list[wav2small.model.Prediction]",
+                        "list[wav2small.model.Prediction]", "wav2small.stream.Stream",
+                        "wav2small.model.Prediction"], r.stdout
+    assert "error" not in r.stdout, r.stdout

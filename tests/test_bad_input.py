@@ -161,19 +161,39 @@ def test_non_finite_samples_are_refused(bad):
 
 
 @pytest.mark.parametrize("dtype", ["int8", "uint8", "uint16", "int32", "int64", "float16", "complex64",
-                                   "bool", "object", "U3", ">i2", ">f4"])
+                                   "bool", "object", "U3", ">i4"])
 def test_wrong_dtype_is_refused_with_its_name(dtype):
     pcm = np.zeros(4000, dtype=dtype)
-    with pytest.raises(AudioError, match=f"unsupported dtype {np.dtype(dtype)}"):
+    with pytest.raises(AudioError, match=f"unsupported dtype {np.dtype(dtype).newbyteorder('=')}"):
         wav2small.predict(pcm)
 
 
-@pytest.mark.parametrize("shape", [(4000, 2), (2, 4000), (1, 4000), (4000, 1, 1), ()])
-def test_not_one_dimensional_is_refused(shape):
+@pytest.mark.parametrize("dtype", [">i2", ">f4", ">f8"])
+def test_big_endian_samples_are_read_as_their_values(dtype):
+    """Samples as a big-endian file holds them (np.frombuffer of AIFF data): the same clip."""
+    x = _clip(4000)
+    native = (x * 32767).astype(np.int16) if dtype == ">i2" else x.astype(dtype[1:])
+    assert wav2small.predict(native.astype(dtype)) == wav2small.predict(native)
+
+
+@pytest.mark.parametrize("shape, hint", [((4000, 2), "axis=1"), ((2, 4000), "axis=0"), ((1, 4000), "axis=0"),
+                                         ((4000, 1, 1), "axis=1"), ((), None)])
+def test_not_one_dimensional_is_refused(shape, hint):
+    """The hint names the channel axis of the shape given: (samples, channels) as soundfile reads,
+    (channels, samples) as librosa and torchaudio do (it said axis=1 for both)."""
     pcm = np.zeros(shape, np.float32)
-    exc, match = (AudioError, "1-D mono") if shape else (AudioError, "got shape ()")
-    with pytest.raises(exc, match=match):
+    match = rf"1-D mono.*pcm\.mean\({hint}\)" if hint else "got shape ()"
+    with pytest.raises(AudioError, match=match):
         wav2small.predict(pcm)
+
+
+def test_a_list_of_ints_is_int16_and_must_fit_it():
+    x = (_clip(4000) * 32767).astype(np.int16)
+    assert wav2small.predict(x.tolist()) == wav2small.predict(x)
+    assert wav2small.predict([*x.tolist()[:-1], 0.5]) == wav2small.predict(np.array([*x[:-1], 0.5]))  # floats
+    for bad in ([40000, 0] * 2000, [-32769, 0] * 2000):
+        with pytest.raises(AudioError, match=r"a list of ints is read as int16 samples, but it holds -?\d+\.\.\d+"):
+            wav2small.predict(bad)
 
 
 def test_scalars_and_other_objects_are_refused():
@@ -428,7 +448,7 @@ def test_thresholds_take_any_real_number(max_sigma, min_prob):
 
 
 @pytest.mark.parametrize("bad", [(True, 0.5), (0.25, False), (np.bool_(True), 0.5), ("0.25", 0.5),
-                                 (None, 0.5)])
+                                 (None, 0.5), (10**400, 0.5)])   # an int beyond float raised OverflowError
 def test_thresholds_refuse_bools_and_non_numbers(bad):
     with pytest.raises(ValueError, match="max_sigma|min_speech_prob"):
         Thresholds(*bad)
@@ -437,6 +457,7 @@ def test_thresholds_refuse_bools_and_non_numbers(bad):
 def test_thread_counts_beyond_the_clips_or_as_numpy_ints():
     clips = [_clip(4000, seed=s) for s in range(3)]
     one = [wav2small.predict(c) for c in clips]
+    assert wav2small.predict(tuple(clips), threads=2) == one   # the module's predict takes threads too
     for threads in (2**31, 2**80, np.int64(2)):
         assert Model().predict(clips, threads=threads) == one
     for bad in (0, -1, True, 2.0, "2"):
@@ -488,5 +509,49 @@ def test_cli_checks_a_file_length_before_resampling_it(tmp_path, monkeypatch, ca
     resampled = record_calls(monkeypatch, wav2small.model, "resample")
     assert main(["predict", str(low), str(good)]) == 1
     out, err = capsys.readouterr()
-    assert "good.wav" in out and "rate1.wav: clip has 3200000000 samples" in err
+    assert "good.wav" in out and "rate1.wav is 3333.3 min long; the model takes at most 17.5 min" in err
     assert [args[1] for args, _ in resampled] == [16000]   # the good file only (a no-op at its rate)
+
+
+def test_a_file_too_long_is_refused_from_its_header(tmp_path, monkeypatch):
+    """An hour of 48 kHz stereo was decoded (2 GB) before predict refused it; the header says enough."""
+    import soundfile
+
+    long = tmp_path / "long.wav"
+    sf.write(long, np.zeros(int(17.6 * 60 * 100), np.int16), 100)   # 17.6 min, a small file
+    decoded = record_calls(monkeypatch, soundfile.SoundFile, "read")
+    for read in (lambda: wav2small.audio.read(long, max_seconds=Model().max_seconds),
+                 lambda: wav2small.audio.read_bytes(long.read_bytes(), "stdin", max_seconds=Model().max_seconds)):
+        with pytest.raises(AudioTooLongError, match="is 17.6 min long; the model takes at most 17.5 min: split it"):
+            read()
+    assert decoded == []
+    assert len(wav2small.audio.read(long)[0]) == 17.6 * 60 * 100   # without a limit it is read
+
+
+def test_cli_says_what_went_wrong_without_a_traceback(tmp_path):
+    good = tmp_path / "good.wav"
+    sf.write(good, _clip(), 16000)
+    # an output encoding without σ (a C or Latin-1 locale): ASCII titles, not UnicodeEncodeError
+    r = subprocess.run([sys.executable, "-m", "wav2small", "predict", str(good)], capture_output=True,
+                       env={**os.environ, "PYTHONIOENCODING": "latin-1"})
+    assert r.returncode == 0 and b"sigma_arousal" in r.stdout and not r.stderr, r.stderr
+    assert "σ_arousal" in _cli("predict", str(good)).stdout.decode()
+    with open("/dev/full", "wb") as full:   # an unwritable standard output
+        r = subprocess.run([sys.executable, "-m", "wav2small", "predict", "--json", str(good)], stdout=full,
+                           stderr=subprocess.PIPE)
+    assert r.returncode == 1 and r.stderr.decode() == "wav2small: cannot write the results: No space left on device\n"
+    r = subprocess.run([sys.executable, "-m", "wav2small", "predict", "-"], stdin=subprocess.DEVNULL,
+                       capture_output=True, preexec_fn=lambda: os.close(0))   # standard input closed
+    assert r.returncode == 1 and r.stderr.decode() == "wav2small: cannot read standard input: it is closed\n"
+    r = _cli("predict", "-", "-")
+    assert r.returncode == 2 and b"- (standard input) can be given once" in r.stderr
+    # a damaged AIFF header makes libsndfile seek before the start: a clean message, no callback traceback
+    r = subprocess.run([sys.executable, "-m", "wav2small", "predict", "-"], capture_output=True,
+                       input=b"FORM\x00\x00\x00\x20AIFFCOMM\xff\xff\xff\xf0" + b"junk" * 3)
+    assert r.returncode == 1 and r.stderr.decode().startswith("wav2small: cannot read standard input:")
+    assert b"Traceback" not in r.stderr and b"Exception ignored" not in r.stderr, r.stderr
+
+
+def test_a_model_from_bytes_is_not_called_the_default():
+    assert repr(Model.from_bytes(_default_bytes())).startswith("Model('<15936 bytes>'")
+    assert repr(Model()).startswith("Model('default'")

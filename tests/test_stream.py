@@ -18,7 +18,7 @@ from training.export import model_bytes
 from training.model import CONFIGS, Wav2Small
 from training.quantize import quantize
 from wav2small import _engine
-from wav2small.errors import ArgumentError, AudioTooShortError, Wav2SmallError
+from wav2small.errors import ArgumentError, AudioTooShortError, ClippingWarning, Wav2SmallError
 
 
 def push_all(stream, pcm: np.ndarray, chunk: int, read_every: int = 0, n_fft: int = 64) -> None:
@@ -262,13 +262,26 @@ def test_running_stream_is_close_to_batch_and_chunking_free(default_model, speec
 # ---- Python API ----------------------------------------------------------------------------------------
 
 
+def test_a_list_of_ints_is_int16_samples(default_model, speech_clips):
+    """`pcm.tolist()` of an int16 clip was read as floats and clipped at 1.0: a square wave."""
+    pcm = to_int16(speech_clips[1])[:16000]
+    from_list, from_array = default_model.stream(), default_model.stream()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # nothing clipped, nothing to say
+        from_list.push(pcm.tolist())
+    from_array.push(pcm)
+    assert np.array_equal(from_list.read_fixed(), from_array.read_fixed())
+    assert default_model.predict(pcm.tolist()) == default_model.predict(pcm)
+
+
 def test_float_chunks_and_resampling(default_model, speech_clips):
     pcm = to_int16(speech_clips[1])
     s = default_model.stream(stats=default_model.clip_stats(pcm))
     push_all(s, pcm.astype(np.float32) / 32768.0, 500)  # floats are full scale 1.0, never rescaled
     assert np.array_equal(s.read_fixed(), default_model.predict_fixed(pcm))
     loud, full_scale = default_model.stream(), default_model.stream()
-    loud.push(np.array([2.0, -3.0] * 100))  # clipped at full scale
+    with pytest.warns(ClippingWarning, match="reaches 3, beyond full scale 1.0: clipped"):
+        loud.push(np.array([2.0, -3.0] * 100))  # clipped at full scale, with a word
     full_scale.push(np.array([1.0, -1.0] * 100))
     assert np.array_equal(loud.read_fixed(), full_scale.read_fixed())
     x44 = soxr.resample(pcm.astype(np.float32) / 32768.0, 16000, 44100)
@@ -317,6 +330,7 @@ def test_a_loud_float_chunk_is_clipped_before_resampling(default_model):
     loud, clipped = default_model.stream(sample_rate=44100), default_model.stream(sample_rate=44100)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
+        warnings.simplefilter("ignore", ClippingWarning)   # said, and tested above; nothing else may warn
         loud.push(np.full(441, 1e300))
         loud.push(x)
     clipped.push(np.ones(441, np.float32))
@@ -347,8 +361,8 @@ def test_errors(default_model, monkeypatch):
     # the edges are accepted
     default_model.stream(log2_window=8, prior_samples=256, prior=(-_engine.STATS_MAX_ABS_MEAN, 0))
     default_model.stream(stats=(_engine.STATS_MAX_ABS_MEAN, _engine.STATS_MAX_LOG2_VAR))
-    for rate in (True, "8000", float("nan"), float("inf"), 0):
-        with pytest.raises(wav2small.errors.AudioError, match="sample rate must be a positive number"):
+    for rate in (True, "8000", float("nan"), float("inf"), 0, 10**400):   # a stream's rate is a setting
+        with pytest.raises(ArgumentError, match="sample rate must be a positive number"):
             default_model.stream(sample_rate=rate)
     made = record_calls(monkeypatch, soxr, "ResampleStream")   # soxr hung on 2**80: refused before it
     for rate in (2**80, 1, 249.0):   # the others make 16,000 and 64+ samples of one

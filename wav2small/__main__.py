@@ -18,7 +18,7 @@ import numpy as np
 
 from . import __version__
 from .audio import display_name, read, read_bytes
-from .errors import Wav2SmallError
+from .errors import AudioError, Wav2SmallError
 from .model import MAX_MODULATION_DB, OUTPUT_NAMES, Model, Prediction, Thresholds
 
 SIGMA_NAMES = tuple(f"sigma_{n}" for n in OUTPUT_NAMES)
@@ -34,35 +34,44 @@ def _row(path: str, p: Prediction) -> dict:
     return row
 
 
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:   # argparse would name this function in its message
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+
+
 def _positive(text: str) -> float:
-    v = float(text)
+    v = _number(text)
     if not (v > 0 and math.isfinite(v)):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return v
 
 
 def _probability(text: str) -> float:
-    v = float(text)
+    v = _number(text)
     if not 0.0 <= v <= 1.0:
         raise argparse.ArgumentTypeError(f"must be within 0..1, got {text}")
     return v
 
 
 def _modulation(text: str) -> float:
-    v = float(text)
+    v = _number(text)
     if not 0.0 <= v <= MAX_MODULATION_DB:
         raise argparse.ArgumentTypeError(f"must be within 0..{MAX_MODULATION_DB:g} dB, got {text}")
     return v
 
 
-def _read(path: str) -> tuple[np.ndarray, int]:
+def _read(path: str, max_seconds: float) -> tuple[np.ndarray, int]:
     """read() of a file, or of standard input for "-"; warnings (a truncated WAV) go to stderr."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if path == "-":
-            pcm, rate = read_bytes(sys.stdin.buffer.read(), "standard input")
+            if sys.stdin is None:
+                raise AudioError("cannot read standard input: it is closed")
+            pcm, rate = read_bytes(sys.stdin.buffer.read(), "standard input", max_seconds)
         else:
-            pcm, rate = read(path)                  # its messages name the file
+            pcm, rate = read(path, max_seconds)     # its messages name the file
     for w in caught:
         print(f"wav2small: warning: {w.message}", file=sys.stderr)
     return pcm, rate
@@ -84,11 +93,14 @@ def _predict(args: argparse.Namespace) -> int:
     except (Wav2SmallError, ValueError) as e:
         print(f"wav2small: {e}", file=sys.stderr)
         return 2
+    if args.files.count("-") > 1:
+        print("wav2small: - (standard input) can be given once: it holds one file", file=sys.stderr)
+        return 2
     rows, failed = [], 0
     for path in args.files:
         name = display_name(path)
         try:
-            pcm, rate = _read(path)
+            pcm, rate = _read(path, model.max_seconds)
         except Wav2SmallError as e:
             print(f"wav2small: {e}", file=sys.stderr)
             failed += 1
@@ -112,7 +124,9 @@ def _predict(args: argparse.Namespace) -> int:
     else:
         width = max([4] + [len(r["file"]) for r in rows])
         names = [f for f in fields[1:] if f != "decision"]
-        titles = [n.replace("sigma_", "σ_").replace("modulation_db", "mod_dB") for n in names]
+        # σ where standard output can encode it (not in an ASCII or Latin-1 locale)
+        sigma = "σ_" if _encodes(sys.stdout, "σ") else "sigma_"
+        titles = [n.replace("sigma_", sigma).replace("modulation_db", "mod_dB") for n in names]
         cols = [max(9, len(t)) for t in titles]   # a value is 9 wide; a longer title widens its column
         head = f"{'file':<{width}}  " + "  ".join(f"{t:>{c}}" for t, c in zip(titles, cols))
         print(head + ("  decision" if model.has_uncertainty else ""))
@@ -120,6 +134,14 @@ def _predict(args: argparse.Namespace) -> int:
             line = f"{r['file']:<{width}}  " + "  ".join(f"{r[n]:{c}.4f}" for n, c in zip(names, cols))
             print(line + (f"  {r['decision']}" if model.has_uncertainty else ""))
     return 1 if failed else 0
+
+
+def _encodes(stream: object, text: str) -> bool:
+    try:
+        text.encode(getattr(stream, "encoding", None) or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -156,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except BrokenPipeError:   # the reader went away (`| head`): not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # no second error at exit
+        return 1
+    except OSError as e:      # standard output unwritable (a full disk, /dev/full)
+        print(f"wav2small: cannot write the results: {e.strerror or e}", file=sys.stderr)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # the unflushed rest, at exit
         return 1
 
 

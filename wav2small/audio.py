@@ -1,6 +1,7 @@
 """Audio input: reading files, checking arrays, resampling to the model rate."""
 from __future__ import annotations
 
+import io
 import math
 import numbers
 import os
@@ -9,11 +10,11 @@ import struct
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Union
+from typing import BinaryIO, SupportsFloat, Union
 
 import numpy as np
 
-from .errors import AudioError, TruncatedAudioWarning
+from .errors import AudioError, AudioTooLongError, TruncatedAudioWarning, Wav2SmallError
 
 AudioLike = Union[np.ndarray, Sequence[float], Sequence[int]]
 
@@ -21,8 +22,9 @@ AudioLike = Union[np.ndarray, Sequence[float], Sequence[int]]
 def as_mono(pcm: AudioLike) -> np.ndarray:
     """Check a clip and return it as a 1-D int16 or float array (no copy when already fine).
 
-    int16 is kept as is; float32/float64 must be finite and are read as full scale = 1.0; lists are
-    read as float. Anything else (2-D, bool, int32, complex, object, ...) raises AudioError.
+    int16 is kept as is; float32/float64 must be finite and are read as full scale = 1.0. A list of
+    ints is int16 samples (`pcm.tolist()` of an int16 array), a list with any float in it is floats.
+    Anything else (2-D, bool, int32, complex, object, ...) raises AudioError.
     """
     if isinstance(pcm, (list, tuple)):
         pcm = _list_samples(pcm)
@@ -32,9 +34,13 @@ def as_mono(pcm: AudioLike) -> np.ndarray:
     if not isinstance(pcm, np.ndarray):
         raise AudioError(f"expected a numpy array or a list of samples, got {type(pcm).__name__}")
     if pcm.ndim != 1:
+        # (samples, channels) as soundfile reads, or (channels, samples) as librosa and torchaudio
+        axis = 0 if pcm.ndim == 2 and pcm.shape[0] < pcm.shape[1] else 1
         raise AudioError(
-            f"expected a 1-D mono clip, got shape {pcm.shape}; mix down first, e.g. pcm.mean(axis=1)"
+            f"expected a 1-D mono clip, got shape {pcm.shape}; mix down first, e.g. pcm.mean(axis={axis})"
         )
+    if pcm.dtype.kind in "if" and not pcm.dtype.isnative:   # big-endian data read from a file
+        pcm = pcm.astype(pcm.dtype.newbyteorder("="))
     if pcm.dtype == np.int16:
         return pcm
     if pcm.dtype not in (np.float32, np.float64):
@@ -46,8 +52,9 @@ def as_mono(pcm: AudioLike) -> np.ndarray:
 
 
 def _list_samples(pcm: list | tuple) -> np.ndarray:
-    """A list of numbers as float64 (None as NaN, which the finite check names); strings, bytes,
-    bools and complex numbers raise AudioError (numpy would turn "0.5" or True into a sample)."""
+    """A list of ints as int16 samples, any other list of numbers as float64 (None as NaN, which
+    the finite check names); strings, bytes, bools and complex numbers raise AudioError (numpy
+    would turn "0.5" or True into a sample)."""
     def refuse(why: str) -> AudioError:
         return AudioError(f"a list of samples must hold real numbers only ({why})")
 
@@ -64,6 +71,12 @@ def _list_samples(pcm: list | tuple) -> np.ndarray:
     elif raw.dtype.kind not in "iuf":
         kinds = {"U": "text", "S": "bytes", "b": "bool", "c": "complex"}
         raise refuse(f"found {kinds.get(raw.dtype.kind, raw.dtype.name)} values")
+    elif raw.dtype.kind in "iu":
+        # int16 samples, which a stream must not read as floats clipped at 1.0
+        if raw.size and (raw.min() < -32768 or raw.max() > 32767):
+            raise AudioError(f"a list of ints is read as int16 samples, but it holds {raw.min()}..{raw.max()}: "
+                             "pass int16 values, or floats with full scale 1.0")
+        return raw.astype(np.int16)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)   # None -> NaN
@@ -72,15 +85,23 @@ def _list_samples(pcm: list | tuple) -> np.ndarray:
         raise refuse(str(e)) from None
 
 
-def check_rate(rate: object) -> float:
-    """A sample rate as given (a positive, finite number of Hz), else AudioError. soxr would hang
-    on NaN, infinite or absurd rates instead of failing."""
-    if not isinstance(rate, numbers.Real) or isinstance(rate, bool) or not math.isfinite(rate) or rate <= 0:
-        raise AudioError(f"a sample rate must be a positive number of Hz, got {rate!r}")
+def check_rate(rate: object, error: type[Wav2SmallError] = AudioError) -> float:
+    """A sample rate as given (a positive, finite number of Hz), else `error` (a clip's rate is part
+    of its audio; a stream's is a setting). soxr would hang on NaN, infinite or absurd rates."""
+    if not isinstance(rate, numbers.Real) or isinstance(rate, bool) or not is_finite(rate) or rate <= 0:
+        raise error(f"a sample rate must be a positive number of Hz, got {rate!r}")
     return float(rate)
 
 
-def resample(pcm: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
+def is_finite(v: SupportsFloat) -> bool:
+    """math.isfinite, False for ints too large for a float instead of OverflowError."""
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
+
+
+def resample(pcm: np.ndarray, rate_in: float, rate_out: float) -> np.ndarray:
     """Resample with soxr (VHQ); int16 stays int16, floats keep their dtype.
 
     Floats louder than full scale are first divided by a power of two (exact, and the gain is
@@ -100,34 +121,57 @@ def resample(pcm: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
     return soxr.resample(pcm, rate_in, rate_out, quality="VHQ")
 
 
-def read(path: str | Path) -> tuple[np.ndarray, int]:
-    """Read any file soundfile can read and mix it to mono: (float32 in [-1, 1], the file's rate)."""
+def read(path: str | Path, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
+    """Read any file soundfile can read and mix it to mono: (float32 in [-1, 1], the file's rate).
+
+    max_seconds: a longer file raises AudioTooLongError from its header, before it is decoded (an
+    hour of 48 kHz stereo would take 2 GB first); Model.max_seconds is the engine's limit."""
     name = display_name(path)
     if not os.path.exists(path):
         raise AudioError(f"cannot read {name}: no such file")
     if os.path.isdir(path):
         raise AudioError(f"cannot read {name}: it is a directory")
     # as bytes: soundfile would encode a str strictly, and a name need not be valid UTF-8
-    mono, rate = _decode(os.fsencode(path), name)
-    short = wav_shortfall(path)
-    if short:   # a recording cut off: what is there is still audio, so it is used, with a word
-        warnings.warn(f"{name} is truncated: its WAV header promises {short} more bytes of samples; "
-                      f"using the {len(mono)} samples present", TruncatedAudioWarning, stacklevel=2)
+    mono, rate = _decode(os.fsencode(path), name, max_seconds)
+    _warn_truncated(name, wav_shortfall(path), len(mono))
     return mono, rate
 
 
-def read_bytes(data: bytes, name: str = "audio data") -> tuple[np.ndarray, int]:
+def _warn_truncated(name: str, short: int, n_samples: int) -> None:
+    if short:   # a recording cut off: what is there is still audio, so it is used, with a word
+        warnings.warn(f"{name} is truncated: its WAV header promises {short} more bytes of samples; "
+                      f"using the {n_samples} samples present", TruncatedAudioWarning, stacklevel=3)
+
+
+def read_bytes(data: bytes, name: str = "audio data", max_seconds: float | None = None) -> tuple[np.ndarray, int]:
     """read() of a whole file held in memory (e.g. standard input); `name` is what errors call it."""
-    import io
+    mono, rate = _decode(_QuietSeek(data), name, max_seconds)
+    _warn_truncated(name, _riff_shortfall(io.BytesIO(data), len(data)), len(mono))
+    return mono, rate
 
-    return _decode(io.BytesIO(data), name)
+
+class _QuietSeek(io.BytesIO):
+    """BytesIO whose seeks before the start leave the position alone instead of raising: soundfile
+    seeks from a C callback, where an exception is printed as a traceback (a damaged header asks for
+    negative offsets) before libsndfile's own error, which _decode reports."""
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        try:
+            return super().seek(offset, whence)
+        except ValueError:
+            return self.tell()
 
 
-def _decode(source: object, name: str) -> tuple[np.ndarray, int]:
+def _decode(source: object, name: str, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
     import soundfile as sf
 
     try:
-        data, rate = sf.read(source, dtype="float32", always_2d=True)
+        with sf.SoundFile(source) as f:
+            rate = f.samplerate
+            if max_seconds is not None and f.frames > max_seconds * rate:
+                raise AudioTooLongError(f"{name} is {f.frames / rate / 60:.1f} min long; the model takes at most "
+                                        f"{max_seconds / 60:.1f} min: split it, e.g. into 1-minute pieces")
+            data = f.read(dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError) as e:
         why = getattr(e, "error_string", None) or str(e)   # libsndfile's reason, without the name as bytes
         raise AudioError(f"cannot read {name}: {why}") from None
@@ -143,20 +187,24 @@ def wav_shortfall(path: str | Path) -> int:
     st = os.stat(path)
     if not stat.S_ISREG(st.st_mode):
         return 0
-    size = st.st_size
     with open(path, "rb") as f:
-        head = f.read(12)
-        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-            return 0
-        pos = 12
-        while pos + 8 <= size:
-            f.seek(pos)
-            chunk, n = struct.unpack("<4sI", f.read(8))
-            if chunk == b"data":
-                if n in (0, 0xFFFFFFFF, 0x7FFFFFFF):
-                    return 0  # streamed: length not known when the header was written
-                return max(0, pos + 8 + n - size)
-            pos += 8 + n + (n & 1)
+        return _riff_shortfall(f, st.st_size)
+
+
+def _riff_shortfall(f: BinaryIO, size: int) -> int:
+    """wav_shortfall of an open file of `size` bytes."""
+    head = f.read(12)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return 0
+    pos = 12
+    while pos + 8 <= size:
+        f.seek(pos)
+        chunk, n = struct.unpack("<4sI", f.read(8))
+        if chunk == b"data":
+            if n in (0, 0xFFFFFFFF, 0x7FFFFFFF):
+                return 0  # streamed: length not known when the header was written
+            return max(0, pos + 8 + n - size)
+        pos += 8 + n + (n & 1)
     return 0
 
 

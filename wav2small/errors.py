@@ -60,3 +60,7 @@ class ArgumentTypeError(ArgumentError, TypeError):
 
 class TruncatedAudioWarning(UserWarning):
     """A WAV file ends before its header says: the samples that are there are used."""
+
+
+class ClippingWarning(UserWarning):
+    """A stream was pushed floats beyond full scale (+-1.0): they were clipped there."""

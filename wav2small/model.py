@@ -7,12 +7,12 @@ import os
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import overload
+from typing import TYPE_CHECKING, overload
 
 import numpy as np
 
 from . import _engine
-from .audio import AudioLike, as_mono, check_rate, resample
+from .audio import AudioLike, as_mono, check_rate, is_finite, resample
 from .errors import (
     ArgumentError,
     ArgumentTypeError,
@@ -22,6 +22,9 @@ from .errors import (
     ModelVersionError,
     NotAModelError,
 )
+
+if TYPE_CHECKING:
+    from .stream import Stream
 
 OUTPUT_NAMES = ("arousal", "dominance", "valence")
 DEFAULT_MODEL = "default.w2s"
@@ -100,8 +103,8 @@ class Thresholds:
         def real(v: object) -> bool:   # numpy scalars too; bool is not a threshold
             return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
 
-        if not (real(self.max_sigma) and self.max_sigma > 0 and math.isfinite(self.max_sigma)):
-            raise ArgumentError(f"max_sigma must be a positive number, got {self.max_sigma!r}")
+        if not (real(self.max_sigma) and self.max_sigma > 0 and is_finite(self.max_sigma)):
+            raise ArgumentError(f"max_sigma must be a positive, finite number, got {self.max_sigma!r}")
         if not (real(self.min_speech_prob) and 0.0 <= self.min_speech_prob <= 1.0):
             raise ArgumentError(f"min_speech_prob must be within 0..1, got {self.min_speech_prob!r}")
         m = self.min_modulation_db
@@ -216,12 +219,14 @@ class Model:
         if path is None:
             data = resources.files("wav2small").joinpath("models", DEFAULT_MODEL).read_bytes()
             self.path: Path | None = None
+            self._source = "default"
         else:
             self.path = Path(path)
             try:
                 data = self.path.read_bytes()
             except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
                 raise ModelError(f"cannot read model file {path}: {getattr(e, 'strerror', None) or e}") from None
+            self._source = str(path)
         self._load(data, str(path) if path is not None else "the default model")
 
     @classmethod
@@ -232,6 +237,7 @@ class Model:
             raise ModelError(f"model data must be bytes-like, got {type(data).__name__}") from None
         self = cls.__new__(cls)
         self.path = None
+        self._source = f"<{len(data)} bytes>"
         self._load(data, "model bytes")
         return self
 
@@ -262,14 +268,18 @@ class Model:
 
     def __repr__(self) -> str:
         c = self.config
-        src = str(self.path) if self.path else "default"
-        return f"Model({src!r}, channels={c['channels']}, n_mels={c['n_mels']}, {self._engine.nbytes} bytes)"
+        return f"Model({self._source!r}, channels={c['channels']}, n_mels={c['n_mels']}, {self._engine.nbytes} bytes)"
 
     @property
     def nbytes(self) -> int:
         return self._engine.nbytes
 
-    def prepare(self, pcm: AudioLike, sample_rate: int = 16000) -> np.ndarray:
+    @property
+    def max_seconds(self) -> float:
+        """The longest clip predict() takes, at any rate (the engine's 2^24 samples at the model's)."""
+        return _engine.MAX_SAMPLES / self.sample_rate
+
+    def prepare(self, pcm: AudioLike, sample_rate: float = 16000) -> np.ndarray:
         """Check, resample and convert one clip to the engine's int16 input."""
         x = as_mono(pcm)
         given = "" if sample_rate == self.sample_rate else f" ({len(x)} at {sample_rate} Hz)"
@@ -294,19 +304,19 @@ class Model:
                 f"({limit / rate / 60:.1f} min): split it, e.g. into 1-minute pieces"
             )
 
-    def predict_fixed(self, pcm: AudioLike, sample_rate: int = 16000) -> np.ndarray:
+    def predict_fixed(self, pcm: AudioLike, sample_rate: float = 16000) -> np.ndarray:
         """The engine's raw int32 outputs (value / 2^out_frac_bits), for bit-exact comparisons; with
         an uncertainty head one more after them, the modulation (dB / 2^Q_DB) the decision reads."""
         return self._engine.predict(self.prepare(pcm, sample_rate))
 
     @overload
-    def predict(self, pcm: AudioLike, sample_rate: int = 16000, *,
+    def predict(self, pcm: AudioLike, sample_rate: float = 16000, *,
                 thresholds: Thresholds | None = None, threads: int | None = None) -> Prediction: ...
     @overload
-    def predict(self, pcm: list[AudioLike], sample_rate: int = 16000, *,
+    def predict(self, pcm: list[AudioLike] | tuple[AudioLike, ...], sample_rate: float = 16000, *,
                 thresholds: Thresholds | None = None, threads: int | None = None) -> list[Prediction]: ...
 
-    def predict(self, pcm, sample_rate: int = 16000, *, thresholds: Thresholds | None = None,
+    def predict(self, pcm, sample_rate: float = 16000, *, thresholds: Thresholds | None = None,
                 threads: int | None = None):
         """Arousal, dominance, valence of a clip, or of each clip of a list.
 
@@ -340,14 +350,14 @@ class Model:
                              f"shape {q.shape}")
         return prediction_from_fixed(self._engine, q.astype(np.int32), thresholds)
 
-    def clip_stats(self, pcm: AudioLike, sample_rate: int = 16000) -> tuple[int, int]:
+    def clip_stats(self, pcm: AudioLike, sample_rate: float = 16000) -> tuple[int, int]:
         """The prenorm statistics (mean, log2_var) of a whole clip, as predict() computes them:
         pass them to stream() to stream a finished clip bit-identically with predict()."""
         return tuple(self._engine.clip_stats(self.prepare(pcm, sample_rate)))
 
     def stream(self, stats: tuple[int, int] | None = None, *, prior: tuple[int, int] | None = None,
                prior_samples: int | None = None, log2_window: int | None = None,
-               sample_rate: int | None = None):
+               sample_rate: float | None = None) -> Stream:
         """A Stream: push chunks, read A/D/V at any time, in constant memory (wav2small.stream).
 
         stats: prenorm statistics to use throughout (clip_stats() of the clip: bit-identical with
@@ -360,5 +370,5 @@ class Model:
         return Stream(self, stats=stats, prior=prior, prior_samples=prior_samples,
                       log2_window=log2_window, sample_rate=sample_rate)
 
-    def _predict_one(self, pcm: AudioLike, sample_rate: int, thresholds: Thresholds | None = None) -> Prediction:
+    def _predict_one(self, pcm: AudioLike, sample_rate: float, thresholds: Thresholds | None = None) -> Prediction:
         return prediction_from_fixed(self._engine, self.predict_fixed(pcm, sample_rate), thresholds)

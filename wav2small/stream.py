@@ -6,7 +6,7 @@
         p = s.read()                          # A/D/V of everything pushed so far
 
     s = model.stream(stats=model.clip_stats(pcm))   # a finished clip: two passes,
-    s.push(pcm); s.read() == model.predict(pcm)     # bit-identical with batch
+    s.push(pcm); s.read() == model.predict(pcm)     # bit-identical with batch (floats within +-1.0)
 
     s = model.stream(stats=model.clip_stats(pcm, sample_rate=48000), sample_rate=48000)
     s.push(pcm); s.finish(); s.read() == model.predict(pcm, sample_rate=48000)   # float32 pcm
@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import numbers
 import threading
+import warnings
 
 import numpy as np
 
 from . import _engine
 from .audio import AudioLike, as_mono, check_rate
-from .errors import ArgumentError
+from .errors import ArgumentError, ClippingWarning
+from .model import Prediction, prediction_from_fixed
 
 __all__ = ["Stream"]
 
@@ -80,7 +82,7 @@ class Stream:
             log2_window, "log2_window", _engine.STREAM_MIN_LOG2_WINDOW, _engine.STREAM_MAX_LOG2_WINDOW)
         self.prior_samples = _engine.STREAM_DEFAULT_PRIOR_SAMPLES if prior_samples is None else _integer(
             prior_samples, "prior_samples", 0, 1 << self.log2_window)
-        self.sample_rate = model.sample_rate if sample_rate is None else check_rate(sample_rate)
+        self.sample_rate = model.sample_rate if sample_rate is None else check_rate(sample_rate, ArgumentError)
         ratio = self.sample_rate / model.sample_rate
         if not 1 / MAX_RATE_RATIO <= ratio <= MAX_RATE_RATIO:
             lo, hi = model.sample_rate / MAX_RATE_RATIO, model.sample_rate * MAX_RATE_RATIO
@@ -117,7 +119,7 @@ class Stream:
     def ready(self) -> bool:
         """Whether read() has something to analyse: one frame (n_fft samples at the model's rate)
         has reached the engine. A resampling stream holds back its filter delay first, so that
-        takes about 80 ms of input instead of 4 ms."""
+        takes 80-110 ms of input (110 from 8 kHz) instead of 4 ms."""
         return self.samples >= self.model.config["n_fft"]
 
     @property
@@ -130,8 +132,16 @@ class Stream:
         return self._engine.arena_bytes
 
     def push(self, pcm: AudioLike) -> None:
-        """Feed a chunk: 1-D int16, float32/float64 (full scale +-1.0) or a list; any length."""
+        """Feed a chunk: 1-D int16, float32/float64 (full scale +-1.0) or a list; any length.
+
+        Floats beyond +-1.0 are clipped there, with a ClippingWarning: unlike Model.predict, a
+        stream cannot scale a clip to a peak it has not seen yet."""
         x = as_mono(pcm)
+        if x.dtype != np.int16 and x.size:
+            peak = float(np.max(np.abs(x)))
+            if peak > 1.0:
+                warnings.warn(f"a float chunk reaches {peak:.4g}, beyond full scale 1.0: clipped (floats that "
+                              "hold int16 values need dividing by 32768)", ClippingWarning, stacklevel=2)
         with self._lock:
             if self._resampler is not None:
                 # floats clipped at full scale first, as chunk_to_int16 would: beyond float32's range a
@@ -160,12 +170,10 @@ class Stream:
         with self._lock:
             return self._engine.read()
 
-    def read(self):
+    def read(self) -> Prediction:
         """Arousal, dominance and valence of all audio pushed so far; the stream goes on.
 
         Raises AudioTooShortError before the first analysis frame (n_fft samples): see ready."""
-        from .model import prediction_from_fixed
-
         return prediction_from_fixed(self.model._engine, self.read_fixed())
 
     def reset(self) -> None:
