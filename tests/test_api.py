@@ -238,8 +238,19 @@ def test_a_broken_command_plugin_does_not_take_predict_with_it(monkeypatch, caps
     monkeypatch.setattr(cli, "entry_points", lambda group: [*real(group=group), broken])
     assert cli.main(["predict", "--csv", str(speech_files[0])]) == 0
     out, err = capsys.readouterr()
-    assert str(speech_files[0]) in out
+    assert str(speech_files[0]) in out and err == ""   # predict loads no plugin at all
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--help"])
+    out, err = capsys.readouterr()
+    assert e.value.code == 0 and "predict" in out and "convert" in out
     assert "the 'broken' command is unavailable (no_such_module_here:register: ModuleNotFoundError" in err
+
+
+def test_predict_from_the_command_line_imports_no_training_code(speech_files):
+    code = ("import sys; from wav2small.__main__ import main; main(['predict', sys.argv[1]]); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('training', 'torch')))")
+    r = subprocess.run([sys.executable, "-c", code, str(speech_files[0])], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.splitlines()[-1] == "[]", (r.stdout, r.stderr)
 
 
 def test_cli_help_lists_convert():

@@ -1,7 +1,8 @@
 """Command line: `wav2small predict FILE...` and the commands other packages register.
 
 Subcommands beyond `predict` come from the entry-point group "wav2small.commands" (the training
-package registers `convert` there), so this runtime package never imports the training code.
+package registers `convert` there), so this runtime package never imports the training code, and
+`wav2small predict` does not even load the plugins.
 """
 from __future__ import annotations
 
@@ -144,7 +145,7 @@ def _encodes(stream: object, text: str) -> bool:
     return True
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(plugins: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wav2small", description="Speech emotion recognition: arousal, dominance, valence.")
     parser.add_argument("--version", action="version", version=f"wav2small {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -163,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--json", dest="format", action="store_const", const="json", help="JSON output")
     fmt.add_argument("--csv", dest="format", action="store_const", const="csv", help="CSV output")
     p.set_defaults(func=_predict, format="table")
-    for ep in entry_points(group="wav2small.commands"):
+    for ep in entry_points(group="wav2small.commands") if plugins else ():
         try:
             ep.load()(sub)  # each registers its own subparser and sets func
         except Exception as e:  # noqa: BLE001 - a broken or shadowed plugin must not take predict with it
@@ -173,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(plugins=argv[:1] != ["predict"]).parse_args(argv)
     try:
         return args.func(args)
     except BrokenPipeError:   # the reader went away (`| head`): not an error of ours
