@@ -26,6 +26,12 @@ static size_t n_frames(const w2s_config *c, size_t n) {
     return n < (size_t)c->n_fft ? 0 : (n - (size_t)c->n_fft) / (size_t)c->hop + 1;
 }
 
+w2s_status w2s_clip_length(const w2s_config *c, size_t n) {
+    if (n < (size_t)c->n_fft) return W2S_ERR_TOO_SHORT;
+    if (n > (size_t)W2S_MAX_SAMPLES || n_frames(c, n) > (size_t)W2S_MAX_FRAMES) return W2S_ERR_TOO_LONG;
+    return W2S_OK;
+}
+
 /* One function sizes and places the slices (base NULL: size only), so the two can't drift.
  * Sizes are summed in 64 bits: a long clip of a wide model (2^20 frames x 128 mels x 64 channels)
  * needs more than a 32-bit size_t holds. Returns 0 when the arena would not fit in a size_t. */
@@ -60,9 +66,7 @@ static size_t plan(const w2s_config *c, size_t n, uint8_t *base, arena_slices *s
 }
 
 size_t w2s_arena_size(const w2s_model *m, size_t n) {
-    if (!w2s_model_ready(m) || n < (size_t)m->config.n_fft || n > (size_t)W2S_MAX_SAMPLES ||
-        n_frames(&m->config, n) > (size_t)W2S_MAX_FRAMES)
-        return 0;
+    if (!w2s_model_ready(m) || w2s_clip_length(&m->config, n) != W2S_OK) return 0;
     return plan(&m->config, n, NULL, NULL);
 }
 
@@ -78,12 +82,13 @@ w2s_status w2s_forward(const w2s_model *m, const int16_t *pcm, size_t n, void *a
     w2s_modulation mod;
     int32_t T, F, C, l, t, modulation = 0, cur = 0;
     size_t need;
+    w2s_status length;
 
     if (!w2s_model_ready(m) || !pcm || !out) return W2S_ERR_ARG;
     c = &m->config;
     w = &m->w;
-    if (n < (size_t)c->n_fft) return W2S_ERR_TOO_SHORT;
-    if (n > (size_t)W2S_MAX_SAMPLES || n_frames(c, n) > (size_t)W2S_MAX_FRAMES) return W2S_ERR_TOO_LONG;
+    length = w2s_clip_length(c, n);
+    if (length != W2S_OK) return length;
     need = plan(c, n, NULL, NULL);
     if (!need) return W2S_ERR_TOO_LONG; /* the arena would not fit in this target's address space */
     if (!arena || ((uintptr_t)arena & 7u) || arena_len < need) return W2S_ERR_ARENA;

@@ -186,9 +186,10 @@ w2s_stream_params w2s_stream_default_params(void) {
 
 w2s_status w2s_clip_stats(const w2s_model *m, const int16_t *pcm, size_t n, w2s_stats *st) {
     w2s_prenorm pn;
+    w2s_status length;
     if (!w2s_model_ready(m) || !pcm || !st) return W2S_ERR_ARG;
-    if (n < (size_t)m->config.n_fft) return W2S_ERR_TOO_SHORT;
-    if (n > (size_t)W2S_MAX_SAMPLES) return W2S_ERR_TOO_LONG;
+    length = w2s_clip_length(&m->config, n); /* batch's limits: a clip it would refuse has no stats */
+    if (length != W2S_OK) return length;
     pn = w2s_prenorm_s16(&m->w, pcm, n);
     st->mean = pn.mean;
     st->log2_var = pn.log2_var;

@@ -180,6 +180,24 @@ static void test_arena_of_a_huge_shape(const w2s_model *m) {
     }
 }
 
+/* A model with a hop below 16 reaches 2^20 frames before W2S_MAX_SAMPLES: batch, its arena size and
+ * w2s_clip_stats all refuse the same lengths (clip_stats checked samples only). No sample is read
+ * past the limit check, so a one-sample buffer stands in for the clip. */
+static void test_frame_limit_of_a_small_hop(const w2s_model *m) {
+    w2s_model fine = *m;
+    const size_t max_n = ((size_t)1 << 20) * 8 + (size_t)m->config.n_fft - 8; /* 2^20 frames at hop 8 */
+    const int16_t one[1] = {0};
+    w2s_stats st;
+    w2s_output out;
+    uint64_t arena[1];
+    fine.config.hop = 8;
+    CHECK(w2s_arena_size(&fine, max_n) > 0);
+    CHECK(w2s_arena_size(&fine, max_n + 8) == 0);
+    CHECK(w2s_predict_s16(&fine, one, max_n + 8, arena, sizeof arena, &out) == W2S_ERR_TOO_LONG);
+    CHECK(w2s_clip_stats(&fine, one, max_n + 8, &st) == W2S_ERR_TOO_LONG);
+    CHECK(w2s_clip_stats(&fine, one, (size_t)m->config.n_fft - 1, &st) == W2S_ERR_TOO_SHORT);
+}
+
 /* The decision of an uncertainty head: the one rule of w2s.h, for any thresholds. */
 static void test_decision(const w2s_model *m) {
     const size_t n = 8000, need = w2s_arena_size(m, n);
@@ -411,6 +429,7 @@ int main(int argc, char **argv) {
     if (st == W2S_OK) {
         test_predict(&m);
         test_arena_of_a_huge_shape(&m);
+        test_frame_limit_of_a_small_hop(&m);
         test_decision(&m);
         test_stream(&m);
         for (i = 2; i < argc; i++) run_clip(&m, argv[i]);

@@ -29,6 +29,7 @@
  * on Cortex-M (DSP or portable kernels; docs/engine.md has the firmware's figure per call); on
  * x86-64 and aarch64 Linux about 11 KB per w2s_predict_s16 and 17 KB per stream push or read (a
  * 6 KB stack buffer of the stream's row kernels included, stream.c), so 64 KB threads suffice.
+ * These are optimised builds (-O1 and above, -Os); an -O0 build needs more (docs/engine.md).
  *
  * Alignment: the Cortex-M (DSP) and ARM Linux kernels load 4 int8 values with one LDR that need
  * not be word-aligned, which ARMv7E-M allows unless the firmware sets CCR.UNALIGN_TRP. If yours
@@ -96,7 +97,7 @@ typedef enum {
     W2S_ERR_FORMAT      = -6,  /**< inconsistent header, size or value out of range */
     W2S_ERR_ARENA       = -7,  /**< arena NULL, misaligned or smaller than w2s_arena_size() */
     W2S_ERR_TOO_SHORT   = -8,  /**< fewer samples than one STFT frame (n_fft) */
-    W2S_ERR_TOO_LONG    = -9   /**< more than W2S_MAX_SAMPLES samples */
+    W2S_ERR_TOO_LONG    = -9   /**< more than W2S_MAX_SAMPLES samples, or 2^20 STFT frames (a hop below 16) */
 } w2s_status;
 
 /* Model configuration, read from the file header. */
@@ -204,7 +205,7 @@ w2s_status  w2s_model_init(w2s_model *model, const void *buf, size_t len);
 
 /**
  * Bytes of arena w2s_predict_s16 needs for a clip of n_samples; 0 if n_samples is out of range
- * (fewer than n_fft or more than W2S_MAX_SAMPLES), or if the arena would not fit in a size_t (a
+ * (fewer than n_fft, more than W2S_MAX_SAMPLES, or more than 2^20 STFT frames), or if the arena would not fit in a size_t (a
  * long clip of a wide model on a 32-bit target; w2s_predict_s16 then returns W2S_ERR_TOO_LONG).
  * It includes the SIMD kernels' scratch for every kernel set of the build (38 KB for the default
  * model on x86-64, 2.4 KB on aarch64, none on Cortex-M), so it depends on the build, not the CPU.

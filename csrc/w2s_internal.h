@@ -44,6 +44,10 @@ int32_t w2s_head_wide_rows(const w2s_config *config);
  * static model after a bad flash image, say) is refused by every entry point instead of dividing by
  * its zero hop. */
 int w2s_model_ready(const w2s_model *m);
+/* Whether a batch clip of n samples is within the engine's limits: W2S_ERR_TOO_SHORT below one
+ * frame, W2S_ERR_TOO_LONG beyond W2S_MAX_SAMPLES or W2S_MAX_FRAMES frames (models with a hop
+ * below 16 reach the frame limit first), else W2S_OK. */
+w2s_status w2s_clip_length(const w2s_config *c, size_t n);
 
 /* CRC-32 (IEEE 802.3, as zlib.crc32) of n bytes. */
 uint32_t w2s_crc32(const uint8_t *data, size_t n);
