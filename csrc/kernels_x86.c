@@ -28,7 +28,15 @@
 
 #define W2S_AVX2  __attribute__((target("avx2")))
 #define W2S_SSE41 __attribute__((target("sse4.1")))
-#define W2S_AVX2_INLINE static inline __attribute__((always_inline, target("avx2")))
+/* Helpers are forced inline where the compiler optimises; at -O0 forced inlining keeps every inlined
+ * copy's vectors in one frame (clang: 540 KB for the conv kernel, beyond a 128 KB thread stack), so
+ * there they stay calls and w2s.h's stack figures hold for debug builds too. */
+#ifdef __OPTIMIZE__
+#define W2S_FORCE_INLINE always_inline,
+#else
+#define W2S_FORCE_INLINE
+#endif
+#define W2S_AVX2_INLINE static inline __attribute__((W2S_FORCE_INLINE target("avx2")))
 #define W2S_AVX512_ISA "avx2,avx512f,avx512cd,avx512bw,avx512vl,avx512vnni" /* the avx512vnni kernel set */
 #define W2S_AVX512 __attribute__((target(W2S_AVX512_ISA)))
 
@@ -166,7 +174,7 @@ W2S_AVX2_INLINE void widen16(const int8_t *s, int32_t n, int32_t P, int16_t *d) 
 
 /* ---- AVX-512 epilogue: sixteen channels at once ---------------------------------------------------- */
 
-#define W2S_AVX512_INLINE static inline __attribute__((always_inline, target(W2S_AVX512_ISA)))
+#define W2S_AVX512_INLINE static inline __attribute__((W2S_FORCE_INLINE target(W2S_AVX512_ISA)))
 
 /* requant8 on sixteen lanes */
 /* requant.h's srdhm on sixteen lanes, floor((x mult + 2^30) / 2^31) (mult >= 0: the one saturating

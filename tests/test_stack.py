@@ -62,6 +62,17 @@ def test_every_engine_function_needs_at_most_8_kb_of_stack(build, tmp_path):
     assert not bad, f"{build}: functions over {LIMIT} B of stack, or unbounded: {bad}"
 
 
+@pytest.mark.parametrize("cc", ["gcc", "clang"])
+def test_a_debug_build_keeps_its_frames_within_a_small_thread_stack(cc, tmp_path):
+    """At -O0 (CFLAGS=-O0, a debugger's build) frames grow, but none may reach a 64 KB thread stack:
+    the x86 helpers forced inline made clang's conv kernel one 554 KB frame (docs/engine.md)."""
+    require_tool(cc, cc)
+    rows = stack_usage(cc, ["-O0"], tmp_path / "su")
+    worst = max(rows, key=lambda r: r[1])
+    print(f"\n{cc} -O0: largest frame {worst}")
+    assert worst[1] < 48 * 1024, worst
+
+
 # ---- runtime: the engine in threads with small stacks ----------------------------------------------
 
 CHILD = r"""
