@@ -128,3 +128,23 @@ def test_convert_refuses_bad_paths_and_options_in_one_line(converted):
         assert r.returncode == 2 and match.strip() in r.stderr, (match, r.stderr)
         assert "Traceback" not in r.stderr
     assert weights.read_bytes() == before and not (converted / "x.w2s").exists()
+
+
+def test_an_empty_calib_dir_and_a_missing_release_run_fail_at_once(tmp_path, capsys):
+    """--calib EMPTY_DIR was told to "pass --calib" (no prefix, status 1 where convert's errors are 2);
+    training.release of a missing run said "calibrating ... (about 20 s)" before failing unprefixed."""
+    from training import convert, release
+
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("not audio")
+    assert convert.main([str(DISTILLED_FLOAT), "-o", str(tmp_path / "m.w2s"), "--calib", str(tmp_path / "empty")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"wav2small convert: no calibration audio in --calib {tmp_path / 'empty'}: ") and \
+        err.count("\n") == 1 and not (tmp_path / "m.w2s").exists()
+    for src, match in ((tmp_path / "nowhere", "nowhere is not a directory"),
+                       (tmp_path / "empty", "empty has no model.safetensors or train.json")):
+        with pytest.raises(SystemExit) as e:
+            release.main([str(src), f"--out_dir={tmp_path / 'rel'}"])
+        out, err = capsys.readouterr()
+        assert e.value.code == 2 and "python -m training.release: error: " in err and match in err, err
+        assert "calibrating" not in out and not (tmp_path / "rel").exists()

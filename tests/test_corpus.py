@@ -117,3 +117,25 @@ def test_command_line(tmp_path: Path):
     assert out.returncode == 0, out.stderr
     assert "train" in out.stdout and (tmp_path / "c" / "manifest.csv").is_file()
     assert len(read_manifest(tmp_path / "c" / "manifest.csv")) > 6
+
+
+@needs_espeak
+def test_command_line_replaces_a_corpus_only_with_overwrite(tmp_path: Path, capsys):
+    """--out holding a manifest.csv (of other options) was replaced silently; now only with --overwrite
+    (as training.teachers), and the refusal comes before anything is synthesised."""
+    out = tmp_path / "c"
+    out.mkdir()
+    (out / "manifest.csv").write_text("an earlier corpus\n")
+    args = [f"--out={out}", "--sources=espeak", "--espeak=3", f"--cache_dir={tmp_path / 'cache'}"]
+    with pytest.raises(SystemExit) as e:
+        corpus.main(args)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and f"python -m training.corpus: error: --out {out} already holds a corpus " \
+                                 "(manifest.csv): choose another --out, or --overwrite" in err, err
+    assert (out / "manifest.csv").read_text() == "an earlier corpus\n" and not (tmp_path / "cache").exists()
+    corpus.main([*args, "--overwrite"])
+    assert len(read_manifest(out / "manifest.csv")) == 3
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SystemExit) as e:
+        corpus.main([f"--out={tmp_path / 'file'}", "--sources=espeak", "--espeak=3"])
+    assert e.value.code == 2 and "is a file" in capsys.readouterr().err

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from dataclasses import fields
 from pathlib import Path
 
@@ -166,6 +167,24 @@ def test_out_of_range_options_are_refused():
                        (dict(weight_decay=-1), "weight_decay")):
         with pytest.raises(ValueError, match=match):
             TrainConfig(**bad).validate()
+
+
+def test_a_warm_up_as_long_as_the_run_is_warned_about(tmp_path: Path):
+    """--max_iters=20 with the default --warmup_iters=100 never left the warm-up, silently (the
+    warning comes before the run starts: here the teacher that does not exist ends it)."""
+    from training.teachers import TeacherError
+
+    for warmup, warned in ((100, True), (20, True), (19, False)):
+        cfg = TrainConfig(out_dir=str(tmp_path / f"w{warmup}"), max_iters=20, warmup_iters=warmup, threads=1,
+                          tune_malloc=False, teacher=f"dawn:{tmp_path / 'no_teacher'}")
+        with warnings.catch_warnings(record=True) as said, pytest.raises(TeacherError, match="not a directory"):
+            warnings.simplefilter("always")
+            distill.train(cfg)
+        texts = [str(w.message) for w in said if "warm-up" in str(w.message)]
+        assert len(texts) == warned, texts
+        if warned:
+            assert texts[0].startswith(f"warmup_iters {warmup} >= max_iters 20: the learning rate never leaves the "
+                                       f"warm-up (it reaches {lr_at(19, cfg):.3g}, not lr 0.003)")
 
 
 def test_manifest_targets_must_be_finite_numbers(tmp_path: Path):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -182,3 +183,64 @@ def test_bad_options_and_run_dirs_fail_before_any_work(tmp_path: Path, manifest:
         r = subprocess.run([sys.executable, "-m", "training.evaluate", f"--corpus={manifest}",
                             f"--out={tmp_path / 'r'}", *args], capture_output=True, text=True, timeout=120)
         assert r.returncode == 2 and match in r.stderr and "evaluating" not in r.stdout, (args, r.stderr[-400:])
+
+
+def test_merge_names_a_file_that_is_not_an_evaluation(tmp_path: Path, capsys):
+    """--merge with e.g. a train.json ended in KeyError: 'students'."""
+    bad_json = tmp_path / "cut.json"
+    bad_json.write_text('{"teacher": ')
+    for path, match in ((REPO / "training" / "default" / "train.json",
+                         "train.json is not a training.evaluate result: it has no students, corpus, split, "),
+                        (bad_json, "cut.json is not JSON")):
+        with pytest.raises(SystemExit) as e:
+            evaluate.main(["--merge", str(path), f"--out={tmp_path / 'm'}"])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and "python -m training.evaluate: error: " in err and match in err, err
+        assert not (tmp_path / "m.md").exists()
+
+
+def _run_of(teacher_spec: str, teacher_id: str, where: Path) -> Path:
+    """The shipped distilled student as if distilled from another teacher (its train.json says so)."""
+    import shutil
+
+    where.mkdir()
+    shutil.copy(REPO / "training" / "default" / "model.safetensors", where / "model.safetensors")
+    report = json.loads((REPO / "training" / "default" / "train.json").read_text())
+    report["teacher"], report["config"]["teacher"] = teacher_id, teacher_spec
+    (where / "train.json").write_text(json.dumps(report))
+    return where
+
+
+def test_the_teacher_is_the_runs_unless_given_and_another_is_warned_about(tmp_path: Path, capsys):
+    """A run distilled from dawn:DIR was scored against the default --teacher=prosody, silently."""
+    import warnings
+
+    from training.teachers import DawnTeacher, make_random_dawn
+
+    dawn = make_random_dawn(tmp_path / "teacher", seed=1)
+    dawn_run = _run_of(f"dawn:{dawn}", DawnTeacher(dawn).id, tmp_path / "dawn_run")
+    prosody_run = REPO / "training" / "default"
+    nowhere = f"--corpus={tmp_path / 'none.csv'}"   # the teacher is settled before the corpus is read
+
+    # no --teacher: the runs' own, with no warning (the missing corpus is the next thing said)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(FileNotFoundError, match="no corpus manifest"):
+            evaluate.main([nowhere, str(dawn_run)])
+    assert f"teacher: dawn:{dawn} (the runs' train.json)" in capsys.readouterr().out
+    # runs of two teachers: --teacher must choose
+    with pytest.raises(SystemExit) as e:
+        evaluate.main([nowhere, str(prosody_run), str(dawn_run)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "the runs were distilled from different teachers" in err
+    assert f"{prosody_run}: prosody; {dawn_run}: dawn:{dawn}" in err and "choose one with --teacher" in err
+    # another teacher given: measured, with a warning naming both
+    said = re.escape(f"{dawn_run} was distilled from dawn:{dawn} ({DawnTeacher(dawn).id}), measured here against "
+                     "prosody (prosody-annotator)")
+    with pytest.warns(UserWarning, match=said), pytest.raises(FileNotFoundError, match="no corpus manifest"):
+        evaluate.main([nowhere, "--teacher=prosody", str(dawn_run), str(prosody_run)])
+    # the teacher a run names but that is gone: said with where it came from
+    gone = _run_of(f"dawn:{tmp_path / 'gone'}", "dawn:0123456789abcdef", tmp_path / "gone_run")
+    with pytest.raises(ValueError, match=r"not a directory.*the teacher .*gone_run/train.json names: choose one "
+                                         "with --teacher"):
+        evaluate.main([nowhere, str(gone)])

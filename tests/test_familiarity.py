@@ -90,6 +90,23 @@ def test_cli_refuses_to_fold_in_place(tmp_path):
         main([str(tmp_path), f"--out_dir={tmp_path}"])
 
 
+def test_cli_refuses_to_overwrite_a_run(tmp_path):
+    """--out_dir holding a finished run was overwritten silently (training.uncertainty and
+    training.distill refuse); refused before the fit clips are built."""
+    from pathlib import Path
+
+    from training.familiarity import main
+
+    shipped = Path(__file__).resolve().parents[1] / "training" / "default_uq"
+    out = tmp_path / "fam"
+    out.mkdir()
+    (out / "train.json").write_text("{}")
+    (out / "model.safetensors").write_bytes(b"weights")
+    with pytest.raises(SystemExit, match=r"already holds a run \(train.json, model.safetensors\): choose another"):
+        main([str(shipped), f"--out_dir={out}"])
+    assert (out / "train.json").read_text() == "{}" and (out / "model.safetensors").read_bytes() == b"weights"
+
+
 def test_training_spread_is_weight_squared_times_the_distance_ratio():
     """training.uncertainty --familiarity_weight: sigma's squared-error target gains
     (weight * sqrt(d / mean d))^2, d measured on the frozen --init student's head inputs."""

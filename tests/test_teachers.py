@@ -108,6 +108,57 @@ def test_dawn_teacher_refuses_missing_head_and_non_directories(dawn_dir: Path, t
         DawnTeacher(dawn_dir)([np.zeros((2, 100), np.float32)])
 
 
+def test_dawn_teacher_without_or_with_a_wrong_config_json_is_one_line(dawn_dir: Path, tmp_path: Path):
+    """A directory without config.json, or with one that does not describe the weights, ended
+    training.distill and training.evaluate in an 87-line transformers traceback (and load report)."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    no_config, wrong_config = tmp_path / "no_config", tmp_path / "wrong_config"
+    for d in (no_config, wrong_config):
+        d.mkdir()
+        shutil.copy(dawn_dir / "model.safetensors", d / "model.safetensors")
+    (wrong_config / "config.json").write_text("{}")   # transformers' defaults: wav2vec2-base's shapes
+    with pytest.raises(TeacherError, match=f"{no_config} has no config.json \\(a Hugging Face model directory"):
+        DawnTeacher(no_config)
+    with pytest.raises(TeacherError, match=f"cannot load {wrong_config} as a wav2vec2 teacher: the shapes"):
+        DawnTeacher(wrong_config)
+
+    # the two commands that take --teacher, one case each (a subprocess costs seconds)
+    for d, said, command in (
+            (no_config, "has no config.json",
+             ["training.distill", f"--out_dir={tmp_path / 'run'}", "--threads=1", "--tune_malloc=false"]),
+            # the teacher is built before the corpus is read
+            (wrong_config, "as a wav2vec2 teacher",
+             ["training.evaluate", f"--corpus={tmp_path / 'none.csv'}", str(REPO / "training" / "default")])):
+        r = subprocess.run([sys.executable, "-m", *command, f"--teacher=dawn:{d}"], cwd=REPO,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 1 and r.stderr.count("\n") == 1, (command, r.stderr[-2000:])
+        assert r.stderr.startswith(f"python -m {command[0]}: error: dawn teacher: ") and said in r.stderr
+
+
+@pytest.mark.parametrize("option, match", [
+    ("--hidden=0", "--hidden must be a positive multiple of 4"),
+    ("--hidden=63", "--hidden must be a positive multiple of 4 (the positional convolution's 4 groups"),
+    ("--hidden=-8", "--hidden must be a positive multiple of 4"),
+    ("--layers=-1", "--layers must be >= 1"),
+    ("--layers=0", "--layers must be >= 1"),
+    ("--seed=-1", "--seed must be >= 0"),
+])
+def test_standin_options_are_checked_before_training(tmp_path: Path, option: str, match: str, capsys):
+    """--hidden=0 was a ZeroDivisionError, --hidden=63 "in_channels must be divisible by groups",
+    --layers=-1 was accepted; nothing is read or trained before the check."""
+    from training import teachers
+
+    with pytest.raises(SystemExit) as e:
+        teachers.main([f"--out={tmp_path / 't'}", f"--corpus={tmp_path / 'none.csv'}", option])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and f"python -m training.teachers: error: {match}" in err.replace("\n", " "), err
+    assert not (tmp_path / "t").exists()
+
+
 @pytest.fixture(scope="module")
 def onnx_file(tmp_path_factory, distilled_float) -> Path:
     from training.onnx_export import export_onnx

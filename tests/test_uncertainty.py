@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import struct
 import subprocess
 import sys
@@ -891,3 +892,84 @@ def test_release_needs_the_runs_train_json(tmp_path):
     with pytest.raises(SystemExit, match="has no train.json"):
         release.release(tmp_path / "run", tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_uq_report_refuses_a_model_without_head_and_bad_counts(tmp_path, capsys):
+    """A .w2s without the uncertainty head failed only after ~3 minutes ("axis 1 is out of bounds");
+    --seconds and the clip counts are checked before any clip is built."""
+    from training import uq_report
+
+    torch.manual_seed(0)
+    noise = [np.random.default_rng(k).normal(0, 0.1, 16000).astype(np.float32) for k in range(2)]
+    plain = tmp_path / "plain.w2s"
+    plain.write_bytes(model_bytes(quantize(Wav2Small().eval(), noise)))
+    assert not Model(plain).has_uncertainty
+    common = [f"--out={tmp_path / 'r'}", "--base=", "--silero=0"]
+    for args, match in (([f"--w2s={plain}"], "has no uncertainty head: release a training.uncertainty run"),
+                        (["--seconds=0"], "--seconds is the length clips are cut to, > 0, got 0"),
+                        (["--seconds=-1"], "> 0, got -1"),
+                        (["--annotated=0"], "--annotated must be >= 1, got 0"),
+                        (["--annotated=-5"], "--annotated must be >= 1, got -5"),
+                        (["--corrupt_clips=0"], "--corrupt_clips must be >= 1"),
+                        (["--mc_p=1"], "--mc_p is a dropout probability")):
+        with pytest.raises(SystemExit) as e:
+            uq_report.main([*common, *args])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and "python -m training.uq_report: error: " in err and match in err, (args, err)
+        assert "eval set" not in err and not (tmp_path / "r.md").exists()
+
+
+def test_uq_select_checks_runs_and_threads_before_building_the_clips(tmp_path, capsys):
+    """A plain distill run (no thresholds) gave KeyError: 'thresholds' after the validation set was
+    built (minutes), --threads=0 a RuntimeError traceback, a missing run was found only after the set."""
+    from training import uq_select
+
+    cache = tmp_path / "clips.pkl"
+    plain = "training/default is not a training.uncertainty run: its train.json has no decision thresholds"
+    missing = "nowhere is not a training.uncertainty run: no model.safetensors or train.json"
+    for runs, args, match in (([REPO / "training" / "default"], [], plain), ([tmp_path / "nowhere"], [], missing),
+                              ([REPO / "training" / "default_uq"], ["--threads=0"], "--threads must be >= 1, got 0")):
+        with pytest.raises(SystemExit) as e:
+            uq_select.main([*map(str, runs), f"--cache={cache}", *args])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and "python -m training.uq_select: error: " in err and match in err, err
+        assert not cache.exists()
+
+
+@pytest.mark.parametrize("option, match", [
+    ("--batch_speech=0", "--batch_speech must be >= 2"),
+    ("--batch_speech=1", "--batch_speech must be >= 2"),
+    ("--crop_seconds=-1", "--crop_seconds must be > 0.1, got -1"),
+    ("--batch_ood=-2", "--batch_ood is a number of clips per step, >= 0, got -2"),
+    ("--batch_real=-1", "--batch_real is a number of clips per step, >= 0"),
+    ("--corrupt_prob=5", "--corrupt_prob is a share of rows, within 0..1, got 5"),
+    ("--n_clips=-1", "--n_clips is the prosody corpus size, >= 1, got -1"),
+    ("--babble_bank=0", "--babble_bank must be >= 1"),
+    ("--real_per_group=0", "--real_per_group must be >= 1"),
+    ("--voice_shift_prob=1.5", "--voice_shift_prob is a share of rows"),
+])
+def test_uncertainty_refuses_bad_counts_before_the_pools(tmp_path, option, match):
+    """--batch_speech=0 failed after 84 s of pool building, --crop_seconds=-1 and --batch_ood=-2 with
+    numpy errors, --corrupt_prob=5 was accepted, --n_clips=-1 was reported as "n must be >= 0"."""
+    from training import uncertainty
+
+    with pytest.raises(SystemExit, match=re.escape(match)):
+        uncertainty.main([f"--out_dir={tmp_path / 'uq'}", option])
+    assert not (tmp_path / "uq").exists()
+
+
+def test_every_uncertainty_option_has_a_help_line(capsys):
+    """21 of the 62 options of --help had no description (theirs were comments on UQConfig)."""
+    from dataclasses import fields
+
+    from test_training_cli import option_help
+
+    from training import uncertainty
+
+    with pytest.raises(SystemExit) as e:
+        uncertainty.main(["--help"])
+    assert e.value.code == 0
+    got = option_help(capsys.readouterr().out)
+    assert set(got) == {"-h"} | {f"--{f.name}" for f in fields(uncertainty.UQConfig)}
+    assert [k for k, v in got.items() if not v] == []
+    assert got["--batch_speech"].startswith("annotated espeak-ng clips per step")

@@ -48,11 +48,12 @@ def load_calibration(paths: list[str], limit: int = 64, seconds: float = 8.0,
         from .speech import spread_speech
 
         picked = files = spread_speech(limit)   # every package's speakers, not one package's
+    if not files and paths:   # a ValueError: the command's one-line "wav2small convert: ..." and status 2
+        raise ValueError(f"no calibration audio in --calib {' '.join(paths)}: give audio files or directories "
+                         f"holding some ({', '.join(sorted(AUDIO_SUFFIXES))})")
     if not files:
-        raise SystemExit(
-            "no calibration speech: pass --calib FILES_OR_DIRS, or install Debian speech packages "
-            "(apt-get install pocketsphinx-testdata alsa-utils)"
-        )
+        raise ValueError("no calibration speech: pass --calib FILES_OR_DIRS, or install Debian speech packages "
+                         "(apt-get install pocketsphinx-testdata alsa-utils)")
     log(f"calibrating on {len(picked)} clips of {'the given audio' if paths else 'Debian speech'}")
     return [load(f)[: int(seconds * 16000)] for f in picked]
 

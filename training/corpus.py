@@ -5,7 +5,7 @@
     python -m training.corpus --out=runs/small --sources=debian,espeak --espeak=40 --max_per_group=4
 
 writes <out>/manifest.csv (one row per file) and <out>/summary.json (clips and hours per split,
-source and group). Columns:
+source and group); a corpus already in <out> is replaced only with --overwrite. Columns:
 
     path       absolute path of the audio file (any format soundfile reads, any rate; loaders resample)
     sha256     content hash of the file: the clip id in annotation caches and label files
@@ -364,9 +364,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cache_dir", type=Path, default=None, help="synthesis cache (default $WAV2SMALL_CACHE "
                                                                 "or ~/.cache/wav2small)")
     ap.add_argument("--workers", type=int, default=2, help="parallel espeak-ng processes")
+    ap.add_argument("--overwrite", action="store_true", help="replace a corpus already in --out")
     args = ap.parse_args(argv)
     if min(args.espeak, args.flite, args.max_per_group, args.min_seconds) < 0 or args.workers < 1:
         ap.error("--espeak, --flite, --max_per_group and --min_seconds must be >= 0 and --workers >= 1")
+    if args.out.exists() and not args.out.is_dir():
+        ap.error(f"--out {args.out} is a file; the corpus is a directory (manifest.csv + summary.json)")
+    if (args.out / "manifest.csv").exists() and not args.overwrite:
+        # runs, teachers and evaluations name a corpus by its path: another one in its place changes what
+        # a later evaluation measures, and a resumed run refuses it (as training.teachers --overwrite)
+        ap.error(f"--out {args.out} already holds a corpus (manifest.csv): choose another --out, or --overwrite")
     sources = {s.strip() for s in args.sources.split(",") if s.strip()}
     if "flite" in sources and shutil.which(FLITE) is None:
         print("flite is not installed (apt-get install flite): leaving it out")

@@ -793,6 +793,12 @@ def train(cfg: TrainConfig, given: dict[str, Any] | None = None) -> dict[str, An
     dist = dist_setup()
     if cfg.batch_size % dist.world:
         raise ValueError(f"batch_size {cfg.batch_size} must be a multiple of the {dist.world} processes")
+    if cfg.warmup_iters >= cfg.max_iters and dist.main:
+        # a warning, not a cap: the schedule stays the one the options give (lr_at), so a run and its
+        # resumption follow the same learning rates and the run's options say what it did
+        warnings.warn(f"warmup_iters {cfg.warmup_iters} >= max_iters {cfg.max_iters}: the learning rate never leaves "
+                      f"the warm-up (it reaches {lr_at(cfg.max_iters - 1, cfg):.3g}, not lr {cfg.lr:g}); "
+                      "lower --warmup_iters", stacklevel=2)
 
     def log(msg: str) -> None:
         if dist.main:

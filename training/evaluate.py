@@ -17,7 +17,9 @@ on the `split` (default test) clips of the corpus, each cut to its first `eval_s
 
 Teacher targets come from the same annotation cache as training (same keys), so a teacher already
 run by training.distill is not run again. `--teacher=prosody` uses the prosody annotator's targets
-of the labelled (espeak-ng) clips. Writes <out>.md and <out>.json; the Markdown holds the command.
+of the labelled (espeak-ng) clips. Without --teacher, the teacher is the one the runs were distilled
+from (their train.json; runs of different teachers need --teacher); a --teacher other than a run's
+own is measured with a warning. Writes <out>.md and <out>.json; the Markdown holds the command.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ import json
 import shlex
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -34,14 +37,14 @@ import torch
 
 from .audio_io import Skipped, read_many
 from .cache import AnnotationCache, View
-from .cli import HelpFormatter
+from .cli import HelpFormatter, describe
 from .corpus import Entry, fingerprint, read_manifest
 from .distill import Split, load_student, predict_exact, render_view
 from .files import write_atomic
 from .metrics import ccc_numpy
 from .mobilenet import count_macs
 from .speech import default_cache_dir
-from .teachers import OUTPUTS, from_spec
+from .teachers import OUTPUTS, Teacher, TeacherError, from_spec
 from .versions import versions
 
 
@@ -60,10 +63,21 @@ def load_split(manifest: str | Path, split: str, eval_seconds: float, labelled_o
     return entries, Split(clips, targets, [e.group for e in entries], [e.sha256 for e in entries])
 
 
-def teacher_targets(spec: str, split: Split, cache_dir: Path, threads: int = 1) -> tuple[np.ndarray, str]:
-    if spec == "prosody":
-        return split.targets, "prosody-annotator"
-    teacher = from_spec(spec, threads=threads)
+PROSODY_ID = "prosody-annotator"   # train.json's "teacher" of a student of the prosody annotator
+
+
+def recorded_teacher(run_dir: str | Path) -> tuple[str, str]:
+    """(spec, id) of the teacher a training.distill run was distilled from: train.json's config.teacher
+    (the --teacher it was given) and "teacher" (its content id; runs from before it: the spec)."""
+    report = json.loads((Path(run_dir) / "train.json").read_text())
+    spec = report.get("config", {}).get("teacher", "prosody")
+    return spec, report.get("teacher") or (PROSODY_ID if spec == "prosody" else spec)
+
+
+def teacher_targets(teacher: Teacher | None, split: Split, cache_dir: Path) -> tuple[np.ndarray, str]:
+    """The split's targets from `teacher` (None: the prosody annotator's labels) and its id."""
+    if teacher is None:
+        return split.targets, PROSODY_ID
     cache = AnnotationCache(cache_dir, teacher)
     pcm = dict(zip(split.ids, split.clips))
     views = [View(i, 0, len(c)) for i, c in zip(split.ids, split.clips)]
@@ -260,9 +274,26 @@ def targets_table(results: list[dict]) -> list[dict]:
     return rows
 
 
+RESULT_KEYS = ("students", "teacher", "corpus", "split", "clips", "eval_seconds", "calibration_clips", "command",
+               "date", "wall_seconds", "threads")   # what markdown() reads of a result
+
+
+def read_result(path: str | Path) -> dict:
+    """A training.evaluate JSON result; a ValueError naming the file if it is not one (e.g. a train.json)."""
+    try:
+        result = json.loads(Path(path).read_text())
+    except ValueError as e:
+        raise ValueError(f"{path} is not JSON ({e}): --merge takes the OUT.json files of earlier evaluations") from None
+    missing = [k for k in RESULT_KEYS if k not in result] if isinstance(result, dict) else list(RESULT_KEYS)
+    if missing:
+        raise ValueError(f"{path} is not a training.evaluate result: it has no {', '.join(missing)} "
+                         "(--merge takes the OUT.json files of earlier evaluations)")
+    return result
+
+
 def merge(paths: list[str], script: str | None, out: str | Path, note: str = "") -> dict:
     """One Markdown + JSON report from several training.evaluate JSON results (one per teacher)."""
-    results = [json.loads(Path(p).read_text()) for p in paths]
+    results = [read_result(p) for p in paths]
     rows = targets_table(results)
     # the date the measurements were made (a page merged again later keeps it)
     date = max((r["date"] for r in results if "date" in r), default=datetime.date.today().isoformat())
@@ -306,13 +337,29 @@ def merge(paths: list[str], script: str | None, out: str | Path, note: str = "")
     return merged
 
 
-def run(args: argparse.Namespace, argv: list[str]) -> dict:
+def run(args: argparse.Namespace, argv: list[str], from_runs: bool = False) -> dict:
+    """The evaluation of main's arguments; `from_runs`: --teacher is the one the runs' train.json names."""
     torch.set_num_threads(args.threads)
     t0 = time.time()
     labelled_only = args.teacher == "prosody"
+    # the teacher before the clips: a teacher that does not load, or is not the runs', is told at once
+    teacher = None
+    if not labelled_only:
+        try:
+            teacher = from_spec(args.teacher, threads=args.threads)
+        except TeacherError as e:
+            if not from_runs:
+                raise
+            raise TeacherError(f"{e} (the teacher {args.runs[0]}/train.json names: choose one with --teacher)") from None
+    teacher_id = PROSODY_ID if teacher is None else teacher.id
+    for run_dir in args.runs:
+        spec, recorded = recorded_teacher(run_dir)
+        if recorded != teacher_id:   # e.g. a dawn:DIR student scored against the annotator's labels
+            warnings.warn(f"{run_dir} was distilled from {spec} ({recorded}), measured here against "
+                          f"{args.teacher} ({teacher_id})", stacklevel=2)
     entries, split = load_split(args.corpus, args.split, args.eval_seconds, labelled_only)
     cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
-    targets, teacher_id = teacher_targets(args.teacher, split, cache_dir, args.threads)
+    targets, teacher_id = teacher_targets(teacher, split, cache_dir)
     calib = calibration_clips(args.corpus, args.calib, labelled_only=labelled_only) if args.calib > 0 else None
     students = []
     for run_dir in args.runs:
@@ -342,7 +389,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("runs", nargs="+", help="student run directories (training.distill out_dir); with --merge, "
                                             "JSON results of earlier evaluations")
     ap.add_argument("--corpus", help="manifest.csv from python -m training.corpus (required unless --merge)")
-    ap.add_argument("--teacher", default="prosody", help="teacher spec as in training.distill")
+    ap.add_argument("--teacher", default=None, help="teacher spec as in training.distill (default: the one the runs "
+                    "were distilled from, as their train.json records it)")
     ap.add_argument("--split", default="test", choices=("val", "test"), help="held-out split to evaluate on")
     ap.add_argument("--eval_seconds", type=float, default=8.0, help="clips are cut to their first N seconds")
     ap.add_argument("--calib", type=int, default=24, help="training clips for int8 calibration (0 = float only)")
@@ -356,6 +404,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--note", default="", help="--merge: a paragraph after the script (e.g. what this run left out)")
     args = ap.parse_args(argv)
     if args.merge:
+        for path in args.runs:   # every file before anything is written
+            try:
+                read_result(path)
+            except (OSError, ValueError) as e:
+                ap.error(describe(e))
         merge(args.runs, args.script or None, args.out, args.note)
         print(f"wrote {Path(args.out).with_suffix('.md')} and .json")
         return 0
@@ -367,7 +420,18 @@ def main(argv: list[str] | None = None) -> int:
     missing = [r for r in args.runs if not (Path(r) / "model.safetensors").is_file()]
     if missing:   # before the teacher annotates and the runs before it are evaluated
         ap.error(f"no model.safetensors in {', '.join(missing)}")
-    result = run(args, argv)
+    missing = [r for r in args.runs if not (Path(r) / "train.json").is_file()]
+    if missing:
+        ap.error(f"no train.json in {', '.join(missing)} (a training.distill run has model.safetensors and train.json)")
+    from_runs = args.teacher is None
+    if from_runs:   # the teacher the runs learned from, not a default that may be another
+        recorded = {r: recorded_teacher(r) for r in args.runs}
+        if len({tid for _, tid in recorded.values()}) > 1:
+            ap.error("the runs were distilled from different teachers ("
+                     + "; ".join(f"{r}: {spec}" for r, (spec, _) in recorded.items()) + "): choose one with --teacher")
+        args.teacher = recorded[args.runs[0]][0]
+        print(f"teacher: {args.teacher} (the runs' train.json)", flush=True)
+    result = run(args, argv, from_runs)
     for r in result["students"]:
         fl = r["float"]["all"]
         q = r.get("int8", {}).get("all", {})

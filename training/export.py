@@ -75,3 +75,7 @@ def c_header(data: bytes, name: str = "w2s_model_data", source: str = "") -> str
 def write_header(data: bytes, path: str | Path, name: str = "w2s_model_data", source: str = "") -> None:
     """The C header of c_header() at `path`; `source` names what the model was made from."""
     write_atomic(Path(path), c_header(data, name, source=source).encode())
+
+
+if __name__ == "__main__":
+    raise SystemExit("training.export has no command line: use `wav2small convert` (training/convert.py)")

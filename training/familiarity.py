@@ -153,6 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if Path(args.out_dir).resolve() == Path(args.run).resolve():
         raise SystemExit("--out_dir must differ from the run: the fold is not applied in place")
+    # as training.uncertainty and training.distill: a run (finished or not) is never overwritten silently
+    held = [f for f in ("ckpt.pt", "train.json", "model.safetensors") if (Path(args.out_dir) / f).exists()]
+    if held:
+        raise SystemExit(f"--out_dir {args.out_dir} already holds a run ({', '.join(held)}): choose another --out_dir")
     torch.set_num_threads(args.threads)
     t0 = time.time()
 

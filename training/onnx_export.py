@@ -136,7 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("-o", "--out", type=Path, required=True, help="output directory")
     ap.add_argument("--calib", type=Path, nargs="+", default=[],
                     help="speech files for int8 calibration; without them only model.onnx is written")
-    ap.add_argument("--opset", type=int, default=17)
+    ap.add_argument("--opset", type=int, default=17,
+                    help="ONNX opset of the export: 17 (the default) or higher; lower ones fail inside torch's exporter")
     args = ap.parse_args(argv)
     if args.opset < 17:   # what the tests and scripts/bench.py export; lower ones failed deep in torch
         ap.error(f"--opset must be >= 17, got {args.opset}")

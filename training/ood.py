@@ -1123,7 +1123,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m training.ood", description=__doc__.split("\n")[0])
     ap.add_argument("--list", action="store_true", help="clips and seconds per split and kind (the default)")
     ap.add_argument("--max_per_kind", type=int, default=None, help="cap per kind (default: everything)")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="seed of the synthetic sources and of the clips picked per kind "
+                    "(as training.uncertainty --seed)")
     args = ap.parse_args(argv)
     s = summary(args.seed, args.max_per_kind)
     print("synthetic sources are open-ended (counts are their default pools); MIDI segments may be shorter once rendered\n")

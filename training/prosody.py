@@ -85,6 +85,7 @@ from typing import Iterable
 
 import numpy as np
 
+from training.cli import HelpFormatter
 from training.speech import SENTENCES, SynthParams
 
 OUTPUTS = ("arousal", "dominance", "valence")
@@ -243,9 +244,12 @@ def summary(items: list[ProsodyItem]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description="Print random prosody draws and their A/D/V targets.")
-    ap.add_argument("--n", type=int, default=12)
-    ap.add_argument("--seed", type=int, default=0)
+    ap = argparse.ArgumentParser(prog="python -m training.prosody", description="Print random prosody draws and "
+                                 "their A/D/V targets (the first 50) and the targets' statistics per split.",
+                                 formatter_class=HelpFormatter)
+    ap.add_argument("--n", type=int, default=12,
+                    help="prosody draws (the annotator's parameter sets, all splits; nothing is synthesised)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the draws (training.distill --seed draws the same)")
     args = ap.parse_args(argv)
     items = build_corpus(args.n, args.seed)
     for it in items[:50]:

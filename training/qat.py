@@ -307,3 +307,8 @@ def _entry(state: dict) -> dict[str, Any]:
     out = {k: state[k] for k in keep if k in state}
     out["steps"] = state["step"]
     return out
+
+
+if __name__ == "__main__":
+    raise SystemExit("training.qat has no command line: it runs inside training.distill, with --qat=auto or "
+                     "--qat=on (on a finished run: python -m training.distill --out_dir=RUN --resume=true --qat=auto)")

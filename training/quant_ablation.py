@@ -96,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("weights", help="float model.safetensors")
     p.add_argument("--clips", type=int, default=60, help="real speech clips (half calibrate, half measure)")
     args = p.parse_args(argv)
+    if args.clips < 4:   # CCC needs at least two measured clips
+        p.error(f"--clips must be >= 4 (half calibrate, half measure, and CCC needs two), got {args.clips}")
     torch.set_num_threads(2)
     model = load_safetensors(args.weights)
     _, clips = real_speech(args.clips)

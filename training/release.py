@@ -264,6 +264,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.out_dir == PACKAGE_MODELS and not in_checkout():
         p.error(f"--out_dir is needed outside a source checkout: the default, {PACKAGE_MODELS}, is the "
                 "installed package's own model")
+    # checked before the calibration (about 20 s) starts
+    if not args.src.is_dir():
+        p.error(f"{args.src} is not a directory: release a finished training.distill or training.uncertainty run")
+    missing = [f for f in ("model.safetensors", "train.json") if not (args.src / f).is_file()]
+    if missing:
+        p.error(f"{args.src} has no {' or '.join(missing)}: release a finished training.distill or "
+                "training.uncertainty run")
     torch.set_num_threads(2)
     print("calibrating on real speech and measuring the engine "
           "against the float model (about 20 s)", flush=True)

@@ -169,13 +169,28 @@ class DawnTeacher:
         if not local.is_dir() and not allow_hub:
             raise TeacherError(f"dawn teacher: {path} is not a directory; download the checkpoint first "
                                "(config.json + weights) or pass allow_hub=True on a machine with network")
+        if local.is_dir() and not (local / "config.json").is_file():
+            # transformers would go on with a default (wav2vec2-base) config and fail on the weights' shapes
+            raise TeacherError(f"dawn teacher: {path} has no config.json (a Hugging Face model directory holds "
+                               "config.json and the weights)")
         if threads:
             torch.set_num_threads(threads)
         cls = _dawn_class()
+        from transformers.utils import logging as hf_logging
+
+        # transformers logs a table of every missing, unexpected and mismatched weight (dozens of lines)
+        # before it raises; the checks below and the error here say it in one line
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
         try:
             model, info = cls.from_pretrained(str(path), local_files_only=not allow_hub, output_loading_info=True)
-        except (OSError, ValueError) as e:
-            raise TeacherError(f"dawn teacher: cannot load {path}: {e}") from None
+        except (OSError, ValueError, RuntimeError) as e:
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            if "ignore_mismatched_sizes" in reason:   # its words point to the table just silenced
+                reason = "the shapes of its weights differ from those its config.json gives"
+            raise TeacherError(f"dawn teacher: cannot load {path} as a wav2vec2 teacher: {reason}") from None
+        finally:
+            hf_logging.set_verbosity(verbosity)
         missing, unexpected = sorted(info["missing_keys"]), sorted(info["unexpected_keys"])
         if missing or unexpected or info.get("mismatched_keys"):
             raise TeacherError(f"dawn teacher: {path} does not have the expected layout: missing {missing[:8]}, "
@@ -504,8 +519,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     ap.add_argument("--overwrite", action="store_true", help="replace a teacher already in --out")
     args = ap.parse_args(argv)
-    if args.steps < 1 or args.threads < 1:
-        ap.error(f"--steps and --threads must be >= 1, got {args.steps}, {args.threads}")
+    for name in ("steps", "threads", "layers"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if args.hidden < 4 or args.hidden % 4:   # 2 attention heads and 4 positional-convolution groups share it
+        ap.error(f"--hidden must be a positive multiple of 4 (the positional convolution's 4 groups and the 2 "
+                 f"attention heads divide it), got {args.hidden}")
+    if args.seed < 0:
+        ap.error(f"--seed must be >= 0, got {args.seed}")
     if Path(args.out).exists() and not Path(args.out).is_dir():
         ap.error(f"--out {args.out} is a file; the teacher is a directory (config.json + model.safetensors)")
     if (Path(args.out) / "config.json").exists() and not args.overwrite:

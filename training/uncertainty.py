@@ -114,19 +114,20 @@ N_VALUES = 3
 
 @dataclass
 class UQConfig:
-    init: str = "training/default"   # directory with the distilled student's model.safetensors
+    """The options of python -m training.uncertainty; HELP (below) has each one's description."""
+    init: str = "training/default"
     out_dir: str = "runs/uq"
     seed: int = 0
-    n_clips: int = 3000              # prosody corpus size (as training.distill; same clips)
+    n_clips: int = 3000
     crop_seconds: float = 2.0
-    batch_speech: int = 16           # annotated espeak-ng clips per step
-    batch_real: int = 4              # real speech per step (speech detector only)
+    batch_speech: int = 16
+    batch_real: int = 4
     batch_ood: int = 5               # non-speech per step (<= 1/4 of the speech, as in the paper)
-    corrupt_prob: float = 0.5        # share of the annotated clips that are corrupted
+    corrupt_prob: float = 0.5
     # measured alternatives (docs/uncertainty.md): the defaults gave the best uncertainty
-    mean_on_corrupted: bool = True   # the CCC term also on corrupted clips (else clean ones only)
-    freeze_bn: bool = False          # keep the student's BatchNorm statistics
-    trunk_lr_scale: float = 1.0      # learning rate of the trunk relative to the head; 0 freezes it
+    mean_on_corrupted: bool = True
+    freeze_bn: bool = False
+    trunk_lr_scale: float = 1.0
     ood_trunk: bool = True           # non-speech rows train the trunk too (false: only the head rows)
     ood_bn: str = "batch"            # BatchNorm statistics of a batch: "batch" (all rows), "speech" (speech rows only), "eval"
     max_iters: int = 400
@@ -134,7 +135,7 @@ class UQConfig:
     min_lr: float = 1e-4
     weight_decay: float = 0.01
     grad_clip: float = 1.0
-    ood_log_sigma: float = math.log(0.3)  # sigma of a uniform guess over the value range ~0.29
+    ood_log_sigma: float = math.log(0.3)
     init_log_sigma: float = math.log(0.1)
     ood_per_kind: int = 150          # training.ood clips per kind
     extended_nonspeech: bool = False  # training.ood's added train generators (tone variants, synthetic effects, varied UI sounds)
@@ -149,7 +150,7 @@ class UQConfig:
     l1_on_grid: bool = False         # first conv layer snapped to its int8 codes (BatchNorm folded) and frozen
     snap_to_grid: bool = False       # after training, every weight the exporter quantizes set to its engine value
     noise_floor: float = 0.0         # share of the rows the student hears with a 0.5-4 LSB noise floor added
-    ccc_by_corruption: bool = False  # CCC on clean and on corrupted rows apart (each keeps its spread)
+    ccc_by_corruption: bool = False
     familiarity_weight: float = 0.0  # sigma^2 target += (weight * sqrt(d / mean d))^2, d the --init student's feature distance
     familiarity_rank: int = 32       # principal directions of that distance (training.familiarity)
     familiarity_rows: str = "all"    # annotated rows the distance is added on: "all" or "clean"
@@ -158,9 +159,9 @@ class UQConfig:
     sigma_rank_weight: float = 0.0   # weight of a term that ranks sigma by SNR across a batch's annotated rows
     sigma_rank_margin: float = 0.05  # log sigma by which a noisier row must exceed a cleaner one
     sigma_rank_trunk: bool = True    # the rank term trains the trunk too (false: only the log sigma rows)
-    real_per_group: int = 40         # real speech files per speaker group
+    real_per_group: int = 40
     trim_real: bool = False          # the real speech pool without its files' leading/trailing digital silence
-    babble_bank: int = 24            # babble noises made up front (6-12 training voices each)
+    babble_bank: int = 24
     babble_voices: str = "6-12"      # talkers in each non-speech babble clip (inclusive range)
     babble_speed: float = 1.0        # > 1: each of those talkers sped up or slowed down by up to this
     espeak_babble: int = 0           # non-speech clips of babble of the annotated (espeak-ng) training voices
@@ -197,7 +198,32 @@ class UQConfig:
 
 RESUME_MAY_CHANGE = ("resume", "threads", "checkpoint_interval", "stop_at")  # the rest is the run
 
-HELP = {
+HELP = {   # every option's --help line (tests/test_uncertainty.py checks that none is missing)
+    "init": "directory of the distilled student (training.distill run: model.safetensors) that gets the head",
+    "out_dir": "where ckpt.pt, model.safetensors and train.json go",
+    "seed": "seeds the prosody corpus draw (as training.distill --seed: same clips), the pools, the batches, "
+            "their corruptions and the new head rows' training",
+    "n_clips": "prosody corpus size (as training.distill --n_clips: same clips)",
+    "crop_seconds": "length of every training crop (speech and non-speech), in seconds",
+    "batch_speech": "annotated espeak-ng clips per step (they train A/D/V, sigma and the speech output)",
+    "batch_real": "real speech clips per step (they train the speech output only: no A/D/V targets)",
+    "corrupt_prob": "share of the annotated clips of a batch that are corrupted (training.ood's corruptions; "
+                    "their targets stay the clean clip's)",
+    "mean_on_corrupted": "the CCC term of A/D/V also on the corrupted clips; false: on the clean ones only",
+    "freeze_bn": "keep the student's BatchNorm statistics (BatchNorm in eval mode during training)",
+    "trunk_lr_scale": "learning rate of the trunk relative to the head's; 0 freezes the trunk (and the A/D/V rows)",
+    "max_iters": "training steps",
+    "lr": "learning rate of the head at step 0 (AdamW; cosine decay to --min_lr at --max_iters)",
+    "min_lr": "learning rate at the end of the cosine decay",
+    "weight_decay": "AdamW weight decay",
+    "grad_clip": "the gradient norm is clipped to this at every step",
+    "ood_log_sigma": "the log sigma non-speech rows are pulled to: maximal uncertainty (log 0.3: a uniform guess "
+                     "over the value range has sigma 0.29)",
+    "init_log_sigma": "log sigma of the new head rows at the start (a constant: their weights start at 0)",
+    "ccc_by_corruption": "the CCC term on the clean and on the corrupted rows apart, so that each keeps its spread",
+    "real_per_group": "real speech files per speaker group in the speech pool",
+    "babble_bank": "babble noises (6-12 training voices each) made up front, for the babble corruption of the "
+                   "annotated clips",
     "extended_nonspeech": "train on training.ood's extended train split: band-limited square/saw/triangle "
                           "tones, random dual tones, beep trains, chirps and sirens, synthetic effects (bells, "
                           "clicks, whooshes, zaps, impacts, engines, 8-bit blips, sequences of them) and the "
@@ -1093,6 +1119,23 @@ def train(cfg: UQConfig) -> dict[str, Any]:
         raise SystemExit(f"--ood_bn must be one of {', '.join(OOD_BN_MODES)}, got {cfg.ood_bn!r}")
     if cfg.max_iters < 1 or cfg.lr <= 0:
         raise SystemExit(f"need --max_iters >= 1 and --lr > 0, got {cfg.max_iters}, {cfg.lr}")
+    if cfg.n_clips < 1:
+        raise SystemExit(f"--n_clips is the prosody corpus size, >= 1, got {cfg.n_clips}")
+    if cfg.crop_seconds <= 0.1:   # as training.distill: the student needs a few frames
+        raise SystemExit(f"--crop_seconds must be > 0.1, got {cfg.crop_seconds}")
+    if cfg.batch_speech < 2:
+        raise SystemExit(f"--batch_speech must be >= 2 (the CCC term of a batch needs two clips), got {cfg.batch_speech}")
+    for name in ("batch_real", "batch_ood"):
+        if getattr(cfg, name) < 0:
+            raise SystemExit(f"--{name} is a number of clips per step, >= 0, got {getattr(cfg, name)}")
+    for name in ("ood_per_kind", "real_per_group", "babble_bank", "familiarity_rank"):
+        if getattr(cfg, name) < 1:   # the pools (and the corruptions' babble) must not be empty
+            raise SystemExit(f"--{name} must be >= 1, got {getattr(cfg, name)}")
+    for name in ("corrupt_prob", "voice_shift_prob", "real_shift_prob", "noise_floor"):
+        if not 0 <= getattr(cfg, name) <= 1:
+            raise SystemExit(f"--{name} is a share of rows, within 0..1, got {getattr(cfg, name)}")
+    if cfg.voice_shift_max < 1:
+        raise SystemExit(f"--voice_shift_max is a factor >= 1, got {cfg.voice_shift_max}")
     if cfg.checkpoint_interval < 1 or cfg.stop_at < 0:
         raise SystemExit(f"need --checkpoint_interval >= 1 and --stop_at >= 0, got {cfg.checkpoint_interval}, "
                          f"{cfg.stop_at}")

@@ -614,14 +614,27 @@ def main(argv: list[str] | None = None) -> int:
                    help="min_speech_prob values of the operating-points table, besides the model's own")
     p.add_argument("--min_modulations", default="0",
                    help="min_modulation_db values of the operating-points table, besides the model's own (0: off)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0, help="seed of the clips drawn, the corruptions and MC dropout")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = p.parse_args(argv)
     # every input checked before the evaluation set is built and MC dropout trained (minutes)
     if args.threads < 1:
         p.error(f"--threads must be >= 1, got {args.threads}")
+    if args.seconds <= 0:
+        p.error(f"--seconds is the length clips are cut to, > 0, got {args.seconds:g}")
+    # every measure needs clean annotated clips and corrupted copies of them (an empty set fails at the end)
+    for name in ("annotated", "corrupt_clips", "ood_per_kind", "n_clips"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if args.real_per_group < 0 or args.mc_steps < 0:
+        p.error(f"--real_per_group and --mc_steps must be >= 0, got {args.real_per_group}, {args.mc_steps}")
+    if not 0 <= args.mc_p < 1:
+        p.error(f"--mc_p is a dropout probability, 0 <= p < 1, got {args.mc_p:g}")
     if not Path(args.w2s).is_file():
         p.error(f"--w2s: no model file at {args.w2s}")
+    if not Model(args.w2s).has_uncertainty:   # the report measures its sigma and speech outputs
+        p.error(f"--w2s: {args.w2s} has no uncertainty head: release a training.uncertainty run "
+                "(python -m training.release RUN --out_dir=DIR) and pass its default.w2s")
     runs = ([args.base] if args.base else []) + (args.ensemble.split(",") if args.ensemble else [])
     missing = [r for r in runs if not (Path(r) / "model.safetensors").is_file()]
     if missing:

@@ -281,10 +281,11 @@ def main(argv: list[str] | None = None) -> int:
                    "variant (runs named VARIANT_s<seed>) from earlier --out files, int8 engine, and exit")
     p.add_argument("--engine", type=int, default=0, help="1: also release each run (see --rel) and measure the int8 engine")
     p.add_argument("--rel", type=Path, default=Path("runs/rel"), help="where --engine=1 writes the releases")
-    p.add_argument("--cache", type=Path, default=Path("runs/uq_select_clips.pkl"))
+    p.add_argument("--cache", type=Path, default=Path("runs/uq_select_clips.pkl"),
+                   help="the validation clips, built on first use (minutes) and read from here after")
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     p.add_argument("--float", type=int, default=1, help="0: measure the int8 engine only (with --engine=1)")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--min_modulation_db", type=float, default=None,
                    help="measure the decision with this modulation threshold (dB; 0: off) instead of the "
                         "one each run's release writes")
@@ -297,6 +298,20 @@ def main(argv: list[str] | None = None) -> int:
             merged.update(json.loads(f.read_text()))
         print(summarize(merged))
         return 0
+    # the runs and options checked before the clips are built (minutes without a --cache)
+    if args.threads < 1:
+        p.error(f"--threads must be >= 1, got {args.threads}")
+    for run in args.runs:
+        missing = [f for f in ("model.safetensors", "train.json") if not (run / f).is_file()]
+        if missing:
+            p.error(f"{run} is not a training.uncertainty run: no {' or '.join(missing)}")
+        try:
+            train = json.loads((run / "train.json").read_text())
+        except ValueError as e:
+            p.error(f"{run / 'train.json'} is not JSON: {e}")
+        if "thresholds" not in train:
+            p.error(f"{run} is not a training.uncertainty run: its train.json has no decision thresholds "
+                    "(a training.distill run? give it to python -m training.uncertainty --init=RUN first)")
     torch.set_num_threads(args.threads)
     t0 = time.time()
 

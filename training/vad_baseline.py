@@ -42,7 +42,7 @@ import numpy as np
 
 from wav2small.audio import resample
 
-from .cli import ToolError
+from .cli import HelpFormatter, ToolError
 
 SAMPLE_RATE = 16000
 CHUNK = 512          # samples per frame at 16 kHz (32 ms)
@@ -151,9 +151,12 @@ def reduce_probs(probs: np.ndarray, reduce: str = "p90") -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m training.vad_baseline", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m training.vad_baseline", description=__doc__.split("\n")[0],
+                                 formatter_class=HelpFormatter)
     ap.add_argument("--clips", type=int, default=24, help="real speech clips to time (CORE_SPEECH_SOURCES)")
     args = ap.parse_args(argv)
+    if args.clips < 1:
+        ap.error(f"--clips must be >= 1, got {args.clips}")
     from wav2small.audio import load
 
     from .speech import spread_speech
