@@ -1,0 +1,70 @@
+"""The sdist and the build: what a user who installs from a source archive, or rebuilds after an edit,
+gets. The installed wheel itself is what every other test imports (.ci/run installs it editable)."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+from conftest import REPO, require_tool
+
+
+def _sdist(out: Path) -> Path:
+    r = subprocess.run([sys.executable, "setup.py", "-q", "sdist", "-d", str(out)], cwd=REPO, capture_output=True,
+                       text=True)
+    shutil.rmtree(REPO / "wav2small.egg-info", ignore_errors=True)   # setup.py sdist leaves it in the checkout
+    assert r.returncode == 0, r.stderr[-3000:]
+    (archive,) = out.glob("wav2small-*.tar.gz")
+    return archive
+
+
+def test_the_sdist_builds_the_c_engine_as_its_readme_says(tmp_path):
+    """README and docs/engine.md, both in the sdist, say `make -C csrc`: the sdist once lacked the
+    Makefile, the C CLI and tests, and csrc/check. No build products, weights or tests go in."""
+    require_tool("make")
+    archive = _sdist(tmp_path / "dist")
+    with tarfile.open(archive) as tar:
+        names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
+        tar.extractall(tmp_path / "src", filter="data")
+    for needed in ("csrc/Makefile", "csrc/w2s_cli.c", "csrc/test_w2s.c", "csrc/check/host_file.c",
+                   "csrc/firmware/main.c", "csrc/fuzz/Makefile", "wav2small/models/default.w2s",
+                   "wav2small/models/default.md", "wav2small/py.typed", "LICENSE", "docs/engine.md"):
+        assert needed in names, needed
+    unwanted = [n for n in names if n.startswith(("tests/", "runs/", "csrc/out", "training/default"))
+                or n.endswith((".o", ".a", ".so", ".safetensors"))]
+    assert not unwanted, unwanted
+    (root,) = (tmp_path / "src").iterdir()
+    r = subprocess.run(["make", "-s", "-C", "csrc", "OUT=out"], cwd=root, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (root / "csrc" / "out" / "w2s_cli").is_file() and (root / "csrc" / "out" / "test_w2s").is_file()
+
+
+def test_a_header_edit_rebuilds_the_engine_and_the_extension_carries_no_debug_info(tmp_path):
+    """setup.py's C library once ignored its headers: a reinstall over build/ after a header edit
+    reused stale objects (the binding and the engine disagreed on W2S_MAX_SAMPLES). And Python's -g
+    made the extension 3.2 MB of debug info instead of 0.7 MB."""
+    require_tool("readelf", "binutils")
+    tree = tmp_path / "tree"
+    for part in ("csrc", "wav2small"):
+        shutil.copytree(REPO / part, tree / part, ignore=shutil.ignore_patterns("out", "*.so", "__pycache__"))
+    for f in ("setup.py", "README.md"):
+        shutil.copy(REPO / f, tree / f)
+
+    def build() -> str:
+        r = subprocess.run([sys.executable, "setup.py", "build", "--build-base", "b"], cwd=tree, capture_output=True,
+                           text=True)
+        assert r.returncode == 0, r.stderr[-3000:]
+        return r.stdout + r.stderr
+
+    first = build()
+    assert "csrc/engine.c" in first
+    (so,) = (tree / "b").glob("lib*/wav2small/_engine*.so")
+    sections = subprocess.run(["readelf", "-S", "-W", str(so)], capture_output=True, text=True, check=True).stdout
+    assert ".debug_info" not in sections, f"{so.stat().st_size} B with debug info"
+    assert "csrc/engine.c" not in build()   # nothing changed: nothing compiled again
+    header = tree / "csrc" / "w2s.h"
+    header.write_text(header.read_text() + "\n")
+    again = build()
+    assert all(f"csrc/{c}" in again for c in ("engine.c", "stream.c", "conv.c")), again[-3000:]
