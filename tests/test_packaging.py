@@ -11,10 +11,21 @@ from pathlib import Path
 from conftest import REPO, require_tool
 
 
+def _checkout(to: Path) -> Path:
+    """The tracked files of the working tree (edits included, untracked build products and runs not),
+    as a fresh clone would hold them: setup.py writes its egg-info and build/ there, not here."""
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
+    for name in files.decode().split("\0"):
+        if name and (REPO / name).is_file():
+            (to / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, to / name)
+    return to
+
+
 def _sdist(out: Path) -> Path:
-    r = subprocess.run([sys.executable, "setup.py", "-q", "sdist", "-d", str(out)], cwd=REPO, capture_output=True,
+    tree = _checkout(out / "tree")
+    r = subprocess.run([sys.executable, "setup.py", "-q", "sdist", "-d", str(out)], cwd=tree, capture_output=True,
                        text=True)
-    shutil.rmtree(REPO / "wav2small.egg-info", ignore_errors=True)   # setup.py sdist leaves it in the checkout
     assert r.returncode == 0, r.stderr[-3000:]
     (archive,) = out.glob("wav2small-*.tar.gz")
     return archive
@@ -46,11 +57,7 @@ def test_a_header_edit_rebuilds_the_engine_and_the_extension_carries_no_debug_in
     reused stale objects (the binding and the engine disagreed on W2S_MAX_SAMPLES). And Python's -g
     made the extension 3.2 MB of debug info instead of 0.7 MB."""
     require_tool("readelf", "binutils")
-    tree = tmp_path / "tree"
-    for part in ("csrc", "wav2small"):
-        shutil.copytree(REPO / part, tree / part, ignore=shutil.ignore_patterns("out", "*.so", "__pycache__"))
-    for f in ("setup.py", "README.md"):
-        shutil.copy(REPO / f, tree / f)
+    tree = _checkout(tmp_path / "tree")
 
     def build() -> str:
         r = subprocess.run([sys.executable, "setup.py", "build", "--build-base", "b"], cwd=tree, capture_output=True,
