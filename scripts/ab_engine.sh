@@ -8,8 +8,14 @@
 # time of every stage for both builds, the builds taking turns call by call. The default model of the
 # working tree runs in both (the weight format must be one both revisions read). PYTHON (default
 # python3) writes the clip from scripts/bench.py, so it needs wav2small installed.
+# Both revisions must read the working tree's model: a revision of another format version (before
+# 69d0d0f: version 2) is refused by the model check ("not an engine build, or it refuses the model").
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = "--help" ] || [ "${1:-}" = "-h" ]; then
+  sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'
+  exit 0
+fi
 OLD=${1:?usage: scripts/ab_engine.sh OLD_REV [NEW_REV] [RUNS]}
 NEW=${2:-}
 RUNS=${3:-500}

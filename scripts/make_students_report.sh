@@ -16,13 +16,20 @@
 #
 #   scripts/make_students_report.sh                  # OUT=runs/students, cache in $OUT/cache
 #   OUT=/tmp/s JOBS=1 scripts/make_students_report.sh   # elsewhere, one lane at a time
+#   PYTHON=/path/to/venv/bin/python scripts/make_students_report.sh   # default: python
 set -euo pipefail
+if [ $# -gt 0 ]; then   # settings come from the environment; an argument (--help) would start the hour
+  sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'
+  [ "$1" = "--help" ] || [ "$1" = "-h" ] && exit 0
+  echo "$0 takes no arguments (settings: OUT, JOBS, PYTHON, WAV2SMALL_CACHE in the environment)" >&2
+  exit 2
+fi
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/students}
 JOBS=${JOBS:-2}
 export WAV2SMALL_CACHE=${WAV2SMALL_CACHE:-$OUT/cache}
 export OMP_NUM_THREADS=1
-PY=(nice -n 10 python)
+PY=(nice -n 10 "${PYTHON:-python}")
 T0=$SECONDS
 
 run() { echo "+ $*" >&2; "${PY[@]}" "$@"; }

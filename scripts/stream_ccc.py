@@ -132,6 +132,8 @@ def main() -> None:
     ap.add_argument("--clips", type=int, default=40, help="number of clips (>= 20)")
     ap.add_argument("--write", action="store_true", help="regenerate the table in docs/engine.md")
     args = ap.parse_args()
+    if args.clips < 20:   # the table's CCC and shares mean little over fewer clips
+        ap.error(f"--clips must be >= 20, got {args.clips}")
     rows, info = measure(args.clips)
     text = table(rows, info)
     print(text)
