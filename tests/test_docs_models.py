@@ -13,6 +13,7 @@ from training.teachers import model_stamp
 MEASURED = {
     "docs/engine.md": "python scripts/stream_ccc.py --write",
     "docs/uncertainty-report.md": "python -m training.uq_report (the command at its top)",
+    "docs/performance.md": "python scripts/bench.py --runs 40 (its newest Results section)",
 }
 
 
