@@ -113,12 +113,25 @@ def _predict(args: argparse.Namespace) -> int:
             failed += 1
             continue
         rows.append(_row(name, p))
-    fields = ["file", *OUTPUT_NAMES] + (
-        [*SIGMA_NAMES, "speech_prob", "modulation_db", "decision"] if model.has_uncertainty else [])
-    if args.format == "json":
+    try:
+        _write(rows, args.format, model.has_uncertainty)
+        sys.stdout.flush()   # here, where a failed write is ours to report, not at the interpreter's exit
+    except BrokenPipeError:
+        raise
+    except OSError as e:      # standard output unwritable (a full disk, /dev/full)
+        print(f"wav2small: cannot write the results: {e.strerror or e}", file=sys.stderr)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # the unflushed rest, at exit
+        return 1
+    return 1 if failed else 0
+
+
+def _write(rows: list[dict], fmt: str, uncertainty: bool) -> None:
+    """The rows to standard output as a table, JSON or CSV."""
+    fields = ["file", *OUTPUT_NAMES] + ([*SIGMA_NAMES, "speech_prob", "modulation_db", "decision"] if uncertainty else [])
+    if fmt == "json":
         json.dump(rows, sys.stdout, indent=2)
         print()
-    elif args.format == "csv":
+    elif fmt == "csv":
         w = csv.DictWriter(sys.stdout, fieldnames=fields)
         w.writeheader()
         w.writerows(rows)
@@ -130,11 +143,10 @@ def _predict(args: argparse.Namespace) -> int:
         titles = [n.replace("sigma_", sigma).replace("modulation_db", "mod_dB") for n in names]
         cols = [max(9, len(t)) for t in titles]   # a value is 9 wide; a longer title widens its column
         head = f"{'file':<{width}}  " + "  ".join(f"{t:>{c}}" for t, c in zip(titles, cols))
-        print(head + ("  decision" if model.has_uncertainty else ""))
+        print(head + ("  decision" if uncertainty else ""))
         for r in rows:
             line = f"{r['file']:<{width}}  " + "  ".join(f"{r[n]:{c}.4f}" for n, c in zip(names, cols))
-            print(line + (f"  {r['decision']}" if model.has_uncertainty else ""))
-    return 1 if failed else 0
+            print(line + (f"  {r['decision']}" if uncertainty else ""))
 
 
 def _encodes(stream: object, text: str) -> bool:
@@ -180,10 +192,6 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except BrokenPipeError:   # the reader went away (`| head`): not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # no second error at exit
-        return 1
-    except OSError as e:      # standard output unwritable (a full disk, /dev/full)
-        print(f"wav2small: cannot write the results: {e.strerror or e}", file=sys.stderr)
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # the unflushed rest, at exit
         return 1
 
 
