@@ -95,3 +95,15 @@ def test_the_docs_do_not_send_an_evaluation_over_the_committed_report():
     told users with a real teacher to evaluate with --out=docs/students (as the README does: runs/students)."""
     page = (REPO / "docs" / "distillation.md").read_text()
     assert "--out=docs/students" not in page and "--out=runs/students" in page
+
+
+@pytest.mark.parametrize("module, args, message", [
+    ("training.uncertainty", ["--ood_bn=bad", "--out_dir=unused"], "--ood_bn must be one of batch, speech, eval"),
+    ("training.uncertainty", ["--batch_speech=1", "--out_dir=unused"], "--batch_speech must be >= 2"),
+])
+def test_a_check_that_ends_with_system_exit_reads_as_every_other_error(module, args, message, tmp_path):
+    """training.cli's convention, `<prog>: error: <what>` with status 1, for the checks that end a run
+    with SystemExit("...") too (they printed the bare message)."""
+    r = subprocess.run([sys.executable, "-m", module, *args], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.startswith(f"python -m {module}: error: {message}"), r.stderr

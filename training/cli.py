@@ -3,7 +3,8 @@
 A user's mistake or a machine that lacks something (a missing or unreadable file, a bad manifest,
 model or option value, a teacher that does not load, a program such as espeak-ng or sox that is
 not installed) ends the command with one line on stderr, `<prog>: error: <what was wrong>`, and
-exit status 1; Ctrl-C ends it with status 130. A traceback would bury the message, so it is shown
+exit status 1 (so do the checks that raise SystemExit("what was wrong"); argparse's own option
+errors keep its status 2); Ctrl-C ends it with status 130. A traceback would bury the message, so it is shown
 only with WAV2SMALL_TRACEBACK=1 (for a developer chasing a bug). Anything else (a bug) keeps its
 traceback. What a command wrote before the error stays: every file goes through training/files.py.
 """
@@ -49,6 +50,12 @@ def run(main: Callable[[], int | None], prog: str) -> NoReturn:
     except KeyboardInterrupt:
         print(f"\n{prog}: interrupted", file=sys.stderr)
         sys.exit(130)
+    except SystemExit as e:
+        if not isinstance(e.code, str):   # argparse's own (already prefixed, status 2) and sys.exit(n)
+            raise
+        # the checks that end a run with SystemExit("message"): the same line as every other error
+        print(f"{prog}: error: {e.code}", file=sys.stderr)
+        sys.exit(1)
     except USER_ERRORS as e:
         if os.environ.get(TRACEBACK_ENV):
             raise
