@@ -145,7 +145,8 @@ def test_int8_runs_on_held_out_speech(onnx_files: dict[str, Path], model: Wav2Sm
         assert q.shape == (len(pcm), 3) and q.dtype == np.float32
         assert np.all(np.isfinite(q))
         diff = np.abs(q - f)
-        assert diff.max() > 0  # the graph really computes in int8
+        # the graph really computes in int8: far beyond the fp32 graph's 1e-4 of test_fp32_matches_torch
+        assert diff.max() > 1e-3
         spread = f.std(axis=0)
         print(f"\nint8 vs float, {len(pcm)} clips x {length / SR:g} s: max |diff| {diff.max():.4f}, "
               f"mean |diff| {diff.mean():.4f}; per output max |diff| {np.round(diff.max(axis=0), 4)}, "

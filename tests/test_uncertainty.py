@@ -183,8 +183,9 @@ def test_cli_shows_uncertainty_and_takes_thresholds(tmp_path, speech_files):
 
 
 def test_top_level_predict_passes_thresholds(speech_clips):
-    p = wav2small.predict(speech_clips[0], thresholds=Thresholds(max_sigma=1e6, min_speech_prob=0.0))
-    assert p.decision == "reliable" and p.reliable
+    assert wav2small.predict(speech_clips[0]).decision == "reliable"   # the model's own thresholds
+    p = wav2small.predict(speech_clips[0], thresholds=Thresholds(max_sigma=1e-6, min_speech_prob=0.0))
+    assert p.decision == "too uncertain" and not p.reliable   # the given ones changed the answer
 
 
 # ---- training and the report -----------------------------------------------------------------------
@@ -339,10 +340,20 @@ def test_from_fixed_decides_as_predict(default_model, speech_clips):
     m = default_model
     noise = np.random.default_rng(0).standard_normal(32000).astype(np.float32) * 0.1
     grid = (None, Thresholds(1e-6, 0.0), Thresholds(1e6, 0.0), Thresholds(1e6, 1.0), Thresholds(0.25, 0.2))
+    seen = set()
     for pcm in (*speech_clips[:3], noise):
         q = m.predict_fixed(pcm)
         for th in grid:
-            assert m.from_fixed(q, th) == m.predict(pcm, thresholds=th)
+            p = m.from_fixed(q, th)
+            assert p == m.predict(pcm, thresholds=th)
+            # and that decision is w2s.h's rule, written out here on the Prediction's own values
+            t = th or m.thresholds
+            bar_db = m.thresholds.min_modulation_db if t.min_modulation_db is None else t.min_modulation_db
+            want = ("no speech" if p.speech_prob < t.min_speech_prob or p.modulation_db < bar_db else
+                    "too uncertain" if max(p.sigma) > t.max_sigma else "reliable")
+            assert p.decision == want, (th, p)
+            seen.add(want)
+    assert seen == {"no speech", "too uncertain", "reliable"}   # the grid reaches every branch
     for bad in (q.astype(np.float64), q[:3], q[:7], np.full(8, 2**40, np.int64)):
         with pytest.raises(ArgumentError, match="int32 outputs of predict_fixed"):
             m.from_fixed(bad)
