@@ -249,6 +249,13 @@ def test_silero_runs_the_packaged_model_like_the_package(vad, speech):
     assert 1_000_000 < vad.model_bytes < 5_000_000
     probs = vad.frame_probs(speech)
     assert probs.shape == (-(-len(speech) // 512),) and np.all((probs >= 0) & (probs <= 1))
+    # frame for frame what the package's own wrapper computes (its 64-sample context, padding, state)
+    import torch
+    from silero_vad.utils_vad import OnnxWrapper
+
+    ref = OnnxWrapper(str(vad.path), force_onnx_cpu=True).audio_forward(torch.from_numpy(speech.astype(np.float32)),
+                                                                       16000)
+    np.testing.assert_allclose(probs, ref.numpy()[0], atol=1e-6)
     # batching clips changes nothing (each clip has its own state)
     batched = vad.frame_probs_batch([speech, speech[:20000]])
     np.testing.assert_allclose(batched[0], probs, atol=1e-6)

@@ -173,10 +173,28 @@ def test_onnx_teacher_runs_a_waveform_graph(onnx_file: Path, distilled_float, cl
         ref = np.stack([distilled_float(torch.from_numpy(c)[None])[0].numpy() for c in clips])
     np.testing.assert_allclose(out, ref, atol=1e-4)
     assert teacher.id.startswith("onnx:") and teacher.id == OnnxTeacher(onnx_file).id
-    # Wav2Small normalises inside, so the outside normalisation step changes nothing here
-    np.testing.assert_allclose(OnnxTeacher(onnx_file, normalize_input=True)(clips), out, atol=1e-4)
     with pytest.raises(TeacherError, match="no output"):
         OnnxTeacher(onnx_file, output="logits_missing")
+
+
+def test_onnx_teacher_normalises_outside_the_graph_when_asked(tmp_path, clips):
+    """`onnx+norm:` (normalize_input) for graphs that expect zero mean and unit variance done outside
+    (audEERING's export): a graph that is not gain-invariant, its output the first three samples it
+    gets, shows which input it was given (Wav2Small normalises inside, so it could not tell)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    ints = [helper.make_tensor(n, TensorProto.INT64, [1], [v]) for n, v in (("start", 0), ("end", 3), ("axis", 1))]
+    graph = helper.make_graph([helper.make_node("Slice", ["pcm", "start", "end", "axis"], ["adv"])], "first3",
+                              [helper.make_tensor_value_info("pcm", TensorProto.FLOAT, [1, "L"])],
+                              [helper.make_tensor_value_info("adv", TensorProto.FLOAT, [1, 3])], ints)
+    path = tmp_path / "first3.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    loud = [3.0 * c + 0.1 for c in clips]
+    np.testing.assert_allclose(OnnxTeacher(path)(loud), np.stack([c[:3] for c in loud]), atol=1e-6)
+    normalised = OnnxTeacher(path, normalize_input=True)(loud)
+    np.testing.assert_allclose(normalised, np.stack([normalize(c)[:3] for c in loud]), atol=1e-5)
+    np.testing.assert_allclose(normalised, np.stack([normalize(c)[:3] for c in clips]), atol=1e-4)  # gain gone
 
 
 def test_w2s_teacher_is_the_engine(clips, default_model):
