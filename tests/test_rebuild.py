@@ -90,16 +90,21 @@ def test_the_real_speech_a_head_draws_is_recorded_with_its_groups(tmp_path):
     assert "gives 3 training files in 2 groups; the shipped head's pool had 2" in rebuild.real_speech_check(old, more)["note"]
 
 
-def test_the_steps_run_with_float_kernels_capped_at_avx2():
+def test_the_steps_run_with_float_kernels_capped_at_avx2(tmp_path, monkeypatch):
     """Across machines the bytes depend on which kernels torch and numpy pick (training.rebuild's
     docstring): on a CPU with AVX2 and FMA, ATen, oneDNN, MKL and numpy in the steps' environment
-    report AVX2."""
+    report AVX2, on an AMD CPU too (MKL through its Intel path)."""
     assert rebuild.pinned_kernels({"sse4_1", "sse4_2"}, []) == {}         # AVX2 code would not run there
     assert rebuild.pinned_kernels({"avx2", "fma"}, []) == rebuild.PINNED_X86
     assert rebuild.pinned_kernels({"avx2", "fma", "avx512f"}, ["X86_V4"])["NPY_DISABLE_CPU_FEATURES"] == "X86_V4"
-    flags = rebuild.cpu_flags()
-    pinned = rebuild.pinned_kernels(flags, rebuild.numpy_beyond_avx2())
+    monkeypatch.setenv("LD_PRELOAD", "libuser.so")                      # a user's own preload is kept
+    assert rebuild.pinned_kernels({"avx2", "fma"}, [], Path("/x/lib.so"))["LD_PRELOAD"] == "/x/lib.so libuser.so"
+    assert "LD_PRELOAD" not in rebuild.pinned_kernels({"sse4_2"}, [], Path("/x/lib.so"))
+    monkeypatch.delenv("LD_PRELOAD")
+    pinned = rebuild.pinned_here(tmp_path)
     assert pinned, "this test needs an x86-64 CPU with AVX2 and FMA (elsewhere the rebuild pins nothing)"
+    intel = rebuild.cpuinfo("vendor_id") == "GenuineIntel"
+    assert ("LD_PRELOAD" in pinned) == (not intel)                      # needs a C compiler: .ci/run has gcc
     code = ("import json, numpy, torch; print('aten', torch.backends.cpu.get_cpu_capability()); "
             "x = torch.randn(8, 13, 26, 100, requires_grad=True); w = torch.randn(13, 13, 3, 3); "
             "torch.nn.functional.conv2d(x, w, padding=1).sum().backward(); a = torch.randn(64, 64); (a @ a).sum(); "
@@ -109,9 +114,11 @@ def test_the_steps_run_with_float_kernels_capped_at_avx2():
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, timeout=120)
     assert "aten AVX2" in r.stdout                                             # ATen's vectorised operators
     assert re.search(r"^onednn_verbose,.*isa:Intel AVX2$", r.stdout, re.MULTILINE), r.stdout[:500]  # oneDNN
-    if rebuild.cpuinfo("vendor_id") == "GenuineIntel":
-        assert "CNR:AVX2" in r.stdout and "CNR:OFF" not in r.stdout            # MKL's conditional reproducibility
-    else:   # what cap_note tells the user there: MKL ignores the setting on other vendors' CPUs
+    assert "CNR:AVX2" in r.stdout and "CNR:OFF" not in r.stdout                # MKL's conditional reproducibility
+    if not intel:   # without its Intel path MKL ignores the setting on other vendors' CPUs (CNR:AUTO)
+        env.pop("LD_PRELOAD")
+        r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
+                           timeout=120)
         assert "CNR:AUTO" in r.stdout and "CNR:AVX2" not in r.stdout
     numpy_on = set(json.loads(re.search(r"^numpy (.*)$", r.stdout, re.MULTILINE).group(1)))
     assert "AVX2" in numpy_on and not numpy_on & set(rebuild.numpy_beyond_avx2())   # numpy's dispatch
@@ -124,7 +131,25 @@ def test_the_note_says_what_the_cap_does_on_this_cpu():
     assert "MKL_CBWR=AVX2" in intel and "differ" not in intel
     # measured under qemu -cpu EPYC-Rome: MKL reports CNR:AUTO there and the kernel probe differs
     amd = rebuild.cap_note(pinned, "AuthenticAMD")
-    assert "AuthenticAMD" in amd and "will differ from an Intel CPU's" in amd
+    assert "AuthenticAMD" in amd and "no C compiler" in amd and "will differ from an Intel CPU's" in amd
+    amd = rebuild.cap_note({**pinned, "LD_PRELOAD": "/x/libmkl_intel_path.so"}, "AuthenticAMD")
+    assert "AuthenticAMD" in amd and "Intel path" in amd and "differ" not in amd
+
+
+def test_mkl_takes_its_intel_path_through_the_preloaded_library(tmp_path, monkeypatch):
+    """The library is built from MKL_INTEL_PATH_C by the system's compiler; without one there is none
+    (and the note above says what that costs)."""
+    lib = rebuild.mkl_intel_path(tmp_path / "lib")
+    assert lib is not None and lib.is_file()
+    nm = subprocess.run(["nm", "-D", "--defined-only", str(lib)], capture_output=True, text=True, check=True).stdout
+    assert re.search(r" T mkl_serv_intel_cpu_true$", nm, re.MULTILINE)
+    # torch's MKL exports the function, so the preloaded definition is the one its calls reach
+    import torch
+    libtorch = Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"
+    nm = subprocess.run(["nm", "-D", "--defined-only", str(libtorch)], capture_output=True, text=True, check=True)
+    assert re.search(r" T mkl_serv_intel_cpu_true$", nm.stdout, re.MULTILINE)
+    monkeypatch.setenv("CC", "no-such-compiler")
+    assert rebuild.mkl_intel_path(tmp_path / "none") is None
 
 
 def test_probe_prints_this_machines_kernel_probe(capsys):
@@ -135,25 +160,28 @@ def test_probe_prints_this_machines_kernel_probe(capsys):
     assert rebuild.speech_note(rebuild.speech_here(HEAD)) in out
 
 
-def test_the_capped_kernels_compute_alike_on_an_emulated_avx2_only_cpu():
+def test_the_capped_kernels_compute_alike_on_an_emulated_avx2_only_cpu(tmp_path):
     """The cap's claim, checked on a second kind of CPU: qemu-x86_64 -cpu Haswell-v4 (AVX2 and FMA,
     no AVX-512; its vector instructions emulated exactly) computes the kernel probe, a few training
     steps of a Wav2Small, bit for bit as this CPU does under the cap. On a CPU with AVX-512 the
-    probe without the cap differs, so the probe sees which kernels ran. On an AMD CPU, where MKL
-    ignores the cap (cap_note), this CPU's probe differs from the emulated Intel CPU's, as the note
-    tells the user."""
+    probe without the cap differs, so the probe sees which kernels ran. On an AMD CPU the cap holds
+    only with MKL's Intel path preloaded: an emulated EPYC-Rome with it computes the probe as the
+    others do, and on a real AMD CPU the probe without it differs."""
     flags = rebuild.cpu_flags()
-    pinned = rebuild.pinned_kernels(flags, rebuild.numpy_beyond_avx2())
+    pinned = rebuild.pinned_here(tmp_path)
     assert pinned, "this test needs an x86-64 CPU with AVX2 and FMA"
     here = rebuild.probe_here({**os.environ, **pinned})
     if "avx512f" in flags:
         assert rebuild.probe_here(dict(os.environ)) != here
     haswell = rebuild.pinned_kernels({"avx2", "fma"}, [])   # numpy there has nothing above AVX2 to switch off
     emulated = rebuild.probe_here({**os.environ, **haswell}, ["qemu-x86_64", "-cpu", "Haswell-v4"], timeout=900)
-    if rebuild.cpuinfo("vendor_id") == "GenuineIntel":
-        assert emulated == here
-    else:
-        assert emulated != here
+    assert emulated == here
+    # an AMD CPU emulated (AVX2 and FMA, AMD's CPUID): with MKL's Intel path it computes the same
+    epyc = rebuild.pinned_kernels({"avx2", "fma"}, [], rebuild.mkl_intel_path(tmp_path / "epyc"))
+    assert rebuild.probe_here({**os.environ, **epyc}, ["qemu-x86_64", "-cpu", "EPYC-Rome"], timeout=900) == here
+    if "LD_PRELOAD" in pinned:
+        without = {k: v for k, v in pinned.items() if k != "LD_PRELOAD"}
+        assert rebuild.probe_here({**os.environ, **without}) != here
 
 
 def test_the_model_card_shows_the_command_and_its_steps():
@@ -183,7 +211,7 @@ def test_a_small_rebuild_continues_a_killed_step_and_compares_with_the_shipped_m
     assert c["clips"] == 3 and len(c["max_abs_output_diff"]) == 7
     assert all(v > 0 for v in c["max_abs_output_diff"].values())
     assert json.loads((out / "rebuild.json").read_text()) == report
-    assert report["pinned_kernels"] == rebuild.pinned_here()
+    assert report["pinned_kernels"] == rebuild.pinned_here(out)
     # what real speech the machine has, against the shipped head's; the head records its own
     cfg = HEAD["config"]
     assert report["real_speech"] == rebuild.real_speech_check(HEAD, real_speech_record(debian_entries(

@@ -30,8 +30,9 @@ and OpenBLAS. Training amplifies that into a different model of about the same q
 (pinned_kernels), so that x86-64 CPUs with AVX2 and FMA run the same code; on other CPUs they run
 unpinned and the command says the result cannot be the shipped bytes. Checked on this CPU and, for
 a small training step, on an AVX2-only Intel CPU emulated by qemu (MKL's log10 over a full batch
-differs there: docs/uncertainty.md); on AMD CPUs MKL does not honour its AVX2 setting (measured
-under emulation and on a real AMD EPYC), and the command says so. `--probe` prints in seconds a
+differs there: docs/uncertainty.md). On AMD CPUs MKL ignores its AVX2 setting unless it is made to
+take its Intel path, so there the steps preload a one-function library built with the system's C
+compiler (MKL_INTEL_PATH_C): with it a real AMD EPYC computes the probe as an Intel CPU does; without a compiler the command says the bytes will differ. `--probe` prints in seconds a
 hash of the float kernels a training step runs (kernel_probe); machines whose hashes differ cannot rebuild the same bytes
 (agreeing, they also need the same Debian speech packages: the command, and --probe, compare them
 with the shipped head's record and say which speaker groups differ), and rebuild.json records both.
@@ -47,6 +48,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +67,12 @@ DEFAULT_OUT = Path("runs/rebuild")
 RUN_FILES = ("model.safetensors", "train.json")
 # how a distill run was started, not what it trains (rebuild sets out_dir itself)
 NOT_RECIPE = {"out_dir", "resume", "stop_at", "threads"}
+# MKL chooses its code by CPU vendor: on a CPU not of Intel's it ignores MKL_CBWR (its verbose log says
+# CNR:AUTO) and picks kernels of its own. Preloaded, this function answers MKL's question "is this an
+# Intel CPU?" (torch's libtorch_cpu exports it, so the preloaded one wins) and MKL takes the path it
+# takes on Intel, where MKL_CBWR=AVX2 holds: on a real AMD EPYC the kernel probe then equals an Intel
+# CPU's (docs/uncertainty.md, "Other CPUs"). It runs only AVX2 and FMA code there, which such CPUs have.
+MKL_INTEL_PATH_C = "int mkl_serv_intel_cpu_true(void) { return 1; }\n"
 # the float kernels of every step, capped at AVX2 (the module docstring says why); read when the
 # libraries load, so they are set in the steps' environment, never in this process
 PINNED_X86 = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2",
@@ -176,13 +184,30 @@ def numpy_beyond_avx2() -> list[str]:
     return [f for f in __cpu_dispatch__ if (f == "X86_V4" or f.startswith("AVX512")) and __cpu_features__.get(f)]
 
 
-def pinned_kernels(flags: set[str], numpy_features: list[str]) -> dict[str, str]:
+def pinned_kernels(flags: set[str], numpy_features: list[str], mkl_preload: Path | None = None) -> dict[str, str]:
     """The environment that pins the float kernels on a CPU with these flags, numpy's features above
-    AVX2 switched off (empty: no pinning; torch would run AVX2 code on a CPU without it and stop
-    with an illegal instruction)."""
+    AVX2 switched off and, on a CPU not of Intel's, MKL's Intel path preloaded (`mkl_preload`, from
+    mkl_intel_path). Empty: no pinning; torch would run AVX2 code on a CPU without it and stop with
+    an illegal instruction."""
     if not {"avx2", "fma"} <= flags:
         return {}
-    return {**PINNED_X86, **({"NPY_DISABLE_CPU_FEATURES": " ".join(numpy_features)} if numpy_features else {})}
+    preload = " ".join(p for p in (str(mkl_preload or ""), os.environ.get("LD_PRELOAD", "")) if p)
+    return {**PINNED_X86, **({"NPY_DISABLE_CPU_FEATURES": " ".join(numpy_features)} if numpy_features else {}),
+            **({"LD_PRELOAD": preload} if mkl_preload else {})}
+
+
+def mkl_intel_path(directory: Path) -> Path | None:
+    """MKL_INTEL_PATH_C built by the system's C compiler ($CC, else cc) into `directory`; None when
+    there is no compiler or it fails (the steps then run without it, and cap_note says what that
+    costs)."""
+    cc = shutil.which(os.environ.get("CC") or "cc")
+    if cc is None:
+        return None
+    directory.mkdir(parents=True, exist_ok=True)
+    src, lib = directory / "mkl_intel_path.c", directory / "libmkl_intel_path.so"
+    src.write_text(MKL_INTEL_PATH_C)
+    r = subprocess.run([cc, "-shared", "-fPIC", "-O2", "-o", str(lib), str(src)], capture_output=True, text=True)
+    return lib if r.returncode == 0 else None
 
 
 def kernel_probe(steps: int = 2, threads: int = 2, seconds: float = 0.25) -> str:
@@ -215,9 +240,13 @@ def kernel_probe(steps: int = 2, threads: int = 2, seconds: float = 0.25) -> str
     return h.hexdigest()
 
 
-def pinned_here() -> dict[str, str]:
-    """pinned_kernels for this machine's CPU and numpy."""
-    return pinned_kernels(cpu_flags(), numpy_beyond_avx2())
+def pinned_here(directory: Path) -> dict[str, str]:
+    """pinned_kernels for this machine's CPU and numpy; on a CPU not of Intel's with AVX2 and FMA, MKL's
+    Intel path is built into `directory` and preloaded."""
+    flags = cpu_flags()
+    intel = cpuinfo("vendor_id") == "GenuineIntel"
+    preload = mkl_intel_path(directory) if {"avx2", "fma"} <= flags and not intel else None
+    return pinned_kernels(flags, numpy_beyond_avx2(), preload)
 
 
 def cap_note(pinned: dict[str, str], vendor: str | None) -> str:
@@ -228,8 +257,14 @@ def cap_note(pinned: dict[str, str], vendor: str | None) -> str:
     note = ("float kernels pinned to AVX2 (" + " ".join(f"{k}={v}" for k, v in pinned.items()) +
             "), so that x86-64 CPUs with AVX2 and FMA compute the same thing")
     if vendor != "GenuineIntel":
-        note += (f"; but this CPU is {vendor or 'not an Intel CPU'}, and MKL honours MKL_CBWR=AVX2 on Intel CPUs "
-                 "only: its matrix products, and so the bytes, will differ from an Intel CPU's")
+        cpu = vendor or "not an Intel CPU"
+        if "LD_PRELOAD" in pinned:
+            note += (f"; this CPU is {cpu}, so MKL is made to take its Intel path, where it honours MKL_CBWR=AVX2 "
+                     "(the preloaded library's mkl_serv_intel_cpu_true returns 1)")
+        else:
+            note += (f"; but this CPU is {cpu}, and MKL honours MKL_CBWR=AVX2 on Intel CPUs only; with no C "
+                     "compiler (cc, or $CC) to build the library that makes it take its Intel path, its matrix "
+                     "products, and so the bytes, will differ from an Intel CPU's")
     return note
 
 
@@ -339,7 +374,7 @@ def rebuild(out: Path, install: bool, student_extra: list[str] = (), head_extra:
     shipped = (PACKAGE_MODELS / "default.w2s").read_bytes()   # before --install replaces it
     out.mkdir(parents=True, exist_ok=True)
     steps = plan(out, install, student, head, student_extra, head_extra)
-    pinned = pinned_here()
+    pinned = pinned_here(out)
     env = {**os.environ, **pinned}
     log(cap_note(pinned, cpuinfo("vendor_id")))
     probe = probe_here(env)
@@ -411,9 +446,10 @@ def main(argv: list[str] | None = None) -> int:
                    "and exit: a machine with another probe or other speech rebuilds other bytes")
     args = p.parse_args(argv)
     if args.probe:
-        pinned = pinned_here()
-        print(cap_note(pinned, cpuinfo("vendor_id")))
-        print(f"kernel probe: {probe_here({**os.environ, **pinned})}")
+        with tempfile.TemporaryDirectory() as tmp:
+            pinned = pinned_here(Path(tmp))
+            print(cap_note(pinned, cpuinfo("vendor_id")))
+            print(f"kernel probe: {probe_here({**os.environ, **pinned})}")
         if (SHIPPED_HEAD / "train.json").is_file():   # a source checkout: the shipped head's record is here
             print(speech_note(speech_here(json.loads((SHIPPED_HEAD / "train.json").read_text()))))
         return 0
