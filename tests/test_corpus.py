@@ -1,9 +1,8 @@
 """Corpus manifests: Debian speech + synthesis, split by speaker/voice, never by clip."""
 from __future__ import annotations
 
-import hashlib
-
 import csv
+import hashlib
 import json
 import subprocess
 import sys

@@ -107,3 +107,26 @@ def test_a_check_that_ends_with_system_exit_reads_as_every_other_error(module, a
     r = subprocess.run([sys.executable, "-m", module, *args], cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 1, r.stderr
     assert r.stderr.startswith(f"python -m {module}: error: {message}"), r.stderr
+
+
+@pytest.mark.parametrize("module, args", [
+    ("training.distill", ["--max_iters=1"]),
+    ("training.uncertainty", []),
+    ("training.familiarity", [str(REPO / "training" / "default_uq")]),
+])
+@pytest.mark.parametrize("files, resumable", [(["model.safetensors"], False), (["ckpt.pt"], True)])
+def test_a_new_run_never_writes_over_a_directory_that_holds_one(module, args, files, resumable, tmp_path):
+    """One check (training.files.held_run) for the three commands that train: a directory with any
+    of a run's files is refused by name, with --resume offered only where there is a checkpoint to
+    continue and the command can (training.familiarity has none)."""
+    out = tmp_path / "run"
+    out.mkdir()
+    for f in files:
+        (out / f).write_bytes(b"a run's file")
+    r = subprocess.run([sys.executable, "-m", module, *args, f"--out_dir={out}"], cwd=REPO, capture_output=True,
+                       text=True, timeout=120)
+    said = f"python -m {module}: error: --out_dir {out} already holds a run ({', '.join(files)}): "
+    assert r.returncode in (1, 2) and r.stderr.strip().endswith(said + (
+        "continue it with --resume=true, or " if resumable and module != "training.familiarity" else "") +
+        "choose another --out_dir"), r.stderr
+    assert [p.read_bytes() for p in out.iterdir()] == [b"a run's file"] * len(files)

@@ -43,7 +43,7 @@ loaded and only the options given on the command line override it; the run's stu
 exclude_voices) cannot change, and neither can what those options name: the teacher's id and a
 fingerprint of the training data (audio, voices, targets) are kept in the checkpoint and compared,
 so a teacher or corpus rebuilt at the same path is refused; --stop_at is not inherited. An out_dir
-that holds a run (ckpt.pt or train.json) is never
+that holds a run (ckpt.pt, train.json or model.safetensors) is never
 overwritten: continue it with --resume=true or choose another out_dir. A non-finite loss stops the
 run before the step, with the last checkpoint as it was.
 
@@ -118,7 +118,7 @@ import torch
 from training import augment
 from training.audio_io import Skipped, read_many
 from training.cache import AnnotationCache, View, run_teacher
-from training.files import atomic_path, write_atomic
+from training.files import atomic_path, held_run, write_atomic
 from training.metrics import ccc_numpy, ccc_torch
 from training.mobilenet import ARCHS as MOBILENETS
 from training.mobilenet import MobileNetConfig, MobileNetStudent
@@ -786,10 +786,9 @@ def train(cfg: TrainConfig, given: dict[str, Any] | None = None) -> dict[str, An
     out_dir = Path(cfg.out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"out_dir {out_dir} is a file")
-    held = [f for f in ("ckpt.pt", "train.json") if (out_dir / f).exists()]
+    held = held_run(out_dir)
     if held and not cfg.resume:   # a finished run is never overwritten silently
-        raise ValueError(f"out_dir {out_dir} already holds a run ({', '.join(held)}): continue it with "
-                         "--resume=true, or choose another --out_dir")
+        raise ValueError(held)
     dist = dist_setup()
     if cfg.batch_size % dist.world:
         raise ValueError(f"batch_size {cfg.batch_size} must be a multiple of the {dist.world} processes")

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from .cli import HelpFormatter
+from .files import held_run
 from .model import Wav2Small, load_safetensors
 from .uncertainty import N_VALUES, UQConfig, finish, real_speech, snap_to_grid
 
@@ -153,10 +154,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if Path(args.out_dir).resolve() == Path(args.run).resolve():
         raise SystemExit("--out_dir must differ from the run: the fold is not applied in place")
-    # as training.uncertainty and training.distill: a run (finished or not) is never overwritten silently
-    held = [f for f in ("ckpt.pt", "train.json", "model.safetensors") if (Path(args.out_dir) / f).exists()]
+    # a run (finished or not) is never overwritten silently; a fold has no checkpoint to resume
+    held = held_run(args.out_dir, can_resume=False)
     if held:
-        raise SystemExit(f"--out_dir {args.out_dir} already holds a run ({', '.join(held)}): choose another --out_dir")
+        raise SystemExit(held)
     torch.set_num_threads(args.threads)
     t0 = time.time()
 

@@ -1,6 +1,7 @@
 """Atomic file writes. Everything training writes (checkpoints, annotation shards, manifests,
 synthesised and rendered audio, models, reports) goes through `atomic_path`, so a reader, or a run
-restarted after a kill or a power cut, finds the old file or the new one, never half of one."""
+restarted after a kill or a power cut, finds the old file or the new one, never half of one. And
+the one check that a new training run does not write over an old one (`held_run`)."""
 from __future__ import annotations
 
 import os
@@ -9,6 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+# what a training run (distill, uncertainty, familiarity) writes into its out_dir, finished or not
+RUN_FILES = ("ckpt.pt", "train.json", "model.safetensors")
 TEMP_SUFFIX = ".tmp"  # temp files are hidden and end in this: ".<name>.<random>.tmp" beside the target
 
 
@@ -42,3 +45,13 @@ def write_atomic(path: str | Path, data: bytes | str) -> None:
             tmp.write_text(data, encoding="utf-8", newline="")
         else:
             tmp.write_bytes(data)
+
+
+def held_run(out_dir: str | Path, can_resume: bool = True) -> str | None:
+    """Why a new training run must not start in `out_dir` (it holds the files of one, which the run
+    would write over), with how to continue that run where the command can; None when it may."""
+    held = [f for f in RUN_FILES if (Path(out_dir) / f).exists()]
+    if not held:
+        return None
+    how = "continue it with --resume=true, or " if can_resume and "ckpt.pt" in held else ""
+    return f"--out_dir {out_dir} already holds a run ({', '.join(held)}): {how}choose another --out_dir"

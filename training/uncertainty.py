@@ -105,6 +105,7 @@ import torch
 import torch.nn.functional as F
 
 from .distill import parse_bool, save_checkpoint
+from .files import held_run
 from .metrics import ccc_torch
 from .model import Wav2Small, Wav2SmallConfig, load_safetensors
 from .ood import SNR_KINDS
@@ -356,7 +357,7 @@ HELP = {   # every option's --help line (tests/test_uncertainty.py checks that n
     "resume": "continue the run in out_dir from its ckpt.pt: the other options come from the run, and only "
               f"{', '.join('--' + k for k in RESUME_MAY_CHANGE[1:])} may differ; the "
               "result is the uninterrupted run's, bit for bit, at the same thread count. Without it, an "
-              "out_dir that holds a run (ckpt.pt or train.json) is never overwritten",
+              "out_dir that holds a run (ckpt.pt, train.json or model.safetensors) is never overwritten",
     "checkpoint_interval": "write out_dir/ckpt.pt (model, optimiser, random state, history) every N steps "
                            "and at the end: a killed run loses at most N steps",
     "stop_at": "stop after this step with a checkpoint (continue with --resume=true); 0 = run to max_iters",
@@ -377,10 +378,9 @@ def open_run(cfg: UQConfig) -> dict[str, Any] | None:
     new run, whose out_dir must not hold one already."""
     out_dir = Path(cfg.out_dir)
     if not cfg.resume:
-        held = [f for f in (CHECKPOINT, "train.json") if (out_dir / f).exists()]
+        held = held_run(out_dir)
         if held:   # a finished (or half-finished) run is never overwritten silently
-            raise SystemExit(f"{out_dir} holds a run ({', '.join(held)}): continue it with --resume=true, "
-                             "or choose another --out_dir")
+            raise SystemExit(held)
         return None
     ckpt = read_checkpoint(out_dir)
     now = asdict(cfg)
