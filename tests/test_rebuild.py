@@ -163,7 +163,8 @@ def test_probe_prints_this_machines_kernel_probe(capsys):
 def test_the_capped_kernels_compute_alike_on_an_emulated_avx2_only_cpu(tmp_path):
     """The cap's claim, checked on a second kind of CPU: qemu-x86_64 -cpu Haswell-v4 (AVX2 and FMA,
     no AVX-512; its vector instructions emulated exactly) computes the kernel probe, a few training
-    steps of a Wav2Small, bit for bit as this CPU does under the cap. On a CPU with AVX-512 the
+    steps of a Wav2Small and the log-mel of a full batch, bit for bit as this CPU does under the cap
+    (the log-mel's torch.log10 did not: training.model.DB_PER_NEPER). On a CPU with AVX-512 the
     probe without the cap differs, so the probe sees which kernels ran. On an AMD CPU the cap holds
     only with MKL's Intel path preloaded: an emulated EPYC-Rome with it computes the probe as the
     others do, and on a real AMD CPU the probe without it differs."""

@@ -6,7 +6,7 @@ variants) are image networks run on a log-mel "image". How the paper feeds them 
 
     pcm (B, L) -> prenorm (zero mean, unit RMS, as Wav2Small: gain-invariant like the teachers)
     -> STFT power (25 ms Hann window, 10 ms hop, 512-point FFT, no centring)
-    -> 64 Slaney mel bands 0..8 kHz -> 10 log10(max(., 1e-10)) -> BatchNorm over mel bands (PANNs' bn0)
+    -> 64 Slaney mel bands 0..8 kHz -> 10 log10(max(., 1e-10)) (computed as DB_PER_NEPER ln) -> BatchNorm over mel bands (PANNs' bn0)
     -> (B, 1, 64 mels, T frames) -> MobileNet body with a 1-channel stem
     -> global average pool -> head -> (B, 3) arousal, dominance, valence
 
@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .model import slaney_mel
+from .model import DB_PER_NEPER, slaney_mel
 
 
 @dataclass
@@ -85,7 +85,7 @@ class LogMelFrontEnd(nn.Module):
         spec = torch.stft(x, self.cfg.n_fft, self.cfg.hop, self.cfg.win, self.window, center=False,
                           return_complex=True)                       # (B, n_fft/2+1, T)
         mel = spec.abs().pow(2).transpose(1, 2) @ self.melW          # (B, T, n_mels)
-        logmel = 10.0 * torch.log10(torch.clamp(mel, min=1e-10))
+        logmel = DB_PER_NEPER * torch.log(torch.clamp(mel, min=1e-10))   # not log10: see DB_PER_NEPER
         x = self.bn0(logmel.transpose(1, 2)[:, :, None, :])          # mel bands as channels: (B, M, 1, T)
         return x.transpose(1, 2)                                      # (B, 1, M, T)
 

@@ -151,6 +151,13 @@ class Spectrogram(nn.Module):
         return (self.conv_real(x) ** 2 + self.conv_imag(x) ** 2).transpose(1, 2)
 
 
+# 10 log10(x) as 10 / ln(10) * ln(x): torch hands log10 to MKL's vector math, whose results differ
+# from CPU to CPU even with MKL_CBWR pinned (an AMD EPYC against an emulated Intel Haswell, on most
+# log-mel batches), while torch.log is ATen's own code, the same on every CPU with the same vector
+# unit; training.rebuild relies on it (docs/uncertainty.md, "Twenty-second round")
+DB_PER_NEPER = 10.0 / math.log(10.0)
+
+
 class LogMel(nn.Module):
     def __init__(self, cfg: Wav2SmallConfig):
         super().__init__()
@@ -160,7 +167,7 @@ class LogMel(nn.Module):
 
     def forward(self, power: torch.Tensor) -> torch.Tensor:  # (B, T, n_bins) -> (B, 1, T, n_mels)
         mel = power[:, None] @ self.melW
-        return 10.0 * torch.log10(torch.clamp(mel, min=float(self.amin)))
+        return DB_PER_NEPER * torch.log(torch.clamp(mel, min=float(self.amin)))
 
 
 class ConvBlock(nn.Module):

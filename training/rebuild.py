@@ -213,8 +213,10 @@ def mkl_intel_path(directory: Path) -> Path | None:
 def kernel_probe(steps: int = 2, threads: int = 2, seconds: float = 0.25) -> str:
     """sha256 of a Wav2Small (seed 0) after a few AdamW steps on audio numpy synthesises: numpy's sin
     and exp, the log-mel front end, the convolutions and BatchNorm forward and backward and the
-    matrix products of a training step, in one hash. Two machines whose hashes differ compute training
-    differently. Under a second natively; the tests run it under qemu as other CPUs."""
+    matrix products of a training step, in one hash; and of the log-mel of a student's full batch
+    (16 crops of 2 s: MKL's vector math, which torch.log10 used, differed by CPU only at such sizes).
+    Two machines whose hashes differ compute training differently. Under a second natively; the
+    tests run it under qemu as other CPUs."""
     import torch
 
     from .metrics import ccc_torch
@@ -237,6 +239,9 @@ def kernel_probe(steps: int = 2, threads: int = 2, seconds: float = 0.25) -> str
     h = hashlib.sha256()
     for v in model.state_dict().values():
         h.update(v.detach().contiguous().numpy().tobytes())
+    batch = np.resize(pcm, (16, 32000)) + 0.01 * rng.standard_normal((16, 32000)).astype(np.float32)
+    with torch.no_grad():
+        h.update(model.vgg7.logmel(torch.from_numpy(batch)).numpy().tobytes())
     return h.hexdigest()
 
 
