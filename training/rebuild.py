@@ -29,8 +29,9 @@ and OpenBLAS. Training amplifies that into a different model of about the same q
 (docs/uncertainty.md, "Commands"). So the steps run with all of them capped at AVX2
 (pinned_kernels), so that x86-64 CPUs with AVX2 and FMA run the same code; on other CPUs they run
 unpinned and the command says the result cannot be the shipped bytes. Checked on this CPU and, for
-a small training step, on an AVX2-only Intel CPU emulated by qemu (MKL's log10 over a full batch
-differs there: docs/uncertainty.md). On AMD CPUs MKL ignores its AVX2 setting unless it is made to
+a small training step and a full batch's log-mel, on an AVX2-only Intel CPU emulated by qemu (the
+log-mel is computed with torch.log, not with torch.log10, which MKL's vector math computes
+differently by CPU: training.model.DB_PER_NEPER). On AMD CPUs MKL ignores its AVX2 setting unless it is made to
 take its Intel path, so there the steps preload a one-function library built with the system's C
 compiler (MKL_INTEL_PATH_C): with it a real AMD EPYC computes the probe as an Intel CPU does; without a compiler the command says the bytes will differ. `--probe` prints in seconds a
 hash of the float kernels a training step runs (kernel_probe); machines whose hashes differ cannot rebuild the same bytes
@@ -141,12 +142,13 @@ python -m training.rebuild --install   # 17 min on a 2-core machine (docs/uncert
 
 runs these steps, with the options the shipped runs recorded in training/default/train.json and
 training/default_uq/train.json; a step that was killed continues where it stopped when the command
-is run again. On an x86-64 CPU with AVX2 and FMA it caps the float kernels of torch and numpy at
-AVX2, so that such Intel CPUs compute the same thing (four capped rebuilds, on two machines of one
-kind, gave the same bytes; a small training step computes alike on an AVX2-only Intel CPU emulated
-by qemu, a full-size one not yet shown); on AMD CPUs MKL ignores the cap, and the command says so.
-`python -m training.rebuild --probe` prints in seconds a hash of those kernels: machines whose
-hashes differ cannot rebuild the same bytes. The head also learns from the Debian speech packages
+is run again. On an x86-64 CPU with AVX2 and FMA it caps the float kernels of torch, MKL and numpy
+at AVX2 (on a CPU not of Intel's MKL is made to take its Intel path, where it honours the cap), so
+that such CPUs compute the same thing: a few training steps and the log-mel of a full batch compute
+alike on a real AMD EPYC and on an Intel Haswell and an AMD EPYC-Rome emulated by qemu; whole
+rebuilds on two CPU vendors have not been compared, and capped rebuilds before 2026-12-06 took the
+log-mel from MKL, which differs by CPU. `python -m training.rebuild --probe` prints in seconds a
+hash of those kernels: machines whose hashes differ cannot rebuild the same bytes. The head also learns from the Debian speech packages
 installed (those .ci/run installs, and no others, for these bytes): the command says which speaker
 groups differ from the shipped head's. This model predates the cap: it was trained uncapped
 on another CPU, so a rebuild gives a different model of about the same quality, not these bytes
