@@ -22,21 +22,23 @@ far the outputs move on held-out real speech. Times, commands and the comparison
 OUT/rebuild.json.
 
 Determinism: the training is deterministic on one machine with the same thread counts. Across
-machines, the libraries take the widest instruction set the CPU has, and each rounds in its own
-way: torch in ATen's vectorised operators, oneDNN's convolutions and MKL's matrix products (any one
-alone changes a 100-step student), numpy in its AVX-512 sin/exp (the head's synthetic non-speech)
-and OpenBLAS. Training amplifies that into a different model of about the same quality
+machines, the libraries take the widest instruction set the CPU has, and each rounds in its own way:
+torch in ATen's vectorised operators, oneDNN's convolutions and MKL's matrix products (any one alone
+changes a 100-step student), numpy in its AVX-512 sin/exp (the head's synthetic non-speech) and
+OpenBLAS. Training amplifies that into a different model of about the same quality
 (docs/uncertainty.md, "Commands"). So the steps run with all of them capped at AVX2
 (pinned_kernels), so that x86-64 CPUs with AVX2 and FMA run the same code; on other CPUs they run
-unpinned and the command says the result cannot be the shipped bytes. Checked on this CPU and, for
-a small training step and a full batch's log-mel, on an AVX2-only Intel CPU emulated by qemu (the
+unpinned and the command says the result cannot be the shipped bytes. Checked on this CPU and, for a
+small training step and a full batch's log-mel, on an AVX2-only Intel CPU emulated by qemu (the
 log-mel is computed with torch.log, not with torch.log10, which MKL's vector math computes
 differently by CPU: training.model.DB_PER_NEPER). On AMD CPUs MKL ignores its AVX2 setting unless it is made to
 take its Intel path, so there the steps preload a one-function library built with the system's C
-compiler (MKL_INTEL_PATH_C): with it a real AMD EPYC computes the probe as an Intel CPU does; without a compiler the command says the bytes will differ. `--probe` prints in seconds a
-hash of the float kernels a training step runs (kernel_probe); machines whose hashes differ cannot rebuild the same bytes
-(agreeing, they also need the same Debian speech packages: the command, and --probe, compare them
-with the shipped head's record and say which speaker groups differ), and rebuild.json records both.
+compiler (MKL_INTEL_PATH_C): with it a real AMD EPYC computes the probe as an Intel CPU does;
+without a compiler the command says the bytes will differ. `--probe` prints in seconds a hash of the
+float kernels a training step runs (kernel_probe); machines whose hashes differ cannot rebuild the
+same bytes (agreeing, they also need the same Debian speech packages: the command, and --probe,
+compare them with the shipped head's record and say which speaker groups differ), and rebuild.json
+records both.
 """
 from __future__ import annotations
 
@@ -148,12 +150,12 @@ that such CPUs compute the same thing: a few training steps and the log-mel of a
 alike on a real AMD EPYC and on an Intel Haswell and an AMD EPYC-Rome emulated by qemu; whole
 rebuilds on two CPU vendors have not been compared, and capped rebuilds before 2026-12-06 took the
 log-mel from MKL, which differs by CPU. `python -m training.rebuild --probe` prints in seconds a
-hash of those kernels: machines whose hashes differ cannot rebuild the same bytes. The head also learns from the Debian speech packages
-installed (those .ci/run installs, and no others, for these bytes): the command says which speaker
-groups differ from the shipped head's. This model predates the cap: it was trained uncapped
-on another CPU, so a rebuild gives a different model of about the same quality, not these bytes
-(docs/uncertainty.md, "Commands", has measured cases). The command compares the new model file
-with this one and says how far apart they are.
+hash of those kernels: machines whose hashes differ cannot rebuild the same bytes. The head also
+learns from the Debian speech packages installed (those .ci/run installs, and no others, for these
+bytes): the command says which speaker groups differ from the shipped head's. This model predates
+the cap: it was trained uncapped on another CPU, so a rebuild gives a different model of about the
+same quality, not these bytes (docs/uncertainty.md, "Commands", has measured cases). The command
+compares the new model file with this one and says how far apart they are.
 
 ```bash
 {chr(10).join(lines)}
@@ -186,7 +188,8 @@ def numpy_beyond_avx2() -> list[str]:
     return [f for f in __cpu_dispatch__ if (f == "X86_V4" or f.startswith("AVX512")) and __cpu_features__.get(f)]
 
 
-def pinned_kernels(flags: set[str], numpy_features: list[str], mkl_preload: Path | None = None) -> dict[str, str]:
+def pinned_kernels(flags: set[str], numpy_features: list[str],
+                   mkl_preload: Path | None = None) -> dict[str, str]:
     """The environment that pins the float kernels on a CPU with these flags, numpy's features above
     AVX2 switched off and, on a CPU not of Intel's, MKL's Intel path preloaded (`mkl_preload`, from
     mkl_intel_path). Empty: no pinning; torch would run AVX2 code on a CPU without it and stop with
@@ -194,8 +197,8 @@ def pinned_kernels(flags: set[str], numpy_features: list[str], mkl_preload: Path
     if not {"avx2", "fma"} <= flags:
         return {}
     preload = " ".join(p for p in (str(mkl_preload or ""), os.environ.get("LD_PRELOAD", "")) if p)
-    return {**PINNED_X86, **({"NPY_DISABLE_CPU_FEATURES": " ".join(numpy_features)} if numpy_features else {}),
-            **({"LD_PRELOAD": preload} if mkl_preload else {})}
+    numpy_off = {"NPY_DISABLE_CPU_FEATURES": " ".join(numpy_features)} if numpy_features else {}
+    return {**PINNED_X86, **numpy_off, **({"LD_PRELOAD": preload} if mkl_preload else {})}
 
 
 def mkl_intel_path(directory: Path) -> Path | None:
@@ -208,7 +211,8 @@ def mkl_intel_path(directory: Path) -> Path | None:
     directory.mkdir(parents=True, exist_ok=True)
     src, lib = directory / "mkl_intel_path.c", directory / "libmkl_intel_path.so"
     src.write_text(MKL_INTEL_PATH_C)
-    r = subprocess.run([cc, "-shared", "-fPIC", "-O2", "-o", str(lib), str(src)], capture_output=True, text=True)
+    r = subprocess.run([cc, "-shared", "-fPIC", "-O2", "-o", str(lib), str(src)], capture_output=True,
+                       text=True)
     return lib if r.returncode == 0 else None
 
 
@@ -266,12 +270,12 @@ def cap_note(pinned: dict[str, str], vendor: str | None) -> str:
     if vendor != "GenuineIntel":
         cpu = vendor or "not an Intel CPU"
         if "LD_PRELOAD" in pinned:
-            note += (f"; this CPU is {cpu}, so MKL is made to take its Intel path, where it honours MKL_CBWR=AVX2 "
-                     "(the preloaded library's mkl_serv_intel_cpu_true returns 1)")
+            note += (f"; this CPU is {cpu}, so MKL is made to take its Intel path, where it honours "
+                     "MKL_CBWR=AVX2 (the preloaded library's mkl_serv_intel_cpu_true returns 1)")
         else:
-            note += (f"; but this CPU is {cpu}, and MKL honours MKL_CBWR=AVX2 on Intel CPUs only; with no C "
-                     "compiler (cc, or $CC) to build the library that makes it take its Intel path, its matrix "
-                     "products, and so the bytes, will differ from an Intel CPU's")
+            note += (f"; but this CPU is {cpu}, and MKL honours MKL_CBWR=AVX2 on Intel CPUs only; with no "
+                     "C compiler (cc, or $CC) to build the library that makes it take its Intel path, its "
+                     "matrix products, and so the bytes, will differ from an Intel CPU's")
     return note
 
 
