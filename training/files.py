@@ -12,6 +12,8 @@ from pathlib import Path
 
 # what a training run (distill, uncertainty, familiarity) writes into its out_dir, finished or not
 RUN_FILES = ("ckpt.pt", "train.json", "model.safetensors")
+# what a finished one holds, and what release, uq_select and rebuild take from it
+FINISHED_RUN = ("model.safetensors", "train.json")
 TEMP_SUFFIX = ".tmp"  # temp files are hidden and end in this: ".<name>.<random>.tmp" beside the target
 
 
@@ -55,3 +57,8 @@ def held_run(out_dir: str | Path, can_resume: bool = True) -> str | None:
         return None
     how = "continue it with --resume=true, or " if can_resume and "ckpt.pt" in held else ""
     return f"--out_dir {out_dir} already holds a run ({', '.join(held)}): {how}choose another --out_dir"
+
+
+def missing_from_run(run_dir: str | Path) -> list[str]:
+    """The files of a finished training run (FINISHED_RUN) that `run_dir` lacks."""
+    return [f for f in FINISHED_RUN if not (Path(run_dir) / f).is_file()]

@@ -59,7 +59,7 @@ from pathlib import Path
 import numpy as np
 
 from .cli import HelpFormatter
-from .files import write_atomic
+from .files import FINISHED_RUN, write_atomic
 from .model import OUTPUT_NAMES
 from .release import PACKAGE_MODELS, in_checkout, real_speech, uq_flags
 
@@ -67,7 +67,6 @@ REPO = Path(__file__).resolve().parent.parent
 SHIPPED_STUDENT = REPO / "training" / "default"
 SHIPPED_HEAD = REPO / "training" / "default_uq"
 DEFAULT_OUT = Path("runs/rebuild")
-RUN_FILES = ("model.safetensors", "train.json")
 # how a distill run was started, not what it trains (rebuild sets out_dir itself)
 NOT_RECIPE = {"out_dir", "resume", "stop_at", "threads"}
 # MKL chooses its code by CPU vendor: on a CPU not of Intel's it ignores MKL_CBWR (its verbose log says
@@ -118,10 +117,10 @@ def plan(out: Path, install: bool, student: dict, head: dict, student_extra: lis
     init = Path("training/default") if install else s_dir
     steps = [Step("student", ["-m", "training.distill", f"--out_dir={s_dir}", *student_options(student),
                               *student_extra], s_dir,
-                  [(s_dir / f, Path("training/default") / f) for f in RUN_FILES] if install else []),
+                  [(s_dir / f, Path("training/default") / f) for f in FINISHED_RUN] if install else []),
              Step("head", ["-m", "training.uncertainty", f"--init={init}", f"--out_dir={h_dir}",
                            *head_options(head), *head_extra], h_dir,
-                  [(h_dir / f, Path("training/default_uq") / f) for f in RUN_FILES] if install else [])]
+                  [(h_dir / f, Path("training/default_uq") / f) for f in FINISHED_RUN] if install else [])]
     release = (["-m", "training.release", "training/default_uq"] if install else
                ["-m", "training.release", str(h_dir), f"--out_dir={out / 'release'}"])
     return steps + [Step("release", release)]

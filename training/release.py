@@ -26,7 +26,7 @@ from wav2small.audio import load
 
 from .cli import HelpFormatter
 from .export import write_model
-from .files import write_atomic
+from .files import missing_from_run, write_atomic
 from .model import OUTPUT_NAMES, load_safetensors
 from .quantize import engine_fidelity, quantize
 from .speech import CORE_SPEECH_SOURCES, debian_speech_files, packages_of
@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     # checked before the calibration (about 20 s) starts
     if not args.src.is_dir():
         p.error(f"{args.src} is not a directory: release a finished training.distill or training.uncertainty run")
-    missing = [f for f in ("model.safetensors", "train.json") if not (args.src / f).is_file()]
+    missing = missing_from_run(args.src)
     if missing:
         p.error(f"{args.src} has no {' or '.join(missing)}: release a finished training.distill or "
                 "training.uncertainty run")

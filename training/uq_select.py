@@ -50,7 +50,7 @@ import numpy as np
 import torch
 
 from .cli import HelpFormatter
-from .files import write_atomic
+from .files import missing_from_run, write_atomic
 from .metrics import ccc_numpy
 from .ood import SNRS
 from .release import modulation_threshold
@@ -302,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads < 1:
         p.error(f"--threads must be >= 1, got {args.threads}")
     for run in args.runs:
-        missing = [f for f in ("model.safetensors", "train.json") if not (run / f).is_file()]
+        missing = missing_from_run(run)
         if missing:
             p.error(f"{run} is not a training.uncertainty run: no {' or '.join(missing)}")
         try:
