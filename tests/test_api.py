@@ -332,3 +332,71 @@ def test_a_users_code_sees_the_types_it_gets(tmp_path):
                         "list[wav2small.model.Prediction]", "wav2small.stream.Stream",
                         "wav2small.model.Prediction"], r.stdout
     assert "error" not in r.stdout, r.stdout
+
+
+def _signature_names(doc: str) -> list[str]:
+    """Parameter names of a pybind11 function from the first line of its docstring ('self' dropped)."""
+    first = doc.splitlines()[0]
+    inner = first[first.index("(") + 1 : first.rindex(") ->")]
+    names, depth, start = [], 0, 0
+    for i, ch in enumerate(inner + ","):
+        if ch in "[(":
+            depth += 1
+        elif ch in "])":
+            depth -= 1
+        if ch == "," and depth == 0:
+            part = inner[start:i].strip()
+            if part:
+                names.append(part.split(":")[0].strip())
+            start = i + 1
+    return [n for n in names if n != "self"]
+
+
+def test_the_engine_stub_matches_the_extension():
+    """wav2small/_engine.pyi declares exactly the extension's names, with the same kind (class,
+    function, property, constant) and the same parameter names: mypy checks calls against it, so a
+    binding added, renamed or removed without the stub would go unchecked or be flagged wrongly."""
+    import ast
+    import inspect
+
+    from wav2small import _engine
+
+    tree = ast.parse((REPO / "wav2small" / "_engine.pyi").read_text())
+
+    def params(fn: ast.FunctionDef) -> list[str]:
+        a = fn.args
+        return [p.arg if p not in a.posonlyargs else "" for p in a.posonlyargs + a.args + a.kwonlyargs
+                if p.arg != "self"]
+
+    def check_function(name: str, fn: ast.FunctionDef, real: object) -> None:
+        got = _signature_names(real.__doc__ or "")
+        want = params(fn)
+        # positional-only in the stub <-> unnamed (argN) in the binding
+        assert [w or g for w, g in zip(want, got)] == got and len(want) == len(got), (name, want, got)
+        assert all(not w for w, g in zip(want, got) if g.startswith("arg")), (name, want, got)
+
+    stub: dict[str, ast.stmt] = {}
+    for node in tree.body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            stub[node.target.id] = node
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            stub[node.name] = node
+    real = {n for n in dir(_engine) if not n.startswith("_")} | {"__version__"}
+    assert set(stub) == real, (sorted(set(stub) - real), sorted(real - set(stub)))
+    for name, node in stub.items():
+        obj = getattr(_engine, name)
+        if isinstance(node, ast.ClassDef):
+            assert inspect.isclass(obj), name
+            members = {n.name: n for n in node.body if isinstance(n, ast.FunctionDef)}
+            have = {n for n in dir(obj) if not n.startswith("_")} | {"__init__"}
+            assert set(members) == have, (name, sorted(set(members) - have), sorted(have - set(members)))
+            for m, fn in members.items():
+                is_prop = any(isinstance(d, ast.Name) and d.id == "property" for d in fn.decorator_list)
+                assert is_prop == isinstance(inspect.getattr_static(obj, m), property), (name, m)
+                if not is_prop:
+                    check_function(f"{name}.{m}", fn, getattr(obj, m))
+        elif isinstance(node, ast.FunctionDef):
+            assert callable(obj), name
+            check_function(name, node, obj)
+        else:
+            assert not callable(obj), name

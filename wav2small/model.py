@@ -166,6 +166,7 @@ def prediction_from_fixed(engine: _engine.Model, q: np.ndarray, thresholds: Thre
     if not c["flags"] & _engine.FLAG_UNCERTAINTY:
         return Prediction(arousal, dominance, valence)
     own = engine.thresholds
+    assert own is not None, "the engine gives every model with an uncertainty head its thresholds"
     if thresholds is None:
         fixed = own
     else:
@@ -353,7 +354,7 @@ class Model:
     def clip_stats(self, pcm: AudioLike, sample_rate: float = 16000) -> tuple[int, int]:
         """The prenorm statistics (mean, log2_var) of a whole clip, as predict() computes them:
         pass them to stream() to stream a finished clip bit-identically with predict()."""
-        return tuple(self._engine.clip_stats(self.prepare(pcm, sample_rate)))
+        return self._engine.clip_stats(self.prepare(pcm, sample_rate))
 
     def stream(self, stats: tuple[int, int] | None = None, *, prior: tuple[int, int] | None = None,
                prior_samples: int | None = None, log2_window: int | None = None,
