@@ -947,7 +947,25 @@ def test_uq_select_checks_runs_and_threads_before_building_the_clips(tmp_path, c
         assert not cache.exists()
 
 
+def test_mean_on_clean_false_leaves_the_clean_rows_to_the_keep_term():
+    """--mean_on_clean=false: the same batch (audio, targets, which rows are clean), but the mean's
+    rows are exactly the corrupted ones."""
+    from training.uncertainty import UQConfig, batch, load_pools
+
+    small = dict(n_clips=120, ood_per_kind=1, real_per_group=1, babble_bank=1, batch_speech=8, batch_real=1,
+                 batch_ood=1)
+    pools = load_pools(UQConfig(**small), lambda m: None)
+    x0, y0, s0, rows0, clean0 = batch(pools, UQConfig(**small), 2, with_clean=True)
+    x1, y1, s1, rows1, clean1 = batch(pools, UQConfig(**small, mean_on_clean=False, keep_adv=1.0), 2, with_clean=True)
+    assert torch.equal(x0, x1) and torch.equal(y0, y1) and torch.equal(s0, s1) and torch.equal(clean0, clean1)
+    assert bool(rows0.all()) and 0 < int(clean1.sum()) < 8      # this step has both kinds of rows
+    assert torch.equal(rows1, ~clean1)
+
+
 @pytest.mark.parametrize("option, match", [
+    ("--mean_on_clean=false", "--mean_on_clean=false leaves the clean rows' A/D/V to the keep term and the CCC "
+                              "term to the corrupted rows: it needs --keep_adv > 0 and --mean_on_corrupted=true, "
+                              "got --keep_adv=0 --mean_on_corrupted=true"),
     ("--batch_speech=0", "--batch_speech must be >= 2"),
     ("--batch_speech=1", "--batch_speech must be >= 2"),
     ("--crop_seconds=-1", "--crop_seconds must be > 0.1, got -1"),

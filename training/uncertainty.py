@@ -72,7 +72,9 @@ voice-shifts some real speech rows (sixteenth round). --trim_real takes the digi
 ends of the real speech pool's files (eighteenth round: it hears less of the validation speech).
 --coverage_snr=S sets sigma's threshold to answer noisy validation speech at S dB SNR as well as
 clean (nineteenth round). --voice_weight=whisper:W draws the whispered training voice's clips W times
-as often in the annotated rows (twentieth round).
+as often in the annotated rows (twentieth round). --mean_on_clean=false takes the CCC term of A/D/V
+off the clean annotated rows, which then keep the --init student's values through --keep_adv alone,
+while the corrupted rows still learn the clean targets (twenty-fourth round).
 
 Loss = (1 - CCC of mu on the annotated clips, as in distillation) + Gaussian NLL of sigma given the (detached) error
 + squared distance of OOD log sigma to its target + binary cross-entropy of the speech logit
@@ -127,6 +129,7 @@ class UQConfig:
     corrupt_prob: float = 0.5
     # measured alternatives (docs/uncertainty.md): the defaults gave the best uncertainty
     mean_on_corrupted: bool = True
+    mean_on_clean: bool = True       # false: the CCC term on corrupted rows only, clean rows held by --keep_adv
     freeze_bn: bool = False
     trunk_lr_scale: float = 1.0
     ood_trunk: bool = True           # non-speech rows train the trunk too (false: only the head rows)
@@ -211,6 +214,10 @@ HELP = {   # every option's --help line (tests/test_uncertainty.py checks that n
     "corrupt_prob": "share of the annotated clips of a batch that are corrupted (training.ood's corruptions; "
                     "their targets stay the clean clip's)",
     "mean_on_corrupted": "the CCC term of A/D/V also on the corrupted clips; false: on the clean ones only",
+    "mean_on_clean": "the CCC term of A/D/V also on the clean clips; false: on the corrupted ones only, and the "
+                     "clean ones keep the --init student's A/D/V through the --keep_adv term alone (the student "
+                     "already learnt them and was chosen at its best validation step; more of the same term "
+                     "fits the training voices). Needs --keep_adv > 0 and --mean_on_corrupted=true",
     "freeze_bn": "keep the student's BatchNorm statistics (BatchNorm in eval mode during training)",
     "trunk_lr_scale": "learning rate of the trunk relative to the head's; 0 freezes the trunk (and the A/D/V rows)",
     "max_iters": "training steps",
@@ -839,7 +846,8 @@ def batch(pools: Pools, cfg: UQConfig, it: int, with_clean: bool = False,
           with_snr: bool = False) -> tuple[torch.Tensor, ...]:
     """Step `it`'s batch, a pure function of (seed, it): annotated rows first, then real, then OOD.
     Returns audio, targets of the annotated rows, which rows are speech, which annotated rows the
-    mean learns from (clean ones; with mean_on_corrupted, corrupted ones too; never voice-shifted),
+    mean learns from (clean ones unless not mean_on_clean; corrupted ones with mean_on_corrupted; never
+    voice-shifted),
     with `with_clean` also which annotated rows are clean and not voice-shifted, and with `with_snr`
     then the SNR in dB of each annotated row under additive noise (white or babble; inf for the
     others), all of the same batch."""
@@ -852,7 +860,7 @@ def batch(pools: Pools, cfg: UQConfig, it: int, with_clean: bool = False,
         if shifted:
             x = random_voice_shift(x, rng, cfg.voice_shift_max)
         clean.append(not rng.random() < cfg.corrupt_prob)
-        mean_rows.append((clean[-1] or cfg.mean_on_corrupted) and not shifted)
+        mean_rows.append((cfg.mean_on_clean if clean[-1] else cfg.mean_on_corrupted) and not shifted)
         kind, level = "clean", math.inf
         if not clean[-1]:
             x, kind, level = random_corruption(x, rng, pools.babble)
@@ -1112,6 +1120,10 @@ def train(cfg: UQConfig) -> dict[str, Any]:
             snap_to_grid(model)
         return finish(model, cfg, old.get("history", []), keep, log)
     parse_voice_weight(cfg.voice_weight)   # malformed: refused before the pools are built
+    if not cfg.mean_on_clean and (cfg.keep_adv <= 0 or not cfg.mean_on_corrupted):
+        raise SystemExit("--mean_on_clean=false leaves the clean rows' A/D/V to the keep term and the CCC term "
+                         f"to the corrupted rows: it needs --keep_adv > 0 and --mean_on_corrupted=true, got "
+                         f"--keep_adv={cfg.keep_adv:g} --mean_on_corrupted={str(cfg.mean_on_corrupted).lower()}")
     if cfg.familiarity_rows not in ("all", "clean"):
         raise SystemExit(f"--familiarity_rows must be 'all' or 'clean', got {cfg.familiarity_rows!r}")
     # checked before the pools are built and the run starts
