@@ -14,6 +14,7 @@ import pytest
 import soundfile as sf
 
 from training import corpus, prosody
+from training.cli import ToolError
 from training.corpus import build, debian_entries, group_split, read_manifest
 from training.teachers import file_sha256
 
@@ -136,10 +137,28 @@ def test_command_line_replaces_a_corpus_only_with_overwrite(tmp_path: Path, caps
         corpus.main(args)
     err = capsys.readouterr().err
     assert e.value.code == 2 and f"python -m training.corpus: error: --out {out} already holds a corpus " \
-                                 "(manifest.csv): choose another --out, or --overwrite" in err, err
+                                 "(manifest.csv) of other options: choose another --out, or --overwrite" in err, err
     assert (out / "manifest.csv").read_text() == "an earlier corpus\n" and not (tmp_path / "cache").exists()
     corpus.main([*args, "--overwrite"])
     assert len(read_manifest(out / "manifest.csv")) == 3
+    # the same command again: the same corpus, left as it is (a documented command can be rerun)
+    written = {f: (out / f).read_bytes() for f in ("manifest.csv", "summary.json")}
+    capsys.readouterr()
+    corpus.main(args)
+    assert "already holds this corpus" in capsys.readouterr().out
+    assert {f: (out / f).read_bytes() for f in written} == written
+    # other options (one more clip) are refused before anything is synthesised
+    with pytest.raises(SystemExit) as e:
+        corpus.main([*args[:2], "--espeak=4", f"--cache_dir={tmp_path / 'cache2'}"])
+    assert e.value.code == 2 and "of other options" in capsys.readouterr().err
+    assert not (tmp_path / "cache2").exists()
+    # the same options now giving other content (here: a clip's hash changed by hand) is refused too
+    text = (out / "manifest.csv").read_text().splitlines()
+    row = text[1].split(",")
+    row[1] = "0" * 64
+    (out / "manifest.csv").write_text("\n".join([text[0], ",".join(row), *text[2:]]) + "\n")
+    with pytest.raises(ToolError, match="holds a corpus of these options with fingerprint"):
+        corpus.main(args)
     (tmp_path / "file").write_text("")
     with pytest.raises(SystemExit) as e:
         corpus.main([f"--out={tmp_path / 'file'}", "--sources=espeak", "--espeak=3"])

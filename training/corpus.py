@@ -5,7 +5,8 @@
     python -m training.corpus --out=runs/small --sources=debian,espeak --espeak=40 --max_per_group=4
 
 writes <out>/manifest.csv (one row per file) and <out>/summary.json (clips and hours per split,
-source and group); a corpus already in <out> is replaced only with --overwrite. Columns:
+source and group, and the options); a corpus of other options already in <out> is replaced only with
+--overwrite, and the same command run again leaves it as it is. Columns:
 
     path       absolute path of the audio file (any format soundfile reads, any rate; loaders resample)
     sha256     content hash of the file: the clip id in annotation caches and label files
@@ -249,8 +250,10 @@ def flite_entries(n: int, seed: int, cache_dir: Path, skipped: Skipped | None = 
 # ------------------------------------------------------------------------------------------------
 # manifest files
 
-def write_manifest(entries: list[Entry], out_dir: Path, skipped: Skipped | None = None) -> Path:
-    """manifest.csv and summary.json (with the count of skipped unreadable files), each atomically."""
+def write_manifest(entries: list[Entry], out_dir: Path, skipped: Skipped | None = None,
+                   options: dict | None = None) -> Path:
+    """manifest.csv and summary.json (with the count of skipped unreadable files and, if given, the
+    options that built it), each atomically."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "manifest.csv"
     buf = io.StringIO(newline="")
@@ -262,6 +265,8 @@ def write_manifest(entries: list[Entry], out_dir: Path, skipped: Skipped | None 
     info = summary(entries)
     if skipped is not None:
         info["skipped_audio"] = skipped.report()
+    if options is not None:
+        info["options"] = options
     write_atomic(out_dir / "summary.json", json.dumps(info, indent=2) + "\n")
     return path
 
@@ -328,11 +333,11 @@ def summary(entries: list[Entry]) -> dict:
     return out
 
 
-def build(out_dir: Path, sources: set[str], espeak: int, flite: int, max_per_group: int, seed: int,
+def build(out_dir: Path | None, sources: set[str], espeak: int, flite: int, max_per_group: int, seed: int,
           cache_dir: Path, min_seconds: float = 0.5, workers: int = 2,
           skipped: Skipped | None = None) -> list[Entry]:
-    """Collect the sources and write the manifest; unreadable audio files are left out, counted in
-    `skipped` and in summary.json."""
+    """Collect the sources and write the manifest (out_dir None: only collect); unreadable audio
+    files are left out, counted in `skipped` and in summary.json."""
     unknown = sources - {"debian", "espeak", "flite"}
     if unknown:
         raise ValueError(f"unknown sources {sorted(unknown)}: use debian, espeak, flite")
@@ -347,8 +352,19 @@ def build(out_dir: Path, sources: set[str], espeak: int, flite: int, max_per_gro
     if not entries:
         raise ToolError("no audio found: install e.g. espeak-ng pocketsphinx-testdata alsa-utils "
                            "asterisk-core-sounds-en-wav, or choose other --sources")
-    write_manifest(entries, out_dir, skipped)
+    if out_dir is not None:
+        write_manifest(entries, out_dir, skipped)
     return entries
+
+
+def built_with(out_dir: Path) -> dict | None:
+    """The options summary.json says built the corpus in out_dir (None: not recorded, e.g. a corpus
+    of an older version or written by hand)."""
+    try:
+        options = json.loads((out_dir / "summary.json").read_text()).get("options")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return options if isinstance(options, dict) else None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -370,18 +386,32 @@ def main(argv: list[str] | None = None) -> None:
         ap.error("--espeak, --flite, --max_per_group and --min_seconds must be >= 0 and --workers >= 1")
     if args.out.exists() and not args.out.is_dir():
         ap.error(f"--out {args.out} is a file; the corpus is a directory (manifest.csv + summary.json)")
-    if (args.out / "manifest.csv").exists() and not args.overwrite:
-        # runs, teachers and evaluations name a corpus by its path: another one in its place changes what
-        # a later evaluation measures, and a resumed run refuses it (as training.teachers --overwrite)
-        ap.error(f"--out {args.out} already holds a corpus (manifest.csv): choose another --out, or --overwrite")
     sources = {s.strip() for s in args.sources.split(",") if s.strip()}
     if "flite" in sources and shutil.which(FLITE) is None:
         print("flite is not installed (apt-get install flite): leaving it out")
         sources.discard("flite")
+    # what decides the content (not where the synthesis cache is or how many workers make it)
+    options = {"sources": sorted(sources), "espeak": args.espeak, "flite": args.flite,
+               "max_per_group": args.max_per_group, "min_seconds": args.min_seconds, "seed": args.seed}
+    existing = (args.out / "manifest.csv").exists() and not args.overwrite
+    if existing and built_with(args.out) != options:
+        # runs, teachers and evaluations name a corpus by its path: another one in its place changes what
+        # a later evaluation measures, and a resumed run refuses it (as training.teachers --overwrite)
+        ap.error(f"--out {args.out} already holds a corpus (manifest.csv) of other options: choose another "
+                 "--out, or --overwrite")
     skipped = Skipped("corpus")
-    entries = build(args.out, sources, args.espeak, args.flite, args.max_per_group, args.seed,
+    entries = build(None, sources, args.espeak, args.flite, args.max_per_group, args.seed,
                     args.cache_dir or default_cache_dir(), args.min_seconds, args.workers, skipped)
     s = summary(entries)
+    if existing:   # the same options: the same corpus, unless the installed packages changed
+        old = fingerprint(read_manifest(args.out / "manifest.csv"))
+        if old != s["fingerprint"]:
+            raise ToolError(f"--out {args.out} holds a corpus of these options with fingerprint {old}, but they "
+                            f"now give {s['fingerprint']} (other installed packages?): choose another --out, "
+                            "or --overwrite")
+        print(f"{args.out / 'manifest.csv'} already holds this corpus (content fingerprint {old}): unchanged")
+        return
+    write_manifest(entries, args.out, skipped, options)
     for split in SPLITS:
         print(f"{split:5s} {s[split]['clips']:6d} clips {s[split]['hours']:7.3f} h  {len(s[split]['groups'])} groups  "
               + ", ".join(f"{k} {v['clips']}" for k, v in s[split]["by_source"].items()))
