@@ -177,12 +177,27 @@ def test_merged_report_takes_the_budget_story_from_the_note(tmp_path: Path):
 def test_bad_options_and_run_dirs_fail_before_any_work(tmp_path: Path, manifest: Path):
     """A run directory without a model, or a cut of 0 s, fails at once (it used to after the teacher
     annotated and the runs before it were evaluated, or deep inside conv1d)."""
-    for args, match in (([str(REPO / "training" / "default"), str(tmp_path)], "no model.safetensors in"),
+    for args, match in (([str(REPO / "training" / "default"), str(tmp_path)], "no model.safetensors or train.json in"),
                         ([str(REPO / "training" / "default"), "--eval_seconds=0"], "eval_seconds > 0.1"),
                         ([str(REPO / "training" / "default"), "--threads=0"], "threads >= 1")):
         r = subprocess.run([sys.executable, "-m", "training.evaluate", f"--corpus={manifest}",
                             f"--out={tmp_path / 'r'}", *args], capture_output=True, text=True, timeout=120)
         assert r.returncode == 2 and match in r.stderr and "evaluating" not in r.stdout, (args, r.stderr[-400:])
+
+
+def test_a_run_whose_train_json_is_cut_off_is_named(tmp_path: Path, manifest: Path, capsys):
+    """A cut-off train.json ended in a JSONDecodeError traceback."""
+    import shutil
+
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(REPO / "training" / "default" / "model.safetensors", run / "model.safetensors")
+    (run / "train.json").write_text('{"config": ')
+    with pytest.raises(SystemExit) as e:
+        evaluate.main([str(run), f"--corpus={manifest}", f"--out={tmp_path / 'r'}"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and f"python -m training.evaluate: error: {run / 'train.json'} is not JSON" in err, err
+    assert not (tmp_path / "r.md").exists()
 
 
 def test_merge_names_a_file_that_is_not_an_evaluation(tmp_path: Path, capsys):

@@ -40,7 +40,7 @@ from .cache import AnnotationCache, View
 from .cli import HelpFormatter, describe
 from .corpus import Entry, fingerprint, read_manifest
 from .distill import Split, load_student, predict_exact, render_view
-from .files import write_atomic
+from .files import FINISHED_RUN, missing_from_run, write_atomic
 from .metrics import ccc_numpy
 from .mobilenet import count_macs
 from .speech import default_cache_dir
@@ -68,8 +68,15 @@ PROSODY_ID = "prosody-annotator"   # train.json's "teacher" of a student of the 
 
 def recorded_teacher(run_dir: str | Path) -> tuple[str, str]:
     """(spec, id) of the teacher a training.distill run was distilled from: train.json's config.teacher
-    (the --teacher it was given) and "teacher" (its content id; runs from before it: the spec)."""
-    report = json.loads((Path(run_dir) / "train.json").read_text())
+    (the --teacher it was given) and "teacher" (its content id; runs from before it: the spec).
+    ValueError naming the file if it is not a run's train.json."""
+    path = Path(run_dir) / "train.json"
+    try:
+        report = json.loads(path.read_text())
+    except ValueError as e:
+        raise ValueError(f"{path} is not JSON: {e}") from None
+    if not isinstance(report, dict):
+        raise ValueError(f"{path} is not a training run's train.json (not a JSON object)")
     spec = report.get("config", {}).get("teacher", "prosody")
     return spec, report.get("teacher") or (PROSODY_ID if spec == "prosody" else spec)
 
@@ -337,8 +344,10 @@ def merge(paths: list[str], script: str | None, out: str | Path, note: str = "")
     return merged
 
 
-def run(args: argparse.Namespace, argv: list[str], from_runs: bool = False) -> dict:
-    """The evaluation of main's arguments; `from_runs`: --teacher is the one the runs' train.json names."""
+def run(args: argparse.Namespace, argv: list[str], recorded: dict[str, tuple[str, str]],
+        from_runs: bool = False) -> dict:
+    """The evaluation of main's arguments; `recorded`: each run's recorded_teacher; `from_runs`:
+    --teacher is the one the runs' train.json names."""
     torch.set_num_threads(args.threads)
     t0 = time.time()
     labelled_only = args.teacher == "prosody"
@@ -352,10 +361,9 @@ def run(args: argparse.Namespace, argv: list[str], from_runs: bool = False) -> d
                 raise
             raise TeacherError(f"{e} (the teacher {args.runs[0]}/train.json names: choose one with --teacher)") from None
     teacher_id = PROSODY_ID if teacher is None else teacher.id
-    for run_dir in args.runs:
-        spec, recorded = recorded_teacher(run_dir)
-        if recorded != teacher_id:   # e.g. a dawn:DIR student scored against the annotator's labels
-            warnings.warn(f"{run_dir} was distilled from {spec} ({recorded}), measured here against "
+    for run_dir, (spec, run_teacher) in recorded.items():
+        if run_teacher != teacher_id:   # e.g. a dawn:DIR student scored against the annotator's labels
+            warnings.warn(f"{run_dir} was distilled from {spec} ({run_teacher}), measured here against "
                           f"{args.teacher} ({teacher_id})", stacklevel=2)
     entries, split = load_split(args.corpus, args.split, args.eval_seconds, labelled_only)
     cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
@@ -417,21 +425,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.eval_seconds <= 0.1 or args.threads < 1 or args.calib < 0:
         ap.error(f"need --eval_seconds > 0.1, --threads >= 1 and --calib >= 0, got {args.eval_seconds}, "
                  f"{args.threads}, {args.calib}")
-    missing = [r for r in args.runs if not (Path(r) / "model.safetensors").is_file()]
-    if missing:   # before the teacher annotates and the runs before it are evaluated
-        ap.error(f"no model.safetensors in {', '.join(missing)}")
-    missing = [r for r in args.runs if not (Path(r) / "train.json").is_file()]
-    if missing:
-        ap.error(f"no train.json in {', '.join(missing)} (a training.distill run has model.safetensors and train.json)")
+    for r in args.runs:   # before the teacher annotates and the runs before it are evaluated
+        missing = missing_from_run(r)
+        if missing:
+            ap.error(f"no {' or '.join(missing)} in {r} (a training.distill run has "
+                     f"{' and '.join(FINISHED_RUN)})")
+    try:
+        recorded = {r: recorded_teacher(r) for r in args.runs}
+    except (OSError, ValueError) as e:
+        ap.error(describe(e))
     from_runs = args.teacher is None
     if from_runs:   # the teacher the runs learned from, not a default that may be another
-        recorded = {r: recorded_teacher(r) for r in args.runs}
         if len({tid for _, tid in recorded.values()}) > 1:
             ap.error("the runs were distilled from different teachers ("
                      + "; ".join(f"{r}: {spec}" for r, (spec, _) in recorded.items()) + "): choose one with --teacher")
         args.teacher = recorded[args.runs[0]][0]
         print(f"teacher: {args.teacher} (the runs' train.json)", flush=True)
-    result = run(args, argv, from_runs)
+    result = run(args, argv, recorded, from_runs)
     for r in result["students"]:
         fl = r["float"]["all"]
         q = r.get("int8", {}).get("all", {})
