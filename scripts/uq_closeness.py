@@ -1,6 +1,6 @@
 """Does an A/D/V near the middle say the engine is unsure? (fifteenth round, docs/uncertainty.md)
 
-    python scripts/uq_closeness.py --cache=runs/uq_select_clips.pkl
+    python scripts/uq_closeness.py   # --cache: training.uq_select's clips (its default)
 
 A student trained for CCC pulls what it cannot tell toward the middle, so a prediction near the
 centre of the targets could mark a clip whose error is large. This scores each clip of the shipped
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from training.uq_report import area, auroc, build_eval_set, count_rises, selective_curve, spearman
-from training.uq_select import engine_runner, load_clips
+from training.uq_select import DEFAULT_CACHE, engine_runner, load_clips
 
 SHIPPED = Path(__file__).resolve().parent.parent / "wav2small" / "models" / "default.w2s"
 
@@ -67,7 +67,7 @@ def evaluation_sets(run) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cache", default="runs/uq_select_clips.pkl", help="training.uq_select's clip cache")
+    p.add_argument("--cache", default=str(DEFAULT_CACHE), help="training.uq_select's clip cache")
     p.add_argument("--weights", default="0,0.01,0.02,0.03,0.05,0.08", help="values of k")
     args = p.parse_args(argv)
     run, _ = engine_runner(SHIPPED)

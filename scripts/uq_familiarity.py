@@ -1,6 +1,6 @@
 """Does sigma rank unfamiliar voices once it knows how far a clip lies from the training speech?
 
-    python scripts/uq_familiarity.py training/default_uq --cache=runs/uq_select_clips.pkl
+    python scripts/uq_familiarity.py training/default_uq   # --cache: training.uq_select's clips (its default)
 
 Float model only (the engine's numbers for the folded row come from training.familiarity and
 training.uq_select --engine=1). The distance and the row are fitted as training.familiarity fits
@@ -35,7 +35,7 @@ from training.familiarity import FIT_ANNOTATED, FIT_SECONDS, Distance, fit_clips
 from training.model import load_safetensors  # noqa: E402
 from training.uncertainty import N_VALUES  # noqa: E402
 from training.uq_report import SNR_KINDS, auroc, build_eval_set, selective_measures, spearman  # noqa: E402
-from training.uq_select import load_clips  # noqa: E402
+from training.uq_select import DEFAULT_CACHE, load_clips  # noqa: E402
 
 
 def scored_sets(model, cache: Path, log) -> dict:
@@ -77,7 +77,7 @@ def measures(head, score, s: dict) -> dict:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", help="a training.uncertainty run (model.safetensors + train.json)")
-    p.add_argument("--cache", type=Path, default=Path("runs/uq_select_clips.pkl"), help="training.uq_select's clips")
+    p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="training.uq_select's clips")
     p.add_argument("--rank", type=int, default=32)
     p.add_argument("--ridge", type=float, default=1.0)
     p.add_argument("--weights", default="0.5,1", help="comma-separated weights of the familiarity term")

@@ -752,7 +752,7 @@ def test_ood_bn_keeps_nonspeech_out_of_batchnorm_statistics():
 def test_selection_measures_on_validation_clips(uq_bytes, tmp_path):
     """training.uq_select's clips (small) and measures through the engine, selective prediction included."""
     from training.ood import corruption_grid
-    from training.uq_select import build, engine_runner, measure
+    from training.uq_select import build, engine_runner, measure, noisy_at_20db
 
     data = build(lambda m: None, n_val=4, real_per_group=1, per_kind=1, noisy=1, n_clips=120, per_probe=2)
     assert len(data["corrupted"]) == len(corruption_grid()) and data["targets"].shape == (4, 3)
@@ -776,7 +776,17 @@ def test_selection_measures_on_validation_clips(uq_bytes, tmp_path):
         assert got["espeak"] == float(ok[:4].mean()) and got["real"] == float(ok[4:].mean())
         assert got["snr_levels"] == levels
         assert got["noisy"] == [float(ok_noisy[data["snr"] == lv].mean()) for lv in levels]
+        # every validation clip at 20 dB: white copies first, then babble, the same clips on every call
+        many = noisy_at_20db(data)
+        ok_many = reliable(many)
+        assert len(many) == 2 * len(data["val_clips"]) and all(len(c) <= 64000 for c in many)
+        assert got["all_val_20db"] == {"both": float(ok_many.mean()), "white": float(ok_many[:len(many) // 2].mean()),
+                                       "babble": float(ok_many[len(many) // 2:].mean()), "clips": len(many)}
     assert 0 < np.mean(got["noisy"]) < 1
+    assert all(np.array_equal(a, b) for a, b in zip(noisy_at_20db(data), many))
+    clean = data["val_clips"][0][:64000]   # the white copy is that clip at 20 dB SNR
+    assert 10 * np.log10(np.mean(clean.astype(np.float64) ** 2)
+                         / np.mean((many[0] - clean).astype(np.float64) ** 2)) == pytest.approx(20.0, abs=0.05)
     # called speech: the speech logit at the model file's threshold (the fixture's 0.5)
     bar = thresholds[0]
     assert bar == 0.5
