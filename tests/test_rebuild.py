@@ -44,6 +44,8 @@ def test_the_plan_is_the_shipped_runs_recipe():
     assert [d for _, d in student.install] == [Path("training/default/model.safetensors"),
                                               Path("training/default/train.json")]
     assert release.argv == ["-m", "training.release", "training/default_uq"]
+    assert [d for _, d in head.install] == [Path("training/default_uq") / f for f in
+                                           ("model.safetensors", "train.json", rebuild.BUILT_RECORD)]
     # options given after the recipe's win (argparse keeps the last)
     assert rebuild.plan(out, False, STUDENT, HEAD, ["--max_iters=3"])[0].argv[-1] == "--max_iters=3"
 
@@ -156,8 +158,28 @@ def test_probe_prints_this_machines_kernel_probe(capsys):
     assert rebuild.main(["--probe"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"^kernel probe: [0-9a-f]{64}$", out, re.MULTILINE), out
-    # and whether the installed speech is the shipped head's
+    # and whether the installed speech is the shipped head's, and its kernels
     assert rebuild.speech_note(rebuild.speech_here(HEAD)) in out
+    probe = re.search(r"^kernel probe: ([0-9a-f]{64})$", out, re.MULTILINE).group(1)
+    assert rebuild.built_note(rebuild.read_built(rebuild.SHIPPED_HEAD), probe) in out
+
+
+def test_the_build_record_says_whether_a_machine_can_rebuild_the_bytes():
+    built = rebuild.built_record("ab" * 32, {"MKL_CBWR": "AVX2", "LD_PRELOAD": "/some/where/libmkl_intel_path.so"},
+                                 {"fingerprint": "0123456789abcdef"})
+    assert built["pinned_kernels"] == {"MKL_CBWR": "AVX2", "LD_PRELOAD": "libmkl_intel_path.so"}   # no local path
+    assert built["real_speech_fingerprint"] == "0123456789abcdef" and built["machine"] == rebuild.machine()
+    assert "with the same Debian speech the rebuild gives its bytes" in rebuild.built_note(built, "ab" * 32)
+    assert f"this machine's is {'cd' * 8}: the result will be a model of about the same quality" in \
+        rebuild.built_note(built, "cd" * 32)
+    assert "it predates the cap" in rebuild.built_note(None, "cd" * 32)
+    # the card: a head a rebuild trained names its kernels and its time; one without a record predates the cap
+    section = rebuild.rebuild_section(STUDENT, HEAD, built)
+    assert f"whose probe is `{'ab' * 8}`" in section and "with the float kernels capped as above" in section
+    assert "predates" not in section and f"on {built['machine']['cpu']}, the machine that built this model" in section
+    assert "This model predates\nthe cap" in rebuild.rebuild_section(STUDENT, HEAD)
+    assert "uncapped (that CPU has no AVX2 and FMA)" in rebuild.rebuild_section(STUDENT, HEAD,
+                                                                               {**built, "pinned_kernels": {}})
 
 
 def test_the_capped_kernels_compute_alike_on_an_emulated_avx2_only_cpu(tmp_path):
@@ -219,6 +241,11 @@ def test_a_small_rebuild_continues_a_killed_step_and_compares_with_the_shipped_m
         max_per_group=cfg["real_per_group"], seed=cfg["seed"])))
     assert head["real_speech"] == real_speech_record(debian_entries(max_per_group=1, seed=head["config"]["seed"]))
     assert report["kernel_probe"] == rebuild.probe_here({**os.environ, **report["pinned_kernels"]})
-    assert "python -m training.rebuild --install" in (out / "release" / "default.md").read_text()
+    assert report["shipped_kernel_probe"] == (rebuild.read_built(rebuild.SHIPPED_HEAD) or {}).get("kernel_probe")
+    # the head that ran here records the kernels that trained it, and its card says so
+    built = json.loads((out / "head" / rebuild.BUILT_RECORD).read_text())
+    assert built == rebuild.built_record(report["kernel_probe"], report["pinned_kernels"], report["real_speech"]["here"])
+    card = (out / "release" / "default.md").read_text()
+    assert "python -m training.rebuild --install" in card and f"whose probe is `{report['kernel_probe'][:16]}`" in card
     text = rebuild.summary(report, out)
     assert "differs from the shipped one" in text and "speech_logit" in text

@@ -14,6 +14,9 @@ command reruns those options exactly, with the same thread counts (the weights d
 --install copies the student to training/default before the head is trained from it (so the
 head's train.json names the committed student, as the shipped one does), the head to
 training/default_uq, and releases into wav2small/models; without it everything stays in OUT.
+A head this command trains gets a built.json beside its train.json (BUILT_RECORD: the kernel probe,
+caps and machine that trained it), shipped with it: the model card names the probe, and a later
+rebuild says before it starts whether its machine's probe is the one that built the shipped bytes.
 
 A step whose train.json exists is skipped; a step killed half-way continues from its checkpoint
 (--resume=true): run the same command again. Last, the new model file is compared with the one
@@ -67,6 +70,9 @@ REPO = Path(__file__).resolve().parent.parent
 SHIPPED_STUDENT = REPO / "training" / "default"
 SHIPPED_HEAD = REPO / "training" / "default_uq"
 DEFAULT_OUT = Path("runs/rebuild")
+# beside a head's train.json, written by the rebuild that trained it and shipped with it: which float
+# kernels built these bytes, so that a later rebuild says at once whether it can give them
+BUILT_RECORD = "built.json"
 # how a distill run was started, not what it trains (rebuild sets out_dir itself)
 NOT_RECIPE = {"out_dir", "resume", "stop_at", "threads"}
 # MKL chooses its code by CPU vendor: on a CPU not of Intel's it ignores MKL_CBWR (its verbose log says
@@ -120,15 +126,46 @@ def plan(out: Path, install: bool, student: dict, head: dict, student_extra: lis
                   [(s_dir / f, Path("training/default") / f) for f in FINISHED_RUN] if install else []),
              Step("head", ["-m", "training.uncertainty", f"--init={init}", f"--out_dir={h_dir}",
                            *head_options(head), *head_extra], h_dir,
-                  [(h_dir / f, Path("training/default_uq") / f) for f in FINISHED_RUN] if install else [])]
+                  [(h_dir / f, Path("training/default_uq") / f) for f in (*FINISHED_RUN, BUILT_RECORD)]
+                  if install else [])]
     release = (["-m", "training.release", "training/default_uq"] if install else
                ["-m", "training.release", str(h_dir), f"--out_dir={out / 'release'}"])
     return steps + [Step("release", release)]
 
 
-def rebuild_section(student: dict, head: dict) -> str:
+def built_record(probe: str, pinned: dict[str, str], speech: dict) -> dict:
+    """BUILT_RECORD of a head trained here: the kernel probe and caps it was trained under, the
+    machine, and the fingerprint of the real speech it drew (`speech`: real_speech_record). The
+    preloaded library is named, not its path (the file is committed with the shipped head)."""
+    return {"kernel_probe": probe, "pinned_kernels": {k: Path(v).name if k == "LD_PRELOAD" else v
+                                                      for k, v in pinned.items()},
+            "machine": machine(), "real_speech_fingerprint": speech["fingerprint"]}
+
+
+def read_built(head_dir: Path) -> dict | None:
+    """The head's BUILT_RECORD (None: trained by hand, or before rebuild wrote it)."""
+    try:
+        return json.loads((head_dir / BUILT_RECORD).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def built_note(built: dict | None, probe: str) -> str:
+    """Whether this machine's kernel probe is the one the shipped head was built with."""
+    if built is None:
+        return ("the shipped head records no kernel probe (it predates the cap): the result will be a model of "
+                "about the same quality, not its bytes")
+    if built["kernel_probe"] == probe:
+        return (f"the shipped head was built with this machine's kernel probe ({probe[:16]}) on "
+                f"{built['machine']['cpu']}: with the same Debian speech the rebuild gives its bytes")
+    return (f"the shipped head was built with kernel probe {built['kernel_probe'][:16]} on {built['machine']['cpu']}, "
+            f"this machine's is {probe[:16]}: the result will be a model of about the same quality, not its bytes")
+
+
+def rebuild_section(student: dict, head: dict, built: dict | None = None) -> str:
     """The model card's "Rebuild from nothing" for a model with an uncertainty head: the one command
-    and the steps it runs, with the shipped runs' times (`student`, `head`: their train.json)."""
+    and the steps it runs, with the shipped runs' times (`student`, `head`: their train.json;
+    `built`: the head's BUILT_RECORD, if a rebuild trained it)."""
     minutes = {"student": student.get("wall_seconds_this_invocation"), "head": head.get("wall_seconds")}
     lines = []
     for k, step in enumerate(plan(DEFAULT_OUT, True, student, head), 1):
@@ -137,8 +174,21 @@ def rebuild_section(student: dict, head: dict) -> str:
         lines.append(f"{shown(step.argv)}   # {k}. {note}")
         if step.install:
             lines.append(f"cp {' '.join(str(a) for a, _ in step.install)} {step.install[0][1].parent}/")
+    if built is None:
+        took = '17 min on a 2-core machine (docs/uncertainty.md, "Commands")'
+        provenance = """This model predates
+the cap: it was trained uncapped on another CPU, so a rebuild gives a different model of about the
+same quality, not these bytes (docs/uncertainty.md, "Commands", has measured cases)."""
+    else:
+        total = sum(t for t in minutes.values() if t) / 60
+        took = f"{total:.0f} min of training on {built['machine']['cpu']}, the machine that built this model"
+        caps = ("with the float kernels capped as above" if built["pinned_kernels"] else
+                "uncapped (that CPU has no AVX2 and FMA)")
+        provenance = f"""This model was built by
+this command {caps}, on kernels whose probe is `{built['kernel_probe'][:16]}`: a machine whose
+`--probe` prints that hash, with the same Debian speech, rebuilds these bytes."""
     return f"""```bash
-python -m training.rebuild --install   # 17 min on a 2-core machine (docs/uncertainty.md, "Commands")
+python -m training.rebuild --install   # {took}
 ```
 
 runs these steps, with the options the shipped runs recorded in training/default/train.json and
@@ -151,9 +201,7 @@ rebuilds on two CPU vendors have not been compared, and capped rebuilds before 2
 log-mel from MKL, which differs by CPU. `python -m training.rebuild --probe` prints in seconds a
 hash of those kernels: machines whose hashes differ cannot rebuild the same bytes. The head also
 learns from the Debian speech packages installed (those .ci/run installs, and no others, for these
-bytes): the command says which speaker groups differ from the shipped head's. This model predates
-the cap: it was trained uncapped on another CPU, so a rebuild gives a different model of about the
-same quality, not these bytes (docs/uncertainty.md, "Commands", has measured cases). The command
+bytes): the command says which speaker groups differ from the shipped head's. {provenance} The command
 compares the new model file with this one and says how far apart they are.
 
 ```bash
@@ -389,10 +437,13 @@ def rebuild(out: Path, install: bool, student_extra: list[str] = (), head_extra:
     log(cap_note(pinned, cpuinfo("vendor_id")))
     probe = probe_here(env)
     log(f"kernel probe {probe[:16]} (a machine with another probe rebuilds other bytes)")
+    shipped_built = read_built(SHIPPED_HEAD)
+    log(built_note(shipped_built, probe))
     speech = speech_here(head)
     if not speech["same"]:
         log(speech_note(speech))
     report: dict = {"install": install, "machine": machine(), "pinned_kernels": pinned, "kernel_probe": probe,
+                    "shipped_kernel_probe": shipped_built["kernel_probe"] if shipped_built else None,
                     "real_speech": speech, "steps": []}
     t0 = time.monotonic()
     for k, step in enumerate(steps, 1):
@@ -411,7 +462,13 @@ def rebuild(out: Path, install: bool, student_extra: list[str] = (), head_extra:
                                  "the same command continues from where it stopped")
             seconds, ran = time.monotonic() - t, True
             log(f"[{k}/{len(steps)}] {step.name}: {seconds / 60:.1f} min")
+            if step.name == "head":   # these kernels trained it: the card and later rebuilds say so
+                write_atomic(step.run_dir / BUILT_RECORD,
+                             (json.dumps(built_record(probe, pinned, speech["here"]), indent=2) + "\n").encode())
         for src, dst in step.install:
+            if src.name == BUILT_RECORD and not src.is_file():   # a head finished elsewhere: no record of ours
+                (REPO / dst).unlink(missing_ok=True)
+                continue
             shutil.copyfile(src, REPO / dst)
             log(f"    copied {rel(src)} -> {dst}")
         report["steps"].append({"name": step.name, "command": shown(argv), "ran": ran, "seconds": round(seconds, 1)})
@@ -459,8 +516,10 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             pinned = pinned_here(Path(tmp))
             print(cap_note(pinned, cpuinfo("vendor_id")))
-            print(f"kernel probe: {probe_here({**os.environ, **pinned})}")
+            probe = probe_here({**os.environ, **pinned})
+            print(f"kernel probe: {probe}")
         if (SHIPPED_HEAD / "train.json").is_file():   # a source checkout: the shipped head's record is here
+            print(built_note(read_built(SHIPPED_HEAD), probe))
             print(speech_note(speech_here(json.loads((SHIPPED_HEAD / "train.json").read_text()))))
         return 0
     if not in_checkout() or not (SHIPPED_HEAD / "train.json").is_file():
