@@ -871,6 +871,41 @@ def test_selection_summary_over_seeds(tmp_path):
     assert main([str(f), "--summarize=1"]) == 0
 
 
+def test_the_rule_for_a_new_head_names_each_line_it_fails(tmp_path, capsys):
+    """training.uq_select --verdict: the documented rule as code, on --out JSON without measuring."""
+    from training.uq_select import PROBE_VOICES, RULE, SHIPPED_MEAN_CCC, main, verdict
+
+    good = {"int8": {"auroc_sigma": {"all": 0.995}, "auroc_speech_prob": {"all": 0.997},
+                     "spearman_sigma_minus_snr": 0.85, "heard_as_speech": {"espeak": 1.0, "real": 0.96},
+                     "babble_probe": {f"espeak-ng validation voices x{PROBE_VOICES}": {"called_speech": 0.1}},
+                     "called_speech": {"music": 0.05, "effects": 0.10},   # a bar itself is met
+                     "ccc": {"arousal": 0.75, "dominance": 0.74, "valence": 0.72},
+                     "answered": {"all_val_20db": {"both": 0.93}}},
+            "fidelity_ccc": {"arousal": 0.9999, "speech_logit": 0.9985}}
+    assert [ok for *_, ok in verdict(good)] == [True] * len(RULE)
+    assert dict((n, v) for n, v, _ in verdict(good))["mean CCC"] == pytest.approx((0.75 + 0.74 + 0.72) / 3)
+    bad = json.loads(json.dumps(good))
+    bad["int8"]["heard_as_speech"]["real"] = 0.9375
+    bad["fidelity_ccc"]["speech_logit"] = 0.997
+    bad["int8"]["ccc"] = {"arousal": SHIPPED_MEAN_CCC - 0.001, "dominance": SHIPPED_MEAN_CCC, "valence": SHIPPED_MEAN_CCC}
+    del bad["int8"]["answered"]["all_val_20db"]   # a result from before the measure
+    failed = [n for n, v, ok in verdict(bad) if not ok]
+    assert failed == ["real speech heard", "int8 fidelity (worst output)", "mean CCC",
+                      "answered at 20 dB SNR, every validation clip"]
+    assert math.isnan(verdict(bad)[-1][1])
+    f = tmp_path / "sel.json"
+    f.write_text(json.dumps({"runs/A_s0": good, "runs/A_s1": bad}))
+    assert main([str(f), "--verdict=1"]) == 0
+    out = capsys.readouterr().out
+    assert "runs/A_s0: qualifies" in out and ("runs/A_s1: fails: real speech heard, int8 fidelity (worst output), "
+                                              "mean CCC, answered at 20 dB SNR, every validation clip") in out
+    assert "    FAIL real speech heard 0.9375" in out and "    ok   AUROC σ 0.9950" in out
+    (tmp_path / "cut.json").write_text('{"runs/A_s0": ')
+    with pytest.raises(SystemExit) as e:
+        main([str(tmp_path / "cut.json"), "--verdict=1"])
+    assert e.value.code == 2 and "cut.json is not a JSON file written by --out" in capsys.readouterr().err
+
+
 def test_uq_select_rebuilds_an_unreadable_clip_cache(tmp_path):
     """A cache cut off mid-write (the clips take minutes to build at full size) is rebuilt, not a
     crash in every later run; it is written whole or not at all, and read back as built."""

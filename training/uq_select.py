@@ -37,7 +37,11 @@ draw, whole (the same clips for every run; the validation CCC of its train.json 
 --seed drew). With --engine=1 the run is also released into REL/<run's name> (training.release
 --out_dir, int8 calibration as for the package; REL is --rel, runs/rel by default) and the same
 numbers are measured through the int8 engine, with the release's engine-vs-float fidelity. The
-clips are made once and cached (--cache).
+clips are made once and cached (--cache). --verdict=1 prints each run's verdict under the rule a new
+head must meet to replace the shipped one (RULE, docs/uncertainty.md), line by line, after measuring
+or from the --out files of earlier selections:
+
+    python -m training.uq_select runs/sel31_s5.json runs/sel31_s6.json --verdict=1
 """
 from __future__ import annotations
 
@@ -46,6 +50,7 @@ import json
 import math
 import pickle
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -267,6 +272,53 @@ def answered_at(r: dict, snr: float) -> float:
     return a["noisy"][a["snr_levels"].index(snr)] if snr in a.get("snr_levels", ()) else np.nan
 
 
+# The rule a new head must meet to replace the shipped one (docs/uncertainty.md, since R31): each line
+# (what, how it is read from a result of measure() with the release's fidelity, the bar, ">=" or "<=").
+# Mean CCC's bar is the shipped head's own on the same clips (0.716 / 0.729 / 0.738 when the rule was
+# set; released again on another CPU its calibration's last bits give 0.7276). A result that predates a
+# measure fails it.
+SHIPPED_MEAN_CCC = 0.7277
+RULE: tuple[tuple[str, Callable[[dict], float], float, str], ...] = (
+    ("AUROC σ", lambda r: r["int8"]["auroc_sigma"]["all"], 0.99, ">="),
+    ("AUROC speech prob.", lambda r: r["int8"]["auroc_speech_prob"]["all"], 0.99, ">="),
+    ("Spearman(σ, −SNR)", lambda r: r["int8"]["spearman_sigma_minus_snr"], 0.80, ">="),
+    ("espeak-ng speech heard", lambda r: r["int8"]["heard_as_speech"]["espeak"], 0.95, ">="),
+    ("real speech heard", lambda r: r["int8"]["heard_as_speech"]["real"], 0.95, ">="),
+    ("unheard-voice babble called speech",
+     lambda r: r["int8"]["babble_probe"][f"espeak-ng validation voices x{PROBE_VOICES}"]["called_speech"], 0.40, "<="),
+    ("music called speech", lambda r: r["int8"]["called_speech"]["music"], 0.10, "<="),
+    ("effects called speech", lambda r: r["int8"]["called_speech"]["effects"], 0.10, "<="),
+    ("int8 fidelity (worst output)", lambda r: min(r["fidelity_ccc"].values()), 0.998, ">="),
+    ("mean CCC", lambda r: float(np.mean(list(r["int8"]["ccc"].values()))), SHIPPED_MEAN_CCC, ">="),
+    ("answered at 20 dB SNR, every validation clip", lambda r: r["int8"]["answered"]["all_val_20db"]["both"],
+     0.90, ">="),
+)
+
+
+def verdict(r: dict) -> list[tuple[str, float, bool]]:
+    """(line, value, met) for each line of RULE on one run's result (--engine=1: the int8 engine's
+    measures and the release's fidelity); nan and not met where the result lacks the measure."""
+    out = []
+    for name, get, bar, way in RULE:
+        try:
+            v = float(get(r))
+        except (KeyError, TypeError, ValueError):
+            v = math.nan
+        out.append((name, v, v >= bar if way == ">=" else v <= bar))   # nan: False either way
+    return out
+
+
+def verdict_text(results: dict) -> str:
+    """Each run's verdict under RULE, one block per run."""
+    lines = []
+    for run, r in results.items():
+        checks = verdict(r)
+        failed = [name for name, _, ok in checks if not ok]
+        lines.append(f"{run}: " + ("qualifies" if not failed else "fails: " + ", ".join(failed)))
+        lines += [f"    {'ok  ' if ok else 'FAIL'} {name} {v:.4f}" for name, v, ok in checks]
+    return "\n".join(lines)
+
+
 def summarize(results: dict, kind: str = "int8") -> str:
     """Mean and standard deviation over the seeds of each variant (runs named VARIANT_s<seed>), as
     Markdown; nan where a run's JSON predates a measure."""
@@ -304,6 +356,9 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=HelpFormatter)
     p.add_argument("runs", nargs="+", type=Path, help="training.uncertainty output dirs (with --summarize: "
                    "JSON files written by --out)")
+    p.add_argument("--verdict", type=int, default=0, help="1: print each run's verdict under the rule a new "
+                   "head must meet (RULE; needs --engine=1), after measuring, or from --out files given as RUNS "
+                   "without measuring")
     p.add_argument("--summarize", type=int, default=0, help="1: print the mean and sd over seeds of every "
                    "variant (runs named VARIANT_s<seed>) from earlier --out files, int8 engine, and exit")
     p.add_argument("--engine", type=int, default=0, help="1: also release each run (see --rel) and measure the int8 engine")
@@ -319,12 +374,17 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.min_modulation_db is not None and not 0.0 <= args.min_modulation_db <= 40.0:
         p.error(f"--min_modulation_db must be within 0..40 dB, got {args.min_modulation_db:g}")
-    if args.summarize:
+    if args.summarize or (args.verdict and all(f.suffix == ".json" for f in args.runs)):
         merged: dict = {}
         for f in args.runs:
-            merged.update(json.loads(f.read_text()))
-        print(summarize(merged))
+            try:
+                merged.update(json.loads(f.read_text()))
+            except (OSError, ValueError) as e:
+                p.error(f"{f} is not a JSON file written by --out: {e}")
+        print(summarize(merged) if args.summarize else verdict_text(merged))
         return 0
+    if args.verdict and not args.engine:
+        p.error("--verdict judges the int8 engine's measures: give --engine=1")
     # the runs and options checked before the clips are built (minutes without a --cache)
     if args.threads < 1:
         p.error(f"--threads must be >= 1, got {args.threads}")
@@ -392,6 +452,8 @@ def main(argv: list[str] | None = None) -> int:
             line += " | fidelity min " + f"{min(r['fidelity_ccc'].values()):.4f} " + json.dumps(
                 {k: round(v, 4) for k, v in r["fidelity_ccc"].items()})
         print(line)
+    if args.verdict:
+        print(verdict_text(results))
     return 0
 
 
