@@ -200,10 +200,13 @@ def espeak_entries(n: int, seed: int, cache_dir: Path, workers: int = 2,
     if n <= 0:
         return []
     items = prosody.build_corpus(n, seed)
-    paths = synthesize_many([it.params for it in items], cache_dir, workers)
-    return [Entry(str(paths[i]), file_sha256(paths[i]), seconds, "espeak", f"espeak-{items[i].params.variant}",
-                  items[i].params.voice, items[i].split, tuple(float(x) for x in items[i].targets))
-            for i, seconds in _probe(paths, skipped)]
+    skipped = skipped if skipped is not None else Skipped("corpus")
+    rendered = [(p, it) for p, it in zip(synthesize_many([it.params for it in items], cache_dir, workers,
+                                                         skipped=skipped), items) if p is not None]
+    return [Entry(str(rendered[i][0]), file_sha256(rendered[i][0]), seconds, "espeak",
+                  f"espeak-{rendered[i][1].params.variant}", rendered[i][1].params.voice, rendered[i][1].split,
+                  tuple(float(x) for x in rendered[i][1].targets))
+            for i, seconds in _probe([p for p, _ in rendered], skipped)]
 
 
 FLITE = "flite"

@@ -396,10 +396,15 @@ def load_prosody_corpus(cfg: TrainConfig, sample_rate: int, log: Callable[[str],
         if done % step == 0 or done == total:
             log(f"clips {done}/{total} ready ({time.time() - t0:.1f} s)")
 
-    paths = synthesize_many([it.params for it in items], cfg.cache_dir or None, cfg.synth_workers, progress)
+    failed = skipped if skipped is not None else Skipped("prosody corpus")
+    before = len(failed)
+    paths = synthesize_many([it.params for it in items], cfg.cache_dir or None, cfg.synth_workers, progress,
+                            failed)
+    if len(failed) > before:   # the other clips, and so the other seeds' corpora, are as before
+        log(f"{len(failed) - before} of {len(items)} clips left out: espeak-ng could not render them")
     splits: dict[str, Split] = {}
     for name in ("train", "val", "test"):
-        sel = [(p, it) for p, it in zip(paths, items) if it.split == name]
+        sel = [(p, it) for p, it in zip(paths, items) if it.split == name and p is not None]
         keep, clips = read_many([p for p, _ in sel], sample_rate, skipped, int16=True)
         sel = [sel[k] for k in keep]
         splits[name] = _split(clips, [it.targets for _, it in sel] if sel else None,

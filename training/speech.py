@@ -34,6 +34,7 @@ import soundfile as sf
 
 from wav2small.audio import load, resample
 
+from .audio_io import Skipped, UnreadableAudio
 from .cli import ToolError
 from .files import atomic_path
 
@@ -285,20 +286,29 @@ def synthesize_many(
     cache_dir: Path | str | None = None,
     workers: int = 2,
     progress: Callable[[int, int], None] | None = None,
-) -> list[Path]:
+    skipped: Skipped | None = None,
+) -> list[Path | None]:
     """Cached clips for many parameter sets, in input order.
 
     Threads are enough for parallelism: each one waits on an espeak-ng subprocess. `progress(done,
-    total)` is called after each clip.
+    total)` is called after each clip. espeak-ng crashes on a few parameter sets (a segfault, every
+    time, on one draw of the prosody annotator's seed 8): with `skipped` such a clip is None in the
+    result and counted there; without it, the first one raises ToolError.
     """
     items = list(params)
     _espeak_path()  # fail early and clearly, not once per worker
     done = 0
 
-    def one(p: SynthParams) -> Path:
-        return synthesize_cached(p, cache_dir)
+    def one(p: SynthParams) -> Path | None:
+        try:
+            return synthesize_cached(p, cache_dir)
+        except ToolError as e:
+            if skipped is None:
+                raise
+            skipped.add(UnreadableAudio(cache_path(p, cache_dir), f"espeak-ng could not render it: {e}"))
+            return None
 
-    paths: list[Path] = []
+    paths: list[Path | None] = []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for path in pool.map(one, items):
             paths.append(path)
