@@ -76,7 +76,7 @@ PROBE_VOICES = 6   # talkers in the babble probes: the fewest the evaluation's b
 def build(log, n_val: int = 200, real_per_group: int = 40, skip: int = 150, per_kind: int = 40,
           noisy: int = 40, seed: int = 0, n_clips: int = 3000, per_probe: int = 40) -> dict:
     from .distill import TrainConfig, load_prosody_corpus
-    from .ood import add_noise, corrupt, corruption_grid, items, make_babble
+    from .ood import corruption_grid, items, make_babble
     from .uncertainty import corrupt_with_bank, real_speech
 
     n = int(SECONDS * 16000)
@@ -96,9 +96,7 @@ def build(log, n_val: int = 200, real_per_group: int = 40, skip: int = 150, per_
     noisy_clips, snr = [], []
     for x in annotated[:noisy]:
         for level in SNRS:
-            noisy_clips.append(corrupt(x, 16000, "white", level, rng).astype(np.float32))
-            b = add_noise(x, bank[int(rng.integers(len(bank)))][: len(x)], level)
-            noisy_clips.append((b / max(1.0, float(np.abs(b).max()))).astype(np.float32))
+            noisy_clips += [corrupt_with_bank(x, kind, level, rng, bank, "train") for kind in ("white", "babble")]
             snr += [level, level]
     # every corruption of training.ood's grid on the same clips (its own generator: the sets above
     # stay what they were), for selective prediction against the annotator
@@ -118,17 +116,12 @@ def noisy_at_20db(data: dict) -> list[np.ndarray]:
     """Every validation clip (cut to SECONDS) under white noise, then under babble of the cached bank,
     at 20 dB SNR, from a generator of its own (the same clips for every run; made when measured, as
     they would double the cache)."""
-    from .ood import add_noise, corrupt
+    from .uncertainty import corrupt_with_bank
 
     n = int(SECONDS * 16000)
     rng = np.random.default_rng([0, 0x5E4])
     clips = [c[:n] for c in data["val_clips"]]
-    white = [corrupt(x, 16000, "white", 20.0, rng).astype(np.float32) for x in clips]
-    babble = []
-    for x in clips:
-        b = add_noise(x, data["bank"][int(rng.integers(len(data["bank"])))][: len(x)], 20.0)
-        babble.append((b / max(1.0, float(np.abs(b).max()))).astype(np.float32))
-    return white + babble
+    return [corrupt_with_bank(x, kind, 20.0, rng, data["bank"], "train") for kind in ("white", "babble") for x in clips]
 
 
 def babble_probe(val, seed: int, per_set: int = 40) -> dict[str, list[np.ndarray]]:
