@@ -137,7 +137,8 @@ def test_command_line_replaces_a_corpus_only_with_overwrite(tmp_path: Path, caps
         corpus.main(args)
     err = capsys.readouterr().err
     assert e.value.code == 2 and f"python -m training.corpus: error: --out {out} already holds a corpus " \
-                                 "(manifest.csv) of other options: choose another --out, or --overwrite" in err, err
+                                 "(manifest.csv) that records no options (an older or hand-made one): choose " \
+                                 "another --out, or --overwrite" in err, err
     assert (out / "manifest.csv").read_text() == "an earlier corpus\n" and not (tmp_path / "cache").exists()
     corpus.main([*args, "--overwrite"])
     assert len(read_manifest(out / "manifest.csv")) == 3

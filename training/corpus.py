@@ -397,11 +397,13 @@ def main(argv: list[str] | None = None) -> None:
     options = {"sources": sorted(sources), "espeak": args.espeak, "flite": args.flite,
                "max_per_group": args.max_per_group, "min_seconds": args.min_seconds, "seed": args.seed}
     existing = (args.out / "manifest.csv").exists() and not args.overwrite
-    if existing and built_with(args.out) != options:
+    recorded = built_with(args.out) if existing else None
+    if existing and recorded != options:
         # runs, teachers and evaluations name a corpus by its path: another one in its place changes what
         # a later evaluation measures, and a resumed run refuses it (as training.teachers --overwrite)
-        ap.error(f"--out {args.out} already holds a corpus (manifest.csv) of other options: choose another "
-                 "--out, or --overwrite")
+        what = "of other options" if recorded else "that records no options (an older or hand-made one)"
+        ap.error(f"--out {args.out} already holds a corpus (manifest.csv) {what}: choose another --out, "
+                 "or --overwrite")
     skipped = Skipped("corpus")
     entries = build(None, sources, args.espeak, args.flite, args.max_per_group, args.seed,
                     args.cache_dir or default_cache_dir(), args.min_seconds, args.workers, skipped)
