@@ -143,7 +143,8 @@ def test_selection_counts_speech_at_the_models_own_threshold():
     data = {"speech": [clip() for _ in range(4)], "targets": np.full((2, 3), 0.5),
             "nonspeech": {"music": [clip() for _ in range(4)]}, "babble_probe": {"p": [clip() for _ in range(2)]},
             "noisy": [clip() for _ in range(2)], "snr": np.array([0.0, 10.0]), "val_clips": [clip() for _ in range(3)],
-            "val_targets": rng.random((3, 3)), "corrupted": [(0, "white", 0.0, clip())]}
+            "val_targets": rng.random((3, 3)), "corrupted": [(0, "white", 0.0, clip())],
+            "bank": [clip() for _ in range(2)]}
     logit = {id(c): v for c, v in zip(data["speech"], (-1.0, 0.5, 2.0, 3.0))}
     logit.update({id(c): v for c, v in zip(data["nonspeech"]["music"], (-3.0, 0.2, 0.8, 1.5))})
 
@@ -164,7 +165,8 @@ def test_selection_counts_speech_at_the_models_own_threshold():
     assert at0["answered"]["espeak"] == 0.5 and at0["answered"]["real"] == 1.0      # no sigma limit
     assert measure(run, data, 0.0, -2.0)["answered"]["real"] == 1.0                 # at the limit: answered
     assert measure(run, data, 0.0, -2.5)["answered"] == {"espeak": 0.0, "real": 0.0, "snr_levels": [0.0, 10.0],
-                                                          "noisy": [0.0, 0.0]}
+                                                          "noisy": [0.0, 0.0], "all_val_20db": {
+                                                              "both": 0.0, "white": 0.0, "babble": 0.0, "clips": 6}}
     # and at the model's modulation threshold: the steady clips are no speech, whatever their logit
     at5 = measure(run, data, 0.0, math.inf, 5.0)
     assert at5["heard_as_speech"] == {"espeak": 0.5, "real": 0.5} and at5["called_speech"]["music"] == 0.5
