@@ -201,12 +201,14 @@ def espeak_entries(n: int, seed: int, cache_dir: Path, workers: int = 2,
         return []
     items = prosody.build_corpus(n, seed)
     skipped = skipped if skipped is not None else Skipped("corpus")
-    rendered = [(p, it) for p, it in zip(synthesize_many([it.params for it in items], cache_dir, workers,
-                                                         skipped=skipped), items) if p is not None]
-    return [Entry(str(rendered[i][0]), file_sha256(rendered[i][0]), seconds, "espeak",
-                  f"espeak-{rendered[i][1].params.variant}", rendered[i][1].params.voice, rendered[i][1].split,
-                  tuple(float(x) for x in rendered[i][1].targets))
-            for i, seconds in _probe([p for p, _ in rendered], skipped)]
+    paths = synthesize_many([it.params for it in items], cache_dir, workers, skipped=skipped)
+    rendered = [(p, it) for p, it in zip(paths, items) if p is not None]
+    out = []
+    for i, seconds in _probe([p for p, _ in rendered], skipped):
+        path, it = rendered[i]
+        out.append(Entry(str(path), file_sha256(path), seconds, "espeak", f"espeak-{it.params.variant}",
+                         it.params.voice, it.split, tuple(float(x) for x in it.targets)))
+    return out
 
 
 FLITE = "flite"
