@@ -752,7 +752,7 @@ def test_ood_bn_keeps_nonspeech_out_of_batchnorm_statistics():
 def test_selection_measures_on_validation_clips(uq_bytes, tmp_path):
     """training.uq_select's clips (small) and measures through the engine, selective prediction included."""
     from training.ood import corruption_grid
-    from training.uq_select import build, engine_runner, measure, noisy_at_20db
+    from training.uq_select import build, detail_line, engine_runner, measure, noisy_at_20db
 
     data = build(lambda m: None, n_val=4, real_per_group=1, per_kind=1, noisy=1, n_clips=120, per_probe=2)
     assert len(data["corrupted"]) == len(corruption_grid()) and data["targets"].shape == (4, 3)
@@ -762,7 +762,8 @@ def test_selection_measures_on_validation_clips(uq_bytes, tmp_path):
     run, thresholds = engine_runner(path)
     r = measure(run, data, *thresholds)
     assert set(r) == {"auroc_sigma", "auroc_speech_prob", "spearman_sigma_minus_snr", "selective", "lsb_sensitivity",
-                      "ccc", "called_speech", "heard_as_speech", "babble_probe", "answered"}
+                      "ccc", "called_speech", "heard_as_speech", "babble_probe", "answered", "heard_by_group",
+                      "called_speech_clips"}
     # answered: the engine's own decision (w2s_decide) at the model file's thresholds, and at thresholds
     # in the middle of the noisy clips' outputs (this random head answers nothing at its own)
     model = wav2small.Model(path)
@@ -794,6 +795,17 @@ def test_selection_measures_on_validation_clips(uq_bytes, tmp_path):
         assert r["called_speech"][kind] == float((run(clips)[:, 6] >= bar).mean())
     heard = run(data["speech"])[:, 6] >= bar
     assert r["heard_as_speech"] == {"espeak": float(heard[:4].mean()), "real": float(heard[4:].mean())}
+    # per speaker group (one file each here) and by name: the same decisions, itemised
+    groups = data["real_groups"]
+    assert len(groups) == len(data["speech"]) - 4 and len(set(groups)) == len(groups) > 1
+    assert r["heard_by_group"] == {g: float(h) for g, h in sorted(zip(groups, heard[4:]))}
+    for kind, clips in data["nonspeech"].items():
+        called = run(clips)[:, 6] >= bar
+        assert r["called_speech_clips"][kind] == [n for n, c in zip(data["nonspeech_names"][kind], called) if c]
+        assert all(n.startswith(kind + "/") for n in data["nonspeech_names"][kind])
+    line = detail_line(r)
+    assert ("every file of every group" in line) == all(heard[4:])
+    assert all(g in line for g, h in zip(groups, heard[4:]) if not h)
     # the other measures recomputed from the engine's outputs with uq_report's tested metrics
     from training.metrics import ccc_numpy
     from training.uq_report import auroc, spearman

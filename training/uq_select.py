@@ -23,23 +23,23 @@ For each run directory (model.safetensors + train.json of training.uncertainty) 
 the AUROC of the largest sigma (and of 1 - speech probability) for speech against each non-speech
 kind and their mean, the share of each kind (and of each babble probe) called speech (speech logit
 >= the model's threshold: 0, probability 0.5, unless trained with --speech_coverage, and the level's
-modulation >= the release's threshold, 5 dB, or --min_modulation_db) and of the
-speech (espeak-ng and real apart) heard as speech, Spearman(largest sigma, -SNR), the share of the
-speech answered at the model's default thresholds (decision "reliable": clean, espeak-ng and real
-apart, and the noisy clips per SNR; a sigma that rises with noise past its threshold rejects speech
-at 20-30 dB SNR that the mean predicts as well as clean speech, which the other measures miss), selective
-prediction on the 200 annotated clips clean plus the corrupted ones (area, whether the error falls
-monotonically, how often it rises, Spearman of error and sigma over the corruption cells;
-training.uq_report's measures), how far +-1 LSB of random noise moves A/D/V on the speech padded
-with 1 s of digital silence at each end (mean absolute change, espeak-ng and real speech apart;
-scripts/uq_lowbits.py says why), and CCC against the annotator on every validation clip of seed 0's
-draw, whole (the same clips for every run; the validation CCC of its train.json is on the clips its
---seed drew). With --engine=1 the run is also released into REL/<run's name> (training.release
---out_dir, int8 calibration as for the package; REL is --rel, runs/rel by default) and the same
-numbers are measured through the int8 engine, with the release's engine-vs-float fidelity. The
-clips are made once and cached (--cache). --verdict=1 prints each run's verdict under the rule a new
-head must meet to replace the shipped one (RULE, docs/uncertainty.md), line by line, after measuring
-or from the --out files of earlier selections:
+modulation >= the release's threshold, 5 dB, or --min_modulation_db; the names of those clips too)
+and of the speech (espeak-ng and real apart, real speech also per speaker group) heard as speech,
+Spearman(largest sigma, -SNR), the share of the speech answered at the model's default thresholds
+(decision "reliable": clean, espeak-ng and real apart, and the noisy clips per SNR; a sigma that
+rises with noise past its threshold rejects speech at 20-30 dB SNR that the mean predicts as well as
+clean speech, which the other measures miss), selective prediction on the 200 annotated clips clean
+plus the corrupted ones (area, whether the error falls monotonically, how often it rises, Spearman
+of error and sigma over the corruption cells; training.uq_report's measures), how far +-1 LSB of
+random noise moves A/D/V on the speech padded with 1 s of digital silence at each end (mean absolute
+change, espeak-ng and real speech apart; scripts/uq_lowbits.py says why), and CCC against the
+annotator on every validation clip of seed 0's draw, whole (the same clips for every run; the
+validation CCC of its train.json is on the clips its --seed drew). With --engine=1 the run is also
+released into REL/<run's name> (training.release --out_dir, int8 calibration as for the package; REL
+is --rel, runs/rel by default) and the same numbers are measured through the int8 engine, with the
+release's engine-vs-float fidelity. The clips are made once and cached (--cache). --verdict=1 prints
+each run's verdict under the rule a new head must meet to replace the shipped one (RULE,
+docs/uncertainty.md), line by line, after measuring or from the --out files of earlier selections:
 
     python -m training.uq_select runs/sel31_s5.json runs/sel31_s6.json --verdict=1
 """
@@ -66,8 +66,9 @@ from .uq_report import auroc, selective_measures, spearman
 
 SECONDS = 4.0
 # 2: + targets and the corrupted set (selective prediction); 3: real speech trimmed; 4: val clips;
-# 5: + babble_probe; 6: + the babble bank (every validation clip at 20 dB SNR is made from it)
-CACHE_VERSION = 6
+# 5: + babble_probe; 6: + the babble bank (every validation clip at 20 dB SNR is made from it);
+# 7: + each real speech clip's speaker group and each non-speech clip's name
+CACHE_VERSION = 7
 DEFAULT_CACHE = Path(f"runs/uq_select_clips_v{CACHE_VERSION}.pkl")   # a version's own file: tools of two
 #                                                  versions at once do not build the clips over each other
 PROBE_VOICES = 6   # talkers in the babble probes: the fewest the evaluation's babble has
@@ -82,15 +83,18 @@ def build(log, n_val: int = 200, real_per_group: int = 40, skip: int = 150, per_
     n = int(SECONDS * 16000)
     val = load_prosody_corpus(TrainConfig(n_clips=n_clips, seed=seed), 16000, log)["val"]
     annotated = [c[:n].astype(np.float32) / 32768.0 for c in val.clips[:n_val]]
-    real = [a[:n] for _, a in real_speech(("val",), real_per_group, seed, trim=True)]
+    grouped = real_speech(("val",), real_per_group, seed, trim=True)
+    real = [a[:n] for _, a in grouped]
     listing = items("train", seed=seed, max_per_kind=skip + per_kind, extended=True)
     ns: dict[str, list[np.ndarray]] = {}
+    ns_names: dict[str, list[str]] = {}
     seen: dict[str, int] = {}
     for it in listing:
         seen[it.kind] = seen.get(it.kind, 0) + 1
         if seen[it.kind] > skip:
             out = it.render()
             ns.setdefault(it.kind, []).append(np.asarray(out[0] if isinstance(out, tuple) else out, np.float32)[:n])
+            ns_names.setdefault(it.kind, []).append(it.name)
     rng = np.random.default_rng([seed, 0x5E1])
     bank = [make_babble("train", n, rng)[0] for _ in range(8)]
     noisy_clips, snr = [], []
@@ -106,7 +110,8 @@ def build(log, n_val: int = 200, real_per_group: int = 40, skip: int = 150, per_
     log(f"validation set: {len(annotated)} annotated + {len(real)} real speech, "
         + ", ".join(f"{k} {len(v)}" for k, v in ns.items()) + f", {len(noisy_clips)} noisy, "
         f"{len(corrupted)} corrupted")
-    return {"version": CACHE_VERSION, "speech": annotated + real, "nonspeech": ns, "noisy": noisy_clips,
+    return {"version": CACHE_VERSION, "speech": annotated + real, "real_groups": [g for g, _ in grouped],
+            "nonspeech": ns, "nonspeech_names": ns_names, "noisy": noisy_clips,
             "snr": np.array(snr, float), "targets": val.targets[:n_val].astype(np.float64), "corrupted": corrupted,
             "val_clips": [c.astype(np.float32) / 32768.0 for c in val.clips], "val_targets": val.targets,
             "babble_probe": babble_probe(val, seed, per_probe), "bank": bank}
@@ -173,11 +178,17 @@ def measure(run, data: dict, min_speech_logit: float = 0.0, max_log_sigma: float
         res["auroc_sigma"][kind] = auroc(ns[:, N_VALUES:2 * N_VALUES].max(axis=1), u_sp)
         res["auroc_speech_prob"][kind] = auroc(-ns[:, 2 * N_VALUES], -sp[:, 2 * N_VALUES])
         res.setdefault("called_speech", {})[kind] = float(speech(ns).mean())
+        if "nonspeech_names" in data:   # which clips: the same few recur across heads and seeds
+            names = data["nonspeech_names"][kind]
+            res.setdefault("called_speech_clips", {})[kind] = [names[i] for i in np.flatnonzero(speech(ns))]
     for key in ("auroc_sigma", "auroc_speech_prob"):
         res[key]["all"] = float(np.mean(list(res[key].values())))
     n_ann = len(data["targets"])   # speech = annotated clips (one target each), then real speech
     heard = speech(sp)
     res["heard_as_speech"] = {"espeak": float(heard[:n_ann].mean()), "real": float(heard[n_ann:].mean())}
+    if "real_groups" in data:   # per speaker group: one group's short letters decide the real line
+        groups = np.array(data["real_groups"])
+        res["heard_by_group"] = {g: float(heard[n_ann:][groups == g].mean()) for g in sorted(set(groups.tolist()))}
     res["babble_probe"] = {}
     for name, clips in data["babble_probe"].items():
         b = run(clips)
@@ -310,6 +321,15 @@ def verdict_text(results: dict) -> str:
         lines.append(f"{run}: " + ("qualifies" if not failed else "fails: " + ", ".join(failed)))
         lines += [f"    {'ok  ' if ok else 'FAIL'} {name} {v:.4f}" for name, v, ok in checks]
     return "\n".join(lines)
+
+
+def detail_line(r: dict) -> str:
+    """Where one measure() result's speech output errs: the real speech groups not all heard, and the
+    non-speech clips called speech, by name."""
+    short = ", ".join(f"{g} {v:.3f}" for g, v in r["heard_by_group"].items() if v < 1.0)
+    called = "; ".join(f"{kind}: " + ", ".join(names) for kind, names in r["called_speech_clips"].items() if names)
+    return ((f"real speech heard: {short}, every file of the other groups" if short
+             else "real speech heard: every file of every group") + f" | non-speech called speech: {called or 'none'}")
 
 
 def summarize(results: dict, kind: str = "int8") -> str:
@@ -445,6 +465,9 @@ def main(argv: list[str] | None = None) -> int:
             line += " | fidelity min " + f"{min(r['fidelity_ccc'].values()):.4f} " + json.dumps(
                 {k: round(v, 4) for k, v in r["fidelity_ccc"].items()})
         print(line)
+        for kind in ("float", "int8"):
+            if kind in r and "heard_by_group" in r[kind]:
+                print(f"    {kind}: " + detail_line(r[kind]))
     if args.verdict:
         print(verdict_text(results))
     return 0
