@@ -220,6 +220,27 @@ def test_card_says_what_the_options_did():
     flat = " ".join(recipe_notes({**asdict(UQConfig()), "espeak_babble": 150}).split())
     assert "150 more non-speech clips were babble of the annotator's espeak-ng training voices" in flat
     assert all(len(line) <= 100 for line in text.splitlines())
+    # the shipped head's later options (R31), each said once
+    flat = " ".join(recipe_notes({**asdict(UQConfig()), "mean_on_clean": False, "sigma_rank_weight": 1.0,
+                                  "sigma_rank_margin": 0.1, "voice_weight": "whisper:4,klatt3:2"}).split())
+    assert "clean annotated clips had no CCC term of their own" in flat
+    assert "(weight 1, margin 0.1)" in flat and "sigma rises with noise" in flat
+    assert "the whisper voice's 4 times, the klatt3 voice's 2 times as often" in flat
+
+
+def test_card_says_where_the_thresholds_come_from():
+    from dataclasses import asdict
+
+    from training.release import threshold_origin
+    from training.uncertainty import UQConfig
+
+    flat = " ".join(threshold_origin(asdict(UQConfig())).split())
+    assert flat == ("The sigma threshold is the 95% quantile of the largest sigma over clean validation speech "
+                    "(each set apart, the largest threshold kept); the speech probability's is the classifier's "
+                    "own boundary.")
+    flat = " ".join(threshold_origin({**asdict(UQConfig()), "coverage_snr": 20.0, "speech_coverage": 0.96}).split())
+    assert "and over that speech under white noise and under babble at 20 dB SNR" in flat
+    assert flat.endswith("the speech probability's hears 96% of the clean validation speech.")
 
 
 def test_noise_floor_is_small_seeded_and_off_by_default():

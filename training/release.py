@@ -92,11 +92,35 @@ def recipe_notes(cfg: dict) -> str:
     if cfg.get("noise_floor", 0) > 0:
         notes.append(f"A share {cfg['noise_floor']:g} of the training rows was heard with a 0.5-4 LSB noise floor "
                      "added, so that digital silence and the lowest bits move A/D/V less.")
+    if cfg.get("mean_on_clean") is False:
+        notes.append("The clean annotated clips had no CCC term of their own (the distillation term alone held "
+                     "their A/D/V); the corrupted ones learned the clean clips' targets.")
+    if cfg.get("sigma_rank_weight", 0) > 0:
+        notes.append(f"A pairwise term (weight {cfg['sigma_rank_weight']:g}, margin "
+                     f"{cfg.get('sigma_rank_margin', 0):g}) made each annotated clip's largest log sigma exceed "
+                     "that of every cleaner clip of its batch, so that sigma rises with noise.")
+    if cfg.get("voice_weight"):
+        from .uncertainty import parse_voice_weight
+
+        weights = parse_voice_weight(cfg["voice_weight"])
+        drawn = ", ".join(f"the {voice} voice's {w:g} times" for voice, w in weights.items())
+        notes.append(f"Some training voices' clips were drawn more often than the others: {drawn} as often.")
     if not notes:
         return ""
     text = " ".join(notes) + " docs/uncertainty.md has the measurements."
     # wrapped as the rest of the card: greedy, at spaces only ("0.5-4 LSB" stays whole)
     return textwrap.fill(text, 100, break_on_hyphens=False, break_long_words=False) + "\n"
+
+
+def threshold_origin(cfg: dict) -> str:
+    """Where the card's two trained thresholds come from (training.uncertainty's coverage options)."""
+    sigma = f"the {cfg['coverage']:.0%} quantile of the largest sigma over clean validation speech"
+    if cfg.get("coverage_snr", 0) > 0:
+        sigma += f" and over that speech under white noise and under babble at {cfg['coverage_snr']:g} dB SNR"
+    speech = (f"the speech probability's hears {cfg['speech_coverage']:.0%} of the clean validation speech"
+              if cfg.get("speech_coverage") else "the speech probability's is the classifier's own boundary")
+    return textwrap.fill(f"The sigma threshold is {sigma} (each set apart, the largest threshold kept); {speech}.", 100,
+                         break_on_hyphens=False, break_long_words=False)
 
 
 def uncertainty_section(uq: dict) -> str:
@@ -116,8 +140,8 @@ The evaluation on other files and generators is docs/uncertainty.md.
 Every prediction carries a decision: **no speech** when the speech probability is below
 {th['min_speech_prob']:.2f} or the level's modulation (how much the loudest mel band rises and falls
 over 16 ms blocks, a standard deviation in dB, computed by the engine in the same pass) is below
-{modulation_threshold(uq):g} dB; **too uncertain** when any sigma is above {th['max_sigma']:.4f} (the
-{cfg['coverage']:.0%} quantile of the largest sigma over clean validation speech); else **reliable**.
+{modulation_threshold(uq):g} dB; **too uncertain** when any sigma is above {th['max_sigma']:.4f}; else **reliable**.
+{threshold_origin(cfg)}
 Pass `thresholds=wav2small.Thresholds(max_sigma, min_speech_prob, min_modulation_db)` to `predict`,
 or `--max-sigma` / `--min-speech-prob` / `--min-modulation-db` to the CLI, to change them.
 
@@ -162,11 +186,18 @@ def card(train: dict, fid: dict, nbytes: int, params: int, rebuild: str, extra: 
     def row(d: dict, fmt: str = ".3f", keys=OUTPUT_NAMES) -> str:
         return " | ".join(f"{d.get(k, float('nan')):{fmt}}" for k in keys)
 
+    def moved(split: str) -> str:
+        before, after = ccc.get(split, {}), (shipped_ccc or {}).get(split, {})
+        if not all(k in before and k in after for k in OUTPUT_NAMES):
+            return "?"
+        return f"{sum(after[k] - before[k] for k in OUTPUT_NAMES) / len(OUTPUT_NAMES):+.3f}"
+
     shipped_rows = "" if not shipped_ccc else (
         f"| validation, after uncertainty training (shipped) | {row(shipped_ccc.get('val', {}))} |\n"
         f"| test, after uncertainty training (shipped) | {row(shipped_ccc.get('test', {}))} |\n\n"
         "The first two rows are the distilled student; the uncertainty training fine-tunes all of it on\n"
-        "clean and corrupted clips, which trades some clean-speech CCC for robustness (docs/uncertainty.md).\n")
+        "clean and corrupted clips (docs/uncertainty.md), which moved the mean CCC by "
+        f"{moved('val')} on validation\nand {moved('test')} on test.\n")
 
     return f"""# Default model: Wav2Small distilled from a prosody annotator
 
