@@ -177,6 +177,7 @@ def test_the_build_record_says_whether_a_machine_can_rebuild_the_bytes():
     section = rebuild.rebuild_section(STUDENT, HEAD, built)
     assert f"whose probe is `{'ab' * 8}`" in section and "with the float kernels capped as above" in section
     assert "predates" not in section and f"on {built['machine']['cpu']}, the machine that built this model" in section
+    assert "any other machine\ntrains another draw of the recipe, whose uncertainty measures vary by seed" in section
     assert "This model predates\nthe cap" in rebuild.rebuild_section(STUDENT, HEAD)
     assert "uncapped (that CPU has no AVX2 and FMA)" in rebuild.rebuild_section(STUDENT, HEAD,
                                                                                {**built, "pinned_kernels": {}})
@@ -209,8 +210,11 @@ def test_the_capped_kernels_compute_alike_on_an_emulated_avx2_only_cpu(tmp_path)
 
 def test_the_model_card_shows_the_command_and_its_steps():
     card = (REPO / "wav2small" / "models" / "default.md").read_text()
-    assert rebuild.rebuild_section(STUDENT, HEAD) in card
+    built = rebuild.read_built(REPO / "training" / "default_uq")
+    assert rebuild.rebuild_section(STUDENT, HEAD, built) in card
     assert "python -m training.rebuild --install" in card
+    if built is not None:   # a head the rebuild trained: the card names its kernels, and other machines' draws
+        assert f"whose probe is `{built['kernel_probe'][:16]}`" in card and "another draw of the recipe" in card
 
 
 def test_a_small_rebuild_continues_a_killed_step_and_compares_with_the_shipped_model(tmp_path, capsys):

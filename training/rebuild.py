@@ -186,7 +186,9 @@ same quality, not these bytes (docs/uncertainty.md, "Commands", has measured cas
                 "uncapped (that CPU has no AVX2 and FMA)")
         provenance = f"""This model was built by
 this command {caps}, on kernels whose probe is `{built['kernel_probe'][:16]}`: a machine whose
-`--probe` prints that hash, with the same Debian speech, rebuilds these bytes."""
+`--probe` prints that hash, with the same Debian speech, rebuilds these bytes; any other machine
+trains another draw of the recipe, whose uncertainty measures vary by seed (docs/uncertainty.md
+gives each recipe's seeds against the shipping rule)."""
     return f"""```bash
 python -m training.rebuild --install   # {took}
 ```
