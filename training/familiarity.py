@@ -16,7 +16,7 @@ out-of-distribution detection. On held-out clean voices it ranks the head's erro
   2. d = squared whitened distance in the `rank` directions of largest variance of the
      standardised features (PCA): sum_i (v_i . z)^2 / lambda_i;
   3. one linear row g(x) = w . [P, G] + b fitted to log d by ridge regression on the same clips
-     (R^2 0.91 for the shipped head; a row on [P, G] can express quadratic forms of P), centred
+     (R^2 0.91 for the twelfth round's head; a row on [P, G] can express quadratic forms of P), centred
      so that its mean over them is 0;
   4. `weight` * g is added to each log-sigma row of the head (weight 0.5 makes sigma grow as the
      distance, 1 as its square).

@@ -42,7 +42,7 @@ generator family or a babble voice (tests/test_ood.py checks the files and voice
            x0.5-2, some reversed, chained ("varied-ui")
 
 The train split's "extended" generators (`extended=True`, the default here; `extended=False` gives the
-original train split item for item, which the shipped head was trained on) were added because tones
+original train split item for item, which the first heads were trained on) were added because tones
 and effects were the kinds the head separated worst from speech; docs/uncertainty.md has what they did.
 
 Synthetic clips also draw from disjoint random streams: train seeds are spawned from
