@@ -177,10 +177,11 @@ def measure(run, data: dict, min_speech_logit: float = 0.0, max_log_sigma: float
         ns = run(clips)
         res["auroc_sigma"][kind] = auroc(ns[:, N_VALUES:2 * N_VALUES].max(axis=1), u_sp)
         res["auroc_speech_prob"][kind] = auroc(-ns[:, 2 * N_VALUES], -sp[:, 2 * N_VALUES])
-        res.setdefault("called_speech", {})[kind] = float(speech(ns).mean())
+        called = speech(ns)
+        res.setdefault("called_speech", {})[kind] = float(called.mean())
         if "nonspeech_names" in data:   # which clips: the same few recur across heads and seeds
             names = data["nonspeech_names"][kind]
-            res.setdefault("called_speech_clips", {})[kind] = [names[i] for i in np.flatnonzero(speech(ns))]
+            res.setdefault("called_speech_clips", {})[kind] = [names[i] for i in np.flatnonzero(called)]
     for key in ("auroc_sigma", "auroc_speech_prob"):
         res[key]["all"] = float(np.mean(list(res[key].values())))
     n_ann = len(data["targets"])   # speech = annotated clips (one target each), then real speech
