@@ -173,7 +173,8 @@ def test_the_build_record_says_whether_a_machine_can_rebuild_the_bytes():
     assert "with the same Debian speech the rebuild gives its bytes" in rebuild.built_note(built, "ab" * 32)
     assert f"this machine's is {'cd' * 8}: the result will be a model of about the same quality" in \
         rebuild.built_note(built, "cd" * 32)
-    assert "records no kernel probe (this command under the cap did not train it)" in rebuild.built_note(None, "cd" * 32)
+    assert "records no kernel probe (this command did not train it): unless it was trained by the same recipe" in \
+        rebuild.built_note(None, "cd" * 32)
     # the card: a head a rebuild trained names its kernels and its time; one without a record predates the cap
     section = rebuild.rebuild_section(STUDENT, HEAD, built)
     assert f"whose probe is `{'ab' * 8}`" in section and "with the float kernels capped as above" in section

@@ -153,8 +153,9 @@ def read_built(head_dir: Path) -> dict | None:
 def built_note(built: dict | None, probe: str) -> str:
     """Whether this machine's kernel probe is the one the shipped head was built with."""
     if built is None:
-        return ("the shipped head records no kernel probe (this command under the cap did not train it): the "
-                "result will be a model of about the same quality, not its bytes")
+        return ("the shipped head records no kernel probe (this command did not train it): unless it was "
+                "trained by the same recipe under the same cap on kernels of this machine's probe, the result "
+                "will be a model of about the same quality, not its bytes")
     if built["kernel_probe"] == probe:
         return (f"the shipped head was built with this machine's kernel probe ({probe[:16]}) on "
                 f"{built['machine']['cpu']}: with the same Debian speech the rebuild gives its bytes")
