@@ -142,6 +142,7 @@ class UQConfig:
     min_lr: float = 1e-4
     weight_decay: float = 0.01
     grad_clip: float = 1.0
+    ema_decay: float = 0.0           # > 0: the saved model is an exponential moving average of the steps' weights
     ood_log_sigma: float = math.log(0.3)
     init_log_sigma: float = math.log(0.1)
     ood_per_kind: int = 150          # training.ood clips per kind
@@ -347,6 +348,10 @@ HELP = {   # every option's --help line (tests/test_uncertainty.py checks that n
             "evidence). Fourteenth round, docs/uncertainty.md",
     "evidential_reg": "--head=evidential: weight of the regulariser |error| * (2 nu + alpha) (evidence "
                       "where the error is large costs; on non-speech the error counts as 1)",
+    "ema_decay": "0..1: > 0 saves an exponential moving average of the weights over the steps (Polyak "
+                 "averaging; BatchNorm's running statistics averaged alike) instead of the last step's, "
+                 "the average of step t weighing min(decay, (1 + t) / (10 + t)); 0 = the last step's weights. "
+                 "Twenty-sixth round, docs/uncertainty.md",
     "coverage": "share of clean validation speech answered at the default sigma threshold",
     "speech_coverage": "share of clean validation speech (each set: the annotator's voices, real speech of the "
                        "validation groups) taken for speech at the default speech threshold, which is then "
@@ -1084,6 +1089,31 @@ def with_noise_floor(x: torch.Tensor, share: float, seed: int, it: int) -> torch
     return x if share <= 0 else x + torch.from_numpy(noise_floor(len(x), x.shape[1], share, seed, it))
 
 
+class WeightAverage:
+    """An exponential moving average of a model's state (weights and BatchNorm's running statistics;
+    integer buffers are copied): after step t, avg = d * avg + (1 - d) * current with
+    d = min(decay, (1 + t) / (10 + t)), so the first steps' weights, still near the init, fade fast."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.avg = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module, it: int) -> None:
+        d = min(self.decay, (1 + it) / (10 + it))
+        for k, v in model.state_dict().items():
+            if v.is_floating_point():
+                self.avg[k].mul_(d).add_(v.detach(), alpha=1 - d)
+            else:
+                self.avg[k].copy_(v)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {k: v.clone() for k, v in self.avg.items()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.avg = {k: v.clone() for k, v in state.items()}
+
+
 def lr_at(it: int, cfg: UQConfig) -> float:
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(1.0, it / cfg.max_iters)))
 
@@ -1161,6 +1191,8 @@ def train(cfg: UQConfig) -> dict[str, Any]:
         raise SystemExit(f"--espeak_babble is a number of clips >= 0, got {cfg.espeak_babble}")
     if cfg.head not in ("gaussian", "evidential"):
         raise SystemExit(f"--head must be 'gaussian' or 'evidential', got {cfg.head!r}")
+    if not 0 <= cfg.ema_decay < 1:
+        raise SystemExit(f"--ema_decay is a decay within 0..1 (0 = off), got {cfg.ema_decay}")
     ckpt = open_run(cfg)
     base = load_safetensors(Path(cfg.init) / "model.safetensors")
     if base.cfg.uncertainty:
@@ -1199,8 +1231,11 @@ def train(cfg: UQConfig) -> dict[str, Any]:
         groups[0]["weight_decay"] = 0.0  # decoupled decay would still shrink the frozen A/D/V rows
     opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     history, first, seconds_before = [], 0, 0.0
+    ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
     if ckpt is not None:   # everything above is a pure function of the options; the rest is here
         model.load_state_dict(ckpt["model"])
+        if ema is not None:
+            ema.load_state_dict(ckpt["ema"])
         opt.load_state_dict(ckpt["optimizer"])
         if evidence_rows is not None:
             evidence_rows.load_state_dict(ckpt["evidence_rows"])
@@ -1256,6 +1291,8 @@ def train(cfg: UQConfig) -> dict[str, Any]:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
+        if ema is not None:
+            ema.update(model, it)
         if it % 50 == 0 or it == cfg.max_iters - 1:
             log(f"step {it}/{cfg.max_iters}  loss {loss.item():.3f}  " +
                 "  ".join(f"{k} {v.item():.3f}" for k, v in terms.items()))
@@ -1265,12 +1302,15 @@ def train(cfg: UQConfig) -> dict[str, Any]:
                 "config": asdict(cfg), "iter_num": it + 1, "model": model.state_dict(),
                 "optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state(), "history": history,
                 "evidence_rows": None if evidence_rows is None else evidence_rows.state_dict(),
+                "ema": None if ema is None else ema.state_dict(),
                 "seconds": seconds_before + time.time() - t_start})
     if last < cfg.max_iters:
         log(f"stopped after step {last}/{cfg.max_iters}: continue with --out_dir={cfg.out_dir} --resume=true")
         return {"stopped_at": last}
     if hook is not None:  # the engine runs mu, log sigma and the speech logit only
         hook.remove()
+    if ema is not None:
+        model.load_state_dict(ema.state_dict())
     if cfg.snap_to_grid:
         snap_to_grid(model)
     pools_size = {"annotated": len(pools.annotated), "real_speech": len(pools.real), "non_speech": len(pools.ood)}
