@@ -307,14 +307,15 @@ def test_training_release_and_report_end_to_end(tmp_path, monkeypatch):
 
 def test_a_stopped_run_resumes_to_the_uninterrupted_result(tmp_path):
     """--stop_at leaves a checkpoint; --resume=true with only --out_dir continues it (the options come
-    from the run) and ends with the weights and history of a run that never stopped, bit for bit.
-    A held out_dir is never overwritten, and a resume that changes the recipe is refused."""
+    from the run) and ends with the weights and history of a run that never stopped, bit for bit
+    (the weight average of --ema_decay included). A held out_dir is never overwritten, and a resume
+    that changes the recipe is refused."""
     from training import uncertainty
     from training.uncertainty import UQConfig
 
     small = dict(init=str(REPO / "training" / "default"), max_iters=4, checkpoint_interval=3, n_clips=120,
                  batch_speech=4, batch_real=2, batch_ood=2, ood_per_kind=2, real_per_group=1, babble_bank=2,
-                 threads=1, seed=5)
+                 threads=1, seed=5, ema_decay=0.5)
     whole = uncertainty.train(UQConfig(**small, out_dir=str(tmp_path / "whole")))
     assert uncertainty.train(UQConfig(**small, out_dir=str(tmp_path / "parts"), stop_at=1)) == {"stopped_at": 1}
     assert not (tmp_path / "parts" / "model.safetensors").exists()
@@ -1022,6 +1023,32 @@ def test_mean_on_clean_false_leaves_the_clean_rows_to_the_keep_term():
     assert torch.equal(rows1, ~clean1)
 
 
+def test_weight_average_follows_its_formula():
+    """WeightAverage after steps 0..2 of weights w_t: avg <- d_t avg + (1 - d_t) w_t with
+    d_t = min(decay, (1 + t) / (10 + t)); BatchNorm's running statistics are averaged alike, its
+    step counter copied; loaded back, the model holds the average."""
+    from training.uncertainty import WeightAverage
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 1), torch.nn.BatchNorm1d(1))
+    with torch.no_grad():
+        model[0].weight.fill_(1.0)
+    avg = WeightAverage(model, decay=0.5)
+    want = 1.0
+    for t, w in enumerate((3.0, 5.0, 9.0)):
+        with torch.no_grad():
+            model[0].weight.fill_(w)
+            model[1].running_mean.fill_(w)
+            model[1].num_batches_tracked.fill_(t + 7)
+        avg.update(model, t)
+        d = min(0.5, (1 + t) / (10 + t))
+        want = d * want + (1 - d) * w
+    state = avg.state_dict()
+    assert state["0.weight"][0].tolist() == pytest.approx([want, want])
+    assert 3.0 < want < 9.0 and state["1.num_batches_tracked"].item() == 9
+    model.load_state_dict(state)
+    assert model[0].weight[0, 0].item() == pytest.approx(want)
+
+
 @pytest.mark.parametrize("option, match", [
     ("--mean_on_clean=false", "--mean_on_clean=false leaves the clean rows' A/D/V to the keep term and the CCC "
                               "term to the corrupted rows: it needs --keep_adv > 0 and --mean_on_corrupted=true, "
@@ -1036,6 +1063,7 @@ def test_mean_on_clean_false_leaves_the_clean_rows_to_the_keep_term():
     ("--babble_bank=0", "--babble_bank must be >= 1"),
     ("--real_per_group=0", "--real_per_group must be >= 1"),
     ("--voice_shift_prob=1.5", "--voice_shift_prob is a share of rows"),
+    ("--ema_decay=1", "--ema_decay is a decay within 0..1 (0 = off), got 1.0"),
 ])
 def test_uncertainty_refuses_bad_counts_before_the_pools(tmp_path, option, match):
     """--batch_speech=0 failed after 84 s of pool building, --crop_seconds=-1 and --batch_ood=-2 with
