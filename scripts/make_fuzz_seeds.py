@@ -1,4 +1,4 @@
-"""Write the seed corpora of the libFuzzer harnesses (csrc/fuzz/corpus/), deterministically.
+"""Write the seed corpora of the libFuzzer harnesses (csrc/fuzz/corpus/), deterministically on one machine.
 
     python scripts/make_fuzz_seeds.py          # needs the training extras (torch)
 
@@ -8,6 +8,11 @@ model and random-init models quantized by the real exporter, at the edges of the
 one LSB, int16 extremes, DC, a chirp). A valid seed lets the fuzzer start past the validation
 and spend its mutations on values the engine accepts. Files named regression-* are inputs that
 once crashed a harness (docs/reliability.md); they are kept, so every fuzz run replays them.
+
+The random-init models are calibrated by a float forward pass (training.quantize), whose last bits
+depend on the CPU's kernels: on another CPU, or here with the AVX2-pinned environment of
+training.rebuild, their seeds come out with other bytes (a few weights and the CRC). Any of those
+is as good a seed; the shipped model's seeds and the PCM seeds are the same bytes everywhere.
 """
 from __future__ import annotations
 

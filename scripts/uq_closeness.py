@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -35,14 +36,15 @@ def score(out: np.ndarray, k: float, centre: np.ndarray, sd: np.ndarray) -> np.n
     return (np.exp(out[:, 3:6]) + k * close).max(axis=1)
 
 
-def measures(sets: dict, k: float, centre: np.ndarray, sd: np.ndarray) -> tuple[float, int, float, float]:
-    """(selective area, rises, Spearman(score, -SNR), mean AUROC) of one set of engine outputs."""
+def measures(sets: dict, score: Callable[[np.ndarray], np.ndarray]) -> tuple[float, int, float, float]:
+    """(selective area, rises, Spearman(score, -SNR), mean AUROC) of one set of outputs (rows: the
+    engine's outputs first, A/D/V in columns 0-2), each clip scored by score(rows)."""
     out = np.concatenate([sets["clean"], sets["corrupted"]])
     t = np.concatenate([sets["targets"], sets["targets"][sets["corrupted_of"]]])
-    cover, err = selective_curve(np.abs(out[:, :3] - t).mean(axis=1), score(out, k, centre, sd))
-    sp = score(sets["speech"], k, centre, sd)
-    au = float(np.mean([auroc(score(v, k, centre, sd), sp) for v in sets["nonspeech"].values()]))
-    return area(cover, err), count_rises(err), spearman(score(sets["noisy"], k, centre, sd), -sets["snr"]), au
+    cover, err = selective_curve(np.abs(out[:, :3] - t).mean(axis=1), score(out))
+    sp = score(sets["speech"])
+    au = float(np.mean([auroc(score(v), sp) for v in sets["nonspeech"].values()]))
+    return area(cover, err), count_rises(err), spearman(score(sets["noisy"]), -sets["snr"]), au
 
 
 def validation_sets(cache: Path, run) -> dict:
@@ -76,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| k | val. area | rises | Spearman(score, −SNR) | AUROC | eval. area | rises | Spearman | AUROC |")
     print("|---|---|---|---|---|---|---|---|---|")
     for k in (float(x) for x in args.weights.split(",")):
-        (a, r, s, u), (ea, er, es_, eu) = measures(val, k, centre, sd), measures(ev, k, centre, sd)
+        (a, r, s, u), (ea, er, es_, eu) = (measures(sets, lambda o, k=k: score(o, k, centre, sd)) for sets in (val, ev))
         print(f"| {k:g} | {a:.4f} | {r} | {s:.3f} | {u:.3f} | {ea:.4f} | {er} | {es_:.3f} | {eu:.3f} |")
     return 0
 
