@@ -226,6 +226,9 @@ def test_card_says_what_the_options_did():
     assert "clean annotated clips had no CCC term of their own" in flat
     assert "(weight 1, margin 0.1)" in flat and "sigma rises with noise" in flat
     assert "the whisper voice's 4 times, the klatt3 voice's 2 times as often" in flat
+    assert "moving average" not in flat
+    flat = " ".join(recipe_notes({**asdict(UQConfig()), "ema_decay": 0.995}).split())
+    assert "an exponential moving average of the training steps' (decay 0.995," in flat
 
 
 def test_card_says_where_the_thresholds_come_from():

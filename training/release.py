@@ -105,6 +105,9 @@ def recipe_notes(cfg: dict) -> str:
         weights = parse_voice_weight(cfg["voice_weight"])
         drawn = ", ".join(f"the {voice} voice's {w:g} times" for voice, w in weights.items())
         notes.append(f"Some training voices' clips were drawn more often than the others: {drawn} as often.")
+    if cfg.get("ema_decay", 0) > 0:
+        notes.append(f"The released weights are an exponential moving average of the training steps' (decay "
+                     f"{cfg['ema_decay']:g}, BatchNorm's running statistics averaged alike), not the last step's.")
     if not notes:
         return ""
     text = " ".join(notes) + " docs/uncertainty.md has the measurements."
