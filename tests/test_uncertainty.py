@@ -767,7 +767,15 @@ def test_selection_measures_on_validation_clips(uq_bytes, tmp_path):
     r = measure(run, data, *thresholds)
     assert set(r) == {"auroc_sigma", "auroc_speech_prob", "spearman_sigma_minus_snr", "selective", "lsb_sensitivity",
                       "ccc", "called_speech", "heard_as_speech", "babble_probe", "answered", "heard_by_group",
-                      "called_speech_clips"}
+                      "called_speech_clips", "trained_nonspeech_left_out"}
+    assert set(r["trained_nonspeech_left_out"].values()) == {0}
+    # the clips a run trained on are left out of every non-speech measure (here: the one music clip)
+    trained = {kind: np.array([kind == "music"] * len(v)) for kind, v in data["nonspeech"].items()}
+    left = measure(run, data, *thresholds, trained=trained)
+    assert left["trained_nonspeech_left_out"]["music"] == 1 and "music" not in left["called_speech"]
+    assert "music" not in left["auroc_sigma"] and left["called_speech"] == {
+        k: v for k, v in r["called_speech"].items() if k != "music"}
+    assert "left out, in the run's training pool: music 1" in detail_line(left)
     # answered: the engine's own decision (w2s_decide) at the model file's thresholds, and at thresholds
     # in the middle of the noisy clips' outputs (this random head answers nothing at its own)
     model = wav2small.Model(path)
@@ -841,6 +849,31 @@ def test_selection_measures_on_validation_clips(uq_bytes, tmp_path):
     cell = (white[0]["kind"], white[0]["level"])
     copies = [j for j, (_, k, lv, _) in enumerate(data["corrupted"]) if (k, lv) == cell]
     assert white[0]["error"] == pytest.approx(np.abs(out[n:][copies, :3] - t[n:][copies]).mean())
+
+
+def test_trained_clips_are_the_runs_own_pool_items():
+    """uq_select's validation non-speech is seed 0's listing after its first 150 items; a run of
+    another seed draws its pool from its own listing, which holds some of the same whole files (the
+    Oxygen effects): those, and only those, are found, by name and samples."""
+    from dataclasses import asdict
+
+    from training.ood import items
+    from training.uncertainty import UQConfig
+    from training.uq_select import SECONDS, trained_clips
+
+    n = int(SECONDS * 16000)
+    listing = items("train", seed=0, max_per_kind=170, kinds=("effects",), extended=True)[150:]
+    clips = []
+    for it in listing:
+        out = it.render()
+        clips.append(np.asarray(out[0] if isinstance(out, tuple) else out, np.float32)[:n])
+    data = {"nonspeech": {"effects": clips}, "nonspeech_names": {"effects": [it.name for it in listing]}}
+    cfg = asdict(UQConfig(extended_nonspeech=True))
+    assert not trained_clips(data, {**cfg, "seed": 0})["effects"].any()   # seed 0: the listing's other part
+    got = trained_clips(data, {**cfg, "seed": 5})["effects"]
+    pool = {it.name for it in items("train", seed=5, max_per_kind=150, kinds=("effects",), extended=True)}
+    assert got.any() and all(listing[i].name in pool for i in np.flatnonzero(got))
+    assert all(not listing[i].name.startswith("effects/fx-") for i in np.flatnonzero(got))   # no generator draw
 
 
 def test_trim_digital_silence():

@@ -51,6 +51,7 @@ import math
 import pickle
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -161,12 +162,41 @@ def load_clips(cache: Path, log, **build_kw) -> dict:
     return data
 
 
+def trained_clips(data: dict, config: dict) -> dict[str, np.ndarray]:
+    """Per non-speech kind, which validation clips (build()'s, seed 0's listing after its first `skip`
+    items) a training.uncertainty run with `config` (its train.json's) had in its own non-speech pool:
+    same name and the same samples. Only a run of another seed can have any (the pool is the first
+    ood_per_kind items of its seed's listing), and then only whole-file items whose audio does not
+    depend on the seed (measured: 8 of the 40 effects clips, Oxygen sounds, for seeds 5 and 14); a
+    generator's item of the same name is another draw there, and stays."""
+    from .ood import items
+    from .uncertainty import UQConfig, voice_range
+
+    cfg = {**asdict(UQConfig()), **config}
+    names = data.get("nonspeech_names", {})
+    pool = {it.name: it for it in items("train", seed=cfg["seed"], max_per_kind=cfg["ood_per_kind"],
+                                        kinds=tuple(names), extended=cfg["extended_nonspeech"],
+                                        babble_voices=voice_range(cfg["babble_voices"]),
+                                        babble_speed=cfg["babble_speed"])}
+    out = {}
+    for kind, clips in data["nonspeech"].items():
+        mask = np.zeros(len(clips), bool)
+        for i, name in enumerate(names.get(kind, ())):
+            if name in pool:
+                audio = pool[name].render()
+                audio = np.asarray(audio[0] if isinstance(audio, tuple) else audio, np.float32)[:len(clips[i])]
+                mask[i] = np.array_equal(audio, clips[i])
+        out[kind] = mask
+    return out
+
+
 def measure(run, data: dict, min_speech_logit: float = 0.0, max_log_sigma: float = math.inf,
-            min_modulation: float = 0.0) -> dict:
+            min_modulation: float = 0.0, trained: dict[str, np.ndarray] | None = None) -> dict:
     """run(clips) -> (N, 8) raw outputs (log sigma, speech logit, the modulation in dB); a clip is
     called speech when its logit is >= min_speech_logit (the model's own threshold: train.json's
     --speech_coverage) and its modulation >= min_modulation, and answered (the decision "reliable")
-    when its largest log sigma is <= max_log_sigma as well."""
+    when its largest log sigma is <= max_log_sigma as well. `trained` (trained_clips'): the non-speech
+    clips the run trained on, left out of every non-speech measure."""
     def speech(o: np.ndarray) -> np.ndarray:
         return (o[:, 2 * N_VALUES] >= min_speech_logit) & (o[:, 2 * N_VALUES + 1] >= min_modulation)
 
@@ -174,13 +204,18 @@ def measure(run, data: dict, min_speech_logit: float = 0.0, max_log_sigma: float
     u_sp = sp[:, N_VALUES:2 * N_VALUES].max(axis=1)
     res: dict = {"auroc_sigma": {}, "auroc_speech_prob": {}}
     for kind, clips in data["nonspeech"].items():
+        keep = np.ones(len(clips), bool) if trained is None else ~trained[kind]
+        res.setdefault("trained_nonspeech_left_out", {})[kind] = int((~keep).sum())
+        clips = [c for c, k in zip(clips, keep) if k]
+        if not clips:   # every clip of the kind trained on: nothing to measure it by
+            continue
         ns = run(clips)
         res["auroc_sigma"][kind] = auroc(ns[:, N_VALUES:2 * N_VALUES].max(axis=1), u_sp)
         res["auroc_speech_prob"][kind] = auroc(-ns[:, 2 * N_VALUES], -sp[:, 2 * N_VALUES])
         called = speech(ns)
         res.setdefault("called_speech", {})[kind] = float(called.mean())
         if "nonspeech_names" in data:   # which clips: the same few recur across heads and seeds
-            names = data["nonspeech_names"][kind]
+            names = [n for n, k in zip(data["nonspeech_names"][kind], keep) if k]
             res.setdefault("called_speech_clips", {})[kind] = [names[i] for i in np.flatnonzero(called)]
     for key in ("auroc_sigma", "auroc_speech_prob"):
         res[key]["all"] = float(np.mean(list(res[key].values())))
@@ -329,8 +364,10 @@ def detail_line(r: dict) -> str:
     non-speech clips called speech, by name."""
     short = ", ".join(f"{g} {v:.3f}" for g, v in r["heard_by_group"].items() if v < 1.0)
     called = "; ".join(f"{kind}: " + ", ".join(names) for kind, names in r["called_speech_clips"].items() if names)
+    left = ", ".join(f"{kind} {n}" for kind, n in r.get("trained_nonspeech_left_out", {}).items() if n)
     return ((f"real speech heard: {short}, every file of the other groups" if short
-             else "real speech heard: every file of every group") + f" | non-speech called speech: {called or 'none'}")
+             else "real speech heard: every file of every group") + f" | non-speech called speech: {called or 'none'}"
+            + (f" | left out, in the run's training pool: {left}" if left else ""))
 
 
 def summarize(results: dict, kind: str = "int8") -> str:
@@ -430,16 +467,17 @@ def main(argv: list[str] | None = None) -> int:
         # the modulation threshold the release writes (a run from before it existed: the default)
         mod = modulation_threshold(train) if args.min_modulation_db is None else args.min_modulation_db
         r["min_modulation_db"] = mod
+        trained = trained_clips(data, train.get("config", {}))
         if args.float or not args.engine:
             r["float"] = measure(lambda c, m=model: float_outputs(m, c), data, model.cfg.min_speech_logit,
-                                 model.cfg.max_log_sigma, mod)
+                                 model.cfg.max_log_sigma, mod, trained)
         if args.engine:
             from .release import release
 
             fid = release(run, args.rel / run.name)
             engine, (min_logit, max_log_sigma, file_mod) = engine_runner(args.rel / run.name / "default.w2s")
             r["int8"] = measure(engine, data, min_logit, max_log_sigma,
-                                file_mod if args.min_modulation_db is None else mod)
+                                file_mod if args.min_modulation_db is None else mod, trained)
             r["fidelity_ccc"] = fid["ccc"]
         results[str(run)] = r
         log(f"{run}: {json.dumps(r)}")
