@@ -7,9 +7,11 @@ For each run directory (model.safetensors + train.json of training.uncertainty) 
   * speech: the annotator's validation voices (the first 200 validation clips, cut to 4 s) and real
     speech of training.corpus's "val" speaker groups (40 files per group, leading and trailing digital
     silence trimmed, 4 s);
-  * non-speech: 40 clips per kind of training.ood's *train* split that no training pool held (items
-    150..189 of the extended listing; the pools take the first `ood_per_kind` = 150), never the
-    "eval" split the report uses. They come from the training generators, so they favour variants
+  * non-speech: 40 clips per kind of training.ood's *train* split (items 150..189 of seed 0's
+    extended listing; a seed-0 pool takes the first `ood_per_kind` = 150), never the "eval" split
+    the report uses. A run of another seed draws its pool from its own listing, which holds some of
+    the same whole files: those clips (same name, same samples) are left out of that run's measures
+    and counted (trained_clips). They come from the training generators, so they favour variants
     trained on the extended split over the shipped head; they rank the extended variants;
   * noise: the first 40 validation clips x white and babble noise (training voices) at -10..30 dB,
     and (only for the share answered at 20 dB, which on those 80 clips moves by 0.0125 a clip)
