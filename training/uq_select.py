@@ -167,10 +167,11 @@ def load_clips(cache: Path, log, **build_kw) -> dict:
 def trained_clips(data: dict, config: dict) -> dict[str, np.ndarray]:
     """Per non-speech kind, which validation clips (build()'s, seed 0's listing after its first `skip`
     items) a training.uncertainty run with `config` (its train.json's) had in its own non-speech pool:
-    same name and the same samples. Only a run of another seed can have any (the pool is the first
-    ood_per_kind items of its seed's listing), and then only whole-file items whose audio does not
-    depend on the seed (measured: 8 of the 40 effects clips, Oxygen sounds, for seeds 5 and 14); a
-    generator's item of the same name is another draw there, and stays."""
+    same name and the same samples. The pool is the first ood_per_kind items of the run's seed's
+    listing: with 150 per kind a seed-0 run has none of them, a run of another seed the whole-file
+    items whose audio does not depend on the seed (measured: 7-12 of the 40 effects clips, Oxygen
+    sounds, and a few silence clips; a generator's item of the same name is another draw there, and
+    stays); with more than 150 per kind a seed-0 run holds the validation items themselves."""
     from .ood import items
     from .uncertainty import UQConfig, voice_range
 
