@@ -863,10 +863,7 @@ def test_trained_clips_are_the_runs_own_pool_items():
 
     n = int(SECONDS * 16000)
     listing = items("train", seed=0, max_per_kind=170, kinds=("effects",), extended=True)[150:]
-    clips = []
-    for it in listing:
-        out = it.render()
-        clips.append(np.asarray(out[0] if isinstance(out, tuple) else out, np.float32)[:n])
+    clips = [np.asarray(it.rendered()[0], np.float32)[:n] for it in listing]
     data = {"nonspeech": {"effects": clips}, "nonspeech_names": {"effects": [it.name for it in listing]}}
     cfg = asdict(UQConfig(extended_nonspeech=True))
     assert not trained_clips(data, {**cfg, "seed": 0})["effects"].any()   # seed 0: the listing's other part

@@ -126,7 +126,12 @@ class _Item:
     source: str
     files: tuple[str, ...]
     seconds: float
-    render: Callable[[], np.ndarray]
+    render: Callable[[], np.ndarray]   # some renders return (audio, the files they drew on)
+
+    def rendered(self) -> tuple[np.ndarray, tuple[str, ...]]:
+        """The audio, and the files it was made from."""
+        out = self.render()
+        return out if isinstance(out, tuple) else (out, self.files)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -992,8 +997,7 @@ def nonspeech(split: Split, *, seed: int = 0, max_per_kind: int | None = 100,
     clips = []
     for it in items(split, seed=seed, max_per_kind=max_per_kind, kinds=kinds, extended=extended,
                     babble_voices=babble_voices, babble_speed=babble_speed):
-        out = it.render()
-        audio, files = out if isinstance(out, tuple) else (out, it.files)
+        audio, files = it.rendered()
         clips.append(Clip(it.name, it.kind, it.source, audio, SAMPLE_RATE, files))
     return clips
 

@@ -95,8 +95,7 @@ def build(log, n_val: int = 200, real_per_group: int = 40, skip: int = 150, per_
     for it in listing:
         seen[it.kind] = seen.get(it.kind, 0) + 1
         if seen[it.kind] > skip:
-            out = it.render()
-            ns.setdefault(it.kind, []).append(np.asarray(out[0] if isinstance(out, tuple) else out, np.float32)[:n])
+            ns.setdefault(it.kind, []).append(np.asarray(it.rendered()[0], np.float32)[:n])
             ns_names.setdefault(it.kind, []).append(it.name)
     rng = np.random.default_rng([seed, 0x5E1])
     bank = [make_babble("train", n, rng)[0] for _ in range(8)]
@@ -186,8 +185,7 @@ def trained_clips(data: dict, config: dict) -> dict[str, np.ndarray]:
         mask = np.zeros(len(clips), bool)
         for i, name in enumerate(names.get(kind, ())):
             if name in pool:
-                audio = pool[name].render()
-                audio = np.asarray(audio[0] if isinstance(audio, tuple) else audio, np.float32)[:len(clips[i])]
+                audio = np.asarray(pool[name].rendered()[0], np.float32)[:len(clips[i])]
                 mask[i] = np.array_equal(audio, clips[i])
         out[kind] = mask
     return out
