@@ -30,9 +30,8 @@ sys.path.insert(0, str(REPO / "scripts"))
 from uq_closeness import SHIPPED, evaluation_sets, measures, validation_sets
 
 from training.model import load_safetensors
-from training.uq_select import DEFAULT_CACHE, engine_runner
+from training.uq_select import DEFAULT_CACHE, N_VALUES, engine_runner
 
-N_VALUES = 3
 N_ENGINE = 2 * N_VALUES + 2   # A/D/V, their log sigmas, the speech logit, the modulation
 
 
