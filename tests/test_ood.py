@@ -130,6 +130,25 @@ def test_nonspeech_is_deterministic(clips):
         ood.nonspeech("train", kinds=("speech",))
 
 
+def test_a_segment_span_is_the_stretch_of_its_file_it_plays(listing):
+    """A clip cut from a longer file says which stretch (training.ood._Item.span); another seed cuts
+    the file at other points, so its segments overlap this seed's without being equal to any."""
+    moh = [it for it in listing["train"] if it.name.startswith("music/macroform-cold_day@")]
+    assert len(moh) > 10 and all(it.span is not None and it.files == moh[0].files for it in moh)
+    it = sorted(moh, key=lambda it: it.span)[3]
+    audio, _ = it.rendered()
+    whole = ood._load(it.files[0])
+    a, b = (int(t * ood.SAMPLE_RATE) for t in it.span)
+    assert np.array_equal(audio, ood._fit(whole[a:b]))
+    spans = sorted(x.span for x in moh)
+    assert all(p[1] == q[0] for p, q in zip(spans, spans[1:]))   # consecutive, no overlap
+    assert not any(ood.same_stretch(x, y) for x in moh for y in moh if x is not y)
+    other = [x for x in ood.items("train", seed=5, max_per_kind=None, kinds=("music",)) if x.files == it.files]
+    assert any(ood.same_stretch(it, x) for x in other) and it.span not in [x.span for x in other]
+    melody = next(x for x in listing["train"] if x.source == "numpy:melody")
+    assert melody.span is None and not ood.same_stretch(melody, melody)   # a generator's draw: no file
+
+
 def test_list_command_shows_every_split_and_kind(capsys):
     ood.main(["--list"])
     out = capsys.readouterr().out

@@ -873,6 +873,34 @@ def test_trained_clips_are_the_runs_own_pool_items():
     assert all(not listing[i].name.startswith("effects/fx-") for i in np.flatnonzero(got))   # no generator draw
 
 
+def test_trained_clips_include_other_cuts_of_the_same_file():
+    """A run of another seed cuts the music-on-hold files at other points: a validation stretch
+    that overlaps one of its pool's segments was heard in training, although no pool item has its
+    name; stretches that overlap none stay."""
+    from dataclasses import asdict, replace
+
+    from training.ood import items, same_stretch
+    from training.uncertainty import UQConfig
+    from training.uq_select import SECONDS, trained_clips
+
+    n = int(SECONDS * 16000)
+    listing = [it for it in items("train", seed=0, max_per_kind=190, kinds=("music",))[150:]
+               if it.source == "asterisk-moh-opsound-wav"]
+    clips = [np.asarray(it.rendered()[0], np.float32)[:n] for it in listing]
+    data = {"nonspeech": {"music": clips}, "nonspeech_names": {"music": [it.name for it in listing]}}
+    cfg = asdict(UQConfig(extended_nonspeech=True))
+    assert not trained_clips(data, {**cfg, "seed": 0})["music"].any()
+    got = trained_clips(data, {**cfg, "seed": 5})["music"]
+    pool = items("train", seed=5, max_per_kind=150, kinds=("music",))
+    assert {listing[i].name for i in np.flatnonzero(got)} - {it.name for it in pool}   # not found by name
+    for it, heard in zip(listing, got):   # the clip is cut to SECONDS: its first seconds count
+        overlaps = any(same_stretch(it, p) for p in pool)
+        assert overlaps or not heard, it.name
+        short = replace(it, span=(it.span[0], it.span[0] + 0.5))
+        assert heard or not any(same_stretch(short, p) for p in pool), it.name
+    assert 0 < got.sum() < len(listing)
+
+
 def test_trim_digital_silence():
     from training.uncertainty import trim_digital_silence
 

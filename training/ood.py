@@ -127,11 +127,21 @@ class _Item:
     files: tuple[str, ...]
     seconds: float
     render: Callable[[], np.ndarray]   # some renders return (audio, the files they drew on)
+    # the stretch [start, end) in seconds of files[0] that the clip plays, when it is cut from a
+    # longer file (None: a whole file, or a generator's draw); other seeds cut a file at other points
+    span: tuple[float, float] | None = None
 
     def rendered(self) -> tuple[np.ndarray, tuple[str, ...]]:
         """The audio, and the files it was made from."""
         out = self.render()
         return out if isinstance(out, tuple) else (out, self.files)
+
+
+def same_stretch(a: _Item, b: _Item) -> bool:
+    """Whether two items play some of the same stretch of one file: cut from it at other points
+    (another seed's segments), neither is the other, yet they share audio."""
+    return (a.span is not None and b.span is not None and a.files == b.files
+            and a.span[0] < b.span[1] and b.span[0] < a.span[1])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -210,7 +220,8 @@ def _segments(path: str, kind: str, source: str, split: str, seed: int,
             x = _load(path)
             return _fit(x[int(a * SAMPLE_RATE): int(b * SAMPLE_RATE)])
 
-        items.append(_Item(f"{kind}/{stem}@{a:.1f}", kind, source, (path,), max(length, MIN_SECONDS), render))
+        items.append(_Item(f"{kind}/{stem}@{a:.1f}", kind, source, (path,), max(length, MIN_SECONDS), render,
+                           span=(a, b)))
         start = b
         if start >= total - 1e-6 or (max_segments and len(items) >= max_segments):
             break
@@ -349,8 +360,10 @@ def _music(split: str, seed: int) -> dict[str, list[_Item]]:
                 seg = x[int(a * SAMPLE_RATE): int(b * SAMPLE_RATE)]
                 return _fit(seg if seg.size else x[-int(MAX_SECONDS * SAMPLE_RATE):])
 
+            # span: of the rendered tune, whose length is known only once rendered (a start past
+            # its end plays the last MAX_SECONDS instead, which the span does not say)
             items.append(_Item(f"music/{Path(mid).stem}@{start:.1f}", "music", "openttd-openmsx+timidity",
-                               (mid,), length, render))
+                               (mid,), length, render, span=(start, start + length)))
             start += length + float(rng.uniform(5, 20))
         return items
 

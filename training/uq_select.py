@@ -10,8 +10,10 @@ For each run directory (model.safetensors + train.json of training.uncertainty) 
   * non-speech: 40 clips per kind of training.ood's *train* split (items 150..189 of seed 0's
     extended listing; a seed-0 pool takes the first `ood_per_kind` = 150), never the "eval" split
     the report uses. A run of another seed draws its pool from its own listing, which holds some of
-    the same whole files: those clips (same name, same samples) are left out of that run's measures
-    and counted (trained_clips). They come from the training generators, so they favour variants
+    the same whole files, and its own cuts of the long ones (music on hold, MIDI tunes, long effects)
+    across the validation's: those clips (same name and samples, or some of the same stretch of a
+    file) are left out of that run's measures and counted (trained_clips). They come from the
+    training generators, so they favour variants
     trained on the extended split over the shipped head; they rank the extended variants;
   * noise: the first 40 validation clips x white and babble noise (training voices) at -10..30 dB,
     and (only for the share answered at 20 dB, which on those 80 clips moves by 0.0125 a clip)
@@ -53,7 +55,7 @@ import math
 import pickle
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -165,21 +167,25 @@ def load_clips(cache: Path, log, **build_kw) -> dict:
 
 def trained_clips(data: dict, config: dict) -> dict[str, np.ndarray]:
     """Per non-speech kind, which validation clips (build()'s, seed 0's listing after its first `skip`
-    items) a training.uncertainty run with `config` (its train.json's) had in its own non-speech pool:
-    same name and the same samples. The pool is the first ood_per_kind items of the run's seed's
-    listing: with 150 per kind a seed-0 run has none of them, a run of another seed the whole-file
-    items whose audio does not depend on the seed (measured: 7-12 of the 40 effects clips, Oxygen
-    sounds, and a few silence clips; a generator's item of the same name is another draw there, and
-    stays); with more than 150 per kind a seed-0 run holds the validation items themselves."""
-    from .ood import items
+    items) a training.uncertainty run with `config` (its train.json's) trained on: a clip of its own
+    non-speech pool with the same name and the same samples, or one that plays some of the same
+    stretch of the same file (training.ood.same_stretch). The pool is the first ood_per_kind items of
+    the run's seed's listing. With 150 per kind a seed-0 run has none of them (one listing cuts each
+    file into consecutive segments); a run of another seed has the whole-file items whose audio does
+    not depend on the seed (measured: 7-12 of the 40 effects clips, Oxygen sounds, and a few silence
+    clips; a generator's item of the same name is another draw there, and stays) and its own cuts of
+    the long files (music on hold, MIDI tunes, long effects) across the validation's cuts; with more
+    than 150 per kind a seed-0 run holds the validation items themselves."""
+    from .ood import items, same_stretch
     from .uncertainty import UQConfig, voice_range
 
     cfg = {**asdict(UQConfig()), **config}
     names = data.get("nonspeech_names", {})
-    pool = {it.name: it for it in items("train", seed=cfg["seed"], max_per_kind=cfg["ood_per_kind"],
-                                        kinds=tuple(names), extended=cfg["extended_nonspeech"],
-                                        babble_voices=voice_range(cfg["babble_voices"]),
-                                        babble_speed=cfg["babble_speed"])}
+    listed = {it.name: it for it in items("train", seed=0, max_per_kind=None, kinds=tuple(names), extended=True)}
+    pool_items = items("train", seed=cfg["seed"], max_per_kind=cfg["ood_per_kind"], kinds=tuple(names),
+                       extended=cfg["extended_nonspeech"], babble_voices=voice_range(cfg["babble_voices"]),
+                       babble_speed=cfg["babble_speed"])
+    pool = {it.name: it for it in pool_items}
     out = {}
     for kind, clips in data["nonspeech"].items():
         mask = np.zeros(len(clips), bool)
@@ -187,6 +193,10 @@ def trained_clips(data: dict, config: dict) -> dict[str, np.ndarray]:
             if name in pool:
                 audio = np.asarray(pool[name].rendered()[0], np.float32)[:len(clips[i])]
                 mask[i] = np.array_equal(audio, clips[i])
+            val = listed.get(name)
+            if not mask[i] and val is not None and val.span is not None:
+                heard = replace(val, span=(val.span[0], min(val.span[1], val.span[0] + len(clips[i]) / 16000)))
+                mask[i] = any(same_stretch(heard, it) for it in pool_items)
         out[kind] = mask
     return out
 
