@@ -996,6 +996,10 @@ def test_uq_select_rebuilds_an_unreadable_clip_cache(tmp_path):
     assert len(said) == n_said and again.keys() == data.keys() and np.array_equal(again["targets"], data["targets"])
     assert all(np.array_equal(a, b) for a, b in zip(again["val_clips"], data["val_clips"]))
     assert not list(tmp_path.glob("*.tmp"))
+    n_said = len(said)
+    bigger = uq_select.load_clips(cache, said.append, **{**small, "per_kind": 2})   # another size: built again
+    assert "holds 1 non-speech clips per kind, not 2" in said[n_said]
+    assert bigger["per_kind"] == 2 and all(len(v) == 2 for v in bigger["nonspeech"].values())
 
 
 def test_uq_report_checks_its_inputs_before_building_anything(tmp_path):
@@ -1058,7 +1062,8 @@ def test_uq_select_checks_runs_and_threads_before_building_the_clips(tmp_path, c
     plain = "training/default is not a training.uncertainty run: its train.json has no decision thresholds"
     missing = "nowhere is not a training.uncertainty run: no model.safetensors or train.json"
     for runs, args, match in (([REPO / "training" / "default"], [], plain), ([tmp_path / "nowhere"], [], missing),
-                              ([REPO / "training" / "default_uq"], ["--threads=0"], "--threads must be >= 1, got 0")):
+                              ([REPO / "training" / "default_uq"], ["--threads=0"], "--threads must be >= 1, got 0"),
+                              ([REPO / "training" / "default_uq"], ["--per_kind=0"], "--per_kind must be >= 1, got 0")):
         with pytest.raises(SystemExit) as e:
             uq_select.main([*map(str, runs), f"--cache={cache}", *args])
         err = capsys.readouterr().err

@@ -7,7 +7,7 @@ For each run directory (model.safetensors + train.json of training.uncertainty) 
   * speech: the annotator's validation voices (the first 200 validation clips, cut to 4 s) and real
     speech of training.corpus's "val" speaker groups (40 files per group, leading and trailing digital
     silence trimmed, 4 s);
-  * non-speech: 40 clips per kind of training.ood's *train* split (items 150..189 of seed 0's
+  * non-speech: 80 clips per kind of training.ood's *train* split (items 150..229 of seed 0's
     extended listing; a seed-0 pool takes the first `ood_per_kind` = 150), never the "eval" split
     the report uses. A run of another seed draws its pool from its own listing, which holds some of
     the same whole files, and its own cuts of the long ones (music on hold, MIDI tunes, long effects)
@@ -73,13 +73,22 @@ SECONDS = 4.0
 # 2: + targets and the corrupted set (selective prediction); 3: real speech trimmed; 4: val clips;
 # 5: + babble_probe; 6: + the babble bank (every validation clip at 20 dB SNR is made from it);
 # 7: + each real speech clip's speaker group and each non-speech clip's name
-CACHE_VERSION = 7
-DEFAULT_CACHE = Path(f"runs/uq_select_clips_v{CACHE_VERSION}.pkl")   # a version's own file: tools of two
+CACHE_VERSION = 8
+# non-speech clips per kind: 40 until version 8, when a second leak (other seeds' cuts of the same
+# files, trained_clips) left some lines on 26-30 clips, where one clip moved them by 3-4 points
+PER_KIND = 80
+
+
+def default_cache(per_kind: int = PER_KIND) -> Path:
+    return Path(f"runs/uq_select_clips_v{CACHE_VERSION}" + ("" if per_kind == PER_KIND else f"_k{per_kind}") + ".pkl")
+
+
+DEFAULT_CACHE = default_cache()   # a version's own file: tools of two
 #                                                  versions at once do not build the clips over each other
 PROBE_VOICES = 6   # talkers in the babble probes: the fewest the evaluation's babble has
 
 
-def build(log, n_val: int = 200, real_per_group: int = 40, skip: int = 150, per_kind: int = 40,
+def build(log, n_val: int = 200, real_per_group: int = 40, skip: int = 150, per_kind: int = PER_KIND,
           noisy: int = 40, seed: int = 0, n_clips: int = 3000, per_probe: int = 40) -> dict:
     from .distill import TrainConfig, load_prosody_corpus
     from .ood import corruption_grid, items, make_babble
@@ -114,7 +123,7 @@ def build(log, n_val: int = 200, real_per_group: int = 40, skip: int = 150, per_
     log(f"validation set: {len(annotated)} annotated + {len(real)} real speech, "
         + ", ".join(f"{k} {len(v)}" for k, v in ns.items()) + f", {len(noisy_clips)} noisy, "
         f"{len(corrupted)} corrupted")
-    return {"version": CACHE_VERSION, "speech": annotated + real, "real_groups": [g for g, _ in grouped],
+    return {"version": CACHE_VERSION, "per_kind": per_kind, "speech": annotated + real, "real_groups": [g for g, _ in grouped],
             "nonspeech": ns, "nonspeech_names": ns_names, "noisy": noisy_clips,
             "snr": np.array(snr, float), "targets": val.targets[:n_val].astype(np.float64), "corrupted": corrupted,
             "val_clips": [c.astype(np.float32) / 32768.0 for c in val.clips], "val_targets": val.targets,
@@ -150,16 +159,19 @@ def babble_probe(val, seed: int, per_set: int = 40) -> dict[str, list[np.ndarray
 
 
 def load_clips(cache: Path, log, **build_kw) -> dict:
-    """The validation clips of build(**build_kw), from `cache` when it holds this version's, else
-    built and written there."""
+    """The validation clips of build(**build_kw), from `cache` when it holds this version's of the same
+    size, else built and written there."""
     try:
         data = pickle.loads(cache.read_bytes()) if cache.exists() else {}
     except (pickle.UnpicklingError, EOFError, ValueError) as e:   # a cut-off file of an older run
         log(f"{cache} is unreadable ({e}): building the clips again")
         data = {}
-    if data.get("version") != CACHE_VERSION:
-        if data:
+    per_kind = build_kw.get("per_kind", PER_KIND)
+    if data.get("version") != CACHE_VERSION or data.get("per_kind") != per_kind:
+        if data.get("version") != CACHE_VERSION and data:
             log(f"{cache} is from an older version of this script: building the clips again")
+        elif data:
+            log(f"{cache} holds {data.get('per_kind')} non-speech clips per kind, not {per_kind}: building them again")
         data = build(log, **build_kw)
         write_atomic(cache, pickle.dumps(data))
     return data
@@ -425,8 +437,11 @@ def main(argv: list[str] | None = None) -> int:
                    "variant (runs named VARIANT_s<seed>) from earlier --out files, int8 engine, and exit")
     p.add_argument("--engine", type=int, default=0, help="1: also release each run (see --rel) and measure the int8 engine")
     p.add_argument("--rel", type=Path, default=Path("runs/rel"), help="where --engine=1 writes the releases")
-    p.add_argument("--cache", type=Path, default=DEFAULT_CACHE,
-                   help="the validation clips, built on first use (minutes) and read from here after")
+    p.add_argument("--per_kind", type=int, default=PER_KIND, help="validation non-speech clips per kind "
+                   "(items 150.. of seed 0's listing; 40 before the clip cache's version 8)")
+    p.add_argument("--cache", type=Path, default=None,
+                   help="the validation clips, built on first use (minutes) and read from here after "
+                        "(default: runs/uq_select_clips_v<version>[_k<per_kind>].pkl)")
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     p.add_argument("--float", type=int, default=1, help="0: measure the int8 engine only (with --engine=1)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -450,6 +465,8 @@ def main(argv: list[str] | None = None) -> int:
     # the runs and options checked before the clips are built (minutes without a --cache)
     if args.threads < 1:
         p.error(f"--threads must be >= 1, got {args.threads}")
+    if args.per_kind < 1:
+        p.error(f"--per_kind must be >= 1, got {args.per_kind}")
     for run in args.runs:
         missing = missing_from_run(run)
         if missing:
@@ -467,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
     def log(msg: str) -> None:
         print(f"[{time.time() - t0:6.0f} s] {msg}", flush=True)
 
-    data = load_clips(args.cache, log)
+    data = load_clips(args.cache or default_cache(args.per_kind), log, per_kind=args.per_kind)
     from .model import load_safetensors
 
     results = {}
