@@ -1127,6 +1127,10 @@ def test_weight_average_follows_its_formula():
     ("--real_per_group=0", "--real_per_group must be >= 1"),
     ("--voice_shift_prob=1.5", "--voice_shift_prob is a share of rows"),
     ("--ema_decay=1", "--ema_decay is a decay within 0..1 (0 = off), got 1.0"),
+    ("--kind_pool=effect:450", "--kind_pool must be KIND:N[,KIND:N...] with KIND one of music, noise, babble, "
+                               "tone, silence, effects and N >= 1 (e.g. effects:450), got 'effect:450'"),
+    ("--kind_pool=effects:0", "--kind_pool must be KIND:N"),
+    ("--kind_pool=effects:many", "--kind_pool must be KIND:N"),
 ])
 def test_uncertainty_refuses_bad_counts_before_the_pools(tmp_path, option, match):
     """--batch_speech=0 failed after 84 s of pool building, --crop_seconds=-1 and --batch_ood=-2 with
@@ -1136,6 +1140,24 @@ def test_uncertainty_refuses_bad_counts_before_the_pools(tmp_path, option, match
     with pytest.raises(SystemExit, match=re.escape(match)):
         uncertainty.main([f"--out_dir={tmp_path / 'uq'}", option])
     assert not (tmp_path / "uq").exists()
+
+
+def test_kind_pool_sizes_the_named_kinds_and_keeps_the_common_pool():
+    """--kind_pool=effects:N takes the first N items of the effects listing and leaves every other
+    kind, and the order of the pool, as one call of training.ood with --ood_per_kind gives it (the
+    recorded runs' pools, bit for bit)."""
+    from training.ood import KINDS, items
+    from training.uncertainty import UQConfig, pool_sizes
+
+    assert pool_sizes(UQConfig(ood_per_kind=7)) == dict.fromkeys(KINDS, 7)
+    sizes = pool_sizes(UQConfig(ood_per_kind=7, kind_pool="effects:20, tone:3"))
+    assert list(sizes) == list(KINDS) and sizes["effects"] == 20 and sizes["tone"] == 3 and sizes["music"] == 7
+    joint = [it.name for it in items("train", seed=3, max_per_kind=7, extended=True)]
+    by_kind = [it.name for kind, n in pool_sizes(UQConfig(ood_per_kind=7)).items()
+               for it in items("train", seed=3, max_per_kind=n, kinds=(kind,), extended=True)]
+    assert by_kind == joint
+    effects = [it.name for it in items("train", seed=3, max_per_kind=20, kinds=("effects",), extended=True)]
+    assert effects[:7] == [n for n in joint if n.startswith("effects/")]
 
 
 def test_every_uncertainty_option_has_a_help_line(capsys):

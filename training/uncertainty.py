@@ -146,6 +146,7 @@ class UQConfig:
     ood_log_sigma: float = math.log(0.3)
     init_log_sigma: float = math.log(0.1)
     ood_per_kind: int = 150          # training.ood clips per kind
+    kind_pool: str = ""              # "KIND:N,...": N clips of these kinds instead of ood_per_kind
     extended_nonspeech: bool = False  # training.ood's added train generators (tone variants, synthetic effects, varied UI sounds)
     ensemble: str = "training/default,training/ens1,training/ens2"  # students whose disagreement sigma also learns ('' = none)
     ensemble_weight: float = 0.0     # sigma^2 target = error^2 + (weight * std of the ensemble's means)^2
@@ -339,6 +340,9 @@ HELP = {   # every option's --help line (tests/test_uncertainty.py checks that n
     "ood_trunk": "false: the non-speech rows' pooled features are detached, so non-speech trains only "
                  "the head rows (log sigma, speech logit), never the trunk",
     "ood_per_kind": "training.ood clips per non-speech kind in the pool",
+    "kind_pool": "KIND:N[,KIND:N...]: N training.ood clips of these kinds in the pool instead of --ood_per_kind "
+                 "(the non-speech rows draw uniformly over the pool's clips, so a larger kind is also drawn "
+                 "more often), e.g. effects:450",
     "batch_ood": "non-speech clips per step (<= 1/4 of the speech, as in the paper)",
     "head": "what sigma is trained with: 'gaussian' (the Gaussian NLL of the error: sigma is the error's "
             "scale) or 'evidential' (deep evidential regression, Amini et al. 2020: the NIG NLL and "
@@ -705,9 +709,10 @@ def load_pools(cfg: UQConfig, log) -> Pools:
     splits = load_prosody_corpus(TrainConfig(n_clips=cfg.n_clips, seed=cfg.seed), 16000, log)
     to_f = lambda clips: [c.astype(np.float32) / 32768.0 for c in clips]
     real = [a for _, a in real_speech(("train",), cfg.real_per_group, cfg.seed, trim=cfg.trim_real)]
-    ood = [c.audio for c in nonspeech("train", seed=cfg.seed, max_per_kind=cfg.ood_per_kind,
-                                      extended=cfg.extended_nonspeech, babble_voices=voice_range(cfg.babble_voices),
-                                      babble_speed=cfg.babble_speed)]
+    # kind by kind: the same clips, in the same order, as one call with a common cap
+    ood = [c.audio for kind, n in pool_sizes(cfg).items()
+           for c in nonspeech("train", seed=cfg.seed, max_per_kind=n, kinds=(kind,), extended=cfg.extended_nonspeech,
+                              babble_voices=voice_range(cfg.babble_voices), babble_speed=cfg.babble_speed)]
     rng = np.random.default_rng([cfg.seed, 0xBA])
     babble = [make_babble("train", int(cfg.crop_seconds * 16000), rng)[0].astype(np.float32)
               for _ in range(cfg.babble_bank)]
@@ -835,6 +840,21 @@ def parse_voice_weight(spec: str) -> dict[str, float]:
             raise SystemExit(f"--voice_weight must be VOICE:W[,VOICE:W...] with W > 0 (e.g. whisper:4), got {spec!r}")
         out[voice] = weight
     return out
+
+
+def pool_sizes(cfg: UQConfig) -> dict[str, int]:
+    """Training non-speech clips per training.ood kind (KINDS' order): --ood_per_kind, or --kind_pool's
+    number for the kinds it names; SystemExit with the reason when --kind_pool is malformed."""
+    from .ood import KINDS
+
+    sizes = dict.fromkeys(KINDS, cfg.ood_per_kind)
+    for part in filter(None, (p.strip() for p in cfg.kind_pool.split(","))):
+        kind, _, n = part.partition(":")
+        if kind not in sizes or not n.strip().isdigit() or int(n) < 1:
+            raise SystemExit(f"--kind_pool must be KIND:N[,KIND:N...] with KIND one of {', '.join(KINDS)} and "
+                             f"N >= 1 (e.g. effects:450), got {cfg.kind_pool!r}")
+        sizes[kind] = int(n)
+    return sizes
 
 
 def pick_probabilities(voices: Sequence[str], weights: dict[str, float]) -> np.ndarray | None:
@@ -1153,6 +1173,7 @@ def train(cfg: UQConfig) -> dict[str, Any]:
             snap_to_grid(model)
         return finish(model, cfg, old.get("history", []), keep, log)
     parse_voice_weight(cfg.voice_weight)   # malformed: refused before the pools are built
+    pool_sizes(cfg)
     if not cfg.mean_on_clean and (cfg.keep_adv <= 0 or not cfg.mean_on_corrupted):
         raise SystemExit("--mean_on_clean=false leaves the clean rows' A/D/V to the keep term and the CCC term "
                          f"to the corrupted rows: it needs --keep_adv > 0 and --mean_on_corrupted=true, got "
