@@ -72,7 +72,7 @@ from .uq_report import auroc, selective_measures, spearman
 SECONDS = 4.0
 # 2: + targets and the corrupted set (selective prediction); 3: real speech trimmed; 4: val clips;
 # 5: + babble_probe; 6: + the babble bank (every validation clip at 20 dB SNR is made from it);
-# 7: + each real speech clip's speaker group and each non-speech clip's name
+# 7: + each real speech clip's speaker group and each non-speech clip's name; 8: + per_kind, 200
 CACHE_VERSION = 8
 # non-speech clips per kind: 40 until version 8. With other seeds' cuts of the same files left out
 # too (trained_clips), 40 left some lines on 26-30 clips, where one clip moves them by 3-4 points, and
@@ -82,11 +82,12 @@ PER_KIND = 200
 
 
 def default_cache(per_kind: int = PER_KIND) -> Path:
-    return Path(f"runs/uq_select_clips_v{CACHE_VERSION}" + ("" if per_kind == PER_KIND else f"_k{per_kind}") + ".pkl")
+    """A version's (and size's) own file: tools of two versions at once do not build the clips over each other."""
+    size = "" if per_kind == PER_KIND else f"_k{per_kind}"
+    return Path(f"runs/uq_select_clips_v{CACHE_VERSION}{size}.pkl")
 
 
-DEFAULT_CACHE = default_cache()   # a version's own file: tools of two
-#                                                  versions at once do not build the clips over each other
+DEFAULT_CACHE = default_cache()
 PROBE_VOICES = 6   # talkers in the babble probes: the fewest the evaluation's babble has
 
 
@@ -125,7 +126,8 @@ def build(log, n_val: int = 200, real_per_group: int = 40, skip: int = 150, per_
     log(f"validation set: {len(annotated)} annotated + {len(real)} real speech, "
         + ", ".join(f"{k} {len(v)}" for k, v in ns.items()) + f", {len(noisy_clips)} noisy, "
         f"{len(corrupted)} corrupted")
-    return {"version": CACHE_VERSION, "per_kind": per_kind, "speech": annotated + real, "real_groups": [g for g, _ in grouped],
+    return {"version": CACHE_VERSION, "per_kind": per_kind, "speech": annotated + real,
+            "real_groups": [g for g, _ in grouped],
             "nonspeech": ns, "nonspeech_names": ns_names, "noisy": noisy_clips,
             "snr": np.array(snr, float), "targets": val.targets[:n_val].astype(np.float64), "corrupted": corrupted,
             "val_clips": [c.astype(np.float32) / 32768.0 for c in val.clips], "val_targets": val.targets,
@@ -173,7 +175,8 @@ def load_clips(cache: Path, log, **build_kw) -> dict:
         if data.get("version") != CACHE_VERSION and data:
             log(f"{cache} is from an older version of this script: building the clips again")
         elif data:
-            log(f"{cache} holds {data.get('per_kind')} non-speech clips per kind, not {per_kind}: building them again")
+            log(f"{cache} holds {data.get('per_kind')} non-speech clips per kind, not {per_kind}: "
+                "building them again")
         data = build(log, **build_kw)
         write_atomic(cache, pickle.dumps(data))
     return data
