@@ -1147,13 +1147,13 @@ def test_kind_pool_sizes_the_named_kinds_and_keeps_the_common_pool():
     kind, and the order of the pool, as one call of training.ood with --ood_per_kind gives it (the
     recorded runs' pools, bit for bit)."""
     from training.ood import KINDS, items
-    from training.uncertainty import UQConfig, pool_sizes
+    from training.uncertainty import pool_sizes
 
-    assert pool_sizes(UQConfig(ood_per_kind=7)) == dict.fromkeys(KINDS, 7)
-    sizes = pool_sizes(UQConfig(ood_per_kind=7, kind_pool="effects:20, tone:3"))
+    assert pool_sizes(7, "") == dict.fromkeys(KINDS, 7)
+    sizes = pool_sizes(7, "effects:20, tone:3")
     assert list(sizes) == list(KINDS) and sizes["effects"] == 20 and sizes["tone"] == 3 and sizes["music"] == 7
     joint = [it.name for it in items("train", seed=3, max_per_kind=7, extended=True)]
-    by_kind = [it.name for kind, n in pool_sizes(UQConfig(ood_per_kind=7)).items()
+    by_kind = [it.name for kind, n in pool_sizes(7, "").items()
                for it in items("train", seed=3, max_per_kind=n, kinds=(kind,), extended=True)]
     assert by_kind == joint
     effects = [it.name for it in items("train", seed=3, max_per_kind=20, kinds=("effects",), extended=True)]

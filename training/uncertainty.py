@@ -710,7 +710,7 @@ def load_pools(cfg: UQConfig, log) -> Pools:
     to_f = lambda clips: [c.astype(np.float32) / 32768.0 for c in clips]
     real = [a for _, a in real_speech(("train",), cfg.real_per_group, cfg.seed, trim=cfg.trim_real)]
     # kind by kind: the same clips, in the same order, as one call with a common cap
-    ood = [c.audio for kind, n in pool_sizes(cfg).items()
+    ood = [c.audio for kind, n in pool_sizes(cfg.ood_per_kind, cfg.kind_pool).items()
            for c in nonspeech("train", seed=cfg.seed, max_per_kind=n, kinds=(kind,), extended=cfg.extended_nonspeech,
                               babble_voices=voice_range(cfg.babble_voices), babble_speed=cfg.babble_speed)]
     rng = np.random.default_rng([cfg.seed, 0xBA])
@@ -827,11 +827,17 @@ def annotated_picks(pools: Pools, cfg: UQConfig, it: int) -> tuple[np.random.Gen
     return rng, rng.choice(len(pools.annotated), size=cfg.batch_speech, p=pools.pick_p)
 
 
+def spec_pairs(spec: str) -> list[tuple[str, str]]:
+    """An option of the form "NAME:VALUE,..." as [(name, value text)], split at each part's last colon
+    (a part without one gives an empty name, which the callers refuse)."""
+    return [(name, value) for name, _, value in
+            (part.rpartition(":") for part in filter(None, (p.strip() for p in spec.split(","))))]
+
+
 def parse_voice_weight(spec: str) -> dict[str, float]:
     """--voice_weight "VOICE:W,..." as {voice: W}; SystemExit with the reason when it is not one."""
     out: dict[str, float] = {}
-    for part in filter(None, (p.strip() for p in spec.split(","))):
-        voice, _, w = part.rpartition(":")
+    for voice, w in spec_pairs(spec):
         try:
             weight = float(w)
         except ValueError:
@@ -842,17 +848,16 @@ def parse_voice_weight(spec: str) -> dict[str, float]:
     return out
 
 
-def pool_sizes(cfg: UQConfig) -> dict[str, int]:
+def pool_sizes(ood_per_kind: int, kind_pool: str) -> dict[str, int]:
     """Training non-speech clips per training.ood kind (KINDS' order): --ood_per_kind, or --kind_pool's
     number for the kinds it names; SystemExit with the reason when --kind_pool is malformed."""
     from .ood import KINDS
 
-    sizes = dict.fromkeys(KINDS, cfg.ood_per_kind)
-    for part in filter(None, (p.strip() for p in cfg.kind_pool.split(","))):
-        kind, _, n = part.partition(":")
+    sizes = dict.fromkeys(KINDS, ood_per_kind)
+    for kind, n in spec_pairs(kind_pool):
         if kind not in sizes or not n.strip().isdigit() or int(n) < 1:
             raise SystemExit(f"--kind_pool must be KIND:N[,KIND:N...] with KIND one of {', '.join(KINDS)} and "
-                             f"N >= 1 (e.g. effects:450), got {cfg.kind_pool!r}")
+                             f"N >= 1 (e.g. effects:450), got {kind_pool!r}")
         sizes[kind] = int(n)
     return sizes
 
@@ -1173,7 +1178,7 @@ def train(cfg: UQConfig) -> dict[str, Any]:
             snap_to_grid(model)
         return finish(model, cfg, old.get("history", []), keep, log)
     parse_voice_weight(cfg.voice_weight)   # malformed: refused before the pools are built
-    pool_sizes(cfg)
+    pool_sizes(cfg.ood_per_kind, cfg.kind_pool)
     if not cfg.mean_on_clean and (cfg.keep_adv <= 0 or not cfg.mean_on_corrupted):
         raise SystemExit("--mean_on_clean=false leaves the clean rows' A/D/V to the keep term and the CCC term "
                          f"to the corrupted rows: it needs --keep_adv > 0 and --mean_on_corrupted=true, got "

@@ -199,7 +199,7 @@ def trained_clips(data: dict, config: dict) -> dict[str, np.ndarray]:
     cfg = {**asdict(UQConfig()), **config}
     names = data.get("nonspeech_names", {})
     listed = {it.name: it for it in items("train", seed=0, max_per_kind=None, kinds=tuple(names), extended=True)}
-    sizes = pool_sizes(UQConfig(**{k: v for k, v in cfg.items() if k in ("ood_per_kind", "kind_pool")}))
+    sizes = pool_sizes(cfg["ood_per_kind"], cfg["kind_pool"])
     pool_items = [it for kind in names for it in items(
         "train", seed=cfg["seed"], max_per_kind=sizes[kind], kinds=(kind,), extended=cfg["extended_nonspeech"],
         babble_voices=voice_range(cfg["babble_voices"]), babble_speed=cfg["babble_speed"])]
