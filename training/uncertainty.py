@@ -147,6 +147,7 @@ class UQConfig:
     init_log_sigma: float = math.log(0.1)
     ood_per_kind: int = 150          # training.ood clips per kind
     kind_pool: str = ""              # "KIND:N,...": N clips of these kinds instead of ood_per_kind
+    kind_shares: bool = False        # non-speech rows drawn kind by kind, each as often as ood_per_kind alone draws it
     extended_nonspeech: bool = False  # training.ood's added train generators (tone variants, synthetic effects, varied UI sounds)
     ensemble: str = "training/default,training/ens1,training/ens2"  # students whose disagreement sigma also learns ('' = none)
     ensemble_weight: float = 0.0     # sigma^2 target = error^2 + (weight * std of the ensemble's means)^2
@@ -342,7 +343,10 @@ HELP = {   # every option's --help line (tests/test_uncertainty.py checks that n
     "ood_per_kind": "training.ood clips per non-speech kind in the pool",
     "kind_pool": "KIND:N[,KIND:N...]: N training.ood clips of these kinds in the pool instead of --ood_per_kind "
                  "(the non-speech rows draw uniformly over the pool's clips, so a larger kind is also drawn "
-                 "more often), e.g. effects:450",
+                 "more often, unless --kind_shares), e.g. effects:450",
+    "kind_shares": "draw the non-speech rows kind by kind, each kind as often as a pool of --ood_per_kind clips "
+                   "per kind would draw it (then a clip of that kind uniformly), so that --kind_pool widens what a "
+                   "kind holds without taking draws from the others; false: uniformly over the pool's clips",
     "batch_ood": "non-speech clips per step (<= 1/4 of the speech, as in the paper)",
     "head": "what sigma is trained with: 'gaussian' (the Gaussian NLL of the error: sigma is the error's "
             "scale) or 'evidential' (deep evidential regression, Amini et al. 2020: the NIG NLL and "
@@ -599,6 +603,7 @@ class Pools:
     voices: list[str] | None = None  # voice of each annotated clip
     pick_p: np.ndarray | None = None  # probability of each annotated clip per draw (--voice_weight), else uniform
     gap: np.ndarray | None = None    # (N, 3) voice gap of each annotated clip (--honest), else None
+    ood_p: np.ndarray | None = None  # probability of each non-speech clip per draw (--kind_shares), else uniform
 
 
 def trim_digital_silence(x: np.ndarray, min_seconds: float = 0.25, lsb: int = 2) -> np.ndarray | None:
@@ -710,20 +715,30 @@ def load_pools(cfg: UQConfig, log) -> Pools:
     to_f = lambda clips: [c.astype(np.float32) / 32768.0 for c in clips]
     real = [a for _, a in real_speech(("train",), cfg.real_per_group, cfg.seed, trim=cfg.trim_real)]
     # kind by kind: the same clips, in the same order, as one call with a common cap
-    ood = [c.audio for kind, n in pool_sizes(cfg.ood_per_kind, cfg.kind_pool).items()
-           for c in nonspeech("train", seed=cfg.seed, max_per_kind=n, kinds=(kind,), extended=cfg.extended_nonspeech,
-                              babble_voices=voice_range(cfg.babble_voices), babble_speed=cfg.babble_speed)]
+    by_kind = {kind: [c.audio for c in nonspeech("train", seed=cfg.seed, max_per_kind=n, kinds=(kind,),
+                                                 extended=cfg.extended_nonspeech,
+                                                 babble_voices=voice_range(cfg.babble_voices),
+                                                 babble_speed=cfg.babble_speed)]
+               for kind, n in pool_sizes(cfg.ood_per_kind, cfg.kind_pool).items()}
     rng = np.random.default_rng([cfg.seed, 0xBA])
     babble = [make_babble("train", int(cfg.crop_seconds * 16000), rng)[0].astype(np.float32)
               for _ in range(cfg.babble_bank)]
     if cfg.espeak_babble:
-        ood += clip_babble(splits["train"].clips, list(splits["train"].voices), cfg.espeak_babble,
-                           voice_range(cfg.babble_voices), np.random.default_rng([cfg.seed, 0xEB]))
+        by_kind["espeak_babble"] = clip_babble(splits["train"].clips, list(splits["train"].voices),
+                                               cfg.espeak_babble, voice_range(cfg.babble_voices),
+                                               np.random.default_rng([cfg.seed, 0xEB]))
+    ood = [x for clips in by_kind.values() for x in clips]
     log(f"pools: {len(splits['train'])} annotated, {len(real)} real speech, {len(ood)} non-speech "
         f"({time.time() - t0:.0f} s)")
     if not real or not ood:
         raise SystemExit("no real speech or no non-speech found: see .ci/run for the Debian packages")
     pools = Pools(to_f(splits["train"].clips), splits["train"].targets, real, ood, babble, list(splits["train"].voices))
+    if cfg.kind_shares:
+        counts = {kind: len(clips) for kind, clips in by_kind.items()}
+        pools.ood_p = share_probabilities(counts, cfg.ood_per_kind)
+        shares = kind_draws(counts, cfg.ood_per_kind)
+        log("--kind_shares: " + ", ".join(f"{kind} {n} clips, {share:.1%} of the draws"
+                                         for (kind, n), share in zip(counts.items(), shares)))
     weights = parse_voice_weight(cfg.voice_weight)
     pools.pick_p = pick_probabilities(pools.voices, weights)
     if pools.pick_p is not None:
@@ -862,6 +877,24 @@ def pool_sizes(ood_per_kind: int, kind_pool: str) -> dict[str, int]:
     return sizes
 
 
+def kind_draws(counts: dict[str, int], ood_per_kind: int) -> list[float]:
+    """Each kind's share of the non-speech draws under --kind_shares: its clips as a pool of
+    `ood_per_kind` per training.ood kind holds them (the first min(count, ood_per_kind) of the same
+    listing), over all; --espeak_babble's clips, which --ood_per_kind does not cap, count whole."""
+    from .ood import KINDS
+
+    base = [min(n, ood_per_kind) if kind in KINDS else n for kind, n in counts.items()]
+    return [b / sum(base) for b in base]
+
+
+def share_probabilities(counts: dict[str, int], ood_per_kind: int) -> np.ndarray:
+    """Per-clip draw probabilities of the non-speech pool (clips in `counts`' order, kind by kind)
+    that give each kind its kind_draws share, spread evenly over that kind's clips."""
+    p = np.concatenate([np.full(n, share / n) for n, share in zip(counts.values(), kind_draws(counts, ood_per_kind))
+                        if n])
+    return p / p.sum()
+
+
 def pick_probabilities(voices: Sequence[str], weights: dict[str, float]) -> np.ndarray | None:
     """Per-clip draw probabilities for --voice_weight (None when it is off); SystemExit naming the
     voices the training split does not have."""
@@ -906,7 +939,9 @@ def batch(pools: Pools, cfg: UQConfig, it: int, with_clean: bool = False,
         real = [random_voice_shift(x, rng, cfg.voice_shift_max) if rng.random() < cfg.real_shift_prob else x
                 for x in real]
     rows += real
-    rows += [crop(pools.ood[i], n, rng) for i in rng.integers(len(pools.ood), size=cfg.batch_ood)]
+    ood_picks = (rng.integers(len(pools.ood), size=cfg.batch_ood) if pools.ood_p is None
+                 else rng.choice(len(pools.ood), size=cfg.batch_ood, p=pools.ood_p))
+    rows += [crop(pools.ood[i], n, rng) for i in ood_picks]
     is_speech = torch.zeros(len(rows), dtype=torch.bool)
     is_speech[: cfg.batch_speech + cfg.batch_real] = True
     out = (torch.from_numpy(np.stack(rows).astype(np.float32)), torch.from_numpy(np.stack(targets)).float(),

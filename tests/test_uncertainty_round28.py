@@ -1,0 +1,56 @@
+"""--kind_shares: a kind's pool grows (--kind_pool) without taking draws from the others (twenty-eighth round)."""
+import numpy as np
+import pytest
+
+from training.uncertainty import Pools, UQConfig, batch, kind_draws, share_probabilities
+
+
+def test_shares_are_those_of_the_common_pool():
+    common = dict.fromkeys(("music", "noise", "babble", "tone", "silence"), 150)
+    assert kind_draws({**common, "effects": 150}, 150) == pytest.approx([1 / 6] * 6)
+    # three times the effects: still a sixth of the draws, each effects clip a third as often
+    wide = {**common, "effects": 450}
+    assert kind_draws(wide, 150) == pytest.approx([1 / 6] * 6)
+    p = share_probabilities(wide, 150)
+    assert len(p) == 1200 and p.sum() == pytest.approx(1.0)
+    assert p[-450:].sum() == pytest.approx(1 / 6) and p[-1] == pytest.approx(p[0] / 3)
+    # a kind with fewer clips than --ood_per_kind keeps the smaller share it had; --espeak_babble's
+    # clips, not capped by --ood_per_kind, count whole
+    shares = kind_draws({"music": 150, "babble": 60, "effects": 450, "espeak_babble": 90}, 150)
+    assert shares == pytest.approx([150 / 450, 60 / 450, 150 / 450, 90 / 450])
+
+
+def _pools(n_music: int, n_effects: int, n: int) -> Pools:
+    """Two kinds of non-speech, each clip a constant: music 1..n_music, effects -1..-n_effects."""
+    ood = ([np.full(n, k, np.float32) for k in range(1, n_music + 1)]
+           + [np.full(n, -k, np.float32) for k in range(1, n_effects + 1)])
+    speech = [np.full(n, 0.5, np.float32) for _ in range(4)]
+    return Pools(speech, np.zeros((4, 3)), speech[:1], ood, [])
+
+
+@pytest.mark.parametrize("shares, effects_share", [(False, 0.75), (True, 0.5)])
+def test_batches_draw_each_kind_as_often_as_the_common_pool(shares, effects_share):
+    cfg = UQConfig(batch_speech=2, batch_real=1, batch_ood=8, crop_seconds=0.01, corrupt_prob=0.0, seed=4)
+    n = int(cfg.crop_seconds * 16000)
+    pools = _pools(10, 30, n)
+    if shares:
+        pools.ood_p = share_probabilities({"music": 10, "effects": 30}, 10)
+    drawn = np.concatenate([batch(pools, cfg, it)[0][3:, 0].numpy() for it in range(300)])
+    assert abs((drawn < 0).mean() - effects_share) < 0.05
+    # every effects clip is drawn, so the wider pool is used whole
+    assert len(set(drawn[drawn < 0].tolist())) == 30
+
+
+def test_load_pools_logs_and_keeps_the_shares():
+    from training.uncertainty import load_pools
+
+    small = dict(n_clips=120, ood_per_kind=1, real_per_group=1, babble_bank=1, batch_speech=6, batch_real=1,
+                 batch_ood=1, extended_nonspeech=True)
+    plain = load_pools(UQConfig(**small, kind_pool="effects:3"), lambda m: None)
+    assert plain.ood_p is None
+    lines: list[str] = []
+    pools = load_pools(UQConfig(**small, kind_pool="effects:3", kind_shares=True), lines.append)
+    assert [len(x) for x in pools.ood] == [len(x) for x in plain.ood]   # the same pool, drawn otherwise
+    assert len(pools.ood) == 8 and pools.ood_p == pytest.approx([1 / 6] * 5 + [1 / 18] * 3)
+    assert any(line.startswith("--kind_shares: ") and "effects 3 clips, 16.7% of the draws" in line
+               for line in lines)
