@@ -1,8 +1,11 @@
-"""--kind_shares: a kind's pool grows (--kind_pool) without taking draws from the others (twenty-eighth round)."""
+"""--kind_shares: a kind's pool grows (--kind_pool) without taking draws from the others; --kind_weight
+moves draws between kinds (twenty-eighth round)."""
+import re
+
 import numpy as np
 import pytest
 
-from training.uncertainty import Pools, UQConfig, batch, kind_draws, share_probabilities
+from training.uncertainty import Pools, UQConfig, batch, kind_draws, parse_kind_weight, share_probabilities, train
 
 
 def test_shares_are_those_of_the_common_pool():
@@ -54,3 +57,31 @@ def test_load_pools_logs_and_keeps_the_shares():
     assert len(pools.ood) == 8 and pools.ood_p == pytest.approx([1 / 6] * 5 + [1 / 18] * 3)
     assert any(line.startswith("--kind_shares: ") and "effects 3 clips, 16.7% of the draws" in line
                for line in lines)
+
+
+def test_kind_weight_moves_draws_between_named_kinds_only():
+    common = dict.fromkeys(("music", "noise", "babble", "tone", "silence"), 150)
+    counts = {**common, "effects": 450}
+    weights = parse_kind_weight("effects:2.25, noise:0.58,tone:0.58,silence:0.58")
+    shares = dict(zip(counts, kind_draws(counts, 150, weights)))
+    total = 2 + 2.25 + 3 * 0.58
+    assert shares["effects"] == pytest.approx(2.25 / total) and shares["music"] == pytest.approx(1 / total)
+    assert shares["noise"] == pytest.approx(0.58 / total) and sum(shares.values()) == pytest.approx(1.0)
+    p = share_probabilities(counts, 150, weights)
+    assert p[-450:].sum() == pytest.approx(shares["effects"]) and p[:150].sum() == pytest.approx(shares["music"])
+
+
+@pytest.mark.parametrize("option, match", [
+    ("--kind_weight=effects:2", "--kind_weight=effects:2 weighs the shares of --kind_shares's draws: add "
+                                "--kind_shares=true"),
+    ("--kind_weight=effect:2", "--kind_weight names kinds training.ood does not have: effect (it has music, "
+                               "noise, babble, tone, silence, effects)"),
+    ("--kind_weight=effects:0", "--kind_weight must be KIND:W[,KIND:W...] with W > 0 (e.g. effects:2.25), "
+                                "got 'effects:0'"),
+    ("--kind_weight=effects", "--kind_weight must be KIND:W"),
+])
+def test_bad_kind_weight_is_refused_before_the_pools(tmp_path, option, match):
+    key, value = option[2:].split("=", 1)
+    with pytest.raises(SystemExit, match=re.escape(match)):
+        train(UQConfig(out_dir=str(tmp_path / "run"), **{key: value}))
+    assert not (tmp_path / "run").exists()

@@ -148,6 +148,7 @@ class UQConfig:
     ood_per_kind: int = 150          # training.ood clips per kind
     kind_pool: str = ""              # "KIND:N,...": N clips of these kinds instead of ood_per_kind
     kind_shares: bool = False        # non-speech rows drawn kind by kind, each as often as ood_per_kind alone draws it
+    kind_weight: str = ""            # "KIND:W,...": with kind_shares, these kinds' shares times W (then normalised)
     extended_nonspeech: bool = False  # training.ood's added train generators (tone variants, synthetic effects, varied UI sounds)
     ensemble: str = "training/default,training/ens1,training/ens2"  # students whose disagreement sigma also learns ('' = none)
     ensemble_weight: float = 0.0     # sigma^2 target = error^2 + (weight * std of the ensemble's means)^2
@@ -347,6 +348,9 @@ HELP = {   # every option's --help line (tests/test_uncertainty.py checks that n
     "kind_shares": "draw the non-speech rows kind by kind, each kind as often as a pool of --ood_per_kind clips "
                    "per kind would draw it (then a clip of that kind uniformly), so that --kind_pool widens what a "
                    "kind holds without taking draws from the others; false: uniformly over the pool's clips",
+    "kind_weight": "KIND:W[,KIND:W...]: with --kind_shares, these kinds' shares of the non-speech draws times W "
+                   "before the shares are normalised, e.g. effects:2.25,noise:0.58 draws effects more often "
+                   "and noise less, the other kinds as before",
     "batch_ood": "non-speech clips per step (<= 1/4 of the speech, as in the paper)",
     "head": "what sigma is trained with: 'gaussian' (the Gaussian NLL of the error: sigma is the error's "
             "scale) or 'evidential' (deep evidential regression, Amini et al. 2020: the NIG NLL and "
@@ -735,8 +739,9 @@ def load_pools(cfg: UQConfig, log) -> Pools:
     pools = Pools(to_f(splits["train"].clips), splits["train"].targets, real, ood, babble, list(splits["train"].voices))
     if cfg.kind_shares:
         counts = {kind: len(clips) for kind, clips in by_kind.items()}
-        pools.ood_p = share_probabilities(counts, cfg.ood_per_kind)
-        shares = kind_draws(counts, cfg.ood_per_kind)
+        kind_weight = parse_kind_weight(cfg.kind_weight)
+        pools.ood_p = share_probabilities(counts, cfg.ood_per_kind, kind_weight)
+        shares = kind_draws(counts, cfg.ood_per_kind, kind_weight)
         log("--kind_shares: " + ", ".join(f"{kind} {n} clips, {share:.1%} of the draws"
                                          for (kind, n), share in zip(counts.items(), shares)))
     weights = parse_voice_weight(cfg.voice_weight)
@@ -849,17 +854,34 @@ def spec_pairs(spec: str) -> list[tuple[str, str]]:
             (part.rpartition(":") for part in filter(None, (p.strip() for p in spec.split(","))))]
 
 
-def parse_voice_weight(spec: str) -> dict[str, float]:
-    """--voice_weight "VOICE:W,..." as {voice: W}; SystemExit with the reason when it is not one."""
+def positive_weights(spec: str, option: str, item: str, example: str) -> dict[str, float]:
+    """An option "NAME:W,..." as {name: W}; SystemExit with the reason when a part is not NAME:W, W > 0."""
     out: dict[str, float] = {}
-    for voice, w in spec_pairs(spec):
+    for name, w in spec_pairs(spec):
         try:
             weight = float(w)
         except ValueError:
             weight = math.nan
-        if not voice or not weight > 0 or math.isinf(weight):
-            raise SystemExit(f"--voice_weight must be VOICE:W[,VOICE:W...] with W > 0 (e.g. whisper:4), got {spec!r}")
-        out[voice] = weight
+        if not name or not weight > 0 or math.isinf(weight):
+            raise SystemExit(f"--{option} must be {item}:W[,{item}:W...] with W > 0 (e.g. {example}), got {spec!r}")
+        out[name] = weight
+    return out
+
+
+def parse_voice_weight(spec: str) -> dict[str, float]:
+    """--voice_weight "VOICE:W,..." as {voice: W}; SystemExit with the reason when it is not one."""
+    return positive_weights(spec, "voice_weight", "VOICE", "whisper:4")
+
+
+def parse_kind_weight(spec: str) -> dict[str, float]:
+    """--kind_weight "KIND:W,..." as {kind: W}; SystemExit naming a kind training.ood does not have."""
+    from .ood import KINDS
+
+    out = positive_weights(spec, "kind_weight", "KIND", "effects:2.25")
+    unknown = sorted(set(out) - set(KINDS))
+    if unknown:
+        raise SystemExit(f"--kind_weight names kinds training.ood does not have: {', '.join(unknown)} "
+                         f"(it has {', '.join(KINDS)})")
     return out
 
 
@@ -877,21 +899,24 @@ def pool_sizes(ood_per_kind: int, kind_pool: str) -> dict[str, int]:
     return sizes
 
 
-def kind_draws(counts: dict[str, int], ood_per_kind: int) -> list[float]:
+def kind_draws(counts: dict[str, int], ood_per_kind: int, weights: dict[str, float] | None = None) -> list[float]:
     """Each kind's share of the non-speech draws under --kind_shares: its clips as a pool of
     `ood_per_kind` per training.ood kind holds them (the first min(count, ood_per_kind) of the same
-    listing), over all; --espeak_babble's clips, which --ood_per_kind does not cap, count whole."""
+    listing), times its --kind_weight, over all; --espeak_babble's clips, which --ood_per_kind does
+    not cap, count whole."""
     from .ood import KINDS
 
-    base = [min(n, ood_per_kind) if kind in KINDS else n for kind, n in counts.items()]
+    weights = weights or {}
+    base = [(min(n, ood_per_kind) if kind in KINDS else n) * weights.get(kind, 1.0) for kind, n in counts.items()]
     return [b / sum(base) for b in base]
 
 
-def share_probabilities(counts: dict[str, int], ood_per_kind: int) -> np.ndarray:
+def share_probabilities(counts: dict[str, int], ood_per_kind: int,
+                        weights: dict[str, float] | None = None) -> np.ndarray:
     """Per-clip draw probabilities of the non-speech pool (clips in `counts`' order, kind by kind)
     that give each kind its kind_draws share, spread evenly over that kind's clips."""
-    p = np.concatenate([np.full(n, share / n) for n, share in zip(counts.values(), kind_draws(counts, ood_per_kind))
-                        if n])
+    shares = kind_draws(counts, ood_per_kind, weights)
+    p = np.concatenate([np.full(n, share / n) for n, share in zip(counts.values(), shares) if n])
     return p / p.sum()
 
 
@@ -1214,6 +1239,10 @@ def train(cfg: UQConfig) -> dict[str, Any]:
         return finish(model, cfg, old.get("history", []), keep, log)
     parse_voice_weight(cfg.voice_weight)   # malformed: refused before the pools are built
     pool_sizes(cfg.ood_per_kind, cfg.kind_pool)
+    parse_kind_weight(cfg.kind_weight)
+    if cfg.kind_weight and not cfg.kind_shares:
+        raise SystemExit(f"--kind_weight={cfg.kind_weight} weighs the shares of --kind_shares's draws: "
+                         "add --kind_shares=true")
     if not cfg.mean_on_clean and (cfg.keep_adv <= 0 or not cfg.mean_on_corrupted):
         raise SystemExit("--mean_on_clean=false leaves the clean rows' A/D/V to the keep term and the CCC term "
                          f"to the corrupted rows: it needs --keep_adv > 0 and --mean_on_corrupted=true, got "
