@@ -356,3 +356,19 @@ def test_mix_talkers_gains_and_draw_order():
     one = ood.mix_talkers([np.ones(n)], n, np.random.default_rng(0))   # one talker: its gain cancels
     assert np.allclose(one, 1.0)
     assert np.array_equal(ood.mix_talkers([], n, rng), np.zeros(n))
+
+
+def test_family_names_the_generator_or_file_an_item_came_from():
+    from training.ood import FX_TRAIN_VARIANTS, family
+
+    assert family("effects/fx-318") == "fx-blips" and family("effects/fx-263") == "fx-sequence"
+    assert family("effects/varied-ui-33") == "varied-ui" and family("music/melody-4") == "melody"
+    assert family("music/macroform-cold_day@51.1") == "macroform-cold_day" and family("tone/np-569") == "np"
+    assert family("babble/12") == "babble"
+    # _effects deals fx-i to its variants by i mod 8: each variant's items carry its own family
+    from training.ood import _effects
+
+    fx = {key: its for key, its in _effects("train", 0).items() if key.startswith("numpy:fx-")}
+    assert sorted(fx) == sorted(f"numpy:fx-{v}" for v in FX_TRAIN_VARIANTS)
+    for key, its in fx.items():
+        assert {family(it.name) for it in its} == {key.split(":", 1)[1]}

@@ -756,6 +756,7 @@ def test_ood_bn_keeps_nonspeech_out_of_batchnorm_statistics():
 def test_selection_measures_on_validation_clips(uq_bytes, tmp_path):
     """training.uq_select's clips (small) and measures through the engine, selective prediction included."""
     from training.ood import corruption_grid
+    from training.ood import family
     from training.uq_select import build, detail_line, engine_runner, measure, noisy_at_20db
 
     data = build(lambda m: None, n_val=4, real_per_group=1, per_kind=1, noisy=1, n_clips=120, per_probe=2)
@@ -767,7 +768,7 @@ def test_selection_measures_on_validation_clips(uq_bytes, tmp_path):
     r = measure(run, data, *thresholds)
     assert set(r) == {"auroc_sigma", "auroc_speech_prob", "spearman_sigma_minus_snr", "selective", "lsb_sensitivity",
                       "ccc", "called_speech", "heard_as_speech", "babble_probe", "answered", "heard_by_group",
-                      "called_speech_clips", "trained_nonspeech_left_out"}
+                      "called_speech_clips", "called_speech_by_family", "trained_nonspeech_left_out"}
     assert set(r["trained_nonspeech_left_out"].values()) == {0}
     # the clips a run trained on are left out of every non-speech measure (here: the one music clip)
     trained = {kind: np.array([kind == "music"] * len(v)) for kind, v in data["nonspeech"].items()}
@@ -815,6 +816,9 @@ def test_selection_measures_on_validation_clips(uq_bytes, tmp_path):
         called = run(clips)[:, 6] >= bar
         assert r["called_speech_clips"][kind] == [n for n, c in zip(data["nonspeech_names"][kind], called) if c]
         assert all(n.startswith(kind + "/") for n in data["nonspeech_names"][kind])
+        fams = r["called_speech_by_family"][kind]   # one clip per kind here: its family, called or not
+        assert fams == {family(data["nonspeech_names"][kind][0]): [int(called[0]), 1]}
+        assert (f"{kind}: {next(iter(fams))} 1/1" in detail_line(r)) == bool(called[0])
     line = detail_line(r)
     assert ("every file of every group" in line) == all(heard[4:])
     assert all(g in line for g, h in zip(groups, heard[4:]) if not h)

@@ -144,6 +144,21 @@ def same_stretch(a: _Item, b: _Item) -> bool:
             and a.span[0] < b.span[1] and b.span[0] < a.span[1])
 
 
+def family(name: str) -> str:
+    """What made a non-speech item, from its name: the generator of a synthetic effect
+    (effects/fx-318 -> fx-blips, FX_TRAIN_VARIANTS by i mod 8 as _effects deals them), else the name
+    without its kind, its cut ("@51.1") and its number ("-569"): varied-ui, melody, np, or the file's
+    stem; the kind itself for items named by a number only (babble/12). The same few generators' draws are what heads call speech, so measures count by family."""
+    kind, _, rest = name.partition("/")
+    stem = rest.split("@", 1)[0]
+    if stem.isdigit():   # babble/12: one family, the kind's
+        return kind
+    head, _, number = stem.rpartition("-")
+    if not (head and number.isdigit()):
+        return stem
+    return f"fx-{FX_TRAIN_VARIANTS[int(number) % len(FX_TRAIN_VARIANTS)]}" if head == "fx" else head
+
+
 # ------------------------------------------------------------------------------------------------
 # helpers
 

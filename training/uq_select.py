@@ -27,7 +27,8 @@ For each run directory (model.safetensors + train.json of training.uncertainty) 
 the AUROC of the largest sigma (and of 1 - speech probability) for speech against each non-speech
 kind and their mean, the share of each kind (and of each babble probe) called speech (speech logit
 >= the model's threshold: 0, probability 0.5, unless trained with --speech_coverage, and the level's
-modulation >= the release's threshold, 5 dB, or --min_modulation_db; the names of those clips too)
+modulation >= the release's threshold, 5 dB, or --min_modulation_db; the names of those clips too,
+and their counts by family: training.ood.family, e.g. effects' fx-blips 9/11)
 and of the speech (espeak-ng and real apart, real speech also per speaker group) heard as speech,
 Spearman(largest sigma, -SNR), the share of the speech answered at the model's default thresholds
 (decision "reliable": clean, espeak-ng and real apart, and the noisy clips per SNR; a sigma that
@@ -246,6 +247,7 @@ def measure(run, data: dict, min_speech_logit: float = 0.0, max_log_sigma: float
         if "nonspeech_names" in data:   # which clips: the same few recur across heads and seeds
             names = [n for n, k in zip(data["nonspeech_names"][kind], keep) if k]
             res.setdefault("called_speech_clips", {})[kind] = [names[i] for i in np.flatnonzero(called)]
+            res.setdefault("called_speech_by_family", {})[kind] = by_family(names, called)
     for key in ("auroc_sigma", "auroc_speech_prob"):
         res[key]["all"] = float(np.mean(list(res[key].values())))
     n_ann = len(data["targets"])   # speech = annotated clips (one target each), then real speech
@@ -388,14 +390,31 @@ def verdict_text(results: dict) -> str:
     return "\n".join(lines)
 
 
+def by_family(names: list[str], called: np.ndarray) -> dict[str, list[int]]:
+    """{family: [clips called speech, clips]} of one kind's measured clips (training.ood.family), in
+    the order the families first appear."""
+    from .ood import family
+
+    out: dict[str, list[int]] = {}
+    for name, c in zip(names, called):
+        counts = out.setdefault(family(name), [0, 0])
+        counts[0] += int(c)
+        counts[1] += 1
+    return out
+
+
 def detail_line(r: dict) -> str:
     """Where one measure() result's speech output errs: the real speech groups not all heard, and the
     non-speech clips called speech, by name."""
     short = ", ".join(f"{g} {v:.3f}" for g, v in r["heard_by_group"].items() if v < 1.0)
     called = "; ".join(f"{kind}: " + ", ".join(names) for kind, names in r["called_speech_clips"].items() if names)
     left = ", ".join(f"{kind} {n}" for kind, n in r.get("trained_nonspeech_left_out", {}).items() if n)
+    families = "; ".join(f"{kind}: " + ", ".join(f"{f} {c}/{n}" for f, (c, n) in fams.items() if c)
+                         for kind, fams in r.get("called_speech_by_family", {}).items()
+                         if any(c for c, _ in fams.values()))
     return ((f"real speech heard: {short}, every file of the other groups" if short
              else "real speech heard: every file of every group") + f" | non-speech called speech: {called or 'none'}"
+            + (f" | by family: {families}" if families else "")
             + (f" | left out, in the run's training pool: {left}" if left else ""))
 
 
