@@ -875,6 +875,9 @@ def test_trained_clips_are_the_runs_own_pool_items():
     pool = {it.name for it in items("train", seed=5, max_per_kind=150, kinds=("effects",), extended=True)}
     assert got.any() and all(listing[i].name in pool for i in np.flatnonzero(got))
     assert all(not listing[i].name.startswith("effects/fx-") for i in np.flatnonzero(got))   # no generator draw
+    # --ood_seed: the pool is that seed's listing, whatever --seed trains with
+    assert np.array_equal(trained_clips(data, {**cfg, "seed": 0, "ood_seed": 5})["effects"], got)
+    assert not trained_clips(data, {**cfg, "seed": 5, "ood_seed": 0})["effects"].any()
 
 
 def test_trained_clips_include_other_cuts_of_the_same_file():

@@ -85,3 +85,22 @@ def test_bad_kind_weight_is_refused_before_the_pools(tmp_path, option, match):
     with pytest.raises(SystemExit, match=re.escape(match)):
         train(UQConfig(out_dir=str(tmp_path / "run"), **{key: value}))
     assert not (tmp_path / "run").exists()
+
+
+def test_ood_seed_takes_the_non_speech_pool_of_another_seed_only():
+    from training.ood import nonspeech
+    from training.uncertainty import load_pools, voice_range
+
+    small = dict(n_clips=120, ood_per_kind=1, real_per_group=1, babble_bank=1, batch_speech=6, batch_real=1,
+                 batch_ood=1, seed=3)
+    own = load_pools(UQConfig(**small), lambda m: None)
+    other = load_pools(UQConfig(**small, ood_seed=7), lambda m: None)
+    cfg = UQConfig(**small)
+    want = [c.audio for c in nonspeech("train", seed=7, max_per_kind=1, extended=cfg.extended_nonspeech,
+                                       babble_voices=voice_range(cfg.babble_voices),
+                                       babble_speed=cfg.babble_speed)]
+    assert len(other.ood) == len(want) and all(np.array_equal(a, b) for a, b in zip(other.ood, want))
+    assert not all(np.array_equal(a, b) for a, b in zip(other.ood, own.ood))
+    # everything else is --seed's
+    assert all(np.array_equal(a, b) for a, b in zip(other.annotated, own.annotated))
+    assert all(np.array_equal(a, b) for a, b in zip(other.real, own.real))

@@ -149,6 +149,7 @@ class UQConfig:
     kind_pool: str = ""              # "KIND:N,...": N clips of these kinds instead of ood_per_kind
     kind_shares: bool = False        # non-speech rows drawn kind by kind, each as often as ood_per_kind alone draws it
     kind_weight: str = ""            # "KIND:W,...": with kind_shares, these kinds' shares times W (then normalised)
+    ood_seed: int = -1               # seed of training.ood's listing the non-speech pool is taken from (-1: --seed)
     extended_nonspeech: bool = False  # training.ood's added train generators (tone variants, synthetic effects, varied UI sounds)
     ensemble: str = "training/default,training/ens1,training/ens2"  # students whose disagreement sigma also learns ('' = none)
     ensemble_weight: float = 0.0     # sigma^2 target = error^2 + (weight * std of the ensemble's means)^2
@@ -348,6 +349,9 @@ HELP = {   # every option's --help line (tests/test_uncertainty.py checks that n
     "kind_shares": "draw the non-speech rows kind by kind, each kind as often as a pool of --ood_per_kind clips "
                    "per kind would draw it (then a clip of that kind uniformly), so that --kind_pool widens what a "
                    "kind holds without taking draws from the others; false: uniformly over the pool's clips",
+    "ood_seed": "seed of training.ood's listing the non-speech pool is taken from (which items, where long files "
+                "are cut, which generator draws); -1: --seed. Lets one run's non-speech pool be trained with "
+                "another seed's batches and initialisation",
     "kind_weight": "KIND:W[,KIND:W...]: with --kind_shares, these kinds' shares of the non-speech draws times W "
                    "before the shares are normalised, e.g. effects:2.25,noise:0.58 draws effects more often "
                    "and noise less, the other kinds as before",
@@ -719,7 +723,8 @@ def load_pools(cfg: UQConfig, log) -> Pools:
     to_f = lambda clips: [c.astype(np.float32) / 32768.0 for c in clips]
     real = [a for _, a in real_speech(("train",), cfg.real_per_group, cfg.seed, trim=cfg.trim_real)]
     # kind by kind: the same clips, in the same order, as one call with a common cap
-    by_kind = {kind: [c.audio for c in nonspeech("train", seed=cfg.seed, max_per_kind=n, kinds=(kind,),
+    by_kind = {kind: [c.audio for c in nonspeech("train", seed=pool_seed(cfg.seed, cfg.ood_seed),
+                                                 max_per_kind=n, kinds=(kind,),
                                                  extended=cfg.extended_nonspeech,
                                                  babble_voices=voice_range(cfg.babble_voices),
                                                  babble_speed=cfg.babble_speed)]
@@ -883,6 +888,11 @@ def parse_kind_weight(spec: str) -> dict[str, float]:
         raise SystemExit(f"--kind_weight names kinds training.ood does not have: {', '.join(unknown)} "
                          f"(it has {', '.join(KINDS)})")
     return out
+
+
+def pool_seed(seed: int, ood_seed: int) -> int:
+    """The seed of training.ood's listing a run's non-speech pool comes from: --ood_seed, or --seed."""
+    return seed if ood_seed < 0 else ood_seed
 
 
 def pool_sizes(ood_per_kind: int, kind_pool: str) -> dict[str, int]:
