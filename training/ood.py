@@ -148,7 +148,8 @@ def family(name: str) -> str:
     """What made a non-speech item, from its name: the generator of a synthetic effect
     (effects/fx-318 -> fx-blips, FX_TRAIN_VARIANTS by i mod 8 as _effects deals them), else the name
     without its kind, its cut ("@51.1") and its number ("-569"): varied-ui, melody, np, or the file's
-    stem; the kind itself for items named by a number only (babble/12). The same few generators' draws are what heads call speech, so measures count by family."""
+    stem; the kind itself for items named by a number only (babble/12). The same few generators'
+    draws are what heads call speech, so measures count by family."""
     kind, _, rest = name.partition("/")
     stem = rest.split("@", 1)[0]
     if stem.isdigit():   # babble/12: one family, the kind's

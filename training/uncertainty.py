@@ -349,12 +349,12 @@ HELP = {   # every option's --help line (tests/test_uncertainty.py checks that n
     "kind_shares": "draw the non-speech rows kind by kind, each kind as often as a pool of --ood_per_kind clips "
                    "per kind would draw it (then a clip of that kind uniformly), so that --kind_pool widens what a "
                    "kind holds without taking draws from the others; false: uniformly over the pool's clips",
-    "ood_seed": "seed of training.ood's listing the non-speech pool is taken from (which items, where long files "
-                "are cut, which generator draws); -1: --seed. Lets one run's non-speech pool be trained with "
-                "another seed's batches and initialisation",
     "kind_weight": "KIND:W[,KIND:W...]: with --kind_shares, these kinds' shares of the non-speech draws times W "
                    "before the shares are normalised, e.g. effects:2.25,noise:0.58 draws effects more often "
                    "and noise less, the other kinds as before",
+    "ood_seed": "seed of training.ood's listing the non-speech pool is taken from (which items, where long files "
+                "are cut, which generator draws); -1: --seed. Lets one run's non-speech pool be trained with "
+                "another seed's batches and initialisation",
     "batch_ood": "non-speech clips per step (<= 1/4 of the speech, as in the paper)",
     "head": "what sigma is trained with: 'gaussian' (the Gaussian NLL of the error: sigma is the error's "
             "scale) or 'evidential' (deep evidential regression, Amini et al. 2020: the NIG NLL and "

@@ -189,11 +189,12 @@ def trained_clips(data: dict, config: dict) -> dict[str, np.ndarray]:
     non-speech pool with the same name and the same samples, or one that plays some of the same
     stretch of the same file (training.ood.same_stretch). The pool is the first ood_per_kind items of
     the listing of the run's seed (or its --ood_seed). With 150 per kind a seed-0 run has none of
-    them (one listing cuts each file into consecutive segments); a run of another seed has the whole-file items whose audio does
-    not depend on the seed (measured: 7-12 of the 40 effects clips, Oxygen sounds, and a few silence
-    clips; a generator's item of the same name is another draw there, and stays) and its own cuts of
-    the long files (music on hold, MIDI tunes, long effects) across the validation's cuts; with more
-    than 150 per kind a seed-0 run holds the validation items themselves."""
+    them (one listing cuts each file into consecutive segments); a run of another seed has the
+    whole-file items whose audio does not depend on the seed (measured: 7-12 of the 40 effects clips,
+    Oxygen sounds, and a few silence clips; a generator's item of the same name is another draw
+    there, and stays) and its own cuts of the long files (music on hold, MIDI tunes, long effects)
+    across the validation's cuts; with more than 150 per kind a seed-0 run holds the validation
+    items themselves."""
     from .ood import items, same_stretch
     from .uncertainty import UQConfig, pool_seed, pool_sizes, voice_range
 
@@ -201,8 +202,9 @@ def trained_clips(data: dict, config: dict) -> dict[str, np.ndarray]:
     names = data.get("nonspeech_names", {})
     listed = {it.name: it for it in items("train", seed=0, max_per_kind=None, kinds=tuple(names), extended=True)}
     sizes = pool_sizes(cfg["ood_per_kind"], cfg["kind_pool"])
+    seed = pool_seed(cfg["seed"], cfg["ood_seed"])
     pool_items = [it for kind in names for it in items(
-        "train", seed=pool_seed(cfg["seed"], cfg["ood_seed"]), max_per_kind=sizes[kind], kinds=(kind,), extended=cfg["extended_nonspeech"],
+        "train", seed=seed, max_per_kind=sizes[kind], kinds=(kind,), extended=cfg["extended_nonspeech"],
         babble_voices=voice_range(cfg["babble_voices"]), babble_speed=cfg["babble_speed"])]
     pool = {it.name: it for it in pool_items}
     out = {}
