@@ -104,3 +104,18 @@ def test_ood_seed_takes_the_non_speech_pool_of_another_seed_only():
     # everything else is --seed's
     assert all(np.array_equal(a, b) for a, b in zip(other.annotated, own.annotated))
     assert all(np.array_equal(a, b) for a, b in zip(other.real, own.real))
+
+
+def test_data_seed_and_ood_seed_leave_the_seed_only_the_batches():
+    from training.uncertainty import load_pools
+
+    small = dict(n_clips=120, ood_per_kind=1, real_per_group=1, babble_bank=1, batch_speech=6, batch_real=1,
+                 batch_ood=1)
+    seven = load_pools(UQConfig(**small, seed=7), lambda m: None)
+    moved = load_pools(UQConfig(**small, seed=3, data_seed=7, ood_seed=7), lambda m: None)
+    for name in ("annotated", "real", "ood", "babble"):
+        a, b = getattr(seven, name), getattr(moved, name)
+        assert len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b)), name
+    assert np.array_equal(seven.targets, moved.targets) and seven.voices == moved.voices
+    own = load_pools(UQConfig(**small, seed=3), lambda m: None)
+    assert not np.array_equal(own.targets, moved.targets)   # seed 3's corpus is another

@@ -150,6 +150,7 @@ class UQConfig:
     kind_shares: bool = False        # non-speech rows drawn kind by kind, each as often as ood_per_kind alone draws it
     kind_weight: str = ""            # "KIND:W,...": with kind_shares, these kinds' shares times W (then normalised)
     ood_seed: int = -1               # seed of training.ood's listing the non-speech pool is taken from (-1: --seed)
+    data_seed: int = -1              # seed of the speech pools, babble bank, familiarity and threshold clips (-1: --seed)
     extended_nonspeech: bool = False  # training.ood's added train generators (tone variants, synthetic effects, varied UI sounds)
     ensemble: str = "training/default,training/ens1,training/ens2"  # students whose disagreement sigma also learns ('' = none)
     ensemble_weight: float = 0.0     # sigma^2 target = error^2 + (weight * std of the ensemble's means)^2
@@ -355,6 +356,10 @@ HELP = {   # every option's --help line (tests/test_uncertainty.py checks that n
     "ood_seed": "seed of training.ood's listing the non-speech pool is taken from (which items, where long files "
                 "are cut, which generator draws); -1: --seed. Lets one run's non-speech pool be trained with "
                 "another seed's batches and initialisation",
+    "data_seed": "seed of the speech a run trains on and what is fitted on it: the prosody corpus (synthesised "
+                 "per seed), the real speech files of each group, the corruptions' babble bank and espeak-ng "
+                 "babble, the familiarity fit's clips and the validation clips the thresholds are set on; "
+                 "-1: --seed. With --ood_seed as well, --seed is left with the batches alone",
     "batch_ood": "non-speech clips per step (<= 1/4 of the speech, as in the paper)",
     "head": "what sigma is trained with: 'gaussian' (the Gaussian NLL of the error: sigma is the error's "
             "scale) or 'evidential' (deep evidential regression, Amini et al. 2020: the NIG NLL and "
@@ -719,23 +724,24 @@ def load_pools(cfg: UQConfig, log) -> Pools:
     from .ood import make_babble, nonspeech
 
     t0 = time.time()
-    splits = load_prosody_corpus(TrainConfig(n_clips=cfg.n_clips, seed=cfg.seed), 16000, log)
+    seed = part_seed(cfg.seed, cfg.data_seed)
+    splits = load_prosody_corpus(TrainConfig(n_clips=cfg.n_clips, seed=seed), 16000, log)
     to_f = lambda clips: [c.astype(np.float32) / 32768.0 for c in clips]
-    real = [a for _, a in real_speech(("train",), cfg.real_per_group, cfg.seed, trim=cfg.trim_real)]
+    real = [a for _, a in real_speech(("train",), cfg.real_per_group, seed, trim=cfg.trim_real)]
     # kind by kind: the same clips, in the same order, as one call with a common cap
-    by_kind = {kind: [c.audio for c in nonspeech("train", seed=pool_seed(cfg.seed, cfg.ood_seed),
+    by_kind = {kind: [c.audio for c in nonspeech("train", seed=part_seed(cfg.seed, cfg.ood_seed),
                                                  max_per_kind=n, kinds=(kind,),
                                                  extended=cfg.extended_nonspeech,
                                                  babble_voices=voice_range(cfg.babble_voices),
                                                  babble_speed=cfg.babble_speed)]
                for kind, n in pool_sizes(cfg.ood_per_kind, cfg.kind_pool).items()}
-    rng = np.random.default_rng([cfg.seed, 0xBA])
+    rng = np.random.default_rng([seed, 0xBA])
     babble = [make_babble("train", int(cfg.crop_seconds * 16000), rng)[0].astype(np.float32)
               for _ in range(cfg.babble_bank)]
     if cfg.espeak_babble:
         by_kind["espeak_babble"] = clip_babble(splits["train"].clips, list(splits["train"].voices),
                                                cfg.espeak_babble, voice_range(cfg.babble_voices),
-                                               np.random.default_rng([cfg.seed, 0xEB]))
+                                               np.random.default_rng([seed, 0xEB]))
     ood = [x for clips in by_kind.values() for x in clips]
     log(f"pools: {len(splits['train'])} annotated, {len(real)} real speech, {len(ood)} non-speech "
         f"({time.time() - t0:.0f} s)")
@@ -890,9 +896,10 @@ def parse_kind_weight(spec: str) -> dict[str, float]:
     return out
 
 
-def pool_seed(seed: int, ood_seed: int) -> int:
-    """The seed of training.ood's listing a run's non-speech pool comes from: --ood_seed, or --seed."""
-    return seed if ood_seed < 0 else ood_seed
+def part_seed(seed: int, override: int) -> int:
+    """The seed of one part of a run (--ood_seed: the non-speech pool; --data_seed: the speech and
+    what is fitted on it): the override, or --seed when it is -1."""
+    return seed if override < 0 else override
 
 
 def pool_sizes(ood_per_kind: int, kind_pool: str) -> dict[str, int]:
@@ -1020,10 +1027,11 @@ def held_out_speech(cfg: UQConfig, log) -> tuple[dict, list[np.ndarray], dict]:
     from .corpus import debian_entries
     from .distill import TrainConfig, load_prosody_corpus
 
-    splits = load_prosody_corpus(TrainConfig(n_clips=cfg.n_clips, seed=cfg.seed), 16000, log)
+    seed = part_seed(cfg.seed, cfg.data_seed)
+    splits = load_prosody_corpus(TrainConfig(n_clips=cfg.n_clips, seed=seed), 16000, log)
     annotated = {k: ([c.astype(np.float32) / 32768.0 for c in splits[k].clips], splits[k].targets)
                  for k in ("val", "test")}
-    entries = debian_entries(max_per_group=cfg.real_per_group, seed=cfg.seed)
+    entries = debian_entries(max_per_group=cfg.real_per_group, seed=seed)
     return annotated, [a for _, a in load_real_speech(entries, ("val",))], real_speech_record(entries)
 
 
@@ -1047,7 +1055,8 @@ def finish(model: Wav2Small, cfg: UQConfig, history: list, extra: dict, log) -> 
     source = f"{len(annotated['val'][0])} espeak-ng validation clips + {len(real)} real speech clips of the " \
              "validation speaker groups"
     if cfg.coverage_snr:   # sigma only: the speech threshold stays one of clean speech
-        noisy = [outputs(model, clips) for clips in noisy_copies(annotated["val"][0], cfg.coverage_snr, cfg.seed)]
+        noisy = [outputs(model, clips) for clips in noisy_copies(annotated["val"][0], cfg.coverage_snr,
+                                                                part_seed(cfg.seed, cfg.data_seed))]
         max_log_sigma = max(max_log_sigma, default_thresholds(noisy, cfg.coverage)[0])
         source += f"; sigma also: those espeak-ng clips under white noise and babble at {cfg.coverage_snr:g} dB SNR"
     model.cfg.max_log_sigma, model.cfg.min_speech_logit = max_log_sigma, min_logit
@@ -1107,7 +1116,8 @@ def fit_familiar(cfg: UQConfig, student: Wav2Small, log) -> Familiar:
     """The distance of `student`'s (the frozen --init student's) head inputs from the training speech."""
     from .familiarity import FIT_ANNOTATED, FIT_SECONDS, Distance, fit_clips, head_inputs
 
-    feats = head_inputs(student, fit_clips(FIT_ANNOTATED, cfg.real_per_group, FIT_SECONDS, cfg.n_clips, cfg.seed, log))
+    feats = head_inputs(student, fit_clips(FIT_ANNOTATED, cfg.real_per_group, FIT_SECONDS, cfg.n_clips,
+                                           part_seed(cfg.seed, cfg.data_seed), log))
     distance = Distance.fit(feats, cfg.familiarity_rank)
     centre = float(np.log(np.exp(distance.log_d(feats)).mean()))
     log(f"familiarity: distance fitted on {len(feats)} clips, rank {cfg.familiarity_rank}")

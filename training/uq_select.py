@@ -196,13 +196,13 @@ def trained_clips(data: dict, config: dict) -> dict[str, np.ndarray]:
     across the validation's cuts; with more than 150 per kind a seed-0 run holds the validation
     items themselves."""
     from .ood import items, same_stretch
-    from .uncertainty import UQConfig, pool_seed, pool_sizes, voice_range
+    from .uncertainty import UQConfig, part_seed, pool_sizes, voice_range
 
     cfg = {**asdict(UQConfig()), **config}
     names = data.get("nonspeech_names", {})
     listed = {it.name: it for it in items("train", seed=0, max_per_kind=None, kinds=tuple(names), extended=True)}
     sizes = pool_sizes(cfg["ood_per_kind"], cfg["kind_pool"])
-    seed = pool_seed(cfg["seed"], cfg["ood_seed"])
+    seed = part_seed(cfg["seed"], cfg["ood_seed"])
     pool_items = [it for kind in names for it in items(
         "train", seed=seed, max_per_kind=sizes[kind], kinds=(kind,), extended=cfg["extended_nonspeech"],
         babble_voices=voice_range(cfg["babble_voices"]), babble_speed=cfg["babble_speed"])]
