@@ -119,3 +119,20 @@ def test_data_seed_and_ood_seed_leave_the_seed_only_the_batches():
     assert np.array_equal(seven.targets, moved.targets) and seven.voices == moved.voices
     own = load_pools(UQConfig(**small, seed=3), lambda m: None)
     assert not np.array_equal(own.targets, moved.targets)   # seed 3's corpus is another
+
+
+def test_the_card_says_how_the_non_speech_pool_was_made():
+    from dataclasses import asdict
+
+    from training.release import recipe_notes
+
+    plain = asdict(UQConfig())
+    assert recipe_notes(plain) == ""
+    flat = " ".join(recipe_notes({**plain, "kind_pool": "effects:450", "kind_shares": True,
+                                  "kind_weight": "effects:2.25,noise:0.375", "ood_seed": 15,
+                                  "data_seed": 15, "seed": 14}).split())
+    assert "The non-speech pool held 450 effects clips (the other kinds 150 each)." in flat
+    assert ("drawn kind by kind, each kind as often as a pool of 150 per kind draws it, times effects:2.25, "
+            "noise:0.375.") in flat
+    assert "Seed 15 chose the speech pools and the thresholds' clips (--data_seed), seed 14 the rest." in flat
+    assert "Seed 15 chose the non-speech pool (--ood_seed), seed 14 the rest." in flat

@@ -105,6 +105,19 @@ def recipe_notes(cfg: dict) -> str:
         weights = parse_voice_weight(cfg["voice_weight"])
         drawn = ", ".join(f"the {voice} voice's {w:g} times" for voice, w in weights.items())
         notes.append(f"Some training voices' clips were drawn more often than the others: {drawn} as often.")
+    if cfg.get("kind_pool"):
+        from .uncertainty import pool_sizes
+
+        per_kind = cfg.get("ood_per_kind", 150)
+        wider = ", ".join(f"{n} {kind}" for kind, n in pool_sizes(per_kind, cfg["kind_pool"]).items() if n != per_kind)
+        notes.append(f"The non-speech pool held {wider} clips (the other kinds {per_kind} each).")
+    if cfg.get("kind_shares"):
+        weighted = f", times {cfg['kind_weight'].replace(',', ', ')}" if cfg.get("kind_weight") else ""
+        notes.append(f"Its rows were drawn kind by kind, each kind as often as a pool of "
+                     f"{cfg.get('ood_per_kind', 150)} per kind draws it{weighted}.")
+    for key, what in (("data_seed", "the speech pools and the thresholds' clips"), ("ood_seed", "the non-speech pool")):
+        if cfg.get(key, -1) >= 0:
+            notes.append(f"Seed {cfg[key]} chose {what} (--{key}), seed {cfg.get('seed', 0)} the rest.")
     if cfg.get("ema_decay", 0) > 0:
         notes.append(f"The released weights are an exponential moving average of the training steps' (decay "
                      f"{cfg['ema_decay']:g}, BatchNorm's running statistics averaged alike), not the last step's.")
