@@ -354,8 +354,8 @@ HELP = {   # every option's --help line (tests/test_uncertainty.py checks that n
                    "before the shares are normalised, e.g. effects:2.25,noise:0.58 draws effects more often "
                    "and noise less, the other kinds as before",
     "ood_seed": "seed of training.ood's listing the non-speech pool is taken from (which items, where long files "
-                "are cut, which generator draws); -1: --seed. Lets one run's non-speech pool be trained with "
-                "another seed's batches and initialisation",
+                "are cut, which generator draws); -1: --seed. Lets one seed's non-speech pool be trained with "
+                "another seed's speech and batches (the head's new rows start at fixed values)",
     "data_seed": "seed of the speech a run trains on and what is fitted on it: the prosody corpus (synthesised "
                  "per seed), the real speech files of each group, the corruptions' babble bank and espeak-ng "
                  "babble, the familiarity fit's clips and the validation clips the thresholds are set on; "
