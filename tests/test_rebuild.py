@@ -210,10 +210,43 @@ def test_the_capped_kernels_compute_alike_on_an_emulated_avx2_only_cpu(tmp_path)
         assert rebuild.probe_here({**os.environ, **without}) != here
 
 
+def test_the_selection_record_says_how_many_seeds_of_the_recipe_qualified(tmp_path):
+    rec = {"recipe": "R9", "rule": "the rule", "where": "docs/x.md",
+           "seeds": {"3": ["music called speech"], "4": [], "5": ["mean CCC", "music called speech"]}}
+    (tmp_path / rebuild.SELECTION_RECORD).write_text(json.dumps(rec))
+    sel = rebuild.read_selection(tmp_path)
+    assert sel["seeds"] == {3: ["music called speech"], 4: [], 5: ["mean CCC", "music called speech"]}
+    note = rebuild.selection_note(sel)
+    assert note == (" This head was chosen: of seeds 3, 4, 5 of its recipe (R9), 1 met every line of the shipping "
+                    "rule (the rule); the others failed on mean CCC, music called speech (docs/x.md).")
+    assert note in rebuild.rebuild_section(STUDENT, HEAD, None, sel).replace("\n", " ")
+    assert rebuild.selection_note(None) == "" and rebuild.read_selection(tmp_path / "none") is None
+    for bad in ({**rec, "seeds": {}}, {**rec, "seeds": {"x": []}}, {**rec, "rule": ""}, {"seeds": rec["seeds"]},
+                [1, 2]):
+        (tmp_path / rebuild.SELECTION_RECORD).write_text(json.dumps(bad))
+        with pytest.raises(SystemExit, match="not a selection record"):
+            rebuild.read_selection(tmp_path)
+    (tmp_path / rebuild.SELECTION_RECORD).write_text("{")
+    with pytest.raises(SystemExit, match="not a selection record"):
+        rebuild.read_selection(tmp_path)
+    # beside a head, the record must list that head's seed as one that met every line
+    (tmp_path / rebuild.SELECTION_RECORD).write_text(json.dumps(rec))
+    for seed, why in ((4, None), (3, "listed as failing music called speech"), (7, "not listed")):
+        (tmp_path / "train.json").write_text(json.dumps({"config": {"seed": seed}}))
+        if why is None:
+            assert rebuild.read_selection(tmp_path)["recipe"] == "R9"
+        else:
+            with pytest.raises(SystemExit, match=f"not this head's: its seed, {seed}, is {why}"):
+                rebuild.read_selection(tmp_path)
+
+
 def test_the_model_card_shows_the_command_and_its_steps():
     card = (REPO / "wav2small" / "models" / "default.md").read_text()
     built = rebuild.read_built(REPO / "training" / "default_uq")
-    assert rebuild.rebuild_section(STUDENT, HEAD, built) in card
+    selection = rebuild.read_selection(REPO / "training" / "default_uq")
+    assert rebuild.rebuild_section(STUDENT, HEAD, built, selection) in card
+    if selection is not None:   # a head chosen among its recipe's seeds: the card says how many qualified
+        assert rebuild.selection_note(selection).strip() in " ".join(card.split())
     assert "python -m training.rebuild --install" in card
     if built is not None:   # a head the rebuild trained: the card names its kernels, and other machines' draws
         assert f"whose probe is `{built['kernel_probe'][:16]}`" in card and "another draw of the recipe" in card

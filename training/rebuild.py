@@ -73,6 +73,9 @@ DEFAULT_OUT = Path("runs/rebuild")
 # beside a head's train.json, written by the rebuild that trained it and shipped with it: which float
 # kernels built these bytes, so that a later rebuild says at once whether it can give them
 BUILT_RECORD = "built.json"
+# beside a shipped head, written by hand when it is chosen: its recipe's seeds and the lines each failed,
+# so that the card says how likely another draw of the recipe is to meet the rule (read_selection)
+SELECTION_RECORD = "selection.json"
 # how a distill run was started, not what it trains (rebuild sets out_dir itself)
 NOT_RECIPE = {"out_dir", "resume", "stop_at", "threads"}
 # MKL chooses its code by CPU vendor: on a CPU not of Intel's it ignores MKL_CBWR (its verbose log says
@@ -150,6 +153,42 @@ def read_built(head_dir: Path) -> dict | None:
         return None
 
 
+def read_selection(head_dir: Path) -> dict | None:
+    """The head's SELECTION_RECORD (None: none was written). A record the card cannot read is an error
+    here, not a card that leaves out how its head was chosen."""
+    path = head_dir / SELECTION_RECORD
+    if not path.is_file():
+        return None
+    try:
+        rec = json.loads(path.read_text())
+        seeds = {int(k): [str(x) for x in v] for k, v in rec["seeds"].items()}
+        if not seeds or not all(isinstance(rec[k], str) and rec[k] for k in ("recipe", "rule", "where")):
+            raise ValueError("empty")
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise SystemExit(f"{path}: not a selection record ({type(e).__name__}: {e}); it holds \"recipe\", "
+                         "\"rule\", \"where\" (non-empty text) and \"seeds\" ({seed: [lines it failed]})") from None
+    try:   # the record is this head's: its seed is one that met every line
+        seed = json.loads((head_dir / "train.json").read_text())["config"]["seed"]
+    except (OSError, ValueError, KeyError):
+        seed = None
+    if seed is not None and seeds.get(seed, ["not listed"]):
+        raise SystemExit(f"{path} is not this head's: its seed, {seed}, is "
+                         f"{'not listed' if seed not in seeds else 'listed as failing ' + ', '.join(seeds[seed])}")
+    return {**rec, "seeds": seeds}
+
+
+def selection_note(sel: dict | None) -> str:
+    """The card's sentence on how the shipped head was chosen among its recipe's seeds."""
+    if sel is None:
+        return ""
+    passed = [s for s, fails in sorted(sel["seeds"].items()) if not fails]
+    failed = sorted({f for fails in sel["seeds"].values() for f in fails})
+    listed = ", ".join(str(s) for s in sorted(sel["seeds"]))
+    return (f" This head was chosen: of seeds {listed} of its recipe ({sel['recipe']}), "
+            f"{len(passed)} met every line of the shipping rule ({sel['rule']}); the others failed on "
+            f"{', '.join(failed) or 'nothing'} ({sel['where']}).")
+
+
 def built_note(built: dict | None, probe: str) -> str:
     """Whether this machine's kernel probe is the one the shipped head was built with."""
     if built is None:
@@ -163,10 +202,10 @@ def built_note(built: dict | None, probe: str) -> str:
             f"this machine's is {probe[:16]}: the result will be a model of about the same quality, not its bytes")
 
 
-def rebuild_section(student: dict, head: dict, built: dict | None = None) -> str:
+def rebuild_section(student: dict, head: dict, built: dict | None = None, selection: dict | None = None) -> str:
     """The model card's "Rebuild from nothing" for a model with an uncertainty head: the one command
     and the steps it runs, with the shipped runs' times (`student`, `head`: their train.json;
-    `built`: the head's BUILT_RECORD, if a rebuild trained it)."""
+    `built`: the head's BUILT_RECORD, if a rebuild trained it; `selection`: its SELECTION_RECORD)."""
     minutes = {"student": student.get("wall_seconds_this_invocation"), "head": head.get("wall_seconds")}
     lines = []
     for k, step in enumerate(plan(DEFAULT_OUT, True, student, head), 1):
@@ -190,6 +229,7 @@ this command {caps}, on kernels whose probe is `{built['kernel_probe'][:16]}`: a
 `--probe` prints that hash, with the same Debian speech, rebuilds these bytes; any other machine
 trains another draw of the recipe, whose uncertainty measures vary by seed (docs/uncertainty.md
 gives each recipe's seeds against the shipping rule)."""
+    provenance += selection_note(selection)
     return f"""```bash
 python -m training.rebuild --install   # {took}
 ```

@@ -280,7 +280,7 @@ def release(src: Path, out_dir: Path = PACKAGE_MODELS, n_clips: int = 48) -> dic
     rebuild, extra = student_rebuild(train, src), ""
     if model.cfg.uncertainty:
         from .ood import nonspeech
-        from .rebuild import read_built, rebuild_section
+        from .rebuild import read_built, read_selection, rebuild_section
 
         # non-speech too, so the activation ranges cover what the speech output must reject
         # (measured: engine-vs-float CCC within 0.0001 of speech-only calibration either way)
@@ -291,7 +291,7 @@ def release(src: Path, out_dir: Path = PACKAGE_MODELS, n_clips: int = 48) -> dic
         model.cfg.min_modulation_db = modulation_threshold(train)
         uq, init = train, Path(train["config"]["init"])  # the card also shows the distilled student
         train = json.loads((init / "train.json").read_text())
-        rebuild, extra = rebuild_section(train, uq, read_built(src)), uncertainty_section(uq)
+        rebuild, extra = rebuild_section(train, uq, read_built(src), read_selection(src)), uncertainty_section(uq)
     data = write_model(quantize(model, calib), out_dir / "default.w2s")
     fid = engine_fidelity(model, Model(out_dir / "default.w2s"), held_out)
     shipped = uq["ccc"] if model.cfg.uncertainty else None
