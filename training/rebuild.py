@@ -239,11 +239,11 @@ training/default_uq/train.json; a step that was killed continues where it stoppe
 is run again. On an x86-64 CPU with AVX2 and FMA it caps the float kernels of torch, MKL and numpy
 at AVX2 (on a CPU not of Intel's MKL is made to take its Intel path, where it honours the cap), so
 that such CPUs compute the same thing: a few training steps and the log-mel of a full batch compute
-alike on a real AMD EPYC and on an Intel Haswell and an AMD EPYC-Rome emulated by qemu, and this
-model, built on an AMD EPYC, was rebuilt byte for byte on an Intel Xeon with AVX-512 (2026-12-06;
-capped rebuilds before that day took the log-mel from MKL, which differs by CPU). `python -m
-training.rebuild --probe` prints in seconds a
-hash of those kernels: machines whose hashes differ cannot rebuild the same bytes. The head also
+alike on a real AMD EPYC and on an Intel Haswell and an AMD EPYC-Rome emulated by qemu, and the
+twenty-fifth round's model (docs/uncertainty.md), built on an AMD EPYC, was rebuilt byte for byte
+on an Intel Xeon with AVX-512 (2026-12-06; capped rebuilds before that day took the log-mel from
+MKL, which differs by CPU). `python -m training.rebuild --probe` prints in seconds a hash of those
+kernels: machines whose hashes differ cannot rebuild the same bytes. The head also
 learns from the Debian speech packages installed (those .ci/run installs, and no others, for these
 bytes): the command says which speaker groups differ from the shipped head's. {provenance} The command
 compares the new model file with this one and says how far apart they are.
