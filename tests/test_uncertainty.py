@@ -961,11 +961,12 @@ def test_the_rule_for_a_new_head_names_each_line_it_fails(tmp_path, capsys):
                      "spearman_sigma_minus_snr": 0.85, "heard_as_speech": {"espeak": 1.0, "real": 0.96},
                      "babble_probe": {f"espeak-ng validation voices x{PROBE_VOICES}": {"called_speech": 0.1}},
                      "called_speech": {"music": 0.05, "effects": 0.10},   # a bar itself is met
-                     "ccc": {"arousal": 0.78, "dominance": 0.76, "valence": 0.74},
+                     "ccc": {"arousal": SHIPPED_MEAN_CCC + 0.02, "dominance": SHIPPED_MEAN_CCC,
+                             "valence": SHIPPED_MEAN_CCC - 0.01},
                      "answered": {"all_val_20db": {"both": 0.93}}},
             "fidelity_ccc": {"arousal": 0.9999, "speech_logit": 0.9985}}
     assert [ok for *_, ok in verdict(good)] == [True] * len(RULE)
-    assert dict((n, v) for n, v, _ in verdict(good))["mean CCC"] == pytest.approx((0.78 + 0.76 + 0.74) / 3)
+    assert dict((n, v) for n, v, _ in verdict(good))["mean CCC"] == pytest.approx(SHIPPED_MEAN_CCC + 0.01 / 3)
     bad = json.loads(json.dumps(good))
     bad["int8"]["heard_as_speech"]["real"] = 0.9375
     bad["fidelity_ccc"]["speech_logit"] = 0.997
