@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import struct
 import subprocess
@@ -12,7 +13,7 @@ import zlib
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, to_int16
+from conftest import DEFAULT_W2S, REPO, to_int16
 from test_engine import _compare_trace
 
 import wav2small
@@ -627,6 +628,22 @@ def test_release_reproduces_the_shipped_model(tmp_path):
     clips = clips[1::2] + [c.audio for c in nonspeech("eval", max_per_kind=2)]  # not calibration's
     diff = np.max([np.abs(again.predict_fixed(x) - shipped.predict_fixed(x)) for x in clips], axis=0) / 65536
     assert np.all(diff[:6] <= 5e-4) and diff[6] <= 2e-3 and diff[7] == 0, diff   # the modulation: no weights
+
+
+def test_the_release_command_runs_under_the_kernel_cap_and_gives_the_shipped_bytes(tmp_path, capfd):
+    """`python -m training.release` started by hand starts itself again under training.rebuild's cap,
+    so that on a machine of the shipped head's kernel probe it writes the shipped file byte for byte
+    (uncapped, the calibration's last bits follow the CPU's kernels)."""
+    from training import rebuild, release
+
+    assert release.main([str(REPO / "training" / "default_uq"), f"--out_dir={tmp_path / 'rel'}"]) == 0
+    out = capfd.readouterr().out
+    pinned = rebuild.pinned_here(tmp_path / "pin")
+    assert pinned, "this test needs an x86-64 CPU with AVX2 and FMA"
+    assert "float kernels pinned to AVX2" in out and f"wrote {tmp_path / 'rel' / 'default.w2s'}" in out
+    built = rebuild.read_built(REPO / "training" / "default_uq")
+    if built is not None and built["kernel_probe"] == rebuild.probe_here({**os.environ, **pinned}):
+        assert (tmp_path / "rel" / "default.w2s").read_bytes() == DEFAULT_W2S.read_bytes()
 
 
 def _fake_fold_students(tmp_path, voices: list[list[str]]) -> str:

@@ -351,6 +351,13 @@ def pinned_here(directory: Path) -> dict[str, str]:
     return pinned_kernels(flags, numpy_beyond_avx2(), preload)
 
 
+def unpinned_here() -> bool:
+    """Whether this process could run under the kernel cap and does not (a step started by hand, not by
+    this command): its environment lacks some of pinned_kernels' settings for this CPU."""
+    bare = pinned_kernels(cpu_flags(), numpy_beyond_avx2())
+    return any(os.environ.get(k) != v for k, v in bare.items())
+
+
 def cap_note(pinned: dict[str, str], vendor: str | None) -> str:
     """What the kernel cap does on this CPU, for the user."""
     if not pinned:

@@ -8,6 +8,10 @@ The source is either a distilled student (training.distill) or one with an uncer
 Writes wav2small/models/default.w2s and wav2small/models/default.md. Calibration uses every
 other clip of a spread of real Debian speech; fidelity (int8 engine vs float model) is measured on
 the clips calibration did not see, so the card's numbers come from this run, not from memory.
+The command runs under training.rebuild's kernel cap (it starts itself again under it when run by
+hand): the calibration's float forward pass rounds as the kernels do (uncapped, the twenty-ninth
+round's head was released to a file 182 bytes apart from the capped one, outputs within 1 LSB), so
+capped, the same weights give the same file on x86-64 CPUs with AVX2 and FMA.
 """
 from __future__ import annotations
 
@@ -15,6 +19,10 @@ import argparse
 import datetime
 import json
 import math
+import os
+import subprocess
+import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -318,6 +326,14 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         p.error(f"{args.src} has no {' or '.join(missing)}: release a finished training.distill or "
                 "training.uncertainty run")
+    from .rebuild import cap_note, cpuinfo, pinned_here, unpinned_here
+
+    if unpinned_here():
+        with tempfile.TemporaryDirectory() as tmp:
+            pinned = pinned_here(Path(tmp))
+            print(cap_note(pinned, cpuinfo("vendor_id")), flush=True)
+            return subprocess.call([sys.executable, "-m", "training.release",
+                                    *(sys.argv[1:] if argv is None else argv)], env={**os.environ, **pinned})
     torch.set_num_threads(2)
     print("calibrating on real speech and measuring the engine "
           "against the float model (about 20 s)", flush=True)
