@@ -193,6 +193,16 @@ class UQConfig:
     stop_at: int = 0                 # stop (with a checkpoint) after this step; 0 = run to max_iters
     threads: int = 2                 # the shipped model was trained with 2 (float results depend on it)
 
+    @property
+    def speech_seed(self) -> int:
+        """The seed of the speech pools and what is fitted on them (--data_seed, else --seed)."""
+        return part_seed(self.seed, self.data_seed)
+
+    @property
+    def pool_seed(self) -> int:
+        """The seed of the non-speech pool's listing (--ood_seed, else --seed)."""
+        return part_seed(self.seed, self.ood_seed)
+
     @classmethod
     def parse(cls, argv: list[str] | None = None) -> UQConfig:
         p = argparse.ArgumentParser(prog="python -m training.uncertainty", description=__doc__,
@@ -726,13 +736,12 @@ def load_pools(cfg: UQConfig, log) -> Pools:
     from .ood import make_babble, nonspeech
 
     t0 = time.time()
-    seed = part_seed(cfg.seed, cfg.data_seed)
+    seed = cfg.speech_seed
     splits = load_prosody_corpus(TrainConfig(n_clips=cfg.n_clips, seed=seed), 16000, log)
     to_f = lambda clips: [c.astype(np.float32) / 32768.0 for c in clips]
     real = [a for _, a in real_speech(("train",), cfg.real_per_group, seed, trim=cfg.trim_real)]
     # kind by kind: the same clips, in the same order, as one call with a common cap
-    by_kind = {kind: [c.audio for c in nonspeech("train", seed=part_seed(cfg.seed, cfg.ood_seed),
-                                                 max_per_kind=n, kinds=(kind,),
+    by_kind = {kind: [c.audio for c in nonspeech("train", seed=cfg.pool_seed, max_per_kind=n, kinds=(kind,),
                                                  extended=cfg.extended_nonspeech,
                                                  babble_voices=voice_range(cfg.babble_voices),
                                                  babble_speed=cfg.babble_speed)]
@@ -1029,7 +1038,7 @@ def held_out_speech(cfg: UQConfig, log) -> tuple[dict, list[np.ndarray], dict]:
     from .corpus import debian_entries
     from .distill import TrainConfig, load_prosody_corpus
 
-    seed = part_seed(cfg.seed, cfg.data_seed)
+    seed = cfg.speech_seed
     splits = load_prosody_corpus(TrainConfig(n_clips=cfg.n_clips, seed=seed), 16000, log)
     annotated = {k: ([c.astype(np.float32) / 32768.0 for c in splits[k].clips], splits[k].targets)
                  for k in ("val", "test")}
@@ -1057,8 +1066,8 @@ def finish(model: Wav2Small, cfg: UQConfig, history: list, extra: dict, log) -> 
     source = f"{len(annotated['val'][0])} espeak-ng validation clips + {len(real)} real speech clips of the " \
              "validation speaker groups"
     if cfg.coverage_snr:   # sigma only: the speech threshold stays one of clean speech
-        noisy = [outputs(model, clips) for clips in noisy_copies(annotated["val"][0], cfg.coverage_snr,
-                                                                part_seed(cfg.seed, cfg.data_seed))]
+        copies = noisy_copies(annotated["val"][0], cfg.coverage_snr, cfg.speech_seed)
+        noisy = [outputs(model, clips) for clips in copies]
         max_log_sigma = max(max_log_sigma, default_thresholds(noisy, cfg.coverage)[0])
         source += f"; sigma also: those espeak-ng clips under white noise and babble at {cfg.coverage_snr:g} dB SNR"
     model.cfg.max_log_sigma, model.cfg.min_speech_logit = max_log_sigma, min_logit
@@ -1118,8 +1127,8 @@ def fit_familiar(cfg: UQConfig, student: Wav2Small, log) -> Familiar:
     """The distance of `student`'s (the frozen --init student's) head inputs from the training speech."""
     from .familiarity import FIT_ANNOTATED, FIT_SECONDS, Distance, fit_clips, head_inputs
 
-    feats = head_inputs(student, fit_clips(FIT_ANNOTATED, cfg.real_per_group, FIT_SECONDS, cfg.n_clips,
-                                           part_seed(cfg.seed, cfg.data_seed), log))
+    clips = fit_clips(FIT_ANNOTATED, cfg.real_per_group, FIT_SECONDS, cfg.n_clips, cfg.speech_seed, log)
+    feats = head_inputs(student, clips)
     distance = Distance.fit(feats, cfg.familiarity_rank)
     centre = float(np.log(np.exp(distance.log_d(feats)).mean()))
     log(f"familiarity: distance fitted on {len(feats)} clips, rank {cfg.familiarity_rank}")
