@@ -1006,6 +1006,45 @@ def test_the_rule_for_a_new_head_names_each_line_it_fails(tmp_path, capsys):
     assert e.value.code == 2 and "cut.json is not a JSON file written by --out" in capsys.readouterr().err
 
 
+def test_the_rule_table_prints_each_run_as_the_docs_tabulate_it(tmp_path, capsys):
+    """training.uq_select --table: docs/uncertainty.md's per-head tables come from a command, the short
+    names of the lines a run fails included; a result from before the family counts shows dashes."""
+    from training.uq_select import DECIDING_FAMILIES, PROBE_VOICES, SHIPPED_MEAN_CCC, main
+
+    c = SHIPPED_MEAN_CCC
+    run = {"int8": {"ccc": {"arousal": c + 0.01, "dominance": c, "valence": c - 0.01},
+                    "auroc_sigma": {"all": 0.993, "music": 0.99, "tone": 0.994, "effects": 0.974},
+                    "auroc_speech_prob": {"all": 0.996}, "spearman_sigma_minus_snr": 0.878,
+                    "heard_as_speech": {"espeak": 1.0, "real": 0.9625},
+                    "babble_probe": {f"train voices x{PROBE_VOICES}": {"called_speech": 0.175},
+                                     f"espeak-ng validation voices x{PROBE_VOICES}": {"called_speech": 0.2}},
+                    "called_speech": {"music": 0.092, "effects": 0.155},
+                    "answered": {"all_val_20db": {"both": 0.9467}},
+                    "called_speech_by_family": {"effects": {"fx-blips": [5, 11], "varied-ui": [16, 94]},
+                                                "music": {"melody": [15, 146]}}},
+           "fidelity_ccc": {"arousal": 0.99998, "speech_logit": 0.99981}}
+    old = json.loads(json.dumps(run))
+    del old["int8"]["called_speech_by_family"]
+    f = tmp_path / "sel.json"
+    f.write_text(json.dumps({"runs/R_s14": run, "runs/R_s13": old}))
+    assert main([str(f), "--table=1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("| head | CCC A / D / V (int8) |") and lines[0].endswith("| fails |")
+    assert lines[1] == "|---" * 10 + "|"
+    assert lines[2] == (f"| runs/R_s14 | {c + 0.01:.3f} / {c:.3f} / {c - 0.01:.3f} ({c:.4f}) | 0.993 (0.990, 0.994, "
+                        "0.974) / 0.996 | 0.878 | 1.000 / 0.963 | 0.175 / 0.200 | 0.092 / 0.155 | 0.947 | 0.9998 | "
+                        "effects |")
+    fams = lines[lines.index("") + 1:]
+    assert fams[0] == "| head | " + " | ".join(name for _, name in DECIDING_FAMILIES) + " |"
+    assert fams[2] == "| runs/R_s14 | 5/11 | – | 16/94 | 15/146 |"
+    assert fams[3] == "| runs/R_s13 | – | – | – | – |"
+    del old["int8"]["babble_probe"]   # a result from before a measure the table shows: an error, not a crash
+    f.write_text(json.dumps({"runs/R_s13": old}))
+    with pytest.raises(SystemExit) as e:
+        main([str(f), "--table=1"])
+    assert e.value.code == 2 and "lack the int8 engine's measure 'babble_probe'" in capsys.readouterr().err
+
+
 def test_uq_select_rebuilds_an_unreadable_clip_cache(tmp_path):
     """A cache cut off mid-write (the clips take minutes to build at full size) is rebuilt, not a
     crash in every later run; it is written whole or not at all, and read back as built."""

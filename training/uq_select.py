@@ -47,6 +47,9 @@ each run's verdict under the rule a new head must meet to replace the shipped on
 docs/uncertainty.md), line by line, after measuring or from the --out files of earlier selections:
 
     python -m training.uq_select runs/sel31_s5.json runs/sel31_s6.json --verdict=1
+
+--table=1 prints the same runs' measures as docs/uncertainty.md's tables of them (Markdown), and the
+clips of the generators that decide the music and effects lines called speech (DECIDING_FAMILIES).
 """
 from __future__ import annotations
 
@@ -421,6 +424,41 @@ def detail_line(r: dict) -> str:
             + (f" | left out, in the run's training pool: {left}" if left else ""))
 
 
+# the generators that decide the music and effects lines (docs/uncertainty.md, twenty-eighth round)
+DECIDING_FAMILIES = (("effects", "fx-blips"), ("effects", "fx-sequence"), ("effects", "varied-ui"),
+                     ("music", "melody"))
+
+
+def rule_table(results: dict) -> str:
+    """The rule's measures of each run as docs/uncertainty.md tabulates them (Markdown; int8 engine),
+    then the clips of DECIDING_FAMILIES called speech, from measure() results (--out files)."""
+    head = ("| head | CCC A / D / V (int8) | AUROC σ (music, tone, effects) / speech prob | Spearman(σ, −SNR) | "
+            "speech heard: espeak-ng / real | babble called speech: training / unheard voices | "
+            "music / effects called speech | 20 dB, every validation clip | fidelity (worst) | fails |")
+    rows = [head, "|---" * head.count(" | ") + "|---|"]
+    fams = ["| head | " + " | ".join(name for _, name in DECIDING_FAMILIES) + " |",
+            "|---|" + "---|" * len(DECIDING_FAMILIES)]
+    for run, r in results.items():
+        i = r["int8"]
+        c, a, heard, probe = i["ccc"], i["auroc_sigma"], i["heard_as_speech"], i["babble_probe"]
+        fails = [name.removesuffix(" called speech") for name, _, ok in verdict(r) if not ok]
+        rows.append(
+            f"| {run} | {c['arousal']:.3f} / {c['dominance']:.3f} / {c['valence']:.3f} "
+            f"({float(np.mean(list(c.values()))):.4f}) | {a['all']:.3f} ({a['music']:.3f}, {a['tone']:.3f}, "
+            f"{a['effects']:.3f}) / {i['auroc_speech_prob']['all']:.3f} | {i['spearman_sigma_minus_snr']:.3f} | "
+            f"{heard['espeak']:.3f} / {heard['real']:.3f} | "
+            f"{probe[f'train voices x{PROBE_VOICES}']['called_speech']:.3f} / "
+            f"{probe[f'espeak-ng validation voices x{PROBE_VOICES}']['called_speech']:.3f} | "
+            f"{i['called_speech']['music']:.3f} / {i['called_speech']['effects']:.3f} | "
+            f"{i['answered']['all_val_20db']['both']:.3f} | {min(r['fidelity_ccc'].values()):.4f} | "
+            f"{', '.join(fails) or 'none'} |")
+        counts = i.get("called_speech_by_family", {})   # absent from results before the twenty-eighth round
+        fams.append(f"| {run} | " + " | ".join(
+            "/".join(map(str, counts[kind][name])) if name in counts.get(kind, {}) else "–"
+            for kind, name in DECIDING_FAMILIES) + " |")
+    return "\n".join(rows) + "\n\n" + "\n".join(fams)
+
+
 def summarize(results: dict, kind: str = "int8") -> str:
     """Mean and standard deviation over the seeds of each variant (runs named VARIANT_s<seed>), as
     Markdown; nan where a run's JSON predates a measure."""
@@ -461,6 +499,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--verdict", type=int, default=0, help="1: print each run's verdict under the rule a new "
                    "head must meet (RULE; needs --engine=1), after measuring, or from --out files given as RUNS "
                    "without measuring")
+    p.add_argument("--table", type=int, default=0, help="1: print the rule's measures of each run and its "
+                   "clips of the deciding families called speech as docs/uncertainty.md's tables (Markdown; "
+                   "needs --engine=1), after measuring, or from --out files given as RUNS without measuring")
     p.add_argument("--summarize", type=int, default=0, help="1: print the mean and sd over seeds of every "
                    "variant (runs named VARIANT_s<seed>) from earlier --out files, int8 engine, and exit")
     p.add_argument("--engine", type=int, default=0, help="1: also release each run (see --rel) and measure the int8 engine")
@@ -479,17 +520,25 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.min_modulation_db is not None and not 0.0 <= args.min_modulation_db <= 40.0:
         p.error(f"--min_modulation_db must be within 0..40 dB, got {args.min_modulation_db:g}")
-    if args.summarize or (args.verdict and all(f.suffix == ".json" for f in args.runs)):
+    if args.summarize or ((args.verdict or args.table) and all(f.suffix == ".json" for f in args.runs)):
         merged: dict = {}
         for f in args.runs:
             try:
                 merged.update(json.loads(f.read_text()))
             except (OSError, ValueError) as e:
                 p.error(f"{f} is not a JSON file written by --out: {e}")
-        print(summarize(merged) if args.summarize else verdict_text(merged))
+        if args.summarize:
+            print(summarize(merged))
+            return 0
+        try:
+            print("\n\n".join(([verdict_text(merged)] if args.verdict else []) +
+                              ([rule_table(merged)] if args.table else [])))
+        except KeyError as e:
+            p.error(f"the --out results lack the int8 engine's measure {e} (measured with --engine=1 "
+                    "and this version's measures?)")
         return 0
-    if args.verdict and not args.engine:
-        p.error("--verdict judges the int8 engine's measures: give --engine=1")
+    if (args.verdict or args.table) and not args.engine:
+        p.error("--verdict and --table report the int8 engine's measures: give --engine=1")
     # the runs and options checked before the clips are built (minutes without a --cache)
     if args.threads < 1:
         p.error(f"--threads must be >= 1, got {args.threads}")
@@ -565,6 +614,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"    {kind}: " + detail_line(r[kind]))
     if args.verdict:
         print(verdict_text(results))
+    if args.table:
+        print(rule_table(results))
     return 0
 
 
