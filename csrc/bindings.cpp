@@ -98,16 +98,20 @@ py::dict config_to_dict(const w2s_config &c) {
 using pcm_array = py::array_t<int16_t, py::array::c_style | py::array::forcecast>;
 
 // The outputs Python sees of one run: the n_outputs values, and with an uncertainty head the
-// modulation after them (dB Q_DB), which the decision reads too; decide() takes them back.
+// modulation after them (dB Q_DB), then with W2S_FLAG_STEADY the steadiness (Q15), which the
+// decision reads too; decide() takes them back.
 py::ssize_t fixed_count(const w2s_model &m) {
-    return m.config.n_outputs + ((m.config.flags & W2S_FLAG_UNCERTAINTY) ? 1 : 0);
+    return m.config.n_outputs + ((m.config.flags & W2S_FLAG_UNCERTAINTY) ? 1 : 0) +
+           ((m.config.flags & W2S_FLAG_STEADY) ? 1 : 0);
 }
 
 py::array_t<int32_t> fixed_outputs(const w2s_model &m, const w2s_output &out) {
     const py::ssize_t n = fixed_count(m);
     py::array_t<int32_t> r(n);
-    std::memcpy(r.mutable_data(), out.value, sizeof(int32_t) * size_t(out.n_outputs));
-    if (n > out.n_outputs) r.mutable_data()[n - 1] = out.modulation;
+    int32_t *p = r.mutable_data();
+    std::memcpy(p, out.value, sizeof(int32_t) * size_t(out.n_outputs));
+    if (m.config.flags & W2S_FLAG_UNCERTAINTY) p[out.n_outputs] = out.modulation;
+    if (m.config.flags & W2S_FLAG_STEADY) p[out.n_outputs + 1] = out.steady;
     return r;
 }
 
@@ -198,12 +202,13 @@ class Model {
     py::object thresholds() const {
         w2s_thresholds t;
         if (w2s_default_thresholds(&m_, &t) != W2S_OK) return py::none();
-        return py::make_tuple(t.max_log_sigma, t.min_speech_logit, t.min_modulation);
+        return py::make_tuple(t.max_log_sigma, t.min_speech_logit, t.min_modulation, t.max_steady);
     }
 
     // w2s_decide on outputs of this model (as predict returns them) with the given thresholds.
     int decide(const py::array_t<int32_t, py::array::c_style | py::array::forcecast> &values,
-               int32_t max_log_sigma, int32_t min_speech_logit, int32_t min_modulation) const {
+               int32_t max_log_sigma, int32_t min_speech_logit, int32_t min_modulation,
+               int32_t max_steady) const {
         const py::ssize_t n = fixed_count(m_);
         if (values.ndim() != 1 || values.shape(0) != n)
             throw py::value_error("decide: expected " + std::to_string(n) + " outputs");
@@ -211,8 +216,9 @@ class Model {
         std::memcpy(out.value, values.data(), sizeof(int32_t) * size_t(m_.config.n_outputs));
         out.n_outputs = m_.config.n_outputs;
         out.frac_bits = m_.config.out_frac_bits;
-        if (n > m_.config.n_outputs) out.modulation = values.data()[n - 1];
-        w2s_thresholds t{max_log_sigma, min_speech_logit, min_modulation};
+        if (m_.config.flags & W2S_FLAG_UNCERTAINTY) out.modulation = values.data()[m_.config.n_outputs];
+        if (m_.config.flags & W2S_FLAG_STEADY) out.steady = values.data()[m_.config.n_outputs + 1];
+        w2s_thresholds t{max_log_sigma, min_speech_logit, min_modulation, max_steady};
         return int(w2s_decide(&m_, &out, &t));
     }
 
@@ -266,7 +272,8 @@ class Model {
 
     static void collect(void *user, w2s_trace_stage stage, int32_t layer, const void *data,
                         int32_t d0, int32_t d1, int32_t d2) {
-        static const char *names[] = {"prenorm", "logmel", "conv", "pool", "pooled", "gram", "modulation", "output"};
+        static const char *names[] = {"prenorm", "logmel", "conv", "pool", "pooled", "gram", "modulation",
+                                      "steady", "output"};
         auto *stages = static_cast<py::list *>(user);
         std::vector<py::ssize_t> shape;
         for (int32_t d : {d0, d1, d2})
@@ -399,6 +406,9 @@ PYBIND11_MODULE(_engine, m) {
     m.attr("Q_EXP") = W2S_Q_EXP;
     m.attr("EXP_LUT_SIZE") = W2S_EXP_LUT_SIZE;
     m.attr("FLAG_UNCERTAINTY") = W2S_FLAG_UNCERTAINTY;
+    m.attr("FLAG_STEADY") = W2S_FLAG_STEADY;
+    m.attr("STEADY_ONE") = W2S_STEADY_ONE;
+    m.attr("STEADY_COS2_ONE") = W2S_STEADY_COS2_ONE;
     m.attr("RELIABLE") = int(W2S_RELIABLE);
     m.attr("NO_SPEECH") = int(W2S_NO_SPEECH);
     m.attr("TOO_UNCERTAIN") = int(W2S_TOO_UNCERTAIN);
@@ -412,9 +422,10 @@ PYBIND11_MODULE(_engine, m) {
         .def("predict", &Model::predict, py::arg("pcm"), "int16 PCM -> int32 outputs in fixed point (GIL released).")
         .def("trace", &Model::trace, py::arg("pcm"), "Run and return every stage output: [(stage, layer, array)].")
         .def_property_readonly("thresholds", &Model::thresholds,
-                               "(max_log_sigma, min_speech_logit, min_modulation) of the model's decision, or None without an uncertainty head.")
+                               "(max_log_sigma, min_speech_logit, min_modulation, max_steady) of the model's decision, "
+                               "or None without an uncertainty head (max_steady STEADY_ONE without FLAG_STEADY).")
         .def("decide", &Model::decide, py::arg("values"), py::arg("max_log_sigma"), py::arg("min_speech_logit"),
-             py::arg("min_modulation"),
+             py::arg("min_modulation"), py::arg("max_steady"),
              "w2s_decide: the decision code for outputs of this model under the given thresholds.")
         .def("tensors", &Model::tensors, "Copies of every tensor of the file, by name.")
         .def_property_readonly("stream_arena_size", &Model::stream_arena_size, "Arena bytes of one stream (any length).")

@@ -2,7 +2,8 @@
  * engine.c - the forward pass of a whole clip, and its arena.
  *
  * Reads like Wav2Small.forward: prenorm -> log-mel -> conv layers (max-pool after one of them)
- * -> vox pooling -> Gram -> head; with an uncertainty head, the log-mel's modulation as well.
+ * -> vox pooling -> Gram -> head; with an uncertainty head, the log-mel's modulation (and
+ * steadiness) as well.
  * Activations live in two ping-pong maps of the arena; every kernel works on rows, so a streaming
  * engine can feed the same kernels from line buffers.
  */
@@ -18,6 +19,7 @@ typedef struct {
     int16_t *pooled;  /* (C, F') */
     int16_t *gram;    /* (C, C) */
     void    *kernel;  /* kernel scratch, shared by the stages in turn (empty in builds without) */
+    void    *steady;  /* the steadiness's arrays (empty without W2S_FLAG_STEADY) */
 } arena_slices;
 
 static uint64_t align8(uint64_t n) { return (n + 7u) & ~(uint64_t)7u; }
@@ -38,8 +40,8 @@ w2s_status w2s_clip_length(const w2s_config *c, size_t n) {
 static size_t plan(const w2s_config *c, size_t n, uint8_t *base, arena_slices *s) {
     const uint64_t T = n_frames(c, n), F = (uint64_t)c->n_mels, C = (uint64_t)c->channels;
     const uint64_t F2 = (F + 1) / 2;
-    uint64_t off = 0, sizes[8];
-    size_t at[8], i;
+    uint64_t off = 0, sizes[9];
+    size_t at[9], i;
     sizes[0] = T * F * sizeof(int16_t);
     sizes[1] = sizes[2] = T * F * C;
     sizes[3] = w2s_logmel_scratch_bytes(c);
@@ -47,7 +49,8 @@ static size_t plan(const w2s_config *c, size_t n, uint8_t *base, arena_slices *s
     sizes[5] = C * F2 * sizeof(int16_t);
     sizes[6] = C * C * sizeof(int16_t);
     sizes[7] = w2s_kernel_scratch_bytes(c, W2S_SCRATCH_CLIP);
-    for (i = 0; i < 8; i++) {
+    sizes[8] = w2s_steady_bytes(c);
+    for (i = 0; i < 9; i++) {
         at[i] = (size_t)off;
         off += align8(sizes[i]);
     }
@@ -61,6 +64,7 @@ static size_t plan(const w2s_config *c, size_t n, uint8_t *base, arena_slices *s
         s->pooled = (int16_t *)(void *)(base + at[5]);
         s->gram = (int16_t *)(void *)(base + at[6]);
         s->kernel = base + at[7]; /* one past the arena's end where it is empty: never read then */
+        s->steady = base + at[8];
     }
     return (size_t)off;
 }
@@ -80,7 +84,8 @@ w2s_status w2s_forward(const w2s_model *m, const int16_t *pcm, size_t n, void *a
     w2s_prenorm pn;
     w2s_vox_state vox;
     w2s_modulation mod;
-    int32_t T, F, C, l, t, modulation = 0, cur = 0;
+    w2s_steady steady;
+    int32_t T, F, C, l, t, modulation = 0, steadiness = 0, cur = 0;
     size_t need;
     w2s_status length;
 
@@ -109,6 +114,12 @@ w2s_status w2s_forward(const w2s_model *m, const int16_t *pcm, size_t n, void *a
         for (t = 0; t < T; t++) w2s_modulation_push(&mod, a.logmel + (size_t)t * (size_t)F, F, w->mod_block);
         modulation = w2s_modulation_db(&mod);
         if (trace) trace(user, W2S_TRACE_MODULATION, 0, &modulation, 1, 0, 0);
+    }
+    if (c->flags & W2S_FLAG_STEADY) { /* a held tone or note keeps its spectral shape: no speech */
+        w2s_steady_init(c, a.steady, &steady);
+        for (t = 0; t < T; t++) w2s_steady_push(&steady, w, a.logmel + (size_t)t * (size_t)F, F);
+        steadiness = w2s_steady_share(&steady);
+        if (trace) trace(user, W2S_TRACE_STEADY, 0, &steadiness, 1, 0, 0);
     }
 
     for (l = 1; l <= c->n_layers; l++) {
@@ -141,7 +152,7 @@ w2s_status w2s_forward(const w2s_model *m, const int16_t *pcm, size_t n, void *a
     if (trace) trace(user, W2S_TRACE_GRAM, 0, a.gram, C, C, 0);
 
     /* = adv(cat([P, G]).flatten()) */
-    w2s_head(c, w, a.pooled, a.gram, modulation, out);
+    w2s_head(c, w, a.pooled, a.gram, modulation, steadiness, out);
     if (trace) trace(user, W2S_TRACE_OUTPUT, 0, out->value, c->n_outputs, 0, 0);
     return W2S_OK;
 }

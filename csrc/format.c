@@ -59,48 +59,51 @@ static void put(layout_cursor *cur, const char *name, int32_t layer, w2s_dtype d
     if (cur->visit) cur->visit(cur->user, &t);
 }
 
+/* The one-dimensional tensors outside the conv stack: most of the list, in four arguments a call
+ * (on a Cortex-M, all in registers: the list's code shrinks by a third). */
+static void put1(layout_cursor *cur, const char *name, w2s_dtype dt, int32_t d0) {
+    put(cur, name, 0, dt, 1, d0, 0, 0, 0);
+}
+
+/* Runs of int32 vectors of one length, in file order (a loop each: the list is code on a Cortex-M) */
+static const char *const conv_vectors[3] = {"conv.bias", "conv.mult", "conv.shift"};
+static const char *const vox_vectors[5] = {"vox.sof_b", "vox.sof_mult", "vox.sof_shift", "vox.pool_mult",
+                                           "vox.pool_shift"};
+static const char *const head_vectors[5] = {"head.b", "head.mult_p", "head.shift_p", "head.mult_g", "head.shift_g"};
+
 size_t w2s_layout(const w2s_config *c, w2s_tensor_fn visit, void *user) {
     const int32_t C = c->channels, F2 = (c->n_mels + 1) / 2, wide = w2s_head_wide_rows(c);
     layout_cursor cur;
-    int32_t l;
+    int32_t l, k;
     cur.offset = W2S_HEADER_BYTES;
     cur.visit = visit;
     cur.user = user;
     /* front end */
-    put(&cur, "front.params", 0, W2S_DT_I32, 1, 6, 0, 0, 0);
-    put(&cur, "window", 0, W2S_DT_I32, 1, c->n_fft, 0, 0, 0);
-    put(&cur, "cosine", 0, W2S_DT_I32, 1, c->n_fft, 0, 0, 0);
+    put1(&cur, "front.params", W2S_DT_I32, 6);
+    put1(&cur, "window", W2S_DT_I32, c->n_fft);
+    put1(&cur, "cosine", W2S_DT_I32, c->n_fft);
     put(&cur, "mel.band", 0, W2S_DT_U16, 2, c->n_mels, 2, 0, 0);
-    put(&cur, "mel", 0, W2S_DT_U16, 1, c->mel_weights, 0, 0, 0);
+    put1(&cur, "mel", W2S_DT_U16, c->mel_weights);
     /* conv stack */
     for (l = 1; l <= c->n_layers; l++) {
         put(&cur, "conv.params", l, W2S_DT_I32, 1, 4, 0, 0, 0);
         put(&cur, "conv.w", l, W2S_DT_I8, 4, C, 3, 3, l == 1 ? 1 : C);
-        put(&cur, "conv.bias", l, W2S_DT_I32, 1, C, 0, 0, 0);
-        put(&cur, "conv.mult", l, W2S_DT_I32, 1, C, 0, 0, 0);
-        put(&cur, "conv.shift", l, W2S_DT_I32, 1, C, 0, 0, 0);
+        for (k = 0; k < 3; k++) put(&cur, conv_vectors[k], l, W2S_DT_I32, 1, C, 0, 0, 0); /* bias, mult, shift */
     }
     /* vox pooling */
-    put(&cur, "vox.params", 0, W2S_DT_I32, 1, 3, 0, 0, 0);
+    put1(&cur, "vox.params", W2S_DT_I32, 3);
     put(&cur, "vox.lin_w", 0, W2S_DT_I16, 2, C, C, 0, 0);
-    put(&cur, "vox.lin_b", 0, W2S_DT_I32, 1, C, 0, 0, 0);
+    put1(&cur, "vox.lin_b", W2S_DT_I32, C);
     put(&cur, "vox.sof_w", 0, W2S_DT_I8, 2, C, C, 0, 0);
-    put(&cur, "vox.sof_b", 0, W2S_DT_I32, 1, C, 0, 0, 0);
-    put(&cur, "vox.sof_mult", 0, W2S_DT_I32, 1, C, 0, 0, 0);
-    put(&cur, "vox.sof_shift", 0, W2S_DT_I32, 1, C, 0, 0, 0);
-    put(&cur, "vox.pool_mult", 0, W2S_DT_I32, 1, C, 0, 0, 0);
-    put(&cur, "vox.pool_shift", 0, W2S_DT_I32, 1, C, 0, 0, 0);
-    put(&cur, "vox.exp_lut", 0, W2S_DT_U32, 1, W2S_EXP_LUT_SIZE, 0, 0, 0);
+    for (k = 0; k < 5; k++) put1(&cur, vox_vectors[k], W2S_DT_I32, C);
+    put1(&cur, "vox.exp_lut", W2S_DT_U32, W2S_EXP_LUT_SIZE);
     /* head */
-    put(&cur, "head.params", 0, W2S_DT_I32, 1, 2, 0, 0, 0);
+    put1(&cur, "head.params", W2S_DT_I32, 2);
     put(&cur, "head.w", 0, W2S_DT_I16, 3, wide, C, F2 + C, 0);
     if (c->n_outputs > wide) put(&cur, "head.uw", 0, W2S_DT_I8, 3, c->n_outputs - wide, C, F2 + C, 0);
-    put(&cur, "head.b", 0, W2S_DT_I32, 1, c->n_outputs, 0, 0, 0);
-    put(&cur, "head.mult_p", 0, W2S_DT_I32, 1, c->n_outputs, 0, 0, 0);
-    put(&cur, "head.shift_p", 0, W2S_DT_I32, 1, c->n_outputs, 0, 0, 0);
-    put(&cur, "head.mult_g", 0, W2S_DT_I32, 1, c->n_outputs, 0, 0, 0);
-    put(&cur, "head.shift_g", 0, W2S_DT_I32, 1, c->n_outputs, 0, 0, 0);
-    if (c->flags & W2S_FLAG_UNCERTAINTY) put(&cur, "decide.params", 0, W2S_DT_I32, 1, 4, 0, 0, 0);
+    for (k = 0; k < 5; k++) put1(&cur, head_vectors[k], W2S_DT_I32, c->n_outputs);
+    if (c->flags & W2S_FLAG_UNCERTAINTY) put1(&cur, "decide.params", W2S_DT_I32, 4);
+    if (c->flags & W2S_FLAG_STEADY) put1(&cur, "decide.steady", W2S_DT_I32, 4);
     return cur.offset;
 }
 
@@ -109,7 +112,7 @@ size_t w2s_layout(const w2s_config *c, w2s_tensor_fn visit, void *user) {
 typedef struct {
     const uint8_t *base;
     w2s_weights *w;
-    const int32_t *front, *vox, *head, *decide; /* parameter blocks, unpacked after the walk */
+    const int32_t *front, *vox, *head, *decide, *steady; /* parameter blocks, unpacked after the walk */
     const int32_t *conv_params[W2S_MAX_LAYERS + 1];
 } bind_ctx;
 
@@ -152,6 +155,7 @@ static void bind_tensor(void *user, const w2s_tensor *t) {
     else if (IS("head.mult_g")) w->head_mult_g = (const int32_t *)p;
     else if (IS("head.shift_g")) w->head_shift_g = (const int32_t *)p;
     else if (IS("decide.params")) b->decide = (const int32_t *)p;
+    else if (IS("decide.steady")) b->steady = (const int32_t *)p;
 }
 
 static int in_range(int64_t v, int64_t lo, int64_t hi) { return v >= lo && v <= hi; }
@@ -180,7 +184,9 @@ static int config_ok(const w2s_config *c) {
            in_range(c->mel_weights, 0, (int64_t)c->n_mels * (c->n_fft / 2 + 1)) &&
            (c->flags & ~W2S_KNOWN_FLAGS) == 0 &&
            /* an uncertainty head: n values, n log-sigmas, one speech logit */
-           (!(c->flags & W2S_FLAG_UNCERTAINTY) || (c->n_outputs >= 3 && c->n_outputs % 2 == 1));
+           (!(c->flags & W2S_FLAG_UNCERTAINTY) || (c->n_outputs >= 3 && c->n_outputs % 2 == 1)) &&
+           /* the steadiness is a part of the uncertainty head's decision */
+           (!(c->flags & W2S_FLAG_STEADY) || (c->flags & W2S_FLAG_UNCERTAINTY));
 }
 
 /* Value ranges that keep every accumulator of the engine inside its type (docs/numerics.md). */
@@ -238,6 +244,11 @@ static int values_ok(const w2s_config *c, const w2s_weights *w) {
      * range would only ever say "no speech" */
     if ((c->flags & W2S_FLAG_UNCERTAINTY) &&
         (!in_range(w->mod_block, 1, W2S_MAX_MOD_BLOCK) || !in_range(w->thresholds.min_modulation, 0, 32767)))
+        return 0;
+    /* the steadiness's block bounds its sums and its level is a log-mel value (modulation.c) */
+    if ((c->flags & W2S_FLAG_STEADY) &&
+        (!in_range(w->steady_block, 1, W2S_MAX_MOD_BLOCK) || !in_range(w->steady_level, -32768, 32767) ||
+         !in_range(w->steady_cos2, 0, W2S_STEADY_COS2_ONE) || !in_range(w->thresholds.max_steady, 0, W2S_STEADY_ONE)))
         return 0;
     return 1;
 }
@@ -315,6 +326,14 @@ w2s_status w2s_model_init(w2s_model *model, const void *buf, size_t len) {
         w.thresholds.min_speech_logit = b.decide[1];
         w.thresholds.min_modulation = b.decide[2];
         w.mod_block = b.decide[3];
+    }
+    /* without the measure nothing is too steady: the threshold lets every clip through */
+    w.thresholds.max_steady = W2S_STEADY_ONE;
+    if (b.steady) {
+        w.steady_block = b.steady[0];
+        w.steady_level = b.steady[1];
+        w.steady_cos2 = b.steady[2];
+        w.thresholds.max_steady = b.steady[3];
     }
     if (!values_ok(&c, &w)) return W2S_ERR_FORMAT;
 

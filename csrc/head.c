@@ -10,19 +10,21 @@
  * in output units (value / 2^out_frac_bits).
  *
  * With an uncertainty head the same sums give the log-sigmas and the speech logit (they are just
- * more rows of W), and the decision is two integer comparisons on them: no exp, no division.
+ * more rows of W), and the decision is integer comparisons on them: no exp, no division.
  */
 #include "requant.h"
 #include "w2s_internal.h"
 
-/* The decision rule, once (w2s.h): speech first (the speech logit and the modulation), then the
- * largest log-sigma. */
-static w2s_decision decide(const w2s_config *c, const int32_t *value, int32_t modulation,
-                           const w2s_thresholds *t) {
+/* The decision rule, once (w2s.h): speech first (the speech logit, the modulation and the
+ * steadiness), then the largest log-sigma. */
+static w2s_decision decide(const w2s_config *c, const w2s_output *out, const w2s_thresholds *t) {
     const int32_t n = (c->n_outputs - 1) / 2;
+    const int32_t *value = out->value;
     int32_t d;
     if (!(c->flags & W2S_FLAG_UNCERTAINTY)) return W2S_NO_DECISION;
-    if (value[2 * n] < t->min_speech_logit || modulation < t->min_modulation) return W2S_NO_SPEECH;
+    if (value[2 * n] < t->min_speech_logit || out->modulation < t->min_modulation ||
+        ((c->flags & W2S_FLAG_STEADY) && out->steady > t->max_steady))
+        return W2S_NO_SPEECH;
     for (d = 0; d < n; d++)
         if (value[n + d] > t->max_log_sigma) return W2S_TOO_UNCERTAIN;
     return W2S_RELIABLE;
@@ -44,7 +46,7 @@ static void head_sums(const int16_t *w16, const int8_t *w8, int32_t C, int32_t F
 }
 
 void w2s_head(const w2s_config *c, const w2s_weights *w, const int16_t *pooled,
-              const int16_t *gram, int32_t modulation, w2s_output *out) {
+              const int16_t *gram, int32_t modulation, int32_t steady, w2s_output *out) {
     const int32_t C = c->channels, F2 = (c->n_mels + 1) / 2, row = F2 + C, wide = w2s_head_wide_rows(c);
     int32_t k, part;
     for (k = 0; k < c->n_outputs; k++) {
@@ -62,12 +64,14 @@ void w2s_head(const w2s_config *c, const w2s_weights *w, const int16_t *pooled,
     out->n_outputs = c->n_outputs;
     out->frac_bits = c->out_frac_bits;
     out->modulation = c->flags & W2S_FLAG_UNCERTAINTY ? modulation : 0;
-    out->decision = (int32_t)decide(c, out->value, out->modulation, &w->thresholds);
+    out->steady = c->flags & W2S_FLAG_STEADY ? steady : 0;
+    out->decision = (int32_t)decide(c, out, &w->thresholds);
 }
 
 w2s_status w2s_default_thresholds(const w2s_model *model, w2s_thresholds *thresholds) {
     if (!thresholds) return W2S_ERR_ARG;
     thresholds->max_log_sigma = thresholds->min_speech_logit = thresholds->min_modulation = 0;
+    thresholds->max_steady = W2S_STEADY_ONE;
     if (!model || !(model->config.flags & W2S_FLAG_UNCERTAINTY)) return W2S_ERR_ARG;
     *thresholds = model->w.thresholds;
     return W2S_OK;
@@ -77,5 +81,5 @@ w2s_decision w2s_decide(const w2s_model *model, const w2s_output *out, const w2s
     if (!model || !out || !thresholds || out->n_outputs != model->config.n_outputs ||
         out->frac_bits != model->config.out_frac_bits)
         return W2S_NO_DECISION;
-    return decide(&model->config, out->value, out->modulation, thresholds);
+    return decide(&model->config, out, thresholds);
 }

@@ -46,6 +46,11 @@ static inline int64_t w2s_div_round(int64_t x, int64_t d) {
     return x >= 0 ? (x + d / 2) / d : -((-x + d / 2) / d);
 }
 
+/* The same in 32 bits, where |x| + d / 2 < 2^31 (one SDIV on a Cortex-M4, no library call). */
+static inline int32_t w2s_div_round32(int32_t x, int32_t d) {
+    return x >= 0 ? (x + d / 2) / d : -((-x + d / 2) / d);
+}
+
 /* High 32 bits of 2*a*b, nearest, ties away from zero (ARM VQRDMULH); saturates the one overflow. */
 static inline int32_t w2s_srdhm(int32_t a, int32_t b) {
     if (a == INT32_MIN && b == INT32_MIN) return INT32_MAX;

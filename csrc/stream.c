@@ -52,6 +52,7 @@ struct w2s_stream {
     int32_t           n_pcm;   /* samples in the frame buffer, < n_fft between calls */
     int32_t           frames;  /* STFT frames so far (log-mel rows into layer 1) */
     w2s_modulation    mod;     /* of the log-mel rows so far (an uncertainty head's decision) */
+    w2s_steady        steady;  /* likewise, with W2S_FLAG_STEADY */
 };
 
 /* ---- arena ------------------------------------------------------------------------------------ */
@@ -62,6 +63,7 @@ typedef struct {
     int8_t  *line[W2S_MAX_LAYERS]; /* [l - 1], l >= 2: (2, width(l) * C) input rows of layer l */
     int8_t  *pool;                /* (F' * C) running max of the pool's next output row */
     void    *vox;                 /* online softmax state (8-byte aligned) */
+    void    *steady;              /* the steadiness's arrays (8-byte aligned; empty without the flag) */
     uint8_t *work;                /* scratch of one push or one read (8-byte aligned) */
     void    *kernel;              /* kernel scratch: the arena's slice, or the caller's stack */
 } slices;
@@ -132,6 +134,8 @@ static size_t plan(const w2s_config *c, uint8_t *base, slices *a) {
     int32_t l;
     if (a) a->vox = base + off;
     off += align8(w2s_vox_state_bytes(c));
+    if (a) a->steady = base + off;
+    off += w2s_steady_bytes(c);
     if (a) a->pcm = (int16_t *)(void *)(base + off);
     off += (size_t)c->n_fft * sizeof(int16_t);
     if (a) a->mel = (int16_t *)(void *)(base + off);
@@ -160,7 +164,7 @@ size_t w2s_stream_arena_size(const w2s_model *m) { return w2s_model_ready(m) ? p
 void w2s_stream_sizes_of(const w2s_config *c, w2s_stream_sizes *z) {
     const size_t C = (size_t)c->channels, F2 = (size_t)(c->n_mels + 1) / 2;
     int32_t l;
-    z->state = align8(sizeof(w2s_stream));
+    z->state = align8(sizeof(w2s_stream)) + w2s_steady_bytes(c);
     z->vox = align8(w2s_vox_state_bytes(c));
     z->lines = (size_t)c->n_fft * sizeof(int16_t) + 2 * (size_t)c->n_mels * sizeof(int16_t) + F2 * C;
     for (l = 2; l <= c->n_layers; l++) z->lines += 2 * (size_t)width(c, l) * C;
@@ -261,6 +265,7 @@ static void run_frame(w2s_stream *s, const slices *a) {
     }
     w2s_logmel_frame_s16(c, w, &s->pn, a->pcm, rest, mel);
     if (c->flags & W2S_FLAG_UNCERTAINTY) w2s_modulation_push(&s->mod, mel, F, w->mod_block);
+    if (c->flags & W2S_FLAG_STEADY) w2s_steady_push(&s->steady, w, mel, F);
 
     for (l = 1; l <= c->n_layers; l++) {
         const size_t row = (size_t)f * (size_t)C;
@@ -331,6 +336,7 @@ w2s_status w2s_stream_push_s16(w2s_stream *s, const int16_t *pcm, size_t n) {
     if (!a.kernel) a.kernel = stack_scratch;
 #endif
     w2s_vox_bind(c, a.vox, &s->vox); /* the arena may have been moved since the last call */
+    w2s_steady_bind(c, a.steady, &s->steady);
     s->samples += n;
     while (n > 0) {
         size_t take = (size_t)(c->n_fft - s->n_pcm);
@@ -463,6 +469,7 @@ w2s_status w2s_stream_read(w2s_stream *s, w2s_output *out) {
     if (!a.kernel) a.kernel = stack_scratch;
 #endif
     w2s_vox_bind(c, a.vox, &s->vox);
+    w2s_steady_bind(c, a.steady, &s->steady);
     work = a.work;
     K = flush(s, &a);
     tail = tail_rows(c) * R2; /* the region read_bytes() sized; K <= tail_rows */
@@ -496,7 +503,7 @@ w2s_status w2s_stream_read(w2s_stream *s, w2s_output *out) {
     gram_of(c, w, pooled, gram);
 
     /* = adv(cat([P, G]).flatten()) */
-    w2s_head(c, w, pooled, gram, w2s_modulation_db(&s->mod), out);
+    w2s_head(c, w, pooled, gram, w2s_modulation_db(&s->mod), w2s_steady_share(&s->steady), out);
     return W2S_OK;
 }
 
@@ -533,6 +540,7 @@ w2s_status w2s_stream_reset(w2s_stream *s) {
     s->n_pcm = 0;
     s->frames = 0;
     w2s_modulation_init(&s->mod);
+    w2s_steady_init(&s->model->config, a.steady, &s->steady);
     return W2S_OK;
 }
 

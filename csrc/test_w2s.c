@@ -33,15 +33,17 @@ static int failures = 0;
 static int same(const w2s_output *a, const w2s_output *b) {
     return a->n_outputs == b->n_outputs && a->frac_bits == b->frac_bits &&
            memcmp(a->value, b->value, sizeof a->value) == 0 && a->modulation == b->modulation &&
-           a->decision == b->decision;
+           a->steady == b->steady && a->decision == b->decision;
 }
 
-/* An output as the Python binding returns it: the values, then an uncertainty head's modulation. */
+/* An output as the Python binding returns it: the values, then an uncertainty head's modulation
+ * and steadiness. */
 static void print_fixed(const char *label, const w2s_model *m, const w2s_output *o) {
     int32_t k;
     printf(" %s", label);
     for (k = 0; k < o->n_outputs; k++) printf(" %ld", (long)o->value[k]);
     if (m->config.flags & W2S_FLAG_UNCERTAINTY) printf(" %ld", (long)o->modulation);
+    if (m->config.flags & W2S_FLAG_STEADY) printf(" %ld", (long)o->steady);
 }
 
 static void test_rounding(void) {
@@ -221,19 +223,31 @@ static void test_decision(const w2s_model *m) {
         t.max_log_sigma = top;
         t.min_speech_logit = out.value[2 * nv];
         t.min_modulation = out.modulation;
-        CHECK(w2s_decide(m, &out, &t) == W2S_RELIABLE); /* all three at their limits */
+        t.max_steady = out.steady;
+        CHECK(w2s_decide(m, &out, &t) == W2S_RELIABLE); /* all four at their limits */
         t.max_log_sigma = top - 1;
         CHECK(w2s_decide(m, &out, &t) == W2S_TOO_UNCERTAIN);
         t.min_modulation = out.modulation + 1;
         CHECK(w2s_decide(m, &out, &t) == W2S_NO_SPEECH); /* a level too steady is no speech */
         t.min_modulation = out.modulation;
+        if (m->config.flags & W2S_FLAG_STEADY) {
+            CHECK(out.steady >= 0 && out.steady <= W2S_STEADY_ONE);
+            if (out.steady > 0) {
+                t.max_steady = out.steady - 1;
+                CHECK(w2s_decide(m, &out, &t) == W2S_NO_SPEECH); /* a spectrum too steady is no speech */
+            }
+            t.max_steady = out.steady;
+        } else {
+            CHECK(out.steady == 0 && def.max_steady == W2S_STEADY_ONE);
+        }
         t.min_speech_logit = out.value[2 * nv] + 1;
         CHECK(w2s_decide(m, &out, &t) == W2S_NO_SPEECH); /* speech is checked first */
         other = out;
         other.n_outputs = 3;
         CHECK(w2s_decide(m, &other, &t) == W2S_NO_DECISION); /* an output of another shape */
-        printf("  decision of synth 0.5 s: %d, modulation %ld (thresholds %ld, %ld, %ld)\n", (int)out.decision,
-               (long)out.modulation, (long)def.max_log_sigma, (long)def.min_speech_logit, (long)def.min_modulation);
+        printf("  decision of synth 0.5 s: %d, modulation %ld, steady %ld (thresholds %ld, %ld, %ld, %ld)\n",
+               (int)out.decision, (long)out.modulation, (long)out.steady, (long)def.max_log_sigma,
+               (long)def.min_speech_logit, (long)def.min_modulation, (long)def.max_steady);
     }
     free(arena);
     free(pcm);

@@ -52,7 +52,9 @@ extern "C" {
 
 /* Header flags (docs/format.md). An engine rejects a flag it does not know (W2S_ERR_FORMAT). */
 #define W2S_FLAG_UNCERTAINTY 1u /* outputs: n values, n log-sigmas, 1 speech logit; decide.params */
-#define W2S_KNOWN_FLAGS      W2S_FLAG_UNCERTAINTY
+#define W2S_FLAG_STEADY      2u /* with W2S_FLAG_UNCERTAINTY: the decision reads the spectrum's
+                                   steadiness too (w2s_output.steady); decide.steady */
+#define W2S_KNOWN_FLAGS      (W2S_FLAG_UNCERTAINTY | W2S_FLAG_STEADY)
 
 /* Limits of this engine; a model beyond them is rejected with W2S_ERR_FORMAT. W2S_MAX_CHANNELS
  * (16, 32, 48 or 64) and W2S_MAX_MELS (even, 2..128) may be lowered at build time for a known model
@@ -118,7 +120,8 @@ typedef struct {
 /* What a model with an uncertainty head says about one clip (w2s_output.decision). */
 typedef enum {
     W2S_RELIABLE       = 0, /**< speech, and every dimension's sigma within the threshold */
-    W2S_NO_SPEECH      = 1, /**< the speech logit, or the modulation, is below its threshold */
+    W2S_NO_SPEECH      = 1, /**< the speech logit, or the modulation, is below its threshold, or
+                                 the steadiness above its own */
     W2S_TOO_UNCERTAIN  = 2, /**< speech, but some dimension's log-sigma is above its threshold */
     W2S_NO_DECISION    = 3  /**< the model has no uncertainty head */
 } w2s_decision;
@@ -129,7 +132,11 @@ typedef struct {
     int32_t min_speech_logit; /* smallest speech logit (log-odds) still taken for speech */
     int32_t min_modulation;   /* smallest modulation (w2s_output.modulation, dB Q_DB) still taken
                                  for speech; 0 lets every clip through */
+    int32_t max_steady;       /* with W2S_FLAG_STEADY: largest steadiness (w2s_output.steady, Q15)
+                                 still taken for speech; W2S_STEADY_ONE lets every clip through */
 } w2s_thresholds;
+
+#define W2S_STEADY_ONE 32768 /* steadiness 1.0: every loud block pair keeps its spectral shape */
 
 typedef struct {
     int32_t value[W2S_MAX_OUTPUTS]; /* fixed point, n_outputs of them */
@@ -138,6 +145,9 @@ typedef struct {
     int32_t decision;               /* w2s_decision, by the model's own thresholds */
     int32_t modulation;             /* with W2S_FLAG_UNCERTAINTY: how much the clip's level rises and
                                        falls over time, dB in Q_DB (docs/numerics.md); else 0 */
+    int32_t steady;                 /* with W2S_FLAG_STEADY: the share of consecutive loud blocks
+                                       whose spectral shape stays the same (0..W2S_STEADY_ONE, Q15:
+                                       a held tone or note, not speech); else 0 */
 } w2s_output;
 
 /* ---- private: views into the model buffer, filled by w2s_model_init (do not touch) -------- */
@@ -185,6 +195,9 @@ typedef struct {
      * per block of the modulation measure */
     w2s_thresholds thresholds;
     int32_t mod_block;
+    /* W2S_FLAG_STEADY (modulation.c): frames per block, the level a block's loudest band must
+     * reach (dB Q_DB), and the smallest cos^2 of two blocks' spectral shapes taken as the same (Q12) */
+    int32_t steady_block, steady_level, steady_cos2;
 } w2s_weights;
 /* ------------------------------------------------------------------------------------------- */
 
@@ -320,7 +333,8 @@ uint64_t    w2s_stream_samples(const w2s_stream *stream);
  *
  * A model with W2S_FLAG_UNCERTAINTY has n_outputs = 2 n + 1: value[0..n-1] the predictions
  * (A/D/V), value[n..2n-1] the natural log of each one's sigma, value[2n] a speech logit, all in
- * output units, and out.modulation the level's modulation (dB Q_DB). Every prediction sets
+ * output units, and out.modulation the level's modulation (dB Q_DB); with W2S_FLAG_STEADY also
+ * out.steady, the spectrum's steadiness (Q15). Every prediction sets
  * out.decision by the model's thresholds; w2s_decide applies other thresholds to an output without
  * running the model again. */
 
@@ -329,7 +343,7 @@ w2s_status  w2s_default_thresholds(const w2s_model *model, w2s_thresholds *thres
 
 /**
  * The decision for an output of this model: W2S_NO_SPEECH if value[2n] < min_speech_logit or
- * modulation < min_modulation, else
+ * modulation < min_modulation or (W2S_FLAG_STEADY) steady > max_steady, else
  * W2S_TOO_UNCERTAIN if any value[n + d] > max_log_sigma, else W2S_RELIABLE; W2S_NO_DECISION for a
  * model without an uncertainty head, or NULL arguments, or an output of another model shape.
  */

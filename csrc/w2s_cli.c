@@ -75,9 +75,11 @@ int main(int argc, char **argv) {
         return 2;
     }
     /* an uncertainty head adds its raw outputs (natural-log sigmas, speech logit), the modulation
-     * (dB) and the decision */
-    printf("file\tarousal\tdominance\tvalence%s\n", (model.config.flags & W2S_FLAG_UNCERTAINTY)
-           ? "\tlog_sigma_arousal\tlog_sigma_dominance\tlog_sigma_valence\tspeech_logit\tmodulation_db\tdecision" : "");
+     * (dB), the steadiness (0..1, with W2S_FLAG_STEADY) and the decision */
+    printf("file\tarousal\tdominance\tvalence%s%s\n", (model.config.flags & W2S_FLAG_UNCERTAINTY)
+           ? "\tlog_sigma_arousal\tlog_sigma_dominance\tlog_sigma_valence\tspeech_logit\tmodulation_db" : "",
+           (model.config.flags & W2S_FLAG_STEADY) ? "\tsteady\tdecision"
+           : (model.config.flags & W2S_FLAG_UNCERTAINTY) ? "\tdecision" : "");
     for (i = 2; i < argc; i++) {
         size_t len, n = 0, need;
         char err[160];
@@ -111,8 +113,9 @@ int main(int argc, char **argv) {
                 int32_t k2;
                 printf("%s", argv[i]);
                 for (k2 = 0; k2 < out.n_outputs; k2++) printf("\t%.6f", out.value[k2] / (double)(1L << out.frac_bits));
-                if (model.config.flags & W2S_FLAG_UNCERTAINTY)
-                    printf("\t%.6f\t%s", out.modulation / (double)(1L << W2S_Q_DB), decisions[out.decision & 3]);
+                if (model.config.flags & W2S_FLAG_UNCERTAINTY) printf("\t%.6f", out.modulation / (double)(1L << W2S_Q_DB));
+                if (model.config.flags & W2S_FLAG_STEADY) printf("\t%.6f", out.steady / (double)W2S_STEADY_ONE);
+                if (model.config.flags & W2S_FLAG_UNCERTAINTY) printf("\t%s", decisions[out.decision & 3]);
                 printf("\n");
             } else {
                 fprintf(stderr, "w2s_cli: %s: %s\n", argv[i], w2s_status_str(st));

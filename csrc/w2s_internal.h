@@ -94,6 +94,28 @@ void    w2s_modulation_push(w2s_modulation *m, const int16_t *logmel, int32_t n_
 /* The standard deviation over blocks of the block means of the frames' loudest band: dB Q_DB. */
 int32_t w2s_modulation_db(const w2s_modulation *m);
 
+/* ---- steadiness (modulation.c): does the spectrum's shape hold still, for the decision ---------- */
+
+#define W2S_STEADY_COS2_ONE 4096 /* cos^2 = 1 in w2s_weights.steady_cos2 (Q12) */
+
+typedef struct {
+    int32_t *sum;          /* (n_mels) the current block's sums per band, dB Q_DB */
+    int16_t *shape;        /* (n_mels) the last block's shape: band minus the bands' mean, dB Q1 */
+    int32_t  in_block;     /* frames in the current block */
+    int32_t  last_loud;    /* -1 before the first block, else whether the last one was loud */
+    int32_t  pairs, steady; /* consecutive loud block pairs, and those of the same shape */
+} w2s_steady;
+
+/* Bytes of the arrays (8-byte aligned memory; 0 for a model without W2S_FLAG_STEADY). */
+size_t  w2s_steady_bytes(const w2s_config *c);
+void    w2s_steady_init(const w2s_config *c, void *mem, w2s_steady *s);
+/* Point s at the arrays in mem, keeping their contents (a stream's arena may have moved). */
+void    w2s_steady_bind(const w2s_config *c, void *mem, w2s_steady *s);
+/* One log-mel frame (n_mels values, dB Q_DB). */
+void    w2s_steady_push(w2s_steady *s, const w2s_weights *w, const int16_t *logmel, int32_t n_mels);
+/* The share of loud block pairs whose shapes are the same: 0..W2S_STEADY_ONE (Q15), 0 without pairs. */
+int32_t w2s_steady_share(const w2s_steady *s);
+
 /* ---- kernel sets (conv.c; csrc/kernels.h has the per-ISA inner loops) ------------------------- */
 
 /* Which inner loops run. Every set gives the portable C results bit for bit (tests/test_simd.py).
@@ -169,9 +191,10 @@ void   w2s_vox_push_rows_s8(const w2s_config *c, const w2s_weights *w, w2s_vox_s
 /* Pooled values P (C, F') and Gram G (C, C), both int16. */
 void   w2s_vox_finish(const w2s_config *c, const w2s_weights *w, const w2s_vox_state *s,
                       int16_t *pooled, int16_t *gram);
-/* The outputs from P and G; `modulation` (dB Q_DB) goes into out and into the decision. */
+/* The outputs from P and G; `modulation` (dB Q_DB) and `steady` (Q15) go into out and into the
+ * decision. */
 void   w2s_head(const w2s_config *c, const w2s_weights *w, const int16_t *pooled,
-                const int16_t *gram, int32_t modulation, w2s_output *out);
+                const int16_t *gram, int32_t modulation, int32_t steady, w2s_output *out);
 
 /* ---- forward pass with a trace hook (engine.c) ------------------------------------------------ */
 
@@ -184,6 +207,7 @@ typedef enum {
     W2S_TRACE_POOLED,   /* int16 (C, F') */
     W2S_TRACE_GRAM,     /* int16 (C, C) */
     W2S_TRACE_MODULATION, /* int32 (1): dB Q_DB, with W2S_FLAG_UNCERTAINTY */
+    W2S_TRACE_STEADY,   /* int32 (1): Q15, with W2S_FLAG_STEADY */
     W2S_TRACE_OUTPUT    /* int32 (n_outputs) */
 } w2s_trace_stage;
 
@@ -197,7 +221,7 @@ w2s_status w2s_forward(const w2s_model *m, const int16_t *pcm, size_t n, void *a
 
 /* Where a stream's arena goes (bytes, each slice rounded as placed); for the footprint table. */
 typedef struct {
-    size_t state;     /* struct w2s_stream */
+    size_t state;     /* struct w2s_stream, and the steadiness's arrays after it */
     size_t vox;       /* online softmax state */
     size_t lines;     /* frame buffer, line buffers of every layer, running max-pool row */
     size_t work_push; /* scratch of one push: log-mel row and scratch, two ping-pong rows */

@@ -45,7 +45,8 @@ def test_predict_forms_agree(speech_clips):
     assert p == wav2small.predict(as_int16)
     assert np.allclose(p.as_array(), [p.arousal, p.dominance, p.valence])
     assert list(p.as_dict()) == ["arousal", "dominance", "valence", "sigma", "speech_prob", "decision",
-                                 "modulation_db"]
+                                 "modulation_db", "steady"]
+    assert 0.0 <= p.steady <= 1.0   # the shipped model's file has the steadiness measure
     print("\n", p)
 
 
@@ -180,7 +181,8 @@ def test_cli_table_columns_line_up_with_their_titles(speech_files):
     lines = _cli("predict", str(speech_files[0]), str(speech_files[1])).stdout.splitlines()
     # where each number column ends (file names and decisions are left-aligned, numbers right)
     ends = lambda line: [m.end() for m in re.finditer(r"\S+", line)][1:-1]
-    assert len(ends(lines[0])) == 8 and ends(lines[0]) == ends(lines[1]) == ends(lines[2])
+    # A/D/V, three sigmas, speech_prob, mod_dB and the shipped file's steady
+    assert len(ends(lines[0])) == 9 and ends(lines[0]) == ends(lines[1]) == ends(lines[2])
 
 
 def test_cli_reads_standard_input_and_warns_of_a_truncated_wav(tmp_path, speech_files):

@@ -292,7 +292,7 @@ MODEL_CASES = {
     "older version": (lambda d: d[:4] + struct.pack("<H", _engine.FORMAT_VERSION - 1) + d[6:], ModelVersionError, -4),
     "flipped bit": (lambda d: d[:5000] + bytes([d[5000] ^ 1]) + d[5001:], ModelChecksumError, -5),
     "wrong checksum": (lambda d: d[:-4] + bytes(4), ModelChecksumError, -5),
-    "undefined flag set, CRC fixed": (lambda d: _with_crc(d[:12] + b"\x03" + d[13:-4]), ModelFormatError, -6),
+    "undefined flag set, CRC fixed": (lambda d: _with_crc(d[:12] + b"\x07" + d[13:-4]), ModelFormatError, -6),
 }
 
 
@@ -435,7 +435,7 @@ def test_model_thresholds_give_back_the_engine_decision_exactly():
     # the same floats typed in by a user compare equal
     m = Model()
     t = m.thresholds
-    assert Thresholds(t.max_sigma, t.min_speech_prob, t.min_modulation_db) == t
+    assert Thresholds(t.max_sigma, t.min_speech_prob, t.min_modulation_db, t.max_steady) == t
     assert Thresholds(t.max_sigma, t.min_speech_prob).min_modulation_db is None   # None: the model's own
 
 

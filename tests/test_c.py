@@ -40,9 +40,12 @@ def test_c_cli_matches_binding(build, tmp_path, speech_clips):
     assert r.returncode == 0, r.stderr
     rows = [line.split("\t") for line in r.stdout.strip().splitlines()[1:]]
     model = Model()
-    n = model.config["n_outputs"] + 1   # with the modulation, in dB
+    # the values, the modulation in dB and the steadiness 0..1 (as many as the file has)
+    scale = [65536.0] * model.config["n_outputs"] + [256.0, 32768.0][:len(model.predict_fixed(np.zeros(800))) -
+                                                                    model.config["n_outputs"]]
+    n = len(scale)
     for (name, *vals), pcm in zip(rows, speech_clips[:3]):
-        expected = model.predict_fixed(to_int16(pcm)) / np.array([65536.0] * (n - 1) + [256.0])
+        expected = model.predict_fixed(to_int16(pcm)) / np.array(scale)
         assert np.allclose([float(v) for v in vals[:n]], expected, atol=1e-6), name
         assert vals[n:] == ([model.predict(pcm).decision] if model.has_uncertainty else []), name
     r_raw = subprocess.run([str(build / "w2s_cli"), "-r", str(DEFAULT_W2S), str(raw)], capture_output=True, text=True)

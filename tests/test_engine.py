@@ -117,9 +117,10 @@ def test_silence_and_extremes_bit_exact(default_model):
     for name, pcm in cases.items():
         _compare_trace(default_model._engine, pcm)
         out = default_model._engine.predict(pcm)
-        assert out.shape == (default_model.config["n_outputs"] + 1,), name   # + the modulation
-        if name in ("digital silence", "dc offset"):   # a level that never moves
-            assert out[-1] == 0, name
+        n = default_model.config["n_outputs"]
+        assert out.shape == (n + 1 + default_model.has_steady,), name   # + the modulation (+ the steadiness)
+        if name in ("digital silence", "dc offset"):   # a level that never moves, nothing loud
+            assert out[n] == 0 and (not default_model.has_steady or out[n + 1] == 0), name
 
 
 # ---- fidelity against the float model -------------------------------------------------------------

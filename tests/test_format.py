@@ -21,8 +21,8 @@ def test_spec_table_lists_the_layout():
     documented = []
     for names, dtype in re.findall(r"^\| ((?:`[^`]+`(?:, )?)+) \| (i8|i16|u16|i32|u32) \|", text, re.M):
         documented += [(n, DTYPES[dtype]) for n in re.findall(r"`([^`]+)`", names)]
-    # with every optional part (the uncertainty head's decide.params)
-    config = {**Model().config, "flags": _engine.FLAG_UNCERTAINTY, "n_outputs": 7}
+    # with every optional part (the uncertainty head's decide.params, the steadiness's decide.steady)
+    config = {**Model().config, "flags": _engine.FLAG_UNCERTAINTY | _engine.FLAG_STEADY, "n_outputs": 7}
     entries, _ = _engine.layout(config)
     # the spec writes conv tensors once, as l{i}.*
     actual = []
@@ -38,7 +38,8 @@ def test_header_fields_and_checksum():
     magic, version, header_bytes, file_bytes, flags = struct.unpack_from("<IHHII", data)
     assert (magic, version, header_bytes, file_bytes) == (
         _engine.FORMAT_MAGIC, _engine.FORMAT_VERSION, _engine.HEADER_BYTES, len(data))
-    assert flags == _engine.FLAG_UNCERTAINTY   # the shipped model carries its uncertainty head
+    # the shipped model carries its uncertainty head, whose decision reads the steadiness too
+    assert flags == _engine.FLAG_UNCERTAINTY | _engine.FLAG_STEADY
     assert data[:4] == b"W2SM"
     assert struct.unpack_from("<I", data, len(data) - 4)[0] == zlib.crc32(data[:-4]) == _engine.crc32(data[:-4])
     config = dict(zip(("sample_rate", "n_fft", "hop", "n_mels", "channels", "n_layers", "pool_after",

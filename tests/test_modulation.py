@@ -36,11 +36,12 @@ def test_modulation_matches_reference_at_every_block_edge(default_model, speech_
     # ones, so that the shared frames are the same), 2 blocks and 3 blocks less one frame agree
     s = default_model.stream(stats=default_model.clip_stats(pcm))
     s.push(pcm[: c["n_fft"] + (2 * block - 1) * c["hop"]])
-    two = s.read_fixed()[-1]
+    at = c["n_outputs"]   # the outputs, then the modulation (then the steadiness)
+    two = s.read_fixed()[at]
     s.push(pcm[c["n_fft"] + (2 * block - 1) * c["hop"]: c["n_fft"] + (3 * block - 2) * c["hop"]])
-    assert two > 0 and s.read_fixed()[-1] == two
+    assert two > 0 and s.read_fixed()[at] == two
     s.push(pcm[c["n_fft"] + (3 * block - 2) * c["hop"]: c["n_fft"] + (3 * block - 1) * c["hop"]])
-    assert s.read_fixed()[-1] != two   # the third block, complete
+    assert s.read_fixed()[at] != two   # the third block, complete
 
 
 def test_modulation_extremes_stay_in_range(default_model):
@@ -83,7 +84,7 @@ def test_stream_reads_the_batch_modulation(default_model, speech_clips):
     s.reset()
     s.push(pcm)
     assert np.array_equal(s.read_fixed(), want)
-    assert s.read().modulation_db == want[-1] / Q
+    assert s.read().modulation_db == want[default_model.config["n_outputs"]] / Q
 
 
 def test_decision_says_no_speech_to_a_steady_level(default_model, speech_clips):
@@ -114,15 +115,21 @@ def test_thresholds_refuse_a_bad_modulation(bad):
 
 
 def test_model_file_refuses_bad_modulation_constants(default_model):
-    """decide.params' block length (1..64) and threshold (0..32767) are checked when the file loads."""
+    """decide.params' block length (1..64) and threshold (0..32767), and decide.steady's block
+    length (1..64), level (int16), cos^2 (0..4096) and threshold (0..32768) are checked when the
+    file loads."""
     import struct
     import zlib
 
     from wav2small.errors import ModelFormatError
 
     data = bytearray(_default_path().read_bytes())
-    end = len(data) - 4   # decide.params closes the tensors: [.., min_modulation, mod_block]
-    for offset, value in ((end - 4, 0), (end - 4, 65), (end - 8, -1), (end - 8, 32768)):
+    end = len(data) - 4   # decide.params then decide.steady close the tensors
+    steady = end - 16     # [steady_block, steady_level, steady_cos2, max_steady]
+    params = steady - 16  # [.., min_modulation, mod_block]
+    for offset, value in ((params + 12, 0), (params + 12, 65), (params + 8, -1), (params + 8, 32768),
+                          (steady, 0), (steady, 65), (steady + 4, -32769), (steady + 4, 32768),
+                          (steady + 8, -1), (steady + 8, 4097), (steady + 12, -1), (steady + 12, 32769)):
         bad = bytearray(data)
         struct.pack_into("<i", bad, offset, value)
         struct.pack_into("<I", bad, end, zlib.crc32(bad[:end]))

@@ -12,6 +12,7 @@ import zlib
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 from conftest import DEFAULT_W2S, REPO, to_int16
 from test_engine import _compare_trace
@@ -46,40 +47,56 @@ def test_config_rejects_an_even_output_count():
 
 def test_head_is_in_the_file_and_bit_exact(uq_bytes, speech_clips):
     m = Model.from_bytes(uq_bytes)
-    assert m.has_uncertainty and m.config["flags"] == _engine.FLAG_UNCERTAINTY and m.config["n_outputs"] == 7
+    assert m.has_uncertainty and m.has_steady and m.config["n_outputs"] == 7
+    assert m.config["flags"] == _engine.FLAG_UNCERTAINTY | _engine.FLAG_STEADY
     t = m.thresholds
     assert t.max_sigma == pytest.approx(0.2, rel=1e-4)
     assert t.min_speech_prob == pytest.approx(1 / (1 + math.exp(-0.5)), rel=1e-4)
-    # the modulation threshold (off: the config's default) and its block length follow
+    assert t.max_steady == 0.5
+    # the modulation threshold (off: the config's default) and its block length follow; then the
+    # steadiness's block, level (-10 dB in Q8), cos^2 (0.997^2 in Q12) and threshold (0.5 in Q15)
     assert m._engine.tensors()["decide.params"].tolist() == [round(math.log(0.2) * 65536), 32768, 0, 8]
-    for pcm in (speech_clips[0][:64], speech_clips[1][:16001]):
-        _compare_trace(m._engine, to_int16(pcm))  # all 7 outputs equal the NumPy reference
+    assert m._engine.tensors()["decide.steady"].tolist() == [16, -2560, 4071, 16384]
+    tone = np.sin(2 * np.pi * 700 * np.arange(16000) / 16000).astype(np.float32)
+    clips = (speech_clips[0][:64], speech_clips[1][:16001], tone, np.concatenate([speech_clips[2][:16000], tone]))
+    for pcm in clips:
+        _compare_trace(m._engine, to_int16(pcm))  # all 7 outputs and both measures equal the NumPy reference
+    assert m.predict(tone).steady == 1.0 and m.predict(tone).decision == "no speech"   # a held tone
+    assert 0.0 < m.predict(clips[3]).steady < 1.0
 
 
 def test_unknown_flags_and_a_missing_head_are_format_errors(uq_bytes):
     with pytest.raises(ModelFormatError):
-        Model.from_bytes(_patch_header(uq_bytes, 12, 3))  # an undefined flag
+        Model.from_bytes(_patch_header(uq_bytes, 12, 4 | 3))  # an undefined flag
+    with pytest.raises(ModelFormatError):
+        Model.from_bytes(_patch_header(uq_bytes, 12, 1))  # no steadiness flag: decide.steady is left over
+    with pytest.raises(ModelFormatError):
+        Model.from_bytes(_patch_header(uq_bytes, 12, 2))  # the steadiness without the head it belongs to
     with pytest.raises(ModelFormatError):
         Model.from_bytes(_patch_header(uq_bytes, 12, 0))  # no flag: decide.params is left over
 
 
 def test_decision_rule_of_the_engine(uq_bytes, speech_clips):
     m = Model.from_bytes(uq_bytes)
-    q = m.predict_fixed(speech_clips[2])
-    log_sigma, logit, mod = q[3:6], int(q[6]), int(q[7])
+    tone = np.sin(2 * np.pi * 700 * np.arange(8000) / 16000).astype(np.float32)   # speech, then a held tone
+    q = m.predict_fixed(np.concatenate([speech_clips[2][:16000], tone]))
+    log_sigma, logit, mod, st = q[3:6], int(q[6]), int(q[7]), int(q[8])
     top = int(log_sigma.max())
+    assert st > 0   # a clip with some loud blocks of the same shape: the steadiness threshold can bite
     cases = {  # thresholds -> what the rule in csrc/w2s.h says
-        (top, logit, mod): _engine.RELIABLE,               # all at their limit: still reliable
-        (top - 1, logit, mod): _engine.TOO_UNCERTAIN,      # one sigma above
-        (top, logit + 1, mod): _engine.NO_SPEECH,          # logit below
-        (top, logit, mod + 1): _engine.NO_SPEECH,          # modulation below
-        (top - 1, logit + 1, mod): _engine.NO_SPEECH,      # speech is checked first
-        (top - 1, logit, mod + 1): _engine.NO_SPEECH,      # the modulation too
+        (top, logit, mod, st): _engine.RELIABLE,               # all at their limit: still reliable
+        (top - 1, logit, mod, st): _engine.TOO_UNCERTAIN,      # one sigma above
+        (top, logit + 1, mod, st): _engine.NO_SPEECH,          # logit below
+        (top, logit, mod + 1, st): _engine.NO_SPEECH,          # modulation below
+        (top, logit, mod, st - 1): _engine.NO_SPEECH,          # steadiness above
+        (top - 1, logit + 1, mod, st): _engine.NO_SPEECH,      # speech is checked first
+        (top - 1, logit, mod + 1, st): _engine.NO_SPEECH,      # the modulation too
+        (top - 1, logit, mod, st - 1): _engine.NO_SPEECH,      # and the steadiness
     }
-    for (max_ls, min_logit, min_mod), want in cases.items():
-        assert m._engine.decide(q, max_ls, min_logit, min_mod) == want
-    with pytest.raises(ValueError, match="8 outputs"):
-        m._engine.decide(q[:3], 0, 0, 0)
+    for (max_ls, min_logit, min_mod, max_st), want in cases.items():
+        assert m._engine.decide(q, max_ls, min_logit, min_mod, max_st) == want
+    with pytest.raises(ValueError, match="9 outputs"):
+        m._engine.decide(q[:3], 0, 0, 0, 0)
 
 
 def test_prediction_fields_and_user_thresholds(uq_bytes, speech_clips):
@@ -97,7 +114,14 @@ def test_prediction_fields_and_user_thresholds(uq_bytes, speech_clips):
     assert m.predict(pcm, thresholds=Thresholds(max_sigma=1e6, min_speech_prob=1.0)).decision == "no speech"
     # the thresholds change only the decision
     assert m.predict(pcm, thresholds=Thresholds(1e-6, 0.0)).sigma == p.sigma
-    for bad in ((0.0, 0.5), (-1.0, 0.5), (float("nan"), 0.5), (0.1, 1.5), (0.1, -0.1)):
+    # the steadiness: the file's threshold, or the caller's (1: off)
+    tone = np.sin(2 * np.pi * 700 * np.arange(16000) / 16000).astype(np.float32)
+    held = m.predict(tone, thresholds=Thresholds(1e6, 0.0))
+    assert held.steady == 1.0 and held.decision == "no speech"
+    assert m.predict(tone, thresholds=Thresholds(1e6, 0.0, 0.0, 1.0)).decision == "reliable"
+    assert p.steady == q[8] / 32768
+    for bad in ((0.0, 0.5), (-1.0, 0.5), (float("nan"), 0.5), (0.1, 1.5), (0.1, -0.1), (0.1, 0.5, None, 1.5),
+                (0.1, 0.5, None, -0.1), (0.1, 0.5, None, float("nan"))):
         with pytest.raises(ArgumentError):
             Thresholds(*bad)
     with pytest.raises(ArgumentTypeError, match="Thresholds"):
@@ -106,11 +130,30 @@ def test_prediction_fields_and_user_thresholds(uq_bytes, speech_clips):
 
 def test_stream_reads_the_same_prediction(uq_bytes, speech_clips):
     m = Model.from_bytes(uq_bytes)
-    pcm = speech_clips[4]
+    tone = 0.3 * np.sin(2 * np.pi * 700 * np.arange(12000) / 16000).astype(np.float32)
+    pcm = np.concatenate([speech_clips[4], tone])   # a steadiness between 0 and 1, as the decision reads it
     s = m.stream(stats=m.clip_stats(pcm))
     for i in range(0, len(pcm), 777):
         s.push(pcm[i:i + 777])
-    assert s.read() == m.predict(pcm)
+    got = s.read()
+    assert got == m.predict(pcm) and 0.0 < got.steady < 1.0
+
+
+def test_model_file_without_the_steadiness_decides_without_it(speech_clips):
+    """A file of a head released before the measure (steady_block 0 writes one): no steadiness in
+    the outputs, a held tone decided by the speech output alone, and a max_steady refused."""
+    torch.manual_seed(11)
+    cfg = Wav2SmallConfig(n_outputs=7, uncertainty=True, max_log_sigma=math.log(0.2), min_speech_logit=0.5,
+                          steady_block=0)
+    m = Model.from_bytes(model_bytes(quantize(Wav2Small(cfg).eval(), speech_clips[:3])))
+    assert m.config["flags"] == _engine.FLAG_UNCERTAINTY and not m.has_steady
+    assert "decide.steady" not in m._engine.tensors() and m._engine.thresholds[3] == _engine.STEADY_ONE
+    tone = np.sin(2 * np.pi * 700 * np.arange(16000) / 16000).astype(np.float32)
+    p = m.predict(tone, thresholds=Thresholds(1e6, 0.0))
+    assert len(m.predict_fixed(tone)) == 8 and p.steady is None and p.decision == "reliable"
+    assert m.thresholds.max_steady is None
+    with pytest.raises(ArgumentError, match="no steadiness measure"):
+        m.predict(tone, thresholds=Thresholds(1e6, 0.0, None, 0.5))
 
 
 def test_model_without_head_says_unknown(distilled_float, speech_clips):
@@ -163,11 +206,12 @@ def test_cli_shows_uncertainty_and_takes_thresholds(tmp_path, speech_files):
     table = run(*files)
     assert table.returncode == 0, table.stderr
     head = table.stdout.splitlines()[0].split()
-    assert head[:4] == ["file", "arousal", "dominance", "valence"] and head[-3:] == ["speech_prob", "mod_dB", "decision"]
+    assert head[:4] == ["file", "arousal", "dominance", "valence"]
+    assert head[-4:] == ["speech_prob", "mod_dB", "steady", "decision"]
     rows = json.loads(run("--json", "--max-sigma", "1e-9", *files).stdout)
     assert all(r["decision"] in ("too uncertain", "no speech") for r in rows)
     assert set(rows[0]) == {"file", "arousal", "dominance", "valence", "sigma_arousal", "sigma_dominance",
-                            "sigma_valence", "speech_prob", "modulation_db", "decision"}
+                            "sigma_valence", "speech_prob", "modulation_db", "steady", "decision"}
     rows = json.loads(run("--json", "--min-speech-prob", "1", *files).stdout)
     assert [r["decision"] for r in rows] == ["no speech"] * 2
     # a modulation threshold above the clips' own says "no speech" as well; 0 leaves the rest to decide
@@ -181,6 +225,15 @@ def test_cli_shows_uncertainty_and_takes_thresholds(tmp_path, speech_files):
     assert bad.returncode == 2 and "argument --max-sigma: must be a positive number" in bad.stderr
     bad = run("--min-modulation-db", "-1", *files)
     assert bad.returncode == 2 and "argument --min-modulation-db: must be within 0.." in bad.stderr
+    # a held tone is too steady to be speech; --max-steady 1 leaves it to the other tests
+    tone = tmp_path / "tone.wav"
+    sf.write(tone, (0.3 * np.sin(2 * np.pi * 700 * np.arange(32000) / 16000)).astype(np.float32), 16000)
+    wide = ("--min-modulation-db", "0", "--min-speech-prob", "0", "--max-sigma", "1e6")
+    held = json.loads(run("--json", *wide, str(tone)).stdout)[0]
+    assert held["steady"] == 1.0 and held["decision"] == "no speech"
+    assert json.loads(run("--json", *wide, "--max-steady", "1", str(tone)).stdout)[0]["decision"] == "reliable"
+    bad = run("--max-steady", "1.5", *files)
+    assert bad.returncode == 2 and "argument --max-steady: must be within 0..1" in bad.stderr
 
 
 def test_top_level_predict_passes_thresholds(speech_clips):
@@ -412,7 +465,7 @@ def test_extreme_outputs_convert_without_overflow(uq_bytes):
 
     m = Model.from_bytes(uq_bytes)
     for v in (2**31 - 1, -2**31):
-        p = prediction_from_fixed(m._engine, np.full(8, v, np.int32))
+        p = prediction_from_fixed(m._engine, np.full(9, v, np.int32))   # + the modulation and the steadiness
         assert all(math.isfinite(s) and s >= 0 for s in p.sigma) and 0.0 <= p.speech_prob <= 1.0
     t = Thresholds.from_fixed(2**31 - 1, -2**31, 16)
     assert math.isfinite(t.max_sigma) and t.min_speech_prob == 0.0
@@ -801,7 +854,7 @@ def test_selection_measures_on_validation_clips(uq_bytes, tmp_path):
     noisy_out = run(data["noisy"])
     mid = (float(np.median(noisy_out[:, 6])), float(np.median(noisy_out[:, 3:6].max(axis=1))))
     at_mid = Thresholds(math.exp(mid[1]), 1 / (1 + math.exp(-mid[0])))
-    for th, got in ((None, r["answered"]), (at_mid, measure(run, data, *mid)["answered"])):
+    for th, got in ((None, r["answered"]), (at_mid, measure(run, data, *mid, *thresholds[2:])["answered"])):
         def reliable(clips):
             return np.array([model.from_fixed(model.predict_fixed(c), th).reliable for c in clips])
         ok, ok_noisy, levels = reliable(data["speech"]), reliable(data["noisy"]), sorted(set(data["snr"].tolist()))

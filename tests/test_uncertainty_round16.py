@@ -149,12 +149,14 @@ def test_selection_counts_speech_at_the_models_own_threshold():
     logit.update({id(c): v for c, v in zip(data["nonspeech"]["music"], (-3.0, 0.2, 0.8, 1.5))})
 
     mod = {id(data["speech"][3]): 2.0, id(data["nonspeech"]["music"][3]): 2.0}   # a steady level
+    steady = {id(data["speech"][2]): 0.9, id(data["nonspeech"]["music"][2]): 0.9}   # a steady spectrum
 
     def run(clips):
-        out = np.tile(np.linspace(0.1, 0.9, len(clips))[:, None], (1, 8))   # any A/D/V, sigma
+        out = np.tile(np.linspace(0.1, 0.9, len(clips))[:, None], (1, 9))   # any A/D/V, sigma
         out[:, 3:6] = -2.0
         out[:, 6] = [logit.get(id(c), 0.0) for c in clips]
         out[:, 7] = [mod.get(id(c), 10.0) for c in clips]   # the modulation, dB
+        out[:, 8] = [steady.get(id(c), 0.1) for c in clips]   # the steadiness, 0..1
         return out
 
     at0, at1 = measure(run, data), measure(run, data, 1.0)
@@ -170,6 +172,9 @@ def test_selection_counts_speech_at_the_models_own_threshold():
     # and at the model's modulation threshold: the steady clips are no speech, whatever their logit
     at5 = measure(run, data, 0.0, math.inf, 5.0)
     assert at5["heard_as_speech"] == {"espeak": 0.5, "real": 0.5} and at5["called_speech"]["music"] == 0.5
+    # and at a steadiness threshold: the clips of a steady spectrum are no speech as well
+    both = measure(run, data, 0.0, math.inf, 5.0, 0.5)
+    assert both["heard_as_speech"] == {"espeak": 0.5, "real": 0.0} and both["called_speech"]["music"] == 0.25
 
 
 def _leaves(t: torch.Tensor) -> list[torch.Tensor]:

@@ -48,6 +48,14 @@ class Wav2SmallConfig:
     # less than this over blocks of mod_block frames is no speech (0: off)
     min_modulation_db: float = 0.0
     mod_block: int = 8
+    # ... and the spectrum's steadiness (the engine's modulation.c; docs/uncertainty.md, thirty-first
+    # round): a clip more than max_steady of whose pairs of consecutive loud blocks (steady_block
+    # frames, loudest band >= steady_level_db) keep their spectral shape (cosine >= steady_min_cos)
+    # is no speech: held tones, beeps, notes of a melody. steady_block 0: the file has no measure
+    steady_block: int = 16
+    steady_level_db: float = -10.0
+    steady_min_cos: float = 0.997
+    max_steady: float = 0.5
 
     def __post_init__(self) -> None:
         if self.uncertainty and (self.n_outputs < 3 or self.n_outputs % 2 == 0):

@@ -205,7 +205,7 @@ def engine_config(cfg: Wav2SmallConfig, mel_weights: int) -> dict:
         sample_rate=cfg.sample_rate, n_fft=cfg.n_fft, hop=cfg.hop, n_mels=cfg.n_mels,
         channels=cfg.channels, n_layers=cfg.n_layers, pool_after=cfg.pool_after,
         n_outputs=cfg.n_outputs, out_frac_bits=OUT_FRAC_BITS, mel_weights=mel_weights,
-        flags=_engine.FLAG_UNCERTAINTY if cfg.uncertainty else 0,
+        flags=(_engine.FLAG_UNCERTAINTY | (_engine.FLAG_STEADY if cfg.steady_block > 0 else 0)) if cfg.uncertainty else 0,
     )
 
 
@@ -226,6 +226,10 @@ def quantize(model: Wav2Small, clips: list[np.ndarray], headroom: float = 2.0) -
     if cfg.uncertainty:  # the decision thresholds, in output units like the outputs they compare with
         t["decide.params"] = np.array([round(cfg.max_log_sigma * out), round(cfg.min_speech_logit * out),
                                        round(cfg.min_modulation_db * 2**Q_DB), cfg.mod_block], np.int32)
+    if config["flags"] & _engine.FLAG_STEADY:  # the steadiness measure's constants and its threshold
+        t["decide.steady"] = np.array([cfg.steady_block, round(cfg.steady_level_db * 2**Q_DB),
+                                       round(cfg.steady_min_cos**2 * _engine.STEADY_COS2_ONE),
+                                       round(cfg.max_steady * _engine.STEADY_ONE)], np.int32)
 
     # conv stack: activations int8 with zero point -128 (ReLU output is >= 0)
     s_in = 2.0**-Q_DB

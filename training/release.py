@@ -35,7 +35,7 @@ from wav2small.audio import load
 from .cli import HelpFormatter
 from .export import write_model
 from .files import missing_from_run, write_atomic
-from .model import OUTPUT_NAMES, load_safetensors
+from .model import OUTPUT_NAMES, Wav2SmallConfig, load_safetensors
 from .quantize import engine_fidelity, quantize
 from .speech import CORE_SPEECH_SOURCES, debian_speech_files, packages_of
 
@@ -147,9 +147,21 @@ def threshold_origin(cfg: dict) -> str:
                          break_on_hyphens=False, break_long_words=False)
 
 
-def uncertainty_section(uq: dict) -> str:
+def steadiness_text(m: Wav2SmallConfig) -> str:
+    """The decision's steadiness clause of the card (empty for a model file without the measure)."""
+    if not m.steady_block:
+        return ""
+    return (f", or more than {m.max_steady:g} of its pairs of consecutive loud "
+            f"{m.steady_block * m.hop / m.sample_rate * 1000:g} ms blocks (loudest band at least "
+            f"{m.steady_level_db:g} dB) keep the shape of their spectrum (cosine at least {m.steady_min_cos:g}: "
+            "held tones, beeps, notes of a melody; docs/uncertainty.md, thirty-first round)")
+
+
+def uncertainty_section(uq: dict, model_cfg: Wav2SmallConfig) -> str:
     th = uq["thresholds"]
     cfg = uq["config"]
+    steady = ", max_steady" if model_cfg.steady_block else ""
+    steady_cli = " / `--max-steady`" if model_cfg.steady_block else ""
     return f"""
 ## Uncertainty head
 
@@ -164,10 +176,10 @@ The evaluation on other files and generators is docs/uncertainty.md.
 Every prediction carries a decision: **no speech** when the speech probability is below
 {th['min_speech_prob']:.2f} or the level's modulation (how much the loudest mel band rises and falls
 over 16 ms blocks, a standard deviation in dB, computed by the engine in the same pass) is below
-{modulation_threshold(uq):g} dB; **too uncertain** when any sigma is above {th['max_sigma']:.4f}; else **reliable**.
+{modulation_threshold(uq):g} dB{steadiness_text(model_cfg)}; **too uncertain** when any sigma is above {th['max_sigma']:.4f}; else **reliable**.
 {threshold_origin(cfg)}
-Pass `thresholds=wav2small.Thresholds(max_sigma, min_speech_prob, min_modulation_db)` to `predict`,
-or `--max-sigma` / `--min-speech-prob` / `--min-modulation-db` to the CLI, to change them.
+Pass `thresholds=wav2small.Thresholds(max_sigma, min_speech_prob, min_modulation_db{steady})` to `predict`,
+or `--max-sigma` / `--min-speech-prob` / `--min-modulation-db`{steady_cli} to the CLI, to change them.
 
 Training the head took {uq.get('wall_seconds', 0) / 60:.0f} min with {cfg.get('threads', 2)} CPU thread(s) (step 2 above). The int8
 calibration also saw two non-speech clips of each kind (training split).
@@ -299,7 +311,7 @@ def release(src: Path, out_dir: Path = PACKAGE_MODELS, n_clips: int = 48) -> dic
         model.cfg.min_modulation_db = modulation_threshold(train)
         uq, init = train, Path(train["config"]["init"])  # the card also shows the distilled student
         train = json.loads((init / "train.json").read_text())
-        rebuild, extra = rebuild_section(train, uq, read_built(src), read_selection(src)), uncertainty_section(uq)
+        rebuild, extra = rebuild_section(train, uq, read_built(src), read_selection(src)), uncertainty_section(uq, model.cfg)
     data = write_model(quantize(model, calib), out_dir / "default.w2s")
     fid = engine_fidelity(model, Model(out_dir / "default.w2s"), held_out)
     shipped = uq["ccc"] if model.cfg.uncertainty else None

@@ -26,8 +26,9 @@ For each run directory (model.safetensors + train.json of training.uncertainty) 
 
 the AUROC of the largest sigma (and of 1 - speech probability) for speech against each non-speech
 kind and their mean, the share of each kind (and of each babble probe) called speech (speech logit
->= the model's threshold: 0, probability 0.5, unless trained with --speech_coverage, and the level's
-modulation >= the release's threshold, 5 dB, or --min_modulation_db; the names of those clips too,
+>= the model's threshold: 0, probability 0.5, unless trained with --speech_coverage, the level's
+modulation >= the release's threshold, 5 dB, or --min_modulation_db, and, through the engine, the
+spectrum's steadiness <= the release's threshold, 0.5, or --max_steady; the names of those clips too,
 and their counts by family: training.ood.family, e.g. effects' fx-blips 9/11)
 and of the speech (espeak-ng and real apart, real speech also per speaker group) heard as speech,
 Spearman(largest sigma, -SNR), the share of the speech answered at the model's default thresholds
@@ -226,14 +227,17 @@ def trained_clips(data: dict, config: dict) -> dict[str, np.ndarray]:
 
 
 def measure(run, data: dict, min_speech_logit: float = 0.0, max_log_sigma: float = math.inf,
-            min_modulation: float = 0.0, trained: dict[str, np.ndarray] | None = None) -> dict:
-    """run(clips) -> (N, 8) raw outputs (log sigma, speech logit, the modulation in dB); a clip is
-    called speech when its logit is >= min_speech_logit (the model's own threshold: train.json's
-    --speech_coverage) and its modulation >= min_modulation, and answered (the decision "reliable")
+            min_modulation: float = 0.0, max_steady: float = 1.0,
+            trained: dict[str, np.ndarray] | None = None) -> dict:
+    """run(clips) -> (N, 9) raw outputs (log sigma, speech logit, the modulation in dB, the
+    steadiness 0..1); a clip is called speech when its logit is >= min_speech_logit (the model's own
+    threshold: train.json's --speech_coverage), its modulation >= min_modulation and its steadiness
+    <= max_steady, and answered (the decision "reliable")
     when its largest log sigma is <= max_log_sigma as well. `trained` (trained_clips'): the non-speech
     clips the run trained on, left out of every non-speech measure."""
     def speech(o: np.ndarray) -> np.ndarray:
-        return (o[:, 2 * N_VALUES] >= min_speech_logit) & (o[:, 2 * N_VALUES + 1] >= min_modulation)
+        return ((o[:, 2 * N_VALUES] >= min_speech_logit) & (o[:, 2 * N_VALUES + 1] >= min_modulation)
+                & (o[:, 2 * N_VALUES + 2] <= max_steady))
 
     sp = run(data["speech"])
     u_sp = sp[:, N_VALUES:2 * N_VALUES].max(axis=1)
@@ -305,24 +309,31 @@ def measure(run, data: dict, min_speech_logit: float = 0.0, max_log_sigma: float
 
 
 def engine_runner(w2s: Path):
-    """(run, (min_speech_logit, max_log_sigma, min_modulation)): the engine's raw outputs and its
-    default thresholds, both in the units of its output (value / 2^out_frac_bits; the modulation
-    in dB, / 2^Q_DB), so that comparing them is exact."""
+    """(run, (min_speech_logit, max_log_sigma, min_modulation, max_steady)): the engine's raw outputs
+    and its default thresholds, both in the units of its output (value / 2^out_frac_bits; the
+    modulation in dB, / 2^Q_DB; the steadiness 0..1, / STEADY_ONE, 0 from a file without it), so
+    that comparing them is exact."""
     from wav2small import Model, _engine
 
     m = Model(w2s)
     one = float(1 << m.config["out_frac_bits"])
-    scale = np.full(2 * N_VALUES + 2, one)
-    scale[-1] = float(1 << _engine.Q_DB)
-    max_log_sigma, min_logit = m.thresholds.fixed(m.config["out_frac_bits"])
-    min_mod = m.thresholds.modulation_fixed()
-    return (lambda clips: np.array([m.predict_fixed(c) / scale for c in clips], np.float64),
-            (min_logit / one, max_log_sigma / one, min_mod / scale[-1]))
+    scale = np.full(2 * N_VALUES + 3, one)
+    scale[2 * N_VALUES + 1], scale[2 * N_VALUES + 2] = float(1 << _engine.Q_DB), float(_engine.STEADY_ONE)
+    max_log_sigma, min_logit, min_mod, max_steady = m._engine.thresholds
+
+    def run(clips: list[np.ndarray]) -> np.ndarray:
+        out = np.zeros((len(clips), len(scale)))
+        for i, c in enumerate(clips):
+            q = m.predict_fixed(c)
+            out[i, :len(q)] = q
+        return out / scale
+    return run, (min_logit / one, max_log_sigma / one, min_mod / scale[-2], max_steady / scale[-1])
 
 
 @torch.no_grad()
 def float_outputs(model, clips: list[np.ndarray]) -> np.ndarray:
-    """The float model's outputs of whole clips with the modulation after them, as the engine's."""
+    """The float model's outputs of whole clips with the modulation after them, as the engine's, and a
+    steadiness of 0 (the float model has no such measure: its decision is the engine's without it)."""
     from .model import modulation_db
 
     model.eval()
@@ -330,7 +341,7 @@ def float_outputs(model, clips: list[np.ndarray]) -> np.ndarray:
     for c in clips:
         x = torch.from_numpy(np.asarray(c, np.float32))[None]
         mod = modulation_db(model.vgg7.logmel(x), model.cfg.mod_block)
-        res.append(np.concatenate([model(x)[0].numpy(), mod.numpy()]))
+        res.append(np.concatenate([model(x)[0].numpy(), mod.numpy(), [0.0]]))
     return np.array(res, np.float64)
 
 
@@ -517,7 +528,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min_modulation_db", type=float, default=None,
                    help="measure the decision with this modulation threshold (dB; 0: off) instead of the "
                         "one each run's release writes")
+    p.add_argument("--max_steady", type=float, default=None,
+                   help="measure the int8 decision with this steadiness threshold (0..1; 1: off) instead of "
+                        "the one each run's release writes (the float model has no steadiness measure)")
     args = p.parse_args(argv)
+    if args.max_steady is not None and not 0.0 <= args.max_steady <= 1.0:
+        p.error(f"--max_steady must be within 0..1, got {args.max_steady:g}")
     if args.min_modulation_db is not None and not 0.0 <= args.min_modulation_db <= 40.0:
         p.error(f"--min_modulation_db must be within 0..40 dB, got {args.min_modulation_db:g}")
     if args.summarize or ((args.verdict or args.table) and all(f.suffix == ".json" for f in args.runs)):
@@ -575,14 +591,16 @@ def main(argv: list[str] | None = None) -> int:
         trained = trained_clips(data, train.get("config", {}))
         if args.float or not args.engine:
             r["float"] = measure(lambda c, m=model: float_outputs(m, c), data, model.cfg.min_speech_logit,
-                                 model.cfg.max_log_sigma, mod, trained)
+                                 model.cfg.max_log_sigma, mod, trained=trained)
         if args.engine:
             from .release import release
 
             fid = release(run, args.rel / run.name)
-            engine, (min_logit, max_log_sigma, file_mod) = engine_runner(args.rel / run.name / "default.w2s")
+            engine, (min_logit, max_log_sigma, file_mod, file_steady) = engine_runner(args.rel / run.name / "default.w2s")
+            steady = file_steady if args.max_steady is None else args.max_steady
+            r["max_steady"] = steady
             r["int8"] = measure(engine, data, min_logit, max_log_sigma,
-                                file_mod if args.min_modulation_db is None else mod, trained)
+                                file_mod if args.min_modulation_db is None else mod, steady, trained)
             r["fidelity_ccc"] = fid["ccc"]
         results[str(run)] = r
         log(f"{run}: {json.dumps(r)}")

@@ -27,11 +27,14 @@ SIGMA_NAMES = tuple(f"sigma_{n}" for n in OUTPUT_NAMES)
 
 def _row(path: str, p: Prediction) -> dict:
     """One flat row per file: A/D/V, then (with an uncertainty head) sigmas, speech_prob,
-    modulation_db, decision."""
+    modulation_db, steady (a model file with that measure), decision."""
     row: dict = {"file": path, **{n: getattr(p, n) for n in OUTPUT_NAMES}}
     if p.sigma is not None:
         row.update(zip(SIGMA_NAMES, p.sigma))
-        row.update(speech_prob=p.speech_prob, modulation_db=p.modulation_db, decision=p.decision)
+        row.update(speech_prob=p.speech_prob, modulation_db=p.modulation_db)
+        if p.steady is not None:
+            row.update(steady=p.steady)
+        row.update(decision=p.decision)
     return row
 
 
@@ -82,15 +85,19 @@ def _predict(args: argparse.Namespace) -> int:
     try:
         model = Model(args.model)
         thresholds = model.thresholds
-        given = (args.max_sigma, args.min_speech_prob, args.min_modulation_db)
+        given = (args.max_sigma, args.min_speech_prob, args.min_modulation_db, args.max_steady)
         if any(v is not None for v in given):
             if thresholds is None:
-                raise Wav2SmallError(f"{args.model}: this model has no uncertainty head; "
-                                     "--max-sigma, --min-speech-prob and --min-modulation-db need one")
+                raise Wav2SmallError(f"{args.model}: this model has no uncertainty head; --max-sigma, "
+                                     "--min-speech-prob, --min-modulation-db and --max-steady need one")
+            if args.max_steady is not None and not model.has_steady:
+                raise Wav2SmallError(f"{args.model}: this model file has no steadiness measure "
+                                     "(a release from before it): --max-steady needs one")
             thresholds = Thresholds(
                 args.max_sigma if args.max_sigma is not None else thresholds.max_sigma,
                 args.min_speech_prob if args.min_speech_prob is not None else thresholds.min_speech_prob,
-                args.min_modulation_db if args.min_modulation_db is not None else thresholds.min_modulation_db)
+                args.min_modulation_db if args.min_modulation_db is not None else thresholds.min_modulation_db,
+                args.max_steady if args.max_steady is not None else thresholds.max_steady)
     except (Wav2SmallError, ValueError) as e:
         print(f"wav2small: {e}", file=sys.stderr)
         return 2
@@ -114,7 +121,7 @@ def _predict(args: argparse.Namespace) -> int:
             continue
         rows.append(_row(name, p))
     try:
-        _write(rows, args.format, model.has_uncertainty)
+        _write(rows, args.format, model.has_uncertainty, model.has_steady)
         sys.stdout.flush()   # here, where a failed write is ours to report, not at the interpreter's exit
     except BrokenPipeError:
         raise
@@ -125,9 +132,10 @@ def _predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _write(rows: list[dict], fmt: str, uncertainty: bool) -> None:
+def _write(rows: list[dict], fmt: str, uncertainty: bool, steady: bool = False) -> None:
     """The rows to standard output as a table, JSON or CSV."""
-    fields = ["file", *OUTPUT_NAMES] + ([*SIGMA_NAMES, "speech_prob", "modulation_db", "decision"] if uncertainty else [])
+    fields = ["file", *OUTPUT_NAMES] + ([*SIGMA_NAMES, "speech_prob", "modulation_db", *(["steady"] if steady else []),
+                                         "decision"] if uncertainty else [])
     if fmt == "json":
         json.dump(rows, sys.stdout, indent=2)
         print()
@@ -172,6 +180,9 @@ def build_parser(plugins: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--min-modulation-db", type=_modulation, default=None,
                    help="call a clip 'no speech' when its level rises and falls less than this over time "
                         "(dB; babble of many talkers, steady noise; 0 = off; default: the model's)")
+    p.add_argument("--max-steady", type=_probability, default=None,
+                   help="call a clip 'no speech' when more than this share of its loud blocks keep their "
+                        "spectral shape (held tones, beeps, melodies; 0..1, 1 = off; default: the model's)")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", dest="format", action="store_const", const="json", help="JSON output")
     fmt.add_argument("--csv", dest="format", action="store_const", const="csv", help="CSV output")

@@ -252,6 +252,26 @@ def modulation(t: dict, logmel: np.ndarray) -> int:
     return math.isqrt(int(div_round(s2 - 2 * mu * s1 + n * mu * mu, n)))
 
 
+def steady(t: dict, logmel: np.ndarray) -> int:
+    """The share (Q15) of consecutive loud blocks of B = steady_block frames whose spectral shapes
+    (each band's block sum S times F minus the bands' total, over F B 2^(Q_DB-1): dB Q1) have cos^2
+    >= steady_cos2 / 2^12 with a positive dot product; a block is loud when max S >= steady_level B.
+    A last partial block is left out; 0 without a pair."""
+    block, level, cos2 = (int(v) for v in t["decide.steady"][:3])
+    n, f = logmel.shape[0] // block, logmel.shape[1]
+    s = logmel[: n * block].astype(np.int64).reshape(n, block, f).sum(axis=1)
+    d = div_round(f * s - s.sum(axis=1, keepdims=True), f * block * (1 << (Q_DB - 1)))
+    loud = s.max(axis=1) >= level * block if n else np.zeros(0, bool)
+    pairs = same = 0
+    for k in range(1, n):
+        if loud[k] and loud[k - 1]:
+            pairs += 1
+            dot = int((d[k] * d[k - 1]).sum())
+            n_now, n_last = int((d[k] * d[k]).sum()), int((d[k - 1] * d[k - 1]).sum())
+            same += dot > 0 and dot * dot * _engine.STEADY_COS2_ONE >= cos2 * n_now * n_last
+    return int(div_round(same * _engine.STEADY_ONE, pairs)) if pairs else 0
+
+
 # ---- whole forward pass (engine.c) ----------------------------------------------------------------
 
 
@@ -264,6 +284,8 @@ def forward(t: dict, cfg: dict, pcm: np.ndarray) -> list[tuple[str, int, np.ndar
     stages.append(("logmel", 0, x))
     if "decide.params" in t:  # an uncertainty head's decision reads the log-mel's modulation too
         stages.append(("modulation", 0, np.array([modulation(t, x)], dtype=np.int32)))
+    if "decide.steady" in t:  # and, with the measure in the file, its spectrum's steadiness
+        stages.append(("steady", 0, np.array([steady(t, x)], dtype=np.int32)))
     for layer in range(1, cfg["n_layers"] + 1):
         x = conv3x3(t, layer, x)
         stages.append(("conv", layer, x))

@@ -44,8 +44,11 @@ class Prediction:
     speech_prob: how sure the model is that the clip is speech at all (0..1);
     modulation_db: how much the clip's level rises and falls over time (dB; clean speech of one
     talker mostly 10-25, babble of several talkers 3-8, steady noise and silence 0-3);
+    steady: the share of the clip's loud 32 ms blocks whose spectral shape the next block keeps
+    (0..1; speech mostly below 0.2, held tones, beeps and notes of a melody above 0.5), None for
+    a model file without the measure;
     decision: "reliable", "no speech" or "too uncertain" (by Thresholds); "unknown" for a model
-    without the head, whose sigma, speech_prob and modulation_db are None.
+    without the head, whose sigma, speech_prob, modulation_db and steady are None.
     """
 
     arousal: float
@@ -55,6 +58,7 @@ class Prediction:
     speech_prob: float | None = None
     decision: str = UNKNOWN
     modulation_db: float | None = None
+    steady: float | None = None
 
     @property
     def reliable(self) -> bool:
@@ -84,17 +88,21 @@ def _exp(x: float) -> float:
 @dataclass(frozen=True)
 class Thresholds:
     """When a prediction is "reliable": speech_prob >= min_speech_prob, modulation_db >=
-    min_modulation_db, and every sigma <= max_sigma.
+    min_modulation_db, steady <= max_steady (a model file with that measure), and every sigma <=
+    max_sigma.
 
     Each model file carries its defaults (Model.thresholds); pass your own to predict() to trade
     coverage for accuracy (a smaller max_sigma answers less often and is wrong less often).
     min_modulation_db None keeps the model's own; 0 lets every clip through that test (speech in
-    heavy noise, at the price of babble taken for speech).
+    heavy noise, at the price of babble taken for speech). max_steady None keeps the model's own;
+    1 lets every clip through that test (held vowels, at the price of beeps and melodies taken for
+    speech).
     """
 
     max_sigma: float
     min_speech_prob: float
     min_modulation_db: float | None = None
+    max_steady: float | None = None
     # (frac_bits, max_log_sigma, min_speech_logit) of thresholds read from a model file: fixed()
     # gives those back exactly, where the floats alone can round (a logit of 40 is a probability of 1.0)
     _exact: tuple[int, int, int] | None = field(default=None, init=False, repr=False, compare=False)
@@ -110,6 +118,11 @@ class Thresholds:
         m = self.min_modulation_db
         if m is not None and not (real(m) and 0.0 <= m <= MAX_MODULATION_DB):
             raise ArgumentError(f"min_modulation_db must be None or within 0..{MAX_MODULATION_DB:g} dB, got {m!r}")
+        st = self.max_steady
+        if st is not None and not (real(st) and 0.0 <= st <= 1.0):
+            raise ArgumentError(f"max_steady must be None or within 0..1, got {st!r}")
+        if st is not None:
+            object.__setattr__(self, "max_steady", float(st))
         object.__setattr__(self, "max_sigma", float(self.max_sigma))
         object.__setattr__(self, "min_speech_prob", float(self.min_speech_prob))
         if m is not None:
@@ -119,6 +132,11 @@ class Thresholds:
         """min_modulation_db in the engine's units (dB Q_DB), None for the model's own."""
         m = self.min_modulation_db
         return None if m is None else round(m * _DB_ONE)
+
+    def steady_fixed(self) -> int | None:
+        """max_steady in the engine's units (Q15), None for the model's own."""
+        st = self.max_steady
+        return None if st is None else round(st * _engine.STEADY_ONE)
 
     def fixed(self, frac_bits: int) -> tuple[int, int]:
         """(max_log_sigma, min_speech_logit) in the engine's output units."""
@@ -135,11 +153,12 @@ class Thresholds:
 
     @classmethod
     def from_fixed(cls, max_log_sigma: int, min_speech_logit: int, frac_bits: int,
-                   min_modulation: int = 0) -> Thresholds:
+                   min_modulation: int = 0, max_steady: int | None = None) -> Thresholds:
+        """Thresholds of a model file (max_steady None: a file without the steadiness measure)."""
         one = float(1 << frac_bits)
         # exp of a very negative log sigma underflows to 0.0, which no Thresholds takes
         t = cls(max(_exp(max_log_sigma / one), _TINY), _sigmoid(min_speech_logit / one),
-                min_modulation / _DB_ONE)
+                min_modulation / _DB_ONE, None if max_steady is None else max_steady / _engine.STEADY_ONE)
         object.__setattr__(t, "_exact", (frac_bits, int(max_log_sigma), int(min_speech_logit)))
         return t
 
@@ -149,13 +168,16 @@ _DB_ONE = float(1 << _engine.Q_DB)   # 1 dB in the engine's log-mel and modulati
 MAX_MODULATION_DB = 32767 / _DB_ONE   # the largest threshold a model file holds
 
 
-def _check_thresholds(thresholds: object, has_uncertainty: bool) -> None:
+def _check_thresholds(thresholds: object, flags: int) -> None:
     if thresholds is None:
         return
     if not isinstance(thresholds, Thresholds):
         raise ArgumentTypeError(f"thresholds must be a wav2small.Thresholds, got {type(thresholds).__name__}")
-    if not has_uncertainty:   # they would decide nothing: say so rather than ignore them
+    if not flags & _engine.FLAG_UNCERTAINTY:   # they would decide nothing: say so rather than ignore them
         raise ArgumentError("this model has no uncertainty head: thresholds need one")
+    if thresholds.max_steady is not None and not flags & _engine.FLAG_STEADY:
+        raise ArgumentError("this model file has no steadiness measure (a release from before it): "
+                            "max_steady needs one; give None")
 
 
 def prediction_from_fixed(engine: _engine.Model, q: np.ndarray, thresholds: Thresholds | None = None) -> Prediction:
@@ -170,8 +192,8 @@ def prediction_from_fixed(engine: _engine.Model, q: np.ndarray, thresholds: Thre
     if thresholds is None:
         fixed = own
     else:
-        mod = thresholds.modulation_fixed()
-        fixed = (*thresholds.fixed(c["out_frac_bits"]), own[2] if mod is None else mod)
+        mod, st = thresholds.modulation_fixed(), thresholds.steady_fixed()
+        fixed = (*thresholds.fixed(c["out_frac_bits"]), own[2] if mod is None else mod, own[3] if st is None else st)
     n = len(OUTPUT_NAMES)
     s_a, s_d, s_v = (_exp(float(v)) for v in x[n : 2 * n])
     return Prediction(
@@ -180,6 +202,7 @@ def prediction_from_fixed(engine: _engine.Model, q: np.ndarray, thresholds: Thre
         speech_prob=_sigmoid(float(x[2 * n])),
         decision=_DECISIONS[engine.decide(q, *fixed)],
         modulation_db=float(q[2 * n + 1]) / _DB_ONE,
+        steady=float(q[2 * n + 2]) / _engine.STEADY_ONE if c["flags"] & _engine.FLAG_STEADY else None,
     )
 
 
@@ -262,10 +285,16 @@ class Model:
         return bool(self.config["flags"] & _engine.FLAG_UNCERTAINTY)
 
     @property
+    def has_steady(self) -> bool:
+        """Whether the decision also reads the spectrum's steadiness (Prediction.steady)."""
+        return bool(self.config["flags"] & _engine.FLAG_STEADY)
+
+    @property
     def thresholds(self) -> Thresholds | None:
         """The model's default decision thresholds (None without an uncertainty head)."""
         t = self._engine.thresholds
-        return None if t is None else Thresholds.from_fixed(t[0], t[1], self.config["out_frac_bits"], t[2])
+        return None if t is None else Thresholds.from_fixed(t[0], t[1], self.config["out_frac_bits"], t[2],
+                                                            t[3] if self.has_steady else None)
 
     def __repr__(self) -> str:
         c = self.config
@@ -327,7 +356,7 @@ class Model:
         threads: for a list, how many threads run the engine at once (the GIL is released while
         they do; default: one per CPU, at most one per clip). Results are the same for any count.
         """
-        _check_thresholds(thresholds, self.has_uncertainty)
+        _check_thresholds(thresholds, self.config["flags"])
         if threads is not None and (isinstance(threads, (bool, np.bool_))
                                     or not isinstance(threads, numbers.Integral) or threads < 1):
             raise ArgumentError(f"threads must be a positive int or None, got {threads!r}")
@@ -343,9 +372,11 @@ class Model:
         """The Prediction of outputs kept from predict_fixed(), decided under `thresholds` (default:
         the model's) by the engine's own rule: comparing thresholds over a data set needs one run of
         the model, not one per candidate."""
-        _check_thresholds(thresholds, self.has_uncertainty)
+        _check_thresholds(thresholds, self.config["flags"])
         q = np.asarray(fixed)
-        n = self._engine.config["n_outputs"] + (1 if self.has_uncertainty else 0)   # + the modulation
+        # + the modulation, + the steadiness: as the binding returns them
+        n = self.config["n_outputs"] + sum(bool(self.config["flags"] & f) for f in (_engine.FLAG_UNCERTAINTY,
+                                                                                    _engine.FLAG_STEADY))
         if q.dtype.kind not in "iu" or q.shape != (n,) or q.size and (q.min() < -2**31 or q.max() >= 2**31):
             raise ArgumentError(f"fixed must be the {n} int32 outputs of predict_fixed(), got dtype {q.dtype}, "
                              f"shape {q.shape}")

@@ -89,12 +89,13 @@ static w2s_status run_stream(const w2s_model *m, const w2s_stream_params *p, con
     return st;
 }
 
-/* An output as the host binding returns it (the values, then an uncertainty head's modulation);
- * 0 when that is not FW_N_OUTPUTS values. */
+/* An output as the host binding returns it (the values, then an uncertainty head's modulation and
+ * steadiness); 0 when that is not FW_N_OUTPUTS values. */
 static int as_fixed(const w2s_model *m, const w2s_output *o, int32_t *v) {
     int i;
-    for (i = 0; i < FW_N_OUTPUTS; i++) v[i] = i < o->n_outputs ? o->value[i] : o->modulation;
-    return o->n_outputs + ((m->config.flags & W2S_FLAG_UNCERTAINTY) ? 1 : 0) == FW_N_OUTPUTS;
+    for (i = 0; i < FW_N_OUTPUTS; i++) v[i] = i < o->n_outputs ? o->value[i] : i == o->n_outputs ? o->modulation : o->steady;
+    return o->n_outputs + ((m->config.flags & W2S_FLAG_UNCERTAINTY) ? 1 : 0) +
+           ((m->config.flags & W2S_FLAG_STEADY) ? 1 : 0) == FW_N_OUTPUTS;
 }
 
 static int same(const w2s_model *m, const w2s_output *o, const int32_t *v) {
