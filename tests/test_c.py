@@ -82,7 +82,7 @@ def test_ab_engine_script_times_two_builds_stage_by_stage():
                        text=True, cwd=REPO, env={**os.environ, "PYTHON": sys.executable})
     assert r.returncode == 0, r.stdout + r.stderr
     rows = {line.split()[0]: line.split()[1:] for line in r.stdout.splitlines()[2:] if line.strip()}
-    assert list(rows) == ["prenorm", "log-mel", "modulation", "conv1", "conv2", "conv3", "max-pool", "conv4",
+    assert list(rows) == ["prenorm", "log-mel", "modulation", "steady", "conv1", "conv2", "conv3", "max-pool", "conv4",
                           "conv5", "conv6", "conv7", "vox", "gram", "head", "total"], r.stdout
     assert all(len(v) == 2 and all(float(x) >= 0 for x in v) for v in rows.values()), r.stdout
     assert all(float(x) > 0 for x in rows["total"]), r.stdout

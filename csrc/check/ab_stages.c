@@ -55,6 +55,7 @@ static const char *stage_name(int s, int l, char *buf, size_t len) {
     case W2S_TRACE_PRENORM: return "prenorm";
     case W2S_TRACE_LOGMEL: return "log-mel";
     case W2S_TRACE_MODULATION: return "modulation";
+    case W2S_TRACE_STEADY: return "steady";
     case W2S_TRACE_CONV: snprintf(buf, len, "conv%d", l); return buf;
     case W2S_TRACE_POOL: return "max-pool";
     case W2S_TRACE_POOLED: return "vox";

@@ -72,7 +72,7 @@ int main(void) {
         semihost_puts(": instructions per second of audio (w2s_predict_s16, mean of 3 clips) ");
         put_int((unsigned long)(total * 2u * turns / ticks / FW_N_CLIPS / (FW_CLIP_SAMPLES / 16000)));
         semihost_puts("\n");
-        { /* by stage, first clip: prenorm, log-mel, modulation, conv 1..n (pool after its layer), vox,
+        { /* by stage, first clip: prenorm, log-mel, modulation, steadiness, conv 1..n (pool after its layer), vox,
          * Gram, head */
             stamps st;
             uint32_t t0;
