@@ -139,6 +139,26 @@ def test_stream_reads_the_same_prediction(uq_bytes, speech_clips):
     assert got == m.predict(pcm) and 0.0 < got.steady < 1.0
 
 
+def test_steadiness_search_scores_a_held_tone_steady_and_speech_not(default_model, speech_clips):
+    """scripts/uq_steadiness.py's statistics (the thirty-first round's search) on the engine's log-mel:
+    a held tone keeps its shape between blocks (cosine 1, no flux), real speech does not."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("uq_steadiness", REPO / "scripts" / "uq_steadiness.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+
+    def stats(pcm):
+        logmel = {s: a for s, _, a in default_model._engine.trace(to_int16(pcm))}["logmel"]
+        return mod.statistics(logmel / float(1 << _engine.Q_DB))
+
+    tone = stats(0.3 * np.sin(2 * np.pi * 700 * np.arange(32000) / 16000))
+    assert set(tone) == {"flux", "peak", "cent_sd", "tilt", "level_sd", "cosine"}
+    assert tone["cosine"] > 0.999 and tone["flux"] < 0.5 and tone["level_sd"] < 0.5
+    speech = [stats(c) for c in speech_clips[:6]]
+    assert all(s["cosine"] < 0.99 and s["flux"] > tone["flux"] for s in speech), speech
+
+
 def test_model_file_without_the_steadiness_decides_without_it(speech_clips):
     """A file of a head released before the measure (steady_block 0 writes one): no steadiness in
     the outputs, a held tone decided by the speech output alone, and a max_steady refused."""
