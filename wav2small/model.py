@@ -375,8 +375,7 @@ class Model:
         _check_thresholds(thresholds, self.config["flags"])
         q = np.asarray(fixed)
         # + the modulation, + the steadiness: as the binding returns them
-        n = self.config["n_outputs"] + sum(bool(self.config["flags"] & f) for f in (_engine.FLAG_UNCERTAINTY,
-                                                                                    _engine.FLAG_STEADY))
+        n = self.config["n_outputs"] + self.has_uncertainty + self.has_steady
         if q.dtype.kind not in "iu" or q.shape != (n,) or q.size and (q.min() < -2**31 or q.max() >= 2**31):
             raise ArgumentError(f"fixed must be the {n} int32 outputs of predict_fixed(), got dtype {q.dtype}, "
                              f"shape {q.shape}")
