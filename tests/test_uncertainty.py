@@ -159,6 +159,29 @@ def test_steadiness_search_scores_a_held_tone_steady_and_speech_not(default_mode
     assert all(s["cosine"] < 0.99 and s["flux"] > tone["flux"] for s in speech), speech
 
 
+def test_uq_shrink_pulls_only_the_mean_toward_the_centre(speech_clips):
+    """scripts/uq_shrink.py (the thirty-second round's probe) on the shipped engine's outputs: k = 1
+    leaves every row as it is, k = 0.5 halves each A/D/V's distance from the centre, and sigma, the
+    speech logit and the rest (what the selective curve is ranked by) never move."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("uq_shrink", REPO / "scripts" / "uq_shrink.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    from training.uq_select import engine_runner
+
+    run, _ = engine_runner(DEFAULT_W2S)
+    rows = run(speech_clips[:6])
+    sets = {"clean": rows, "speech": rows, "corrupted": rows[:3], "noisy": rows[3:], "targets": rows[:, :3]}
+    centre = np.array([0.5, 0.45, 0.55])
+    same = mod.shrunk(sets, 1.0, centre)
+    assert all(np.array_equal(same[k], sets[k]) for k in ("clean", "speech", "corrupted", "noisy"))
+    half = mod.shrunk(sets, 0.5, centre)
+    np.testing.assert_allclose(half["clean"][:, :3] - centre, 0.5 * (rows[:, :3] - centre), atol=1e-12)
+    assert np.array_equal(half["clean"][:, 3:], rows[:, 3:]) and np.array_equal(sets["clean"], rows)
+    np.testing.assert_array_equal(mod.max_sigma(half["clean"]), np.exp(rows[:, 3:6]).max(axis=1))
+
+
 def test_model_file_without_the_steadiness_decides_without_it(speech_clips):
     """A file of a head released before the measure (steady_block 0 writes one): no steadiness in
     the outputs, a held tone decided by the speech output alone, and a max_steady refused."""
