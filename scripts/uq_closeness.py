@@ -53,7 +53,7 @@ def validation_sets(cache: Path, run) -> dict:
     speech = run(d["speech"])
     return {"targets": d["targets"], "clean": speech[:n], "speech": speech,
             "corrupted": run([a for *_, a in d["corrupted"]]),
-            "corrupted_of": [i for i, *_ in d["corrupted"]],
+            "corrupted_of": [i for i, *_ in d["corrupted"]], "cells": [(i, k, lv) for i, k, lv, _ in d["corrupted"]],
             "nonspeech": {k: run(v) for k, v in d["nonspeech"].items()},
             "noisy": run(d["noisy"]), "snr": d["snr"]}
 
@@ -63,7 +63,7 @@ def evaluation_sets(run) -> dict:
     snr_rows = [(a, lvl) for _, kind, lvl, a in es.corrupted if kind in ("white", "babble")]
     return {"targets": es.targets, "clean": run(es.annotated), "speech": run([a for _, a in es.speech]),
             "corrupted": run([a for *_, a in es.corrupted]), "corrupted_of": [i for i, *_ in es.corrupted],
-            "nonspeech": {k: run(v) for k, v in es.nonspeech.items()},
+            "cells": [(i, k, lv) for i, k, lv, _ in es.corrupted], "nonspeech": {k: run(v) for k, v in es.nonspeech.items()},
             "noisy": run([a for a, _ in snr_rows]), "snr": np.array([lvl for _, lvl in snr_rows], float)}
 
 
