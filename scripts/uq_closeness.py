@@ -67,13 +67,23 @@ def evaluation_sets(run) -> dict:
             "noisy": run([a for a, _ in snr_rows]), "snr": np.array([lvl for _, lvl in snr_rows], float)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def probe_parser(doc: str | None, values: str, default: str, what: str) -> argparse.ArgumentParser:
+    """The command line of a probe of the shipped engine: --cache and the values it tries."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cache", default=str(DEFAULT_CACHE), help="training.uq_select's clip cache")
-    p.add_argument("--weights", default="0,0.01,0.02,0.03,0.05,0.08", help="values of k")
-    args = p.parse_args(argv)
+    p.add_argument(values, default=default, help=what)
+    return p
+
+
+def shipped_sets(cache: str) -> tuple[dict, dict]:
+    """The shipped engine's outputs on the validation sets and on the report's evaluation sets."""
     run, _ = engine_runner(SHIPPED)
-    val, ev = validation_sets(Path(args.cache), run), evaluation_sets(run)
+    return validation_sets(Path(cache), run), evaluation_sets(run)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = probe_parser(__doc__, "--weights", "0,0.01,0.02,0.03,0.05,0.08", "values of k").parse_args(argv)
+    val, ev = shipped_sets(args.cache)
     centre, sd = val["targets"].mean(axis=0), val["targets"].std(axis=0)
     print("| k | val. area | rises | Spearman(score, −SNR) | AUROC | eval. area | rises | Spearman | AUROC |")
     print("|---|---|---|---|---|---|---|---|---|")

@@ -17,7 +17,6 @@ in how many of the 32 corruption cells the error is below the same clips' clean 
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -25,10 +24,9 @@ import numpy as np
 
 from training.metrics import ccc_numpy
 from training.uq_report import error_sources
-from training.uq_select import DEFAULT_CACHE, engine_runner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from uq_closeness import SHIPPED, evaluation_sets, measures, validation_sets  # noqa: E402
+from uq_closeness import measures, probe_parser, shipped_sets  # noqa: E402
 
 
 def shrunk(sets: dict, k: float, centre: np.ndarray) -> dict:
@@ -46,12 +44,8 @@ def max_sigma(rows: np.ndarray) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cache", default=str(DEFAULT_CACHE), help="training.uq_select's clip cache")
-    p.add_argument("--k", default="1,0.9,0.8,0.7,0.6", help="values of k (1: the engine's own mean)")
-    args = p.parse_args(argv)
-    run, _ = engine_runner(SHIPPED)
-    val, ev = validation_sets(Path(args.cache), run), evaluation_sets(run)
+    args = probe_parser(__doc__, "--k", "1,0.9,0.8,0.7,0.6", "values of k (1: the engine's own mean)").parse_args(argv)
+    val, ev = shipped_sets(args.cache)
     centre = val["targets"].mean(axis=0)
     print("| k | val. CCC | area | rises | cells below clean | eval. CCC | area | rises | cells below clean |")
     print("|---|---|---|---|---|---|---|---|---|")
