@@ -36,12 +36,17 @@ def score(out: np.ndarray, k: float, centre: np.ndarray, sd: np.ndarray) -> np.n
     return (np.exp(out[:, 3:6]) + k * close).max(axis=1)
 
 
+def clip_errors(sets: dict) -> np.ndarray:
+    """Mean absolute A/D/V error against the annotator of each clean clip, then each corrupted copy."""
+    out = np.concatenate([sets["clean"], sets["corrupted"]])
+    t = np.concatenate([sets["targets"], sets["targets"][sets["corrupted_of"]]])
+    return np.abs(out[:, :3] - t).mean(axis=1)
+
+
 def measures(sets: dict, score: Callable[[np.ndarray], np.ndarray]) -> tuple[float, int, float, float]:
     """(selective area, rises, Spearman(score, -SNR), mean AUROC) of one set of outputs (rows: the
     engine's outputs first, A/D/V in columns 0-2), each clip scored by score(rows)."""
-    out = np.concatenate([sets["clean"], sets["corrupted"]])
-    t = np.concatenate([sets["targets"], sets["targets"][sets["corrupted_of"]]])
-    cover, err = selective_curve(np.abs(out[:, :3] - t).mean(axis=1), score(out))
+    cover, err = selective_curve(clip_errors(sets), score(np.concatenate([sets["clean"], sets["corrupted"]])))
     sp = score(sets["speech"])
     au = float(np.mean([auroc(score(v), sp) for v in sets["nonspeech"].values()]))
     return area(cover, err), count_rises(err), spearman(score(sets["noisy"]), -sets["snr"]), au

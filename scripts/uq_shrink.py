@@ -26,7 +26,7 @@ from training.metrics import ccc_numpy
 from training.uq_report import error_sources
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from uq_closeness import measures, probe_parser, shipped_sets  # noqa: E402
+from uq_closeness import clip_errors, measures, probe_parser, shipped_sets  # noqa: E402
 
 
 def shrunk(sets: dict, k: float, centre: np.ndarray) -> dict:
@@ -54,9 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         for sets in (val, ev):
             s = shrunk(sets, k, centre)
             a, r, _, _ = measures(s, max_sigma)
-            t = np.concatenate([s["targets"], s["targets"][s["corrupted_of"]]])
-            err = np.abs(np.concatenate([s["clean"], s["corrupted"]])[:, :3] - t).mean(axis=1)
-            below = error_sources(err, len(s["clean"]), s["cells"])["cells_below_clean"]
+            below = error_sources(clip_errors(s), len(s["clean"]), s["cells"])["cells_below_clean"]
             cols += [f"{float(np.mean(ccc_numpy(s['clean'][:, :3], s['targets']))):.3f}", f"{a:.4f}", str(r), str(below)]
         print(f"| {k:g} | " + " | ".join(cols) + " |")
     return 0
