@@ -580,7 +580,8 @@ def markdown(res: dict, command: str, pngs: list[str], meta: dict) -> str:
         for r in rows:
             rel, err = r["reliable"], r["error"]
             mod = r.get("min_modulation_db")
-            lines.append(f"| {r['max_sigma']:.3f} | {r['min_speech_prob']:.2f} | "
+            # four decimals: the model's own threshold (0.2504) beside a value of the grid (0.25) stays two rows
+            lines.append(f"| {r['max_sigma']:.4f} | {r['min_speech_prob']:.2f} | "
                          + ("model's" if mod is None else f"{mod:g}") + f" | {rel['speech']:.0%} | "
                          + " / ".join(f"{rel[g]:.0%}" for g in levels) + " | "
                          + " / ".join(fmt(err[g]) for g in ("clean", *levels)) + " | "
