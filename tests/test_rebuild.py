@@ -36,7 +36,7 @@ def test_the_plan_is_the_shipped_runs_recipe():
     assert student.argv == ["-m", "training.distill", "--out_dir=runs/r/student", "--crop_seconds=2.0",
                             "--floor_db=-60.0", "--seed=2", "--threads=2"]
     assert head.argv[:4] == ["-m", "training.uncertainty", "--init=runs/r/student", "--out_dir=runs/r/head"]
-    assert "--speech_min_snr=10.0" in head.argv and "--seed=15" in head.argv and head.argv[-1] == "--threads=1"
+    assert "--speech_min_snr=10.0" in head.argv and "--seed=17" in head.argv and head.argv[-1] == "--threads=2"
     assert release.argv == ["-m", "training.release", "runs/r/head", "--out_dir=runs/r/release"]
     assert not student.install and rebuild.model_path(out, False) == out / "release" / "default.w2s"
     # --install: the head learns from the committed student, as the shipped head did

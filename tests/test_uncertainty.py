@@ -810,13 +810,14 @@ def test_release_card_names_the_runs_non_default_options():
     from training.uncertainty import UQConfig
 
     shipped = json.loads((REPO / "training" / "default_uq" / "train.json").read_text())
-    # the shipped head's options (docs/uncertainty.md, R37 seed 15; out_dir and a thresholds-only rerun left out)
-    assert uq_flags(shipped) == (" --seed=15 --mean_on_clean=False --max_iters=800 --ema_decay=0.995"
+    # the shipped head's options (docs/uncertainty.md, R44 seed 17; out_dir and a thresholds-only rerun left out;
+    # its threads, 2, are the default)
+    assert uq_flags(shipped) == (" --seed=17 --mean_on_clean=False --max_iters=1200 --ema_decay=0.995"
                                  " --kind_pool=effects:450 --kind_shares=True"
                                  " --kind_weight=effects:2.25,noise:0.375,silence:0.375 --extended_nonspeech=True"
                                  " --keep_adv=60.0 --snap_to_grid=True --familiarity_weight=0.06 --nonspeech_weight=3.0"
                                  " --speech_min_snr=10.0 --sigma_rank_weight=1.0 --sigma_rank_margin=0.1"
-                                 " --voice_weight=whisper:4 --speech_coverage=0.96 --coverage_snr=20.0 --threads=1")
+                                 " --voice_weight=whisper:4 --speech_coverage=0.96 --coverage_snr=20.0")
     assert uq_flags({"config": {**asdict(UQConfig()), "out_dir": "x", "thresholds_only": True, "resume": True,
                                 "checkpoint_interval": 7, "stop_at": 3}}) == ""   # how it ran, not what
     changed = {"config": {**asdict(UQConfig()), "honest": "a,b", "honest_weight": 2.0, "threads": 1}}

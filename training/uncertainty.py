@@ -24,12 +24,12 @@ Training starts from a distilled student (--init) and fine-tunes all of it on ba
     uncertainty, as the paper's OOD-trained "KL-out" variant targets a flat prior) and the speech
     logit to 0. Non-speech is capped at a quarter of the speech in each batch, as in the paper.
 Measured options, all off by default (docs/uncertainty.md has the numbers; until the fifth round
-none kept A/D/V CCC and int8 fidelity where they were; the shipped head, R37 seed 15, uses
+none kept A/D/V CCC and int8 fidelity where they were; the shipped head, R44 seed 17, uses
 --extended_nonspeech=true --keep_adv=60 --snap_to_grid=true --familiarity_weight=0.06 --nonspeech_weight=3
---sigma_rank_weight=1 --sigma_rank_margin=0.1 --max_iters=800 --coverage_snr=20 --speech_min_snr=10
+--sigma_rank_weight=1 --sigma_rank_margin=0.1 --max_iters=1200 --coverage_snr=20 --speech_min_snr=10
 --voice_weight=whisper:4 --mean_on_clean=false --speech_coverage=0.96 --ema_decay=0.995
 --kind_pool=effects:450 --kind_shares=true --kind_weight=effects:2.25,noise:0.375,silence:0.375
---seed=15 --threads=1 on a student
+--seed=17 --threads=2 on a student
 distilled with --crop_seconds=2.0 --floor_db=-60 --seed=2 --threads=2; training/default_uq/train.json
 records it, and python -m training.rebuild replays it): --extended_nonspeech adds
 training.ood's extended train generators (band-limited square/saw/triangle tones, random dual tones, beep trains, chirps and
