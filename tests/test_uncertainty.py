@@ -313,7 +313,9 @@ def test_report_metrics():
         area,
         auroc,
         by_corruption,
+        by_voice,
         ccc_bins,
+        count_rises,
         error_sources,
         selective_curve,
         spearman,
@@ -353,6 +355,30 @@ def test_report_metrics():
     # knowing the cell ranks "white 0" first and "clip 6" last: the error never rises
     assert b["corruption_known"]["rises"] == 0
     assert b["corruption_known"]["area"] < area(*selective_curve(err, -err))
+    assert "voice_known" not in b   # only with the clips' voices
+    # the voice oracles: clips 0 and 1 of voice "a", clip 2 of "b"; each with a copy in "white 0"
+    err = np.array([0.1, 0.3, 0.5, 0.2, 0.4, 0.9])
+    cells = [(0, "white", 0.0), (1, "white", 0.0), (2, "white", 0.0)]
+    b = error_sources(err, 3, cells, ["a", "a", "b"])
+    # voice means 0.25 ("a": 0.1 0.3 0.2 0.4) and 0.7 ("b": 0.5 0.9) around 0.4: 0.045 of 0.4 / 6
+    assert b["voice_known"]["variance_share"] == pytest.approx(0.045 / (0.4 / 6))
+    # voice + cell (clean 0.3, white 0.5) ranks 0.1 0.3 | 0.2 0.4 | 0.5 | 0.9: the error never rises
+    assert b["voice_and_corruption_known"]["rises"] == 0
+    # with the method's uncertainty, which calls voice "b" (more error) the most certain: the oracle
+    # keeps voice "a" first, in unc's order within it (errors 0.1 0.2 0.3 0.4, then b's 0.5 0.9)
+    unc = np.array([0.2, 0.6, 0.0, 0.4, 0.8, 0.1])
+    b = error_sources(err, 3, cells, ["a", "a", "b"], unc)
+    assert b["voice_known_sigma_within"]["rises"] == 0 and "variance_share" not in b["voice_known_sigma_within"]
+    assert count_rises(selective_curve(err, unc)[1]) > 0
+    assert b["voice_known_sigma_within"]["area"] < area(*selective_curve(err, unc))
+    with pytest.raises(ValueError, match="one per clean clip"):
+        error_sources(err, 3, cells, ["a", "b"])
+    # the table per voice, worst first, with the signed error of each dimension
+    rows = by_voice(np.array([[0.5] * 3, [0.7] * 3, [0.2, 0.4, 0.6]]), np.array([1.0, 3.0, 2.0]),
+                    np.array([[0.4] * 3, [0.4] * 3, [0.4] * 3]), ["a", "a", "b"])
+    assert [r["voice"] for r in rows] == ["a", "b"] and [r["clips"] for r in rows] == [2, 1]
+    assert rows[0]["error"] == pytest.approx(0.2) and rows[0]["sigma"] == 2.0
+    assert rows[1]["bias"] == pytest.approx([-0.2, 0.0, 0.2]) and rows[1]["error"] == pytest.approx(0.4 / 3)
     # the paper's bins: CCC per 20 % of clips by uncertainty; outputs exact where sigma is low
     tgt = rng.random((100, 3))
     noisy = tgt + np.linspace(0, 1, 100)[:, None] * rng.normal(0, 0.5, (100, 3))
@@ -390,6 +416,12 @@ def test_training_release_and_report_end_to_end(tmp_path, monkeypatch):
     assert set(res["corruptions"]) == {"engine", "mc dropout", "deep ensemble"}
     assert len(res["corruptions"]["engine"]["cells"]) == len(corruption_grid())
     assert "Spearman over cells" in out.with_suffix(".md").read_text()
+    # the voice oracles and the table per voice: one row per voice of the 4 clean clips
+    sel = res["selective"]["engine"]
+    assert {"voice_known", "voice_and_corruption_known"} <= set(sel["bounds"])
+    assert sum(r["clips"] for r in sel["by_voice"]) == 4 and all(r["voice"].startswith("espeak-ng:")
+                                                                 for r in sel["by_voice"])
+    assert "| voice | clips | engine: error" in out.with_suffix(".md").read_text()
     assert (out / "sigma_vs_snr.png").stat().st_size > 1000 and (out / "selective.png").stat().st_size > 1000
     assert "python -m training.uq_report" in out.with_suffix(".md").read_text()
     # the operating points: the model's own thresholds first, agreeing with the decisions table

@@ -18,7 +18,8 @@ Methods compared on the same clips:
 
 Measurements: AUROC of each uncertainty for speech vs each non-speech kind; uncertainty vs SNR of
 corrupted speech (Spearman over clips); selective prediction (error against the annotator as the
-most uncertain clips are dropped, and its area) and, per corruption, mean error and uncertainty;
+most uncertain clips are dropped, and its area) and, per corruption and per voice, mean error and
+uncertainty, with partial oracles that know a clip's corruption, voice or source clip;
 how the engine's decision splits each kind, and how it would at other thresholds (--max_sigmas,
 --min_speech_probs, --min_modulations): how much noisy speech is answered for how much non-speech
 called speech.
@@ -115,11 +116,13 @@ def by_corruption(err_clean: np.ndarray, unc_clean: np.ndarray, err: np.ndarray,
 
 
 def selective_measures(mean: np.ndarray, unc: np.ndarray, targets: np.ndarray, n_clean: int,
-                       corrupted: list[tuple[int, str, float]]) -> tuple[dict, dict]:
+                       corrupted: list[tuple[int, str, float]],
+                       voices: Sequence[str] | None = None) -> tuple[dict, dict]:
     """Selective prediction over clips [0, n_clean) and their corrupted copies after them
     (`corrupted`: (clean clip index, kind, level) per copy): mean (N, 3) against the clean clips'
-    targets, uncertainty (N,). Returns the curve with its area, the oracle's area, whether the error
-    falls monotonically and how often it rises; and by_corruption's table."""
+    targets, uncertainty (N,); `voices`: the voice of each clean clip, for the voice oracles and the
+    table per voice. Returns the curve with its area, the oracle's area, whether the error falls
+    monotonically and how often it rises; and by_corruption's table."""
     t = np.concatenate([targets, targets[[i for i, _, _ in corrupted]]])
     err = np.abs(mean - t).mean(axis=1)
     cover, mean_err = selective_curve(err, unc)
@@ -127,7 +130,9 @@ def selective_measures(mean: np.ndarray, unc: np.ndarray, targets: np.ndarray, n
     rises = count_rises(mean_err)
     curve = {"coverage": cover.tolist(), "mean_abs_error": mean_err.tolist(), "area": area(cover, mean_err),
              "oracle_area": area(cover, oracle), "monotonic": rises == 0, "rises": rises,
-             "bounds": error_sources(err, n_clean, corrupted), "ccc_bins": ccc_bins(mean, t, unc)}
+             "bounds": error_sources(err, n_clean, corrupted, voices, unc), "ccc_bins": ccc_bins(mean, t, unc)}
+    if voices is not None:
+        curve["by_voice"] = by_voice(mean[:n_clean], unc[:n_clean], targets, voices)
     return curve, by_corruption(err[:n_clean], unc[:n_clean], err[n_clean:], unc[n_clean:], corrupted,
                                 mean[:n_clean], mean[n_clean:])
 
@@ -140,26 +145,61 @@ def ccc_bins(mean: np.ndarray, targets: np.ndarray, unc: np.ndarray, bins: int =
     return [float(np.nanmean(ccc_numpy(mean[b], targets[b]))) for b in np.array_split(order, bins)]
 
 
-def error_sources(err: np.ndarray, n_clean: int, corrupted: list[tuple[int, str, float]]) -> dict:
-    """What an uncertainty could reach on this set: the curves of two partial oracles, one that knows
+def group_means(values: np.ndarray, keys: Sequence) -> np.ndarray:
+    """Each element's group mean: the mean of `values` over the elements with the same key."""
+    _, inv = np.unique(np.asarray(keys), return_inverse=True)
+    return (np.bincount(inv, weights=values) / np.bincount(inv))[inv]
+
+
+def error_sources(err: np.ndarray, n_clean: int, corrupted: list[tuple[int, str, float]],
+                  voices: Sequence[str] | None = None, unc: np.ndarray | None = None) -> dict:
+    """What an uncertainty could reach on this set: the curves of partial oracles, one that knows
     only each clip's corruption (it ranks a clip by the mean error of its (kind, level) cell, clean
     being a cell) and one that knows only which clean clip a clip was made from (it ranks a clip by
     the mean error of that clip and its copies), and the share of the error's variance between
     those groups. A sigma that follows the corruption can do at best what the first does: when
     corrupted cells have less error than clean speech, its curve falls only by calling clean speech
-    the most uncertain."""
+    the most uncertain. With `voices` (the voice of each clean clip), two more: one that knows only
+    the voice (the mean error of the voice's clips and their copies), the most a sigma that knows
+    which voices are unfamiliar could use, and one that knows voice and corruption (the two means
+    added); with `unc` as well, the method's own uncertainty given that knowledge of voices: whole
+    voices ranked by their error, clips within a voice by `unc`."""
     cell = ["clean"] * n_clean + [f"{kind} {level:g}" for _, kind, level in corrupted]
     source = np.concatenate([np.arange(n_clean), [i for i, _, _ in corrupted]])
+    by_cell = group_means(err, cell)
     cell_mean = {c: float(err[[x == c for x in cell]].mean()) for c in dict.fromkeys(cell)}
-    by_cell = np.array([cell_mean[c] for c in cell])
-    by_clip = (np.bincount(source, weights=err) / np.bincount(source))[source]
+    oracles = [("corruption_known", by_cell), ("clip_known", group_means(err, source))]
+    if voices is not None:
+        if len(voices) != n_clean:
+            raise ValueError(f"voices: one per clean clip ({n_clean}), got {len(voices)}")
+        by_voice = group_means(err, np.asarray(voices)[source])
+        oracles += [("voice_known", by_voice), ("voice_and_corruption_known", by_voice + by_cell)]
+        if unc is not None:   # voices by error (0, 1, ...), clips by unc's rank scaled into [0, 1)
+            voice_rank = np.unique(by_voice, return_inverse=True)[1]
+            within = np.argsort(np.argsort(unc, kind="mergesort"), kind="mergesort") / len(unc)
+            oracles.append(("voice_known_sigma_within", voice_rank + within))
     clean = cell_mean.pop("clean")
     out: dict = {"cells_below_clean": sum(v < clean for v in cell_mean.values()), "cells": len(cell_mean)}
-    for name, u in (("corruption_known", by_cell), ("clip_known", by_clip)):
+    for name, u in oracles:
         cover, e = selective_curve(err, u)
-        out[name] = {"area": area(cover, e), "rises": count_rises(e),
-                     "variance_share": float(np.var(u) / np.var(err)) if np.var(err) > 0 else 0.0}
+        out[name] = {"area": area(cover, e), "rises": count_rises(e)}
+        if name != "voice_known_sigma_within":   # a ranking, not an error: its variance says nothing
+            out[name]["variance_share"] = float(np.var(u) / np.var(err)) if np.var(err) > 0 else 0.0
     return out
+
+
+def by_voice(mean: np.ndarray, unc: np.ndarray, targets: np.ndarray, voices: Sequence[str]) -> list[dict]:
+    """Per voice of the clean clips, worst first: clips, mean absolute error (mean of A/D/V), mean
+    uncertainty, and the mean signed error of each of A/D/V (a student that is wrong about a whole
+    voice errs the same way on each of its clips, which no per-clip noise explains)."""
+    v = np.asarray(voices)
+    rows = []
+    for name in sorted(set(v.tolist())):
+        m = v == name
+        diff = mean[m] - targets[m]
+        rows.append({"voice": name, "clips": int(m.sum()), "error": float(np.abs(diff).mean()),
+                     "sigma": float(unc[m].mean()), "bias": diff.mean(axis=0).tolist()})
+    return sorted(rows, key=lambda r: -r["error"])
 
 
 def count_rises(mean_err: np.ndarray) -> int:
@@ -421,7 +461,8 @@ def evaluate(es: EvalSet, methods: dict[str, Callable[[list[np.ndarray]], Result
             res["operating_points"][name] = operating_points(groups, grid)
         res["selective"][name], res["corruptions"][name] = selective_measures(
             np.concatenate([clean.mean, cor.mean]), np.concatenate([clean.uncertainty, cor.uncertainty]),
-            es.targets, len(clean.mean), [(i, kind, lvl) for i, kind, lvl, _ in es.corrupted])
+            es.targets, len(clean.mean), [(i, kind, lvl) for i, kind, lvl, _ in es.corrupted],
+            [group for group, _ in es.speech[:len(es.annotated)]])
     if silero is not None:
         log("running silero-vad")
         t0 = time.perf_counter()
@@ -536,6 +577,33 @@ def markdown(res: dict, command: str, pngs: list[str], meta: dict) -> str:
             lines.append(f"| {name} | {k['area']:.4f} | {k['rises']} | {k['variance_share']:.0%} | "
                          f"{c['area']:.4f} | {c['rises']} | {c['variance_share']:.0%} | "
                          f"{b['cells_below_clean']} of {b['cells']} |")
+        if all("voice_known" in b for b in bounds.values()):
+            lines += ["", "Three more oracles: one that knows only each clip's voice (ranks it by the mean error of",
+                      "that voice's clips and their copies: the most a sigma that knew which voices are",
+                      "unfamiliar could use), one that knows voice and corruption (the two means added), and the",
+                      "method's own uncertainty given the voices' errors (whole voices ranked by their error,",
+                      "clips within a voice by the method's uncertainty).", "",
+                      ("| method | voice known: area | rises | variance | voice and corruption known: area | rises "
+                       "| voices known, uncertainty within: area | rises |"),
+                      "|---|---|---|---|---|---|---|---|"]
+            for name, b in bounds.items():
+                v, vc = b["voice_known"], b["voice_and_corruption_known"]
+                w = b.get("voice_known_sigma_within", {"area": float("nan"), "rises": "-"})
+                lines.append(f"| {name} | {v['area']:.4f} | {v['rises']} | {v['variance_share']:.0%} | "
+                             f"{vc['area']:.4f} | {vc['rises']} | {w['area']:.4f} | {w['rises']} |")
+    voices = {name: r["by_voice"] for name, r in res["selective"].items() if "by_voice" in r}
+    if voices:
+        first_name, first = next(iter(voices.items()))
+        lines += ["", f"Error and uncertainty per voice of the clean held-out clips, worst first for {first_name};",
+                  f"bias: {first_name}'s mean signed error of A/D/V over the voice's clips.", "",
+                  "| voice | clips | " + " | ".join(f"{n}: error | {n}: sigma" for n in voices)
+                  + f" | {first_name}: bias A / D / V |",
+                  "|---|---|" + "---|---|" * len(voices) + "---|"]
+        rows = {n: {r["voice"]: r for r in v} for n, v in voices.items()}
+        for r in first:
+            lines.append(f"| {r['voice']} | {r['clips']} | " + " | ".join(
+                f"{rows[n][r['voice']]['error']:.4f} | {rows[n][r['voice']]['sigma']:.4f}" for n in voices)
+                + " | " + " / ".join(f"{b:+.3f}" for b in r["bias"]) + " |")
     if res.get("corruptions"):
         cor = res["corruptions"]
         names = list(cor)

@@ -77,8 +77,9 @@ from .uq_report import auroc, selective_measures, spearman
 SECONDS = 4.0
 # 2: + targets and the corrupted set (selective prediction); 3: real speech trimmed; 4: val clips;
 # 5: + babble_probe; 6: + the babble bank (every validation clip at 20 dB SNR is made from it);
-# 7: + each real speech clip's speaker group and each non-speech clip's name; 8: + per_kind, 200
-CACHE_VERSION = 8
+# 7: + each real speech clip's speaker group and each non-speech clip's name; 8: + per_kind, 200;
+# 9: + each annotated clip's voice (selective prediction's voice oracles)
+CACHE_VERSION = 9
 # non-speech clips per kind: 40 until version 8. With other seeds' cuts of the same files left out
 # too (trained_clips), 40 left some lines on 26-30 clips, where one clip moves them by 3-4 points, and
 # items 150..189 happened to hold the generators' effects the shipped head calls speech least often
@@ -135,6 +136,7 @@ def build(log, n_val: int = 200, real_per_group: int = 40, skip: int = 150, per_
             "real_groups": [g for g, _ in grouped],
             "nonspeech": ns, "nonspeech_names": ns_names, "noisy": noisy_clips,
             "snr": np.array(snr, float), "targets": val.targets[:n_val].astype(np.float64), "corrupted": corrupted,
+            "voices": list(val.voices[:n_val]),
             "val_clips": [c.astype(np.float32) / 32768.0 for c in val.clips], "val_targets": val.targets,
             "babble_probe": babble_probe(val, seed, per_probe), "bank": bank}
 
@@ -302,7 +304,8 @@ def measure(run, data: dict, min_speech_logit: float = 0.0, max_log_sigma: float
     # selective prediction on the annotated clips, clean and corrupted (as the report measures it)
     out = np.concatenate([sp[:n_ann], run([a for *_, a in data["corrupted"]])])
     curve, cells = selective_measures(out[:, :N_VALUES], out[:, N_VALUES:2 * N_VALUES].max(axis=1), data["targets"],
-                                      n_ann, [(i, kind, level) for i, kind, level, _ in data["corrupted"]])
+                                      n_ann, [(i, kind, level) for i, kind, level, _ in data["corrupted"]],
+                                      data["voices"])
     # the table per corruption (error, sigma and output spread per cell, against the same clips clean)
     res["selective"] = {**curve, "by_corruption": cells, "spearman_cells": cells["spearman_cells"]}
     return res
