@@ -572,10 +572,11 @@ def markdown(res: dict, command: str, pngs: list[str], meta: dict) -> str:
                   ("| method | corruption known: area | rises | variance | clip known: area | rises "
                    "| variance | corruption cells with less error than clean |"),
                   "|---|---|---|---|---|---|---|---|"]
+        def oracle(o: dict, share: bool = True) -> str:
+            return f"{o['area']:.4f} | {o['rises']}" + (f" | {o['variance_share']:.0%}" if share else "")
+
         for name, b in bounds.items():
-            k, c = b["corruption_known"], b["clip_known"]
-            lines.append(f"| {name} | {k['area']:.4f} | {k['rises']} | {k['variance_share']:.0%} | "
-                         f"{c['area']:.4f} | {c['rises']} | {c['variance_share']:.0%} | "
+            lines.append(f"| {name} | {oracle(b['corruption_known'])} | {oracle(b['clip_known'])} | "
                          f"{b['cells_below_clean']} of {b['cells']} |")
         if all("voice_known" in b for b in bounds.values()):
             lines += ["", "Three more oracles: one that knows only each clip's voice (ranks it by the mean error of",
@@ -587,10 +588,9 @@ def markdown(res: dict, command: str, pngs: list[str], meta: dict) -> str:
                        "| voices known, uncertainty within: area | rises |"),
                       "|---|---|---|---|---|---|---|---|"]
             for name, b in bounds.items():
-                v, vc = b["voice_known"], b["voice_and_corruption_known"]
-                w = b.get("voice_known_sigma_within", {"area": float("nan"), "rises": "-"})
-                lines.append(f"| {name} | {v['area']:.4f} | {v['rises']} | {v['variance_share']:.0%} | "
-                             f"{vc['area']:.4f} | {vc['rises']} | {w['area']:.4f} | {w['rises']} |")
+                within = b.get("voice_known_sigma_within", {"area": float("nan"), "rises": "-"})
+                lines.append(f"| {name} | {oracle(b['voice_known'])} | "
+                             f"{oracle(b['voice_and_corruption_known'], False)} | {oracle(within, False)} |")
     voices = {name: r["by_voice"] for name, r in res["selective"].items() if "by_voice" in r}
     if voices:
         first_name, first = next(iter(voices.items()))
