@@ -182,6 +182,39 @@ def test_uq_shrink_pulls_only_the_mean_toward_the_centre(speech_clips):
     np.testing.assert_array_equal(mod.max_sigma(half["clean"]), np.exp(rows[:, 3:6]).max(axis=1))
 
 
+def test_uq_voice_probe_renders_as_the_corpus_and_edits_only_what_it_says(tmp_path):
+    """scripts/uq_voice_probe.py (the thirty-fourth round's probe): a variant file copied into its
+    private espeak-ng data renders the corpus's clip sample for sample, an edited line changes the
+    audio, the installed data is untouched, and the table has one row per edit."""
+    import importlib.util
+
+    from training import prosody
+    from training.speech import render
+
+    spec = importlib.util.spec_from_file_location("uq_voice_probe", REPO / "scripts" / "uq_voice_probe.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    text = "name female3\ngender female\npitch 140 240\nroughness 4\n"
+    edited = mod.edited_variant(text, "probe", {"pitch": "120 230", "flutter": "20"})
+    assert edited == "name probe\ngender female\npitch 120 230\nroughness 4\nflutter 20\n"
+    source = mod.espeak_data_dir() / "voices" / "!v"
+    f3 = (source / "f3").read_text()
+    path = mod.private_data(tmp_path, {"copy": mod.edited_variant(f3, "copy", {}),
+                                       "low": mod.edited_variant(f3, "low", {"pitch": "80 120"})})
+    assert not (source / "copy").exists() and (tmp_path / "espeak-ng-data" / "voices" / "!v" / "low").exists()
+    draw = prosody.draw(np.random.default_rng(0), [prosody.variant_info("f3")])
+    corpus = render(draw)[: int(mod.SECONDS * 16000)]
+    assert np.array_equal(mod.render(draw, "copy", path), corpus)
+    low = mod.render(draw, "low", path)
+    assert low.shape != corpus.shape or not np.allclose(low, corpus, atol=1e-3)
+    rows = mod.probe(Model(DEFAULT_W2S), "grandma", "f3", n=2, seed=0)
+    assert [r["edit"] for r in rows] == ["grandma", "grandma, flutter 2", "grandma, pitch 140 240",
+                                         "grandma, pitch 140 240, flutter 2", "f3", "f3, flutter 20"]
+    assert all(len(r["mean"]) == 3 and set(r["error"]) == {"grandma", "f3"} and r["sigma"] > 0 for r in rows)
+    with pytest.raises(ValueError, match="not in the annotator's table"):
+        mod.probe(Model(DEFAULT_W2S), "nope", "f3", n=1, seed=0)
+
+
 def test_model_file_without_the_steadiness_decides_without_it(speech_clips):
     """A file of a head released before the measure (steady_block 0 writes one): no steadiness in
     the outputs, a held tone decided by the speech output alone, and a max_steady refused."""
