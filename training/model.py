@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-OUTPUT_NAMES = ("arousal", "dominance", "valence")
+from wav2small.model import OUTPUT_NAMES  # noqa: F401  (one list of the outputs, the runtime's)
 
 
 @dataclass
