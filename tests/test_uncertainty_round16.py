@@ -144,7 +144,7 @@ def test_selection_counts_speech_at_the_models_own_threshold():
             "nonspeech": {"music": [clip() for _ in range(4)]}, "babble_probe": {"p": [clip() for _ in range(2)]},
             "noisy": [clip() for _ in range(2)], "snr": np.array([0.0, 10.0]), "val_clips": [clip() for _ in range(3)],
             "val_targets": rng.random((3, 3)), "corrupted": [(0, "white", 0.0, clip())],
-            "bank": [clip() for _ in range(2)]}
+            "voices": ["f5", "m6"], "bank": [clip() for _ in range(2)]}
     logit = {id(c): v for c, v in zip(data["speech"], (-1.0, 0.5, 2.0, 3.0))}
     logit.update({id(c): v for c, v in zip(data["nonspeech"]["music"], (-3.0, 0.2, 0.8, 1.5))})
 
