@@ -20,22 +20,24 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import io
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
-from training import prosody
-from training.speech import SynthParams, espeak_version, resample
+from training import prosody, speech
+from training.speech import SynthParams, espeak_version
 from wav2small import Model
 
 SECONDS = 4.0
+
+
+def _is_key(line: str, key: str) -> bool:
+    """Whether a variant file's line sets `key` (its first word)."""
+    return re.match(rf"\s*{key}\b", line) is not None
 
 
 def edited_variant(text: str, name: str, edits: dict[str, str]) -> str:
@@ -43,7 +45,7 @@ def edited_variant(text: str, name: str, edits: dict[str, str]) -> str:
     set to the key and its value, added at the end when the file has none."""
     lines = text.splitlines()
     for key, value in {"name": name, **edits}.items():
-        hit = [i for i, line in enumerate(lines) if re.match(rf"\s*{key}\b", line)]
+        hit = [i for i, line in enumerate(lines) if _is_key(line, key)]
         for i in hit:
             lines[i] = f"{key} {value}"
         if not hit:
@@ -70,20 +72,15 @@ def private_data(root: Path, variants: dict[str, str]) -> Path:
 
 
 def render(params: SynthParams, variant: str, path: Path) -> np.ndarray:
-    """One clip as training.speech.render makes it, from the variant files under `path`, cut to SECONDS."""
-    cmd = params.command()
-    cmd[0:1] = [shutil.which("espeak-ng") or "espeak-ng", f"--path={path}"]
-    cmd[cmd.index("-v") + 1] = f"{cmd[cmd.index('-v') + 1].split('+')[0]}+{variant}"
-    proc = subprocess.run(cmd, input=params.ssml().encode("utf-8"), capture_output=True, check=True)
-    pcm, rate = sf.read(io.BytesIO(proc.stdout), dtype="float32")
-    return np.ascontiguousarray(resample(pcm, rate, params.sample_rate), dtype=np.float32)[: int(SECONDS * 16000)]
+    """One clip as the corpus renders it, as `variant` of the data under `path`, cut to SECONDS."""
+    return speech.render(dataclasses.replace(params, variant=variant), str(path))[: int(SECONDS * 16000)]
 
 
 def edits_of(variant: str, other: str, source: Path) -> dict[str, tuple[str, dict[str, str]]]:
     """Row label -> (base variant, edits) for the probe's table."""
     def line(name: str, key: str, default: str) -> str:
         return next((ln.split(None, 1)[1].strip() for ln in (source / name).read_text().splitlines()
-                     if re.match(rf"\s*{key}\b", ln)), default)
+                     if _is_key(ln, key)), default)
 
     pitch = line(other, "pitch", "82 118")   # espeak-ng's defaults: pitch 82 118, flutter 2
     # the flutter the variant does not have already (2: none, 20: the annotator's "fully rough")

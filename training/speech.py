@@ -203,10 +203,12 @@ def espeak_version() -> str:
     return out.stdout.strip()
 
 
-@functools.lru_cache(maxsize=1)
-def espeak_variants() -> frozenset[str]:
-    """Installed variant names (the part after '+'); espeak-ng ignores unknown ones silently."""
-    out = subprocess.run([_espeak_path(), "--voices=variant"], capture_output=True, text=True, check=True)
+@functools.lru_cache(maxsize=4)
+def espeak_variants(data_path: str | None = None) -> frozenset[str]:
+    """Variant names (the part after '+') of the installed data, or of the data under `data_path`
+    (espeak-ng --path); espeak-ng ignores unknown ones silently."""
+    cmd = [_espeak_path(), *([f"--path={data_path}"] if data_path else []), "--voices=variant"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     names = set()
     for line in out.stdout.splitlines()[1:]:
         cols = line.split()
@@ -215,11 +217,13 @@ def espeak_variants() -> frozenset[str]:
     return frozenset(names)
 
 
-def render(params: SynthParams) -> np.ndarray:
-    """Run espeak-ng for one clip (audio through a pipe, no temp files); float32 at params.sample_rate."""
+def render(params: SynthParams, data_path: str | None = None) -> np.ndarray:
+    """Run espeak-ng for one clip (audio through a pipe, no temp files); float32 at params.sample_rate.
+    `data_path`: a directory holding an espeak-ng-data of its own (espeak-ng --path), else the
+    installed data."""
     cmd = params.command()
-    cmd[0] = _espeak_path()
-    if params.variant is not None and params.variant not in espeak_variants():
+    cmd[0:1] = [_espeak_path(), *([f"--path={data_path}"] if data_path else [])]
+    if params.variant is not None and params.variant not in espeak_variants(data_path):
         raise ValueError(f"espeak-ng has no variant {params.variant!r}")
     proc = subprocess.run(cmd, input=params.ssml().encode("utf-8"), capture_output=True)
     if proc.returncode != 0 or not proc.stdout:

@@ -167,7 +167,7 @@ def error_sources(err: np.ndarray, n_clean: int, corrupted: list[tuple[int, str,
     cell = ["clean"] * n_clean + [f"{kind} {level:g}" for _, kind, level in corrupted]
     source = np.concatenate([np.arange(n_clean), [i for i, _, _ in corrupted]])
     by_cell = group_means(err, cell)
-    cell_mean = {c: float(err[[x == c for x in cell]].mean()) for c in dict.fromkeys(cell)}
+    cell_mean = {c: float(m) for c, m in zip(cell, by_cell)}   # each cell's mean, in order of first use
     oracles = [("corruption_known", by_cell), ("clip_known", group_means(err, source))]
     if voices is not None:
         if len(voices) != n_clean:
