@@ -7,7 +7,7 @@
 The annotator (training/prosody.py) labels a clip by its espeak-ng parameters; one of its cues is
 the variant file's `flutter` (F0 jitter), another the pitch, relative to the variant's own `pitch`
 line. This draws `--n` parameter sets as the annotator draws them for `--variant`, renders each
-with the variant's file edited in a private copy of espeak-ng's data (espeak-ng --path; nothing
+with the variant's file edited in a private espeak-ng data directory (espeak-ng --path; nothing
 installed is touched): as it is, with the flutter it lacks (2, espeak-ng's default, for a rough
 variant; 20 for a smooth one), with `--other`'s pitch line, both edits; and `--other` itself,
 plain and with the flutter it lacks. Every edit
@@ -20,55 +20,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import re
-import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from training import prosody, speech
-from training.speech import SynthParams, espeak_version
+from training import prosody, speech, variants
+from training.speech import SynthParams, espeak_data_dir, private_data
 from wav2small import Model
 
 SECONDS = 4.0
-
-
-def _is_key(line: str, key: str) -> bool:
-    """Whether a variant file's line sets `key` (its first word)."""
-    return re.match(rf"\s*{key}\b", line) is not None
-
-
-def edited_variant(text: str, name: str, edits: dict[str, str]) -> str:
-    """A variant file's text with its `name` line set to `name` and each key's line (e.g. "flutter")
-    set to the key and its value, added at the end when the file has none."""
-    lines = text.splitlines()
-    for key, value in {"name": name, **edits}.items():
-        hit = [i for i, line in enumerate(lines) if _is_key(line, key)]
-        for i in hit:
-            lines[i] = f"{key} {value}"
-        if not hit:
-            lines.append(f"{key} {value}")
-    return "\n".join(lines) + "\n"
-
-
-def espeak_data_dir() -> Path:
-    """Where the installed espeak-ng reads its data ('Data at: ...' in its version line)."""
-    found = re.search(r"Data at:\s*(\S+)", espeak_version())
-    if not found:
-        raise SystemExit(f"cannot tell where espeak-ng's data is from: {espeak_version()!r}")
-    return Path(found.group(1))
-
-
-def private_data(root: Path, variants: dict[str, str]) -> Path:
-    """A copy of espeak-ng's data under root with the variant files `variants` (name -> text) added;
-    returns the directory to pass as espeak-ng --path."""
-    data = root / "espeak-ng-data"
-    shutil.copytree(espeak_data_dir(), data)
-    for name, text in variants.items():
-        (data / "voices" / "!v" / name).write_text(text)
-    return root
 
 
 def render(params: SynthParams, variant: str, path: Path) -> np.ndarray:
@@ -79,8 +41,7 @@ def render(params: SynthParams, variant: str, path: Path) -> np.ndarray:
 def edits_of(variant: str, other: str, source: Path) -> dict[str, tuple[str, dict[str, str]]]:
     """Row label -> (base variant, edits) for the probe's table."""
     def line(name: str, key: str, default: str) -> str:
-        return next((ln.split(None, 1)[1].strip() for ln in (source / name).read_text().splitlines()
-                     if _is_key(ln, key)), default)
+        return variants.value((source / name).read_text(), key, default)
 
     pitch = line(other, "pitch", "82 118")   # espeak-ng's defaults: pitch 82 118, flutter 2
     # the flutter the variant does not have already (2: none, 20: the annotator's "fully rough")
@@ -101,7 +62,7 @@ def probe(model: Model, variant: str, other: str, n: int, seed: int) -> list[dic
                for v in (variant, other)}
     source = espeak_data_dir() / "voices" / "!v"
     rows = edits_of(variant, other, source)
-    files = {f"probe{k}": edited_variant((source / base).read_text(), f"probe{k}", edits)
+    files = {f"probe{k}": variants.edited((source / base).read_text(), f"probe{k}", edits)
              for k, (base, edits) in enumerate(rows.values())}
     out = []
     with tempfile.TemporaryDirectory() as tmp:

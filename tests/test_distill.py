@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -165,7 +166,8 @@ def test_a_non_finite_loss_stops_before_the_step(tmp_path: Path, monkeypatch):
 def test_out_of_range_options_are_refused():
     for bad, match in ((dict(max_iters=-5), "max_iters >= 1"), (dict(lr=0, min_lr=0), "lr > 0"),
                        (dict(noise_floor=5), "noise_floor"), (dict(beta1=1.5), "beta1"),
-                       (dict(weight_decay=-1), "weight_decay")):
+                       (dict(weight_decay=-1), "weight_decay"), (dict(derived_voices=1.5), "derived_voices"),
+                       (dict(derived_voices=0.5, corpus="runs/c/manifest.csv"), "prosody corpus")):
         with pytest.raises(ValueError, match=match):
             TrainConfig(**bad).validate()
 
@@ -227,6 +229,20 @@ def test_a_clip_espeak_ng_cannot_render_leaves_the_corpus_without_it(tmp_path: P
     gone = file_sha256(cache_path(real_build(40, 3)[5].params, cfg.cache_dir))
     ids = lambda splits: [h for v in splits.values() for h in v.ids]
     assert sorted(ids(less) + [gone]) == sorted(ids(whole))
+
+
+@needs_espeak
+def test_derived_voices_speak_training_clips_only(tmp_path: Path):
+    """--derived_voices: training clips of voiced variants are spoken by derived voices (their names
+    say so, as the per-voice table will), validation and test are the plain corpus's clips."""
+    plain, mixed = (distill.load_prosody_corpus(TrainConfig(n_clips=40, seed=3, cache_dir=str(tmp_path),
+                                                            derived_voices=d), 16000, lambda msg: None)
+                    for d in (0.0, 1.0))
+    for name in ("val", "test"):
+        assert mixed[name].ids == plain[name].ids and mixed[name].voices == plain[name].voices
+    derived = [v for v in mixed["train"].voices if v not in plain["train"].voices]
+    assert derived and all(re.fullmatch(r".+-d[0-9a-f]{10}", v) for v in derived)
+    assert len(mixed["train"].ids) == len(plain["train"].ids) and mixed["train"].ids != plain["train"].ids
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path: Path):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import warnings
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import require_tool
 
-from training import prosody, speech
+from training import prosody, speech, variants
 from training.metrics import ccc_numpy, ccc_torch
 from training.prosody import VARIANTS, annotate, build_corpus, split_of
 from training.speech import SynthParams, debian_speech_files, read_clip, synthesize, synthesize_many
@@ -254,6 +255,82 @@ def test_split_by_voice_variant_is_disjoint():
     assert sum(v.breathy for v in train) >= 2 and sum(v.rough == 1.0 for v in train) >= 2
     with pytest.raises(ValueError, match="not in the annotator"):
         split_of(SynthParams("x", variant="robosoft"))
+
+
+@needs_espeak
+def test_a_variant_file_renders_from_private_data_and_keeps_old_cache_keys(tmp_path: Path):
+    """A clip with a variant_file renders from a private data directory: the installed f2's own text
+    gives the installed f2's audio sample for sample, an edit changes it, nothing is written into the
+    installed data, and clips without one keep the cache keys they had before the field existed."""
+    text = variants.installed("f2")
+    plain = SynthParams("Could you pass me the salt, please?", variant="f2")
+    same = dataclasses.replace(plain, variant="f2-copy", variant_file=variants.edited(text, "f2-copy", {}))
+    rough = dataclasses.replace(plain, variant="f2-rough",
+                                variant_file=variants.edited(text, "f2-rough", {"flutter": "20"}))
+    assert np.array_equal(speech.render(same), speech.render(plain))
+    a, b = speech.render(rough), speech.render(plain)
+    assert a.shape != b.shape or not np.allclose(a, b, atol=1e-3)
+    installed = speech.espeak_data_dir() / "voices" / "!v"
+    assert not (installed / "f2-copy").exists() and not (installed / "f2-rough").exists()
+    old = json.dumps({"cache_version": speech._CACHE_VERSION, "engine": speech.espeak_version(),
+                      **{k: v for k, v in dataclasses.asdict(plain).items() if k != "variant_file"}}, sort_keys=True)
+    assert speech.clip_key(plain) == hashlib.sha256(old.encode()).hexdigest()
+    assert len({speech.clip_key(p) for p in (plain, same, rough)}) == 3
+    # an installed file is replaced in the private directory, never written through its link
+    root = speech.private_data(tmp_path, {"f2": variants.edited(text, "f2", {"flutter": "20"})})
+    mine = root / "espeak-ng-data" / "voices" / "!v" / "f2"
+    assert not mine.is_symlink() and "flutter 20" in mine.read_text() and installed.joinpath("f2").read_text() == text
+    assert (root / "espeak-ng-data" / "voices" / "!v" / "f3").is_symlink()
+    with pytest.raises(ValueError, match="needs a variant name"):
+        SynthParams("hi", variant_file=text)
+    with pytest.raises(ValueError, match="data_path must be None"):
+        speech.render(same, str(root))
+    with pytest.raises(ValueError, match="bad variant name"):
+        speech.private_data(tmp_path / "x", {"../f2": text})
+
+
+def test_variant_file_text_is_read_and_edited_line_by_line():
+    text = "name female3\ngender female\npitch 140 240\nroughness 4\nformant 1 120  75 150 -50\n"
+    assert variants.edited(text, "probe", {"pitch": "120 230", "flutter": "20"}) == (
+        "name probe\ngender female\npitch 120 230\nroughness 4\nformant 1 120  75 150 -50\nflutter 20\n")
+    assert variants.value(text, "pitch", "82 118") == "140 240" and variants.value(text, "voicing", "100") == "100"
+    assert variants.flutter(text) == 2 and variants.flutter(text + "flutter 12\n") == 12
+    assert variants.formants(text)[1] == (120, 75, 150) and variants.formants(text)[0] == (100, 100, 100)
+
+
+@needs_espeak
+def test_derived_voices_are_drawn_reproducibly_and_labelled_by_their_own_flutter():
+    """training.variants.derive: the same generator state gives the same voice, the name says its
+    base, the pitch line is the base's, every formant moves; build_corpus(derived=...) changes only
+    training clips of voiced variants, keeps every draw's prosody, and the annotator reads the rough
+    cue from the derived file."""
+    name, text = variants.derive("f2", np.random.default_rng(5))
+    assert (name, text) == variants.derive("f2", np.random.default_rng(5))
+    assert variants.base_of(name) == "f2" and variants.base_of("f2") == "f2" and f"name {name}\n" in text
+    base = variants.installed("f2")
+    assert variants.value(text, "pitch", "") == variants.value(base, "pitch", "") == "142 220"
+    assert all(d[0] != b[0] for d, b in zip(variants.formants(text), variants.formants(base)))
+    assert 2 <= variants.flutter(text) <= 20 and 30 <= int(variants.value(text, "voicing", "0")) <= 100
+    plain, mixed = build_corpus(400, seed=3), build_corpus(400, seed=3, derived=0.5)
+    assert [it.params for it in build_corpus(400, seed=3, derived=0.0)] == [it.params for it in plain]
+    changed = [(p, m) for p, m in zip(plain, mixed) if p.params != m.params]
+    assert 0.3 * sum(p.split == "train" for p in plain) < len(changed) < 0.7 * sum(p.split == "train" for p in plain)
+    for p, m in changed:
+        info = prosody.variant_info(p.params.variant)
+        assert m.split == p.split == "train" and not info.breathy
+        assert variants.base_of(m.params.variant) == p.params.variant
+        assert dataclasses.replace(m.params, variant=p.params.variant, variant_file=None) == p.params
+        rough = prosody.variant_of(m.params).rough
+        assert rough == min(1.0, max(0.0, (variants.flutter(m.params.variant_file) - 2) / 18))
+        # the targets differ from the base voice's by the rough cue alone
+        np.testing.assert_allclose(m.targets, np.clip(annotate(p.params) + (rough - info.rough)
+                                                      * np.asarray(prosody.RULES["rough"]), 0, 1), atol=1e-6)
+    pcm = speech.render(changed[0][1].params)
+    assert pcm.dtype == np.float32 and np.sqrt(np.mean(pcm ** 2)) > 1e-3
+    with pytest.raises(ValueError, match="not in the annotator"):   # a derived-looking name needs its file
+        split_of(SynthParams("x", variant=changed[0][1].params.variant))
+    with pytest.raises(ValueError, match="share"):
+        build_corpus(10, seed=0, derived=1.5)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -184,23 +184,21 @@ def test_uq_shrink_pulls_only_the_mean_toward_the_centre(speech_clips):
 
 def test_uq_voice_probe_renders_as_the_corpus_and_edits_only_what_it_says(tmp_path):
     """scripts/uq_voice_probe.py (the thirty-fourth round's probe): a variant file copied into its
-    private espeak-ng data renders the corpus's clip sample for sample, an edited line changes the
-    audio, the installed data is untouched, and the table has one row per edit."""
+    private espeak-ng data (training.speech.private_data) renders the corpus's clip sample for
+    sample, an edited line changes the audio, the installed data is untouched, and the table has one
+    row per edit."""
     import importlib.util
 
-    from training import prosody
-    from training.speech import render
+    from training import prosody, variants
+    from training.speech import espeak_data_dir, private_data, render
 
     spec = importlib.util.spec_from_file_location("uq_voice_probe", REPO / "scripts" / "uq_voice_probe.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    text = "name female3\ngender female\npitch 140 240\nroughness 4\n"
-    edited = mod.edited_variant(text, "probe", {"pitch": "120 230", "flutter": "20"})
-    assert edited == "name probe\ngender female\npitch 120 230\nroughness 4\nflutter 20\n"
-    source = mod.espeak_data_dir() / "voices" / "!v"
+    source = espeak_data_dir() / "voices" / "!v"
     f3 = (source / "f3").read_text()
-    path = mod.private_data(tmp_path, {"copy": mod.edited_variant(f3, "copy", {}),
-                                       "low": mod.edited_variant(f3, "low", {"pitch": "80 120"})})
+    path = private_data(tmp_path, {"copy": variants.edited(f3, "copy", {}),
+                                   "low": variants.edited(f3, "low", {"pitch": "80 120"})})
     assert not (source / "copy").exists() and (tmp_path / "espeak-ng-data" / "voices" / "!v" / "low").exists()
     draw = prosody.draw(np.random.default_rng(0), [prosody.variant_info("f3")])
     corpus = render(draw)[: int(mod.SECONDS * 16000)]

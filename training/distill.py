@@ -40,7 +40,7 @@ Commands (run from the repository root):
 Every option is `--key=value`; booleans take true/false. On --resume the checkpoint's config is
 loaded and only the options given on the command line override it; the run's student and data
 (RUN_IDENTITY: student, model, width, width_mult, floor_db, corpus, n_clips, teacher,
-exclude_voices) cannot change, and neither can what those options name: the teacher's id and a
+exclude_voices, derived_voices) cannot change, and neither can what those options name: the teacher's id and a
 fingerprint of the training data (audio, voices, targets) are kept in the checkpoint and compared,
 so a teacher or corpus rebuilt at the same path is refused; --stop_at is not inherited. An out_dir
 that holds a run (ckpt.pt, train.json or model.safetensors) is never
@@ -142,6 +142,11 @@ class TrainConfig:
                                                              "or a manifest.csv from python -m training.corpus"})
     n_clips: int = field(default=3000, metadata={"help": "corpus=prosody: clips drawn by the annotator (all splits)"})
     seed: int = field(default=0, metadata={"help": "seeds corpus, model init, batch order, crops and augmentation"})
+    derived_voices: float = field(default=0.0, metadata={"help": "corpus=prosody: share of the training clips of "
+                                                                 "voiced variants spoken instead by a new voice "
+                                                                 "drawn from theirs, one per clip (formants, "
+                                                                 "voicing, flutter: training/variants.py); "
+                                                                 "validation and test are unchanged"})
     synth_workers: int = field(default=2, metadata={"help": "parallel espeak-ng processes"})
     crop_seconds: float = field(default=3.0, metadata={"help": "training crop length"})
     pad: str = field(default="repeat", metadata={"help": "short clips: repeat (tile) or zero (append silence)"})
@@ -256,6 +261,10 @@ class TrainConfig:
                              f"{self.beta1}, {self.beta2}, {self.weight_decay}, {self.grad_clip}")
         if not 0 <= self.noise_floor <= 1:
             raise ValueError(f"noise_floor is a share of each batch's rows, 0..1, got {self.noise_floor}")
+        if not 0 <= self.derived_voices <= 1:
+            raise ValueError(f"derived_voices is a share of the training clips, 0..1, got {self.derived_voices}")
+        if self.derived_voices and self.corpus != "prosody":
+            raise ValueError(f"derived_voices draws voices for the prosody corpus, not for {self.corpus!r}")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -386,7 +395,7 @@ def load_prosody_corpus(cfg: TrainConfig, sample_rate: int, log: Callable[[str],
                         skipped: Skipped | None = None) -> dict[str, Split]:
     """The espeak-ng clips of the prosody annotator, with its rule-table targets. A cached clip
     that cannot be read is left out and counted in `skipped` (training/audio_io.py)."""
-    items = build_corpus(cfg.n_clips, cfg.seed)
+    items = build_corpus(cfg.n_clips, cfg.seed, cfg.derived_voices)
     if sample_rate != items[0].params.sample_rate:
         raise ValueError(f"the model runs at {sample_rate} Hz but clips are {items[0].params.sample_rate} Hz")
     t0 = time.time()
@@ -667,7 +676,7 @@ def save_json(path: Path, obj: dict[str, Any]) -> None:
 # What a run is: its student and its data. A resumed run keeps them (its best step was chosen on
 # that validation set); the schedule, intervals and QAT options may change.
 RUN_IDENTITY = ("student", "model", "width", "width_mult", "floor_db", "corpus", "n_clips", "teacher",
-                "exclude_voices")
+                "exclude_voices", "derived_voices")
 
 
 def load_resume(cfg: TrainConfig, given: dict[str, Any]) -> tuple[TrainConfig, dict[str, Any]]:

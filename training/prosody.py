@@ -75,7 +75,10 @@ which is what a speaker-independent evaluation means for a synthetic corpus. 53 
 rough ones and aunty (rough 0.56); validation holds out a breathy one (whisperf), test a rough one
 (grandma). Clips draw the sex first (1:1), then a variant of that sex, because espeak-ng has far
 fewer female variants than male ones and a male-dominated corpus teaches absolute rather than
-speaker-relative pitch.
+speaker-relative pitch. `build_corpus(..., derived=share)` has that share of the training clips of
+voiced variants spoken by a new voice drawn from their variant, one per clip (training.variants:
+formants, voicing, roughness and flutter drawn, the pitch line kept); the annotator reads a derived
+voice's rough cue from its own flutter, and validation and test stay as they are.
 
     python -m training.prosody --n 12 --seed 0     # print a few draws and their targets
 """
@@ -83,11 +86,12 @@ from __future__ import annotations
 
 import argparse
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable
 
 import numpy as np
 
+from training import variants
 from training.cli import HelpFormatter
 from training.speech import SENTENCES, SynthParams
 
@@ -123,6 +127,11 @@ class Variant:
     @property
     def rough(self) -> float:
         return 0.0 if self.breathy else min(1.0, max(0.0, (self.flutter - 2) / 18))
+
+    def derived(self, name: str, variant_file: str) -> Variant:
+        """The annotator's entry for a voice drawn from this one (training.variants.derive): its split,
+        sex and breathiness, with the flutter its own file sets."""
+        return replace(self, name=name, flutter=variants.flutter(variant_file))
 
 
 def _variants(split: str, sex: str, names: str, **kw) -> list[Variant]:
@@ -162,9 +171,19 @@ def variant_info(name: str | None) -> Variant:
     return _BY_NAME[name]
 
 
+def variant_of(params: SynthParams) -> Variant:
+    """The annotator's entry for a clip's voice: an installed variant of VARIANTS, or a voice derived
+    from one (params.variant_file, training.variants), which takes the base's split and sex and
+    its own flutter."""
+    if params.variant_file is None:
+        return variant_info(params.variant)
+    return variant_info(variants.base_of(params.variant or "")).derived(params.variant or "",
+                                                                         params.variant_file)
+
+
 def split_of(params: SynthParams) -> str:
-    """train / val / test, decided by the voice variant alone."""
-    return variant_info(params.variant).split
+    """train / val / test, decided by the voice variant alone (a derived voice: by its base)."""
+    return variant_of(params).split
 
 
 # ------------------------------------------------------------------------------------------------
@@ -172,7 +191,7 @@ def split_of(params: SynthParams) -> str:
 
 def cues(params: SynthParams) -> dict[str, float]:
     """The annotator's inputs for one clip: z in [-1, 1] for pitch, range, rate; 0..1 for qualities."""
-    variant = variant_info(params.variant)
+    variant = variant_of(params)
     return {
         "pitch": (params.pitch - 49.5) / 49.5,
         "range": math.log2(params.pitch_range / 100.0),
@@ -218,18 +237,33 @@ def draw(rng: np.random.Generator, variants: Iterable[Variant] = VARIANTS) -> Sy
     )
 
 
-def build_corpus(n: int, seed: int) -> list[ProsodyItem]:
-    """n labelled parameter sets, a pure function of (n, seed); the first k of n equal build_corpus(k).
+# the seed stream of derived voices, apart from the draws' own so that derived=0 is the plain corpus
+DERIVED_STREAM = 1
+
+
+def build_corpus(n: int, seed: int, derived: float = 0.0) -> list[ProsodyItem]:
+    """n labelled parameter sets, a pure function of (n, seed, derived); the first k of n equal
+    build_corpus(k).
 
     Split sizes follow from the variant table and the 1:1 sex draw: about 62 % train, 20 %
-    validation, 18 % test.
+    validation, 18 % test. `derived`: the share of training clips of a voiced (not breathy)
+    variant that are spoken instead by a new voice drawn from it (training.variants.derive), one
+    per clip; every other draw, and the validation and test clips, are the same as with 0.
     """
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
+    if not 0.0 <= derived <= 1.0:
+        raise ValueError(f"derived must be a share in [0, 1], got {derived}")
     rng = np.random.default_rng(seed)
     items = []
-    for _ in range(n):
+    for i in range(n):
         params = draw(rng)
+        base = variant_info(params.variant)
+        if derived > 0 and base.split == "train" and not base.breathy:
+            voice_rng = np.random.default_rng([seed, DERIVED_STREAM, i])
+            if voice_rng.random() < derived:
+                name, text = variants.derive(base.name, voice_rng)
+                params = replace(params, variant=name, variant_file=text)
         items.append(ProsodyItem(params, annotate(params), split_of(params)))
     return items
 

@@ -23,8 +23,9 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 from xml.sax.saxutils import escape
@@ -162,6 +163,8 @@ class SynthParams:
     pitch_range: int = 100        # SSML <prosody range>, % of the variant's own range, 0..200
                                   # (espeak-ng saturates above +100%)
     sample_rate: int = 16000      # output rate (espeak-ng itself renders at 22,050 Hz)
+    variant_file: str | None = None   # the text of an espeak-ng variant file rendered as `variant`
+                                      # in place of any installed one (a voice of training.variants)
 
     def __post_init__(self) -> None:
         if not self.text.strip():
@@ -170,6 +173,8 @@ class SynthParams:
             raise ValueError(f"bad voice name {self.voice!r}")
         if self.variant is not None and not _NAME.match(self.variant):
             raise ValueError(f"bad variant name {self.variant!r}")
+        if self.variant_file is not None and self.variant is None:
+            raise ValueError("a variant_file needs a variant name to be rendered as")
         for name, lo, hi in (("pitch", 0, 99), ("rate", 80, 450), ("amplitude", 0, 200),
                              ("pitch_range", 0, 200), ("sample_rate", 1000, 192000)):
             value = getattr(self, name)
@@ -217,10 +222,50 @@ def espeak_variants(data_path: str | None = None) -> frozenset[str]:
     return frozenset(names)
 
 
+def espeak_data_dir() -> Path:
+    """Where the installed espeak-ng reads its data ('Data at: ...' in its version line)."""
+    found = re.search(r"Data at:\s*(\S+)", espeak_version())
+    if not found:
+        raise ToolError(f"cannot tell where espeak-ng's data is from: {espeak_version()!r}")
+    return Path(found.group(1))
+
+
+def private_data(root: Path, variants: dict[str, str]) -> Path:
+    """An espeak-ng data directory under `root` that is the installed one plus the variant files
+    `variants` (name -> text), which replace installed ones of the same name; returns the directory
+    to pass as espeak-ng --path. Everything else is a symbolic link into the installed data (a few
+    hundred links, not 13 MB of copies), and no link is ever written through: the installed data
+    stays as it was."""
+    def mirror(source: Path, dest: Path, skip: set[str]) -> None:
+        dest.mkdir(parents=True)
+        for entry in source.iterdir():
+            if entry.name not in skip:
+                (dest / entry.name).symlink_to(entry)
+
+    installed = espeak_data_dir()
+    data = Path(root) / "espeak-ng-data"
+    mirror(installed, data, {"voices"})
+    mirror(installed / "voices", data / "voices", {"!v"})
+    mirror(installed / "voices" / "!v", data / "voices" / "!v", set(variants))
+    for name, text in variants.items():
+        if not _NAME.match(name):
+            raise ValueError(f"bad variant name {name!r}")
+        (data / "voices" / "!v" / name).write_text(text)
+    return Path(root)
+
+
 def render(params: SynthParams, data_path: str | None = None) -> np.ndarray:
-    """Run espeak-ng for one clip (audio through a pipe, no temp files); float32 at params.sample_rate.
+    """Run espeak-ng for one clip (audio through a pipe); float32 at params.sample_rate.
     `data_path`: a directory holding an espeak-ng-data of its own (espeak-ng --path), else the
-    installed data."""
+    installed data. A clip with a variant_file is rendered from a private data directory made for it
+    (private_data, in a temporary directory removed after)."""
+    if params.variant_file is not None:
+        if data_path is not None:
+            raise ValueError("a clip with a variant_file brings its own data: data_path must be None")
+        assert params.variant is not None   # SynthParams checks it
+        with tempfile.TemporaryDirectory(prefix="wav2small-espeak-") as root:
+            path = str(private_data(Path(root), {params.variant: params.variant_file}))
+            return render(replace(params, variant_file=None), path)
     cmd = params.command()
     cmd[0:1] = [_espeak_path(), *([f"--path={data_path}"] if data_path else [])]
     if params.variant is not None and params.variant not in espeak_variants(data_path):
@@ -262,7 +307,10 @@ _CACHE_VERSION = 1
 
 def clip_key(params: SynthParams) -> str:
     meta = {"cache_version": _CACHE_VERSION, "engine": espeak_version()}
-    blob = json.dumps({**meta, **asdict(params)}, sort_keys=True)
+    fields = asdict(params)
+    if fields["variant_file"] is None:   # so that the keys of installed voices' clips stay as they were
+        del fields["variant_file"]
+    blob = json.dumps({**meta, **fields}, sort_keys=True)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
