@@ -524,3 +524,23 @@ def test_the_data_fingerprint_follows_the_audio_voices_and_targets_not_the_paths
     assert data_fingerprint(splits(ids=("moved/elsewhere",))) == base
     for other in (splits(clip=(1, 2, 4)), splits(voice="v2"), splits(target=0.6), splits(clip=(1, 2, 3, 0))):
         assert data_fingerprint(other) != base
+
+
+def test_student_voices_prints_the_committed_students_numbers(tmp_path: Path, capsys):
+    """scripts/student_voices.py reads a run's train.json: the shipped student's validation and test
+    CCC and grandma's bias as recorded, a voice it does not have as a dash, a directory without a
+    run as a clear error."""
+    import importlib.util
+
+    repo = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("student_voices", repo / "scripts" / "student_voices.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    record = json.loads((repo / "training" / "default" / "train.json").read_text())
+    assert mod.main([str(repo / "training" / "default"), "--voices=grandma,nobody"]) == 0
+    line = capsys.readouterr().out.splitlines()[2]
+    bias = " / ".join(f"{b:+.3f}" for b in record["per_voice"]["test"]["grandma"]["bias"])
+    assert f"| {record['ccc']['val']['mean']:.3f} | {record['ccc']['test']['mean']:.3f} |" in line
+    assert line.endswith(f"| {bias} | – |") and "| 2 | 0 |" in line
+    with pytest.raises(SystemExit, match="no train.json"):
+        mod.main([str(tmp_path)])
