@@ -1348,6 +1348,7 @@ def test_weight_average_follows_its_formula():
     ("--batch_real=-1", "--batch_real is a number of clips per step, >= 0"),
     ("--corrupt_prob=5", "--corrupt_prob is a share of rows, within 0..1, got 5"),
     ("--n_clips=-1", "--n_clips is the prosody corpus size, >= 1, got -1"),
+    ("--derived_voices=2", "--derived_voices is a share of the annotated training clips, 0..1, got 2.0"),
     ("--babble_bank=0", "--babble_bank must be >= 1"),
     ("--real_per_group=0", "--real_per_group must be >= 1"),
     ("--voice_shift_prob=1.5", "--voice_shift_prob is a share of rows"),

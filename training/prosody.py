@@ -24,8 +24,9 @@ Cues (prosodic ones scaled to z in [-1, 1] and drawn uniformly on that scale; qu
                    grandma, 0.56 for aunty, 0.33 for f1, 0.17 for m1; 0 for whisper variants
                    (jitter is inaudible without voicing). The shipped student does not hear
                    flutter itself (scripts/uq_voice_probe.py: A/D/V move by <= 0.003 when it is
-                   edited), so on a held-out rough voice this cue is error it cannot learn away
-                   (docs/uncertainty.md, thirty-fourth round)
+                   edited), nor does one trained on derived voices whose flutter is drawn 2..20
+                   (<= 0.010), so on a held-out rough voice this cue is error it cannot learn away
+                   (docs/uncertainty.md, thirty-fourth and thirty-fifth rounds)
     amplitude      espeak-ng -a 60..150: drawn (as augmentation) but NOT used. Wav2Small divides
                    every clip by its RMS before anything else, so loudness is invisible to it; a
                    target that depended on it could not be learned.

@@ -181,6 +181,7 @@ class UQConfig:
     babble_speed: float = 1.0        # > 1: each of those talkers sped up or slowed down by up to this
     espeak_babble: int = 0           # non-speech clips of babble of the annotated (espeak-ng) training voices
     voice_weight: str = ""           # "VOICE:W,...": annotated clips of these training voices drawn W times as often
+    derived_voices: float = 0.0      # share of the annotated training clips spoken by derived voices (as distill's)
     head: str = "gaussian"           # sigma's loss: "gaussian" (NLL) or "evidential" (NIG, deep evidential regression)
     evidential_reg: float = 0.01     # --head=evidential: weight of the evidence regulariser
     coverage: float = 0.95           # clean validation speech answered at the default threshold
@@ -349,6 +350,10 @@ HELP = {   # every option's --help line (tests/test_uncertainty.py checks that n
                     "training clips, and whispered speech under white noise is what the capped heads "
                     "call non-speech (twentieth round, docs/uncertainty.md: the heads that hear it call "
                     "babble speech too); '' = every clip alike",
+    "derived_voices": "share of the annotated training rows' clips of voiced variants spoken instead by a "
+                      "new voice drawn from theirs (training.distill --derived_voices, training/variants.py), "
+                      "so that the trunk's fine-tuning hears the voices its student heard; validation and "
+                      "the familiarity fit keep the plain voices; 0 = the plain corpus",
     "ood_bn": "what BatchNorm normalises a training batch with: 'batch' (the statistics of all its rows, "
               "non-speech included), 'speech' (the statistics of its speech rows only, applied to every row; "
               "the running statistics move with them only), 'eval' (speech rows in train mode, then the "
@@ -737,7 +742,8 @@ def load_pools(cfg: UQConfig, log) -> Pools:
 
     t0 = time.time()
     seed = cfg.speech_seed
-    splits = load_prosody_corpus(TrainConfig(n_clips=cfg.n_clips, seed=seed), 16000, log)
+    splits = load_prosody_corpus(TrainConfig(n_clips=cfg.n_clips, seed=seed, derived_voices=cfg.derived_voices),
+                                 16000, log)
     to_f = lambda clips: [c.astype(np.float32) / 32768.0 for c in clips]
     real = [a for _, a in real_speech(("train",), cfg.real_per_group, seed, trim=cfg.trim_real)]
     # kind by kind: the same clips, in the same order, as one call with a common cap
@@ -1287,6 +1293,8 @@ def train(cfg: UQConfig) -> dict[str, Any]:
         raise SystemExit(f"need --max_iters >= 1 and --lr > 0, got {cfg.max_iters}, {cfg.lr}")
     if cfg.n_clips < 1:
         raise SystemExit(f"--n_clips is the prosody corpus size, >= 1, got {cfg.n_clips}")
+    if not 0 <= cfg.derived_voices <= 1:
+        raise SystemExit(f"--derived_voices is a share of the annotated training clips, 0..1, got {cfg.derived_voices}")
     if cfg.crop_seconds <= 0.1:   # as training.distill: the student needs a few frames
         raise SystemExit(f"--crop_seconds must be > 0.1, got {cfg.crop_seconds}")
     if cfg.batch_speech < 2:
