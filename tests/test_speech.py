@@ -287,6 +287,7 @@ def test_a_variant_file_renders_from_private_data_and_keeps_old_cache_keys(tmp_p
         speech.render(same, str(root))
     with pytest.raises(ValueError, match="bad variant name"):
         speech.private_data(tmp_path / "x", {"../f2": text})
+    assert not (tmp_path / "x").exists()
 
 
 def test_variant_file_text_is_read_and_edited_line_by_line():

@@ -242,14 +242,15 @@ def private_data(root: Path, variants: dict[str, str]) -> Path:
             if entry.name not in skip:
                 (dest / entry.name).symlink_to(entry)
 
+    bad = [name for name in variants if not _NAME.match(name)]
+    if bad:
+        raise ValueError(f"bad variant name {bad[0]!r}")
     installed = espeak_data_dir()
     data = Path(root) / "espeak-ng-data"
     mirror(installed, data, {"voices"})
     mirror(installed / "voices", data / "voices", {"!v"})
     mirror(installed / "voices" / "!v", data / "voices" / "!v", set(variants))
     for name, text in variants.items():
-        if not _NAME.match(name):
-            raise ValueError(f"bad variant name {name!r}")
         (data / "voices" / "!v" / name).write_text(text)
     return Path(root)
 
