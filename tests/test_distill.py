@@ -209,8 +209,8 @@ def test_a_clip_espeak_ng_cannot_render_leaves_the_corpus_without_it(tmp_path: P
     from training.audio_io import Skipped
     from training.prosody import build_corpus as real_build
 
-    def with_a_silent_clip(n: int, seed: int):
-        items = real_build(n, seed)
+    def with_a_silent_clip(n: int, seed: int, derived: float = 0.0):
+        items = real_build(n, seed, derived)
         items[5] = dataclasses.replace(items[5], params=dataclasses.replace(items[5].params, text="..."))
         return items
 
