@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from training import prosody, speech, variants
-from training.speech import SynthParams, espeak_data_dir, private_data
+from training.speech import SynthParams, private_data
 from wav2small import Model
 
 SECONDS = 4.0
@@ -38,10 +38,10 @@ def render(params: SynthParams, variant: str, path: Path) -> np.ndarray:
     return speech.render(dataclasses.replace(params, variant=variant), str(path))[: int(SECONDS * 16000)]
 
 
-def edits_of(variant: str, other: str, source: Path) -> dict[str, tuple[str, dict[str, str]]]:
+def edits_of(variant: str, other: str) -> dict[str, tuple[str, dict[str, str]]]:
     """Row label -> (base variant, edits) for the probe's table."""
     def line(name: str, key: str, default: str) -> str:
-        return variants.value((source / name).read_text(), key, default)
+        return variants.value(variants.installed(name), key, default)
 
     pitch = line(other, "pitch", "82 118")   # espeak-ng's defaults: pitch 82 118, flutter 2
     # the flutter the variant does not have already (2: none, 20: the annotator's "fully rough")
@@ -60,9 +60,8 @@ def probe(model: Model, variant: str, other: str, n: int, seed: int) -> list[dic
     draws = [prosody.draw(rng, [prosody.variant_info(variant)]) for _ in range(n)]
     targets = {v: np.array([prosody.annotate(dataclasses.replace(p, variant=v)) for p in draws])
                for v in (variant, other)}
-    source = espeak_data_dir() / "voices" / "!v"
-    rows = edits_of(variant, other, source)
-    files = {f"probe{k}": variants.edited((source / base).read_text(), f"probe{k}", edits)
+    rows = edits_of(variant, other)
+    files = {f"probe{k}": variants.edited(variants.installed(base), f"probe{k}", edits)
              for k, (base, edits) in enumerate(rows.values())}
     out = []
     with tempfile.TemporaryDirectory() as tmp:
