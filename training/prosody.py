@@ -220,10 +220,10 @@ class ProsodyItem:
     split: str
 
 
-def draw(rng: np.random.Generator, variants: Iterable[Variant] = VARIANTS) -> SynthParams:
-    """One random parameter set: sex 1:1, then a variant of that sex; cues uniform in z
+def draw(rng: np.random.Generator, voices: Iterable[Variant] = VARIANTS) -> SynthParams:
+    """One random parameter set: sex 1:1, then a variant of `voices` of that sex; cues uniform in z
     (pitch uniform, rate and range log-uniform)."""
-    pool = list(variants)
+    pool = list(voices)
     sexes = sorted({v.sex for v in pool})
     sex = sexes[int(rng.integers(len(sexes)))]
     of_sex = [v for v in pool if v.sex == sex]
