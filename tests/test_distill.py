@@ -544,3 +544,39 @@ def test_student_voices_prints_the_committed_students_numbers(tmp_path: Path, ca
     assert line.endswith(f"| {bias} | – |") and "| 2 | 0 |" in line
     with pytest.raises(SystemExit, match="no train.json"):
         mod.main([str(tmp_path)])
+
+
+@needs_espeak
+def test_student_voices_rule_clips_runs_the_student_on_the_caches_validation(tmp_path: Path, capsys):
+    """--rule_clips=PATH: the student's CCC on a uq_select cache's validation clips (here 40 rendered
+    clips of seed 0's validation voices), as the model gives it on each clip whole; a cache that is
+    missing, or is not one, is a clear error."""
+    import importlib.util
+    import pickle
+
+    import torch
+
+    from training.metrics import ccc_numpy
+
+    repo = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("student_voices", repo / "scripts" / "student_voices.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    val = distill.load_prosody_corpus(TrainConfig(n_clips=120, seed=0, cache_dir=str(tmp_path)), 16000,
+                                      lambda msg: None)["val"]
+    clips = [c.astype(np.float32) / 32768.0 for c in val.clips]
+    cache = tmp_path / "clips.pkl"
+    cache.write_bytes(pickle.dumps({"val_clips": clips, "val_targets": val.targets}))
+    student = repo / "training" / "default"
+    assert mod.main([str(student), f"--rule_clips={cache}"]) == 0
+    line = capsys.readouterr().out.splitlines()[2]
+    model, _, _ = distill.load_student(student)
+    with torch.no_grad():
+        out = np.concatenate([model(torch.from_numpy(c[None])).numpy()[:, :3] for c in clips])
+    want = ccc_numpy(out, val.targets.astype(np.float64))
+    assert len(clips) >= 10 and line.endswith(" / ".join(f"{x:.3f}" for x in want) + f" ({np.mean(want):.4f}) |")
+    with pytest.raises(SystemExit, match="no clip cache"):
+        mod.main([str(student), f"--rule_clips={tmp_path / 'none.pkl'}"])
+    (tmp_path / "other.pkl").write_bytes(pickle.dumps({"speech": []}))
+    with pytest.raises(SystemExit, match="not a training.uq_select clip cache"):
+        mod.main([str(student), f"--rule_clips={tmp_path / 'other.pkl'}"])
