@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         cache = load_cache(Path(args.rule_clips) if args.rule_clips else DEFAULT_CACHE)
     print("| run | seed | derived voices | val CCC | test CCC | test A / D / V | "
           + " | ".join(f"{v}: bias A / D / V" for v in voices)
-          + (" | rule's clips: CCC A / D / V (mean)" if cache else "") + " |")
+          + (" | rule's clips: CCC A / D / V (mean)" if cache is not None else "") + " |")
     print("|" + "---|" * (6 + len(voices) + (cache is not None)))
     for run in args.runs:
         line = row(run, voices)

@@ -526,16 +526,23 @@ def test_the_data_fingerprint_follows_the_audio_voices_and_targets_not_the_paths
         assert data_fingerprint(other) != base
 
 
+def student_voices_script():
+    """scripts/student_voices.py as a module (scripts/ is not a package)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "student_voices.py"
+    spec = importlib.util.spec_from_file_location("student_voices", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def test_student_voices_prints_the_committed_students_numbers(tmp_path: Path, capsys):
     """scripts/student_voices.py reads a run's train.json: the shipped student's validation and test
     CCC and grandma's bias as recorded, a voice it does not have as a dash, a directory without a
     run as a clear error."""
-    import importlib.util
-
     repo = Path(__file__).resolve().parent.parent
-    spec = importlib.util.spec_from_file_location("student_voices", repo / "scripts" / "student_voices.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = student_voices_script()
     record = json.loads((repo / "training" / "default" / "train.json").read_text())
     assert mod.main([str(repo / "training" / "default"), "--voices=grandma,nobody"]) == 0
     line = capsys.readouterr().out.splitlines()[2]
@@ -548,10 +555,9 @@ def test_student_voices_prints_the_committed_students_numbers(tmp_path: Path, ca
 
 @needs_espeak
 def test_student_voices_rule_clips_runs_the_student_on_the_caches_validation(tmp_path: Path, capsys):
-    """--rule_clips=PATH: the student's CCC on a uq_select cache's validation clips (here 40 rendered
-    clips of seed 0's validation voices), as the model gives it on each clip whole; a cache that is
+    """--rule_clips=PATH: the student's CCC on a uq_select cache's validation clips (here those of a
+    120-clip draw of seed 0, rendered), as the model gives it on each clip whole; a cache that is
     missing, or is not one, is a clear error."""
-    import importlib.util
     import pickle
 
     import torch
@@ -559,9 +565,7 @@ def test_student_voices_rule_clips_runs_the_student_on_the_caches_validation(tmp
     from training.metrics import ccc_numpy
 
     repo = Path(__file__).resolve().parent.parent
-    spec = importlib.util.spec_from_file_location("student_voices", repo / "scripts" / "student_voices.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = student_voices_script()
     val = distill.load_prosody_corpus(TrainConfig(n_clips=120, seed=0, cache_dir=str(tmp_path)), 16000,
                                       lambda msg: None)["val"]
     clips = [c.astype(np.float32) / 32768.0 for c in val.clips]
