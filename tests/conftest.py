@@ -21,6 +21,16 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 
+def load_script(path: Path):
+    """A Python file outside the packages (scripts/, csrc/firmware/) as a module, for its functions."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def require_tool(name: str, package: str | None = None) -> None:
     """A missing program fails the test that needs it, never skips it: .ci/run installs them all."""
     if shutil.which(name) is None:

@@ -9,7 +9,6 @@ set is the one that runs (test_kernels prints it; the firmware image links it an
 and test_kernels compares it with the portable kernels on the target itself, stage by stage."""
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
 import subprocess
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, require_tool, to_int16
+from conftest import REPO, load_script, require_tool, to_int16
 
 from wav2small import Model
 
@@ -105,10 +104,7 @@ def test_linux_build_has_no_undefined_behaviour(target, triple, tmp_path):
 
 
 def _gen_data():
-    spec = importlib.util.spec_from_file_location("gen_data", CSRC / "firmware" / "gen_data.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(CSRC / "firmware" / "gen_data.py")
 
 
 @pytest.mark.parametrize("target", ["cortex-m3", "cortex-m4", "cortex-m7", "cortex-m55"])

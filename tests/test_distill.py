@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import require_tool
+from conftest import load_script, require_tool
 
 from training import distill
 from training.distill import Split, TrainConfig, fit_length, get_batch, lr_at, parse_args
@@ -526,23 +526,12 @@ def test_the_data_fingerprint_follows_the_audio_voices_and_targets_not_the_paths
         assert data_fingerprint(other) != base
 
 
-def student_voices_script():
-    """scripts/student_voices.py as a module (scripts/ is not a package)."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parent.parent / "scripts" / "student_voices.py"
-    spec = importlib.util.spec_from_file_location("student_voices", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_student_voices_prints_the_committed_students_numbers(tmp_path: Path, capsys):
     """scripts/student_voices.py reads a run's train.json: the shipped student's validation and test
     CCC and grandma's bias as recorded, a voice it does not have as a dash, a directory without a
     run as a clear error."""
     repo = Path(__file__).resolve().parent.parent
-    mod = student_voices_script()
+    mod = load_script(repo / "scripts" / "student_voices.py")
     record = json.loads((repo / "training" / "default" / "train.json").read_text())
     assert mod.main([str(repo / "training" / "default"), "--voices=grandma,nobody"]) == 0
     line = capsys.readouterr().out.splitlines()[2]
@@ -565,7 +554,7 @@ def test_student_voices_rule_clips_runs_the_student_on_the_caches_validation(tmp
     from training.metrics import ccc_numpy
 
     repo = Path(__file__).resolve().parent.parent
-    mod = student_voices_script()
+    mod = load_script(repo / "scripts" / "student_voices.py")
     val = distill.load_prosody_corpus(TrainConfig(n_clips=120, seed=0, cache_dir=str(tmp_path)), 16000,
                                       lambda msg: None)["val"]
     clips = [c.astype(np.float32) / 32768.0 for c in val.clips]

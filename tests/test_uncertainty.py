@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import DEFAULT_W2S, REPO, to_int16
+from conftest import DEFAULT_W2S, REPO, load_script, to_int16
 from test_engine import _compare_trace
 
 import wav2small
@@ -142,11 +142,7 @@ def test_stream_reads_the_same_prediction(uq_bytes, speech_clips):
 def test_steadiness_search_scores_a_held_tone_steady_and_speech_not(default_model, speech_clips):
     """scripts/uq_steadiness.py's statistics (the thirty-first round's search) on the engine's log-mel:
     a held tone keeps its shape between blocks (cosine 1, no flux), real speech does not."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("uq_steadiness", REPO / "scripts" / "uq_steadiness.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script(REPO / "scripts" / "uq_steadiness.py")
 
     def stats(pcm):
         logmel = {s: a for s, _, a in default_model._engine.trace(to_int16(pcm))}["logmel"]
@@ -163,12 +159,9 @@ def test_uq_shrink_pulls_only_the_mean_toward_the_centre(speech_clips):
     """scripts/uq_shrink.py (the thirty-second round's probe) on the shipped engine's outputs: k = 1
     leaves every row as it is, k = 0.5 halves each A/D/V's distance from the centre, and sigma, the
     speech logit and the rest (what the selective curve is ranked by) never move."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("uq_shrink", REPO / "scripts" / "uq_shrink.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
     from training.uq_select import engine_runner
+
+    mod = load_script(REPO / "scripts" / "uq_shrink.py")
 
     run, _ = engine_runner(DEFAULT_W2S)
     rows = run(speech_clips[:6])
@@ -187,14 +180,10 @@ def test_uq_voice_probe_renders_as_the_corpus_and_edits_only_what_it_says(tmp_pa
     private espeak-ng data (training.speech.private_data) renders the corpus's clip sample for
     sample, an edited line changes the audio, the installed data is untouched, and the table has one
     row per edit."""
-    import importlib.util
-
     from training import prosody, variants
     from training.speech import espeak_data_dir, private_data, render
 
-    spec = importlib.util.spec_from_file_location("uq_voice_probe", REPO / "scripts" / "uq_voice_probe.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script(REPO / "scripts" / "uq_voice_probe.py")
     source = espeak_data_dir() / "voices" / "!v"
     f3 = (source / "f3").read_text()
     path = private_data(tmp_path, {"copy": variants.edited(f3, "copy", {}),
