@@ -29,7 +29,7 @@ machines, the libraries take the widest instruction set the CPU has, and each ro
 torch in ATen's vectorised operators, oneDNN's convolutions and MKL's matrix products (any one alone
 changes a 100-step student), numpy in its AVX-512 sin/exp (the head's synthetic non-speech) and
 OpenBLAS. Training amplifies that into a different model of about the same quality
-(docs/uncertainty.md, "Commands"). So the steps run with all of them capped at AVX2
+(docs/uncertainty.md, "Rebuilding the same bytes"). So the steps run with all of them capped at AVX2
 (pinned_kernels), so that x86-64 CPUs with AVX2 and FMA run the same code; on other CPUs they run
 unpinned and the command says the result cannot be the shipped bytes. Checked on this CPU and, for a
 small training step and a full batch's log-mel, on an AVX2-only Intel CPU emulated by qemu (the
@@ -215,10 +215,10 @@ def rebuild_section(student: dict, head: dict, built: dict | None = None, select
         if step.install:
             lines.append(f"cp {' '.join(str(a) for a, _ in step.install)} {step.install[0][1].parent}/")
     if built is None:
-        took = '17 min on a 2-core machine (docs/uncertainty.md, "Commands")'
+        took = '17 min on a 2-core machine (docs/uncertainty.md, "Rebuilding the same bytes")'
         provenance = """This model predates
 the cap: it was trained uncapped on another CPU, so a rebuild gives a different model of about the
-same quality, not these bytes (docs/uncertainty.md, "Commands", has measured cases)."""
+same quality, not these bytes (docs/uncertainty.md, "Rebuilding the same bytes", has measured cases)."""
     else:
         total = sum(t for t in minutes.values() if t) / 60
         took = f"{total:.0f} min of training on {built['machine']['cpu']}, the machine that built this model"
