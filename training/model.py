@@ -84,7 +84,7 @@ class Wav2SmallConfig:
 # Named configurations. "wide" is the ~72K-parameter size class of the paper.
 CONFIGS = {
     "default": Wav2SmallConfig(),
-    "wide": Wav2SmallConfig(channels=34),  # 70,386 trainable parameters
+    "wide": Wav2SmallConfig(channels=34),  # 70,383 trainable parameters
 }
 
 

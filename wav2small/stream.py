@@ -119,7 +119,8 @@ class Stream:
     def ready(self) -> bool:
         """Whether read() has something to analyse: one frame (n_fft samples at the model's rate)
         has reached the engine. A resampling stream holds back its filter delay first, so that
-        takes 80-110 ms of input (110 from 8 kHz) instead of 4 ms."""
+        takes 55-115 ms of input, by rate (56 from 32 kHz, 77-85 from 11.025-96 kHz, 112 from
+        8 kHz), instead of 4 ms."""
         return self.samples >= self.model.config["n_fft"]
 
     @property
