@@ -131,6 +131,15 @@ def read(path: str | Path, max_seconds: float | None = None) -> tuple[np.ndarray
         raise AudioError(f"cannot read {name}: no such file")
     if os.path.isdir(path):
         raise AudioError(f"cannot read {name}: it is a directory")
+    try:   # libsndfile says only "System error." of a file it may not open
+        with open(path, "rb") as f:
+            mode = os.fstat(f.fileno()).st_mode
+            if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+                # a pipe (`cat a.wav | wav2small predict /dev/stdin`, a FIFO, `<(...)`): libsndfile
+                # must seek, so it is read whole first, as standard input is
+                return read_bytes(f.read(), name, max_seconds)
+    except OSError as e:
+        raise AudioError(f"cannot read {name}: {e.strerror or e}") from None
     # as bytes: soundfile would encode a str strictly, and a name need not be valid UTF-8
     mono, rate = _decode(os.fsencode(path), name, max_seconds)
     _warn_truncated(name, wav_shortfall(path), len(mono))
