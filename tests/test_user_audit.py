@@ -75,3 +75,24 @@ def _as_nobody_read(f: Path) -> None:
                        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert r.stdout.strip() == f"cannot read {f}: Permission denied", (r.stdout, r.stderr)
 
+
+
+@pytest.fixture(scope="module")
+def espeak_clip(tmp_path_factory) -> tuple[np.ndarray, int]:
+    path = tmp_path_factory.mktemp("espeak") / "hello.wav"
+    subprocess.run(["espeak-ng", "-w", str(path), "hello there, how are you today"], check=True)
+    return wav2small.audio.read(path)
+
+
+def test_a_bad_clip_in_a_batch_is_named_by_its_index(espeak_clip):
+    """predict(list of clips) said "clip has 10 samples ..." without saying which of the list."""
+    from wav2small.errors import AudioError, AudioTooShortError
+
+    pcm, rate = espeak_clip
+    with pytest.raises(AudioTooShortError, match=r"^clip 1 of the 3: clip has 7 samples at 16000 Hz \(10 at"):
+        wav2small.predict([pcm, pcm[:10], pcm], sample_rate=rate)
+    nan = pcm.copy()
+    nan[100] = np.nan
+    with pytest.raises(AudioError, match=r"^clip 2 of the 3: the clip holds 1 NaN"):
+        wav2small.predict([pcm, pcm, nan], sample_rate=rate)
+    assert [p.decision for p in wav2small.predict([pcm, pcm], sample_rate=rate)] == ["reliable"] * 2

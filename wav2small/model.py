@@ -16,6 +16,7 @@ from .audio import AudioLike, as_mono, check_rate, is_finite, resample
 from .errors import (
     ArgumentError,
     ArgumentTypeError,
+    AudioError,
     AudioTooLongError,
     AudioTooShortError,
     ModelError,
@@ -361,7 +362,12 @@ class Model:
                                     or not isinstance(threads, numbers.Integral) or threads < 1):
             raise ArgumentError(f"threads must be a positive int or None, got {threads!r}")
         if _is_batch(pcm):
-            clips = [self.prepare(c, sample_rate) for c in pcm]
+            clips = []
+            for i, c in enumerate(pcm):
+                try:
+                    clips.append(self.prepare(c, sample_rate))
+                except AudioError as e:   # which of a thousand clips is bad: say so
+                    raise type(e)(f"clip {i} of the {len(pcm)}: {e}") from None
             # more threads than clips would idle
             n = min(len(clips), int(threads) if threads is not None else os.cpu_count() or 1)
             return [prediction_from_fixed(self._engine, q, thresholds)
