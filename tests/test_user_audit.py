@@ -96,3 +96,29 @@ def test_a_bad_clip_in_a_batch_is_named_by_its_index(espeak_clip):
     with pytest.raises(AudioError, match=r"^clip 2 of the 3: the clip holds 1 NaN"):
         wav2small.predict([pcm, pcm, nan], sample_rate=rate)
     assert [p.decision for p in wav2small.predict([pcm, pcm], sample_rate=rate)] == ["reliable"] * 2
+
+
+def test_a_source_tree_without_the_engine_says_so(tmp_path):
+    """`pip install . && python -m wav2small predict ...` (or `import wav2small`) in the checkout's
+    root imports the source tree, whose C engine is not built: Python said "cannot import name
+    '_engine' from partially initialized module 'wav2small' (most likely due to a circular import)"."""
+    import shutil
+
+    import site
+
+    pkg = Path(wav2small.__file__).parent
+    shutil.copytree(pkg, tmp_path / "src" / "wav2small", ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+    # -S and site-packages on PYTHONPATH: no .pth files, so no editable install's finder (a checkout
+    # installed with pip install -e) supplies the engine from elsewhere
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(site.getsitepackages())}
+
+    def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-S", "-m", "wav2small", *args], capture_output=True, cwd=cwd, env=env)
+
+    r = run("predict", str(FRONT_CENTER), cwd=tmp_path / "src")
+    err = r.stderr.decode()
+    assert r.returncode != 0 and "C engine is not built in" in err and "circular" not in err, err
+    # with the engine beside it, the same tree runs the README's command
+    shutil.copytree(pkg, tmp_path / "built" / "wav2small", ignore=shutil.ignore_patterns("__pycache__"))
+    r = run("predict", "--json", str(FRONT_CENTER), cwd=tmp_path / "built")
+    assert r.returncode == 0 and b'"decision": "reliable"' in r.stdout, r.stderr

@@ -11,7 +11,17 @@ from typing import TYPE_CHECKING, overload
 
 import numpy as np
 
-from . import _engine
+try:
+    from . import _engine
+except ImportError:
+    _here = Path(__file__).parent
+    if any(f.suffix != ".pyi" for f in _here.glob("_engine.*")):
+        raise   # built, but it does not load: its own reason
+    # Python's own message blames "a circular import": the usual cause is a source checkout found
+    # before the installed package (python run from the repository's root)
+    raise ImportError(f"wav2small's C engine is not built in {_here}: this is a source tree without it, "
+                      "found before any installed wav2small (python started in a checkout's root?). "
+                      "Run from another directory, or build it here: pip install -e .") from None
 from .audio import AudioLike, as_mono, check_rate, is_finite, resample
 from .errors import (
     ArgumentError,
