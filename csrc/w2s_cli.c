@@ -18,7 +18,16 @@ static uint32_t le32(const uint8_t *p) {
 }
 static uint16_t le16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
 
-/* Find the samples of a mono PCM16 WAV; returns NULL with a message if it is anything else. */
+/* Whether a fmt chunk of `size` bytes says integer PCM: format tag 1, or WAVE_FORMAT_EXTENSIBLE
+ * (0xFFFE, what many recorders and libsndfile's WAVEX write) with the PCM SubFormat GUID. */
+static int wav_format_pcm(const uint8_t *fmt, uint32_t size) {
+    static const uint8_t pcm_guid_tail[14] = {0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x80,
+                                              0x00, 0x00, 0xAA, 0x00, 0x38, 0x9B, 0x71};
+    if (le16(fmt) == 1) return 1;
+    return le16(fmt) == 0xFFFE && size >= 40 && le16(fmt + 16) >= 22 && le16(fmt + 24) == 1 &&
+           !memcmp(fmt + 26, pcm_guid_tail, sizeof pcm_guid_tail);
+}
+
 /* The samples of a mono 16-bit PCM WAV at `rate`; NULL and a message in err[0..err_len) if not. */
 static const uint8_t *wav_samples(const uint8_t *d, size_t len, int32_t rate, size_t *n, char *err,
                                   size_t err_len) {
@@ -34,7 +43,7 @@ static const uint8_t *wav_samples(const uint8_t *d, size_t len, int32_t rate, si
         if (is_data && (size == 0u || size == 0xFFFFFFFFu)) size = (uint32_t)(len - pos - 8);
         if (size > len - pos - 8) return snprintf(err, err_len, "truncated WAV chunk"), NULL;
         if (!memcmp(d + pos, "fmt ", 4) && size >= 16) {
-            if (le16(body) != 1 || le16(body + 2) != 1 || le16(body + 14) != 16)
+            if (!wav_format_pcm(body, size) || le16(body + 2) != 1 || le16(body + 14) != 16)
                 return snprintf(err, err_len, "only mono 16-bit PCM WAV is read (convert with sox)"), NULL;
             if ((int32_t)le32(body + 4) != rate)
                 return snprintf(err, err_len, "sample rate %lu Hz, the model's is %ld Hz (convert with sox)",

@@ -122,3 +122,28 @@ def test_a_source_tree_without_the_engine_says_so(tmp_path):
     shutil.copytree(pkg, tmp_path / "built" / "wav2small", ignore=shutil.ignore_patterns("__pycache__"))
     r = run("predict", "--json", str(FRONT_CENTER), cwd=tmp_path / "built")
     assert r.returncode == 0 and b'"decision": "reliable"' in r.stdout, r.stderr
+
+
+CARDS = Path("/usr/share/pocketsphinx/test/data/cards/001.wav")   # 16 kHz mono 16-bit speech
+
+
+def test_c_cli_reads_a_wave_format_extensible_pcm_file(tmp_path):
+    """w2s_cli refused mono 16-bit PCM written as WAVE_FORMAT_EXTENSIBLE (libsndfile's WAVEX, many
+    recorders) with "only mono 16-bit PCM WAV is read", which it is; other formats stay refused."""
+    from conftest import DEFAULT_W2S, REPO
+
+    out = tmp_path / "out"
+    r = subprocess.run(["make", "-s", "-C", str(REPO / "csrc"), f"OUT={out}", f"{out}/w2s_cli"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    pcm, rate = sf.read(CARDS, dtype="int16")
+    wavex, floatx = tmp_path / "wavex.wav", tmp_path / "floatx.wav"
+    sf.write(wavex, pcm, rate, format="WAVEX", subtype="PCM_16")
+    sf.write(floatx, pcm / 32768.0, rate, format="WAVEX", subtype="FLOAT")
+    assert sf.info(wavex).format == "WAVEX" and wavex.read_bytes()[20:22] == b"\xfe\xff"
+    r = subprocess.run([str(out / "w2s_cli"), str(DEFAULT_W2S), str(CARDS), str(wavex)], capture_output=True, text=True)
+    assert r.returncode == 0 and not r.stderr, r.stderr
+    rows = r.stdout.splitlines()
+    assert len(rows) == 3 and rows[1].split("\t")[1:] == rows[2].split("\t")[1:]
+    r = subprocess.run([str(out / "w2s_cli"), str(DEFAULT_W2S), str(floatx)], capture_output=True, text=True)
+    assert r.returncode == 1 and "only mono 16-bit PCM WAV is read" in r.stderr
