@@ -1,10 +1,14 @@
 """The Python API and the CLI: inputs accepted, results, clear errors, no torch at run time."""
 from __future__ import annotations
 
+import io
 import json
+import os
 import re
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -401,3 +405,71 @@ def test_the_engine_stub_matches_the_extension():
             check_function(name, node, obj)
         else:
             assert not callable(obj), name
+
+
+# ---- inputs a user hands over in odd ways -------------------------------------------------------
+
+FRONT_CENTER = Path("/usr/share/sounds/alsa/Front_Center.wav")   # alsa-utils
+
+
+def _flac_bytes(path: Path) -> bytes:
+    pcm, rate = sf.read(path, dtype="int16")
+    buf = io.BytesIO()
+    sf.write(buf, pcm, rate, format="FLAC")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["wav", "flac"])
+def test_a_file_that_is_a_pipe_is_read_like_standard_input(fmt):
+    """`cat speech.wav | wav2small predict /dev/stdin` (or a named pipe, or `<(...)`) crashed with
+    soundfile's ValueError traceback ("frames must be specified for non-seekable files") for WAV,
+    and FLAC failed with "flac decoder lost sync": libsndfile needs to seek."""
+    data = FRONT_CENTER.read_bytes() if fmt == "wav" else _flac_bytes(FRONT_CENTER)
+    want = _cli("predict", "--csv", str(FRONT_CENTER))
+    assert want.returncode == 0, want.stderr
+    r = subprocess.run([sys.executable, "-m", "wav2small", "predict", "--csv", "/dev/stdin"], input=data,
+                       capture_output=True)
+    assert r.returncode == 0 and b"Traceback" not in r.stderr, r.stderr.decode()
+    # the same numbers as the file itself; only the name differs
+    assert r.stdout.decode().splitlines()[1].split(",")[1:] == want.stdout.splitlines()[1].split(",")[1:]
+
+
+def test_a_fifo_is_read_by_the_api(tmp_path):
+    fifo = tmp_path / "speech.fifo"
+    os.mkfifo(fifo)
+    writer = subprocess.Popen(["sh", "-c", f"cat {FRONT_CENTER} > {fifo}"])
+    try:
+        pcm, rate = wav2small.audio.read(fifo)
+    finally:
+        writer.wait(timeout=30)
+    want, want_rate = wav2small.audio.read(FRONT_CENTER)
+    assert rate == want_rate and np.array_equal(pcm, want)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to another user")
+def test_an_unreadable_file_says_permission_denied():
+    """libsndfile said only "System error." for a file the user may not read."""
+    with tempfile.TemporaryDirectory() as d:   # in /tmp: pytest's tmp_path is closed to other users
+        os.chmod(d, 0o755)
+        f = Path(d) / "secret.wav"
+        f.write_bytes(FRONT_CENTER.read_bytes())
+        f.chmod(0)
+        r = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable, "-c",
+                            "import sys, wav2small.audio as a\n"
+                            "try: a.read(sys.argv[1])\n"
+                            "except a.AudioError as e: print(e)\n", str(f)],
+                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+        assert r.stdout.strip() == f"cannot read {f}: Permission denied", (r.stdout, r.stderr)
+
+
+def test_a_bad_clip_in_a_batch_is_named_by_its_index(speech_clips):
+    """predict(list of clips) said "clip has 10 samples ..." without saying which of the list."""
+    pcm = speech_clips[0]
+    with pytest.raises(AudioTooShortError, match=r"^clip 1 of the 3: clip has 10 samples"):
+        wav2small.predict([pcm, pcm[:10], pcm])
+    nan = pcm.copy()
+    nan[100] = np.nan
+    with pytest.raises(AudioError, match=r"^clip 2 of the 3: the clip holds 1 NaN"):
+        wav2small.predict([pcm, pcm, nan])
+    good = wav2small.predict([pcm, pcm])
+    assert len(good) == 2 and good[0].as_dict() == good[1].as_dict()

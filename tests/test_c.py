@@ -111,3 +111,20 @@ def test_lowered_limits_run_the_default_model_and_refuse_wider_ones(tmp_path, sp
     wide.write_bytes(model_bytes(quantize(Wav2Small(CONFIGS["wide"]).eval(), speech_clips[:2])))
     r = subprocess.run([str(out / "w2s_cli"), str(wide), str(wav)], capture_output=True, text=True)
     assert r.returncode == 2 and "malformed model" in r.stderr
+
+
+def test_c_cli_reads_a_wave_format_extensible_pcm_file(build, tmp_path):
+    """w2s_cli refused mono 16-bit PCM written as WAVE_FORMAT_EXTENSIBLE (libsndfile's WAVEX, many
+    recorders) with "only mono 16-bit PCM WAV is read", which it is; other formats stay refused."""
+    cards = "/usr/share/pocketsphinx/test/data/cards/001.wav"   # 16 kHz mono 16-bit speech
+    pcm, rate = sf.read(cards, dtype="int16")
+    wavex, floatx = tmp_path / "wavex.wav", tmp_path / "floatx.wav"
+    sf.write(wavex, pcm, rate, format="WAVEX", subtype="PCM_16")
+    sf.write(floatx, pcm / 32768.0, rate, format="WAVEX", subtype="FLOAT")
+    assert sf.info(wavex).format == "WAVEX" and wavex.read_bytes()[20:22] == b"\xfe\xff"
+    r = subprocess.run([str(build / "w2s_cli"), str(DEFAULT_W2S), cards, str(wavex)], capture_output=True, text=True)
+    assert r.returncode == 0 and not r.stderr, r.stderr
+    rows = r.stdout.splitlines()
+    assert len(rows) == 3 and rows[1].split("\t")[1:] == rows[2].split("\t")[1:]
+    r = subprocess.run([str(build / "w2s_cli"), str(DEFAULT_W2S), str(floatx)], capture_output=True, text=True)
+    assert r.returncode == 1 and "only mono 16-bit PCM WAV is read" in r.stderr

@@ -2,7 +2,9 @@
 gets. The installed wheel itself is what every other test imports (.ci/run installs it editable)."""
 from __future__ import annotations
 
+import os
 import shutil
+import site
 import subprocess
 import sys
 import tarfile
@@ -75,3 +77,28 @@ def test_a_header_edit_rebuilds_the_engine_and_the_extension_carries_no_debug_in
     header.write_text(header.read_text() + "\n")
     again = build()
     assert all(f"csrc/{c}" in again for c in ("engine.c", "stream.c", "conv.c")), again[-3000:]
+
+
+def test_a_source_tree_without_the_engine_says_so(tmp_path):
+    """`pip install . && python -m wav2small predict ...` (or `import wav2small`) in the checkout's
+    root imports the source tree, whose C engine is not built: Python said "cannot import name
+    '_engine' from partially initialized module 'wav2small' (most likely due to a circular import)"."""
+    import wav2small
+
+    pkg = Path(wav2small.__file__).parent
+    speech = "/usr/share/sounds/alsa/Front_Center.wav"
+    shutil.copytree(pkg, tmp_path / "src" / "wav2small", ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+    # -S and site-packages on PYTHONPATH: no .pth files, so no editable install's finder (a checkout
+    # installed with pip install -e) supplies the engine from elsewhere
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(site.getsitepackages())}
+
+    def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-S", "-m", "wav2small", *args], capture_output=True, cwd=cwd, env=env)
+
+    r = run("predict", speech, cwd=tmp_path / "src")
+    err = r.stderr.decode()
+    assert r.returncode != 0 and "C engine is not built in" in err and "circular" not in err, err
+    # with the engine beside it, the same tree runs the README's command
+    shutil.copytree(pkg, tmp_path / "built" / "wav2small", ignore=shutil.ignore_patterns("__pycache__"))
+    r = run("predict", "--json", speech, cwd=tmp_path / "built")
+    assert r.returncode == 0 and b'"decision": "reliable"' in r.stdout, r.stderr
