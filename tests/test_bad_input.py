@@ -497,6 +497,18 @@ def test_cli_names_missing_files_and_directories(tmp_path):
     assert "missing.wav: no such file" in err and "it is a directory" in err, err
 
 
+def test_empty_files_and_empty_standard_input_say_so(tmp_path):
+    """libsndfile's "Format not recognised." named the wrong problem for a file of no bytes."""
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    with pytest.raises(AudioError, match="empty.wav: the file is empty"):
+        wav2small.audio.read(empty)
+    with pytest.raises(AudioError, match="cannot read audio data: it is empty"):
+        wav2small.audio.read_bytes(b"")
+    r = subprocess.run([sys.executable, "-m", "wav2small", "predict", "-"], input=b"", capture_output=True)
+    assert r.returncode == 1 and "cannot read standard input: it is empty" in r.stderr.decode(), r.stderr
+
+
 def test_cli_checks_a_file_length_before_resampling_it(tmp_path, monkeypatch, capsys):
     """A small file with an absurd rate in its header (1 Hz: 16,000 x more samples after
     resampling, 12.8 GB for this one) fails at once on its length, before the resampler is asked;

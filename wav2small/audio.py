@@ -138,6 +138,8 @@ def read(path: str | Path, max_seconds: float | None = None) -> tuple[np.ndarray
                 # a pipe (`cat a.wav | wav2small predict /dev/stdin`, a FIFO, `<(...)`): libsndfile
                 # must seek, so it is read whole first, as standard input is
                 return read_bytes(f.read(), name, max_seconds)
+            if stat.S_ISREG(mode) and os.fstat(f.fileno()).st_size == 0:   # libsndfile: "Format not recognised."
+                raise AudioError(f"cannot read {name}: the file is empty")
     except OSError as e:
         raise AudioError(f"cannot read {name}: {e.strerror or e}") from None
     # as bytes: soundfile would encode a str strictly, and a name need not be valid UTF-8
@@ -154,6 +156,8 @@ def _warn_truncated(name: str, short: int, n_samples: int) -> None:
 
 def read_bytes(data: bytes, name: str = "audio data", max_seconds: float | None = None) -> tuple[np.ndarray, int]:
     """read() of a whole file held in memory (e.g. standard input); `name` is what errors call it."""
+    if not data:
+        raise AudioError(f"cannot read {name}: it is empty")
     mono, rate = _decode(_QuietSeek(data), name, max_seconds)
     _warn_truncated(name, _riff_shortfall(io.BytesIO(data), len(data)), len(mono))
     return mono, rate
