@@ -337,6 +337,7 @@ def test_report_metrics():
         ccc_bins,
         count_rises,
         error_sources,
+        random_ranking,
         selective_curve,
         spearman,
     )
@@ -353,6 +354,14 @@ def test_report_metrics():
     cover, oracle = selective_curve(err, err)
     assert np.all(np.diff(oracle) <= 0) and cover[0] == 1.0
     assert area(cover, oracle) < area(*selective_curve(err, rng.random(200)))
+    # random orders of the same clips: what an uncertainty that knows nothing does
+    chance = random_ranking(err, area(cover, oracle))
+    assert chance == random_ranking(err, area(cover, oracle))   # seeded
+    assert chance["share_area_at_most_own"] == 0.0   # no random order ranks as well as the oracle
+    assert random_ranking(err, area(*selective_curve(err, -err)))["share_area_at_most_own"] == 1.0
+    assert chance["area_mean"] == pytest.approx(err.mean(), rel=0.05)   # dropping at random keeps the mean
+    assert 5 < chance["rises_mean"] < 14 and chance["rises_sd"] > 0   # about half of 19 steps rise
+    assert np.all(np.array(chance["band_5"]) <= np.array(chance["band_95"])) and len(chance["band_5"]) == 20
     # per-corruption cells: clips 0 and 1, two kinds; error rises with sigma in "white", not in "clip"
     cells = [(0, "white", 10.0), (1, "white", 10.0), (0, "white", 0.0), (1, "white", 0.0), (0, "clip", 6.0), (1, "clip", 6.0)]
     # and each cell's spread of the outputs: "white 10" outputs 0 and 1 (sd 0.5), "clip 6" constant (0)

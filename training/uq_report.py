@@ -122,7 +122,8 @@ def selective_measures(mean: np.ndarray, unc: np.ndarray, targets: np.ndarray, n
     (`corrupted`: (clean clip index, kind, level) per copy): mean (N, 3) against the clean clips'
     targets, uncertainty (N,); `voices`: the voice of each clean clip, for the voice oracles and the
     table per voice. Returns the curve with its area, the oracle's area, whether the error falls
-    monotonically and how often it rises; and by_corruption's table."""
+    monotonically and how often it rises, and what random rankings of the same clips do
+    (random_ranking); and by_corruption's table."""
     t = np.concatenate([targets, targets[[i for i, _, _ in corrupted]]])
     err = np.abs(mean - t).mean(axis=1)
     cover, mean_err = selective_curve(err, unc)
@@ -131,6 +132,7 @@ def selective_measures(mean: np.ndarray, unc: np.ndarray, targets: np.ndarray, n
     curve = {"coverage": cover.tolist(), "mean_abs_error": mean_err.tolist(), "area": area(cover, mean_err),
              "oracle_area": area(cover, oracle), "monotonic": rises == 0, "rises": rises,
              "bounds": error_sources(err, n_clean, corrupted, voices, unc), "ccc_bins": ccc_bins(mean, t, unc)}
+    curve["random"] = random_ranking(err, curve["area"])
     if voices is not None:
         curve["by_voice"] = by_voice(mean[:n_clean], unc[:n_clean], targets, voices)
     return curve, by_corruption(err[:n_clean], unc[:n_clean], err[n_clean:], unc[n_clean:], corrupted,
@@ -200,6 +202,24 @@ def by_voice(mean: np.ndarray, unc: np.ndarray, targets: np.ndarray, voices: Seq
         rows.append({"voice": name, "clips": int(m.sum()), "error": float(np.abs(diff).mean()),
                      "sigma": float(unc[m].mean()), "bias": diff.mean(axis=0).tolist()})
     return sorted(rows, key=lambda r: -r["error"])
+
+
+def random_ranking(err: np.ndarray, own_area: float, n: int = 200, seed: int = 0) -> dict:
+    """What a ranking that knows nothing does on these errors: the selective curves of `n` random
+    orders of the clips (seeded), their area and rises as mean and standard deviation, the 5th and
+    95th percentile of their error at each coverage (the plot's band), and the share of them whose
+    area is at most `own_area`, the method's (near 0: the method ranks the error better than chance;
+    near 0.5 or above: no better). Rises are counted on the same 20 steps as the method's, so their
+    count means something only beside this one."""
+    rng = np.random.default_rng(seed)
+    curves = np.array([selective_curve(err, rng.permutation(len(err)))[1] for _ in range(n)])
+    cover = selective_curve(err, np.zeros(len(err)))[0]
+    areas = np.array([area(cover, c) for c in curves])
+    rises = np.array([count_rises(c) for c in curves])
+    return {"n": n, "area_mean": float(areas.mean()), "area_sd": float(areas.std()),
+            "rises_mean": float(rises.mean()), "rises_sd": float(rises.std()),
+            "share_area_at_most_own": float(np.mean(areas <= own_area)),
+            "band_5": np.percentile(curves, 5, axis=0).tolist(), "band_95": np.percentile(curves, 95, axis=0).tolist()}
 
 
 def count_rises(mean_err: np.ndarray) -> int:
@@ -498,8 +518,11 @@ def plots(res: dict, out: Path) -> list[str]:
     _save_png(fig, out / "sigma_vs_snr.png")
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(6, 4))
-    for name, r in res["selective"].items():
+    for k, (name, r) in enumerate(res["selective"].items()):
         ax.plot(r["coverage"], r["mean_abs_error"], marker=".", label=f"{name} (area {r['area']:.4f})")
+        if k == 0 and "random" in r:   # one band: each method has its own errors, and so its own band
+            ax.fill_between(r["coverage"], r["random"]["band_5"], r["random"]["band_95"], alpha=0.15,
+                            color=ax.lines[-1].get_color(), lw=0, label=f"{name}, random orders (5-95 %)")
     ax.set_xlabel("coverage (share of clips answered)")
     ax.set_ylabel("mean |error| vs annotator")
     ax.invert_xaxis()
@@ -547,12 +570,21 @@ def markdown(res: dict, command: str, pngs: list[str], meta: dict) -> str:
               "## Selective prediction", "",
               "Mean absolute error against the annotator over clean and corrupted held-out speech, as",
               "the most uncertain clips are dropped. Area: under that curve (lower is better); the",
-              "oracle drops by the true error.", "",
-              "| method | area | oracle area | error falls monotonically | error at 100 % | at 50 % | at 20 % |",
-              "|---|---|---|---|---|---|---|"]
+              "oracle drops by the true error; rises: of the curve's 19 steps, how many raise the error.",
+              "Random orders: the same clips dropped in random order (mean ± standard deviation over",
+              "200 orders; the plot's band is their 5th to 95th percentile), what an uncertainty that",
+              "knows nothing of the error does; the next column, how many of them have an area no",
+              "larger than the method's (near 0: the method ranks the error better than chance).", "",
+              "| method | area | oracle area | error falls monotonically (rises) | random orders: area; rises "
+              "| random orders with no larger area | error at 100 % | at 50 % | at 20 % |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for name, r in res["selective"].items():
         e = dict(zip([round(c, 3) for c in r["coverage"]], r["mean_abs_error"]))
-        lines.append(f"| {name} | {r['area']:.4f} | {r['oracle_area']:.4f} | {'yes' if r['monotonic'] else 'no'} | "
+        rnd = r.get("random")
+        chance = (f"{rnd['area_mean']:.4f} ± {rnd['area_sd']:.4f}; {rnd['rises_mean']:.1f} ± {rnd['rises_sd']:.1f} | "
+                  f"{rnd['share_area_at_most_own']:.0%}") if rnd else "– | –"
+        lines.append(f"| {name} | {r['area']:.4f} | {r['oracle_area']:.4f} | "
+                     f"{'yes' if r['monotonic'] else 'no'} ({r['rises']}) | {chance} | "
                      f"{e.get(1.0, float('nan')):.4f} | {e.get(0.5, float('nan')):.4f} | {e.get(0.2, float('nan')):.4f} |")
     bins = {name: r["ccc_bins"] for name, r in res["selective"].items() if "ccc_bins" in r}
     if bins:
