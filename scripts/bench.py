@@ -352,8 +352,8 @@ def report(ap: argparse.ArgumentParser, args: argparse.Namespace, tmp: Path) -> 
                      + f" | {cpu[3][name] * 1e3 / 3:.2f} | "
                      + " | ".join(f"{cpu[s]['ORT int8'] / cpu[s][name]:.2f}" for s in SECONDS) + " |")
     lines += ["",
-              f"Targets: 3 s, engine vs ORT int8: **{results[3]['ORT int8'] / results[3][eng]:.1f}×** faster "
-              f"(goal ≥ 5×); 1 s, engine vs ORT fp32: **{results[1]['ORT fp32'] / results[1][eng]:.1f}×** "
+              f"Targets: 3 s, engine vs ORT int8: **{results[3]['ORT int8'] / results[3][eng]:.2f}×** faster "
+              f"(goal ≥ 5×); 1 s, engine vs ORT fp32: **{results[1]['ORT fp32'] / results[1][eng]:.2f}×** "
               "(goal ≥ 1×).", ""]
 
     # Batch throughput: Model.predict on a list of float clips (conversion included) against ORT int8
