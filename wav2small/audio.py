@@ -133,12 +133,12 @@ def read(path: str | Path, max_seconds: float | None = None) -> tuple[np.ndarray
         raise AudioError(f"cannot read {name}: it is a directory")
     try:   # libsndfile says only "System error." of a file it may not open
         with open(path, "rb") as f:
-            mode = os.fstat(f.fileno()).st_mode
-            if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+            st = os.fstat(f.fileno())
+            if stat.S_ISFIFO(st.st_mode) or stat.S_ISSOCK(st.st_mode):
                 # a pipe (`cat a.wav | wav2small predict /dev/stdin`, a FIFO, `<(...)`): libsndfile
                 # must seek, so it is read whole first, as standard input is
                 return read_bytes(f.read(), name, max_seconds)
-            if stat.S_ISREG(mode) and os.fstat(f.fileno()).st_size == 0:   # libsndfile: "Format not recognised."
+            if stat.S_ISREG(st.st_mode) and st.st_size == 0:   # libsndfile: "Format not recognised."
                 raise AudioError(f"cannot read {name}: the file is empty")
     except OSError as e:
         raise AudioError(f"cannot read {name}: {e.strerror or e}") from None
