@@ -58,7 +58,10 @@ run_one() {
     fi
     cmd+=("$dir")
     [ -d "$ROOT/csrc/fuzz/corpus/$name" ] && cmd+=("$ROOT/csrc/fuzz/corpus/$name")
-    cmd+=(-max_len="${LEN:-${MAX_LEN[$name]}}" -timeout=30
+    # -reload=0: libFuzzer rereads its corpus directory every second by default, which runs one
+    # input again at a moment set by the clock; with it off, a seeded run is the same run on any CPU
+    # (on a slow machine the count read 3001 for -runs=3000: tests/test_fuzz.py)
+    cmd+=(-max_len="${LEN:-${MAX_LEN[$name]}}" -timeout=30 -reload=0
           -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$WORK/$name-")
     [ -n "$SECONDS_LIMIT" ] && cmd+=(-max_total_time="$SECONDS_LIMIT")
     [ -n "$RUNS" ] && cmd+=(-runs="$RUNS")
