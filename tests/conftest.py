@@ -12,6 +12,7 @@ REPO = Path(__file__).resolve().parent.parent
 DISTILLED_FLOAT = REPO / "training" / "default" / "model.safetensors"     # training.distill: A/D/V only
 DEFAULT_FLOAT = REPO / "training" / "default_uq" / "model.safetensors"    # + uncertainty head: shipped
 DEFAULT_W2S = REPO / "wav2small" / "models" / "default.w2s"               # its int8 release: the package's model
+FRONT_CENTER = Path("/usr/share/sounds/alsa/Front_Center.wav")           # alsa-utils: one short real speech file
 N_CLIPS = 24          # the fidelity tests want at least 20 real speech clips
 MAX_SECONDS = 6.0     # long clips are cut to keep the float model fast on CI
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import REPO, to_int16
+from conftest import FRONT_CENTER, REPO, to_int16
 
 import wav2small
 from wav2small import Model, Prediction
@@ -408,9 +408,6 @@ def test_the_engine_stub_matches_the_extension():
 
 
 # ---- inputs a user hands over in odd ways -------------------------------------------------------
-
-FRONT_CENTER = Path("/usr/share/sounds/alsa/Front_Center.wav")   # alsa-utils
-
 
 def _flac_bytes(path: Path) -> bytes:
     pcm, rate = sf.read(path, dtype="int16")

@@ -468,8 +468,8 @@ def test_thread_counts_beyond_the_clips_or_as_numpy_ints():
 # ---- the command line: files ---------------------------------------------------------------------
 
 
-def _cli(*args: str | bytes, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "wav2small", *args], capture_output=True, cwd=cwd)
+def _cli(*args: str | bytes, cwd=None, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "wav2small", *args], capture_output=True, cwd=cwd, input=stdin)
 
 
 def test_cli_reads_names_that_are_not_utf8(tmp_path):
@@ -505,7 +505,7 @@ def test_empty_files_and_empty_standard_input_say_so(tmp_path):
         wav2small.audio.read(empty)
     with pytest.raises(AudioError, match="cannot read audio data: it is empty"):
         wav2small.audio.read_bytes(b"")
-    r = subprocess.run([sys.executable, "-m", "wav2small", "predict", "-"], input=b"", capture_output=True)
+    r = _cli("predict", "-", stdin=b"")
     assert r.returncode == 1 and "cannot read standard input: it is empty" in r.stderr.decode(), r.stderr
 
 

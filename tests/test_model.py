@@ -10,6 +10,7 @@ import librosa
 import numpy as np
 import pytest
 import torch
+from conftest import FRONT_CENTER
 from safetensors.torch import save_file
 
 from training.model import (
@@ -27,7 +28,7 @@ from training.model import (
 )
 
 SR = 16000
-SPEECH = Path("/usr/share/sounds/alsa/Front_Center.wav")
+SPEECH = FRONT_CENTER
 
 
 # ----------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import sys
 import tarfile
 from pathlib import Path
 
-from conftest import REPO, require_tool
+from conftest import FRONT_CENTER, REPO, require_tool
 
 
 def _checkout(to: Path) -> Path:
@@ -86,7 +86,7 @@ def test_a_source_tree_without_the_engine_says_so(tmp_path):
     import wav2small
 
     pkg = Path(wav2small.__file__).parent
-    speech = "/usr/share/sounds/alsa/Front_Center.wav"
+    speech = str(FRONT_CENTER)
     shutil.copytree(pkg, tmp_path / "src" / "wav2small", ignore=shutil.ignore_patterns("*.so", "__pycache__"))
     # -S and site-packages on PYTHONPATH: no .pth files, so no editable install's finder (a checkout
     # installed with pip install -e) supplies the engine from elsewhere
