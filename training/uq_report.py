@@ -212,8 +212,8 @@ def random_ranking(err: np.ndarray, own_area: float, n: int = 200, seed: int = 0
     near 0.5 or above: no better). Rises are counted on the same 20 steps as the method's, so their
     count means something only beside this one."""
     rng = np.random.default_rng(seed)
-    curves = np.array([selective_curve(err, rng.permutation(len(err)))[1] for _ in range(n)])
-    cover = selective_curve(err, np.zeros(len(err)))[0]
+    runs = [selective_curve(err, rng.permutation(len(err))) for _ in range(n)]
+    cover, curves = runs[0][0], np.array([c for _, c in runs])
     areas = np.array([area(cover, c) for c in curves])
     rises = np.array([count_rises(c) for c in curves])
     return {"n": n, "area_mean": float(areas.mean()), "area_sd": float(areas.std()),
