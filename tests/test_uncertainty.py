@@ -202,6 +202,34 @@ def test_uq_voice_probe_renders_as_the_corpus_and_edits_only_what_it_says(tmp_pa
         mod.probe(Model(DEFAULT_W2S), "nope", "f3", n=1, seed=0)
 
 
+def test_uq_cue_whatif_annotates_the_same_draws_without_only_the_cues_it_names(capsys):
+    """scripts/uq_cue_whatif.py (the thirty-eighth round): with no cue dropped its annotator is the
+    corpus's; dropping "rough" moves a rough voice's targets by exactly the rule (where nothing
+    clips) and leaves a smooth voice's as they are; an unknown cue is refused by name."""
+    from training import prosody
+
+    mod = load_script(REPO / "scripts" / "uq_cue_whatif.py")
+    rng = np.random.default_rng(3)
+    for name in ("grandma", "f3", "whisperf"):
+        for _ in range(20):
+            params = prosody.draw(rng, [prosody.variant_info(name)])
+            plain = prosody.annotate(params)
+            assert np.array_equal(mod.annotate_without(params, set()), plain)
+            free = mod.annotate_without(params, {"rough"})
+            rough = prosody.variant_of(params).rough
+            if name == "grandma":
+                assert rough == 1.0
+                expected = np.clip(plain - np.asarray(prosody.RULES["rough"], np.float32), 0, 1)
+                inside = (plain > 0) & (plain < 1) & (expected > 0) & (expected < 1)
+                np.testing.assert_allclose(free[inside], expected[inside], atol=1e-6)
+                assert free[0] >= plain[0] and free[1] == plain[1] and free[2] >= plain[2]
+            else:
+                assert rough == 0.0 and np.array_equal(free, plain)
+    with pytest.raises(SystemExit):
+        mod.main(["--without=rough,loudness"])
+    assert "unknown cue(s) ['loudness']" in capsys.readouterr().err
+
+
 def test_model_file_without_the_steadiness_decides_without_it(speech_clips):
     """A file of a head released before the measure (steady_block 0 writes one): no steadiness in
     the outputs, a held tone decided by the speech output alone, and a max_steady refused."""
