@@ -22,7 +22,7 @@ from importlib import resources
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import record_calls
+from conftest import FRONT_CENTER, record_calls
 
 import wav2small
 from wav2small import Model, Thresholds, _engine
@@ -325,6 +325,11 @@ def test_unreadable_model_paths(tmp_path):
                         (str(tmp_path / "a\0b.w2s"), "null byte")):
         with pytest.raises(ModelError, match=f"cannot read model file .*{match}"):
             Model(path)
+    # Path("") is the working directory: an empty path is named as such, not as "Is a directory"
+    with pytest.raises(ModelError, match="the model path is empty"):
+        Model("")
+    r = _cli("predict", "--model", "", FRONT_CENTER)
+    assert r.returncode == 2 and "the model path is empty" in r.stderr.decode(), r.stderr
 
 
 def _model_file(config: dict, tensors: dict) -> bytes:
@@ -495,6 +500,12 @@ def test_cli_names_missing_files_and_directories(tmp_path):
     err = r.stderr.decode()
     assert r.returncode == 1 and "good.wav" in r.stdout.decode()
     assert "missing.wav: no such file" in err and "it is a directory" in err, err
+    # every file failed: no table, where a header alone would read as a result with no rows
+    r = _cli("predict", str(tmp_path / "missing.wav"), str(tmp_path))
+    assert r.returncode == 1 and r.stdout == b"" and "missing.wav: no such file" in r.stderr.decode()
+    # JSON and CSV stay well formed: an empty list, a header
+    assert json.loads(_cli("predict", "--json", str(tmp_path)).stdout) == []
+    assert _cli("predict", "--csv", str(tmp_path)).stdout.decode().startswith("file,arousal")
 
 
 def test_empty_files_and_empty_standard_input_say_so(tmp_path):

@@ -143,7 +143,7 @@ def _write(rows: list[dict], fmt: str, uncertainty: bool, steady: bool = False) 
         w = csv.DictWriter(sys.stdout, fieldnames=fields)
         w.writeheader()
         w.writerows(rows)
-    else:
+    elif rows:   # a table of no rows (every file failed) would be a header alone
         width = max([4] + [len(r["file"]) for r in rows])
         names = [f for f in fields[1:] if f != "decision"]
         # σ where standard output can encode it (not in an ASCII or Latin-1 locale)

@@ -256,6 +256,8 @@ class Model:
             self.path: Path | None = None
             self._source = "default"
         else:
+            if not str(path):   # Path("") is the working directory, whose error would be "Is a directory"
+                raise ModelError("the model path is empty: give a .w2s file, or no path for the default model")
             self.path = Path(path)
             try:
                 data = self.path.read_bytes()
