@@ -63,7 +63,7 @@ setup(
         "train": ["torch==2.13.0", "safetensors>=0.4", "onnx>=1.15", "onnxruntime>=1.17", "transformers>=4.40",
                   "silero-vad>=6",  # ships its ONNX model (training/vad_baseline.py)
                   "matplotlib>=3.7"],  # plots of the uncertainty report (training/uq_report.py)
-        "test": ["pytest>=7", "librosa>=0.10", "scipy>=1.10", "atheris>=2.3; sys_platform == 'linux'",
+        "test": ["pytest>=7", "pytest-xdist>=3", "librosa>=0.10", "scipy>=1.10", "atheris>=2.3; sys_platform == 'linux'",
                  "pybind11>=2.10,<4", "mypy>=1.10"],
     },
     entry_points={
