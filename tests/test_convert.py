@@ -94,6 +94,19 @@ int main(void) {
     assert [int(v) for v in out] == expected.tolist()
 
 
+def test_a_header_file_name_that_is_no_c_identifier_still_gives_a_header(converted, speech_files):
+    """`--header "8k model.h"` is a file name any shell accepts: the array is named from it
+    (w2s_8k_model_data) instead of the conversion failing after calibration, .w2s written, no header."""
+    out = converted / "names"
+    out.mkdir(exist_ok=True)
+    r = subprocess.run([sys.executable, "-m", "wav2small", "convert", str(converted / "model.safetensors"),
+                        "-o", str(out / "8k-model.w2s"), "--header", str(out / "8k model.h"),
+                        "--calib", str(speech_files[0])], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    text = (out / "8k model.h").read_text()
+    assert "static const uint32_t w2s_8k_model_data[" in text and "#define W2S_8K_MODEL_DATA_BYTES" in text
+
+
 def test_convert_rejects_foreign_weights(tmp_path):
     save_file({"encoder.weight": torch.zeros(3, 3)}, str(tmp_path / "x.safetensors"))
     r = subprocess.run([sys.executable, "-m", "training.convert", str(tmp_path / "x.safetensors"),

@@ -11,6 +11,7 @@ Needs PyTorch (pip install 'wav2small[train]').
 from __future__ import annotations
 
 import argparse
+import re
 import struct
 import sys
 from collections.abc import Callable
@@ -58,6 +59,14 @@ def load_calibration(paths: list[str], limit: int = 64, seconds: float = 8.0,
     return [load(f)[: int(seconds * 16000)] for f in picked]
 
 
+def header_array_name(header: str) -> str:
+    """The C array's name for a header path: its file name made an identifier (`8k model.h` ->
+    `w2s_8k_model_data`). Any file name a shell accepts must do: a name that is not an identifier
+    used to fail only after the calibration, with the .w2s written and no header."""
+    name = re.sub(r"[^0-9A-Za-z_]", "_", Path(header).stem) + "_data"
+    return "w2s_" + name if name[0].isdigit() else name
+
+
 def convert(weights: str, out: str, header: str | None = None, calib: list[str] | None = None,
             headroom: float = 2.0, log: Callable[[str], None] = lambda msg: None) -> bytes:
     from .export import write_header, write_model
@@ -85,8 +94,7 @@ def convert(weights: str, out: str, header: str | None = None, calib: list[str] 
     qm = quantize(model, load_calibration(calib or [], log=log), headroom=headroom)
     data = write_model(qm, out)
     if header:
-        write_header(data, header, name=Path(header).stem.replace("-", "_").replace(".", "_") + "_data",
-                     source=Path(weights).name)
+        write_header(data, header, name=header_array_name(header), source=Path(weights).name)
     return data
 
 
