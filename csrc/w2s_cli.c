@@ -130,6 +130,9 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "w2s_cli: %s: %s\n", argv[i], w2s_status_str(st));
                 failed = 1;
             }
+        } else { /* a long clip's arena (365 KB a second) may not fit: say so, never skip the file */
+            fprintf(stderr, "w2s_cli: %s: out of memory (%lu bytes of arena)\n", argv[i], (unsigned long)need);
+            failed = 1;
         }
         free(arena);
         free(pcm);

@@ -128,3 +128,21 @@ def test_c_cli_reads_a_wave_format_extensible_pcm_file(build, tmp_path):
     assert len(rows) == 3 and rows[1].split("\t")[1:] == rows[2].split("\t")[1:]
     r = subprocess.run([str(build / "w2s_cli"), str(DEFAULT_W2S), str(floatx)], capture_output=True, text=True)
     assert r.returncode == 1 and "only mono 16-bit PCM WAV is read" in r.stderr
+
+
+def test_c_cli_reports_an_arena_it_cannot_allocate(build, tmp_path):
+    """A clip whose arena malloc refuses (365 KB a second of audio) was skipped without a word:
+    no row, no message, exit status 0. It must fail like any other file the CLI cannot run."""
+    import resource
+
+    clip = tmp_path / "minute.raw"
+    np.random.default_rng(0).integers(-3000, 3000, 16000 * 60, dtype=np.int16).astype("<i2").tofile(clip)
+    limit = 16 << 20   # the program, the model and the minute's samples fit; its 22 MB arena does not
+
+    def small_address_space():
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    r = subprocess.run([str(build / "w2s_cli"), "-r", str(DEFAULT_W2S), str(clip)], capture_output=True,
+                       text=True, preexec_fn=small_address_space)
+    assert r.returncode == 1 and "out of memory" in r.stderr, (r.returncode, r.stderr)
+    assert len(r.stdout.splitlines()) == 1   # the header only
