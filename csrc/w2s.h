@@ -211,13 +211,15 @@ typedef struct {
  * @param[out] model  filled on success, untouched on failure
  * @param[in]  buf    model bytes, 4-byte aligned, alive while model is used
  * @param[in]  len    bytes in buf
- * @return W2S_OK, W2S_ERR_ARG, W2S_ERR_TRUNCATED, W2S_ERR_MAGIC, W2S_ERR_VERSION,
- *         W2S_ERR_CHECKSUM or W2S_ERR_FORMAT
+ * @return W2S_OK, W2S_ERR_ARG (model or buf NULL, buf not 4-byte aligned, or a big-endian host:
+ *         the tensors are read in place, little-endian), W2S_ERR_TRUNCATED, W2S_ERR_MAGIC,
+ *         W2S_ERR_VERSION, W2S_ERR_CHECKSUM or W2S_ERR_FORMAT
  */
 w2s_status  w2s_model_init(w2s_model *model, const void *buf, size_t len);
 
 /**
- * Bytes of arena w2s_predict_s16 needs for a clip of n_samples; 0 if n_samples is out of range
+ * Bytes of arena w2s_predict_s16 needs for a clip of n_samples; 0 if model is NULL or was not
+ * filled by w2s_model_init, if n_samples is out of range
  * (fewer than n_fft, more than W2S_MAX_SAMPLES, or more than 2^20 STFT frames), or if the arena would not fit in a size_t (a
  * long clip of a wide model on a 32-bit target; w2s_predict_s16 then returns W2S_ERR_TOO_LONG).
  * It includes the SIMD kernels' scratch for every kernel set of the build (38 KB for the default
@@ -254,7 +256,8 @@ w2s_status  w2s_predict_s16(const w2s_model *model, const int16_t *pcm, size_t n
  * measured cost). A stream is used by one thread at a time; it lives entirely in its arena, which
  * holds no pointer into itself: between calls the arena may be copied or moved (e.g. to retention
  * RAM across a deep sleep) and the stream goes on at its new address, (w2s_stream *)new_arena, as
- * long as the model stays where it was. */
+ * long as the model stays where it was and new_arena is 8-byte aligned like the first (push and
+ * read do not check it again). */
 
 typedef struct w2s_stream w2s_stream; /* opaque; lives at the start of its arena */
 
@@ -338,7 +341,8 @@ uint64_t    w2s_stream_samples(const w2s_stream *stream);
  * out.decision by the model's thresholds; w2s_decide applies other thresholds to an output without
  * running the model again. */
 
-/** The model's own thresholds (zeros and W2S_ERR_ARG without an uncertainty head). */
+/** The model's own thresholds. Without an uncertainty head (or with a NULL model): W2S_ERR_ARG, and
+ *  thresholds, if not NULL, set to zeros with max_steady W2S_STEADY_ONE. */
 w2s_status  w2s_default_thresholds(const w2s_model *model, w2s_thresholds *thresholds);
 
 /**
