@@ -51,7 +51,8 @@ def write_model(qm: QuantizedModel, path: str | Path) -> bytes:
 def c_header(data: bytes, name: str = "w2s_model_data", source: str = "") -> str:
     """A C99 header holding the model bytes as a const uint32_t array (4-byte aligned in flash).
 
-    Pass `name` and `name_bytes` to w2s_model_init(); words are little-endian, like the file.
+    Pass `name` and the macro `NAME_BYTES` (the name upper-cased) to w2s_model_init(); words are
+    little-endian, like the file.
     """
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise ValueError(f"{name!r} is not a C identifier")
