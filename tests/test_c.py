@@ -146,3 +146,22 @@ def test_c_cli_reports_an_arena_it_cannot_allocate(build, tmp_path):
                        text=True, preexec_fn=small_address_space)
     assert r.returncode == 1 and "out of memory" in r.stderr, (r.returncode, r.stderr)
     assert len(r.stdout.splitlines()) == 1   # the header only
+
+
+def test_make_rebuilds_when_the_flags_change(tmp_path):
+    """`make -C csrc CFLAGS=-Os` (or -DW2S_NO_SIMD, -mno-unaligned-access: docs/engine.md) after an
+    -O2 build in the same OUT said "up to date" and kept the -O2 objects: `size`, the library and the
+    firmware silently were the old build. The same flags again must still compile nothing."""
+    require_tool("make")
+    csrc, out = str(REPO / "csrc"), tmp_path / "flags"
+    obj = str(out / "head.o")
+
+    def compiled(*flags):   # the command that compiled head.c, or None
+        r = subprocess.run(["make", "-C", csrc, f"OUT={out}", *flags, obj], capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout + r.stderr
+        return next((line.split() for line in r.stdout.splitlines() if "-c head.c" in line), None)
+
+    assert "-O2" in compiled()
+    assert compiled() is None
+    assert "-Os" in (compiled("CFLAGS=-Os") or [])
+    assert compiled("CFLAGS=-Os") is None
