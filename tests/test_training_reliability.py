@@ -346,3 +346,25 @@ def test_run_maps_each_kind_of_ending_to_its_status(capsys, monkeypatch):
         assert e.value.code == status and capsys.readouterr().err.strip() == line
     with pytest.raises(TypeError):   # a bug is not a user's mistake: its traceback stays
         run(raising(TypeError("bug")), "prog")
+
+
+@pytest.mark.parametrize("module, args", [
+    ("training.uncertainty", ["--init={run}", "--out_dir={tmp}/out"]),
+    ("training.familiarity", ["{run}", "--out_dir={tmp}/out"]),
+    ("training.onnx_export", ["{run}/model.safetensors", "-o", "{tmp}/x.onnx"]),
+])
+def test_a_damaged_weights_file_is_named_in_one_line(module, args, tmp_path: Path):
+    """A truncated model.safetensors ended every command that reads one with safetensors' traceback
+    (SafetensorError is none of training.cli's user errors); training.convert alone said what it was."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.safetensors").write_bytes((ROOT / "training" / "default" / "model.safetensors").read_bytes()[:500])
+    (run / "train.json").write_bytes((ROOT / "training" / "default" / "train.json").read_bytes())
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("WAV2SMALL_TRACEBACK", None)
+    proc = subprocess.run([sys.executable, "-m", module, *(a.format(run=run, tmp=tmp_path) for a in args)], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        f"python -m {module}: error: {run / 'model.safetensors'} is not a safetensors weights file: "), proc.stderr
+    assert not (tmp_path / "out").exists() and not (tmp_path / "x.onnx").exists()

@@ -70,7 +70,7 @@ def header_array_name(header: str) -> str:
 def convert(weights: str, out: str, header: str | None = None, calib: list[str] | None = None,
             headroom: float = 2.0, log: Callable[[str], None] = lambda msg: None) -> bytes:
     from .export import write_header, write_model
-    from .model import load_safetensors
+    from .model import NotSafetensorsError, load_safetensors
     from .quantize import quantize
 
     if headroom <= 0:
@@ -80,17 +80,15 @@ def convert(weights: str, out: str, header: str | None = None, calib: list[str] 
     for target in (out, header):   # the float weights must survive the conversion
         if target and Path(target).exists() and Path(target).resolve() == Path(weights).resolve():
             raise ValueError(f"the output {target} is the input weights file: choose another path")
-    from safetensors import SafetensorError
-
     from wav2small import _engine
 
     try:
         model = load_safetensors(weights)
-    except SafetensorError as e:   # its own words ("header too large") do not name the file's problem
+    except NotSafetensorsError as e:   # safetensors' words ("header too large") do not name the file's problem
         with open(weights, "rb") as f:   # the magic the exporter writes (training/export.py)
             is_w2s = f.read(4) == struct.pack("<I", _engine.FORMAT_MAGIC)
         hint = " (it is already a .w2s model)" if is_w2s else ""
-        raise ValueError(f"{weights} is not a safetensors weights file{hint}: {e}") from None
+        raise ValueError(f"{weights} is not a safetensors weights file{hint}: {e.__cause__}") from None
     qm = quantize(model, load_calibration(calib or [], log=log), headroom=headroom)
     data = write_model(qm, out)
     if header:

@@ -320,15 +320,24 @@ def load_published(state: dict, cfg: Wav2SmallConfig | None = None) -> Wav2Small
     return model.eval()
 
 
+class NotSafetensorsError(ValueError):
+    """A weights file that safetensors cannot read (truncated, damaged, another format): a user's
+    file, so training.cli shows one line that names it, not safetensors' traceback."""
+
+
 def load_safetensors(path: str | Path) -> Wav2Small:
     """Weights with audEERING's key names; a config in the file's metadata (written by our
     trainers) is used as is, else the shape is read off the weights (published files)."""
     import json
 
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        state = load_file(str(path))
+    except SafetensorError as e:
+        raise NotSafetensorsError(f"{path} is not a safetensors weights file: {e}") from e
     cfg = Wav2SmallConfig(**json.loads(meta["wav2small_config"])) if "wav2small_config" in meta else None
-    return load_published(load_file(str(path)), cfg)
+    return load_published(state, cfg)
