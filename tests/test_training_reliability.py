@@ -368,3 +368,21 @@ def test_a_damaged_weights_file_is_named_in_one_line(module, args, tmp_path: Pat
     assert proc.stderr.strip().splitlines()[-1].startswith(
         f"python -m {module}: error: {run / 'model.safetensors'} is not a safetensors weights file: "), proc.stderr
     assert not (tmp_path / "out").exists() and not (tmp_path / "x.onnx").exists()
+
+
+@pytest.mark.parametrize("module", ["training.distill", "training.uncertainty"])
+@pytest.mark.parametrize("damage", [b"PK\x03\x04 half a zip", b"not a checkpoint"])
+def test_a_damaged_checkpoint_is_named_in_one_line_and_kept(module, damage, tmp_path: Path):
+    """--resume=true on a truncated or foreign ckpt.pt ended in torch's traceback (a RuntimeError or
+    an UnpicklingError, none of training.cli's user errors)."""
+    ckpt = tmp_path / "ckpt.pt"
+    ckpt.write_bytes(damage)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("WAV2SMALL_TRACEBACK", None)
+    proc = subprocess.run([sys.executable, "-m", module, f"--out_dir={tmp_path}", "--resume=true"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"python -m {module}: error: {ckpt} is not a readable checkpoint ("), last
+    assert last.endswith("): start a new --out_dir, or restore the file"), last
+    assert ckpt.read_bytes() == damage and [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]

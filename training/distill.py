@@ -655,6 +655,22 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         torch.save(state, tmp)
 
 
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A run's ckpt.pt; one that torch cannot read (truncated, damaged, not a checkpoint) is a
+    ValueError that names it, not torch's traceback."""
+    import pickle
+
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as e:
+        why = str(e).split(". ")[0].rstrip(".") or type(e).__name__
+    else:
+        if isinstance(ckpt, dict) and "config" in ckpt:
+            return ckpt
+        why = "no run's config in it"
+    raise ValueError(f"{path} is not a readable checkpoint ({why}): start a new --out_dir, or restore the file")
+
+
 def save_model(path: Path, state_dict: dict[str, torch.Tensor], config: dict | None = None) -> None:
     """safetensors; `config` (a Wav2SmallConfig dict) goes into the metadata for what the weights
     alone do not tell, e.g. an uncertainty head's thresholds (training.model.load_safetensors)."""
@@ -683,7 +699,7 @@ def load_resume(cfg: TrainConfig, given: dict[str, Any]) -> tuple[TrainConfig, d
     path = Path(cfg.out_dir) / "ckpt.pt"
     if not path.is_file():
         raise FileNotFoundError(f"--resume: no checkpoint at {path}")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = load_checkpoint(path)
     changed = [f"--{k}={given[k]} (the run has {ckpt['config'][k]!r})" for k in RUN_IDENTITY
                if k in given and k in ckpt["config"] and given[k] != ckpt["config"][k]]
     if changed:

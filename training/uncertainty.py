@@ -111,7 +111,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .distill import parse_bool, save_checkpoint
+from .distill import load_checkpoint, parse_bool, save_checkpoint
 from .files import held_run
 from .metrics import ccc_torch
 from .model import Wav2Small, Wav2SmallConfig, load_safetensors
@@ -423,7 +423,7 @@ def read_checkpoint(out_dir: Path) -> dict[str, Any]:
     path = out_dir / CHECKPOINT
     if not path.is_file():
         raise FileNotFoundError(f"--resume: no checkpoint at {path}")
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return load_checkpoint(path)
 
 
 def open_run(cfg: UQConfig) -> dict[str, Any] | None:
