@@ -16,6 +16,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -386,3 +387,24 @@ def test_a_damaged_checkpoint_is_named_in_one_line_and_kept(module, damage, tmp_
     assert last.startswith(f"python -m {module}: error: {ckpt} is not a readable checkpoint ("), last
     assert last.endswith("): start a new --out_dir, or restore the file"), last
     assert ckpt.read_bytes() == damage and [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
+
+
+def test_a_damaged_train_json_is_named(tmp_path: Path):
+    """training.release and training.familiarity printed json's bare "Expecting property name ...:
+    line 1 column 2" for a damaged train.json, without saying which file (uq_select named it)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.safetensors").write_bytes((ROOT / "training" / "default_uq" / "model.safetensors").read_bytes())
+    (run / "train.json").write_text("{bad")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("WAV2SMALL_TRACEBACK", None)
+    proc = subprocess.run([sys.executable, "-m", "training.familiarity", str(run), f"--out_dir={tmp_path / 'out'}"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        f"python -m training.familiarity: error: {run / 'train.json'} is not JSON: Expecting property name"), proc.stderr
+    from training.release import release
+
+    with pytest.raises(ValueError, match=f"^{re.escape(str(run / 'train.json'))} is not JSON: "):
+        release(run, out_dir=tmp_path / "release")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "release").exists()

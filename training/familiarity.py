@@ -31,7 +31,6 @@ records the fit), so training.release and training.uq_select take it as they tak
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import dataclass, fields
@@ -41,7 +40,7 @@ import numpy as np
 import torch
 
 from .cli import HelpFormatter
-from .files import held_run
+from .files import held_run, read_json
 from .model import Wav2Small, load_safetensors
 from .uncertainty import N_VALUES, UQConfig, finish, real_speech, snap_to_grid
 
@@ -165,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.time() - t0:6.0f} s] {msg}", file=sys.stderr, flush=True)
 
     src = Path(args.run)
-    old = json.loads((src / "train.json").read_text())
+    old = read_json(src / "train.json")
     known = {f.name for f in fields(UQConfig)}
     cfg = UQConfig(**{**{k: v for k, v in old["config"].items() if k in known}, "out_dir": args.out_dir,
                       "threads": args.threads})

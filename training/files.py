@@ -4,11 +4,13 @@ restarted after a kill or a power cut, finds the old file or the new one, never 
 the one check that a new training run does not write over an old one (`held_run`)."""
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 # what a training run (distill, uncertainty, familiarity) writes into its out_dir, finished or not
 RUN_FILES = ("ckpt.pt", "train.json", "model.safetensors")
@@ -62,3 +64,12 @@ def held_run(out_dir: str | Path, can_resume: bool = True) -> str | None:
 def missing_from_run(run_dir: str | Path) -> list[str]:
     """The files of a finished training run (FINISHED_RUN) that `run_dir` lacks."""
     return [f for f in FINISHED_RUN if not (Path(run_dir) / f).is_file()]
+
+
+def read_json(path: str | Path) -> Any:
+    """A JSON file a command reads (a run's train.json); one that does not parse is a ValueError
+    that names it (json's own message says only where, not which file)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except ValueError as e:   # JSONDecodeError and UnicodeDecodeError
+        raise ValueError(f"{path} is not JSON: {e}") from None

@@ -34,7 +34,7 @@ from wav2small.audio import load
 
 from .cli import HelpFormatter
 from .export import write_model
-from .files import missing_from_run, write_atomic
+from .files import missing_from_run, read_json, write_atomic
 from .model import OUTPUT_NAMES, Wav2SmallConfig, load_safetensors
 from .quantize import engine_fidelity, quantize
 from .speech import CORE_SPEECH_SOURCES, debian_speech_files, packages_of
@@ -294,7 +294,7 @@ def release(src: Path, out_dir: Path = PACKAGE_MODELS, n_clips: int = 48) -> dic
         raise SystemExit(f"{src} has no train.json: release a finished training.distill or "
                          "training.uncertainty run")
     model = load_safetensors(src / "model.safetensors")
-    train = json.loads((src / "train.json").read_text())
+    train = read_json(src / "train.json")
     names, clips = real_speech(n_clips)
     calib, held_out = clips[0::2], clips[1::2]
     rebuild, extra = student_rebuild(train, src), ""
@@ -310,7 +310,7 @@ def release(src: Path, out_dir: Path = PACKAGE_MODELS, n_clips: int = 48) -> dic
         # the modulation threshold of the run; runs from before it was one get the current default
         model.cfg.min_modulation_db = modulation_threshold(train)
         uq, init = train, Path(train["config"]["init"])  # the card also shows the distilled student
-        train = json.loads((init / "train.json").read_text())
+        train = read_json(init / "train.json")
         rebuild, extra = rebuild_section(train, uq, read_built(src), read_selection(src)), uncertainty_section(uq, model.cfg)
     data = write_model(quantize(model, calib), out_dir / "default.w2s")
     fid = engine_fidelity(model, Model(out_dir / "default.w2s"), held_out)

@@ -112,7 +112,7 @@ import torch
 import torch.nn.functional as F
 
 from .distill import load_checkpoint, parse_bool, save_checkpoint
-from .files import held_run
+from .files import held_run, read_json
 from .metrics import ccc_torch
 from .model import Wav2Small, Wav2SmallConfig, load_safetensors
 from .ood import SNR_KINDS
@@ -791,7 +791,7 @@ def honest_students(spec: str) -> list[tuple[Wav2Small, set[str]]]:
     out = []
     for m, d in zip(load_ensemble(spec), [d.strip() for d in spec.split(",") if d.strip()]):
         path = Path(d) if Path(d).exists() else Path(__file__).resolve().parent.parent / d
-        left = json.loads((path / "train.json").read_text())["config"].get("exclude_voices", "")
+        left = read_json(path / "train.json")["config"].get("exclude_voices", "")
         if not left:
             raise SystemExit(f"{d} left out no voices (training.distill --exclude_voices): no honest errors")
         out.append((m, set(left.split(","))))
