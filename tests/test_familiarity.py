@@ -133,3 +133,19 @@ def test_training_spread_is_weight_squared_times_the_distance_ratio():
     rows = torch.tensor([True, False, True, True, False, True])
     only = familiarity_spread(fam, x, 0.05, rows)
     assert torch.equal(only[rows], got[rows]) and not only[~rows].any()
+
+
+def test_a_student_without_a_head_is_refused_before_the_fit(tmp_path):
+    """training.familiarity on a training.distill run built its fit clips and features (minutes) and
+    only then said, in fold(), that the model has no uncertainty head."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    r = subprocess.run([sys.executable, "-m", "training.familiarity", "training/default",
+                        f"--out_dir={tmp_path / 'out'}"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and r.stderr.strip().splitlines() == [
+        "python -m training.familiarity: error: training/default is not a training.uncertainty run: its model has no "
+        "uncertainty head (a training.distill run? give it to python -m training.uncertainty --init=RUN first)"], r.stderr
+    assert not (tmp_path / "out").exists()

@@ -171,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.real_per_group is None:
         args.real_per_group = cfg.real_per_group
     model = load_safetensors(src / "model.safetensors")
+    if not model.cfg.uncertainty:   # before the fit's minutes of work, not after (fold says the same)
+        raise SystemExit(f"{src} is not a training.uncertainty run: its model has no uncertainty head (a "
+                         "training.distill run? give it to python -m training.uncertainty --init=RUN first)")
     clips = fit_clips(args.n_annotated, args.real_per_group, args.seconds, cfg.n_clips, cfg.seed, log)
     feats = head_inputs(model, clips)
     w, b, stats = fit_row(feats, Distance.fit(feats, args.rank), args.ridge)
