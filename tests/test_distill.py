@@ -573,3 +573,25 @@ def test_student_voices_rule_clips_runs_the_student_on_the_caches_validation(tmp
     (tmp_path / "other.pkl").write_bytes(pickle.dumps({"speech": []}))
     with pytest.raises(SystemExit, match="not a training.uq_select clip cache"):
         mod.main([str(student), f"--rule_clips={tmp_path / 'other.pkl'}"])
+
+
+def test_the_same_weights_make_the_same_file_bytes(tmp_path):
+    """safetensors writes its metadata (format, wav2small_config) in a Rust HashMap's order, which
+    differs between processes and even between calls: two runs with the same seed wrote equal weights
+    in files with different sha256. Saved again, the shipped weights now give the shipped file."""
+    import hashlib
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    shipped = Path(distill.__file__).parent / "default" / "model.safetensors"
+    with safe_open(str(shipped), "pt") as f:
+        config = json.loads(f.metadata()["wav2small_config"])
+    state = load_file(str(shipped))
+    digests = set()
+    for i in range(16):   # two orders, each of probability 1/2 before
+        distill.save_model(tmp_path / f"{i}.safetensors", state, config=config)
+        digests.add(hashlib.sha256((tmp_path / f"{i}.safetensors").read_bytes()).hexdigest())
+    assert digests == {hashlib.sha256(shipped.read_bytes()).hexdigest()}
+    again = load_safetensors(tmp_path / "0.safetensors").state_dict()
+    assert all(torch.equal(again[k], v) for k, v in load_safetensors(shipped).state_dict().items())

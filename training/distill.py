@@ -104,6 +104,7 @@ import hashlib
 import json
 import math
 import os
+import struct
 import sys
 import time
 import warnings
@@ -680,6 +681,26 @@ def save_model(path: Path, state_dict: dict[str, torch.Tensor], config: dict | N
     meta = {"format": "pt", **({"wav2small_config": json.dumps(config)} if config else {})}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
+        fix_metadata_order(tmp)
+
+
+def fix_metadata_order(path: Path) -> None:
+    """safetensors writes the metadata in the order of a Rust HashMap, which differs from process to
+    process, so the same weights made files with different bytes (and sha256). Rewrite the header
+    with the metadata keys in one order, the shipped files' (wav2small_config, then format); the
+    header keeps its length, so the tensors' offsets are unchanged."""
+    with open(path, "r+b") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        meta = header.get("__metadata__")
+        if not meta:
+            return
+        header["__metadata__"] = dict(sorted(meta.items(), reverse=True))
+        raw = json.dumps(header, separators=(",", ":")).encode()
+        if len(raw) > n:   # not the header safetensors wrote: leave it as it is
+            return
+        f.seek(8)
+        f.write(raw.ljust(n, b" "))
 
 
 def save_json(path: Path, obj: dict[str, Any]) -> None:
