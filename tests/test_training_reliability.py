@@ -408,3 +408,20 @@ def test_a_damaged_train_json_is_named(tmp_path: Path):
     with pytest.raises(ValueError, match=f"^{re.escape(str(run / 'train.json'))} is not JSON: "):
         release(run, out_dir=tmp_path / "release")
     assert not (tmp_path / "out").exists() and not (tmp_path / "release").exists()
+
+
+@pytest.mark.parametrize("module, args", [
+    ("training.onnx_export", ["{run}", "-o", "{tmp}/x.onnx"]),
+    ("training.quant_ablation", ["{run}"]),
+])
+def test_a_run_directory_given_for_its_weights_file_is_named(module, args, tmp_path: Path):
+    """A run directory where a .safetensors file is expected said only "No such device (os error 19)"
+    (safetensors mapping a directory); training.convert already said which file to give."""
+    run = ROOT / "training" / "default"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("WAV2SMALL_TRACEBACK", None)
+    proc = subprocess.run([sys.executable, "-m", module, *(a.format(run=run, tmp=tmp_path) for a in args)], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1] == (
+        f"python -m {module}: error: {run} is a directory: give its model.safetensors"), proc.stderr
+    assert list(tmp_path.iterdir()) == []

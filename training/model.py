@@ -333,6 +333,8 @@ def load_safetensors(path: str | Path) -> Wav2Small:
     from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
+    if Path(path).is_dir():   # safetensors says only "No such device (os error 19)"
+        raise ValueError(f"{path} is a directory: give its model.safetensors")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
