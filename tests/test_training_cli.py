@@ -130,3 +130,21 @@ def test_a_new_run_never_writes_over_a_directory_that_holds_one(module, args, fi
         "continue it with --resume=true, or " if resumable and module != "training.familiarity" else "") +
         "choose another --out_dir"), r.stderr
     assert [p.read_bytes() for p in out.iterdir()] == [b"a run's file"] * len(files)
+
+
+@pytest.mark.parametrize("module, args", [
+    ("training.distill", ["--max_iters=1"]),
+    ("training.uncertainty", []),
+    ("training.familiarity", [str(REPO / "training" / "default_uq")]),
+    ("training.release", [str(REPO / "training" / "default_uq")]),
+])
+def test_an_out_dir_that_is_a_file_is_refused_before_the_work(module, args, tmp_path):
+    """training.uncertainty and training.familiarity trained (minutes) and only then failed to write,
+    with "File exists"; training.release calibrated first. training.distill already checked."""
+    out = tmp_path / "a_file"
+    out.write_bytes(b"not a directory")
+    r = subprocess.run([sys.executable, "-m", module, *args, f"--out_dir={out}"], cwd=REPO, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode in (1, 2) and r.stderr.strip().splitlines()[-1].endswith(f"{out} is a file: choose a directory") \
+        or module == "training.distill" and r.stderr.strip().endswith(f"out_dir {out} is a file"), r.stderr
+    assert out.read_bytes() == b"not a directory" and [p.name for p in tmp_path.iterdir()] == ["a_file"]

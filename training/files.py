@@ -54,6 +54,8 @@ def write_atomic(path: str | Path, data: bytes | str) -> None:
 def held_run(out_dir: str | Path, can_resume: bool = True) -> str | None:
     """Why a new training run must not start in `out_dir` (it holds the files of one, which the run
     would write over), with how to continue that run where the command can; None when it may."""
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():   # else the run fails only when it writes
+        return f"--out_dir {out_dir} is a file: choose a directory"
     held = [f for f in RUN_FILES if (Path(out_dir) / f).exists()]
     if not held:
         return None

@@ -334,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
     # checked before the calibration (about 20 s) starts
     if not args.src.is_dir():
         p.error(f"{args.src} is not a directory: release a finished training.distill or training.uncertainty run")
+    if args.out_dir.exists() and not args.out_dir.is_dir():
+        p.error(f"--out_dir {args.out_dir} is a file: choose a directory")
     missing = missing_from_run(args.src)
     if missing:
         p.error(f"{args.src} has no {' or '.join(missing)}: release a finished training.distill or "
