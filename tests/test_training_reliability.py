@@ -425,3 +425,21 @@ def test_a_run_directory_given_for_its_weights_file_is_named(module, args, tmp_p
     assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1] == (
         f"python -m {module}: error: {run} is a directory: give its model.safetensors"), proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("module, other, marker", [("training.distill", "init", "student"),
+                                                   ("training.uncertainty", "student", "init")])
+def test_the_other_commands_checkpoint_is_refused_in_one_line(module, other, marker, tmp_path: Path):
+    """training.uncertainty --resume=true on a training.distill run ended in load_state_dict's size
+    mismatch, and training.distill on an uncertainty run in TrainConfig's TypeError (tracebacks)."""
+    ckpt = tmp_path / "ckpt.pt"
+    torch.save({"iter_num": 2, "config": {other: "x", "seed": 0}}, ckpt)
+    before = ckpt.read_bytes()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("WAV2SMALL_TRACEBACK", None)
+    proc = subprocess.run([sys.executable, "-m", module, f"--out_dir={tmp_path}", "--resume=true"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1] == (
+        f"python -m {module}: error: {ckpt} is not a {module} checkpoint (its config has no {marker}): resume it "
+        "with the command that wrote it, or start a new --out_dir"), proc.stderr
+    assert ckpt.read_bytes() == before

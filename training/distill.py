@@ -656,9 +656,10 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         torch.save(state, tmp)
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """A run's ckpt.pt; one that torch cannot read (truncated, damaged, not a checkpoint) is a
-    ValueError that names it, not torch's traceback."""
+def load_checkpoint(path: Path, command: str = "training.distill", marker: str = "student") -> dict[str, Any]:
+    """A run's ckpt.pt; one that torch cannot read (truncated, damaged, not a checkpoint), or that
+    another command wrote (its config lacks `marker`, an option only `command` has), is a ValueError
+    that names it, not a traceback."""
     import pickle
 
     try:
@@ -666,8 +667,12 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     except (RuntimeError, EOFError, pickle.UnpicklingError) as e:
         why = str(e).split(". ")[0].rstrip(".") or type(e).__name__
     else:
-        if isinstance(ckpt, dict) and "config" in ckpt:
+        config = ckpt.get("config") if isinstance(ckpt, dict) else None
+        if isinstance(config, dict) and marker in config:
             return ckpt
+        if isinstance(config, dict):
+            raise ValueError(f"{path} is not a {command} checkpoint (its config has no {marker}): resume it "
+                             "with the command that wrote it, or start a new --out_dir")
         why = "no run's config in it"
     raise ValueError(f"{path} is not a readable checkpoint ({why}): start a new --out_dir, or restore the file")
 

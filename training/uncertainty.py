@@ -423,7 +423,7 @@ def read_checkpoint(out_dir: Path) -> dict[str, Any]:
     path = out_dir / CHECKPOINT
     if not path.is_file():
         raise FileNotFoundError(f"--resume: no checkpoint at {path}")
-    return load_checkpoint(path)
+    return load_checkpoint(path, "training.uncertainty", "init")
 
 
 def open_run(cfg: UQConfig) -> dict[str, Any] | None:
