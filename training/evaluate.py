@@ -40,7 +40,7 @@ from .cache import AnnotationCache, View
 from .cli import HelpFormatter, describe
 from .corpus import Entry, fingerprint, read_manifest
 from .distill import Split, load_student, predict_exact, render_view
-from .files import FINISHED_RUN, missing_from_run, write_atomic
+from .files import FINISHED_RUN, missing_from_run, read_json, write_atomic
 from .metrics import ccc_numpy
 from .mobilenet import count_macs
 from .speech import default_cache_dir
@@ -71,10 +71,7 @@ def recorded_teacher(run_dir: str | Path) -> tuple[str, str]:
     (the --teacher it was given) and "teacher" (its content id; runs from before it: the spec).
     ValueError naming the file if it is not a run's train.json."""
     path = Path(run_dir) / "train.json"
-    try:
-        report = json.loads(path.read_text())
-    except ValueError as e:
-        raise ValueError(f"{path} is not JSON: {e}") from None
+    report = read_json(path)
     if not isinstance(report, dict):
         raise ValueError(f"{path} is not a training run's train.json (not a JSON object)")
     spec = report.get("config", {}).get("teacher", "prosody")

@@ -67,7 +67,7 @@ import numpy as np
 import torch
 
 from .cli import HelpFormatter
-from .files import missing_from_run, write_atomic
+from .files import missing_from_run, read_json, write_atomic
 from .metrics import ccc_numpy
 from .ood import SNRS
 from .release import modulation_threshold
@@ -568,9 +568,9 @@ def main(argv: list[str] | None = None) -> int:
         if missing:
             p.error(f"{run} is not a training.uncertainty run: no {' or '.join(missing)}")
         try:
-            train = json.loads((run / "train.json").read_text())
+            train = read_json(run / "train.json")
         except ValueError as e:
-            p.error(f"{run / 'train.json'} is not JSON: {e}")
+            p.error(str(e))
         if "thresholds" not in train:
             p.error(f"{run} is not a training.uncertainty run: its train.json has no decision thresholds "
                     "(a training.distill run? give it to python -m training.uncertainty --init=RUN first)")
