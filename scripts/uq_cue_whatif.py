@@ -37,15 +37,6 @@ def test_items(n_clips: int) -> list[prosody.ProsodyItem]:
     return [it for it in prosody.build_corpus(n_clips, 0) if it.split == "test"]
 
 
-def annotate_without(params: prosody.SynthParams, cues: set[str]) -> np.ndarray:
-    """The annotator's targets with the rules of `cues` set to zero (everything else as it is)."""
-    total = np.full(3, 0.5)
-    for name, value in prosody.cues(params).items():
-        if name not in cues:
-            total += value * np.asarray(prosody.RULES[name])
-    return np.clip(total, 0.0, 1.0).astype(np.float32)
-
-
 def summarise(label: str, mean: np.ndarray, unc: np.ndarray, targets: np.ndarray,
               corrupted: list[tuple[int, str, float]], voices: list[str]) -> dict:
     n = len(targets)
@@ -78,8 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     # the report's set with its defaults (training.uq_report: 150 annotated, 4 s, 30 clips corrupted, seed 0)
     ev = build_eval_set(150, 15, 60, 4.0, 30, 0, lambda m: print(m, file=sys.stderr), n_clips=3000)
     items = test_items(3000)
-    pick = np.random.default_rng([0, 1]).permutation(len(items))[:150]   # as build_eval_set picks
-    chosen = [items[i] for i in pick]
+    chosen = [items[i] for i in ev.picked]
     as_annotated = np.stack([prosody.annotate(it.params) for it in chosen])
     if not np.array_equal(as_annotated, ev.targets):
         raise SystemExit("the corpus' test split is not the report's (a clip could not be rendered?): "
@@ -89,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     res = run_engine(args.w2s)(ev.annotated + [a for *_, a in ev.corrupted])
     unc = res.uncertainty
     corrupted = [(i, k, lv) for i, k, lv, _ in ev.corrupted]
-    targets = [ev.targets] + [np.stack([annotate_without(it.params, d) for it in chosen]) for d in drops]
+    targets = [ev.targets] + [np.stack([prosody.annotate(it.params, d) for it in chosen]) for d in drops]
     labels = ["as annotated"] + ["without " + " and ".join(sorted(d)) for d in drops]
     rows = [summarise(label, res.mean, unc, t, corrupted, voices) for label, t in zip(labels, targets)]
 

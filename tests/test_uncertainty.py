@@ -203,8 +203,8 @@ def test_uq_voice_probe_renders_as_the_corpus_and_edits_only_what_it_says(tmp_pa
 
 
 def test_uq_cue_whatif_annotates_the_same_draws_without_only_the_cues_it_names(capsys):
-    """scripts/uq_cue_whatif.py (the thirty-eighth round): with no cue dropped its annotator is the
-    corpus's; dropping "rough" moves a rough voice's targets by exactly the rule (where nothing
+    """scripts/uq_cue_whatif.py (the thirty-eighth round), through prosody.annotate's `without`: with
+    no cue dropped the targets are the corpus's; dropping "rough" moves a rough voice's targets by exactly the rule (where nothing
     clips) and leaves a smooth voice's as they are; an unknown cue is refused by name."""
     from training import prosody
 
@@ -214,8 +214,8 @@ def test_uq_cue_whatif_annotates_the_same_draws_without_only_the_cues_it_names(c
         for _ in range(20):
             params = prosody.draw(rng, [prosody.variant_info(name)])
             plain = prosody.annotate(params)
-            assert np.array_equal(mod.annotate_without(params, set()), plain)
-            free = mod.annotate_without(params, {"rough"})
+            assert np.array_equal(prosody.annotate(params, set()), plain)
+            free = prosody.annotate(params, {"rough"})
             rough = prosody.variant_of(params).rough
             if name == "grandma":
                 assert rough == 1.0

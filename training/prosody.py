@@ -89,7 +89,7 @@ from __future__ import annotations
 import argparse
 import math
 from dataclasses import dataclass, replace
-from typing import Iterable
+from typing import Collection, Iterable
 
 import numpy as np
 
@@ -203,11 +203,14 @@ def cues(params: SynthParams) -> dict[str, float]:
     }
 
 
-def annotate(params: SynthParams) -> np.ndarray:
-    """(arousal, dominance, valence) in [0, 1] for one parameter set; ignores text and amplitude."""
+def annotate(params: SynthParams, without: Collection[str] = ()) -> np.ndarray:
+    """(arousal, dominance, valence) in [0, 1] for one parameter set; ignores text and amplitude.
+    `without`: cues whose rules count as zero (scripts/uq_cue_whatif.py: the annotator without the
+    cue the student cannot hear)."""
     total = np.full(3, 0.5)
     for name, value in cues(params).items():
-        total += value * np.asarray(RULES[name])
+        if name not in without:
+            total += value * np.asarray(RULES[name])
     return np.clip(total, 0.0, 1.0).astype(np.float32)
 
 

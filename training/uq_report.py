@@ -284,6 +284,7 @@ class EvalSet:
     annotated: list[np.ndarray]                            # espeak test clips (clean)
     targets: np.ndarray                                    # (N, 3)
     corrupted: list[tuple[int, str, float, np.ndarray]] = field(default_factory=list)  # (clip idx, kind, level, audio)
+    picked: list[int] = field(default_factory=list)   # each annotated clip's index in the corpus' test split
 
 
 def build_eval_set(n_annotated: int, real_per_group: int, ood_per_kind: int, seconds: float,
@@ -311,7 +312,7 @@ def build_eval_set(n_annotated: int, real_per_group: int, ood_per_kind: int, sec
                  for kind, levels in CORRUPTIONS.items() for level in levels]
     log(f"eval set: {len(annotated)} annotated + {len(real)} real speech clips, "
         + ", ".join(f"{k} {len(v)}" for k, v in ns.items()) + f", {len(corrupted)} corrupted")
-    return EvalSet(speech, ns, annotated, targets, corrupted)
+    return EvalSet(speech, ns, annotated, targets, corrupted, pick.tolist())
 
 
 # ------------------------------------------------------------------------------------------------
