@@ -175,6 +175,35 @@ def test_uq_shrink_pulls_only_the_mean_toward_the_centre(speech_clips):
     np.testing.assert_array_equal(mod.max_sigma(half["clean"]), np.exp(rows[:, 3:6]).max(axis=1))
 
 
+def test_uq_mean_swap_pairs_any_mean_with_any_ranking(speech_clips):
+    """scripts/uq_mean_swap.py (the thirty-ninth round): the distilled student's float mean ranked by
+    the shipped engine's sigma, on real clips and noisy copies. The copies are scored against their
+    clean clip's targets, the error at full coverage is the mean's whatever the ranking, the clips'
+    own error as the ranking gives a curve without rises, and a run directory without a model is
+    refused by name."""
+    from training.uq_report import run_engine, run_ensemble
+
+    mod = load_script(REPO / "scripts" / "uq_mean_swap.py")
+    rng = np.random.default_rng(5)
+    clean = [c[:24000] for c in speech_clips[:6]]
+    levels = {0.0: 0.05, 10.0: 0.015}   # two cells, so that the report's Spearman over cells has a meaning
+    noisy = [(c + rng.normal(0, sd, c.shape)).astype(np.float32) for sd in levels.values() for c in clean]
+    corrupted = [(i, "white", level) for level in levels for i in range(6)]
+    student = run_ensemble([str(REPO / "training" / "default")])(clean + noisy).mean
+    engine = run_engine(DEFAULT_W2S)(clean + noisy)
+    targets = student[:6] + 0.05
+    voices = ["a", "a", "a", "b", "b", "b"]
+    r = mod.row(student, engine.uncertainty, targets, corrupted, voices)
+    err = np.abs(student - np.concatenate([targets] * 3)).mean(axis=1)
+    assert r["error"][0] == pytest.approx(err.mean())
+    assert r["cells_below_clean"] == sum(err[k:k + 6].mean() < err[:6].mean() for k in (6, 12))
+    assert mod.row(student, err, targets, corrupted, voices)["rises"] == 0
+    assert mod.row(engine.mean, engine.uncertainty, targets, corrupted, voices)["error"][0] == pytest.approx(
+        np.abs(engine.mean - np.concatenate([targets] * 3)).mean())
+    with pytest.raises(SystemExit):
+        mod.main(["--student=/nonexistent/run"])
+
+
 def test_uq_voice_probe_renders_as_the_corpus_and_edits_only_what_it_says(tmp_path):
     """scripts/uq_voice_probe.py (the thirty-fourth round's probe): a variant file copied into its
     private espeak-ng data (training.speech.private_data) renders the corpus's clip sample for
