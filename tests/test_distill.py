@@ -190,6 +190,19 @@ def test_a_warm_up_as_long_as_the_run_is_warned_about(tmp_path: Path):
                                        f"warm-up (it reaches {lr_at(19, cfg):.3g}, not lr 0.003)")
 
 
+def test_a_missing_corpus_is_the_first_thing_said(tmp_path: Path):
+    """A --corpus manifest that does not exist ends the run at the options' check, before the
+    warm-up warning, the student's summary or anything else is printed."""
+    missing = tmp_path / "no_corpus" / "manifest.csv"
+    with pytest.raises(FileNotFoundError, match=f"no corpus manifest at {missing}: build one with"):
+        TrainConfig(corpus=str(missing)).validate()
+    cfg = TrainConfig(out_dir=str(tmp_path / "run"), corpus=str(missing), max_iters=20, threads=1, tune_malloc=False)
+    with warnings.catch_warnings(record=True) as said, pytest.raises(FileNotFoundError, match="no corpus manifest"):
+        warnings.simplefilter("always")
+        distill.train(cfg)
+    assert said == [] and not (tmp_path / "run").exists()
+
+
 def test_manifest_targets_must_be_finite_numbers(tmp_path: Path):
     from training.corpus import COLUMNS, read_manifest
 

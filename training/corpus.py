@@ -276,10 +276,17 @@ def write_manifest(entries: list[Entry], out_dir: Path, skipped: Skipped | None 
     return path
 
 
-def read_manifest(path: str | Path) -> list[Entry]:
+def require_manifest(path: str | Path) -> Path:
+    """The manifest's path, or FileNotFoundError saying how to build one (commands check it before
+    they spend time on anything else)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no corpus manifest at {path}: build one with python -m training.corpus")
+    return path
+
+
+def read_manifest(path: str | Path) -> list[Entry]:
+    path = require_manifest(path)
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     if rows and set(COLUMNS) - set(rows[0]):

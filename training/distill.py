@@ -266,6 +266,9 @@ class TrainConfig:
             raise ValueError(f"derived_voices is a share of the training clips, 0..1, got {self.derived_voices}")
         if self.derived_voices and self.corpus != "prosody":
             raise ValueError(f"derived_voices draws voices for the prosody corpus, not for {self.corpus!r}")
+        if self.corpus != "prosody":
+            from training.corpus import require_manifest
+            require_manifest(self.corpus)
 
 
 # ------------------------------------------------------------------------------------------------
