@@ -41,7 +41,7 @@ def test_the_sdist_builds_the_c_engine_as_its_readme_says(tmp_path):
     with tarfile.open(archive) as tar:
         names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
         tar.extractall(tmp_path / "src", filter="data")
-    for needed in ("csrc/Makefile", "csrc/w2s_cli.c", "csrc/test_w2s.c", "csrc/check/host_file.c",
+    for needed in ("csrc/Makefile", "csrc/build-flags.mk", "csrc/w2s_cli.c", "csrc/test_w2s.c", "csrc/check/host_file.c",
                    "csrc/firmware/main.c", "csrc/fuzz/Makefile", "wav2small/models/default.w2s",
                    "wav2small/models/default.md", "wav2small/py.typed", "LICENSE", "docs/engine.md"):
         assert needed in names, needed
