@@ -148,20 +148,42 @@ def test_c_cli_reports_an_arena_it_cannot_allocate(build, tmp_path):
     assert len(r.stdout.splitlines()) == 1   # the header only
 
 
+def make_compiled(where, out, obj, *flags):
+    """`make -C where OUT=out [flags] obj`: the command that compiled head.c, or None."""
+    r = subprocess.run(["make", "-C", str(where), f"OUT={out}", *flags, str(obj)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return next((line.split() for line in r.stdout.splitlines() if "head.c -o" in line), None)
+
+
 def test_make_rebuilds_when_the_flags_change(tmp_path):
     """`make -C csrc CFLAGS=-Os` (or -DW2S_NO_SIMD, -mno-unaligned-access: docs/engine.md) after an
     -O2 build in the same OUT said "up to date" and kept the -O2 objects: `size`, the library and the
     firmware silently were the old build. The same flags again must still compile nothing."""
     require_tool("make")
-    csrc, out = str(REPO / "csrc"), tmp_path / "flags"
-    obj = str(out / "head.o")
+    out = tmp_path / "flags"
 
-    def compiled(*flags):   # the command that compiled head.c, or None
-        r = subprocess.run(["make", "-C", csrc, f"OUT={out}", *flags, obj], capture_output=True, text=True)
-        assert r.returncode == 0, r.stdout + r.stderr
-        return next((line.split() for line in r.stdout.splitlines() if "-c head.c" in line), None)
+    def compiled(*flags):
+        return make_compiled(REPO / "csrc", out, out / "head.o", *flags)
 
     assert "-O2" in compiled()
     assert compiled() is None
     assert "-Os" in (compiled("CFLAGS=-Os") or [])
     assert compiled("CFLAGS=-Os") is None
+
+
+def test_the_sanitiser_makefile_rebuilds_when_the_flags_change(tmp_path):
+    """csrc/fuzz/Makefile had the same fault: `CC=gcc` (its header offers it) or another OPT after a
+    build in the same OUT kept the clang -O2 objects, so the sanitiser tests ran the old build."""
+    require_tool("make")
+    require_tool("clang", "clang libclang-rt-14-dev")
+    out = tmp_path / "san"
+
+    def compiled(*flags):
+        return make_compiled(REPO / "csrc" / "fuzz", out, out / "obj" / "san" / "head.o", *flags)
+
+    assert compiled()[0] == "clang"
+    assert compiled() is None
+    assert "-O1" in (compiled("OPT=-O1 -g") or [])
+    assert compiled("OPT=-O1 -g") is None
+    assert (compiled("CC=gcc") or [""])[0] == "gcc"
+    assert compiled("CC=gcc") is None
