@@ -36,8 +36,12 @@
 
 #include "kernels.h"
 
-#if defined(W2S_KERNEL_SCRATCH) && !defined(W2S_STREAM_STACK_SCRATCH)
+#if !defined(W2S_STREAM_STACK_SCRATCH)
+#if defined(W2S_KERNEL_SCRATCH)
 #define W2S_STREAM_STACK_SCRATCH 6144
+#else
+#define W2S_STREAM_STACK_SCRATCH 0 /* no kernel scratch: no buffer (defined for -Wundef) */
+#endif
 #endif
 
 struct w2s_stream {
