@@ -1160,7 +1160,7 @@ W2S_AVX2 void w2s_vox_push_rows_avx2(const w2s_config *c, const w2s_weights *w, 
             for (t = 0; t < n_rows; t++) {
                 const int8_t *x = (t == n_rows - 1 ? last : rows + (size_t)t * stride) + f * C;
                 int16_t xs[W2S_MAX_CHANNELS + 16];
-                __m256i sc = vsb, value = vvb, z, r, k, q, idx, fr, a, b, d, v, e, msk;
+                __m256i sc = vsb, value = vvb, logit, r, k, q, idx, fr, a, b, d, v, e, msk;
                 for (j = 0; j < C; j += 16)
                     _mm256_storeu_si256((__m256i *)(xs + j),
                                         _mm256_add_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(x + j))), off16));
@@ -1177,10 +1177,10 @@ W2S_AVX2 void w2s_vox_push_rows_avx2(const w2s_config *c, const w2s_weights *w, 
                     const __m256i thr = _mm256_sub_epi32(_mm256_srli_epi32(mk, 1), _mm256_srai_epi32(value, 31));
                     value = _mm256_sub_epi32(_mm256_srav_epi32(value, vsh), _mm256_cmpgt_epi32(_mm256_and_si256(value, mk), thr));
                 }
-                z = requant8(sc, vm, vl, vr);
-                /* ceil(z / 2^16): + 1 unless the fraction is 0 */
-                r = _mm256_add_epi32(_mm256_add_epi32(_mm256_srai_epi32(z, W2S_Q_LOG), one),
-                                     _mm256_cmpeq_epi32(_mm256_and_si256(z, fmask), _mm256_setzero_si256()));
+                logit = requant8(sc, vm, vl, vr);
+                /* ceil(logit / 2^16): + 1 unless the fraction is 0 */
+                r = _mm256_add_epi32(_mm256_add_epi32(_mm256_srai_epi32(logit, W2S_Q_LOG), one),
+                                     _mm256_cmpeq_epi32(_mm256_and_si256(logit, fmask), _mm256_setzero_si256()));
                 if (t == 0 && n0 == 0) {
                     ref = r;
                 } else {
@@ -1196,7 +1196,7 @@ W2S_AVX2 void w2s_vox_push_rows_avx2(const w2s_config *c, const w2s_weights *w, 
                     }
                 }
                 k = _mm256_sub_epi32(ref, r);
-                q = _mm256_and_si256(_mm256_sub_epi32(_mm256_setzero_si256(), z), fmask);
+                q = _mm256_and_si256(_mm256_sub_epi32(_mm256_setzero_si256(), logit), fmask);
                 idx = _mm256_srli_epi32(q, W2S_EXP_FRAC_BITS);
                 fr = _mm256_and_si256(q, _mm256_set1_epi32((1 << W2S_EXP_FRAC_BITS) - 1));
                 a = _mm256_i32gather_epi32((const int *)w->exp_lut, idx, 4);
@@ -1920,8 +1920,8 @@ W2S_AVX512 void w2s_logmel8_avx512(const w2s_config *c, const w2s_weights *w, co
         for (j = 0; j < F; j += 2) { /* two mels (sixteen int32 lanes) per requantization */
             __m256i l2[2];
             for (q = 0; q < 2; q++) {
-                const __m512i mv = m[j + q < F ? j + q : j], L = _mm512_max_epi64(_mm512_add_epi64(lg[j + q < F ? j + q : j], off), fl);
-                l2[q] = _mm512_cvtepi64_epi32(_mm512_mask_blend_epi64(_mm512_test_epi64_mask(mv, mv), fl, L));
+                const __m512i mv = m[j + q < F ? j + q : j], lv = _mm512_max_epi64(_mm512_add_epi64(lg[j + q < F ? j + q : j], off), fl);
+                l2[q] = _mm512_cvtepi64_epi32(_mm512_mask_blend_epi64(_mm512_test_epi64_mask(mv, mv), fl, lv));
             }
             _mm256_storeu_si256((__m256i *)res[j],
                                 _mm512_cvtsepi32_epi16(requant16_l(_mm512_inserti64x4(_mm512_castsi256_si512(l2[0]), l2[1], 1),
@@ -1936,15 +1936,15 @@ W2S_AVX512 void w2s_logmel8_avx512(const w2s_config *c, const w2s_weights *w, co
                                                                                      15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), 3),
                                                   _mm512_set1_epi16(63));
             const __mmask32 keep = F - j >= 32 ? 0xFFFFFFFFu : (1u << (F - j)) - 1u;
-            __m512i z[8];
+            __m512i zr[8];
             int p2;
-            for (p2 = 0; p2 < 8; p2++) z[p2] = _mm512_loadu_si512(r + 32 * p2);
+            for (p2 = 0; p2 < 8; p2++) zr[p2] = _mm512_loadu_si512(r + 32 * p2);
             for (q = 0; q < 8; q++) {
                 const __m512i idx = _mm512_add_epi16(base, _mm512_set1_epi16((short)q));
-                __m512i v = _mm512_maskz_permutex2var_epi16(0x000000FFu, z[0], idx, z[1]);
-                v = _mm512_or_si512(v, _mm512_maskz_permutex2var_epi16(0x0000FF00u, z[2], idx, z[3]));
-                v = _mm512_or_si512(v, _mm512_maskz_permutex2var_epi16(0x00FF0000u, z[4], idx, z[5]));
-                v = _mm512_or_si512(v, _mm512_maskz_permutex2var_epi16(0xFF000000u, z[6], idx, z[7]));
+                __m512i v = _mm512_maskz_permutex2var_epi16(0x000000FFu, zr[0], idx, zr[1]);
+                v = _mm512_or_si512(v, _mm512_maskz_permutex2var_epi16(0x0000FF00u, zr[2], idx, zr[3]));
+                v = _mm512_or_si512(v, _mm512_maskz_permutex2var_epi16(0x00FF0000u, zr[4], idx, zr[5]));
+                v = _mm512_or_si512(v, _mm512_maskz_permutex2var_epi16(0xFF000000u, zr[6], idx, zr[7]));
                 _mm512_mask_storeu_epi16(out + (size_t)q * (size_t)F + (size_t)j, keep, v);
             }
         }
