@@ -467,17 +467,17 @@ static int frontend_avx512(int trials) {
             }
         { /* the dB step: zero sums take the floor; multipliers and shifts over their whole range */
             const int32_t offset = rnd_in(-(1 << 23), 1 << 23), floor_ = rnd_in(-64 * 65536, 0);
-            const int32_t mult = t % 6 == 0 ? INT32_MAX : (int32_t)(rnd() >> 1), shift = rnd_in(-31, 30);
+            const int32_t db_mult = t % 6 == 0 ? INT32_MAX : (int32_t)(rnd() >> 1), db_shift = rnd_in(-31, 30);
             int16_t db[W2S_MAX_MELS];
             for (i = 0; i < nv; i++) {
                 if (rnd() % 4 == 0) v[i] = 0;
                 lg[i] = rnd_in(0, 64 * 65536 - 1);
             }
-            w2s_db_avx512(v, lg, nv, offset, floor_, mult, shift, db);
+            w2s_db_avx512(v, lg, nv, offset, floor_, db_mult, db_shift, db);
             for (i = 0; i < nv; i++) {
                 int32_t L = v[i] == 0 ? floor_ : lg[i] + offset;
                 if (L < floor_) L = floor_;
-                if (db[i] != w2s_sat16(w2s_requantize(L, mult, shift))) {
+                if (db[i] != w2s_sat16(w2s_requantize(L, db_mult, db_shift))) {
                     printf("dB (avx512) %d: mel %d differs\n", t, (int)i);
                     return 1;
                 }
