@@ -17,8 +17,9 @@ __version__ = re.search(r'__version__ = "([^"]+)"', Path("wav2small/__init__.py"
 C_SOURCES = sorted(f for f in glob("csrc/*.c") if not f.endswith(("w2s_cli.c", "test_w2s.c")))
 # -Werror only where asked (CI sets WAV2SMALL_WERROR=1): a user's newer compiler may warn where ours
 # does not, and that must not stop an install; csrc/Makefile builds with -Werror always
-# -g0: Python's own flags add -g, which made the extension 3.2 MB instead of 0.7 MB of debug info
-C_FLAGS = ["-std=c99", "-O2", "-g0", "-Wall", "-Wextra", "-fPIC"] + (["-Werror"] if os.environ.get("WAV2SMALL_WERROR") else [])
+# -g0: Python's own flags add -g, which made the extension 3.2 MB instead of 0.7 MB of debug info;
+# -Wundef -Wshadow on the C sources only: pybind11's headers, included by bindings.cpp, shadow
+C_FLAGS = ["-std=c99", "-O2", "-g0", "-Wall", "-Wextra", "-Wundef", "-Wshadow", "-fPIC"] + (["-Werror"] if os.environ.get("WAV2SMALL_WERROR") else [])
 C_HEADERS = sorted(glob("csrc/*.h"))
 
 setup(
