@@ -29,7 +29,7 @@ build() {  # build NAME REV (REV empty: the working tree)
 }
 build old "$OLD"
 build new "$NEW"
-${CC:-cc} -O2 -std=c99 -Wall -Wextra -Werror -pedantic -Icsrc csrc/check/ab_stages.c csrc/check/host_file.c -o "$T/ab_stages" -ldl
+${CC:-cc} -O2 -std=c99 -Wall -Wextra -Werror -pedantic -Wundef -Wshadow -Icsrc csrc/check/ab_stages.c csrc/check/host_file.c -o "$T/ab_stages" -ldl
 "${PYTHON:-python3}" - "$T/clip.raw" <<'PY'
 import sys
 import numpy as np

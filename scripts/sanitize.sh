@@ -51,7 +51,7 @@ objs=()
 for src in "$ROOT"/csrc/*.c; do
     case "$src" in */w2s_cli.c|*/test_w2s.c) continue ;; esac
     obj="$BUILD/obj/$(basename "${src%.c}").o"
-    gcc -std=c99 -Wall -Wextra -Werror $CFLAGS -c "$src" -o "$obj"
+    gcc -std=c99 -Wall -Wextra -Werror -Wundef -Wshadow $CFLAGS -c "$src" -o "$obj"
     objs+=("$obj")
 done
 g++ -std=c++17 $CFLAGS -DVERSION_INFO="$VERSION" -I"$ROOT/csrc" -I"$PYINC" -I"$PBINC" \

@@ -87,7 +87,7 @@ int main(void) {
     csrc = REPO / "csrc"
     sources = sorted(str(p) for p in csrc.glob("*.c") if p.name not in ("w2s_cli.c", "test_w2s.c"))
     exe = converted / "fw"
-    subprocess.run([cc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2", f"-I{csrc}", f"-I{converted}",
+    subprocess.run([cc, "-std=c99", "-Wall", "-Wextra", "-Wundef", "-Wshadow", "-Werror", "-O2", f"-I{csrc}", f"-I{converted}",
                     str(converted / "main.c"), *sources, "-o", str(exe)], check=True)
     out = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.split()
     expected = Model(converted / "m.w2s").predict_fixed(pcm)

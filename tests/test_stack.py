@@ -38,7 +38,7 @@ def stack_usage(cc: str, flags: list[str], out: Path) -> list[tuple[str, int, st
     """(function, bytes, qualifier) of every function of the engine, from gcc -fstack-usage."""
     out.mkdir(parents=True, exist_ok=True)
     for src in ENGINE:
-        cmd = [cc, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic", "-fstack-usage", *flags]
+        cmd = [cc, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic", "-Wundef", "-Wshadow", "-fstack-usage", *flags]
         r = subprocess.run([*cmd, "-c", str(src), "-o", str(out / f"{src.stem}.o")], capture_output=True,
                            text=True)
         assert r.returncode == 0, f"{cc} {src.name}: {r.stderr[-2000:]}"
