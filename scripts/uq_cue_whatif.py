@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from training import prosody  # noqa: E402
-from training.uq_report import build_eval_set, run_engine, selective_measures, spearman  # noqa: E402
+from training.uq_report import REPORT_SET, report_eval_set, run_engine, selective_measures, spearman  # noqa: E402
 from wav2small import Model  # noqa: E402
 
 
@@ -66,9 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         if not d <= set(prosody.RULES):
             p.error(f"unknown cue(s) {sorted(d - set(prosody.RULES))}; the rule table has {', '.join(prosody.RULES)}")
 
-    # the report's set with its defaults (training.uq_report: 150 annotated, 4 s, 30 clips corrupted, seed 0)
-    ev = build_eval_set(150, 15, 60, 4.0, 30, 0, lambda m: print(m, file=sys.stderr), n_clips=3000)
-    items = test_items(3000)
+    ev = report_eval_set(lambda m: print(m, file=sys.stderr))
+    items = test_items(REPORT_SET["n_clips"])
     chosen = [items[i] for i in ev.picked]
     as_annotated = np.stack([prosody.annotate(it.params) for it in chosen])
     if not np.array_equal(as_annotated, ev.targets):
@@ -78,10 +77,9 @@ def main(argv: list[str] | None = None) -> int:
 
     res = run_engine(args.w2s)(ev.annotated + [a for *_, a in ev.corrupted])
     unc = res.uncertainty
-    corrupted = [(i, k, lv) for i, k, lv, _ in ev.corrupted]
     targets = [ev.targets] + [np.stack([prosody.annotate(it.params, d) for it in chosen]) for d in drops]
     labels = ["as annotated"] + ["without " + " and ".join(sorted(d)) for d in drops]
-    rows = [summarise(label, res.mean, unc, t, corrupted, voices) for label, t in zip(labels, targets)]
+    rows = [summarise(label, res.mean, unc, t, ev.cells, voices) for label, t in zip(labels, targets)]
 
     # what else the pass gives per clip, against each set of targets' clean error
     model = Model(args.w2s)

@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO))
 from training.familiarity import FIT_ANNOTATED, FIT_SECONDS, Distance, fit_clips, fit_row, head_inputs  # noqa: E402
 from training.model import load_safetensors  # noqa: E402
 from training.uncertainty import N_VALUES  # noqa: E402
-from training.uq_report import SNR_KINDS, auroc, build_eval_set, selective_measures, spearman  # noqa: E402
+from training.uq_report import SNR_KINDS, auroc, report_eval_set, selective_measures, spearman  # noqa: E402
 from training.uq_select import DEFAULT_CACHE, load_clips  # noqa: E402
 
 
@@ -42,7 +42,7 @@ def scored_sets(model, cache: Path, log) -> dict:
     """Head inputs of every clip group of the validation and evaluation sets, with what each needs."""
     val = load_clips(cache, log)
     n = len(val["targets"])
-    ev = build_eval_set(150, 15, 60, 4.0, 30, 0, log)
+    ev = report_eval_set(log)
     snr_rows = [j for j, (_, kind, _, _) in enumerate(ev.corrupted) if kind in SNR_KINDS]
     return {
         "validation": {"annotated": head_inputs(model, val["speech"][:n] + [a for *_, a in val["corrupted"]]),
@@ -51,7 +51,7 @@ def scored_sets(model, cache: Path, log) -> dict:
                        "nonspeech": {k: head_inputs(model, v) for k, v in val["nonspeech"].items()},
                        "noisy": head_inputs(model, val["noisy"]), "snr": val["snr"]},
         "evaluation": {"annotated": head_inputs(model, ev.annotated + [a for *_, a in ev.corrupted]),
-                       "targets": ev.targets, "corrupted": [(i, k, lv) for i, k, lv, _ in ev.corrupted],
+                       "targets": ev.targets, "corrupted": ev.cells,
                        "speech": head_inputs(model, [a for _, a in ev.speech]),
                        "nonspeech": {k: head_inputs(model, v) for k, v in ev.nonspeech.items()},
                        "noisy": head_inputs(model, [ev.corrupted[j][3] for j in snr_rows]),

@@ -26,7 +26,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from training.uq_report import build_eval_set, run_engine, run_ensemble, selective_measures  # noqa: E402
+from training.uq_report import report_eval_set, run_engine, run_ensemble, selective_measures  # noqa: E402
 
 
 def row(mean: np.ndarray, unc: np.ndarray, targets: np.ndarray, corrupted: list[tuple[int, str, float]],
@@ -55,12 +55,10 @@ def main(argv: list[str] | None = None) -> int:
         if not (Path(d) / "model.safetensors").is_file():
             p.error(f"{d}: no model.safetensors there (a run directory of training.distill is expected)")
 
-    # the report's set with its defaults (training.uq_report: 150 annotated, 4 s, 30 clips corrupted, seed 0)
-    ev = build_eval_set(150, 15, 60, 4.0, 30, 0, lambda m: print(m, file=sys.stderr), n_clips=3000)
+    ev = report_eval_set(lambda m: print(m, file=sys.stderr))
     n = len(ev.targets)
     voices = [group for group, _ in ev.speech[:n]]
     clips = ev.annotated + [a for *_, a in ev.corrupted]
-    corrupted = [(i, k, lv) for i, k, lv, _ in ev.corrupted]
     engine = run_engine(args.w2s)(clips)
     ensemble = run_ensemble(members)(clips)
     means = {"engine": engine.mean, "distilled student (float)": run_ensemble([args.student])(clips).mean,
@@ -72,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|---|---|---|")
     for mname, mean in means.items():
         for uname, unc in rankings.items():
-            r = row(mean, unc, ev.targets, corrupted, voices)
+            r = row(mean, unc, ev.targets, ev.cells, voices)
             e = r["error"]
             print(f"| {mname} | {uname} | {e[0]:.4f} / {e[10]:.4f} / {e[16]:.4f} / {e[19]:.4f} | {r['area']:.4f} "
                   f"| {r['rises']} | {r['random_share']:.0%} "

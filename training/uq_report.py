@@ -286,6 +286,22 @@ class EvalSet:
     corrupted: list[tuple[int, str, float, np.ndarray]] = field(default_factory=list)  # (clip idx, kind, level, audio)
     picked: list[int] = field(default_factory=list)   # each annotated clip's index in the corpus' test split
 
+    @property
+    def cells(self) -> list[tuple[int, str, float]]:
+        """(clean clip index, kind, level) of each corrupted copy, in order: what selective_measures takes."""
+        return [(i, kind, level) for i, kind, level, _ in self.corrupted]
+
+
+# the report's evaluation set as its command builds it by default (main's defaults): the probes in
+# scripts/ that measure on the report's own clips build it through report_eval_set
+REPORT_SET = {"n_annotated": 150, "real_per_group": 15, "ood_per_kind": 60, "seconds": 4.0, "corrupt_clips": 30,
+              "seed": 0, "n_clips": 3000}
+
+
+def report_eval_set(log: Callable[[str], None]) -> EvalSet:
+    """build_eval_set with the report's defaults (REPORT_SET): the clips the committed report measured."""
+    return build_eval_set(log=log, **REPORT_SET)
+
 
 def build_eval_set(n_annotated: int, real_per_group: int, ood_per_kind: int, seconds: float,
                    corrupt_clips: int, seed: int, log: Callable[[str], None], n_clips: int = 3000) -> EvalSet:
@@ -482,7 +498,7 @@ def evaluate(es: EvalSet, methods: dict[str, Callable[[list[np.ndarray]], Result
             res["operating_points"][name] = operating_points(groups, grid)
         res["selective"][name], res["corruptions"][name] = selective_measures(
             np.concatenate([clean.mean, cor.mean]), np.concatenate([clean.uncertainty, cor.uncertainty]),
-            es.targets, len(clean.mean), [(i, kind, lvl) for i, kind, lvl, _ in es.corrupted],
+            es.targets, len(clean.mean), es.cells,
             [group for group, _ in es.speech[:len(es.annotated)]])
     if silero is not None:
         log("running silero-vad")
@@ -701,22 +717,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--base", default="training/default", help="float student for MC dropout ('' to skip)")
     p.add_argument("--ensemble", default="", help="comma-separated run dirs of a deep ensemble ('' to skip)")
     p.add_argument("--out", default="docs/uncertainty-report", help="writes OUT.md, OUT.json and OUT/*.png")
-    p.add_argument("--annotated", type=int, default=150, help="held-out espeak-ng clips")
-    p.add_argument("--real_per_group", type=int, default=15, help="real speech clips per held-out speaker group")
-    p.add_argument("--ood_per_kind", type=int, default=60, help="eval non-speech clips per kind")
-    p.add_argument("--seconds", type=float, default=4.0, help="clips are cut to this length")
-    p.add_argument("--corrupt_clips", type=int, default=30, help="annotated clips run through every corruption")
+    p.add_argument("--annotated", type=int, default=REPORT_SET["n_annotated"], help="held-out espeak-ng clips")
+    p.add_argument("--real_per_group", type=int, default=REPORT_SET["real_per_group"], help="real speech clips per held-out speaker group")
+    p.add_argument("--ood_per_kind", type=int, default=REPORT_SET["ood_per_kind"], help="eval non-speech clips per kind")
+    p.add_argument("--seconds", type=float, default=REPORT_SET["seconds"], help="clips are cut to this length")
+    p.add_argument("--corrupt_clips", type=int, default=REPORT_SET["corrupt_clips"], help="annotated clips run through every corruption")
     p.add_argument("--mc_steps", type=int, default=300, help="fine-tuning steps of the MC dropout model")
     p.add_argument("--mc_p", type=float, default=0.2, help="dropout probability of MC dropout")
     p.add_argument("--silero", type=int, default=1, help="1: compare with silero-vad")
-    p.add_argument("--n_clips", type=int, default=3000, help="prosody corpus size (as the students were trained)")
+    p.add_argument("--n_clips", type=int, default=REPORT_SET["n_clips"], help="prosody corpus size (as the students were trained)")
     p.add_argument("--max_sigmas", default="0.25,0.27,0.3",
                    help="max_sigma values of the operating-points table, besides the model's own")
     p.add_argument("--min_speech_probs", default="0.2",
                    help="min_speech_prob values of the operating-points table, besides the model's own")
     p.add_argument("--min_modulations", default="0",
                    help="min_modulation_db values of the operating-points table, besides the model's own (0: off)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the clips drawn, the corruptions and MC dropout")
+    p.add_argument("--seed", type=int, default=REPORT_SET["seed"], help="seed of the clips drawn, the corruptions and MC dropout")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = p.parse_args(argv)
     # every input checked before the evaluation set is built and MC dropout trained (minutes)
